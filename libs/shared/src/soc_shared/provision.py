@@ -1,0 +1,86 @@
+"""Creates, idempotently, what the suite needs inside the servers: one database, one schema and one
+login role per service (each role can touch only its own schema), the tenant service's second,
+row-level-security-bound role, and the RabbitMQ vhost with the suite's user.
+
+``python -m soc_shared.provision [--db soc] [--vhost soc] [--fresh]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import httpx
+import psycopg
+from psycopg import sql
+
+SERVICE_SCHEMAS = ("auth", "tenant", "siem_ingest", "soar_ingest", "itsm_ingest", "threatintel")
+# The tenant service's API connects as this role: not the owner of the tables, no BYPASSRLS, so
+# PostgreSQL's row-level security applies to every query it makes.
+TENANT_APP_ROLE = "soc_tenant_app"
+
+
+def admin_dsn(dbname: str = "postgres") -> str:
+    host = os.environ.get("SOC_DB_HOST", "127.0.0.1")
+    port = os.environ.get("SOC_DB_PORT", "55432")
+    password = os.environ.get("SOC_PG_ADMIN_PASSWORD", "soc_admin")
+    return f"host={host} port={port} dbname={dbname} user=soc_admin password={password}"
+
+
+def role_password(role: str) -> str:
+    """Per-role password: ``SOC_DB_PASSWORD_<ROLE>`` or, for local runs, the role's name."""
+    return os.environ.get(f"SOC_DB_PASSWORD_{role.upper()}", role)
+
+
+def provision_database(db: str, *, fresh: bool = False) -> None:
+    with psycopg.connect(admin_dsn(), autocommit=True) as conn:
+        if fresh:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,)).fetchone()
+        if not exists:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
+        conn.execute(sql.SQL("REVOKE CONNECT ON DATABASE {} FROM PUBLIC").format(sql.Identifier(db)))
+        for role in [f"soc_{s}" for s in SERVICE_SCHEMAS] + [TENANT_APP_ROLE]:
+            if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+                conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(role_password(role))))
+            conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(db), sql.Identifier(role)))
+    with psycopg.connect(admin_dsn(db), autocommit=True) as conn:
+        conn.execute("REVOKE ALL ON SCHEMA public FROM PUBLIC")
+        for schema in SERVICE_SCHEMAS:
+            role = f"soc_{schema}"
+            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(sql.Identifier(schema), sql.Identifier(role)))
+            conn.execute(sql.SQL("ALTER ROLE {} SET search_path = {}").format(sql.Identifier(role), sql.Identifier(schema)))
+        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA tenant TO {}").format(sql.Identifier(TENANT_APP_ROLE)))
+        conn.execute(sql.SQL("ALTER ROLE {} SET search_path = tenant").format(sql.Identifier(TENANT_APP_ROLE)))
+        # Tables the tenant service creates later are readable and writable by the app role; RLS
+        # policies, not grants, decide which rows.
+        conn.execute(sql.SQL("ALTER DEFAULT PRIVILEGES FOR ROLE soc_tenant IN SCHEMA tenant "
+                             "GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {}").format(sql.Identifier(TENANT_APP_ROLE)))
+        conn.execute(sql.SQL("ALTER DEFAULT PRIVILEGES FOR ROLE soc_tenant IN SCHEMA tenant "
+                             "GRANT USAGE, SELECT ON SEQUENCES TO {}").format(sql.Identifier(TENANT_APP_ROLE)))
+
+
+def provision_vhost(vhost: str, *, fresh: bool = False) -> None:
+    base = os.environ.get("SOC_AMQP_MGMT_URL", "http://127.0.0.1:15672")
+    auth = ("soc", os.environ.get("SOC_AMQP_PASSWORD", "soc"))
+    with httpx.Client(base_url=base, auth=auth, timeout=30) as client:
+        if fresh:
+            r = client.delete(f"/api/vhosts/{vhost}")
+            if r.status_code not in (204, 404):
+                r.raise_for_status()
+        client.put(f"/api/vhosts/{vhost}", json={"description": "SOC Portal"}).raise_for_status()
+        client.put(f"/api/permissions/{vhost}/soc", json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--db", default=os.environ.get("SOC_DB_NAME", "soc"))
+    parser.add_argument("--vhost", default="soc")
+    parser.add_argument("--fresh", action="store_true", help="drop and recreate (tests)")
+    args = parser.parse_args()
+    provision_database(args.db, fresh=args.fresh)
+    provision_vhost(args.vhost, fresh=args.fresh)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,515 @@
+"""The sync scheduler every ingestor uses (the OpenCTI-connector split: an ingestor only fetches
+and normalises; this module owns state, leases, scheduling, publishing and reporting).
+
+State lives in the ingestor's own schema, one row per (integration, resource): cursor, next run,
+lease, last error, consecutive failures. Any number of replicas claim due rows with
+``FOR UPDATE SKIP LOCKED`` leases. A page's cursor is saved only after the broker confirmed every
+event of that page, and only while this replica still holds the lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends
+from loguru import logger
+from prometheus_client import Counter, Gauge, Histogram
+from pydantic import BaseModel, Field
+from sqlalchemy.dialects.postgresql import JSONB, insert
+
+from soc_shared.bus import BatchConsumer, Bus, Delivery, PublishError
+from soc_shared.db import Database
+from soc_shared.events import CloudEvent, IntegrationChanged, SyncReported, make_event
+
+SYNC_RUNS = Counter("soc_sync_runs_total", "Sync runs", ["ingestor", "resource", "outcome"])
+SYNC_SECONDS = Histogram("soc_sync_seconds", "Duration of one sync run", ["ingestor", "resource"],
+                         buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300))
+SYNC_RECORDS = Counter("soc_sync_records_total", "Records published by sync runs", ["ingestor", "resource"])
+CURSOR_AGE = Gauge("soc_sync_cursor_age_seconds", "Seconds since the last successful sync", ["ingestor", "integration", "resource"])
+
+metadata = sa.MetaData()
+
+integration_table = sa.Table(
+    "integration",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("subtype", sa.Text, nullable=False),
+    sa.Column("instance_name", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("deleted", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("base_url", sa.Text, nullable=False),
+    sa.Column("verify_tls", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("polling_interval_seconds", sa.Integer, nullable=False, server_default="300"),
+    sa.Column("credential_kind", sa.Text, nullable=False),
+    sa.Column("credentials_version", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("company_id", sa.Text),
+    sa.Column("settings", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+    sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+sync_state_table = sa.Table(
+    "sync_state",
+    metadata,
+    sa.Column("integration_id", sa.Text, primary_key=True),
+    sa.Column("resource", sa.Text, primary_key=True),
+    sa.Column("cursor", JSONB),
+    sa.Column("interval_seconds", sa.Integer, nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("next_run_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("lease_owner", sa.Text),
+    sa.Column("lease_until", sa.DateTime(timezone=True)),
+    sa.Column("last_started_at", sa.DateTime(timezone=True)),
+    sa.Column("last_success_at", sa.DateTime(timezone=True)),
+    sa.Column("last_error", sa.Text),
+    sa.Column("last_error_category", sa.Text),
+    sa.Column("consecutive_failures", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_records", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("total_records", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Index("ix_sync_state_due", "next_run_at", postgresql_where=sa.text("enabled")),
+)
+
+
+def create_ingest_tables(op: Any) -> None:
+    """Initial migration body shared by every ingestor (``op`` is Alembic's)."""
+    bind = op.get_bind()
+    metadata.create_all(bind=bind, tables=[integration_table, sync_state_table])
+
+
+def drop_ingest_tables(op: Any) -> None:
+    bind = op.get_bind()
+    metadata.drop_all(bind=bind, tables=[sync_state_table, integration_table])
+
+
+@dataclass
+class Page:
+    """One confirmed unit of progress: these events, then this cursor."""
+
+    events: list[CloudEvent]
+    cursor: dict[str, Any] | None
+    records: int | None = None
+
+
+@dataclass
+class SyncContext:
+    integration: dict[str, Any]
+    credentials: dict[str, Any]
+    client: Any
+    source: str
+
+    @property
+    def integration_id(self) -> str:
+        return str(self.integration["id"])
+
+
+FetchFn = Callable[[SyncContext, dict[str, Any] | None], AsyncIterator[Page]]
+
+
+@dataclass
+class Resource:
+    """A declarative resource of an ingestor: name, interval, fetch (yields pages)."""
+
+    name: str
+    interval_seconds: int
+    fetch: FetchFn
+    description: str = ""
+
+
+ClientFactory = Callable[[dict[str, Any], dict[str, Any]], Any]
+CredentialsProvider = Callable[[str], Awaitable[dict[str, Any]]]
+
+
+class ErrorInfo(BaseModel):
+    category: str
+    message: str
+
+
+def describe_error(exc: BaseException) -> ErrorInfo:
+    category = getattr(exc, "category", None)
+    if category is not None:
+        return ErrorInfo(category=str(category), message=str(getattr(exc, "message", exc))[:500])
+    if isinstance(exc, PublishError):
+        return ErrorInfo(category="bus", message=str(exc)[:500])
+    return ErrorInfo(category="internal", message=f"{type(exc).__name__}: {exc}"[:500])
+
+
+class Ingestor:
+    """Runs the resources of one ingestor for every integration of its subtype."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        vendor: str,
+        subtype: str,
+        db: Database,
+        bus: Bus,
+        resources: Sequence[Resource],
+        client_factory: ClientFactory,
+        credentials: CredentialsProvider,
+        lease_seconds: int = 120,
+        concurrency: int = 4,
+        poll_seconds: float = 1.0,
+        failure_backoff_max: int = 900,
+    ) -> None:
+        self.name = name
+        self.vendor = vendor
+        self.subtype = subtype
+        self.db = db
+        self.bus = bus
+        self.resources = {r.name: r for r in resources}
+        self.client_factory = client_factory
+        self.credentials = credentials
+        self.lease_seconds = lease_seconds
+        self.concurrency = concurrency
+        self.poll_seconds = poll_seconds
+        self.failure_backoff_max = failure_backoff_max
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._consumer: BatchConsumer | None = None
+        self._loop_task: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ integrations from the bus
+    async def on_integration_changed(self, deliveries: list[Delivery]) -> None:
+        latest: dict[str, IntegrationChanged] = {}
+        for d in deliveries:
+            change = d.payload
+            assert isinstance(change, IntegrationChanged)
+            if change.subtype != self.subtype:
+                continue
+            prev = latest.get(change.integration_id)
+            if prev is None or change.changed_at >= prev.changed_at:
+                latest[change.integration_id] = change
+        if not latest:
+            return
+        async with self.db.session() as session:
+            for change in latest.values():
+                await self.apply_integration(session, change)
+        self._wake.set()
+
+    async def apply_integration(self, session: Any, change: IntegrationChanged) -> None:
+        values = {
+            "id": change.integration_id,
+            "subtype": change.subtype,
+            "instance_name": change.instance_name,
+            "status": change.status,
+            "deleted": change.deleted,
+            "base_url": change.base_url,
+            "verify_tls": change.verify_tls,
+            "polling_interval_seconds": change.polling_interval_seconds,
+            "credential_kind": change.credential_kind,
+            "credentials_version": change.credentials_version,
+            "company_id": change.company_id,
+            "settings": change.settings,
+            "changed_at": change.changed_at,
+        }
+        stmt = insert(integration_table).values(**values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["id"],
+            set_={k: stmt.excluded[k] for k in values if k != "id"},
+            # An older change delivered late never overwrites a newer one.
+            where=integration_table.c.changed_at <= stmt.excluded.changed_at,
+        )
+        await session.execute(stmt)
+        enabled = not change.deleted and change.status != "disabled"
+        for resource in self.resources.values():
+            interval = self.interval_for(resource, change.polling_interval_seconds, change.settings)
+            ins = insert(sync_state_table).values(
+                integration_id=change.integration_id, resource=resource.name, interval_seconds=interval, enabled=enabled
+            )
+            await session.execute(ins.on_conflict_do_update(
+                index_elements=["integration_id", "resource"],
+                set_={"interval_seconds": interval, "enabled": enabled,
+                      # new credentials or re-enabled: try again now instead of waiting out a backoff
+                      "next_run_at": sa.func.least(sync_state_table.c.next_run_at, sa.func.now())},
+            ))
+
+    @staticmethod
+    def interval_for(resource: Resource, polling_interval: int, settings: dict[str, Any]) -> int:
+        overrides = settings.get("resource_intervals") or {}
+        if resource.name in overrides:
+            return max(1, int(overrides[resource.name]))
+        # Fast resources (offenses, incidents: five minutes or less) follow the integration's polling
+        # interval; slow ones (types, groups, daily aggregates) keep their own cadence.
+        if resource.interval_seconds <= 300 and polling_interval:
+            return max(1, polling_interval)
+        return resource.interval_seconds
+
+    # ------------------------------------------------------------------------------- scheduling
+    async def claim(self, limit: int) -> list[dict[str, Any]]:
+        s = sync_state_table
+        i = integration_table
+        due = (
+            sa.select(s.c.integration_id, s.c.resource)
+            .join(i, i.c.id == s.c.integration_id)
+            .where(s.c.enabled, ~i.c.deleted, i.c.status != "disabled", s.c.next_run_at <= sa.func.now(),
+                   sa.or_(s.c.lease_until.is_(None), s.c.lease_until < sa.func.now()),
+                   s.c.resource.in_(list(self.resources)))
+            .order_by(s.c.next_run_at)
+            .limit(limit)
+            .with_for_update(of=s, skip_locked=True)
+            .cte("due")
+        )
+        stmt = (
+            sa.update(s)
+            .where(s.c.integration_id == due.c.integration_id, s.c.resource == due.c.resource)
+            .values(lease_owner=self.owner, lease_until=sa.func.now() + timedelta(seconds=self.lease_seconds),
+                    last_started_at=sa.func.now())
+            .returning(*s.c)
+        )
+        async with self.db.session() as session:
+            rows = (await session.execute(stmt)).mappings().all()
+        return [dict(r) for r in rows]
+
+    async def _save_progress(self, row: dict[str, Any], cursor: dict[str, Any] | None, records: int) -> bool:
+        s = sync_state_table
+        async with self.db.session() as session:
+            result = await session.execute(
+                sa.update(s)
+                .where(s.c.integration_id == row["integration_id"], s.c.resource == row["resource"],
+                       s.c.lease_owner == self.owner)
+                .values(cursor=cursor, lease_until=sa.func.now() + timedelta(seconds=self.lease_seconds),
+                        total_records=s.c.total_records + records)
+            )
+        return bool(result.rowcount)
+
+    async def _finish(self, row: dict[str, Any], *, ok: bool, records: int, error: ErrorInfo | None) -> int:
+        s = sync_state_table
+        failures = 0 if ok else int(row.get("consecutive_failures") or 0) + 1
+        if ok:
+            delay = float(row["interval_seconds"])
+        else:
+            # Exponential backoff with jitter, never slower than the cap, never faster than 1 s.
+            delay = min(self.failure_backoff_max, max(1.0, 2 ** min(failures, 10)) * random.uniform(0.75, 1.25))
+        values: dict[str, Any] = {
+            "lease_owner": None,
+            "lease_until": None,
+            "next_run_at": sa.func.now() + timedelta(seconds=delay),
+            "consecutive_failures": failures,
+            "last_records": records,
+        }
+        if ok:
+            values.update(last_success_at=sa.func.now(), last_error=None, last_error_category=None)
+        elif error is not None:
+            values.update(last_error=error.message, last_error_category=error.category)
+        async with self.db.session() as session:
+            await session.execute(
+                sa.update(s).where(s.c.integration_id == row["integration_id"], s.c.resource == row["resource"],
+                                   s.c.lease_owner == self.owner).values(**values)
+            )
+        return failures
+
+    async def load_integration(self, integration_id: str) -> dict[str, Any] | None:
+        async with self.db.session() as session:
+            row = (await session.execute(sa.select(integration_table).where(integration_table.c.id == integration_id))).mappings().first()
+        return dict(row) if row else None
+
+    async def run_one(self, row: dict[str, Any]) -> None:
+        resource = self.resources[row["resource"]]
+        started_at = datetime.now(UTC)
+        started = time.perf_counter()
+        records = 0
+        error: ErrorInfo | None = None
+        integration = await self.load_integration(row["integration_id"])
+        client = None
+        try:
+            if integration is None:
+                raise RuntimeError("integration unknown to this ingestor")
+            credentials = await self.credentials(row["integration_id"])
+            client = self.client_factory(integration, credentials)
+            ctx = SyncContext(integration=integration, credentials=credentials, client=client,
+                              source=f"/{self.name}/{self.vendor}/{row['integration_id']}")
+            cursor = row.get("cursor")
+            async for page in resource.fetch(ctx, cursor):
+                await self.bus.publish(page.events)
+                n = page.records if page.records is not None else len(page.events)
+                if not await self._save_progress(row, page.cursor, n):
+                    raise RuntimeError("lease lost to another replica; stopping this run")
+                records += n
+                SYNC_RECORDS.labels(self.name, resource.name).inc(n)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            error = describe_error(exc)
+            logger.warning("sync {} {} failed: [{}] {}", row["integration_id"], resource.name, error.category, error.message)
+        finally:
+            if client is not None and hasattr(client, "aclose"):
+                await client.aclose()
+        failures = await self._finish(row, ok=error is None, records=records, error=error)
+        SYNC_RUNS.labels(self.name, resource.name, "ok" if error is None else "error").inc()
+        SYNC_SECONDS.labels(self.name, resource.name).observe(time.perf_counter() - started)
+        if error is None:
+            CURSOR_AGE.labels(self.name, row["integration_id"], resource.name).set(0)
+        await self._report(row, started_at, records, error, failures)
+
+    async def _report(self, row: dict[str, Any], started_at: datetime, records: int, error: ErrorInfo | None,
+                      failures: int) -> None:
+        report = SyncReported(
+            integration_id=row["integration_id"], resource=row["resource"], outcome="ok" if error is None else "error",
+            started_at=started_at, finished_at=datetime.now(UTC), records=records,
+            error_category=error.category if error else None, error_message=error.message if error else None,
+            consecutive_failures=failures,
+        )
+        try:
+            await self.bus.publish([make_event("ingest.sync.reported", report, source=f"/{self.name}",
+                                               subject=f"{row['integration_id']}/{row['resource']}",
+                                               integration_id=row["integration_id"])])
+        except Exception as exc:  # a lost report is not lost data: the next run reports again
+            logger.warning("sync report not published: {}", exc)
+
+    async def run_due_once(self) -> int:
+        """Claim and run what is due now; returns how many runs were done (tests and benches)."""
+        rows = await self.claim(self.concurrency)
+        if rows:
+            await asyncio.gather(*(self.run_one(r) for r in rows))
+        return len(rows)
+
+    async def trigger(self, integration_id: str, resource: str | None = None) -> int:
+        s = sync_state_table
+        stmt = sa.update(s).where(s.c.integration_id == integration_id).values(next_run_at=sa.func.now())
+        if resource:
+            stmt = stmt.where(s.c.resource == resource)
+        async with self.db.session() as session:
+            result = await session.execute(stmt)
+        self._wake.set()
+        return int(result.rowcount or 0)
+
+    async def _loop(self) -> None:
+        sem = asyncio.Semaphore(self.concurrency)
+        running: set[asyncio.Task[None]] = set()
+
+        async def guarded(row: dict[str, Any]) -> None:
+            async with sem:
+                await self.run_one(row)
+
+        while not self._stop.is_set():
+            try:
+                free = self.concurrency - len(running)
+                rows = await self.claim(free) if free > 0 else []
+                for row in rows:
+                    task = asyncio.create_task(guarded(row))
+                    running.add(task)
+                    task.add_done_callback(running.discard)
+            except Exception as exc:  # the database may be briefly away: keep the loop alive
+                logger.warning("{} scheduler: {}", self.name, exc)
+                rows = []
+            if not rows:
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
+                except TimeoutError:
+                    pass
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
+
+    async def start(self, *, consume_integrations: bool = True, run_scheduler: bool = True) -> None:
+        if consume_integrations:
+            self._consumer = BatchConsumer(self.bus, f"{self.name}.integrations", ["tenant.integration.changed"],
+                                           self.on_integration_changed, batch_size=50)
+            await self._consumer.start()
+        if run_scheduler:
+            self._stop.clear()
+            self._loop_task = asyncio.create_task(self._loop())
+
+    async def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._loop_task is not None:
+            await self._loop_task
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+    async def states(self, integration_id: str | None = None) -> list[dict[str, Any]]:
+        s = sync_state_table
+        stmt = sa.select(s).order_by(s.c.integration_id, s.c.resource)
+        if integration_id:
+            stmt = stmt.where(s.c.integration_id == integration_id)
+        async with self.db.session() as session:
+            return [dict(r) for r in (await session.execute(stmt)).mappings().all()]
+
+
+# ------------------------------------------------------------------------------ internal HTTP API
+class ConnectionTestRequest(BaseModel):
+    """What the tenant service sends an ingestor to test credentials (saved or not)."""
+
+    subtype: str
+    base_url: str = Field(min_length=1, max_length=2048)
+    verify_tls: bool = True
+    ca_pem: str | None = None
+    credential_kind: str
+    credentials: dict[str, Any]
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
+class ConnectionTestResult(BaseModel):
+    ok: bool
+    category: str | None = None
+    message: str
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class SyncNowRequest(BaseModel):
+    integration_id: str
+    resource: str | None = None
+
+
+ConnectionTester = Callable[[ConnectionTestRequest], Awaitable[ConnectionTestResult]]
+
+
+def internal_router(ingestor_getter: Callable[[], Ingestor], tester: ConnectionTester, service_dep: Any) -> APIRouter:
+    """``/internal/*`` routes of an ingestor, callable by other services with a service token."""
+    router = APIRouter(prefix="/internal", tags=["internal"], dependencies=[Depends(service_dep)])
+
+    @router.post("/test-connection", response_model=ConnectionTestResult)
+    async def test_connection(body: ConnectionTestRequest) -> ConnectionTestResult:
+        return await tester(body)
+
+    @router.post("/sync-now")
+    async def sync_now(body: SyncNowRequest) -> dict[str, Any]:
+        n = await ingestor_getter().trigger(body.integration_id, body.resource)
+        return {"scheduled": n}
+
+    @router.get("/sync-state")
+    async def sync_state(integration_id: str | None = None) -> dict[str, Any]:
+        rows = await ingestor_getter().states(integration_id)
+        for r in rows:
+            r.pop("lease_owner", None)
+        return {"items": rows, "total": len(rows)}
+
+    return router
+
+
+@dataclass
+class TenantCredentials:
+    """Fetches an integration's credentials just in time from the tenant service's internal API."""
+
+    tenant_url: str
+    token: Callable[[], Awaitable[str]]
+    http: Any = None
+    _cache: dict[str, Any] = field(default_factory=dict)
+
+    async def __call__(self, integration_id: str) -> dict[str, Any]:
+        import httpx
+
+        client = self.http or httpx.AsyncClient(timeout=10)
+        try:
+            response = await client.get(
+                f"{self.tenant_url.rstrip('/')}/internal/integrations/{integration_id}/credentials",
+                headers={"Authorization": f"Bearer {await self.token()}"},
+            )
+        finally:
+            if self.http is None:
+                await client.aclose()
+        if response.status_code != 200:
+            raise RuntimeError(f"credentials for {integration_id} unavailable (HTTP {response.status_code})")
+        return dict(response.json())

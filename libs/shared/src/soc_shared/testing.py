@@ -1,0 +1,130 @@
+"""Test support shared by every service's tests: real servers (local or testcontainers), a fresh
+database and vhost per test session, and tokens signed with a session key."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[4]
+SHARED_DIR = REPO_ROOT.parent / "shared"
+VENDOR_SAMPLES = SHARED_DIR / "vendor-samples"
+
+TEST_DB = "soc_test"
+TEST_VHOST = "soc_test"
+
+
+def _port_open(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def docker_available() -> bool:
+    if os.environ.get("SOC_TEST_CONTAINERS", "auto") == "0" or shutil.which("docker") is None:
+        return False
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=5).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@dataclass
+class Stack:
+    """Where the real servers of this test session are, and what to stop at the end."""
+
+    kind: str
+    containers: list[Any] = field(default_factory=list)
+
+    def stop(self) -> None:
+        for c in self.containers:
+            c.stop()
+
+
+def start_containers() -> Stack:  # pragma: no cover - only where a Docker engine answers
+    import psycopg
+    from testcontainers.postgres import PostgresContainer
+    from testcontainers.rabbitmq import RabbitMqContainer
+
+    pg = PostgresContainer("postgres:15", username="postgres", password="postgres", dbname="postgres").start()
+    mq = RabbitMqContainer("rabbitmq:3.12-management", username="soc", password="soc").with_exposed_ports(5672, 15672).start()
+    os.environ["SOC_DB_HOST"] = pg.get_container_host_ip()
+    os.environ["SOC_DB_PORT"] = str(pg.get_exposed_port(5432))
+    with psycopg.connect(host=os.environ["SOC_DB_HOST"], port=os.environ["SOC_DB_PORT"], user="postgres",
+                         password="postgres", dbname="postgres", autocommit=True) as conn:
+        conn.execute("CREATE ROLE soc_admin LOGIN SUPERUSER PASSWORD 'soc_admin'")
+    host = mq.get_container_host_ip()
+    os.environ["SOC_AMQP_HOSTPORT"] = f"{host}:{mq.get_exposed_port(5672)}"
+    os.environ["SOC_AMQP_MGMT_URL"] = f"http://{host}:{mq.get_exposed_port(15672)}"
+    return Stack("containers", [pg, mq])
+
+
+def start_local() -> Stack:
+    """The project's own servers from Debian packages (scripts/deps.sh), started if not running."""
+    port = int(os.environ.get("SOC_DB_PORT", "55432"))
+    if not (_port_open("127.0.0.1", port) and _port_open("127.0.0.1", 5672) and _port_open("127.0.0.1", 3389)):
+        subprocess.run(["bash", str(REPO_ROOT / "scripts" / "deps.sh"), "start"], check=True)
+    for _ in range(100):
+        if _port_open("127.0.0.1", port) and _port_open("127.0.0.1", 5672):
+            break
+        time.sleep(0.1)
+    return Stack("local")
+
+
+def prepare_session() -> Stack:
+    """Start or find the servers, then give this session a fresh database and vhost."""
+    from soc_shared.provision import provision_database, provision_vhost
+
+    stack = start_containers() if docker_available() else start_local()
+    os.environ["SOC_ENV"] = "test"
+    os.environ["SOC_DB_NAME"] = TEST_DB
+    hostport = os.environ.get("SOC_AMQP_HOSTPORT", "127.0.0.1:5672")
+    os.environ["SOC_AMQP_URL"] = f"amqp://soc:soc@{hostport}/{TEST_VHOST}"
+    os.environ.setdefault("SOC_LDAP_URLS", "ldap://127.0.0.1:3389")
+    provision_database(TEST_DB, fresh=True)
+    provision_vhost(TEST_VHOST, fresh=True)
+    return stack
+
+
+class TokenFactory:
+    """Signs tokens like the auth service does, with a key of this test session."""
+
+    def __init__(self, issuer: str = "soc-portal-auth", audience: str = "soc-portal") -> None:
+        from soc_shared.security import generate_signing_key, public_jwk
+
+        self.issuer = issuer
+        self.audience = audience
+        self.key, self.kid = generate_signing_key()
+        self.jwks = {"keys": [public_jwk(self.key, self.kid)]}
+
+    def verifier(self):  # noqa: ANN201
+        from soc_shared.security import TokenVerifier
+
+        return TokenVerifier.from_keys(self.jwks, self.issuer, self.audience)
+
+    def token(self, *, kind: str = "admin", sub: str | None = None, username: str | None = None,
+              roles: list[str] | None = None, permissions: list[str] | None = None, company_id: str | None = None,
+              read_only: bool = False, typ: str = "access", ttl: int = 900, **extra: Any) -> str:
+        from soc_shared.security import sign_token
+
+        now = int(time.time())
+        sub = sub or str(uuid.uuid4())
+        default_roles = {"admin": ["SUPER_ADMIN"], "tenant": ["TENANT_ADMIN"], "service": []}[kind]
+        claims = {
+            "sub": sub, "username": username or f"{kind}-{sub[:8]}", "kind": kind,
+            "roles": default_roles if roles is None else roles,
+            "permissions": ["DASHBOARD", "REPORTS", "THREAT_INTELLIGENCE", "ASSETS"] if permissions is None else permissions,
+            "company_id": company_id, "read_only": read_only, "typ": typ, "jti": uuid.uuid4().hex,
+            "iat": now, "nbf": now, "exp": now + ttl, "iss": self.issuer, "aud": self.audience, **extra,
+        }
+        return sign_token(self.key, self.kid, claims)
+
+    def headers(self, **kw: Any) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(**kw)}"}

@@ -1,0 +1,129 @@
+import asyncio
+import os
+import uuid
+
+import pytest
+
+from soc_shared.bus import BatchConsumer, Bus, Delivery, list_dead_letters, replay_dead_letters
+from soc_shared.events import SiemDomain, make_event
+
+
+@pytest.fixture
+async def bus():
+    b = Bus(os.environ["SOC_AMQP_URL"], service="test-bus")
+    await b.connect()
+    yield b
+    await b.close()
+
+
+def _domain_event(i: int):
+    return make_event("siem.domain.upserted", SiemDomain(domain_id=i, name=f"d{i}"), source="/test", subject=str(i))
+
+
+async def _wait_for(predicate, timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.05)
+
+
+async def test_batches_are_acked_after_the_handler_and_every_event_arrives(bus):
+    queue = f"test.batch.{uuid.uuid4().hex[:8]}"
+    seen: list[int] = []
+    batch_sizes: list[int] = []
+
+    async def handler(batch: list[Delivery]) -> None:
+        batch_sizes.append(len(batch))
+        seen.extend(d.payload.domain_id for d in batch)
+
+    consumer = BatchConsumer(bus, queue, ["siem.domain.upserted"], handler, batch_size=100, max_wait=0.05)
+    await consumer.start()
+    try:
+        await bus.publish([_domain_event(i) for i in range(250)])
+        await _wait_for(lambda: len(seen) >= 250)
+    finally:
+        await consumer.stop()
+    assert sorted(seen) == list(range(250))
+    assert max(batch_sizes) > 1, "events should be handled in batches"
+
+
+async def test_malformed_message_is_dead_lettered_with_reason_and_consumer_continues(bus):
+    queue = f"test.poison.{uuid.uuid4().hex[:8]}"
+    seen: list[int] = []
+
+    async def handler(batch: list[Delivery]) -> None:
+        seen.extend(d.payload.domain_id for d in batch)
+
+    consumer = BatchConsumer(bus, queue, ["siem.domain.upserted"], handler, batch_size=10)
+    await consumer.start()
+    try:
+        await bus.publish_raw(b"{this is not json", "siem.domain.upserted")
+        await bus.publish([_domain_event(1), _domain_event(2)])
+        await _wait_for(lambda: len(seen) == 2)
+        dead = await list_dead_letters(bus, queue)
+        assert len(dead) == 1
+        assert "not a CloudEvents 1.0 envelope" in dead[0]["reason"]
+        assert dead[0]["routing_key"] == "siem.domain.upserted"
+        # Peeking leaves the message parked.
+        assert len(await list_dead_letters(bus, queue)) == 1
+    finally:
+        await consumer.stop()
+
+
+async def test_event_that_keeps_failing_is_parked_after_the_delivery_limit_and_can_be_replayed(bus):
+    queue = f"test.failing.{uuid.uuid4().hex[:8]}"
+    attempts: dict[int, int] = {}
+    broken = {"on": True}
+    handled: list[int] = []
+
+    async def handler(batch: list[Delivery]) -> None:
+        for d in batch:
+            attempts[d.payload.domain_id] = attempts.get(d.payload.domain_id, 0) + 1
+            if d.payload.domain_id == 13 and broken["on"]:
+                raise RuntimeError("cannot store domain 13")
+        handled.extend(d.payload.domain_id for d in batch)
+
+    consumer = BatchConsumer(bus, queue, ["siem.domain.upserted"], handler, batch_size=10, delivery_limit=3)
+    await consumer.start()
+    try:
+        await bus.publish([_domain_event(i) for i in (12, 13, 14)])
+        await _wait_for(lambda: len(asyncio.all_tasks()) > 0 and 12 in handled and 14 in handled)
+        dead: list[dict] = []
+
+        async def parked() -> bool:
+            nonlocal dead
+            dead = await list_dead_letters(bus, queue)
+            return bool(dead)
+
+        for _ in range(100):
+            if await parked():
+                break
+            await asyncio.sleep(0.1)
+        assert dead and "cannot store domain 13" in dead[0]["reason"]
+        assert 13 not in handled
+        broken["on"] = False
+        assert await replay_dead_letters(bus, queue) == 1
+        await _wait_for(lambda: 13 in handled)
+        assert await list_dead_letters(bus, queue) == []
+    finally:
+        await consumer.stop()
+
+
+async def test_consumer_that_was_stopped_finds_every_event_when_it_restarts(bus):
+    queue = f"test.restart.{uuid.uuid4().hex[:8]}"
+    seen: set[int] = set()
+
+    async def handler(batch: list[Delivery]) -> None:
+        seen.update(d.payload.domain_id for d in batch)
+
+    consumer = BatchConsumer(bus, queue, ["siem.domain.upserted"], handler, batch_size=50)
+    await consumer.start()
+    await consumer.stop()
+    await bus.publish([_domain_event(i) for i in range(100)])
+    consumer = BatchConsumer(bus, queue, ["siem.domain.upserted"], handler, batch_size=50)
+    await consumer.start()
+    try:
+        await _wait_for(lambda: len(seen) == 100)
+    finally:
+        await consumer.stop()

@@ -1,0 +1,110 @@
+"""Start the whole suite in the foreground: every service, every vendor simulator (live), demo
+data; print the gateway URL and the demo logins; stop everything on Ctrl-C.
+
+Dependencies (PostgreSQL, RabbitMQ, OpenLDAP) are started before by ``make up``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+LOGS = ROOT / ".local" / "logs"
+
+SIMULATORS = [("qradar", 9101), ("xsoar", 9102), ("sdp", 9103), ("cyware", 9104)]
+# Auth first: everyone else fetches its JWKS and service tokens from it.
+SERVICES = [
+    ("auth", "soc_auth", 8001),
+    ("tenant", "soc_tenant", 8002),
+    ("siem-ingest", "soc_siem_ingest", 8011),
+    ("soar-ingest", "soc_soar_ingest", 8012),
+    ("itsm-ingest", "soc_itsm_ingest", 8013),
+    ("threatintel", "soc_threatintel", 8014),
+    ("gateway", "soc_gateway", int(os.environ.get("SOC_GATEWAY_PORT", "8000"))),
+]
+
+
+def wait_healthy(name: str, url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{name} exited with {proc.returncode}; see {LOGS / (name + '.log')}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"{name} did not become healthy at {url}; see {LOGS / (name + '.log')}")
+
+
+def main() -> None:
+    LOGS.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env.setdefault("SOC_ENV", "dev")
+    env.setdefault("SOC_ADMIN_USERNAME", "admin")
+    generated = "SOC_ADMIN_PASSWORD" not in env
+    if generated:
+        env["SOC_ADMIN_PASSWORD"] = secrets.token_urlsafe(14)
+    procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def start(name: str, args: list[str], health: str) -> None:
+        log = open(LOGS / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
+        proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        procs.append((name, proc))
+        wait_healthy(name, health, proc)
+        print(f"  started {name:<12} {health.rsplit('/', 1)[0]}")
+
+    def stop(*_: object) -> None:
+        for _name, proc in reversed(procs):
+            if proc.poll() is None:
+                proc.terminate()
+        for _name, proc in reversed(procs):
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    print("Starting the SOC Portal suite (logs in .local/logs/)")
+    try:
+        for vendor, port in SIMULATORS:
+            start(f"sim-{vendor}", ["-m", "soc_simulators", vendor, "--port", str(port), "--live"],
+                  f"http://127.0.0.1:{port}/_sim/state")
+        for name, module, port in SERVICES:
+            start(name, ["-m", module], f"http://127.0.0.1:{port}/healthz")
+        gateway = f"http://127.0.0.1:{SERVICES[-1][2]}"
+        sys.path.insert(0, str(ROOT / "scripts"))
+        from demo import seed_demo
+
+        logins = seed_demo(gateway, env["SOC_ADMIN_USERNAME"], env["SOC_ADMIN_PASSWORD"])
+    except BaseException:
+        for _name, proc in procs:
+            proc.terminate()
+        raise
+    print()
+    print(f"Gateway:  {gateway}   (API docs: {gateway}/docs/)")
+    print(f"Admin:    {env['SOC_ADMIN_USERNAME']} / {env['SOC_ADMIN_PASSWORD']}" + ("  (generated)" if generated else ""))
+    for line in logins:
+        print(f"          {line}")
+    print("Ctrl-C stops everything.")
+    while True:
+        for name, proc in procs:
+            if proc.poll() is not None:
+                print(f"{name} exited with {proc.returncode}; see {LOGS / (name + '.log')}; stopping")
+                stop()
+        time.sleep(1)
+
+
+if __name__ == "__main__":
+    main()

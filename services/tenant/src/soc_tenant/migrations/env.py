@@ -1,0 +1,3 @@
+from soc_shared.db import run_alembic_env
+
+run_alembic_env(None)
