@@ -426,14 +426,6 @@ class SyncReported(Payload):
     consecutive_failures: int = 0
 
 
-class VendorTenantsDiscovered(Payload):
-    """Vendor tenants an ingestor discovered (domains, collectors, accounts), for the admins' mapping screens."""
-
-    integration_id: str
-    kind: Literal["qradar_domain", "qradar_event_collector", "soar_account", "itsm_account"]
-    tenants: list[dict[str, Any]]
-
-
 # --------------------------------------------------------------------------------------------- auth
 class UserChanged(Payload):
     user_id: str
@@ -502,7 +494,6 @@ _SPECS = [
     EventSpec("tenant.membership.changed", TenantMembershipChanged),
     EventSpec("tenant.chat.posted", ChatMessagePosted),
     EventSpec("ingest.sync.reported", SyncReported),
-    EventSpec("ingest.vendor_tenants.discovered", VendorTenantsDiscovered),
     EventSpec("auth.user.changed", UserChanged),
     EventSpec("auth.login.succeeded", LoginAttempt),
     EventSpec("auth.login.failed", LoginAttempt),

@@ -355,6 +355,27 @@ class VendorHttp:
         """GET ``path`` and return its JSON body; keyword arguments as for :meth:`request_json`."""
         return await self.request_json("GET", path, **kwargs)
 
+    async def request_with_json(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Any = None,
+        headers: dict[str, str] | None = None,
+        json: Any = None,
+        data: Any = None,
+        content: bytes | str | None = None,
+        expected: Iterable[int] = DEFAULT_EXPECTED,
+        idempotent: bool | None = None,
+        read_timeout: float | None = None,
+    ) -> tuple[httpx.Response, Any]:
+        """Like :meth:`request_json`, also returning the response (for paging headers such as
+        QRadar's ``Content-Range``); a garbage body is retried the same way."""
+        return await self._send(
+            method, path, params=params, headers=headers, json=json, data=data, content=content,
+            expected=expected, idempotent=idempotent, read_timeout=read_timeout, parse_json=True,
+        )
+
     async def _send(
         self,
         method: str,
