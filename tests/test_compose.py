@@ -1,0 +1,75 @@
+"""No Docker engine runs here, so the compose file is checked against the code: every service's
+command, port and environment must be what the code actually reads."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from pathlib import Path
+
+import pytest
+import yaml
+
+from soc_simulators.__main__ import VENDORS
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())
+SERVICES = COMPOSE["services"]
+
+# compose service → (module, settings class path, env prefix, DESIGN port)
+SUITE = {
+    "auth": ("soc_auth", "soc_auth.config:Settings", "SOC_AUTH_", 8001),
+    "tenant": ("soc_tenant", "soc_tenant.config:Settings", "SOC_TENANT_", 8002),
+    "siem-ingest": ("soc_siem_ingest", "soc_siem_ingest.config:Settings", "SOC_SIEM_INGEST_", 8011),
+    "soar-ingest": ("soc_soar_ingest", "soc_soar_ingest.config:Settings", "SOC_SOAR_INGEST_", 8012),
+    "itsm-ingest": ("soc_itsm_ingest", "soc_itsm_ingest.config:Settings", "SOC_ITSM_INGEST_", 8013),
+    "threatintel": ("soc_threatintel", "soc_threatintel.config:Settings", "SOC_THREATINTEL_", 8014),
+    "gateway": ("soc_gateway", "soc_gateway.config:Settings", "SOC_GATEWAY_", 8000),
+}
+# Suite-wide variables read by soc_shared (settings defaults, provisioning) or by the auth bootstrap.
+SUITE_WIDE = {"SOC_ENV", "SOC_DB_HOST", "SOC_DB_PORT", "SOC_DB_NAME", "SOC_AMQP_URL", "SOC_AUTH_URL",
+              "SOC_SERVICE_SECRET", "SOC_LDAP_URLS", "SOC_ADMIN_USERNAME", "SOC_ADMIN_PASSWORD",
+              "SOC_PG_ADMIN_PASSWORD", "SOC_AMQP_MGMT_URL", "PORT_HEALTH"}
+
+
+def _settings_class(path: str):
+    module, name = path.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+@pytest.mark.parametrize("name", sorted(SUITE))
+def test_service_command_port_and_env_match_the_code(name):
+    module, settings_path, prefix, port = SUITE[name]
+    service = SERVICES[name]
+    assert service["command"] == ["python", "-m", module]
+    assert importlib.util.find_spec(f"{module}.__main__") is not None, f"{module} has no __main__"
+    settings_cls = _settings_class(settings_path)
+    assert settings_cls.model_config["env_prefix"] == prefix
+    assert settings_cls.model_fields["port"].default == port
+    env = service["environment"]
+    assert int(env[f"{prefix}PORT"]) == port
+    assert int(env["PORT_HEALTH"]) == port
+    assert env[f"{prefix}HOST"] == "0.0.0.0"
+    fields = {f.upper() for f in settings_cls.model_fields}
+    for key in env:
+        if key in SUITE_WIDE:
+            continue
+        assert key.startswith(prefix) and key[len(prefix):] in fields, f"{name}: {key} is read by nothing"
+    assert "healthcheck" in service
+
+
+@pytest.mark.parametrize("vendor", sorted(VENDORS))
+def test_simulators_run_with_their_ports(vendor):
+    service = SERVICES[f"sim-{vendor}"]
+    cmd = service["command"]
+    assert cmd[:4] == ["python", "-m", "soc_simulators", vendor]
+    assert int(cmd[cmd.index("--port") + 1]) == VENDORS[vendor]
+    assert importlib.util.find_spec(f"soc_simulators.{vendor}") is not None
+
+
+def test_every_service_uses_the_one_dockerfile_and_infrastructure_has_health_checks():
+    for name in SUITE:
+        assert SERVICES[name]["build"]["dockerfile"] == "deploy/Dockerfile"
+    for infra in ("postgres", "rabbitmq", "openldap"):
+        assert "healthcheck" in SERVICES[infra]
+    assert SERVICES["gateway"]["ports"] == ["127.0.0.1:8000:8000"]
