@@ -29,6 +29,9 @@ class Database:
             pool_pre_ping=True,
             pool_recycle=1800,
             echo=echo,
+            # A failing statement's parameters may hold a password hash or a sealed secret: keep
+            # them out of exception messages and therefore out of logs.
+            hide_parameters=True,
             # Each role's search_path is its schema, but say so explicitly: a misconfigured role
             # must not silently read or write another schema.
             connect_args={"options": f"-c search_path={schema}"},
@@ -90,7 +93,7 @@ def run_alembic_env(target_metadata: MetaData | None) -> None:
     from sqlalchemy import engine_from_config
 
     config = context.config
-    schema = config.attributes.get("schema") or target_metadata.schema if target_metadata is not None else None
+    schema = config.attributes.get("schema") or (target_metadata.schema if target_metadata is not None else None)
     connectable = engine_from_config(config.get_section(config.config_ini_section, {}), prefix="sqlalchemy.", poolclass=pool.NullPool)
     with connectable.connect() as connection:
         if schema:

@@ -92,6 +92,17 @@ def _jsonable_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return out
 
 
+def _is_nul_input(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return False
+        if isinstance(seen, ValueError) and "NUL" in str(seen):
+            return True
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return False
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -109,5 +120,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
+        if _is_nul_input(exc):
+            # PostgreSQL text cannot hold NUL; that is bad input, not a server fault.
+            return error_response(422, "invalid_input", "text values must not contain NUL characters")
         logger.opt(exception=exc).error("unhandled error on {} {}", request.method, request.url.path)
         return error_response(500, "internal_error", "an internal error occurred; it has been logged")

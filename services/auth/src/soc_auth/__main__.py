@@ -1,0 +1,59 @@
+"""``python -m soc_auth`` serves (after migrating); ``python -m soc_auth set-password <user>``
+sets a local account's password (read from SOC_NEW_PASSWORD or prompted)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import os
+import sys
+from pathlib import Path
+
+import uvicorn
+from soc_shared.db import migrate
+
+from soc_auth.config import Settings
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+async def _set_password(settings: Settings, username: str, password: str) -> bool:
+    from types import SimpleNamespace
+
+    from soc_auth.main import init_state
+    from soc_auth.user.bootstrap import set_password
+
+    state = SimpleNamespace()
+    init_state(state, settings)
+    try:
+        return await set_password(state, username, password)
+    finally:
+        await state.db.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m soc_auth")
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("serve", help="migrate, then serve (default)")
+    sub.add_parser("migrate", help="upgrade the auth schema and exit")
+    set_pw = sub.add_parser("set-password", help="set a local account's password and end its sessions")
+    set_pw.add_argument("username")
+    args = parser.parse_args()
+    settings = Settings()
+    if args.command == "migrate":
+        migrate(settings, MIGRATIONS)
+        return
+    if args.command == "set-password":
+        password = os.environ.get("SOC_NEW_PASSWORD") or getpass.getpass(f"new password for {args.username}: ")
+        ok = asyncio.run(_set_password(settings, args.username, password))
+        print("password changed" if ok else f"no local account named {args.username!r}")  # noqa: T201
+        sys.exit(0 if ok else 1)
+    migrate(settings, MIGRATIONS)
+    from soc_auth.main import create_app
+
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None, access_log=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""The auth service's settings: one class, environment variables ``SOC_AUTH_*``.
+
+A few values are suite-wide and read without the prefix: ``SOC_ADMIN_USERNAME``,
+``SOC_ADMIN_PASSWORD``, ``SOC_LDAP_URLS``, ``SOC_CRYPTO_KEYS`` and ``SOC_SERVICE_SECRET``.
+
+Production must set ``SOC_CRYPTO_KEYS`` (the key that seals the token-signing keys at rest) and
+``SOC_SERVICE_SECRET``: the service refuses to start with ``SOC_ENV=prod`` and the documented
+development defaults below.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
+from soc_shared.settings import ServiceSettings
+
+# Development only, documented on purpose so that every developer's database opens with the same
+# key: "dev:" + base64("SOC-PORTAL-DEV-ONLY-NOT-FOR-PROD"). Production sets SOC_CRYPTO_KEYS.
+DEV_CRYPTO_KEYS = "dev:U09DLVBPUlRBTC1ERVYtT05MWS1OT1QtRk9SLVBST0Q="
+DEV_SERVICE_SECRET = "dev-service-secret"
+
+SERVICE_CLIENTS = ["tenant", "siem-ingest", "soar-ingest", "itsm-ingest", "threatintel", "gateway"]
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+def _alias(*names: str) -> Any:
+    return AliasChoices(*names)
+
+
+class Settings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="SOC_AUTH_", extra="ignore", populate_by_name=True)
+
+    service_name: str = "auth"
+    port: int = 8001
+    db_user: str = "soc_auth"
+    db_password: SecretStr = Field(
+        default=SecretStr("soc_auth"), validation_alias=_alias("SOC_AUTH_DB_PASSWORD", "SOC_DB_PASSWORD_SOC_AUTH")
+    )
+    db_schema: str = "auth"
+
+    # --- tokens -----------------------------------------------------------------------------------
+    access_token_ttl_seconds: int = Field(default=900, ge=30, le=24 * 3600)
+    refresh_token_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
+    service_token_ttl_seconds: int = Field(default=300, ge=30, le=3600)
+    # Seals the Ed25519 private keys in auth.signing_key ("kid:<base64 32 bytes>[,...]").
+    crypto_keys: SecretStr = Field(
+        default=SecretStr(DEV_CRYPTO_KEYS), validation_alias=_alias("SOC_AUTH_CRYPTO_KEYS", "SOC_CRYPTO_KEYS")
+    )
+    # How often each replica reloads the signing keys (a rotation made by another replica).
+    signing_key_reload_seconds: float = 15.0
+
+    # --- service clients (client-credentials for service tokens) ---------------------------------------
+    service_clients: CommaList = Field(default_factory=lambda: list(SERVICE_CLIENTS))
+    # Optional per-client secrets (JSON object client_id → secret); others use SOC_SERVICE_SECRET.
+    service_client_secrets: dict[str, SecretStr] = Field(default_factory=dict)
+
+    # --- bootstrap super admin -------------------------------------------------------------------------
+    admin_username: str = Field(default="admin", validation_alias=_alias("SOC_AUTH_ADMIN_USERNAME", "SOC_ADMIN_USERNAME"))
+    admin_password: SecretStr | None = Field(
+        default=None, validation_alias=_alias("SOC_AUTH_ADMIN_PASSWORD", "SOC_ADMIN_PASSWORD")
+    )
+    admin_email: str | None = Field(default=None, validation_alias=_alias("SOC_AUTH_ADMIN_EMAIL", "SOC_ADMIN_EMAIL"))
+
+    # --- passwords (Argon2id; RFC 9106 "low memory" profile = argon2-cffi's defaults) ------------------
+    argon2_time_cost: int = 3
+    argon2_memory_cost_kib: int = 65536
+    argon2_parallelism: int = 4
+    password_min_length: int = 12
+
+    # --- brute-force protection --------------------------------------------------------------------------
+    # Per account: a growing delay after `login_delay_after` failures, a lock after `login_lock_after`.
+    login_failure_window_seconds: float = 900
+    login_delay_after: int = 5
+    login_delay_base_seconds: float = 1.0
+    login_delay_max_seconds: float = 60.0
+    login_lock_after: int = 10
+    login_lock_seconds: float = 900
+    # Per client address (many accounts from one place): a delay, then a temporary block.
+    login_ip_delay_after: int = 20
+    login_ip_block_after: int = 100
+    login_ip_block_seconds: float = 900
+    # Peers whose X-Forwarded-For is believed (the gateway); the client address is the nearest
+    # address in the chain that is not one of them.
+    trusted_proxies: CommaList = Field(default_factory=lambda: ["127.0.0.1", "::1"])
+
+    # --- LDAP / Active Directory --------------------------------------------------------------------------
+    ldap_urls: CommaList = Field(
+        default_factory=lambda: ["ldap://127.0.0.1:3389"], validation_alias=_alias("SOC_AUTH_LDAP_URLS", "SOC_LDAP_URLS")
+    )
+    ldap_base_dn: str = "dc=soc,dc=local"
+    ldap_bind_dn: str = "cn=svc-portal,ou=services,dc=soc,dc=local"
+    ldap_bind_password: SecretStr = SecretStr("svc-portal-pass")
+    ldap_user_search_base: str = "ou=people,dc=soc,dc=local"
+    ldap_group_search_base: str = "ou=groups,dc=soc,dc=local"
+    # `user@<upn_domain>` logs in as `user` (Active Directory's userPrincipalName form).
+    ldap_upn_domain: str = "soc.local"
+    ldap_start_tls: bool = False
+    ldap_ca_file: str | None = None
+    ldap_tls_verify: bool = True
+    ldap_connect_timeout: float = 2.0
+    ldap_receive_timeout: float = 5.0
+    # Seconds a server that failed stays out of the pool before it is tried again.
+    ldap_server_retry_seconds: int = 10
+    # Attribute names: OpenLDAP defaults; Active Directory uses sAMAccountName / userPrincipalName / user / group.
+    ldap_login_attribute: str = "uid"
+    ldap_mail_attribute: str = "mail"
+    ldap_upn_attribute: str = ""
+    ldap_name_attribute: str = "cn"
+    ldap_member_of_attribute: str = "memberOf"
+    ldap_user_object_class: str = "person"
+    ldap_group_filter: str = (
+        "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=group)(objectClass=posixGroup))"
+    )
+    ldap_admin_group: str = "cn=soc-admins,ou=groups,dc=soc,dc=local"
+    ldap_read_only_admin_group: str = "cn=soc-read-only-admins,ou=groups,dc=soc,dc=local"
+    ldap_lookup_size_limit: int = 1000
+
+    # --- misc -------------------------------------------------------------------------------------------------
+    preferences_max_bytes: int = 16384
+    login_audit_retention_days: int = 180
+    maintenance_interval_seconds: float = 300
+    consumers_enabled: bool = True
+
+    @field_validator("service_clients", "trusted_proxies", "ldap_urls", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_dev_secrets_in_prod(self) -> Settings:
+        if self.environment == "prod":
+            if self.crypto_keys.get_secret_value() == DEV_CRYPTO_KEYS:
+                raise ValueError("SOC_CRYPTO_KEYS must be set in production (the development key is public)")
+            if self.service_client_secret.get_secret_value() == DEV_SERVICE_SECRET:
+                raise ValueError("SOC_SERVICE_SECRET must be set in production (the development secret is public)")
+        return self
+
+    def secret_for_client(self, client_id: str) -> str | None:
+        if client_id not in self.service_clients:
+            return None
+        specific = self.service_client_secrets.get(client_id)
+        return (specific or self.service_client_secret).get_secret_value()

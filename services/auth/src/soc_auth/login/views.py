@@ -1,0 +1,63 @@
+"""Signing in and out, the caller's own account."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+
+from soc_auth.deps import AppState, CurrentActor, OptionalPrincipal, attempt_context
+from soc_auth.login import flows
+from soc_auth.login.models import ChangePasswordRequest, LoginRequest, LoginResponse
+from soc_auth.token.models import LogoutRequest, RefreshRequest, TokenPair
+from soc_auth.user.models import UserRead
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+_LOGIN_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "wrong user name or password (`invalid_credentials`) — the same answer for unknown users"},
+    403: {"description": "`no_company_mapping`, `company_inactive`, `ambiguous_company_mapping`, `admin_required`"},
+    423: {"description": "`account_locked` after repeated failures (Retry-After)"},
+    429: {"description": "`too_many_attempts`: slow down (Retry-After)"},
+    503: {"description": "`directory_unavailable`: no LDAP server answers"},
+}
+
+
+@router.post("/login/", response_model=LoginResponse, responses=_LOGIN_ERRORS)
+async def login(body: LoginRequest, request: Request, state: AppState) -> LoginResponse:
+    """Sign in with a user name, an e-mail address or `user@domain`, and a password (local or directory)."""
+    return await flows.login(state, body, attempt_context(request, "login"))
+
+
+@router.post("/admin/login/", response_model=LoginResponse, responses=_LOGIN_ERRORS)
+async def admin_login(body: LoginRequest, request: Request, state: AppState) -> LoginResponse:
+    """The administrators' sign-in: refuses every account that is not an administrator."""
+    return await flows.login(state, body, attempt_context(request, "admin_login"), admin_only=True)
+
+
+@router.post("/token/refresh/", response_model=TokenPair)
+async def refresh(body: RefreshRequest, request: Request, state: AppState) -> TokenPair:
+    """Trade a refresh token for a new pair. The old one is spent; presenting a spent one again
+    ends its whole session (`token_reused`)."""
+    return await flows.refresh(state, body.refresh_token, attempt_context(request, "refresh"))
+
+
+@router.post("/logout/", status_code=204, response_class=Response)
+async def logout(state: AppState, principal: OptionalPrincipal, body: LogoutRequest | None = None) -> Response:
+    """End the session of the given refresh token (or, with `all_sessions` and an access token, every session)."""
+    body = body or LogoutRequest()
+    await flows.logout(state, body.refresh_token, principal=principal, all_sessions=body.all_sessions)
+    return Response(status_code=204)
+
+
+@router.get("/me/", response_model=UserRead)
+async def me(actor: CurrentActor) -> UserRead:
+    return actor.user.read()
+
+
+@router.post("/change-password/", status_code=204, response_class=Response)
+async def change_password(body: ChangePasswordRequest, actor: CurrentActor, request: Request, state: AppState) -> Response:
+    """Change a local account's password; every refresh token of the account is revoked."""
+    await flows.change_password(state, actor, body.current_password, body.new_password,
+                                attempt_context(request, "password"))
+    return Response(status_code=204)
