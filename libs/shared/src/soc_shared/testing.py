@@ -17,8 +17,9 @@ REPO_ROOT = Path(__file__).resolve().parents[4]
 SHARED_DIR = REPO_ROOT.parent / "shared"
 VENDOR_SAMPLES = SHARED_DIR / "vendor-samples"
 
-TEST_DB = "soc_test"
-TEST_VHOST = "soc_test"
+# One database and vhost per test session; override to run two sessions side by side.
+TEST_DB = os.environ.get("SOC_TEST_DB", "soc_test")
+TEST_VHOST = os.environ.get("SOC_TEST_VHOST", TEST_DB)
 
 
 def _port_open(host: str, port: int) -> bool:
