@@ -1,8 +1,8 @@
 from pathlib import Path
 
 import uvicorn
-
 from soc_shared.db import migrate
+
 from soc_siem_ingest.config import Settings
 from soc_siem_ingest.main import create_app
 
@@ -10,7 +10,9 @@ from soc_siem_ingest.main import create_app
 def main() -> None:
     settings = Settings()
     migrate(settings, Path(__file__).parent / "migrations")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None, access_log=False)
+    uvicorn.run(
+        create_app(settings), host=settings.host, port=settings.port, log_config=None, access_log=False
+    )
 
 
 if __name__ == "__main__":

@@ -1,93 +1,379 @@
-"""IBM QRadar REST API client (on the shared vendor HTTP base)."""
+"""IBM QRadar REST API client (on the shared vendor HTTP base).
+
+What it knows about QRadar, and nothing else: the two authentications (``SEC`` token or basic),
+the ``Version`` header, ``Range: items=a-b`` paging read back from ``Content-Range``, the
+``filter`` / ``fields`` / ``sort`` parameters, QRadar's JSON error body, keyset paging of offenses
+on ``last_updated_time`` and the Ariel search lifecycle. Retries, timeouts and TLS trust are the
+shared :class:`VendorHttp`'s job.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
-
+from loguru import logger
 from soc_shared.vendor_http import VendorError, VendorErrorCategory, VendorHttp
 
 _CONTENT_RANGE = re.compile(r"items\s+(\d+)-(-?\d+)/(\d+|\*)")
 
+# The offense fields the normaliser reads: asking for them alone roughly halves every page.
+OFFENSE_FIELDS = (
+    "id,description,status,severity,magnitude,credibility,relevance,event_count,flow_count,assigned_to,"
+    "categories,rules(id,type),offense_source,offense_type,source_address_ids,local_destination_address_ids,"
+    "destination_networks,log_sources(id,name,type_id,type_name),start_time,last_updated_time,close_time,"
+    "closing_reason_id,closing_user,follow_up,protected,domain_id"
+)
+
+ARIEL_RUNNING = frozenset({"WAIT", "EXECUTE", "SORTING"})
+ARIEL_FAILED = frozenset({"CANCELED", "ERROR"})
+
+C = VendorErrorCategory
+
 
 def qradar_error(response: httpx.Response) -> VendorError | None:
-    """QRadar's JSON error body → a categorised error (None: let the default mapping decide)."""
+    """QRadar's JSON error body → a categorised error a person can act on (None: default mapping).
+
+    Body: ``{"http_response": {"code", "message"}, "code", "message", "description", "details"}``.
+    QRadar's own ``code`` tells apart what the HTTP status does not: 422/1005 is an invalid
+    ``filter``, 422/30 an unknown ``fields``/``sort`` name, 404/1002 an unknown endpoint or id,
+    406/12 an unsupported ``Version``.
+    """
     try:
         body = response.json()
     except ValueError:
         return None
-    if not isinstance(body, dict) or "http_response" not in body and "code" not in body:
+    if not isinstance(body, dict) or ("http_response" not in body and "code" not in body):
         return None
     status = response.status_code
-    message = str(body.get("message") or body.get("description") or "QRadar error")[:300]
-    code = str(body.get("code")) if body.get("code") is not None else None
+    vendor_message = str(body.get("message") or body.get("description") or "no message").strip()[:300]
+    code = body.get("code")
+    vendor_code = str(code) if code is not None else None
+    suffix = (
+        f" (HTTP {status}" + (f", QRadar code {vendor_code})" if vendor_code else ")") + f": {vendor_message}"
+    )
+    details: dict[str, Any] = {}
+    retryable: bool | None = None
     if status == 401:
-        category = VendorErrorCategory.BAD_CREDENTIALS
+        category, text = C.BAD_CREDENTIALS, "QRadar rejected the credentials (token or username/password)"
     elif status == 403:
-        category = VendorErrorCategory.PERMISSION
+        category = C.PERMISSION
+        text = (
+            "the QRadar credentials lack a capability this integration needs (e.g. offenses or Ariel search)"
+        )
     elif status == 404:
-        category = VendorErrorCategory.NOT_FOUND
-    elif status in (400, 406, 409, 422):
-        category = VendorErrorCategory.INVALID_REQUEST
+        category = C.NOT_FOUND
+        text = "QRadar has no such endpoint or record; check the base URL and API version"
+    elif status == 422 and vendor_code == "1005":
+        category, text = C.INVALID_REQUEST, "QRadar rejected the filter"
+        details["reason"] = "invalid_filter"
+    elif status == 422 and vendor_code == "2000":
+        category, text = C.INVALID_REQUEST, "QRadar rejected the AQL query"
+        details["reason"] = "invalid_aql"
+    elif status == 406:
+        category, text = C.INVALID_REQUEST, "QRadar does not accept the requested API Version"
+        details["reason"] = "unsupported_version"
+    elif status in (400, 409, 416, 422):
+        category, text = C.INVALID_REQUEST, "QRadar rejected the request"
     elif status == 429:
-        category = VendorErrorCategory.RATE_LIMITED
+        category, text = C.RATE_LIMITED, "QRadar is rate limiting requests"
     elif status >= 500:
-        category = VendorErrorCategory.SERVER_ERROR
+        category, text = C.SERVER_ERROR, "QRadar answered with a server error"
+        retryable = status in (500, 502, 503, 504)
     else:
         return None
-    return VendorError(category, f"QRadar: {message}", status=status, vendor_code=code,
-                       retryable=status == 429 or status >= 500)
+    return VendorError(
+        category, text + suffix, status=status, vendor_code=vendor_code, retryable=retryable, details=details
+    )
+
+
+def content_range_total(response: httpx.Response) -> int | None:
+    """The collection size from ``Content-Range: items a-b/total`` (None when absent or ``*``)."""
+    match = _CONTENT_RANGE.search(response.headers.get("Content-Range", ""))
+    if match is None or match.group(3) == "*":
+        return None
+    return int(match.group(3))
+
+
+def _more(records: list[dict[str, Any]], size: int, start: int, total: int | None) -> bool:
+    """Whether another page follows: the total says so when known (a console may answer fewer items
+    than asked for); otherwise only a full page can have a successor."""
+    if not records:
+        return False
+    return start < total if total is not None else len(records) >= size
+
+
+@dataclass(frozen=True, slots=True)
+class OffensePosition:
+    """A keyset position in the (last_updated_time, id) order of offenses."""
+
+    last_updated_time: int
+    id: int
+
+    def filter(self) -> str:
+        t, i = self.last_updated_time, self.id
+        # The leading ">=" lets the console narrow on its last_updated_time index; the rest is the
+        # exact "after (t, id)" condition, so equal times are neither skipped nor re-read.
+        return f"last_updated_time >= {t} and (last_updated_time > {t} or id > {i})"
 
 
 class QRadarClient:
     """Both authentications of the original: an authorised-service token (``SEC``) or basic."""
 
-    def __init__(self, base_url: str, *, integration_id: str, token: str | None = None,
-                 username: str | None = None, password: str | None = None, api_version: str = "16.0",
-                 verify_tls: bool = True, ca_pem: str | None = None, page_size: int = 1000,
-                 transport: httpx.AsyncBaseTransport | None = None, **http_options: Any) -> None:
-        headers = {"Version": api_version, "Accept": "application/json"}
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        integration_id: str,
+        token: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        api_version: str = "16.0",
+        verify_tls: bool = True,
+        ca_pem: str | None = None,
+        page_size: int = 1000,
+        ariel_poll_initial: float = 0.1,
+        ariel_poll_max: float = 2.0,
+        ariel_concurrency: int = 4,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        **http_options: Any,
+    ) -> None:
+        headers = {"Version": str(api_version), "Accept": "application/json"}
         auth = None
         if token:
             headers["SEC"] = token
-        elif username is not None and password is not None:
+        elif username and password is not None:
             auth = httpx.BasicAuth(username, password)
         else:
             raise ValueError("QRadar needs an authorised-service token or a username and password")
         root = base_url.rstrip("/")
         if not root.endswith("/api"):
             root += "/api"
-        self.page_size = page_size
-        self.http = VendorHttp(root + "/", vendor="qradar", integration_id=integration_id, headers=headers,
-                               auth=auth, verify_tls=verify_tls, ca_pem=ca_pem, transport=transport,
-                               error_mapper=qradar_error, **http_options)
+        self.page_size = max(1, page_size)
+        self.options: Any = None  # the sync options of this integration (set by resources.client_for)
+        self.ariel_poll_initial = ariel_poll_initial
+        self.ariel_poll_max = ariel_poll_max
+        self._ariel_slots = asyncio.Semaphore(max(1, ariel_concurrency))
+        self._sleep = sleep
+        self.http = VendorHttp(
+            root + "/",
+            vendor="qradar",
+            integration_id=integration_id,
+            headers=headers,
+            auth=auth,
+            verify_tls=verify_tls,
+            ca_pem=ca_pem,
+            transport=transport,
+            error_mapper=qradar_error,
+            sleep=sleep,
+            **http_options,
+        )
 
     async def aclose(self) -> None:
         await self.http.close()
 
+    # ------------------------------------------------------------------------------- basics
     async def about(self) -> dict[str, Any]:
-        return await self.http.get_json("system/about")
+        body = await self.http.get_json("system/about")
+        if not isinstance(body, dict):
+            raise VendorError(C.BAD_RESPONSE, "QRadar system/about did not answer an object")
+        return body
 
-    async def pages(self, path: str, *, params: dict[str, Any] | None = None,
-                    page_size: int | None = None) -> AsyncIterator[list[dict[str, Any]]]:
-        """Yield a collection page by page with ``Range: items=a-b``, reading ``Content-Range``."""
+    async def get_page(
+        self,
+        path: str,
+        start: int,
+        size: int,
+        *,
+        params: dict[str, Any] | None = None,
+        key: str | None = None,
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """One ``Range: items=start-(start+size-1)`` page: (records, collection total or None).
+
+        ``key`` names the list inside an object body (Ariel results: ``events`` or ``flows``).
+        """
+        response, body = await self.http.request_with_json(
+            "GET", path, params=params, headers={"Range": f"items={start}-{start + size - 1}"}
+        )
+        if key is not None and isinstance(body, dict):
+            body = body.get(key, body.get("flows") if key == "events" else None)
+        if not isinstance(body, list):
+            raise VendorError(
+                C.BAD_RESPONSE,
+                f"QRadar {path.split('?')[0]} did not answer a list",
+                status=response.status_code,
+            )
+        return body, content_range_total(response)
+
+    async def pages(
+        self,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        page_size: int | None = None,
+        key: str | None = None,
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """Yield a collection page by page, the next page already on its way while the caller works
+        on this one (the console serves it while we normalise and publish)."""
         size = page_size or self.page_size
         start = 0
-        while True:
-            response, body = await self.http.request_with_json(
-                "GET", path, params=params, headers={"Range": f"items={start}-{start + size - 1}"}
+        pending: asyncio.Task[tuple[list[dict[str, Any]], int | None]] | None = asyncio.ensure_future(
+            self.get_page(path, start, size, params=params, key=key)
+        )
+        try:
+            while pending is not None:
+                records, total = await pending
+                pending = None
+                start += len(records)
+                more = _more(records, size, start, total)
+                if more:
+                    pending = asyncio.ensure_future(self.get_page(path, start, size, params=params, key=key))
+                if records:
+                    yield records
+        finally:
+            if pending is not None:
+                pending.cancel()
+                await asyncio.gather(pending, return_exceptions=True)
+
+    async def collection(self, path: str, *, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """A whole (small) collection: closing reasons, types, domains."""
+        out: list[dict[str, Any]] = []
+        async for page in self.pages(path, params=params):
+            out.extend(page)
+        return out
+
+    # ------------------------------------------------------------------------------ offenses
+    async def offense_pages(
+        self, after: OffensePosition, *, page_size: int | None = None, fields: str | None = OFFENSE_FIELDS
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """Offenses after ``after`` in (last_updated_time, id) order, page by page.
+
+        One keyset filter serves many Range pages (cheap for the console: one query, then slices).
+        Each page after the first starts one item early: that item must be the previous page's last
+        one. If it is not, an offense was updated meanwhile and left its place (updates move an
+        offense to the end of this order), so every later item shifted and offset paging would skip
+        one: paging restarts with a fresh keyset filter from the last offense seen. Nothing is
+        skipped, and the caller's cursor, the last offense of each page, only moves forward.
+        """
+        size = page_size or self.page_size
+        position = after
+        params: dict[str, Any] = {"filter": position.filter(), "sort": "+last_updated_time,+id"}
+        if fields:
+            params["fields"] = fields
+        start = 0
+        last: dict[str, Any] | None = None
+
+        def request(start_at: int, with_params: dict[str, Any]) -> asyncio.Task[Any]:
+            # From the second page on, ask for one extra item in front: the previous page's last.
+            first = start_at - 1 if start_at > 0 else 0
+            return asyncio.ensure_future(
+                self.get_page("siem/offenses", first, size + (start_at > 0), params=dict(with_params))
             )
-            if not isinstance(body, list):
-                raise VendorError(VendorErrorCategory.BAD_RESPONSE, f"QRadar {path}: expected a list")
-            if body:
-                yield body
-            total = None
-            match = _CONTENT_RANGE.search(response.headers.get("Content-Range", ""))
-            if match and match.group(3) != "*":
-                total = int(match.group(3))
-            start += len(body)
-            if not body or len(body) < size or (total is not None and start >= total):
-                return
+
+        pending: asyncio.Task[Any] | None = request(start, params)
+        try:
+            while pending is not None:
+                records, total = await pending
+                pending = None
+                if start > 0:
+                    head = records[0] if records else None
+                    if (
+                        head is None
+                        or last is None
+                        or head.get("id") != last.get("id")
+                        or head.get("last_updated_time") != last.get("last_updated_time")
+                    ):
+                        # The order shifted under us: restart from the last offense handed out.
+                        assert last is not None
+                        position = OffensePosition(int(last["last_updated_time"]), int(last["id"]))
+                        params = {**params, "filter": position.filter()}
+                        start = 0
+                        pending = request(start, params)
+                        continue
+                    records = records[1:]
+                start += len(records)
+                more = _more(records, size, start, total)
+                if more:
+                    pending = request(start, params)
+                if records:
+                    last = records[-1]
+                    yield records
+        finally:
+            if pending is not None:
+                pending.cancel()
+                await asyncio.gather(pending, return_exceptions=True)
+
+    async def closing_reasons(self) -> dict[int, str]:
+        """Closing reason id → name, reserved and deleted ones included (old offenses cite them)."""
+        rows = await self.collection(
+            "siem/offense_closing_reasons", params={"include_reserved": "true", "include_deleted": "true"}
+        )
+        return {int(r["id"]): str(r.get("text") or "") for r in rows if r.get("id") is not None}
+
+    # --------------------------------------------------------------------------------- Ariel
+    async def ariel_search(
+        self, aql: str, *, max_seconds: float, page_size: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Run one AQL search to completion and return its rows.
+
+        Create (``POST ariel/searches``), poll its status with a growing interval, page its results,
+        and always delete it afterwards: a search that did not complete within ``max_seconds``
+        is cancelled by that DELETE, so abandoned searches do not pile up on the console.
+        """
+        async with self._ariel_slots:
+            created = await self.http.request_json(
+                "POST", "ariel/searches", params={"query_expression": aql}, expected=(200, 201)
+            )
+            if not isinstance(created, dict) or not created.get("search_id"):
+                raise VendorError(C.BAD_RESPONSE, "QRadar did not return a search_id for the Ariel search")
+            search_id = str(created["search_id"])
+            try:
+                await self._wait_for_search(search_id, str(created.get("status") or "WAIT"), max_seconds)
+                rows: list[dict[str, Any]] = []
+                async for page in self.pages(
+                    f"ariel/searches/{search_id}/results", page_size=page_size, key="events"
+                ):
+                    rows.extend(page)
+                return rows
+            finally:
+                await self._delete_search(search_id)
+
+    async def _wait_for_search(self, search_id: str, status: str, max_seconds: float) -> None:
+        deadline = time.monotonic() + max_seconds
+        delay = self.ariel_poll_initial
+        while status != "COMPLETED":
+            if status in ARIEL_FAILED:
+                raise VendorError(
+                    C.SERVER_ERROR,
+                    f"the Ariel search ended as {status} on the QRadar console",
+                    retryable=False,
+                    details={"search_status": status},
+                )
+            if status not in ARIEL_RUNNING:
+                raise VendorError(C.BAD_RESPONSE, f"the Ariel search reported an unknown status {status!r}")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise VendorError(
+                    C.TIMEOUT,
+                    f"the Ariel search did not complete within {max_seconds:g}s; it was cancelled",
+                    retryable=False,
+                    details={"search_status": status},
+                )
+            await self._sleep(min(delay, remaining))
+            delay = min(delay * 1.6, self.ariel_poll_max)
+            body = await self.http.get_json(f"ariel/searches/{search_id}")
+            if not isinstance(body, dict):
+                raise VendorError(C.BAD_RESPONSE, "QRadar answered the Ariel search status with a non-object")
+            status = str(body.get("status") or "")
+
+    async def _delete_search(self, search_id: str) -> None:
+        try:
+            await self.http.request("DELETE", f"ariel/searches/{search_id}", expected=(200, 202, 204, 404))
+        except VendorError as exc:  # the console expires it anyway; never hide the real outcome
+            logger.bind(vendor="qradar").warning("could not delete Ariel search: {}", exc)

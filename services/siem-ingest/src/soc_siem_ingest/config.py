@@ -1,12 +1,14 @@
 from __future__ import annotations
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
-
 from soc_shared.settings import ServiceSettings
 
 
 class Settings(ServiceSettings):
+    """Environment: ``SOC_SIEM_INGEST_<FIELD>``. Per-integration overrides of the sync options
+    travel in the integration's ``settings`` (see :class:`soc_siem_ingest.resources.SyncOptions`)."""
+
     model_config = SettingsConfigDict(env_prefix="SOC_SIEM_INGEST_", extra="ignore")
 
     service_name: str = "siem-ingest"
@@ -16,6 +18,26 @@ class Settings(ServiceSettings):
     db_schema: str = "siem_ingest"
     tenant_url: str = "http://127.0.0.1:8002"
     scheduler_enabled: bool = True
-    concurrency: int = 4
+    concurrency: int = Field(default=4, ge=1, description="(integration, resource) runs at once per replica")
+    # A run keeps its lease until its next page is confirmed; an Ariel window of N domains may take
+    # ceil(N / ariel_concurrency) x ariel_timeout_seconds before that page: keep the lease above it.
+    lease_seconds: int = Field(default=600, ge=10)
     qradar_api_version: str = "16.0"
-    page_size: int = 1000
+    page_size: int = Field(default=1000, ge=1, le=10_000, description="Range page size of QRadar lists")
+    http_concurrency: int = Field(default=4, ge=1, description="HTTP requests in flight per integration run")
+    offense_backfill_days: int = Field(
+        default=0, ge=0, description="first sync: last N days of offenses; 0 = all"
+    )
+    offense_overlap_ms: int = Field(default=0, ge=0, description="re-read this much before the cursor")
+    ariel_timeout_seconds: float = Field(
+        default=120.0, gt=0, description="Ariel searches slower are cancelled"
+    )
+    ariel_poll_initial_seconds: float = Field(default=0.1, gt=0)
+    ariel_poll_max_seconds: float = Field(default=2.0, gt=0)
+    ariel_concurrency: int = Field(
+        default=4, ge=1, description="Ariel searches in flight per integration run"
+    )
+    metrics_settle_seconds: int = Field(default=300, ge=0, description="wait this long after a window closes")
+    metrics_catch_up_windows: int = Field(
+        default=24, ge=1, description="missed windows computed after an outage"
+    )

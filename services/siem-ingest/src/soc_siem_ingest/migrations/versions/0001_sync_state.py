@@ -4,7 +4,6 @@ Revision ID: 0001_sync_state
 """
 
 from alembic import op
-
 from soc_shared.sync import create_ingest_tables, drop_ingest_tables
 
 revision = "0001_sync_state"

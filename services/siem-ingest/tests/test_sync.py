@@ -1,0 +1,379 @@
+"""Simulator → siem-ingest → RabbitMQ: every resource, incremental offenses, faults, publish
+failures, Ariel timeouts and two replicas, counted on a queue bound to soc.events."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from typing import Any
+
+import httpx
+from soc_shared.bus import Bus, PublishError
+from soc_siem_ingest.catalogue import CATALOGUE
+from soc_siem_ingest.resources import RESOURCES
+from soc_simulators.faults import Fault
+
+
+def offense_versions(tap: Any, integration_id: str) -> list[tuple[int, int]]:
+    return [
+        (e.data["offense_id"], e.data["version"]) for e in tap.of(integration_id, "siem.offense.upserted")
+    ]
+
+
+def sim_versions(state: Any) -> set[tuple[int, int]]:
+    return {(o["id"], o["last_updated_time"]) for o in state.offenses.values()}
+
+
+async def test_full_sync_publishes_every_resource(harness: Any, tap: Any) -> None:
+    ingestor = harness.ingestor()
+    integration = await harness.add_integration(ingestor)
+    states = await harness.sync(ingestor, integration)
+    await tap.settle()
+    assert {s["resource"] for s in states} == {r.name for r in RESOURCES}
+    assert all(s["last_error"] is None and s["last_success_at"] is not None for s in states), [
+        (s["resource"], s["last_error"]) for s in states if s["last_error"]
+    ]
+
+    sim = harness.state
+    count = Counter(e.type.removeprefix("soc.").removesuffix(".v1") for e in tap.of(integration))
+    active = [d for d in sim.domains if not d["deleted"]]
+    assert count["siem.domain.upserted"] == len(sim.domains)
+    assert count["siem.event_collector.upserted"] == len(sim.event_collectors)
+    assert count["siem.log_source_type.upserted"] == len(sim.log_source_types)
+    assert count["siem.log_source_group.upserted"] == len(sim.log_source_groups)
+    assert count["siem.log_source.upserted"] == len(sim.log_sources)
+    assert count["siem.offense.upserted"] == len(sim.offenses)
+    assert count["siem.eps.sampled"] == 2 * len(active)
+    assert count["siem.metric.sampled"] == len(CATALOGUE) * len(active)
+
+    assets = {e.data["log_source_id"]: e for e in tap.of(integration, "siem.log_source.upserted")}
+    type_names = {t["id"]: t["name"] for t in sim.log_source_types}
+    for raw in sim.log_sources:
+        asset = assets[raw["id"]].data
+        assert asset["type_name"] == type_names[raw["type_id"]]
+        assert asset["sending_ip"] == raw["sending_ip"] and asset["group_ids"] == raw["group_ids"]
+        assert asset["event_collector_id"] == raw["target_event_collector_id"]
+    owner = {ls: d["id"] for d in active for ls in d["log_source_ids"]}
+    assert all(
+        e.data["domain_id"] == owner.get(i) and e.vendortenant == str(owner.get(i))
+        for i, e in assets.items()
+        if i in owner
+    )
+
+    offenses = tap.of(integration, "siem.offense.upserted")
+    reasons = {r["id"]: r["text"] for r in sim.closing_reasons}
+    for event in offenses:
+        raw = sim.offenses[event.data["offense_id"]]
+        assert (
+            event.vendortenant == str(raw["domain_id"]) and event.data["version"] == raw["last_updated_time"]
+        )
+        assert event.data["closing_reason"] == reasons.get(raw["closing_reason_id"])
+    eps = tap.of(integration, "siem.eps.sampled")
+    assert {(e.data["domain_id"], e.data["granularity"]) for e in eps} == {
+        (d["id"], g) for d in active for g in ("hour", "day")
+    }
+    # Peak = the busiest minute: above the average, but of the same order (per-minute buckets).
+    assert all(
+        5 * e.data["average_eps"] >= e.data["peak_eps"] >= e.data["average_eps"] > 0
+        for e in eps
+        if e.data["domain_id"] != 0
+    )
+    metrics = tap.of(integration, "siem.metric.sampled")
+    assert {e.data["family"] for e in metrics} == {f.name for f in CATALOGUE}
+    for event in metrics:
+        family = next(f for f in CATALOGUE if f.name == event.data["family"])
+        assert all(set(row) == set(family.columns) for row in event.data["rows"]), family.name
+        for row in event.data["rows"]:
+            assert all(isinstance(row[m], int | float) for m in family.measures), (family.name, row)
+            assert all(isinstance(row[d], str | list | None) for d in family.dimensions), (family.name, row)
+    assert not sim.searches, "every Ariel search was deleted"
+
+    # Nothing new: a second run publishes no offense and computes no window twice.
+    def siem_events() -> int:
+        return sum(e.type.startswith("soc.siem.") for e in tap.of(integration))
+
+    before = siem_events()
+    await harness.sync(ingestor, integration, "offenses")
+    await harness.sync(ingestor, integration, "metric.suspicious_events")
+    await tap.settle()
+    assert siem_events() == before
+
+
+async def test_offense_synced_updated_and_closed_gives_three_versions(harness: Any, tap: Any) -> None:
+    sim = harness.state
+    ingestor = harness.ingestor(["offenses"])
+    integration = await harness.add_integration(ingestor)
+    await harness.sync(ingestor, integration)
+    offense = sim.new_offense(domain_id=2)
+    await harness.sync(ingestor, integration)
+    sim.touch(offense, event_count=offense["event_count"] + 40, assigned_to="soc.l2.priya")
+    await harness.sync(ingestor, integration)
+    sim.close_offense(offense, 54, "soc.l2.priya")
+    await harness.sync(ingestor, integration)
+    await tap.settle()
+
+    versions = [
+        e for e in tap.of(integration, "siem.offense.upserted") if e.data["offense_id"] == offense["id"]
+    ]
+    assert len(versions) == 3 and len({e.id for e in versions}) == 3
+    assert [e.data["version"] for e in versions] == sorted(e.data["version"] for e in versions)
+    first, updated, closed = (e.data for e in versions)
+    assert (first["status"], first["assigned_to"]) == ("OPEN", None)
+    assert (updated["status"], updated["assigned_to"], updated["event_count"]) == (
+        "OPEN",
+        "soc.l2.priya",
+        first["event_count"] + 40,
+    )
+    assert (
+        closed["status"],
+        closed["closing_reason_id"],
+        closed["closing_reason"],
+        closed["closing_user"],
+    ) == (
+        "CLOSED",
+        54,
+        "True Positive - Incident Raised",
+        "soc.l2.priya",
+    )
+    assert closed["close_time"] is not None and all(e.vendortenant == "2" for e in versions)
+    # The bus is what the tenant reads: its latest version is the closed one.
+    latest = max(versions, key=lambda e: e.data["version"])
+    assert latest.data["status"] == "CLOSED"
+
+
+async def test_incremental_sync_sees_every_change_exactly_once(harness: Any, tap: Any) -> None:
+    sim = harness.state
+    ingestor = harness.ingestor(["offenses"])
+    integration = await harness.add_integration(ingestor)
+    await harness.sync(ingestor, integration)
+    expected = len(sim.offenses)
+    async with httpx.AsyncClient(transport=harness.transport(), base_url="http://qradar.sim") as control:
+        for _ in range(4):
+            change = (await control.post("/_sim/tick")).json()
+            expected += len(change["created"]) + len(change["updated"]) + len(change["closed"])
+            await harness.sync(ingestor, integration)
+    await tap.settle()
+    seen = offense_versions(tap, integration)
+    assert len(seen) == len(set(seen)) == expected
+    assert sim_versions(sim) <= set(seen)
+    cursor = (await harness.state_of(ingestor, integration, "offenses"))["cursor"]
+    assert cursor["last_updated_time"] == max(o["last_updated_time"] for o in sim.offenses.values())
+
+
+async def test_every_fault_is_retried_and_nothing_is_lost(harness: Any, tap: Any) -> None:
+    sim = harness.state
+    board = harness.sim.state.faults
+    ingestor = harness.ingestor(["offenses", "domains"])
+    integration = await harness.add_integration(ingestor, settings={"page_size": 40})
+    # The first round reads all offenses (several pages): new offenses land while we page.
+    for fault in (
+        Fault(kind="shift_page", count=3),
+        Fault(kind="429", count=2, retry_after=0),
+        Fault(kind="500", count=2),
+        Fault(kind="502", count=1),
+        Fault(kind="503", count=2, retry_after=0),
+        Fault(kind="truncate", count=2),
+        Fault(kind="garbage", count=2),
+        Fault(kind="hang", count=1, hang_seconds=0.2),
+    ):
+        if fault.kind != "shift_page":
+            sim.touch(sim.offenses[min(sim.offenses)], event_count=1)  # something new to read this round
+        board.arm(fault.model_copy(update={"path": "/api/siem/offenses"}))
+        states = await harness.sync(ingestor, integration)
+        assert all(s["last_error"] is None for s in states), (fault.kind, states)
+        assert not board.armed(), fault.kind
+    await tap.settle()
+    seen = offense_versions(tap, integration)
+    assert len(seen) == len(set(seen))
+    assert sim_versions(sim) <= set(seen)
+    assert board.fired["shift_page"] == 3  # each fault kind really fired
+    assert {k: board.fired[k] for k in ("429", "500", "503", "truncate", "garbage")} == dict.fromkeys(
+        ("429", "500", "503", "truncate", "garbage"), 2
+    )
+
+
+async def test_a_hanging_console_times_out_and_is_retried_over_real_sockets(
+    harness: Any, tap: Any, socket_sim: Any
+) -> None:
+    app, url = socket_sim
+    ingestor = harness.ingestor(["offenses"], network=True, timeout=httpx.Timeout(0.5, connect=1.0))
+    integration = await harness.add_integration(ingestor, base_url=url, settings={"page_size": 15})
+    app.state.faults.arm(Fault(kind="hang", count=2, hang_seconds=2, path="/api/siem/offenses"))
+    [state] = await harness.sync(ingestor, integration)
+    await tap.settle()
+    assert state["last_error"] is None and app.state.faults.fired["hang"] == 2
+    seen = offense_versions(tap, integration)
+    assert len(seen) == len(set(seen)) == len(app.state.sim.offenses)
+
+
+class ArmAfter(httpx.AsyncBaseTransport):
+    """Passes requests to the simulator and arms a fault once ``after`` offense pages went through."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, board: Any, fault: Fault, after: int) -> None:
+        self.inner, self.board, self.fault, self.after = inner, board, fault, after
+        self.pages = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/siem/offenses":
+            self.pages += 1
+            if self.pages == self.after + 1:
+                self.board.arm(self.fault)
+        return await self.inner.handle_async_request(request)
+
+
+async def test_exhausted_retries_keep_the_cursor_on_the_last_confirmed_page(harness: Any, tap: Any) -> None:
+    sim = harness.state
+    board = harness.sim.state.faults
+    transport = ArmAfter(
+        harness.transport(), board, Fault(kind="500", count=20, path="/api/siem/offenses"), after=3
+    )
+    ingestor = harness.ingestor(["offenses"], transport=transport)
+    integration = await harness.add_integration(ingestor, settings={"page_size": 25})
+    [state] = await harness.sync(ingestor, integration)
+    await tap.settle()
+    assert state["last_error_category"] == "server_error" and state["consecutive_failures"] == 1
+    published = offense_versions(tap, integration)
+    assert 0 < len(published) < len(sim.offenses)
+    newest = max(sim.offenses[i]["last_updated_time"] for i, _ in published)
+    last_id = max(i for i, v in published if v == newest)
+    assert state["cursor"] == {"last_updated_time": newest, "id": last_id}
+    assert state["total_records"] == len(published)
+
+    board.clear()
+    [state] = await harness.sync(ingestor, integration)
+    await tap.settle()
+    assert state["last_error"] is None and state["consecutive_failures"] == 0
+    seen = offense_versions(tap, integration)
+    assert len(seen) == len(set(seen)) == len(sim.offenses)
+
+
+class NackingBus(Bus):
+    """A real bus whose publishes fail (as a broker nack would) while ``failing`` is set."""
+
+    failing = False
+    calls = 0
+
+    async def publish(self, events: Any, *, exchange: str | None = None) -> None:
+        if any(e.type == "soc.siem.offense.upserted.v1" for e in events):
+            self.calls += 1
+            if self.failing and self.calls > 1:
+                raise PublishError(f"0 of {len(events)} events confirmed (broker nack)")
+        await super().publish(events, exchange=exchange)
+
+
+async def test_publish_failure_does_not_advance_the_cursor(harness: Any, tap: Any) -> None:
+    sim = harness.state
+    bus = NackingBus(harness.settings.amqp_url.get_secret_value(), service="siem-ingest-tests-nack")
+    bus.failing = True
+    try:
+        ingestor = harness.ingestor(["offenses"], bus=bus)
+        integration = await harness.add_integration(ingestor, settings={"page_size": 50})
+        [state] = await harness.sync(ingestor, integration)
+        await tap.settle()
+        assert state["last_error_category"] == "bus"
+        first_page = offense_versions(tap, integration)
+        assert len(first_page) == 50
+        ordered = sorted(sim.offenses.values(), key=lambda o: (o["last_updated_time"], o["id"]))
+        assert state["cursor"] == {
+            "last_updated_time": ordered[49]["last_updated_time"],
+            "id": ordered[49]["id"],
+        }
+
+        bus.failing = False
+        [state] = await harness.sync(ingestor, integration)
+        await tap.settle()
+        seen = offense_versions(tap, integration)
+        assert state["last_error"] is None and len(seen) == len(set(seen)) == len(sim.offenses)
+    finally:
+        await bus.close()
+
+
+async def test_ariel_timeout_cancels_the_search_and_is_recorded(harness: Any, tap: Any) -> None:
+    sim = harness.state
+    sim.ariel_delay = 30
+    ingestor = harness.ingestor(["eps", "metric.total_events"])
+    integration = await harness.add_integration(ingestor, settings={"ariel_timeout_seconds": 0.3})
+    states = await harness.sync(ingestor, integration)
+    assert {s["last_error_category"] for s in states} == {"timeout"}
+    assert all(s["cursor"] is None and "cancelled" in s["last_error"] for s in states)
+    assert not sim.searches, "timed-out searches are deleted on the console"
+    sim.ariel_delay = 0.05
+    states = await harness.sync(ingestor, integration)
+    assert all(s["last_error"] is None and s["cursor"] for s in states)
+
+
+async def test_two_replicas_share_the_work_and_never_run_the_same_resource_at_once(
+    harness: Any, tap: Any
+) -> None:
+    running: set[tuple[str, str]] = set()
+    overlaps: list[tuple[str, str]] = []
+    runs: Counter[tuple[str, str]] = Counter()
+    by_replica: Counter[str] = Counter()
+
+    def replica(name: str) -> Any:
+        ingestor = harness.ingestor(["offenses", "domains", "log_sources", "event_collectors"], concurrency=2)
+        original = ingestor.run_one
+
+        async def run_one(row: dict[str, Any]) -> None:
+            key = (row["integration_id"], row["resource"])
+            if key in running:
+                overlaps.append(key)
+            running.add(key)
+            runs[key] += 1
+            by_replica[name] += 1
+            try:
+                await asyncio.sleep(0.01)  # widen the window in which a second claim could collide
+                await original(row)
+            finally:
+                running.discard(key)
+
+        ingestor.run_one = run_one  # type: ignore[method-assign]
+        return ingestor
+
+    first, second = replica("a"), replica("b")
+    integrations = [await harness.add_integration(first) for _ in range(3)]
+    before = dict(harness.sim.state.faults.requests)
+    while True:
+        done = await asyncio.gather(first.run_due_once(), second.run_due_once())
+        if not any(done):
+            break
+    await tap.settle()
+    assert not overlaps
+    assert set(runs) == {
+        (i, r) for i in integrations for r in ("offenses", "domains", "log_sources", "event_collectors")
+    }
+    assert set(runs.values()) == {1}, "each (integration, resource) ran exactly once"
+    assert by_replica["a"] > 0 and by_replica["b"] > 0
+    for integration in integrations:
+        assert len(tap.of(integration, "siem.offense.upserted")) == len(harness.state.offenses)
+        states = await first.states(integration)
+        assert all(s["lease_owner"] is None and s["last_error"] is None for s in states)
+    # The console saw one offense pass per integration, no more.
+    after = harness.sim.state.faults.requests
+    pages = -(-len(harness.state.offenses) // harness.settings.page_size)
+    assert after["/api/siem/offenses"] - before.get("/api/siem/offenses", 0) == 3 * pages
+
+
+async def test_a_leased_resource_is_not_claimed_by_another_replica(harness: Any) -> None:
+    first, second = harness.ingestor(["offenses"]), harness.ingestor(["offenses"])
+    integration = await harness.add_integration(first)
+    claimed = [r for r in await first.claim(10) if r["integration_id"] == integration]
+    assert len(claimed) == 1 and claimed[0]["lease_owner"] == first.owner
+    assert not [r for r in await second.claim(10) if r["integration_id"] == integration]
+    await first.run_one(claimed[0])
+    await first.trigger(integration)
+    assert [r["integration_id"] for r in await second.claim(10)] == [integration]
+
+
+async def test_a_malformed_offense_is_skipped_not_blocking_the_stream(harness: Any, tap: Any) -> None:
+    sim = harness.state
+    ingestor = harness.ingestor(["offenses"])
+    integration = await harness.add_integration(ingestor, settings={"page_size": 50})
+    broken = sim.offenses[min(sim.offenses) + 7]
+    sim.touch(broken, severity="very high")  # a console bug: a score that is not a number
+    [state] = await harness.sync(ingestor, integration)
+    await tap.settle()
+    seen = {i for i, _ in offense_versions(tap, integration)}
+    assert state["last_error"] is None
+    assert seen == set(sim.offenses) - {broken["id"]}
+    assert state["cursor"]["id"] == broken["id"]  # the newest change: the stream went past it
