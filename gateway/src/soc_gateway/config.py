@@ -8,7 +8,6 @@ from typing import Annotated, Any
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
-
 from soc_shared.settings import ServiceSettings
 
 DEFAULT_UPSTREAMS: dict[str, str] = {
@@ -75,6 +74,17 @@ class Settings(ServiceSettings):
     rate_limit_login_burst: int = 5
     # Peers whose X-Forwarded-For we believe (a load balancer in front of the gateway).
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Peers (probes, Prometheus) allowed to read /metrics and /readyz; to others they answer 404.
+    ops_networks: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: [
+            "127.0.0.0/8",
+            "::1/128",
+            "10.0.0.0/8",
+            "172.16.0.0/12",
+            "192.168.0.0/16",
+            "fc00::/7",
+        ]
+    )
 
     # Merged OpenAPI document: refreshed in the background, on demand at most every N seconds.
     openapi_refresh_seconds: float = 300.0
@@ -95,7 +105,7 @@ class Settings(ServiceSettings):
             raise ValueError("SOC_GATEWAY_UPSTREAMS must be a JSON object of service name -> base URL")
         return {str(k): str(v).rstrip("/") for k, v in value.items()}
 
-    @field_validator("cors_origins", "trusted_proxies", mode="before")
+    @field_validator("cors_origins", "trusted_proxies", "ops_networks", mode="before")
     @classmethod
     def _lists(cls, value: Any) -> Any:
         return _split_list(value)

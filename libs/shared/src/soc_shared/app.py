@@ -19,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from soc_shared.context import request_id_var
-from soc_shared.errors import install_error_handlers
+from soc_shared.errors import error_response, install_error_handlers, is_nul_input
 from soc_shared.logging import setup_logging
 from soc_shared.settings import ServiceSettings
 from soc_shared.telemetry import setup_telemetry
@@ -52,10 +52,12 @@ class RequestContextMiddleware:
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status = 500
+        response_started = False
 
         async def send_wrapper(message: Message) -> None:
-            nonlocal status
+            nonlocal status, response_started
             if message["type"] == "http.response.start":
+                response_started = True
                 status = message["status"]
                 headers = list(message.get("headers") or [])
                 headers.append((b"x-request-id", request_id.encode("latin-1")))
@@ -64,6 +66,17 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_wrapper)
+        except Exception as exc:
+            # Starlette's outermost error middleware would answer outside this one (no request
+            # id, its own body): answer here in the project's shape unless a response began.
+            if scope["type"] != "http" or response_started:
+                raise
+            if is_nul_input(exc):
+                response = error_response(422, "invalid_input", "text values must not contain NUL characters")
+            else:
+                logger.opt(exception=exc).error("unhandled error on {} {}", scope.get("method"), scope.get("path"))
+                response = error_response(500, "internal_error", "an internal error occurred; it has been logged")
+            await response(scope, receive, send_wrapper)
         finally:
             if scope["type"] == "http":
                 route = scope.get("route")

@@ -92,7 +92,7 @@ def _jsonable_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return out
 
 
-def _is_nul_input(exc: BaseException) -> bool:
+def is_nul_input(exc: BaseException) -> bool:
     seen: BaseException | None = exc
     for _ in range(5):
         if seen is None:
@@ -120,7 +120,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
-        if _is_nul_input(exc):
+        if is_nul_input(exc):
             # PostgreSQL text cannot hold NUL; that is bad input, not a server fault.
             return error_response(422, "invalid_input", "text values must not contain NUL characters")
         logger.opt(exception=exc).error("unhandled error on {} {}", request.method, request.url.path)

@@ -1,0 +1,27 @@
+"""``python -m soc_gateway``: the gateway under uvicorn (uvloop and httptools when installed)."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from soc_gateway.config import Settings
+from soc_gateway.main import create_app
+
+
+def main() -> None:
+    settings = Settings()
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,  # loguru (set up by the app) takes uvicorn's records
+        access_log=False,  # the gateway writes its own access line, with the request id and the user
+        server_header=False,
+        proxy_headers=False,  # X-Forwarded-For is judged by the gateway against SOC_GATEWAY_TRUSTED_PROXIES
+        ws_max_size=settings.max_body_bytes,
+        timeout_keep_alive=5,
+    )
+
+
+if __name__ == "__main__":
+    main()
