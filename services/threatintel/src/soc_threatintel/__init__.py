@@ -1,0 +1,1 @@
+"""threatintel: Cyware CSAP (threat intelligence) → normalised events on the bus."""

@@ -1,0 +1,4 @@
+from soc_shared.db import run_alembic_env
+from soc_shared.sync import metadata
+
+run_alembic_env(metadata)
