@@ -1,0 +1,19 @@
+from pathlib import Path
+
+import uvicorn
+from soc_shared.db import migrate
+
+from soc_itsm_ingest.config import Settings
+from soc_itsm_ingest.main import create_app
+
+
+def main() -> None:
+    settings = Settings()
+    migrate(settings, Path(__file__).parent / "migrations")
+    uvicorn.run(
+        create_app(settings), host=settings.host, port=settings.port, log_config=None, access_log=False
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""itsm-ingest: ManageEngine ServiceDesk Plus → normalised events, and tickets from incidents."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from soc_shared.app import create_service_app, instrument_httpx
+from soc_shared.bus import Bus
+from soc_shared.db import Database
+from soc_shared.security import ServiceTokenProvider, TokenVerifier, require_service
+from soc_shared.sync import CredentialsProvider, Ingestor, TenantCredentials, internal_router
+from soc_shared.vendor_http import RetryPolicy
+
+from soc_itsm_ingest.config import Settings
+from soc_itsm_ingest.connection import test_connection
+from soc_itsm_ingest.mapping import TicketRouting, routing_from_settings
+from soc_itsm_ingest.resources import RESOURCES, client_for
+from soc_itsm_ingest.tickets import TicketService, ticket_router
+
+# Creating a ticket is not idempotent at the vendor: few, quick retries (only of attempts SDP
+# certainly did not process), so one attempt always ends well inside the ticket lease.
+TICKET_RETRY = RetryPolicy(attempts=3, base_delay=0.5, max_delay=5, max_retry_after=10)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    verifier: TokenVerifier | None = None,
+    credentials: CredentialsProvider | None = None,
+    client_options: dict[str, Any] | None = None,
+    routing: TicketRouting | None = None,
+) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.db = Database.from_settings(settings)
+        app.state.bus = Bus(settings.amqp_url.get_secret_value(), service=settings.service_name)
+        app.state.token_verifier = verifier or TokenVerifier(
+            settings.jwks_url, settings.jwt_issuer, settings.jwt_audience
+        )
+        tokens = ServiceTokenProvider(
+            settings.service_token_url,
+            settings.service_name,
+            settings.service_client_secret.get_secret_value(),
+        )
+        app.state.ingestor = Ingestor(
+            name=settings.service_name,
+            vendor="sdp",
+            subtype="MANAGEENGINE_SDP",
+            db=app.state.db,
+            bus=app.state.bus,
+            resources=RESOURCES,
+            client_factory=lambda integration, creds: client_for(
+                integration, creds, settings, **(client_options or {})
+            ),
+            credentials=credentials or TenantCredentials(settings.tenant_url, tokens.token),
+            concurrency=settings.concurrency,
+            lease_seconds=settings.lease_seconds,
+        )
+        ticket_options = {"retry": TICKET_RETRY, **(client_options or {})}
+        app.state.tickets = TicketService(
+            ingestor=app.state.ingestor,
+            routing=routing or routing_from_settings(settings, tokens.token, tokens.invalidate),
+            client_factory=lambda integration, creds: client_for(
+                integration, creds, settings, **ticket_options
+            ),
+            queue=settings.ticket_queue,
+            lease_seconds=settings.ticket_lease_seconds,
+            max_attempts=settings.ticket_max_attempts,
+            retry_max_seconds=settings.ticket_retry_max_seconds,
+            concurrency=settings.ticket_concurrency,
+            reconcile_interval=settings.reconcile_interval_seconds,
+            search_before_create=settings.ticket_search_before_create,
+        )
+        await app.state.bus.connect()
+        await app.state.ingestor.start(run_scheduler=settings.scheduler_enabled)
+        if settings.tickets_enabled:
+            await app.state.tickets.start()
+        try:
+            yield
+        finally:
+            await app.state.tickets.stop()
+            await app.state.ingestor.stop()
+            closer = getattr(app.state.tickets.routing, "aclose", None)
+            if closer is not None:
+                await closer()
+            await app.state.bus.close()
+            await app.state.db.dispose()
+
+    app = create_service_app(
+        settings,
+        title="SOC Portal — itsm-ingest (ManageEngine ServiceDesk Plus)",
+        routers=[
+            internal_router(
+                lambda: app.state.ingestor,
+                lambda req: test_connection(req, settings, client_options),
+                require_service,
+            ),
+            ticket_router(lambda: app.state.tickets, require_service),
+        ],
+        lifespan=lifespan,
+        readiness={"database": lambda: app.state.db.ping(), "broker": lambda: app.state.bus.ping()},
+    )
+    instrument_httpx()
+    return app
