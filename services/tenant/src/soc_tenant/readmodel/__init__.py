@@ -1,18 +1,21 @@
-"""Read model: every normalised event in, every view out."""
+"""Read model: every normalised event in (``ingest``), every view out (one module per domain)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
 
-from soc_tenant.readmodel import siem
+from soc_tenant.readmodel import dashboard, deadletters, ingest, itsm, reports, siem, sla_views, soar, ti
 
-routers: list[APIRouter] = [siem.router]
+routers: list[APIRouter] = [
+    siem.router, soar.router, itsm.router, ti.router, sla_views.router, dashboard.router, reports.router,
+    deadletters.router,
+]
 
 
 async def start(app: FastAPI) -> None:
     if app.state.settings.consumers_enabled:
-        await siem.start_consumer(app)
+        await ingest.start_consumers(app)
 
 
 async def stop(app: FastAPI) -> None:
-    await siem.stop_consumer(app)
+    await ingest.stop_consumers(app)
