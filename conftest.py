@@ -4,7 +4,6 @@ answers, the project's local servers otherwise), a fresh database and vhost for 
 from __future__ import annotations
 
 import pytest
-
 from soc_shared.testing import Stack, TokenFactory, prepare_session
 
 _stack: Stack | None = None

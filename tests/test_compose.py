@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from soc_simulators.__main__ import VENDORS
 
 ROOT = Path(__file__).resolve().parents[1]

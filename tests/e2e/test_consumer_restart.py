@@ -9,18 +9,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-
+import soc_siem_ingest
+import soc_tenant
 from soc_shared.db import migrate
 from soc_shared.events import IntegrationChanged
-from soc_simulators import qradar as qradar_sim
 from soc_siem_ingest.config import Settings as SiemSettings
 from soc_siem_ingest.main import create_app as create_siem_app
+from soc_simulators import qradar as qradar_sim
 from soc_tenant import readmodel
 from soc_tenant.config import Settings as TenantSettings
 from soc_tenant.main import create_app as create_tenant_app
-
-import soc_siem_ingest
-import soc_tenant
 
 
 async def test_stopped_tenant_consumer_finds_every_event_after_restart(tokens):

@@ -4,7 +4,6 @@ import httpx
 import pytest
 from fastapi import APIRouter
 from pydantic import BaseModel
-
 from soc_shared.app import create_service_app
 from soc_shared.errors import ApiError
 from soc_shared.settings import ServiceSettings

@@ -3,7 +3,6 @@ import os
 import uuid
 
 import pytest
-
 from soc_shared.bus import BatchConsumer, Bus, Delivery, list_dead_letters, replay_dead_letters
 from soc_shared.events import SiemDomain, make_event
 
@@ -20,8 +19,8 @@ def _domain_event(i: int):
     return make_event("siem.domain.upserted", SiemDomain(domain_id=i, name=f"d{i}"), source="/test", subject=str(i))
 
 
-async def _wait_for(predicate, timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def _wait_for(predicate, within: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
     while not predicate():
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not reached in time")

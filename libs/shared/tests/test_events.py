@@ -3,7 +3,6 @@ from datetime import UTC, datetime
 
 import pytest
 import yaml
-
 from soc_shared.events import (
     REGISTRY,
     SCHEMA_DIR,

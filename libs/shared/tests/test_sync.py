@@ -12,7 +12,6 @@ from typing import Any
 import psycopg
 import pytest
 import sqlalchemy as sa
-
 from soc_shared.bus import Bus, PublishError
 from soc_shared.db import Database
 from soc_shared.events import IntegrationChanged, SiemDomain, make_event

@@ -69,11 +69,12 @@ def start_containers() -> Stack:  # pragma: no cover - only where a Docker engin
 
 def start_local() -> Stack:
     """The project's own servers from Debian packages (scripts/deps.sh), started if not running."""
-    port = int(os.environ.get("SOC_DB_PORT", "55432"))
-    if not (_port_open("127.0.0.1", port) and _port_open("127.0.0.1", 5672) and _port_open("127.0.0.1", 3389)):
+    ports = [int(os.environ.get("SOC_DB_PORT", "55432")), int(os.environ.get("SOC_AMQP_PORT", "5672")),
+             int(os.environ.get("SOC_LDAP_PORT", "3389"))]
+    if not all(_port_open("127.0.0.1", p) for p in ports):
         subprocess.run(["bash", str(REPO_ROOT / "scripts" / "deps.sh"), "start"], check=True)
     for _ in range(100):
-        if _port_open("127.0.0.1", port) and _port_open("127.0.0.1", 5672):
+        if all(_port_open("127.0.0.1", p) for p in ports):
             break
         time.sleep(0.1)
     return Stack("local")

@@ -1,8 +1,8 @@
 from pathlib import Path
 
 import uvicorn
-
 from soc_shared.db import migrate
+
 from soc_tenant.config import Settings
 from soc_tenant.main import create_app
 

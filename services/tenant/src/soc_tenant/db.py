@@ -13,10 +13,9 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from soc_shared.db import Database, set_company_scope
 from soc_shared.security import CurrentPrincipal, Principal
+from sqlalchemy.ext.asyncio import AsyncSession
 
 
 def owner_db(request: Request) -> Database:

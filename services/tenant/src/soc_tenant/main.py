@@ -7,12 +7,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-
 from soc_shared.app import create_service_app, instrument_httpx
 from soc_shared.bus import Bus
 from soc_shared.crypto import Sealer
 from soc_shared.db import Database
 from soc_shared.security import ServiceTokenProvider, TokenVerifier
+
 from soc_tenant import control, readmodel
 from soc_tenant.config import Settings
 

@@ -5,9 +5,8 @@ Revision ID: 0001_core
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects.postgresql import JSONB
-
 from soc_tenant.db import rls_policy_sql
+from sqlalchemy.dialects.postgresql import JSONB
 
 revision = "0001_core"
 down_revision = None
