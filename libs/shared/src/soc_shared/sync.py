@@ -513,3 +513,75 @@ class TenantCredentials:
         if response.status_code != 200:
             raise RuntimeError(f"credentials for {integration_id} unavailable (HTTP {response.status_code})")
         return dict(response.json())
+
+
+# --------------------------------------------------------------------------------- ingestor app
+IngestorClientFactory = Callable[[Any, dict[str, Any], dict[str, Any]], Any]
+"""(app, integration row, credentials) -> a vendor client; called at run time, so it may read
+``app.state`` objects an extension set up."""
+
+
+def create_ingestor_app(
+    settings: Any,
+    *,
+    vendor: str,
+    subtype: str,
+    title: str,
+    resources: Sequence[Resource],
+    client_factory: IngestorClientFactory,
+    tester: ConnectionTester,
+    verifier: Any = None,
+    credentials: CredentialsProvider | None = None,
+    extra_routers: Callable[[Any], Sequence[APIRouter]] | None = None,
+    extension: Callable[[Any, Any], Any] | None = None,
+) -> Any:
+    """The one FastAPI app every ingestor runs: database, bus, token verification, the Ingestor
+    with its resources, the internal routes, health and metrics.
+
+    ``extension(app, service_tokens)`` is an optional async context manager entered after the
+    Ingestor started (e.g. itsm-ingest's ticket service), ``extra_routers(app)`` its routes.
+    """
+    from contextlib import AsyncExitStack, asynccontextmanager
+
+    from soc_shared.app import create_service_app, instrument_httpx
+    from soc_shared.security import ServiceTokenProvider, TokenVerifier, require_service
+
+    @asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        app.state.db = Database.from_settings(settings)
+        app.state.bus = Bus(settings.amqp_url.get_secret_value(), service=settings.service_name)
+        app.state.token_verifier = verifier or TokenVerifier(settings.jwks_url, settings.jwt_issuer,
+                                                             settings.jwt_audience)
+        tokens = ServiceTokenProvider(settings.service_token_url, settings.service_name,
+                                      settings.service_client_secret.get_secret_value())
+        app.state.service_tokens = tokens
+        app.state.ingestor = Ingestor(
+            name=settings.service_name, vendor=vendor, subtype=subtype, db=app.state.db, bus=app.state.bus,
+            resources=resources,
+            client_factory=lambda integration, creds: client_factory(app, integration, creds),
+            credentials=credentials or TenantCredentials(settings.tenant_url, tokens.token),
+            concurrency=settings.concurrency,
+            lease_seconds=getattr(settings, "lease_seconds", 120),
+        )
+        await app.state.bus.connect()
+        await app.state.ingestor.start(run_scheduler=settings.scheduler_enabled)
+        try:
+            async with AsyncExitStack() as stack:
+                if extension is not None:
+                    await stack.enter_async_context(extension(app, tokens))
+                yield
+        finally:
+            await app.state.ingestor.stop()
+            await app.state.bus.close()
+            await app.state.db.dispose()
+
+    app: Any = None
+    routers: list[APIRouter] = [internal_router(lambda: app.state.ingestor, tester, require_service)]
+    app = create_service_app(
+        settings, title=title, routers=routers, lifespan=lifespan,
+        readiness={"database": lambda: app.state.db.ping(), "broker": lambda: app.state.bus.ping()},
+    )
+    for router in extra_routers(app) if extra_routers else ():
+        app.include_router(router)
+    instrument_httpx()
+    return app

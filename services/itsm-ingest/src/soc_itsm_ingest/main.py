@@ -7,11 +7,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from soc_shared.app import create_service_app, instrument_httpx
-from soc_shared.bus import Bus
-from soc_shared.db import Database
 from soc_shared.security import ServiceTokenProvider, TokenVerifier, require_service
-from soc_shared.sync import CredentialsProvider, Ingestor, TenantCredentials, internal_router
+from soc_shared.sync import CredentialsProvider, create_ingestor_app
 from soc_shared.vendor_http import RetryPolicy
 
 from soc_itsm_ingest.config import Settings
@@ -36,38 +33,13 @@ def create_app(
     settings = settings or Settings()
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.db = Database.from_settings(settings)
-        app.state.bus = Bus(settings.amqp_url.get_secret_value(), service=settings.service_name)
-        app.state.token_verifier = verifier or TokenVerifier(
-            settings.jwks_url, settings.jwt_issuer, settings.jwt_audience
-        )
-        tokens = ServiceTokenProvider(
-            settings.service_token_url,
-            settings.service_name,
-            settings.service_client_secret.get_secret_value(),
-        )
-        app.state.ingestor = Ingestor(
-            name=settings.service_name,
-            vendor="sdp",
-            subtype="MANAGEENGINE_SDP",
-            db=app.state.db,
-            bus=app.state.bus,
-            resources=RESOURCES,
-            client_factory=lambda integration, creds: client_for(
-                integration, creds, settings, **(client_options or {})
-            ),
-            credentials=credentials or TenantCredentials(settings.tenant_url, tokens.token),
-            concurrency=settings.concurrency,
-            lease_seconds=settings.lease_seconds,
-        )
+    async def tickets(app: FastAPI, tokens: ServiceTokenProvider) -> AsyncIterator[None]:
+        """Tickets from incidents, next to the sync (exactly one ticket per qualifying incident)."""
         ticket_options = {"retry": TICKET_RETRY, **(client_options or {})}
         app.state.tickets = TicketService(
             ingestor=app.state.ingestor,
             routing=routing or routing_from_settings(settings, tokens.token, tokens.invalidate),
-            client_factory=lambda integration, creds: client_for(
-                integration, creds, settings, **ticket_options
-            ),
+            client_factory=lambda integration, creds: client_for(integration, creds, settings, **ticket_options),
             queue=settings.ticket_queue,
             lease_seconds=settings.ticket_lease_seconds,
             max_attempts=settings.ticket_max_attempts,
@@ -76,34 +48,26 @@ def create_app(
             reconcile_interval=settings.reconcile_interval_seconds,
             search_before_create=settings.ticket_search_before_create,
         )
-        await app.state.bus.connect()
-        await app.state.ingestor.start(run_scheduler=settings.scheduler_enabled)
         if settings.tickets_enabled:
             await app.state.tickets.start()
         try:
             yield
         finally:
             await app.state.tickets.stop()
-            await app.state.ingestor.stop()
             closer = getattr(app.state.tickets.routing, "aclose", None)
             if closer is not None:
                 await closer()
-            await app.state.bus.close()
-            await app.state.db.dispose()
 
-    app = create_service_app(
+    return create_ingestor_app(
         settings,
+        vendor="sdp",
+        subtype="MANAGEENGINE_SDP",
         title="SOC Portal — itsm-ingest (ManageEngine ServiceDesk Plus)",
-        routers=[
-            internal_router(
-                lambda: app.state.ingestor,
-                lambda req: test_connection(req, settings, client_options),
-                require_service,
-            ),
-            ticket_router(lambda: app.state.tickets, require_service),
-        ],
-        lifespan=lifespan,
-        readiness={"database": lambda: app.state.db.ping(), "broker": lambda: app.state.bus.ping()},
+        resources=RESOURCES,
+        client_factory=lambda app, integration, creds: client_for(integration, creds, settings, **(client_options or {})),
+        tester=lambda req: test_connection(req, settings, client_options),
+        verifier=verifier,
+        credentials=credentials,
+        extra_routers=lambda app: [ticket_router(lambda: app.state.tickets, require_service)],
+        extension=tickets,
     )
-    instrument_httpx()
-    return app

@@ -7,11 +7,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from soc_shared.app import create_service_app, instrument_httpx
-from soc_shared.bus import Bus
-from soc_shared.db import Database
-from soc_shared.security import ServiceTokenProvider, TokenVerifier, require_service
-from soc_shared.sync import CredentialsProvider, Ingestor, TenantCredentials, internal_router
+from soc_shared.security import TokenVerifier
+from soc_shared.sync import CredentialsProvider, create_ingestor_app
 
 from soc_soar_ingest.config import Settings
 from soc_soar_ingest.connection import test_connection
@@ -29,50 +26,22 @@ def create_app(
     settings = settings or Settings()
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.db = Database.from_settings(settings)
-        app.state.bus = Bus(settings.amqp_url.get_secret_value(), service=settings.service_name)
-        app.state.token_verifier = verifier or TokenVerifier(
-            settings.jwks_url, settings.jwt_issuer, settings.jwt_audience
-        )
-        tokens = ServiceTokenProvider(
-            settings.service_token_url,
-            settings.service_name,
-            settings.service_client_secret.get_secret_value(),
-        )
-        marks = NoteMarks(app.state.db)
-        app.state.ingestor = Ingestor(
-            name=settings.service_name,
-            vendor="xsoar",
-            subtype="CORTEX_XSOAR",
-            db=app.state.db,
-            bus=app.state.bus,
-            resources=RESOURCES,
-            client_factory=lambda integration, creds: sync_for(
-                integration, creds, settings, marks=marks, **(client_options or {})
-            ),
-            credentials=credentials or TenantCredentials(settings.tenant_url, tokens.token),
-            concurrency=settings.concurrency,
-        )
-        await app.state.bus.connect()
-        await app.state.ingestor.start(run_scheduler=settings.scheduler_enabled)
-        try:
-            yield
-        finally:
-            await app.state.ingestor.stop()
-            await app.state.bus.close()
-            await app.state.db.dispose()
+    async def note_marks(app: FastAPI, _tokens: Any) -> AsyncIterator[None]:
+        # Per-incident note watermarks live in this service's schema (see state.py).
+        app.state.note_marks = NoteMarks(app.state.db)
+        yield
 
-    app: FastAPI = create_service_app(
+    return create_ingestor_app(
         settings,
+        vendor="xsoar",
+        subtype="CORTEX_XSOAR",
         title="SOC Portal — soar-ingest (Cortex XSOAR)",
-        routers=[
-            internal_router(
-                lambda: app.state.ingestor, lambda req: test_connection(req, settings), require_service
-            )
-        ],
-        lifespan=lifespan,
-        readiness={"database": lambda: app.state.db.ping(), "broker": lambda: app.state.bus.ping()},
+        resources=RESOURCES,
+        client_factory=lambda app, integration, creds: sync_for(
+            integration, creds, settings, marks=app.state.note_marks, **(client_options or {})
+        ),
+        tester=lambda req: test_connection(req, settings),
+        verifier=verifier,
+        credentials=credentials,
+        extension=note_marks,
     )
-    instrument_httpx()
-    return app
