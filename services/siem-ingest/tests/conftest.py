@@ -3,7 +3,6 @@ in-process (ASGI) or on a loopback socket, an Ingestor wired to them, and a tap 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
 import threading
@@ -15,7 +14,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import aio_pika
 import httpx
 import pytest
 import pytest_asyncio
@@ -24,8 +22,9 @@ import uvicorn
 from fastapi import FastAPI
 from soc_shared.bus import Bus
 from soc_shared.db import Database, migrate
-from soc_shared.events import CloudEvent, IntegrationChanged
+from soc_shared.events import IntegrationChanged
 from soc_shared.sync import Ingestor
+from soc_shared.testing import EventTap
 from soc_shared.vendor_http import RetryPolicy
 from soc_siem_ingest.config import Settings
 from soc_siem_ingest.resources import RESOURCES, client_for
@@ -72,49 +71,11 @@ async def bus(settings: Settings) -> AsyncIterator[Bus]:
     await b.close()
 
 
-class Tap:
-    """A temporary queue on ``soc.events``: every event published under the bound keys."""
+class Tap(EventTap):
+    """The shared event tap under this service's queue-name prefix."""
 
     def __init__(self) -> None:
-        self.events: list[CloudEvent] = []
-        self._channel: aio_pika.abc.AbstractChannel | None = None
-
-    async def start(self, bus: Bus, keys: Sequence[str]) -> Tap:
-        self._channel = await bus.channel(prefetch=5000)
-        queue = await self._channel.declare_queue(
-            f"siem-tests.tap.{uuid.uuid4().hex[:8]}", exclusive=True, auto_delete=True
-        )
-        for key in keys:
-            await queue.bind("soc.events", routing_key=key)
-
-        async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
-            self.events.append(CloudEvent.model_validate_json(message.body))
-            await message.ack()
-
-        await queue.consume(on_message)
-        return self
-
-    def of(self, integration_id: str, type_suffix: str | None = None) -> list[CloudEvent]:
-        return [
-            e
-            for e in self.events
-            if e.integrationid == integration_id
-            and (type_suffix is None or e.type == f"soc.{type_suffix}.v1")
-        ]
-
-    async def settle(self, quiet: float = 0.3, at_most: float = 15.0) -> None:
-        """Wait until no new event arrived for ``quiet`` seconds (confirmed ≠ delivered to us yet)."""
-        deadline = time.monotonic() + at_most
-        seen = -1
-        while time.monotonic() < deadline:
-            if len(self.events) == seen:
-                return
-            seen = len(self.events)
-            await asyncio.sleep(quiet)
-
-    async def stop(self) -> None:
-        if self._channel is not None:
-            await self._channel.close()
+        super().__init__("siem-tests")
 
 
 @pytest_asyncio.fixture(loop_scope="session")

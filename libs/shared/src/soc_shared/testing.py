@@ -130,3 +130,49 @@ class TokenFactory:
 
     def headers(self, **kw: Any) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token(**kw)}"}
+
+
+class EventTap:
+    """A temporary exclusive queue on ``soc.events``: collects every event published under the
+    bound routing keys, for tests that assert what a service put on the bus."""
+
+    def __init__(self, name: str = "tests") -> None:
+        self.name = name
+        self.events: list[Any] = []
+        self._channel: Any = None
+
+    async def start(self, bus: Any, keys: Any) -> EventTap:
+        from soc_shared.events import CloudEvent
+
+        self._channel = await bus.channel(prefetch=5000)
+        queue = await self._channel.declare_queue(f"{self.name}.tap.{uuid.uuid4().hex[:8]}", exclusive=True,
+                                                  auto_delete=True)
+        for key in keys:
+            await queue.bind("soc.events", routing_key=key)
+
+        async def on_message(message: Any) -> None:
+            self.events.append(CloudEvent.model_validate_json(message.body))
+            await message.ack()
+
+        await queue.consume(on_message)
+        return self
+
+    def of(self, integration_id: str, routing_key: str | None = None) -> list[Any]:
+        return [e for e in self.events
+                if e.integrationid == integration_id and (routing_key is None or e.type == f"soc.{routing_key}.v1")]
+
+    async def settle(self, quiet: float = 0.3, limit: float = 15.0) -> None:
+        """Wait until no new event arrived for ``quiet`` seconds (confirmed ≠ delivered to us yet)."""
+        import asyncio
+
+        deadline = time.monotonic() + limit
+        seen = -1
+        while time.monotonic() < deadline:
+            if len(self.events) == seen:
+                return
+            seen = len(self.events)
+            await asyncio.sleep(quiet)
+
+    async def stop(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
