@@ -207,6 +207,7 @@ class BatchConsumer:
         batch_size: int = 500,
         max_wait: float = 0.05,
         delivery_limit: int = 5,
+        prefetch_batches: int = 2,
     ) -> None:
         self.bus = bus
         self.queue_name = queue
@@ -215,6 +216,8 @@ class BatchConsumer:
         self.batch_size = batch_size
         self.max_wait = max_wait
         self.delivery_limit = delivery_limit
+        # More than one batch in flight keeps the broker delivering while a batch commits.
+        self.prefetch_batches = prefetch_batches
         self._buffer: list[Delivery] = []
         self._flush_lock = asyncio.Lock()
         self._timer: asyncio.TimerHandle | None = None
@@ -233,7 +236,7 @@ class BatchConsumer:
         return queue
 
     async def start(self) -> None:
-        self._channel = await self.bus.channel(prefetch=self.batch_size * 2)
+        self._channel = await self.bus.channel(prefetch=self.batch_size * self.prefetch_batches)
         await declare_exchanges(self._channel)
         self._queue = await self.declare(self._channel)
         self._tag = await self._queue.consume(self._on_message)
@@ -254,7 +257,7 @@ class BatchConsumer:
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         try:
-            envelope, payload = parse_event(message.body)
+            envelope, payload = parse_event(message.body, message.type)
         except InvalidEvent as exc:
             await self.dead_letter(message, str(exc))
             return

@@ -17,7 +17,6 @@ never compute rollup deltas from the same stale ``old`` snapshot.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import zlib
 from collections.abc import Callable, Iterable, Sequence
@@ -25,16 +24,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from aio_pika.abc import AbstractIncomingMessage
 from fastapi import FastAPI
 from loguru import logger
-from pydantic import ValidationError, create_model
-from soc_shared.bus import BatchConsumer, Delivery, declare_exchanges
+from soc_shared.bus import BatchConsumer, Delivery
 from soc_shared.db import Database
 from soc_shared.events import (
-    BY_TYPE,
     CloudEvent,
-    InvalidEvent,
     ItsmAccount,
     ItsmTicket,
     Payload,
@@ -54,7 +49,6 @@ from soc_shared.events import (
     TiCustomField,
     TiGroup,
     TiTag,
-    parse_event,
 )
 
 Row = tuple[Any, ...]
@@ -495,62 +489,9 @@ def consumer_handler(db: Database) -> Callable[[list[Delivery]], Any]:
 
 
 # ------------------------------------------------------------------------------------- consumer
-_TYPED_ENVELOPES: dict[str, type[CloudEvent]] = {}
-
-
-def typed_envelope(event_type: str) -> type[CloudEvent] | None:
-    """A CloudEvent whose ``data`` is the payload model itself, so one pass of pydantic's JSON
-    parser validates envelope and payload together (half the cost of envelope, dict, then model)."""
-    spec = BY_TYPE.get(event_type)
-    if spec is None:
-        return None
-    model = _TYPED_ENVELOPES.get(event_type)
-    if model is None:
-        model = create_model(f"{spec.model.__name__}Envelope", __base__=CloudEvent, data=(spec.model, ...))
-        _TYPED_ENVELOPES[event_type] = model
-    return model
-
-
-def fast_parse(body: bytes, event_type: str | None) -> tuple[CloudEvent, Payload]:
-    """:func:`soc_shared.events.parse_event` for a message whose AMQP ``type`` names its event type;
-    anything unexpected goes through ``parse_event`` for its precise reason."""
-    model = typed_envelope(event_type) if event_type else None
-    if model is not None:
-        try:
-            envelope = model.model_validate_json(body)
-        except ValidationError:
-            return parse_event(body)
-        if envelope.type == event_type:
-            return envelope, envelope.data  # type: ignore[return-value]
-    return parse_event(body)
-
-
-class ReadModelConsumer(BatchConsumer):
-    """The shared BatchConsumer (batching, ack after commit, dead letters) with the faster parse and
-    a deeper prefetch: with two batches in flight the broker idles while a batch commits; five
-    measured 30-60 % more events/s on the benchmark (bench/tenant_bench.py)."""
-
-    PREFETCH_BATCHES = 5
-
-    async def start(self) -> None:
-        self._channel = await self.bus.channel(prefetch=self.batch_size * self.PREFETCH_BATCHES)
-        await declare_exchanges(self._channel)
-        self._queue = await self.declare(self._channel)
-        self._tag = await self._queue.consume(self._on_message)
-        logger.info("consuming {} ({} bindings, prefetch {})", self.queue_name, len(self.bindings),
-                    self.batch_size * self.PREFETCH_BATCHES)
-
-    async def _on_message(self, message: AbstractIncomingMessage) -> None:
-        try:
-            envelope, payload = fast_parse(message.body, message.type)
-        except InvalidEvent as exc:
-            await self.dead_letter(message, str(exc))
-            return
-        self._buffer.append(Delivery(envelope, payload, message))
-        if len(self._buffer) >= self.batch_size:
-            await self.flush()
-        elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self.max_wait, self._schedule_flush)
+# Five batches in flight: with two the broker idles while a batch commits; five measured 30-60 %
+# more events/s on bench/tenant_bench.py.
+PREFETCH_BATCHES = 5
 
 
 async def start_consumers(app: FastAPI) -> None:
@@ -558,8 +499,8 @@ async def start_consumers(app: FastAPI) -> None:
     consumers: list[BatchConsumer] = []
     app.state.readmodel_consumers = consumers
     for queue, keys in QUEUES.items():
-        consumer = ReadModelConsumer(app.state.bus, queue, keys, consumer_handler(app.state.db),
-                                 batch_size=settings.consumer_batch_size)
+        consumer = BatchConsumer(app.state.bus, queue, keys, consumer_handler(app.state.db),
+                                 batch_size=settings.consumer_batch_size, prefetch_batches=PREFETCH_BATCHES)
         await consumer.start()
         consumers.append(consumer)
     logger.info("read model consuming {} queues", len(consumers))
