@@ -176,13 +176,13 @@ def start_simulator(port: int) -> subprocess.Popen[bytes]:
 
 
 async def bench_queue(bus: Any, *, purge: bool = False, delete: bool = False) -> int:
-    from soc_shared.bus import queue_arguments
+    from soc_shared.bus import queue_arguments, queued_event_count
 
     channel = await bus.channel()
     try:
         queue = await channel.declare_queue(QUEUE, durable=True, arguments=queue_arguments(QUEUE, 5))
         await queue.bind("soc.events", routing_key="itsm.ticket.upserted")
-        count = int(queue.declaration_result.message_count or 0)
+        count = await queued_event_count(bus, queue.name)  # events, not (batch) messages
         if purge:
             await queue.purge()
         if delete:

@@ -53,7 +53,7 @@ _env()
 import httpx  # noqa: E402
 import soc_soar_ingest  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
-from soc_shared.bus import Bus  # noqa: E402
+from soc_shared.bus import Bus, queued_event_count  # noqa: E402
 from soc_shared.db import Database, migrate  # noqa: E402
 from soc_shared.events import IntegrationChanged  # noqa: E402
 from soc_shared.logging import setup_logging  # noqa: E402
@@ -165,7 +165,7 @@ class BrokerQueue:
     async def count(self) -> int:
         channel = await self.bus.channel()
         queue = await channel.declare_queue(self.name, passive=True)
-        count = int(queue.declaration_result.message_count or 0)
+        count = await queued_event_count(self.bus, queue.name)  # events, not (batch) messages
         await channel.close()
         return count
 

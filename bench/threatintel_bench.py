@@ -193,12 +193,12 @@ def start_simulator(port: int) -> subprocess.Popen[bytes]:
 async def bench_queue(bus: Any, *, purge: bool = False, delete: bool = False) -> int:
     """The bench's quorum queue on ti.alert.upserted: its message count; ``purge`` empties it by
     deleting and re-declaring it (a clean slate for the next scenario's count)."""
-    from soc_shared.bus import queue_arguments
+    from soc_shared.bus import queue_arguments, queued_event_count
 
     channel = await bus.channel()
     try:
         queue = await channel.declare_queue(QUEUE, durable=True, arguments=queue_arguments(QUEUE, 5))
-        count = int(queue.declaration_result.message_count or 0)
+        count = await queued_event_count(bus, queue.name)  # events, not (batch) messages
         if purge or delete:
             await queue.delete(if_unused=False, if_empty=False)
         if not delete:

@@ -126,3 +126,48 @@ async def test_consumer_that_was_stopped_finds_every_event_when_it_restarts(bus)
         await _wait_for(lambda: len(seen) == 100)
     finally:
         await consumer.stop()
+
+
+async def test_events_of_one_type_travel_as_one_batch_message_and_a_bad_element_is_parked_alone(bus):
+    from soc_shared.bus import BATCH_CONTENT_TYPE, batch_body
+
+    queue = f"test.batchmsg.{uuid.uuid4().hex[:8]}"
+    seen: list[int] = []
+
+    async def handler(batch: list[Delivery]) -> None:
+        seen.extend(d.payload.domain_id for d in batch)
+
+    channel = await bus.channel()
+    probe = await channel.declare_queue(exclusive=True, auto_delete=True)
+    await probe.bind("soc.events", routing_key="siem.domain.upserted")
+    await bus.publish([_domain_event(i) for i in range(300)])
+    messages = []
+    for _ in range(50):
+        message = await probe.get(no_ack=True, fail=False)
+        if message is None:
+            if messages:
+                break
+            await asyncio.sleep(0.05)
+            continue
+        messages.append(message)
+    assert all(m.content_type == BATCH_CONTENT_TYPE for m in messages)
+    assert len(messages) == 2 and sum(int(m.headers["ce-count"]) for m in messages) == 300
+    await channel.close()
+
+    consumer = BatchConsumer(bus, queue, ["siem.domain.upserted"], handler, batch_size=100)
+    await consumer.start()
+    try:
+        good = [_domain_event(i) for i in (1, 2)]
+        body = batch_body(good)[:-1] + b',{"specversion":"1.0","id":"x","source":"/s","type":"soc.siem.domain.upserted.v1","time":"2024-01-01T00:00:00Z","data":{"name":"no id"}}]'
+        await bus.publish_raw(body, "siem.domain.upserted", content_type=BATCH_CONTENT_TYPE)
+        await _wait_for(lambda: sorted(seen) == [1, 2])
+        dead: list[dict] = []
+        for _ in range(50):
+            dead = await list_dead_letters(bus, queue)
+            if dead:
+                break
+            await asyncio.sleep(0.05)
+        assert len(dead) == 1 and "payload does not match" in dead[0]["reason"]
+        assert dead[0]["event_id"] == "x"
+    finally:
+        await consumer.stop()

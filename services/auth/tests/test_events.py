@@ -19,7 +19,8 @@ async def _collect(queue: aio_pika.abc.AbstractQueue, count: int, within: float 
         if message is None:
             await asyncio.sleep(0.05)
             continue
-        seen.append({"routing_key": message.routing_key, **json.loads(message.body)})
+        body = json.loads(message.body)
+        seen.extend({"routing_key": message.routing_key, **e} for e in (body if isinstance(body, list) else [body]))
     return seen
 
 

@@ -188,7 +188,9 @@ class EventTap:
         return self
 
     async def _on_message(self, message: Any) -> None:
-        self.received.append(json.loads(message.body))
+        # One event, or a CloudEvents batch of them (application/cloudevents-batch+json).
+        body = json.loads(message.body)
+        self.received.extend(body if isinstance(body, list) else [body])
 
     async def __aexit__(self, *exc: object) -> None:
         await self.channel.close()

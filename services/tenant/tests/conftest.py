@@ -26,9 +26,9 @@ import aio_pika
 import httpx
 import pytest
 import pytest_asyncio
-from soc_shared.bus import EVENTS_EXCHANGE, Bus, declare_exchanges
+from soc_shared.bus import EVENTS_EXCHANGE, Bus, declare_exchanges, decode_message
 from soc_shared.db import migrate
-from soc_shared.events import CloudEvent, parse_event
+from soc_shared.events import CloudEvent
 from soc_shared.testing import TokenFactory
 from soc_tenant.config import Settings
 from soc_tenant.control.options import ControlOptions
@@ -268,8 +268,8 @@ async def event_tap(settings: Settings) -> AsyncIterator[Callable[..., Any]]:
             await queue.bind(EVENTS_EXCHANGE, routing_key=key)
 
         async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
-            envelope, _ = parse_event(message.body)
-            collected.events.append(envelope)
+            events, _ = decode_message(message.body, message.content_type)
+            collected.events.extend(envelope for envelope, _ in events)
 
         tag = await queue.consume(on_message, no_ack=True)
         try:

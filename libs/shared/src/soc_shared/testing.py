@@ -142,7 +142,7 @@ class EventTap:
         self._channel: Any = None
 
     async def start(self, bus: Any, keys: Any) -> EventTap:
-        from soc_shared.events import CloudEvent
+        from soc_shared.bus import decode_message
 
         self._channel = await bus.channel(prefetch=5000)
         queue = await self._channel.declare_queue(f"{self.name}.tap.{uuid.uuid4().hex[:8]}", exclusive=True,
@@ -151,7 +151,8 @@ class EventTap:
             await queue.bind("soc.events", routing_key=key)
 
         async def on_message(message: Any) -> None:
-            self.events.append(CloudEvent.model_validate_json(message.body))
+            events, _ = decode_message(message.body, message.content_type)
+            self.events.extend(envelope for envelope, _ in events)
             await message.ack()
 
         await queue.consume(on_message)

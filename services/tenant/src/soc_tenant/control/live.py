@@ -19,8 +19,8 @@ from typing import Any
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from fastapi import FastAPI, WebSocket
 from loguru import logger
-from soc_shared.bus import EVENTS_EXCHANGE, declare_exchanges
-from soc_shared.events import ChatMessagePosted, IntegrationChanged, InvalidEvent, parse_event
+from soc_shared.bus import EVENTS_EXCHANGE, declare_exchanges, decode_message
+from soc_shared.events import ChatMessagePosted, IntegrationChanged, InvalidEvent
 from soc_shared.security import Principal
 
 from soc_tenant.control.options import options
@@ -107,14 +107,15 @@ class LiveHub:
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         try:
-            _, payload = parse_event(message.body)
+            events, _ = decode_message(message.body, message.content_type)
         except InvalidEvent as exc:
             logger.debug("live: ignored an invalid event: {}", exc)
             return
-        if isinstance(payload, ChatMessagePosted):
-            await self.send_chat(payload)
-        elif isinstance(payload, IntegrationChanged):
-            await self.send_admins(integration_frame(payload))
+        for _, payload in events:
+            if isinstance(payload, ChatMessagePosted):
+                await self.send_chat(payload)
+            elif isinstance(payload, IntegrationChanged):
+                await self.send_admins(integration_frame(payload))
 
     async def send_chat(self, message: ChatMessagePosted) -> None:
         frame = dumps(message_frame(message))
