@@ -177,6 +177,13 @@ stop() {
   fi
   if command -v rabbitmqctl >/dev/null; then rmq_env; rabbitmqctl -q shutdown >/dev/null 2>&1 || true; fi
   if [ -s "$LDAP_DIR/slapd.pid" ]; then kill "$(cat "$LDAP_DIR/slapd.pid")" 2>/dev/null || true; fi
+  # slapd does not always leave its pid file (e.g. after a crash): match our own config file too.
+  pkill -f "slapd -f $LDAP_DIR/slapd.conf" 2>/dev/null || true
+  # Wait until the ports are free, so an immediate start (another checkout, CI) can bind them.
+  for _ in $(seq 50); do
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$PG_PORT") 2>/dev/null && ! (exec 3<>"/dev/tcp/127.0.0.1/$LDAP_PORT") 2>/dev/null; then break; fi
+    sleep 0.2
+  done
   log "stopped"
 }
 
