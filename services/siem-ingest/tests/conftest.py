@@ -4,9 +4,6 @@ in-process (ASGI) or on a loopback socket, an Ingestor wired to them, and a tap 
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -18,13 +15,12 @@ import httpx
 import pytest
 import pytest_asyncio
 import soc_siem_ingest
-import uvicorn
 from fastapi import FastAPI
 from soc_shared.bus import Bus
 from soc_shared.db import Database, migrate
 from soc_shared.events import IntegrationChanged
 from soc_shared.sync import Ingestor
-from soc_shared.testing import EventTap
+from soc_shared.testing import EventTap, ServerThread, free_port
 from soc_shared.vendor_http import RetryPolicy
 from soc_siem_ingest.config import Settings
 from soc_siem_ingest.resources import RESOURCES, client_for
@@ -197,34 +193,6 @@ async def harness(settings: Settings, db: Database, bus: Bus) -> AsyncIterator[H
 
 
 # ------------------------------------------------------------------------- simulator on a socket
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class ServerThread:
-    """A uvicorn server in a thread of its own (its own event loop), on a loopback port."""
-
-    def __init__(self, app: Any, port: int | None = None, **ssl: Any) -> None:
-        self.port = port or free_port()
-        self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off", **ssl)
-        )
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> ServerThread:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("test server did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")
