@@ -19,6 +19,7 @@ from loguru import logger
 from opentelemetry import trace
 from soc_shared.context import request_id_var
 from soc_shared.errors import error_response
+from soc_shared.http_transport import Http1Transport
 from soc_shared.security import Principal
 from starlette.types import Receive, Scope, Send
 
@@ -27,7 +28,6 @@ from soc_gateway.config import Settings
 from soc_gateway.identity import IDENTITY_PREFIX, Authenticator, InvalidToken, bearer_token, identity_headers
 from soc_gateway.ratelimit import TokenBuckets, retry_after_header
 from soc_gateway.routing import BadPath, NotRouted, Route, RouteTable
-from soc_gateway.upstream import UpstreamTransport
 
 # RFC 9110 §7.6.1: meaningful for one connection only, never forwarded.
 HOP_BY_HOP = frozenset(
@@ -157,13 +157,13 @@ class ClientAddresses:
 
 class Upstreams:
     """Base URLs and the transport to each upstream: one shared keep-alive pool
-    (:class:`~soc_gateway.upstream.UpstreamTransport`), unless a test overrides a service's transport."""
+    (:class:`~soc_shared.http_transport.Http1Transport`), unless a test overrides a service's transport."""
 
     def __init__(
         self, settings: Settings, transport_overrides: dict[str, httpx.AsyncBaseTransport] | None = None
     ) -> None:
         self.urls = settings.upstream_urls
-        self.shared = UpstreamTransport(
+        self.shared = Http1Transport(
             max_connections=settings.upstream_max_connections,
             max_keepalive=settings.upstream_max_keepalive,
             keepalive_expiry=settings.upstream_keepalive_expiry,

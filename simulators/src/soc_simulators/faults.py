@@ -14,9 +14,9 @@ import threading
 from collections import Counter
 from typing import Literal
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Response
 from pydantic import BaseModel, Field
-from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 FaultKind = Literal["429", "500", "502", "503", "hang", "truncate", "garbage", "shift_page"]
 
@@ -67,46 +67,67 @@ class FaultBoard:
             return [f.model_copy() for f in self._faults]
 
 
-class FaultMiddleware(BaseHTTPMiddleware):
-    def __init__(self, app, board: FaultBoard) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(app)
+class FaultMiddleware:
+    """Pure ASGI, so a request with no fault armed costs one dictionary look-up and nothing more
+    (Starlette's ``BaseHTTPMiddleware`` runs every request through a task and memory streams, which
+    cost more CPU than the simulated endpoint itself)."""
+
+    def __init__(self, app: ASGIApp, board: FaultBoard) -> None:
+        self.app = app
         self.board = board
 
-    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
-        path = request.url.path
-        if path.startswith("/_sim/"):
-            return await call_next(request)
-        fault = self.board.take(path)
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith("/_sim/"):
+            await self.app(scope, receive, send)
+            return
+        fault = self.board.take(scope["path"])
         if fault is None:
-            return await call_next(request)
+            await self.app(scope, receive, send)
+            return
         if fault.kind == "429":
-            return Response(
+            response = Response(
                 content=b'{"message": "Too many requests"}',
                 status_code=429,
                 headers={"Retry-After": str(fault.retry_after), "Content-Type": "application/json"},
             )
+            await response(scope, receive, send)
+            return
         if fault.kind in ("500", "502", "503"):
-            return Response(
+            response = Response(
                 content=b'{"message": "Internal server error"}',
                 status_code=int(fault.kind),
                 media_type="application/json",
             )
+            await response(scope, receive, send)
+            return
         if fault.kind == "hang":
             await asyncio.sleep(fault.hang_seconds)
-            return await call_next(request)
+            await self.app(scope, receive, send)
+            return
         if fault.kind == "shift_page":
             self.board.shift_pending = True
-            return await call_next(request)
-        response = await call_next(request)
-        body = b""
-        async for chunk in response.body_iterator:  # type: ignore[attr-defined]
-            body += chunk if isinstance(chunk, bytes) else chunk.encode()
-        headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+            await self.app(scope, receive, send)
+            return
+        # truncate / garbage: answer with the endpoint's status and headers but a broken body.
+        start: Message = {}
+        body = bytearray()
+
+        async def capture(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                start = message
+            elif message["type"] == "http.response.body":
+                body.extend(message.get("body", b""))
+
+        await self.app(scope, receive, capture)
         if fault.kind == "truncate":
-            body = body[: max(1, len(body) // 2)]
+            content = bytes(body[: max(1, len(body) // 2)])
         else:  # garbage
-            body = b"<html><body>502 Bad Gateway (proxy)</body></html>"
-        return Response(content=body, status_code=response.status_code, headers=headers)
+            content = b"<html><body>502 Bad Gateway (proxy)</body></html>"
+        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+        headers.append((b"content-length", str(len(content)).encode()))
+        await send({"type": "http.response.start", "status": start.get("status", 200), "headers": headers})
+        await send({"type": "http.response.body", "body": content})
 
 
 def install_faults(app: FastAPI) -> FaultBoard:

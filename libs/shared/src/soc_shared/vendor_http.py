@@ -30,6 +30,8 @@ import httpx
 from loguru import logger
 from prometheus_client import Counter, Histogram
 
+from soc_shared.http_transport import Http1Transport
+
 __all__ = [
     "DEFAULT_TIMEOUT",
     "RetryPolicy",
@@ -259,13 +261,18 @@ class VendorHttp:
         self._log = logger.bind(vendor=vendor, integration_id=self.integration_id)
         if not verify_tls:
             self._log.warning("TLS certificate verification is disabled for this integration")
+        verify = build_ssl_context(verify_tls, ca_pem)
+        if transport is None:
+            # The lean transport: httpx's default one costs ~0.65 ms more CPU per request, which
+            # is most of an ingestor's CPU when every record needs a detail call (Cyware alerts).
+            transport = Http1Transport(
+                max_connections=max_concurrency, max_keepalive=max_concurrency, verify=verify
+            )
         self._client = httpx.AsyncClient(
             base_url=base_url,
             headers={"User-Agent": f"soc-portal/{vendor}", "Accept": "application/json", **(headers or {})},
             auth=auth,
-            verify=build_ssl_context(verify_tls, ca_pem),
             timeout=timeout,
-            limits=httpx.Limits(max_connections=max_concurrency, max_keepalive_connections=max_concurrency),
             transport=transport,
             follow_redirects=False,
         )

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
 import pytest
-from soc_gateway.upstream import UpstreamTransport
+from soc_shared.http_transport import Http1Transport
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
 
@@ -49,7 +49,7 @@ def ok(body: bytes = b"{}", extra: bytes = b"") -> bytes:
 
 
 async def fetch(
-    transport: UpstreamTransport, method: str, url: str, **kw: object
+    transport: Http1Transport, method: str, url: str, **kw: object
 ) -> tuple[int, bytes, httpx.Headers]:
     request = httpx.Request(method, url, extensions={"timeout": httpx.Timeout(2).as_dict()}, **kw)  # type: ignore[arg-type]
     response = await transport.handle_async_request(request)
@@ -59,13 +59,13 @@ async def fetch(
 
 
 @pytest.fixture
-async def transport() -> AsyncIterator[UpstreamTransport]:
-    transport = UpstreamTransport(max_connections=8, keepalive_expiry=4)
+async def transport() -> AsyncIterator[Http1Transport]:
+    transport = Http1Transport(max_connections=8, keepalive_expiry=4)
     yield transport
     await transport.aclose()
 
 
-async def test_connections_are_kept_alive_and_reused(transport: UpstreamTransport) -> None:
+async def test_connections_are_kept_alive_and_reused(transport: Http1Transport) -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, number: int) -> None:
         while True:
             try:
@@ -82,7 +82,7 @@ async def test_connections_are_kept_alive_and_reused(transport: UpstreamTranspor
 
 
 async def test_a_reused_connection_closed_under_us_replays_an_idempotent_request_once(
-    transport: UpstreamTransport,
+    transport: Http1Transport,
 ) -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, number: int) -> None:
         await server.read_request(reader)
@@ -100,7 +100,7 @@ async def test_a_reused_connection_closed_under_us_replays_an_idempotent_request
     assert [r.split(b" ")[1] for r in server.requests] == [b"/a/", b"/b/", b"/b/", b"/c/"]
 
 
-async def test_chunked_interim_and_close_delimited_responses(transport: UpstreamTransport) -> None:
+async def test_chunked_interim_and_close_delimited_responses(transport: Http1Transport) -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, number: int) -> None:
         await server.read_request(reader)
         if number == 0:
@@ -121,7 +121,7 @@ async def test_chunked_interim_and_close_delimited_responses(transport: Upstream
         assert (await fetch(transport, "GET", f"{url}/close/"))[1] == b"until the end"
 
 
-async def test_head_has_no_body_whatever_the_length_says(transport: UpstreamTransport) -> None:
+async def test_head_has_no_body_whatever_the_length_says(transport: Http1Transport) -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, number: int) -> None:
         await server.read_request(reader)
         writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n")
@@ -132,7 +132,7 @@ async def test_head_has_no_body_whatever_the_length_says(transport: UpstreamTran
     assert (status, body, headers["content-length"]) == (200, b"", "1000")
 
 
-async def test_streamed_request_bodies_go_chunked(transport: UpstreamTransport) -> None:
+async def test_streamed_request_bodies_go_chunked(transport: Http1Transport) -> None:
     received: list[bytes] = []
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, number: int) -> None:
@@ -151,7 +151,7 @@ async def test_streamed_request_bodies_go_chunked(transport: UpstreamTransport) 
     assert received == [b"3\r\nabc\r\n5\r\ndefgh\r\n0\r\n\r\n"]
 
 
-async def test_timeouts_and_refusals_raise_httpx_errors(transport: UpstreamTransport) -> None:
+async def test_timeouts_and_refusals_raise_httpx_errors(transport: Http1Transport) -> None:
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, number: int) -> None:
         await asyncio.sleep(5)
 

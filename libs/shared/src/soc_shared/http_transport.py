@@ -1,20 +1,27 @@
-"""The proxy's connections to the upstreams: an httpx transport with a lean keep-alive pool.
+"""A lean HTTP/1.1 transport for httpx: the gateway's upstream pool and every vendor client.
 
-httpx's own transport (httpcore over anyio, h11 in pure Python) costs about a millisecond of CPU
-per request on the proxy's hot path, more than the whole upstream request takes; every pooled
-request also polls each idle connection. This transport speaks the same httpx interface
-(``handle_async_request(httpx.Request) -> httpx.Response``, httpx's exception classes, the
-``timeout`` extension) over asyncio protocols and the C ``httptools`` parser that uvicorn already
-brings, with per-upstream LIFO stacks of idle connections. It does exactly what a reverse proxy
-needs — HTTP/1.1, keep-alive, streamed bodies both ways with flow control — and no more: no
-HTTP/2, TLS to upstreams is not used inside the suite (plain http on the service network), no
-proxies, no cookies, no redirects.
+httpx's own transport (httpcore over anyio, h11 in pure Python) costs about 0.65 ms of CPU per
+request, more than the whole request costs a loopback upstream and three times what this one costs
+(bench: httpx default 0.88 ms, this transport 0.23 ms, httpx over aiohttp 0.31 ms per request). This
+transport speaks the same httpx interface (``handle_async_request(httpx.Request) -> httpx.Response``,
+httpx's exception classes, the ``timeout`` extension), so clients keep httpx's API, auth flows and
+test transports; underneath it is asyncio protocols and the C ``httptools`` parser uvicorn already
+brings, with per-origin LIFO stacks of idle connections. It does what the suite needs — HTTP/1.1,
+keep-alive, TLS with the caller's SSL context, streamed bodies both ways with flow control — and no
+more: no HTTP/2, no proxies, no cookies, no redirects.
+
+Its exceptions are precise about *when* a request failed, which the callers' retry rules rely on:
+``ConnectError``/``ConnectTimeout``/``PoolTimeout`` mean nothing was sent (a POST may be retried),
+``ReadError``/``ReadTimeout``/``RemoteProtocolError`` mean it may have been acted on. (aiohttp
+through the httpx-aiohttp adapter was measured too; that adapter maps a server disconnect after
+the request went out to ``ConnectTimeout``, which would make a non-idempotent retry unsafe.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import ssl
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -24,7 +31,7 @@ import httpx
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-_tracer = trace.get_tracer("soc_gateway.upstream")
+_tracer = trace.get_tracer("soc_shared.http_transport")
 
 # Body bytes buffered from an upstream before we stop reading its socket (the client is slower).
 _READ_HIGH_WATER = 256 * 1024
@@ -246,10 +253,13 @@ class _ResponseStream(httpx.AsyncByteStream):
 class _Pool:
     """Idle connections to one upstream (host, port), most recently used first."""
 
-    def __init__(self, host: str, port: int, transport: UpstreamTransport) -> None:
+    def __init__(
+        self, host: str, port: int, transport: Http1Transport, tls: ssl.SSLContext | None
+    ) -> None:
         self.host = host
         self.port = port
         self.transport = transport
+        self.tls = tls
         self.idle: collections.deque[_Connection] = collections.deque()
 
     async def acquire(self, connect_timeout: float | None) -> tuple[_Connection, bool]:
@@ -265,9 +275,20 @@ class _Pool:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(connect_timeout):
-                _, protocol = await loop.create_connection(lambda: _Connection(loop), self.host, self.port)
+                _, protocol = await loop.create_connection(
+                    lambda: _Connection(loop),
+                    self.host,
+                    self.port,
+                    ssl=self.tls,
+                    server_hostname=self.host if self.tls is not None else None,
+                )
         except TimeoutError:
             raise httpx.ConnectTimeout(f"connecting to {self.host}:{self.port} timed out") from None
+        except ssl.SSLError as exc:
+            # Chained: callers look for the SSL error to say "certificate" rather than "unreachable".
+            raise httpx.ConnectError(
+                f"TLS handshake with {self.host}:{self.port} failed: {exc.reason or exc}"
+            ) from exc
         except OSError as exc:
             raise httpx.ConnectError(
                 f"cannot connect to {self.host}:{self.port}: {exc.strerror or exc}"
@@ -293,26 +314,47 @@ class _Pool:
             connection.close()
 
 
-class UpstreamTransport(httpx.AsyncBaseTransport):
+class Http1Transport(httpx.AsyncBaseTransport):
+    """``verify``: an SSL context for https origins (True: the system trust store; False: no
+    verification — the caller decides and logs that). Plain http needs none."""
+
     def __init__(
-        self, *, max_connections: int = 512, max_keepalive: int = 256, keepalive_expiry: float = 4.0
+        self,
+        *,
+        max_connections: int = 512,
+        max_keepalive: int = 256,
+        keepalive_expiry: float = 4.0,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
+        if isinstance(verify, ssl.SSLContext):
+            self.tls = verify
+        elif verify:
+            self.tls = ssl.create_default_context()
+        else:
+            self.tls = ssl.create_default_context()
+            self.tls.check_hostname = False
+            self.tls.verify_mode = ssl.CERT_NONE
         self.max_keepalive = max_keepalive
         self.keepalive_expiry = keepalive_expiry
         self.slots = asyncio.Semaphore(max_connections)
-        self.pools: dict[tuple[str, int], _Pool] = {}
+        self.pools: dict[tuple[str, str, int], _Pool] = {}
         self.closing = False
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
-        if url.scheme != "http":
-            raise httpx.UnsupportedProtocol(f"the upstream transport speaks plain http, not {url.scheme}")
-        host, port = url.host, url.port or 80
+        scheme = url.scheme
+        if scheme == "http":
+            tls, default_port = None, 80
+        elif scheme == "https":
+            tls, default_port = self.tls, 443
+        else:
+            raise httpx.UnsupportedProtocol(f"this transport speaks http and https, not {scheme!r}")
+        host, port = url.host, url.port or default_port
         timeouts = request.extensions.get("timeout") or {}
-        key = (host, port)
+        key = (scheme, host, port)
         pool = self.pools.get(key)
         if pool is None:
-            pool = self.pools[key] = _Pool(host, port, self)
+            pool = self.pools[key] = _Pool(host, port, self, tls)
 
         with _tracer.start_as_current_span(
             request.method,
@@ -321,7 +363,8 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
                 "http.request.method": request.method,
                 "server.address": host,
                 "server.port": port,
-                "url.full": f"http://{host}:{port}{url.raw_path.decode('latin-1')}",
+                # The path only: a query string may carry a signature or an API key.
+                "url.full": f"{scheme}://{host}:{port}{url.path}",
             },
         ) as span:
             carrier: dict[str, str] = {}
