@@ -18,7 +18,7 @@ import asyncio
 import random
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -241,6 +241,7 @@ class VendorHttp:
         integration_id: str,
         headers: dict[str, str] | None = None,
         auth: httpx.Auth | None = None,
+        query_signer: Callable[[], Mapping[str, str]] | None = None,
         verify_tls: bool = True,
         ca_pem: str | None = None,
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
@@ -256,6 +257,10 @@ class VendorHttp:
         self.integration_id = str(integration_id)
         self.retry = retry or RetryPolicy()
         self._error_mapper = error_mapper
+        # Query parameters computed afresh for every attempt (a signature that expires: a retry
+        # after a long back-off must not go out with an Expires that has passed). Cheaper than an
+        # httpx.Auth that rewrites the URL: the URL is built and parsed once.
+        self._query_signer = query_signer
         self._sleep = sleep
         self._slots = asyncio.Semaphore(max_concurrency)
         self._log = logger.bind(vendor=vendor, integration_id=self.integration_id)
@@ -401,7 +406,6 @@ class VendorHttp:
         method = method.upper()
         expected_statuses = frozenset(expected)
         repeatable = idempotent if idempotent is not None else method in _IDEMPOTENT_METHODS
-        log_path = _loggable_path(path)
         extra: dict[str, Any] = {}
         if read_timeout is not None:
             base = self._client.timeout
@@ -422,7 +426,7 @@ class VendorHttp:
                     response = await self._client.request(
                         method,
                         path,
-                        params=params,
+                        params=params if self._query_signer is None else self._signed(params),
                         headers=headers,
                         json=json,
                         data=data,
@@ -442,6 +446,7 @@ class VendorHttp:
                 assert response is not None
                 return response, body
 
+            log_path = _loggable_path(path)  # only now: parsing it costs as much as a request
             error.details.setdefault("method", method)
             error.details.setdefault("path", log_path)
             error.details["attempts"] = attempt
@@ -462,6 +467,12 @@ class VendorHttp:
             )
             await self._sleep(delay)
         raise AssertionError("unreachable: the last attempt either returns or raises")
+
+    def _signed(self, params: Any) -> dict[str, Any]:
+        assert self._query_signer is not None
+        if params is not None and not isinstance(params, Mapping):
+            raise TypeError("a VendorHttp with a query signer takes params as a mapping")
+        return {**(params or {}), **self._query_signer()}
 
     def _retry_delay(self, error: VendorError, attempt: int, repeatable: bool) -> float | None:
         """Seconds to wait before the next attempt, or None to give up now."""

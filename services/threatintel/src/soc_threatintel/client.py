@@ -4,8 +4,9 @@ What it knows about CSAP, and nothing else:
 
 * **Signed requests.** Every request carries the query parameters ``AccessID``, ``Expires`` (unix
   seconds, now + a margin) and ``Signature = base64(HMAC-SHA1(secret_key, "<AccessID>\\n<Expires>"))``,
-  URL-encoded. :class:`CywareSigner` is an ``httpx.Auth``, so each *attempt* is signed afresh: a
-  retry after a long back-off never goes out with an ``Expires`` that has already passed. The clock
+  URL-encoded. :class:`CywareSigner` signs each *attempt* afresh (VendorHttp's ``query_signer``;
+  it is an ``httpx.Auth`` too): a retry after a long back-off never goes out with an ``Expires``
+  that has already passed. The clock
   is injectable (tests skew it; a deployment could correct it).
 * **Errors.** CSAP answers ``{"detail", "code"}``; :func:`cyware_error` turns that into categories a
   person can act on. An expired signature, or one dated too far ahead, is a *clock* problem and its
@@ -315,7 +316,7 @@ class CywareClient:
             root + "/",
             vendor="cyware",
             integration_id=integration_id,
-            auth=self.signer,
+            query_signer=self.signer.params,
             verify_tls=verify_tls,
             ca_pem=ca_pem,
             transport=transport,

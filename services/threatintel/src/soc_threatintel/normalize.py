@@ -84,8 +84,10 @@ def ref(raw: Any, id_key: str, name_key: str) -> TiRef | None:
         ident = raw.get(id_key, raw.get("id"))
         if ident is None or ident == "":
             return None
-        return TiRef(id=str(ident), name=_text(raw.get(name_key, raw.get("name"))))
-    return TiRef(id=str(raw))
+        # model_construct: both fields are already the declared types (str / str | None), and an
+        # alert carries a handful of these, validated again as part of the TiAlert.
+        return TiRef.model_construct(id=str(ident), name=_text(raw.get(name_key, raw.get("name"))))
+    return TiRef.model_construct(id=str(raw), name=None)
 
 
 def refs(raw: Any, id_key: str, name_key: str) -> list[TiRef]:
