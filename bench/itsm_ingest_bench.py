@@ -146,6 +146,9 @@ async def replica(integration_ids: list[str]) -> None:
     logger.add(sys.stderr, level="WARNING")
     ingestor = _ingestor(1)
     await ingestor.bus.connect()
+    from soc_shared.runtime import tune_gc
+
+    tune_gc()  # as the service's entry point does
     print("ready", flush=True)
     cpu_before = time.process_time()
     runs = await _run_until_done(ingestor, integration_ids)

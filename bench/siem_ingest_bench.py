@@ -97,6 +97,9 @@ async def replica(integration_ids: list[str], concurrency: int) -> None:
     logger.add(sys.stderr, level="WARNING")
     ingestor = _ingestor(concurrency)
     await ingestor.bus.connect()
+    from soc_shared.runtime import tune_gc
+
+    tune_gc()  # as the service's entry point does
     print("ready", flush=True)
     cpu_started = time.process_time()
     runs = 0

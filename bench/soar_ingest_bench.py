@@ -380,6 +380,9 @@ async def worker() -> None:
     await bus.connect()
     ingestor = make_ingestor(settings, db, bus)
     await db.ping()
+    from soc_shared.runtime import tune_gc
+
+    tune_gc()  # as the service's entry point does
     print("READY", flush=True)  # noqa: T201 - the parent waits for this line
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     runs = 0

@@ -321,6 +321,15 @@ def http_figures(args: argparse.Namespace, tokens: Any, big: dict[str, Any]) -> 
 
 
 # -------------------------------------------------------------------------------------- consumer
+def _run(coroutine: Any) -> Any:
+    """uvloop where installed: the service runs under uvicorn, whose event loop it is."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover
+        return asyncio.run(coroutine)
+    return uvloop.run(coroutine)
+
+
 def offense_events(n: int, version: int, domain: int, first_id: int) -> list[Any]:
     from soc_shared.events import OffenseStatus, SiemOffense, make_event
 
@@ -344,6 +353,7 @@ def offense_events(n: int, version: int, domain: int, first_id: int) -> list[Any
 async def consumer_figures(n: int, batch_size: int) -> dict[str, Any]:
     from soc_shared.bus import Bus
     from soc_shared.db import Database
+    from soc_shared.runtime import tune_gc
     from soc_tenant.config import Settings
     from soc_tenant.readmodel import ingest
 
@@ -373,6 +383,10 @@ async def consumer_figures(n: int, batch_size: int) -> dict[str, Any]:
         for k in range(0, n, 1000):
             await asyncio.wait_for(bus.publish(events[k:k + 1000]), 120)
         results[f"publish_{label}_per_s"] = n / (time.perf_counter() - started)
+        # The consumer runs as in the service: the published events are not held here, and the
+        # collector is tuned as the service's entry point does (soc_shared.runtime.tune_gc).
+        del events
+        tune_gc()
         started = time.perf_counter()
         await ingest.start_consumers(app)
         while await count(version) < n:  # noqa: ASYNC110 - polling the database, not an in-process event
@@ -383,7 +397,7 @@ async def consumer_figures(n: int, batch_size: int) -> dict[str, Any]:
         results[f"consume_{label}_per_s"] = n / elapsed
         log(f"  consumed {n:,} ({label}) in {elapsed:.1f}s = {n / elapsed:,.0f} events/s")
     # A plain COPY of the same rows (version 2) into a table of the same shape and indexes.
-    rows = [ingest.offense_row(e, e.payload()) for e in events]
+    rows = [ingest.offense_row(e, e.payload()) for e in offense_events(n, 2, domain, first_id)]
     target = ingest.OFFENSE
     async with db.engine.begin() as conn:
         raw = await conn.get_raw_connection()
@@ -483,7 +497,7 @@ def main() -> None:
             print(f"  {r['label']:48} {r['p50']:8.1f} {r['p95']:8.1f} {r['p99']:8.1f} {r['max']:8.1f} {r['bytes']:8d}")  # noqa: T201
     if not args.skip_consumer:
         log("consumer throughput")
-        c = asyncio.run(consumer_figures(args.events, args.batch_size))
+        c = _run(consumer_figures(args.events, args.batch_size))
         print(f"\nConsumer ({c['events']:,} offense events, batch {c['batch_size']}, bus -> PostgreSQL incl. rollups):")  # noqa: T201
         print(f"  publish (confirms)          {c['publish_insert_per_s']:10,.0f} events/s")  # noqa: T201
         print(f"  consume, new offenses       {c['consume_insert_per_s']:10,.0f} events/s ({c['consume_insert_s']:.1f} s)")  # noqa: T201

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uvicorn
+from soc_shared.runtime import tune_gc
 
 from soc_gateway.config import Settings
 from soc_gateway.main import create_app
@@ -10,8 +11,10 @@ from soc_gateway.main import create_app
 
 def main() -> None:
     settings = Settings()
+    app = create_app(settings)
+    tune_gc()
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_config=None,  # loguru (set up by the app) takes uvicorn's records

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import uvicorn
 from soc_shared.db import migrate
+from soc_shared.runtime import tune_gc
 
 from soc_auth.config import Settings
 
@@ -52,7 +53,9 @@ def main() -> None:
     migrate(settings, MIGRATIONS)
     from soc_auth.main import create_app
 
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None, access_log=False)
+    app = create_app(settings)
+    tune_gc()
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@ from pathlib import Path
 
 import uvicorn
 from soc_shared.db import migrate
+from soc_shared.runtime import tune_gc
 
 from soc_tenant.config import Settings
 from soc_tenant.main import create_app
@@ -10,7 +11,9 @@ from soc_tenant.main import create_app
 def main() -> None:
     settings = Settings()
     migrate(settings, Path(__file__).parent / "migrations")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None, access_log=False)
+    app = create_app(settings)
+    tune_gc()
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import uvicorn
 from soc_shared.db import migrate
+from soc_shared.runtime import tune_gc
 
 from soc_threatintel.config import Settings
 from soc_threatintel.main import create_app
@@ -12,8 +13,10 @@ from soc_threatintel.main import create_app
 def main() -> None:
     settings = Settings()
     migrate(settings, Path(__file__).parent / "migrations")
+    app = create_app(settings)
+    tune_gc()
     uvicorn.run(
-        create_app(settings), host=settings.host, port=settings.port, log_config=None, access_log=False
+        app, host=settings.host, port=settings.port, log_config=None, access_log=False
     )
 
 
