@@ -282,6 +282,7 @@ class BatchConsumer:
         max_wait: float = 0.05,
         delivery_limit: int = 5,
         prefetch_batches: int = 2,
+        concurrency: int = 1,
     ) -> None:
         self.bus = bus
         self.queue_name = queue
@@ -302,6 +303,13 @@ class BatchConsumer:
         self._stopping = False
         self._buffer: list[Delivery] = []
         self._flush_lock = asyncio.Lock()
+        # Batches handled at once. With two, one batch's Python work (rows, COPY) overlaps the
+        # other's time in the database; the handler must then tolerate concurrent batches (the
+        # read model's version guard and per-table advisory locks do).
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.concurrency = concurrency
+        self._slots = asyncio.Semaphore(concurrency)
         self._timer: asyncio.TimerHandle | None = None
         self._channel: AbstractChannel | None = None
         self._queue: AbstractQueue | None = None
@@ -337,6 +345,7 @@ class BatchConsumer:
         await self.flush()
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
+        await self._idle()
         if self._channel is not None and not self._channel.is_closed:
             await self._channel.close()
         self._channel = None
@@ -402,16 +411,26 @@ class BatchConsumer:
         task.add_done_callback(self._pending.discard)
 
     async def flush(self) -> None:
-        async with self._flush_lock:
+        async with self._flush_lock:  # batches are cut, and take their slots, in arrival order
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
             batch, self._buffer = self._buffer, []
-            if batch:
-                try:
-                    await self._handle(batch)
-                finally:
-                    await self._release(len(batch))
+            if not batch:
+                return
+            await self._slots.acquire()
+        try:
+            await self._handle(batch)
+        finally:
+            self._slots.release()
+            await self._release(len(batch))
+
+    async def _idle(self) -> None:
+        """Wait until no batch is being handled."""
+        for _ in range(self.concurrency):
+            await self._slots.acquire()
+        for _ in range(self.concurrency):
+            self._slots.release()
 
     async def _handle(self, batch: list[Delivery]) -> None:
         links = [trace.Link(trace.get_current_span(extract(d.message.headers or {})).get_span_context())
@@ -426,11 +445,24 @@ class BatchConsumer:
                 logger.warning("batch of {} on {} failed ({}); retrying one by one", len(batch), self.queue_name, exc)
                 await self._handle_singly(batch)
                 return
-            await batch[-1].message.ack(multiple=True)
+            await self._ack(batch)
         BATCH_SECONDS.labels(self.queue_name).observe(time.perf_counter() - started)
         CONSUMED.labels(self.queue_name).inc(len(batch))
         newest = max(d.envelope.time for d in batch)
         CONSUMER_LAG.labels(self.queue_name).set(max(0.0, (datetime.now(UTC) - newest).total_seconds()))
+
+    async def _ack(self, batch: list[Delivery]) -> None:
+        if self.concurrency == 1:
+            # One ack for the batch: every earlier delivery on this channel is in it or done.
+            await batch[-1].message.ack(multiple=True)
+            return
+        # With batches handled side by side an earlier delivery may belong to a batch still being
+        # written: each message of this batch is acked on its own.
+        seen: set[int] = set()
+        for delivery in batch:
+            if id(delivery.message) not in seen:
+                seen.add(id(delivery.message))
+                await delivery.message.ack()
 
     async def _handle_singly(self, batch: list[Delivery]) -> None:
         by_message: dict[int, list[Delivery]] = {}
