@@ -255,8 +255,12 @@ def serve(port: int, jwks_file: str) -> None:
     jwks = json.loads(Path(jwks_file).read_text())
     settings = Settings()
     verifier = TokenVerifier.from_keys(jwks, settings.jwt_issuer, settings.jwt_audience)
-    uvicorn.run(create_app(settings, verifier=verifier), host="127.0.0.1", port=port, log_level="warning",
-                access_log=False, log_config=None, loop="uvloop")
+    from soc_shared.runtime import tune_gc
+
+    app = create_app(settings, verifier=verifier)
+    tune_gc()  # as the service's entry point does
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, log_config=None,
+                loop="uvloop")
 
 
 def percentile(values: list[float], p: float) -> float:
