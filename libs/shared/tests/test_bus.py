@@ -171,3 +171,81 @@ async def test_events_of_one_type_travel_as_one_batch_message_and_a_bad_element_
         assert dead[0]["event_id"] == "x"
     finally:
         await consumer.stop()
+
+
+async def test_decoded_events_in_flight_are_capped_whatever_the_message_prefetch(bus):
+    """Messages are batches (up to Bus.batch_max events): the broker's prefetch counts messages,
+    so the consumer itself must hold back decoding while its batches are being handled."""
+    queue = f"test.inflight.{uuid.uuid4().hex[:8]}"
+    release = asyncio.Event()
+    peak = {"in_flight": 0}
+    seen: list[int] = []
+
+    async def handler(batch: list[Delivery]) -> None:
+        peak["in_flight"] = max(peak["in_flight"], consumer._in_flight)
+        await release.wait()
+        seen.extend(d.payload.domain_id for d in batch)
+
+    consumer = BatchConsumer(bus, queue, ["siem.domain.upserted"], handler, batch_size=10, prefetch_batches=2)
+    await consumer.start()
+    small = Bus(os.environ["SOC_AMQP_URL"], service="test-bus-small", batch_max=5)
+    try:
+        await small.publish([_domain_event(i) for i in range(200)])  # 40 messages of 5 events
+        await _wait_for(lambda: consumer._in_flight >= 10)
+        await asyncio.sleep(0.3)  # every prefetched message has had its chance to be decoded
+        assert consumer._in_flight <= consumer.max_events_in_flight == 20
+        release.set()
+        await _wait_for(lambda: len(seen) >= 200)
+    finally:
+        release.set()
+        await consumer.stop()
+        await small.close()
+    assert sorted(seen) == list(range(200))
+    assert peak["in_flight"] <= 20
+
+
+async def test_two_batches_at_once_are_each_acked_only_after_their_own_handler(bus):
+    queue = f"test.concurrent.{uuid.uuid4().hex[:8]}"
+    running = {"now": 0, "peak": 0}
+    gate = asyncio.Event()
+    seen: list[int] = []
+
+    async def handler(batch: list[Delivery]) -> None:
+        running["now"] += 1
+        running["peak"] = max(running["peak"], running["now"])
+        try:
+            if batch[0].payload.domain_id < 10:
+                await gate.wait()  # the first batch is still being written...
+            seen.extend(d.payload.domain_id for d in batch)
+        finally:
+            running["now"] -= 1
+
+    consumer = BatchConsumer(bus, queue, ["siem.domain.upserted"], handler, batch_size=10, concurrency=2)
+    await consumer.start()
+    small = Bus(os.environ["SOC_AMQP_URL"], service="test-bus-small", batch_max=10)
+    try:
+        await small.publish([_domain_event(i) for i in range(40)])
+        # ...while the later batches go through beside it and are acked.
+        await _wait_for(lambda: len(seen) >= 30)
+        assert running["peak"] == 2 and not any(i < 10 for i in seen)
+        # The consumer dies with the first batch unfinished: its messages, and only those, must come
+        # back (one ack "up to here" for a later batch would have acked them too).
+        assert consumer._channel is not None
+        await consumer._channel.close()
+    finally:
+        gate.set()
+        await consumer.stop()
+        await small.close()
+    again: list[int] = []
+
+    async def collect(batch: list[Delivery]) -> None:
+        again.extend(d.payload.domain_id for d in batch)
+
+    second = BatchConsumer(bus, queue, ["siem.domain.upserted"], collect, batch_size=10)
+    await second.start()
+    try:
+        await _wait_for(lambda: len(again) >= 10)
+        await asyncio.sleep(0.3)
+    finally:
+        await second.stop()
+    assert sorted(again) == list(range(10))

@@ -451,13 +451,10 @@ class BatchConsumer:
         newest = max(d.envelope.time for d in batch)
         CONSUMER_LAG.labels(self.queue_name).set(max(0.0, (datetime.now(UTC) - newest).total_seconds()))
 
-    async def _ack(self, batch: list[Delivery]) -> None:
-        if self.concurrency == 1:
-            # One ack for the batch: every earlier delivery on this channel is in it or done.
-            await batch[-1].message.ack(multiple=True)
-            return
-        # With batches handled side by side an earlier delivery may belong to a batch still being
-        # written: each message of this batch is acked on its own.
+    @staticmethod
+    async def _ack(batch: list[Delivery]) -> None:
+        # Each message on its own, never "everything up to here": an earlier delivery may still be
+        # waiting for room to be decoded, or belong to a batch still being written beside this one.
         seen: set[int] = set()
         for delivery in batch:
             if id(delivery.message) not in seen:
