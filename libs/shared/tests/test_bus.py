@@ -194,6 +194,8 @@ async def test_decoded_events_in_flight_are_capped_whatever_the_message_prefetch
         await _wait_for(lambda: consumer._in_flight >= 10)
         await asyncio.sleep(0.3)  # every prefetched message has had its chance to be decoded
         assert consumer._in_flight <= consumer.max_events_in_flight == 20
+        # and the broker holds back the rest: undecoded pages do not pile up in memory either.
+        assert consumer._unsettled <= consumer.prefetch_messages == 4
         release.set()
         await _wait_for(lambda: len(seen) >= 200)
     finally:
@@ -249,3 +251,25 @@ async def test_two_batches_at_once_are_each_acked_only_after_their_own_handler(b
     finally:
         await second.stop()
     assert sorted(again) == list(range(10))
+
+
+async def test_single_event_messages_form_batches_without_waiting_for_the_timer(bus):
+    """With fewer messages in flight than a batch holds, a batch is cut as soon as every message the
+    broker will send before an ack has arrived (not only when the wait timer fires)."""
+    queue = f"test.singles.{uuid.uuid4().hex[:8]}"
+    sizes: list[int] = []
+
+    async def handler(batch: list[Delivery]) -> None:
+        sizes.append(len(batch))
+
+    consumer = BatchConsumer(bus, queue, ["siem.domain.upserted"], handler, batch_size=100, max_wait=30.0,
+                             prefetch_messages=10)
+    await consumer.start()
+    single = Bus(os.environ["SOC_AMQP_URL"], service="test-bus-single", batch_max=1)
+    try:
+        await single.publish([_domain_event(i) for i in range(60)])
+        await _wait_for(lambda: sum(sizes) >= 60, within=10.0)  # the 30 s timer would be far too late
+    finally:
+        await consumer.stop()
+        await single.close()
+    assert max(sizes) <= 10 and sum(sizes) == 60

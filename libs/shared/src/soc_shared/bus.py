@@ -334,6 +334,7 @@ class BatchConsumer:
         delivery_limit: int = 5,
         prefetch_batches: int = 2,
         concurrency: int = 1,
+        prefetch_messages: int | None = None,
     ) -> None:
         self.bus = bus
         self.queue_name = queue
@@ -352,6 +353,13 @@ class BatchConsumer:
         self._in_flight = 0
         self._room = asyncio.Condition()
         self._stopping = False
+        # The broker's prefetch counts messages, and one message may be a page of up to 200 events:
+        # a prefetch of batch_size × prefetch_batches messages let thousands of undecoded pages
+        # (hundreds of MB) pile up in memory on a deep queue. A twentieth of the event cap keeps
+        # that bounded; a stream of single-event messages still forms batches, because a batch is
+        # cut as soon as every message the broker will send before an ack has arrived.
+        self.prefetch_messages = prefetch_messages or max(2 * prefetch_batches, self.max_events_in_flight // 20)
+        self._unsettled = 0  # messages received and not yet acked, nacked or parked
         self._buffer: list[Delivery] = []
         self._flush_lock = asyncio.Lock()
         # Batches handled at once. With two, one batch's Python work (rows, COPY) overlaps the
@@ -378,7 +386,8 @@ class BatchConsumer:
 
     async def start(self) -> None:
         self._stopping = False
-        self._channel = await self.bus.channel(prefetch=self.batch_size * self.prefetch_batches)
+        self._unsettled = 0
+        self._channel = await self.bus.channel(prefetch=self.prefetch_messages)
         await declare_exchanges(self._channel)
         self._queue = await self.declare(self._channel)
         self._tag = await self._queue.consume(self._on_message)
@@ -418,7 +427,16 @@ class BatchConsumer:
                 self._in_flight -= count
                 self._room.notify_all()
 
+    async def _settle(self, message: AbstractIncomingMessage, *, requeue: bool | None = None) -> None:
+        """Ack the message (``requeue`` given: nack it) and count it as settled."""
+        self._unsettled -= 1
+        if requeue is None:
+            await message.ack()
+        else:
+            await message.nack(requeue=requeue)
+
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        self._unsettled += 1
         try:
             declared = max(1, int((message.headers or {}).get("ce-count", 1) or 1))
         except (TypeError, ValueError):
@@ -442,14 +460,14 @@ class BatchConsumer:
         for raw, reason in bad:  # a bad element of a batch is parked alone; its siblings go on
             await self.park(message, raw, reason)
         if not good:
-            await message.ack()
+            await self._settle(message)
             return
         # All events of one message enter one buffer, so a message is never split between batches.
         self._buffer.extend(Delivery(envelope, payload, message) for envelope, payload in good)
         # Not held across the wait for the flush lock below: many messages may wait there, and
         # their events must be freed as soon as a batch is handled, not when each waiter wakes.
         del good, bad
-        if len(self._buffer) >= self.batch_size:
+        if len(self._buffer) >= self.batch_size or self._unsettled >= self.prefetch_messages:
             await self.flush()
         elif self._timer is None:
             loop = asyncio.get_running_loop()
@@ -502,15 +520,14 @@ class BatchConsumer:
         newest = max(d.envelope.time for d in batch)
         CONSUMER_LAG.labels(self.queue_name).set(max(0.0, (datetime.now(UTC) - newest).total_seconds()))
 
-    @staticmethod
-    async def _ack(batch: list[Delivery]) -> None:
+    async def _ack(self, batch: list[Delivery]) -> None:
         # Each message on its own, never "everything up to here": an earlier delivery may still be
         # waiting for room to be decoded, or belong to a batch still being written beside this one.
         seen: set[int] = set()
         for delivery in batch:
             if id(delivery.message) not in seen:
                 seen.add(id(delivery.message))
-                await delivery.message.ack()
+                await self._settle(delivery.message)
 
     async def _handle_singly(self, batch: list[Delivery]) -> None:
         by_message: dict[int, list[Delivery]] = {}
@@ -533,10 +550,7 @@ class BatchConsumer:
                 CONSUMED.labels(self.queue_name).inc()
             # The message goes back whole (its handled siblings are re-applied idempotently) or is
             # done: its failed events, if any, are parked with their reason.
-            if requeue:
-                await message.nack(requeue=True)
-            else:
-                await message.ack()
+            await self._settle(message, requeue=True if requeue else None)
 
     async def park(self, message: AbstractIncomingMessage, body: bytes, reason: str) -> None:
         """Put ``body`` (one event, or the whole message) into ``<queue>.dead`` with the reason."""
@@ -557,7 +571,7 @@ class BatchConsumer:
     async def dead_letter(self, message: AbstractIncomingMessage, reason: str) -> None:
         """Park the whole ``message`` in ``<queue>.dead`` with the reason, then ack the original."""
         await self.park(message, message.body, reason)
-        await message.ack()
+        await self._settle(message)
 
 
 def _dead_reason(headers: dict[str, Any]) -> str:
