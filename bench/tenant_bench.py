@@ -380,6 +380,7 @@ async def consumer_figures(n: int, batch_size: int) -> dict[str, Any]:
 
     await ingest.start_consumers(app)  # declares the queues and bindings
     await ingest.stop_consumers(app)
+    tune_gc()  # the collector as the service's entry point tunes it
     for version, label in ((1, "insert"), (2, "update")):
         log(f"  building and publishing {n:,} offense events (version {version}) with the consumer stopped")
         events = offense_events(n, version, domain, first_id)
@@ -387,10 +388,7 @@ async def consumer_figures(n: int, batch_size: int) -> dict[str, Any]:
         for k in range(0, n, 1000):
             await asyncio.wait_for(bus.publish(events[k:k + 1000]), 120)
         results[f"publish_{label}_per_s"] = n / (time.perf_counter() - started)
-        # The consumer runs as in the service: the published events are not held here, and the
-        # collector is tuned as the service's entry point does (soc_shared.runtime.tune_gc).
-        del events
-        tune_gc()
+        del events  # the consumer runs as in the service: the published events are not held here
         started = time.perf_counter()
         await ingest.start_consumers(app)
         while await count(version) < n:  # noqa: ASYNC110 - polling the database, not an in-process event

@@ -392,3 +392,45 @@ def test_invalid_ca_pem_is_a_tls_error() -> None:
             "https://x", vendor="qradar", integration_id="int-1", ca_pem="-----BEGIN CERTIFICATE-----\nnope"
         )
     assert err.value.category is VendorErrorCategory.TLS
+
+
+# --- proxies from the environment ---------------------------------------------------------------
+async def _recording_http_server(answer: bytes) -> tuple[asyncio.Server, list[bytes]]:
+    heads: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        heads.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+                     b"connection: close\r\n\r\n%b" % (len(answer), answer))
+        await writer.drain()
+        writer.close()
+
+    return await asyncio.start_server(serve, "127.0.0.1", 0), heads
+
+
+async def test_an_http_proxy_from_the_environment_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
+    proxy, heads = await _recording_http_server(b'{"via": "proxy"}')
+    port = proxy.sockets[0].getsockname()[1]
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    try:
+        async with VendorHttp("http://vendor.example.test/api/", vendor="test", integration_id="i") as http:
+            assert await http.get_json("things") == {"via": "proxy"}
+    finally:
+        proxy.close()
+    # The proxy got the request in absolute form: the vendor was reached through it.
+    assert heads and heads[0].startswith(b"GET http://vendor.example.test/api/things HTTP/1.1")
+
+
+async def test_without_a_proxy_the_vendor_is_reached_directly(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    vendor, heads = await _recording_http_server(b'{"via": "direct"}')
+    port = vendor.sockets[0].getsockname()[1]
+    try:
+        async with VendorHttp(f"http://127.0.0.1:{port}/api/", vendor="test", integration_id="i") as http:
+            assert await http.get_json("things") == {"via": "direct"}
+    finally:
+        vendor.close()
+    assert heads and heads[0].startswith(b"GET /api/things HTTP/1.1")

@@ -326,19 +326,24 @@ class Http1Transport(httpx.AsyncBaseTransport):
         keepalive_expiry: float = 4.0,
         verify: ssl.SSLContext | bool = True,
     ) -> None:
-        if isinstance(verify, ssl.SSLContext):
-            self.tls = verify
-        elif verify:
-            self.tls = ssl.create_default_context()
-        else:
-            self.tls = ssl.create_default_context()
-            self.tls.check_hostname = False
-            self.tls.verify_mode = ssl.CERT_NONE
+        self._verify = verify
+        self._tls: ssl.SSLContext | None = verify if isinstance(verify, ssl.SSLContext) else None
         self.max_keepalive = max_keepalive
         self.keepalive_expiry = keepalive_expiry
         self.slots = asyncio.Semaphore(max_connections)
         self.pools: dict[tuple[str, str, int], _Pool] = {}
         self.closing = False
+
+    @property
+    def tls(self) -> ssl.SSLContext:
+        """The SSL context for https origins, built on first use: loading the system trust store
+        costs milliseconds, and most transports (the gateway's, plain-http vendors) never need it."""
+        if self._tls is None:
+            self._tls = ssl.create_default_context()
+            if not self._verify:
+                self._tls.check_hostname = False
+                self._tls.verify_mode = ssl.CERT_NONE
+        return self._tls
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url

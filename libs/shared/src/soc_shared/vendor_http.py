@@ -18,6 +18,7 @@ import asyncio
 import random
 import ssl
 import time
+import urllib.request
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -206,6 +207,19 @@ def build_ssl_context(verify_tls: bool = True, ca_pem: str | None = None) -> ssl
         ) from None
 
 
+def _proxied(base_url: str) -> bool:
+    """Whether the environment (HTTP_PROXY / HTTPS_PROXY / ALL_PROXY, NO_PROXY) sends requests to
+    ``base_url`` through a proxy — what httpx's default transport honours."""
+    try:
+        url = httpx.URL(base_url)
+    except Exception:  # noqa: BLE001 - an unparseable base URL fails later, with a proper error
+        return False
+    proxies = urllib.request.getproxies()
+    if not (proxies.get(url.scheme) or proxies.get("all")):
+        return False
+    return not urllib.request.proxy_bypass(url.host or "")
+
+
 def _loggable_path(path: str) -> str:
     """The path alone: query strings may carry signatures or API keys."""
     try:
@@ -267,9 +281,10 @@ class VendorHttp:
         if not verify_tls:
             self._log.warning("TLS certificate verification is disabled for this integration")
         verify = build_ssl_context(verify_tls, ca_pem)
-        if transport is None:
+        if transport is None and not _proxied(base_url):
             # The lean transport: httpx's default one costs ~0.65 ms more CPU per request, which
             # is most of an ingestor's CPU when every record needs a detail call (Cyware alerts).
+            # It speaks no proxy protocol: behind an HTTP(S)_PROXY httpx's own transport is kept.
             transport = Http1Transport(
                 max_connections=max_concurrency, max_keepalive=max_concurrency, verify=verify
             )
@@ -277,7 +292,9 @@ class VendorHttp:
             base_url=base_url,
             headers={"User-Agent": f"soc-portal/{vendor}", "Accept": "application/json", **(headers or {})},
             auth=auth,
+            verify=verify,
             timeout=timeout,
+            limits=httpx.Limits(max_connections=max_concurrency, max_keepalive_connections=max_concurrency),
             transport=transport,
             follow_redirects=False,
         )

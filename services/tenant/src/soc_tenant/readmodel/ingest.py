@@ -17,6 +17,7 @@ never compute rollup deltas from the same stale ``old`` snapshot.
 
 from __future__ import annotations
 
+import json
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -78,10 +79,17 @@ def _strip_nul(obj: Any) -> Any:
 _JSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_NON_STR_KEYS
 
 
+def _dumps(obj: Any) -> str:
+    try:
+        return orjson.dumps(obj, default=str, option=_JSON_OPTIONS).decode()
+    except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits, which the stdlib can write
+        return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
 def jsonb(obj: Any) -> str:
-    dumped = orjson.dumps(obj, default=str, option=_JSON_OPTIONS).decode()
+    dumped = _dumps(obj)
     if "\\u0000" in dumped:  # PostgreSQL's jsonb cannot hold NUL
-        dumped = orjson.dumps(_strip_nul(obj), default=str, option=_JSON_OPTIONS).decode()
+        dumped = _dumps(_strip_nul(obj))
     return dumped
 
 
