@@ -18,6 +18,9 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 LOGS = ROOT / ".local" / "logs"
+# The generated admin password outlives one run: the admin it created stays in the database, so a
+# second `make up` must log in with the same password (owner-only file, like the data beside it).
+ADMIN_PASSWORD_FILE = ROOT / ".local" / "admin-password"
 
 SIMULATORS = [("qradar", 9101), ("xsoar", 9102), ("sdp", 9103), ("cyware", 9104)]
 # Auth first: everyone else fetches its JWKS and service tokens from it.
@@ -52,8 +55,16 @@ def main() -> None:
     env.setdefault("SOC_ENV", "dev")
     env.setdefault("SOC_ADMIN_USERNAME", "admin")
     generated = "SOC_ADMIN_PASSWORD" not in env
+    new_password = False
     if generated:
-        env["SOC_ADMIN_PASSWORD"] = secrets.token_urlsafe(14)
+        if ADMIN_PASSWORD_FILE.exists():
+            env["SOC_ADMIN_PASSWORD"] = ADMIN_PASSWORD_FILE.read_text().strip()
+        else:
+            env["SOC_ADMIN_PASSWORD"] = secrets.token_urlsafe(14)
+            ADMIN_PASSWORD_FILE.parent.mkdir(parents=True, exist_ok=True)
+            ADMIN_PASSWORD_FILE.touch(mode=0o600)
+            ADMIN_PASSWORD_FILE.write_text(env["SOC_ADMIN_PASSWORD"] + "\n")
+            new_password = True
     procs: list[tuple[str, subprocess.Popen[bytes]]] = []
 
     def start(name: str, args: list[str], health: str) -> None:
@@ -83,6 +94,12 @@ def main() -> None:
                   f"http://127.0.0.1:{port}/_sim/state")
         for name, module, port in SERVICES:
             start(name, ["-m", module], f"http://127.0.0.1:{port}/healthz")
+        if new_password:
+            # A database kept from before this password file existed has an admin with another
+            # password (the bootstrap only creates one): give it the one printed below.
+            subprocess.run([sys.executable, "-m", "soc_auth", "set-password", env["SOC_ADMIN_USERNAME"]], cwd=ROOT,
+                           env={**env, "SOC_NEW_PASSWORD": env["SOC_ADMIN_PASSWORD"]}, check=True,
+                           stdout=subprocess.DEVNULL)
         gateway = f"http://127.0.0.1:{SERVICES[-1][2]}"
         sys.path.insert(0, str(ROOT / "scripts"))
         from demo import seed_demo
