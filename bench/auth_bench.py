@@ -53,12 +53,15 @@ def report(name: str, latencies: list[float], wall: float, cpu: float) -> None:
     ordered = sorted(latencies)
     p50 = statistics.median(ordered) * 1000
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000
-    print(f"{name:<20} {len(ordered):>6} req {len(ordered) / wall:>9.1f} req/s   p50 {p50:>8.2f} ms   "
-          f"p99 {p99:>8.2f} ms   cpu {cpu / len(ordered) * 1000:>7.2f} ms/req")
+    print(
+        f"{name:<20} {len(ordered):>6} req {len(ordered) / wall:>9.1f} req/s   p50 {p50:>8.2f} ms   "
+        f"p99 {p99:>8.2f} ms   cpu {cpu / len(ordered) * 1000:>7.2f} ms/req"
+    )
 
 
-async def run_bounded(count: int, concurrency: int,
-                      call: Callable[[int], Awaitable[None]]) -> tuple[list[float], float, float]:
+async def run_bounded(
+    count: int, concurrency: int, call: Callable[[int], Awaitable[None]]
+) -> tuple[list[float], float, float]:
     latencies: list[float] = []
     gate = asyncio.Semaphore(concurrency)
 
@@ -74,28 +77,53 @@ async def run_bounded(count: int, concurrency: int,
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--logins", type=int, default=200)
     parser.add_argument("--refreshes", type=int, default=1000)
     parser.add_argument("--verifications", type=int, default=20000)
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--fast-hash", action="store_true", help="cheap Argon2 parameters (measures everything but the hash)")
+    parser.add_argument(
+        "--fast-hash", action="store_true", help="cheap Argon2 parameters (measures everything but the hash)"
+    )
     args = parser.parse_args()
 
     provision_database(BENCH_DB, fresh=True)
     provision_vhost(BENCH_VHOST, fresh=True)
     hostport = os.environ.get("SOC_AMQP_HOSTPORT", "127.0.0.1:5672")
     port = free_port()
-    hashing = {"argon2_time_cost": 1, "argon2_memory_cost_kib": 8192, "argon2_parallelism": 1} if args.fast_hash else {}
+    hashing = (
+        {"argon2_time_cost": 1, "argon2_memory_cost_kib": 8192, "argon2_parallelism": 1}
+        if args.fast_hash
+        else {}
+    )
     settings = Settings(
-        db_name=BENCH_DB, amqp_url=SecretStr(f"amqp://soc:soc@{hostport}/{BENCH_VHOST}"), host="127.0.0.1", port=port,
-        admin_password=SecretStr(ADMIN_PASSWORD), log_level="WARNING", consumers_enabled=False,
+        db_name=BENCH_DB,
+        amqp_url=SecretStr(f"amqp://soc:soc@{hostport}/{BENCH_VHOST}"),
+        host="127.0.0.1",
+        port=port,
+        admin_password=SecretStr(ADMIN_PASSWORD),
+        log_level="WARNING",
+        consumers_enabled=False,
         # One client address sends everything here: do not let the address throttle get in the way.
-        login_ip_delay_after=10**9, login_ip_block_after=10**9, db_pool_size=20, db_max_overflow=20, **hashing,
+        login_ip_delay_after=10**9,
+        login_ip_block_after=10**9,
+        db_pool_size=20,
+        db_max_overflow=20,
+        **hashing,
     )
     migrate(settings, Path(soc_auth.__file__).parent / "migrations")
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None,
-                                           access_log=False, lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings),
+            host="127.0.0.1",
+            port=port,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+        )
+    )
     serving = asyncio.create_task(server.serve())
     while not server.started:
         if serving.done():
@@ -107,14 +135,26 @@ async def main() -> None:
         login = await client.post("/auth/login/", json={"username": "admin", "password": ADMIN_PASSWORD})
         login.raise_for_status()
         admin = {"Authorization": f"Bearer {login.json()['access_token']}"}
-        created = await client.post("/admin/users/", headers=admin, json={
-            "username": "bench-user", "password": USER_PASSWORD, "kind": "tenant", "company_id": "bench-company"})
+        created = await client.post(
+            "/admin/users/",
+            headers=admin,
+            json={
+                "username": "bench-user",
+                "password": USER_PASSWORD,
+                "kind": "tenant",
+                "company_id": "bench-company",
+            },
+        )
         created.raise_for_status()
-        print(f"auth on 127.0.0.1:{port}; concurrency {args.concurrency}; argon2 "
-              f"t={settings.argon2_time_cost} m={settings.argon2_memory_cost_kib} KiB p={settings.argon2_parallelism}")
+        print(
+            f"auth on 127.0.0.1:{port}; concurrency {args.concurrency}; argon2 "
+            f"t={settings.argon2_time_cost} m={settings.argon2_memory_cost_kib} KiB p={settings.argon2_parallelism}"
+        )
 
         async def do_login(_: int) -> None:
-            response = await client.post("/auth/login/", json={"username": "bench-user", "password": USER_PASSWORD})
+            response = await client.post(
+                "/auth/login/", json={"username": "bench-user", "password": USER_PASSWORD}
+            )
             response.raise_for_status()
 
         report("local login", *await run_bounded(args.logins, args.concurrency, do_login))
@@ -122,7 +162,9 @@ async def main() -> None:
         # Refresh chains: each spends its token and continues with the new one.
         chains = []
         for _ in range(args.concurrency):
-            response = await client.post("/auth/login/", json={"username": "bench-user", "password": USER_PASSWORD})
+            response = await client.post(
+                "/auth/login/", json={"username": "bench-user", "password": USER_PASSWORD}
+            )
             chains.append(response.json()["refresh_token"])
 
         async def do_refresh(i: int) -> None:
@@ -141,7 +183,9 @@ async def main() -> None:
         report("refresh", *await run_bounded(args.refreshes, args.concurrency, serialised_refresh))
 
         jwks = (await client.get("/.well-known/jwks.json")).json()
-        token = (await client.post("/auth/login/", json={"username": "bench-user", "password": USER_PASSWORD})).json()["access_token"]
+        token = (
+            await client.post("/auth/login/", json={"username": "bench-user", "password": USER_PASSWORD})
+        ).json()["access_token"]
     verifier = TokenVerifier.from_keys(jwks, settings.jwt_issuer, settings.jwt_audience)
     latencies = []
     started, cpu = time.perf_counter(), time.process_time()

@@ -109,10 +109,27 @@ FROM (SELECT g, random() AS r, now() - random() * interval '365 days' AS created
       FROM generate_series(%(lo)s::bigint, %(hi)s::bigint) g) s
 """
 
-FAMILIES = ["event_counts", "daily_events", "correlated", "weekly_correlated", "suspicious", "dos", "top_dos",
-            "top_alerts", "daily_closure_reasons", "total_traffic", "destination_addresses",
-            "top_destination_connections", "successful_logons", "remote_users", "weekly_avg_eps", "monthly_avg_eps",
-            "last_month_avg_eps", "total_events", "daily_event_counts"]
+FAMILIES = [
+    "event_counts",
+    "daily_events",
+    "correlated",
+    "weekly_correlated",
+    "suspicious",
+    "dos",
+    "top_dos",
+    "top_alerts",
+    "daily_closure_reasons",
+    "total_traffic",
+    "destination_addresses",
+    "top_destination_connections",
+    "successful_logons",
+    "remote_users",
+    "weekly_avg_eps",
+    "monthly_avg_eps",
+    "last_month_avg_eps",
+    "total_events",
+    "daily_event_counts",
+]
 
 METRICS = """
 INSERT INTO metric_sample (integration_id, domain_id, family, granularity, window_start, window_end, rows, version)
@@ -165,65 +182,131 @@ def generate(conn: Any, scale: float, small_companies: int) -> dict[str, Any]:
             dom = 1 if big else 100 + n
             acc = "bigcorp" if big else f"small-{n:02d}"
             cur.execute("INSERT INTO company (id, name) VALUES (%s, %s)", (company_id, name))
-            cur.execute("INSERT INTO qradar_mapping (id, company_id, integration_id, domain_id, contracted_volume_type, "
-                        "contracted_volume) VALUES (%s, %s, %s, %s, 'EPS', %s)",
-                        (str(uuid.uuid4()), company_id, QRADAR, dom, 5000 if big else 500))
-            cur.execute("INSERT INTO soar_mapping (id, company_id, integration_id, account) VALUES (%s, %s, %s, %s)",
-                        (str(uuid.uuid4()), company_id, SOAR, acc))
-            cur.execute("INSERT INTO itsm_mapping (id, company_id, integration_id, account_id) VALUES (%s, %s, %s, %s)",
-                        (str(uuid.uuid4()), company_id, ITSM, acc))
+            cur.execute(
+                "INSERT INTO qradar_mapping (id, company_id, integration_id, domain_id, contracted_volume_type, "
+                "contracted_volume) VALUES (%s, %s, %s, %s, 'EPS', %s)",
+                (str(uuid.uuid4()), company_id, QRADAR, dom, 5000 if big else 500),
+            )
+            cur.execute(
+                "INSERT INTO soar_mapping (id, company_id, integration_id, account) VALUES (%s, %s, %s, %s)",
+                (str(uuid.uuid4()), company_id, SOAR, acc),
+            )
+            cur.execute(
+                "INSERT INTO itsm_mapping (id, company_id, integration_id, account_id) VALUES (%s, %s, %s, %s)",
+                (str(uuid.uuid4()), company_id, ITSM, acc),
+            )
             ti = str(uuid.uuid4())
-            cur.execute("INSERT INTO integration (id, integration_type, subtype, instance_name, base_url, credential_kind, "
-                        "credentials_sealed, company_id, status) VALUES (%s, 'THREAT_INTELLIGENCE', 'CYWARE', %s, "
-                        "'https://cyware.example', 'SECRET_KEY_ACCESS_KEY', 'sealed', %s, 'active')",
-                        (ti, f"cyware-{n}", company_id))
-            cur.execute("INSERT INTO qradar_domain (integration_id, domain_id, name) VALUES (%s, %s, %s)",
-                        (QRADAR, dom, f"{name} domain"))
-            cur.execute("INSERT INTO soar_account (integration_id, account_id, name, version) VALUES (%s, %s, %s, 1)",
-                        (SOAR, str(n), acc))
-            cur.execute("INSERT INTO itsm_account (integration_id, account_id, name, version) VALUES (%s, %s, %s, 1)",
-                        (ITSM, acc, name))
-            companies.append({"id": company_id, "name": name, "domain": dom, "account": acc, "ti": ti, "big": big})
+            cur.execute(
+                "INSERT INTO integration (id, integration_type, subtype, instance_name, base_url, credential_kind, "
+                "credentials_sealed, company_id, status) VALUES (%s, 'THREAT_INTELLIGENCE', 'CYWARE', %s, "
+                "'https://cyware.example', 'SECRET_KEY_ACCESS_KEY', 'sealed', %s, 'active')",
+                (ti, f"cyware-{n}", company_id),
+            )
+            cur.execute(
+                "INSERT INTO qradar_domain (integration_id, domain_id, name) VALUES (%s, %s, %s)",
+                (QRADAR, dom, f"{name} domain"),
+            )
+            cur.execute(
+                "INSERT INTO soar_account (integration_id, account_id, name, version) VALUES (%s, %s, %s, 1)",
+                (SOAR, str(n), acc),
+            )
+            cur.execute(
+                "INSERT INTO itsm_account (integration_id, account_id, name, version) VALUES (%s, %s, %s, 1)",
+                (ITSM, acc, name),
+            )
+            companies.append(
+                {"id": company_id, "name": name, "domain": dom, "account": acc, "ti": ti, "big": big}
+            )
         conn.commit()
 
     share = 1.0 if small_companies == 0 else 1 / 50
-    volumes = {"offenses": int(1_000_000 * scale), "incidents": int(1_000_000 * scale), "tickets": int(500_000 * scale),
-               "metric_points": int(10_000_000 * scale), "log_sources": max(50, int(2000 * scale)),
-               "alerts": max(50, int(5000 * scale))}
+    volumes = {
+        "offenses": int(1_000_000 * scale),
+        "incidents": int(1_000_000 * scale),
+        "tickets": int(500_000 * scale),
+        "metric_points": int(10_000_000 * scale),
+        "log_sources": max(50, int(2000 * scale)),
+        "alerts": max(50, int(5000 * scale)),
+    }
     points_per_sample = 60
     hours = max(24, int(volumes["metric_points"] / (len(FAMILIES) * points_per_sample)))
     offense_base = incident_base = 0
     for c in companies:
         f = 1.0 if c["big"] else share
-        n_off, n_inc, n_tk = int(volumes["offenses"] * f), int(volumes["incidents"] * f), int(volumes["tickets"] * f)
+        n_off, n_inc, n_tk = (
+            int(volumes["offenses"] * f),
+            int(volumes["incidents"] * f),
+            int(volumes["tickets"] * f),
+        )
         started = time.perf_counter()
         with conn.cursor() as cur:
             step = 250_000
             for lo in range(1, n_off + 1, step):
-                cur.execute(OFFENSES, {"qi": QRADAR, "dom": c["domain"], "lo": offense_base + lo,
-                                       "hi": offense_base + min(n_off, lo + step - 1),
-                                       "log_sources": max(1, int(volumes["log_sources"] * f))})
+                cur.execute(
+                    OFFENSES,
+                    {
+                        "qi": QRADAR,
+                        "dom": c["domain"],
+                        "lo": offense_base + lo,
+                        "hi": offense_base + min(n_off, lo + step - 1),
+                        "log_sources": max(1, int(volumes["log_sources"] * f)),
+                    },
+                )
                 conn.commit()
             offense_base += n_off
             for lo in range(1, n_inc + 1, step):
-                cur.execute(INCIDENTS, {"si": SOAR, "acc": c["account"], "prefix": f"{c['account']}-", "lo": lo,
-                                        "hi": min(n_inc, lo + step - 1)})
+                cur.execute(
+                    INCIDENTS,
+                    {
+                        "si": SOAR,
+                        "acc": c["account"],
+                        "prefix": f"{c['account']}-",
+                        "lo": lo,
+                        "hi": min(n_inc, lo + step - 1),
+                    },
+                )
                 conn.commit()
             incident_base += n_inc
             for lo in range(1, n_tk + 1, step):
-                cur.execute(TICKETS, {"ii": ITSM, "acc": c["account"], "prefix": f"{c['account']}-t", "lo": lo,
-                                      "hi": min(n_tk, lo + step - 1), "inc_prefix": f"{c['account']}-"})
+                cur.execute(
+                    TICKETS,
+                    {
+                        "ii": ITSM,
+                        "acc": c["account"],
+                        "prefix": f"{c['account']}-t",
+                        "lo": lo,
+                        "hi": min(n_tk, lo + step - 1),
+                        "inc_prefix": f"{c['account']}-",
+                    },
+                )
                 conn.commit()
-            cur.execute(METRICS, {"qi": QRADAR, "dom": c["domain"], "points": points_per_sample,
-                                  "hours": hours if c["big"] else max(24, int(hours * f)), "families": FAMILIES})
+            cur.execute(
+                METRICS,
+                {
+                    "qi": QRADAR,
+                    "dom": c["domain"],
+                    "points": points_per_sample,
+                    "hours": hours if c["big"] else max(24, int(hours * f)),
+                    "families": FAMILIES,
+                },
+            )
             cur.execute(EPS, {"qi": QRADAR, "dom": c["domain"], "base": 3000.0 if c["big"] else 300.0})
-            cur.execute(LOG_SOURCES, {"qi": QRADAR, "dom": c["domain"], "n": max(10, int(volumes["log_sources"] * f)),
-                                      "base": c["domain"] * 1_000_000})
+            cur.execute(
+                LOG_SOURCES,
+                {
+                    "qi": QRADAR,
+                    "dom": c["domain"],
+                    "n": max(10, int(volumes["log_sources"] * f)),
+                    "base": c["domain"] * 1_000_000,
+                },
+            )
             cur.execute(ALERTS, {"ti": c["ti"], "n": max(10, int(volumes["alerts"] * f))})
             conn.commit()
         if c["big"]:
-            log(f"  {c['name']}: {n_off:,} offenses, {n_inc:,} incidents, {n_tk:,} tickets, "
-                f"{hours * len(FAMILIES):,} metric samples x {points_per_sample} points in {time.perf_counter() - started:.0f}s")
+            log(
+                f"  {c['name']}: {n_off:,} offenses, {n_inc:,} incidents, {n_tk:,} tickets, "
+                f"{hours * len(FAMILIES):,} metric samples x {points_per_sample} points in {time.perf_counter() - started:.0f}s"
+            )
     log(f"  {small_companies} smaller companies generated")
     return {"companies": companies, "volumes": volumes, "metric_samples_per_family": hours}
 
@@ -232,7 +315,9 @@ def finish_load(conn: Any) -> None:
     from soc_tenant.readmodel.ingest import REBUILD_ROLLUPS
 
     with conn.cursor() as cur:
-        cur.execute("SELECT setval(pg_get_serial_sequence('qradar_offense', 'id'), max(id)) FROM qradar_offense")
+        cur.execute(
+            "SELECT setval(pg_get_serial_sequence('qradar_offense', 'id'), max(id)) FROM qradar_offense"
+        )
         for stmt in REBUILD_ROLLUPS:
             cur.execute(stmt)
         conn.commit()
@@ -259,8 +344,15 @@ def serve(port: int, jwks_file: str) -> None:
 
     app = create_app(settings, verifier=verifier)
     tune_gc()  # as the service's entry point does
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, log_config=None,
-                loop="uvloop")
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+        log_config=None,
+        loop="uvloop",
+    )
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -268,7 +360,9 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
 
 
-async def measure(base_url: str, headers: dict[str, str], paths: list[tuple[str, str]], n: int) -> list[dict[str, Any]]:
+async def measure(
+    base_url: str, headers: dict[str, str], paths: list[tuple[str, str]], n: int
+) -> list[dict[str, Any]]:
     import httpx
 
     out = []
@@ -283,15 +377,27 @@ async def measure(base_url: str, headers: dict[str, str], paths: list[tuple[str,
                 r = await client.get(path)
                 samples.append((time.perf_counter() - started) * 1000)
                 r.raise_for_status()
-            out.append({"label": label, "path": path, "n": n, "p50": statistics.median(samples),
-                        "p95": percentile(samples, 95), "p99": percentile(samples, 99), "max": max(samples),
-                        "bytes": len(r.content)})
+            out.append(
+                {
+                    "label": label,
+                    "path": path,
+                    "n": n,
+                    "p50": statistics.median(samples),
+                    "p95": percentile(samples, 95),
+                    "p99": percentile(samples, 99),
+                    "max": max(samples),
+                    "bytes": len(r.content),
+                }
+            )
     return out
 
 
 PATHS = [
     ("dashboard", "/tenant/dashboard/"),
-    ("offenses: OPEN, severity>=7, newest first", "/tenant/offenses/?status=OPEN&severity_min=7&sort=-start_time&limit=50"),
+    (
+        "offenses: OPEN, severity>=7, newest first",
+        "/tenant/offenses/?status=OPEN&severity_min=7&sort=-start_time&limit=50",
+    ),
     ("offenses: first page, unfiltered", "/tenant/offenses/?limit=50"),
     ("incidents: active P1", "/tenant/soar-incidents/?status=active&priority=P1&limit=50"),
     ("tickets: open, overdue", "/tenant/itsm-tickets/?open=true&is_overdue=true&limit=50"),
@@ -300,8 +406,11 @@ PATHS = [
 
 
 def http_figures(args: argparse.Namespace, tokens: Any, big: dict[str, Any]) -> list[dict[str, Any]]:
-    headers = {"Authorization": f"Bearer {args.token}"} if args.token else \
-        tokens.headers(kind="tenant", company_id=big["id"], ttl=3600)
+    headers = (
+        {"Authorization": f"Bearer {args.token}"}
+        if args.token
+        else tokens.headers(kind="tenant", company_id=big["id"], ttl=3600)
+    )
     if args.gateway:
         return asyncio.run(measure(args.gateway.rstrip("/"), headers, PATHS, args.requests))
     import httpx
@@ -309,7 +418,9 @@ def http_figures(args: argparse.Namespace, tokens: Any, big: dict[str, Any]) -> 
     port = args.port
     jwks_file = Path(tempfile.mkdtemp()) / "jwks.json"
     jwks_file.write_text(json.dumps(tokens.jwks))
-    child = subprocess.Popen([sys.executable, __file__, "serve", "--port", str(port), "--jwks", str(jwks_file)])
+    child = subprocess.Popen(
+        [sys.executable, __file__, "serve", "--port", str(port), "--jwks", str(jwks_file)]
+    )
     try:
         for _ in range(300):
             try:
@@ -343,14 +454,35 @@ def offense_events(n: int, version: int, domain: int, first_id: int) -> list[Any
         oid = first_id + k
         start = now - timedelta(minutes=oid % 100_000)
         offense = SiemOffense(
-            offense_id=oid, domain_id=domain, description=f"Bench offense {oid}",
-            status=OffenseStatus.CLOSED if version > 1 and k % 2 else OffenseStatus.OPEN, severity=1 + oid % 10,
-            magnitude=1 + oid % 7, credibility=3, relevance=4, event_count=oid % 1000, flow_count=oid % 10,
-            categories=["Suspicious Activity"] if oid % 3 else ["Recon", "Access"], rules=[{"id": 100 + oid % 40}],
-            source_address_ids=[oid % 1000], destination_networks=["Net-10-172-192"], start_time=start,
-            last_updated_time=start + timedelta(seconds=version), version=version)
-        events.append(make_event("siem.offense.upserted", offense, source=f"/siem-ingest/qradar/{QRADAR}",
-                                 subject=str(oid), vendor_version=version, integration_id=QRADAR, vendor_tenant=domain))
+            offense_id=oid,
+            domain_id=domain,
+            description=f"Bench offense {oid}",
+            status=OffenseStatus.CLOSED if version > 1 and k % 2 else OffenseStatus.OPEN,
+            severity=1 + oid % 10,
+            magnitude=1 + oid % 7,
+            credibility=3,
+            relevance=4,
+            event_count=oid % 1000,
+            flow_count=oid % 10,
+            categories=["Suspicious Activity"] if oid % 3 else ["Recon", "Access"],
+            rules=[{"id": 100 + oid % 40}],
+            source_address_ids=[oid % 1000],
+            destination_networks=["Net-10-172-192"],
+            start_time=start,
+            last_updated_time=start + timedelta(seconds=version),
+            version=version,
+        )
+        events.append(
+            make_event(
+                "siem.offense.upserted",
+                offense,
+                source=f"/siem-ingest/qradar/{QRADAR}",
+                subject=str(oid),
+                vendor_version=version,
+                integration_id=QRADAR,
+                vendor_tenant=domain,
+            )
+        )
     return events
 
 
@@ -375,8 +507,15 @@ async def consumer_figures(n: int, batch_size: int) -> dict[str, Any]:
         from sqlalchemy import text
 
         async with db.session() as s:
-            return (await s.execute(text("SELECT count(*) FROM qradar_offense WHERE integration_id = :i AND domain_id = :d "
-                                         "AND version = :v"), {"i": QRADAR, "d": domain, "v": version})).scalar_one()
+            return (
+                await s.execute(
+                    text(
+                        "SELECT count(*) FROM qradar_offense WHERE integration_id = :i AND domain_id = :d "
+                        "AND version = :v"
+                    ),
+                    {"i": QRADAR, "d": domain, "v": version},
+                )
+            ).scalar_one()
 
     await ingest.start_consumers(app)  # declares the queues and bindings
     await ingest.stop_consumers(app)
@@ -386,7 +525,7 @@ async def consumer_figures(n: int, batch_size: int) -> dict[str, Any]:
         events = offense_events(n, version, domain, first_id)
         started = time.perf_counter()
         for k in range(0, n, 1000):
-            await asyncio.wait_for(bus.publish(events[k:k + 1000]), 120)
+            await asyncio.wait_for(bus.publish(events[k : k + 1000]), 120)
         results[f"publish_{label}_per_s"] = n / (time.perf_counter() - started)
         del events  # the consumer runs as in the service: the published events are not held here
         started = time.perf_counter()
@@ -411,7 +550,10 @@ async def consumer_figures(n: int, batch_size: int) -> dict[str, Any]:
     async with db.engine.begin() as conn:
         raw = await conn.get_raw_connection()
         pg = raw.driver_connection
-        async with pg.cursor() as cur, cur.copy(f"COPY bench_offense_copy ({', '.join(target.columns)}) FROM STDIN") as copy:
+        async with (
+            pg.cursor() as cur,
+            cur.copy(f"COPY bench_offense_copy ({', '.join(target.columns)}) FROM STDIN") as copy,
+        ):
             for row in rows:
                 await copy.write_row(row)
     copy_s = time.perf_counter() - started
@@ -428,15 +570,21 @@ async def consumer_figures(n: int, batch_size: int) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------------- main
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command")
     serve_cmd = sub.add_parser("serve")
     serve_cmd.add_argument("--port", type=int, required=True)
     serve_cmd.add_argument("--jwks", required=True)
-    parser.add_argument("--scale", type=float, default=1.0, help="1.0 = 1M offenses, 1M incidents, 500k tickets, 10M points")
+    parser.add_argument(
+        "--scale", type=float, default=1.0, help="1.0 = 1M offenses, 1M incidents, 500k tickets, 10M points"
+    )
     parser.add_argument("--companies", type=int, default=20, help="smaller companies besides the big one")
     parser.add_argument("--requests", type=int, default=200, help="measured requests per endpoint")
-    parser.add_argument("--events", type=int, default=200_000, help="offense events for the consumer measurement")
+    parser.add_argument(
+        "--events", type=int, default=200_000, help="offense events for the consumer measurement"
+    )
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--port", type=int, default=18002)
     parser.add_argument("--gateway", help="measure through the gateway at this URL")
@@ -459,8 +607,10 @@ def main() -> None:
 
     start_local()
     settings = Settings()
-    dsn = (f"host={settings.db_host} port={settings.db_port} dbname={BENCH_DB} user={settings.db_user} "
-           f"password={settings.db_password.get_secret_value() or role_password(settings.db_user)} options=-csearch_path=tenant")
+    dsn = (
+        f"host={settings.db_host} port={settings.db_port} dbname={BENCH_DB} user={settings.db_user} "
+        f"password={settings.db_password.get_secret_value() or role_password(settings.db_user)} options=-csearch_path=tenant"
+    )
     began = time.perf_counter()
     if not args.skip_load:
         log(f"fresh database {BENCH_DB} and vhost {BENCH_VHOST}; scale {args.scale}")
@@ -476,14 +626,27 @@ def main() -> None:
             log(f"rollups and statistics in {time.perf_counter() - started:.0f}s")
     with psycopg.connect(dsn) as conn:
         big = conn.execute("SELECT id::text FROM company WHERE name = 'BigCorp'").fetchone()
-        counts = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-                  for t in ("qradar_offense", "soar_incident", "itsm_ticket", "metric_sample", "eps_sample",
-                            "qradar_log_source", "ti_alert", "company")}
-        points = conn.execute("SELECT coalesce(sum(jsonb_array_length(rows)), 0) FROM metric_sample").fetchone()[0]
+        counts = {
+            t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+            for t in (
+                "qradar_offense",
+                "soar_incident",
+                "itsm_ticket",
+                "metric_sample",
+                "eps_sample",
+                "qradar_log_source",
+                "ti_alert",
+                "company",
+            )
+        }
+        points = conn.execute(
+            "SELECT coalesce(sum(jsonb_array_length(rows)), 0) FROM metric_sample"
+        ).fetchone()[0]
         big_counts = conn.execute(
             "SELECT (SELECT count(*) FROM qradar_offense WHERE domain_id = 1), "
             "(SELECT count(*) FROM soar_incident WHERE account = 'bigcorp'), "
-            "(SELECT count(*) FROM itsm_ticket WHERE account_id = 'bigcorp')").fetchone()
+            "(SELECT count(*) FROM itsm_ticket WHERE account_id = 'bigcorp')"
+        ).fetchone()
     log(f"rows: {counts}; metric points: {points:,}")
     log(f"big company: {big_counts[0]:,} offenses, {big_counts[1]:,} incidents, {big_counts[2]:,} tickets")
     if args.load_only:
@@ -496,17 +659,27 @@ def main() -> None:
         print(f"\nHTTP latency ({where}), {args.requests} sequential requests each, big company's user:")  # noqa: T201
         print(f"  {'endpoint':48} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8} {'bytes':>8}")  # noqa: T201
         for r in http:
-            print(f"  {r['label']:48} {r['p50']:8.1f} {r['p95']:8.1f} {r['p99']:8.1f} {r['max']:8.1f} {r['bytes']:8d}")  # noqa: T201
+            print(
+                f"  {r['label']:48} {r['p50']:8.1f} {r['p95']:8.1f} {r['p99']:8.1f} {r['max']:8.1f} {r['bytes']:8d}"
+            )  # noqa: T201
     if not args.skip_consumer:
         log("consumer throughput")
         c = _run(consumer_figures(args.events, args.batch_size))
-        print(f"\nConsumer ({c['events']:,} offense events, batch {c['batch_size']}, bus -> PostgreSQL incl. rollups):")  # noqa: T201
+        print(
+            f"\nConsumer ({c['events']:,} offense events, batch {c['batch_size']}, bus -> PostgreSQL incl. rollups):"
+        )  # noqa: T201
         print(f"  publish (confirms)          {c['publish_insert_per_s']:10,.0f} events/s")  # noqa: T201
-        print(f"  consume, new offenses       {c['consume_insert_per_s']:10,.0f} events/s ({c['consume_insert_s']:.1f} s)")  # noqa: T201
-        print(f"  consume, newer versions     {c['consume_update_per_s']:10,.0f} events/s ({c['consume_update_s']:.1f} s)")  # noqa: T201
+        print(
+            f"  consume, new offenses       {c['consume_insert_per_s']:10,.0f} events/s ({c['consume_insert_s']:.1f} s)"
+        )  # noqa: T201
+        print(
+            f"  consume, newer versions     {c['consume_update_per_s']:10,.0f} events/s ({c['consume_update_s']:.1f} s)"
+        )  # noqa: T201
         print(f"  plain COPY of the same rows {c['copy_per_s']:10,.0f} rows/s ({c['copy_s']:.1f} s)")  # noqa: T201
-        print(f"  COPY / consumer             {c['copy_per_s'] / c['consume_insert_per_s']:10.2f}x (new), "  # noqa: T201
-              f"{c['copy_per_s'] / c['consume_update_per_s']:.2f}x (updates)")
+        print(
+            f"  COPY / consumer             {c['copy_per_s'] / c['consume_insert_per_s']:10.2f}x (new), "  # noqa: T201
+            f"{c['copy_per_s'] / c['consume_update_per_s']:.2f}x (updates)"
+        )
     log(f"done in {time.perf_counter() - began:.0f}s")
 
 

@@ -25,7 +25,14 @@ INTEGRATIONS = [
     # (instance name, subtype, port, credential kind, credentials, settings)
     ("Demo QRadar", "IBM_QRADAR", 9101, "API_KEY", {"api_key": "qradar-demo-token"}, {}),
     ("Demo XSOAR", "CORTEX_XSOAR", 9102, "API_KEY", {"api_key": "xsoar-demo-key"}, {}),
-    ("Demo ServiceDesk Plus", "MANAGEENGINE_SDP", 9103, "API_KEY", {"api_key": "sdp-demo-key"}, {"auth_style": "authtoken"}),
+    (
+        "Demo ServiceDesk Plus",
+        "MANAGEENGINE_SDP",
+        9103,
+        "API_KEY",
+        {"api_key": "sdp-demo-key"},
+        {"auth_style": "authtoken"},
+    ),
 ]
 
 
@@ -44,19 +51,32 @@ class DemoCompany:
     def users(self) -> list[dict[str, Any]]:
         # Local demo accounts; the passwords meet auth's policy (12+ characters, 3 classes, not common).
         return [
-            {"username": f"{self.slug}.admin", "email": f"admin@{self.slug}.example", "tenant_role": "TENANT_ADMIN",
-             "password": f"{self.slug.capitalize()}-Admin-Demo-42", "country": self.country},
-            {"username": f"{self.slug}.user", "email": f"user@{self.slug}.example", "tenant_role": "TENANT_USER",
-             "permissions": ["DASHBOARD", "REPORTS", "THREAT_INTELLIGENCE"],
-             "password": f"{self.slug.capitalize()}-User-Demo-42", "country": self.country},
+            {
+                "username": f"{self.slug}.admin",
+                "email": f"admin@{self.slug}.example",
+                "tenant_role": "TENANT_ADMIN",
+                "password": f"{self.slug.capitalize()}-Admin-Demo-42",
+                "country": self.country,
+            },
+            {
+                "username": f"{self.slug}.user",
+                "email": f"user@{self.slug}.example",
+                "tenant_role": "TENANT_USER",
+                "permissions": ["DASHBOARD", "REPORTS", "THREAT_INTELLIGENCE"],
+                "password": f"{self.slug.capitalize()}-User-Demo-42",
+                "country": self.country,
+            },
         ]
 
     @property
     def directory_groups(self) -> list[dict[str, Any]]:
         return [
             {"ldap_group": f"{self.slug}-soc-admins", "tenant_role": "TENANT_ADMIN"},
-            {"ldap_group": f"{self.slug}-soc-users", "tenant_role": "TENANT_USER",
-             "permissions": ["DASHBOARD", "REPORTS", "THREAT_INTELLIGENCE", "ASSETS"]},
+            {
+                "ldap_group": f"{self.slug}-soc-users",
+                "tenant_role": "TENANT_USER",
+                "permissions": ["DASHBOARD", "REPORTS", "THREAT_INTELLIGENCE", "ASSETS"],
+            },
         ]
 
 
@@ -77,15 +97,25 @@ class Api:
         self.http = httpx.Client(base_url=gateway_url.rstrip("/"), timeout=90)
         self.token: str | None = None
 
-    def call(self, method: str, path: str, *, ok: tuple[int, ...] = (200, 201, 204), **kwargs: Any) -> httpx.Response:
+    def call(
+        self, method: str, path: str, *, ok: tuple[int, ...] = (200, 201, 204), **kwargs: Any
+    ) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         try:
             response = self.http.request(method, path, headers=headers, **kwargs)
         except httpx.HTTPError as exc:
-            raise DemoError(f"{method} {path}: cannot reach the gateway ({type(exc).__name__}: {exc})") from None
+            raise DemoError(
+                f"{method} {path}: cannot reach the gateway ({type(exc).__name__}: {exc})"
+            ) from None
         if response.status_code not in ok:
-            hint = " — is this endpoint implemented by its service yet?" if response.status_code in (404, 405) else ""
-            raise DemoError(f"{method} {path} answered HTTP {response.status_code}{hint}: {response.text[:400]}")
+            hint = (
+                " — is this endpoint implemented by its service yet?"
+                if response.status_code in (404, 405)
+                else ""
+            )
+            raise DemoError(
+                f"{method} {path} answered HTTP {response.status_code}{hint}: {response.text[:400]}"
+            )
         return response
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
@@ -111,16 +141,33 @@ def say(message: str) -> None:
     print(f"  demo: {message}", flush=True)  # noqa: T201 - a command-line tool's progress
 
 
-def ensure_integration(api: Api, name: str, subtype: str, base_url: str, kind: str, credentials: dict[str, str],
-                       settings: dict[str, Any], company_id: str | None = None) -> dict[str, Any]:
-    existing = [i for i in api.all_items("/integration/", subtype=subtype, q=name) if i["instance_name"] == name]
+def ensure_integration(
+    api: Api,
+    name: str,
+    subtype: str,
+    base_url: str,
+    kind: str,
+    credentials: dict[str, str],
+    settings: dict[str, Any],
+    company_id: str | None = None,
+) -> dict[str, Any]:
+    existing = [
+        i for i in api.all_items("/integration/", subtype=subtype, q=name) if i["instance_name"] == name
+    ]
     if existing:
         integration = existing[0]
         if integration["base_url"] != base_url:
             integration = api.json("PUT", f"/integration/{integration['id']}/", json={"base_url": base_url})
     else:
-        body = {"subtype": subtype, "instance_name": name, "base_url": base_url, "credential_kind": kind,
-                "credentials": credentials, "settings": settings, "polling_interval_seconds": 60}
+        body = {
+            "subtype": subtype,
+            "instance_name": name,
+            "base_url": base_url,
+            "credential_kind": kind,
+            "credentials": credentials,
+            "settings": settings,
+            "polling_interval_seconds": 60,
+        }
         if company_id:
             body["company_id"] = company_id
         integration = api.json("POST", "/integration/", json=body)
@@ -135,16 +182,25 @@ def ensure_integration(api: Api, name: str, subtype: str, base_url: str, kind: s
 
 
 def ensure_company(api: Api, demo: DemoCompany) -> dict[str, Any]:
-    found = [c for c in api.all_items("/admin/companies/", q=demo.name, status="all") if c["name"].lower() == demo.name.lower()]
+    found = [
+        c
+        for c in api.all_items("/admin/companies/", q=demo.name, status="all")
+        if c["name"].lower() == demo.name.lower()
+    ]
     if found:
         company = found[0]
         if company["status"] != "active":
             api.call("POST", f"/admin/tenants/{company['id']}/reactivate/")
     else:
-        company = api.json("POST", "/admin/companies/", json={"name": demo.name, "country": demo.country,
-                                                              "industry": demo.industry})
+        company = api.json(
+            "POST",
+            "/admin/companies/",
+            json={"name": demo.name, "country": demo.country, "industry": demo.industry},
+        )
         say(f"created company {demo.name}")
-    api.call("PUT", f"/admin/companies/{company['id']}/directory-groups/", json={"items": demo.directory_groups})
+    api.call(
+        "PUT", f"/admin/companies/{company['id']}/directory-groups/", json={"items": demo.directory_groups}
+    )
     members = {m["username"] for m in api.all_items(f"/admin/companies/{company['id']}/users/")}
     for user in demo.users:
         if user["username"] not in members:
@@ -158,26 +214,44 @@ def is_default(name: str | None, key: Any) -> bool:
     return "default" in text or str(key) in ("0", "") or text in ("master", "system")
 
 
-def discover(api: Api, qradar_id: str, xsoar_id: str, sdp_id: str) -> tuple[list[dict], list[dict], list[dict]]:
+def discover(
+    api: Api, qradar_id: str, xsoar_id: str, sdp_id: str
+) -> tuple[list[dict], list[dict], list[dict]]:
     """Wait until the ingestors found the vendor tenants (at least two non-default ones each)."""
     deadline = time.monotonic() + DISCOVERY_TIMEOUT
     last_error = None
     while True:
         try:
-            domains = [d for d in api.all_items("/tenant/qradar-tenants/") if d["integration_id"] == qradar_id
-                       and not d.get("deleted") and not is_default(d.get("name"), d.get("domain_id"))]
-            accounts = [a for a in api.all_items("/tenant/soar-tenants/") if a["integration_id"] == xsoar_id
-                        and not is_default(a.get("name"), a.get("account_id"))]
-            sdp_accounts = [a for a in api.all_items("/tenant/itsm-tenants/") if a["integration_id"] == sdp_id
-                            and not is_default(a.get("name"), a.get("account_id"))]
+            domains = [
+                d
+                for d in api.all_items("/tenant/qradar-tenants/")
+                if d["integration_id"] == qradar_id
+                and not d.get("deleted")
+                and not is_default(d.get("name"), d.get("domain_id"))
+            ]
+            accounts = [
+                a
+                for a in api.all_items("/tenant/soar-tenants/")
+                if a["integration_id"] == xsoar_id and not is_default(a.get("name"), a.get("account_id"))
+            ]
+            sdp_accounts = [
+                a
+                for a in api.all_items("/tenant/itsm-tenants/")
+                if a["integration_id"] == sdp_id and not is_default(a.get("name"), a.get("account_id"))
+            ]
             if len(domains) >= 2 and len(accounts) >= 2 and len(sdp_accounts) >= 2:
-                return (sorted(domains, key=lambda d: d["domain_id"]), sorted(accounts, key=lambda a: a["name"]),
-                        sorted(sdp_accounts, key=lambda a: str(a["account_id"])))
+                return (
+                    sorted(domains, key=lambda d: d["domain_id"]),
+                    sorted(accounts, key=lambda a: a["name"]),
+                    sorted(sdp_accounts, key=lambda a: str(a["account_id"])),
+                )
             last_error = f"so far {len(domains)} QRadar domains, {len(accounts)} XSOAR accounts, {len(sdp_accounts)} SDP accounts"
         except DemoError as exc:
             last_error = str(exc)
         if time.monotonic() > deadline:
-            raise DemoError(f"the ingestors did not discover the vendor tenants within {DISCOVERY_TIMEOUT:.0f}s ({last_error})")
+            raise DemoError(
+                f"the ingestors did not discover the vendor tenants within {DISCOVERY_TIMEOUT:.0f}s ({last_error})"
+            )
         time.sleep(2)
 
 
@@ -199,42 +273,80 @@ def seed_demo(gateway_url: str, admin_username: str, admin_password: str) -> lis
         raise DemoError(f"admin login failed: {exc}") from None
 
     created = {
-        subtype: ensure_integration(api, name, subtype, f"http://{SIMULATOR_HOST}:{port}", kind, creds, settings)
+        subtype: ensure_integration(
+            api, name, subtype, f"http://{SIMULATOR_HOST}:{port}", kind, creds, settings
+        )
         for name, subtype, port, kind, creds, settings in INTEGRATIONS
     }
     companies = [(demo, ensure_company(api, demo)) for demo in COMPANIES]
     for demo, company in companies:
-        ensure_integration(api, f"Cyware ({demo.name})", "CYWARE", f"http://{SIMULATOR_HOST}:9104",
-                           "SECRET_KEY_ACCESS_KEY", {"access_key": demo.cyware_access, "secret_key": demo.cyware_secret},
-                           {}, company_id=company["id"])
+        ensure_integration(
+            api,
+            f"Cyware ({demo.name})",
+            "CYWARE",
+            f"http://{SIMULATOR_HOST}:9104",
+            "SECRET_KEY_ACCESS_KEY",
+            {"access_key": demo.cyware_access, "secret_key": demo.cyware_secret},
+            {},
+            company_id=company["id"],
+        )
 
     try:
-        domains, accounts, sdp_accounts = discover(api, created["IBM_QRADAR"]["id"], created["CORTEX_XSOAR"]["id"],
-                                                   created["MANAGEENGINE_SDP"]["id"])
+        domains, accounts, sdp_accounts = discover(
+            api, created["IBM_QRADAR"]["id"], created["CORTEX_XSOAR"]["id"], created["MANAGEENGINE_SDP"]["id"]
+        )
     except DemoError as exc:
         say(f"WARNING: vendor tenants not mapped: {exc}")
     else:
         for n, (demo, company) in enumerate(companies):
-            ensure_mapping(api, "qradar", {"company_id": company["id"], "integration_id": created["IBM_QRADAR"]["id"],
-                                           "domain_id": domains[n]["domain_id"], "contracted_volume_type": demo.volume_type,
-                                           "contracted_volume": demo.volume})
-            ensure_mapping(api, "soar", {"company_id": company["id"], "integration_id": created["CORTEX_XSOAR"]["id"],
-                                         "account": accounts[n]["name"]})
-            ensure_mapping(api, "itsm", {"company_id": company["id"], "integration_id": created["MANAGEENGINE_SDP"]["id"],
-                                         "account_id": str(sdp_accounts[n]["account_id"])})
-            say(f"{demo.name}: QRadar domain {domains[n]['name']!r}, XSOAR account {accounts[n]['name']!r}, "
-                f"SDP account {sdp_accounts[n]['name']!r}")
+            ensure_mapping(
+                api,
+                "qradar",
+                {
+                    "company_id": company["id"],
+                    "integration_id": created["IBM_QRADAR"]["id"],
+                    "domain_id": domains[n]["domain_id"],
+                    "contracted_volume_type": demo.volume_type,
+                    "contracted_volume": demo.volume,
+                },
+            )
+            ensure_mapping(
+                api,
+                "soar",
+                {
+                    "company_id": company["id"],
+                    "integration_id": created["CORTEX_XSOAR"]["id"],
+                    "account": accounts[n]["name"],
+                },
+            )
+            ensure_mapping(
+                api,
+                "itsm",
+                {
+                    "company_id": company["id"],
+                    "integration_id": created["MANAGEENGINE_SDP"]["id"],
+                    "account_id": str(sdp_accounts[n]["account_id"]),
+                },
+            )
+            say(
+                f"{demo.name}: QRadar domain {domains[n]['name']!r}, XSOAR account {accounts[n]['name']!r}, "
+                f"SDP account {sdp_accounts[n]['name']!r}"
+            )
 
     lines = []
     for demo, _company in companies:
         for user in demo.users:
             role = "tenant admin" if user["tenant_role"] == "TENANT_ADMIN" else "tenant user "
             lines.append(f"{demo.name:<10} {role}: {user['username']} / {user['password']}")
-        lines.append(f"{demo.name:<10} directory groups: {demo.slug}-soc-admins (admins), {demo.slug}-soc-users (users)")
+        lines.append(
+            f"{demo.name:<10} directory groups: {demo.slug}-soc-admins (admins), {demo.slug}-soc-users (users)"
+        )
     return lines
 
 
 if __name__ == "__main__":
     url = sys.argv[1] if len(sys.argv) > 1 else "http://127.0.0.1:8000"
-    for line in seed_demo(url, os.environ.get("SOC_ADMIN_USERNAME", "admin"), os.environ["SOC_ADMIN_PASSWORD"]):
+    for line in seed_demo(
+        url, os.environ.get("SOC_ADMIN_USERNAME", "admin"), os.environ["SOC_ADMIN_PASSWORD"]
+    ):
         print(line)  # noqa: T201

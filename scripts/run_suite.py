@@ -69,7 +69,9 @@ def main() -> None:
 
     def start(name: str, args: list[str], health: str) -> None:
         log = open(LOGS / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
-        proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
         procs.append((name, proc))
         wait_healthy(name, health, proc)
         print(f"  started {name:<12} {health.rsplit('/', 1)[0]}")
@@ -90,16 +92,23 @@ def main() -> None:
     print("Starting the SOC Portal suite (logs in .local/logs/)")
     try:
         for vendor, port in SIMULATORS:
-            start(f"sim-{vendor}", ["-m", "soc_simulators", vendor, "--port", str(port), "--live"],
-                  f"http://127.0.0.1:{port}/_sim/state")
+            start(
+                f"sim-{vendor}",
+                ["-m", "soc_simulators", vendor, "--port", str(port), "--live"],
+                f"http://127.0.0.1:{port}/_sim/state",
+            )
         for name, module, port in SERVICES:
             start(name, ["-m", module], f"http://127.0.0.1:{port}/healthz")
         if new_password:
             # A database kept from before this password file existed has an admin with another
             # password (the bootstrap only creates one): give it the one printed below.
-            subprocess.run([sys.executable, "-m", "soc_auth", "set-password", env["SOC_ADMIN_USERNAME"]], cwd=ROOT,
-                           env={**env, "SOC_NEW_PASSWORD": env["SOC_ADMIN_PASSWORD"]}, check=True,
-                           stdout=subprocess.DEVNULL)
+            subprocess.run(
+                [sys.executable, "-m", "soc_auth", "set-password", env["SOC_ADMIN_USERNAME"]],
+                cwd=ROOT,
+                env={**env, "SOC_NEW_PASSWORD": env["SOC_ADMIN_PASSWORD"]},
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
         gateway = f"http://127.0.0.1:{SERVICES[-1][2]}"
         sys.path.insert(0, str(ROOT / "scripts"))
         from demo import seed_demo
@@ -111,7 +120,10 @@ def main() -> None:
         raise
     print()
     print(f"Gateway:  {gateway}   (API docs: {gateway}/docs/)")
-    print(f"Admin:    {env['SOC_ADMIN_USERNAME']} / {env['SOC_ADMIN_PASSWORD']}" + ("  (generated)" if generated else ""))
+    print(
+        f"Admin:    {env['SOC_ADMIN_USERNAME']} / {env['SOC_ADMIN_PASSWORD']}"
+        + ("  (generated)" if generated else "")
+    )
     for line in logins:
         print(f"          {line}")
     print("Ctrl-C stops everything.")

@@ -26,9 +26,21 @@ SUITE = {
     "gateway": ("soc_gateway", "soc_gateway.config:Settings", "SOC_GATEWAY_", 8000),
 }
 # Suite-wide variables read by soc_shared (settings defaults, provisioning) or by the auth bootstrap.
-SUITE_WIDE = {"SOC_ENV", "SOC_DB_HOST", "SOC_DB_PORT", "SOC_DB_NAME", "SOC_AMQP_URL", "SOC_AUTH_URL",
-              "SOC_SERVICE_SECRET", "SOC_LDAP_URLS", "SOC_ADMIN_USERNAME", "SOC_ADMIN_PASSWORD",
-              "SOC_PG_ADMIN_PASSWORD", "SOC_AMQP_MGMT_URL", "PORT_HEALTH"}
+SUITE_WIDE = {
+    "SOC_ENV",
+    "SOC_DB_HOST",
+    "SOC_DB_PORT",
+    "SOC_DB_NAME",
+    "SOC_AMQP_URL",
+    "SOC_AUTH_URL",
+    "SOC_SERVICE_SECRET",
+    "SOC_LDAP_URLS",
+    "SOC_ADMIN_USERNAME",
+    "SOC_ADMIN_PASSWORD",
+    "SOC_PG_ADMIN_PASSWORD",
+    "SOC_AMQP_MGMT_URL",
+    "PORT_HEALTH",
+}
 
 
 def _settings_class(path: str):
@@ -53,7 +65,7 @@ def test_service_command_port_and_env_match_the_code(name):
     for key in env:
         if key in SUITE_WIDE:
             continue
-        assert key.startswith(prefix) and key[len(prefix):] in fields, f"{name}: {key} is read by nothing"
+        assert key.startswith(prefix) and key[len(prefix) :] in fields, f"{name}: {key} is read by nothing"
     assert "healthcheck" in service
 
 

@@ -17,11 +17,25 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 LOGS = ROOT / ".local" / "logs" / "e2e"
 
-PORTS = {"gateway": 18000, "auth": 18001, "tenant": 18002, "siem-ingest": 18011, "soar-ingest": 18012,
-         "itsm-ingest": 18013, "threatintel": 18014}
+PORTS = {
+    "gateway": 18000,
+    "auth": 18001,
+    "tenant": 18002,
+    "siem-ingest": 18011,
+    "soar-ingest": 18012,
+    "itsm-ingest": 18013,
+    "threatintel": 18014,
+}
 SIM_PORTS = {"qradar": 19101, "xsoar": 19102, "sdp": 19103, "cyware": 19104}
-MODULES = {"gateway": "soc_gateway", "auth": "soc_auth", "tenant": "soc_tenant", "siem-ingest": "soc_siem_ingest",
-           "soar-ingest": "soc_soar_ingest", "itsm-ingest": "soc_itsm_ingest", "threatintel": "soc_threatintel"}
+MODULES = {
+    "gateway": "soc_gateway",
+    "auth": "soc_auth",
+    "tenant": "soc_tenant",
+    "siem-ingest": "soc_siem_ingest",
+    "soar-ingest": "soc_soar_ingest",
+    "itsm-ingest": "soc_itsm_ingest",
+    "threatintel": "soc_threatintel",
+}
 ADMIN_PASSWORD = "E2e-admin-Passw0rd!"
 
 
@@ -34,53 +48,64 @@ class Suite:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         LOGS.mkdir(parents=True, exist_ok=True)
         self.env = dict(os.environ)
-        self.env.update({
-            "SOC_ENV": "test",
-            "SOC_LOG_LEVEL": "INFO",
-            "SOC_ADMIN_USERNAME": "admin",
-            "SOC_ADMIN_PASSWORD": ADMIN_PASSWORD,
-            "SOC_AUTH_URL": url("auth"),
-            "SOC_AUTH_PORT": str(PORTS["auth"]),
-            "SOC_TENANT_PORT": str(PORTS["tenant"]),
-            "SOC_SIEM_INGEST_PORT": str(PORTS["siem-ingest"]),
-            "SOC_SOAR_INGEST_PORT": str(PORTS["soar-ingest"]),
-            "SOC_ITSM_INGEST_PORT": str(PORTS["itsm-ingest"]),
-            "SOC_THREATINTEL_PORT": str(PORTS["threatintel"]),
-            "SOC_GATEWAY_PORT": str(PORTS["gateway"]),
-            "SOC_GATEWAY_UPSTREAMS": json.dumps({n: url(n) for n in PORTS if n != "gateway"}),
-            "SOC_TENANT_SIEM_INGEST_URL": url("siem-ingest"),
-            "SOC_TENANT_SOAR_INGEST_URL": url("soar-ingest"),
-            "SOC_TENANT_ITSM_INGEST_URL": url("itsm-ingest"),
-            "SOC_TENANT_THREATINTEL_URL": url("threatintel"),
-            "SOC_SIEM_INGEST_TENANT_URL": url("tenant"),
-            "SOC_SOAR_INGEST_TENANT_URL": url("tenant"),
-            "SOC_ITSM_INGEST_TENANT_URL": url("tenant"),
-            "SOC_THREATINTEL_TENANT_URL": url("tenant"),
-        })
+        self.env.update(
+            {
+                "SOC_ENV": "test",
+                "SOC_LOG_LEVEL": "INFO",
+                "SOC_ADMIN_USERNAME": "admin",
+                "SOC_ADMIN_PASSWORD": ADMIN_PASSWORD,
+                "SOC_AUTH_URL": url("auth"),
+                "SOC_AUTH_PORT": str(PORTS["auth"]),
+                "SOC_TENANT_PORT": str(PORTS["tenant"]),
+                "SOC_SIEM_INGEST_PORT": str(PORTS["siem-ingest"]),
+                "SOC_SOAR_INGEST_PORT": str(PORTS["soar-ingest"]),
+                "SOC_ITSM_INGEST_PORT": str(PORTS["itsm-ingest"]),
+                "SOC_THREATINTEL_PORT": str(PORTS["threatintel"]),
+                "SOC_GATEWAY_PORT": str(PORTS["gateway"]),
+                "SOC_GATEWAY_UPSTREAMS": json.dumps({n: url(n) for n in PORTS if n != "gateway"}),
+                "SOC_TENANT_SIEM_INGEST_URL": url("siem-ingest"),
+                "SOC_TENANT_SOAR_INGEST_URL": url("soar-ingest"),
+                "SOC_TENANT_ITSM_INGEST_URL": url("itsm-ingest"),
+                "SOC_TENANT_THREATINTEL_URL": url("threatintel"),
+                "SOC_SIEM_INGEST_TENANT_URL": url("tenant"),
+                "SOC_SOAR_INGEST_TENANT_URL": url("tenant"),
+                "SOC_ITSM_INGEST_TENANT_URL": url("tenant"),
+                "SOC_THREATINTEL_TENANT_URL": url("tenant"),
+            }
+        )
 
     def start(self, name: str, args: list[str], health: str, timeout: float = 60) -> None:
         log = open(LOGS / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, *args], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+        )
         self.procs[name] = proc
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise RuntimeError(f"{name} exited with {proc.returncode}: {(LOGS / f'{name}.log').read_text()[-3000:]}")
+                raise RuntimeError(
+                    f"{name} exited with {proc.returncode}: {(LOGS / f'{name}.log').read_text()[-3000:]}"
+                )
             try:
                 if httpx.get(health, timeout=1).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
-        raise RuntimeError(f"{name} not healthy after {timeout}s: {(LOGS / f'{name}.log').read_text()[-3000:]}")
+        raise RuntimeError(
+            f"{name} not healthy after {timeout}s: {(LOGS / f'{name}.log').read_text()[-3000:]}"
+        )
 
     def service(self, name: str) -> None:
         self.start(name, ["-m", MODULES[name]], f"{url(name)}/healthz")
 
     def simulator(self, vendor: str) -> None:
         port = SIM_PORTS[vendor]
-        self.start(f"sim-{vendor}", ["-m", "soc_simulators", vendor, "--port", str(port)],
-                   f"http://127.0.0.1:{port}/_sim/state")
+        self.start(
+            f"sim-{vendor}",
+            ["-m", "soc_simulators", vendor, "--port", str(port)],
+            f"http://127.0.0.1:{port}/_sim/state",
+        )
 
     def stop(self, name: str) -> None:
         proc = self.procs.pop(name, None)

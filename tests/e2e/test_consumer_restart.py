@@ -33,8 +33,12 @@ async def test_stopped_tenant_consumer_finds_every_event_after_restart(tokens):
         return {"credential_kind": "API_KEY", "secrets": {"api_key": "qradar-demo-token"}, "ca_pem": None}
 
     tenant = create_tenant_app(tenant_settings, verifier=tokens.verifier())
-    siem = create_siem_app(siem_settings, verifier=tokens.verifier(), credentials=credentials,
-                           client_options={"transport": sim_transport})
+    siem = create_siem_app(
+        siem_settings,
+        verifier=tokens.verifier(),
+        credentials=credentials,
+        client_options={"transport": sim_transport},
+    )
     admin = tokens.headers(kind="admin")
     integration_id = f"e2e-{uuid.uuid4().hex[:8]}"
 
@@ -42,23 +46,36 @@ async def test_stopped_tenant_consumer_finds_every_event_after_restart(tokens):
         await readmodel.stop(tenant)  # the tenant's consumers are away...
         ingestor = siem.state.ingestor
         async with ingestor.db.session() as session:
-            await ingestor.apply_integration(session, IntegrationChanged(
-                integration_id=integration_id, integration_type="SIEM", subtype="IBM_QRADAR",
-                instance_name="restart test", status="active", base_url="http://qradar.sim",
-                credential_kind="API_KEY", changed_at=datetime.now(UTC)))
+            await ingestor.apply_integration(
+                session,
+                IntegrationChanged(
+                    integration_id=integration_id,
+                    integration_type="SIEM",
+                    subtype="IBM_QRADAR",
+                    instance_name="restart test",
+                    status="active",
+                    base_url="http://qradar.sim",
+                    credential_kind="API_KEY",
+                    changed_at=datetime.now(UTC),
+                ),
+            )
         while await ingestor.run_due_once():  # ...while siem-ingest polls and publishes
             pass
         states = await ingestor.states(integration_id)
         assert states and all(s["last_error"] is None for s in states), states
 
         async with httpx.AsyncClient(transport=sim_transport, base_url="http://qradar.sim") as sim_client:
-            r = await sim_client.get("/api/config/domain_management/domains",
-                                     headers={"SEC": "qradar-demo-token", "Version": "16.0"})
+            r = await sim_client.get(
+                "/api/config/domain_management/domains",
+                headers={"SEC": "qradar-demo-token", "Version": "16.0"},
+            )
             expected = {d["id"] for d in r.json()}
         assert expected
 
         await readmodel.start(tenant)  # back: the queue kept everything
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=tenant), base_url="http://tenant") as client:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=tenant), base_url="http://tenant"
+        ) as client:
             got: set[int] = set()
             for _ in range(100):
                 r = await client.get("/tenant/qradar-tenants/", params={"limit": 500}, headers=admin)

@@ -13,7 +13,9 @@ GATEWAY = url("gateway")
 
 
 def _login() -> dict[str, str]:
-    r = httpx.post(f"{GATEWAY}/auth/login/", json={"username": "admin", "password": ADMIN_PASSWORD}, timeout=10)
+    r = httpx.post(
+        f"{GATEWAY}/auth/login/", json={"username": "admin", "password": ADMIN_PASSWORD}, timeout=10
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["access_token"] and body["refresh_token"]
@@ -21,8 +23,11 @@ def _login() -> dict[str, str]:
 
 
 def _sim_domain_names() -> set[str]:
-    r = httpx.get(f"http://127.0.0.1:{SIM_PORTS['qradar']}/api/config/domain_management/domains",
-                  headers={"SEC": "qradar-demo-token", "Version": "16.0"}, timeout=10)
+    r = httpx.get(
+        f"http://127.0.0.1:{SIM_PORTS['qradar']}/api/config/domain_management/domains",
+        headers={"SEC": "qradar-demo-token", "Version": "16.0"},
+        timeout=10,
+    )
     r.raise_for_status()
     return {d["name"] for d in r.json()}
 
@@ -45,11 +50,21 @@ def _wait_for_domains(headers: dict[str, str], expected: set[str], timeout: floa
 
 
 def _create_qradar_integration(headers: dict[str, str], name: str) -> str:
-    r = httpx.post(f"{GATEWAY}/integration/", headers=headers, timeout=20, json={
-        "integration_type": "SIEM", "subtype": "IBM_QRADAR", "instance_name": name,
-        "base_url": f"http://127.0.0.1:{SIM_PORTS['qradar']}", "verify_tls": True,
-        "polling_interval_seconds": 60, "credential_kind": "API_KEY", "credentials": {"api_key": "qradar-demo-token"},
-    })
+    r = httpx.post(
+        f"{GATEWAY}/integration/",
+        headers=headers,
+        timeout=20,
+        json={
+            "integration_type": "SIEM",
+            "subtype": "IBM_QRADAR",
+            "instance_name": name,
+            "base_url": f"http://127.0.0.1:{SIM_PORTS['qradar']}",
+            "verify_tls": True,
+            "polling_interval_seconds": 60,
+            "credential_kind": "API_KEY",
+            "credentials": {"api_key": "qradar-demo-token"},
+        },
+    )
     assert r.status_code == 201, r.text
     return r.json()["id"]
 

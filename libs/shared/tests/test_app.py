@@ -36,8 +36,12 @@ async def _not_ready() -> None:
 
 @pytest.fixture
 async def client():
-    app = create_service_app(ServiceSettings(service_name="t", environment="test"), title="t", routers=[router],
-                             readiness={"database": _not_ready})
+    app = create_service_app(
+        ServiceSettings(service_name="t", environment="test"),
+        title="t",
+        routers=[router],
+        readiness={"database": _not_ready},
+    )
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
         yield c
@@ -47,15 +51,24 @@ async def test_unhandled_error_is_a_500_in_the_error_shape_with_the_request_id(c
     r = await client.get("/boom", headers={"X-Request-ID": "req-123"})
     assert r.status_code == 500
     assert r.headers["x-request-id"] == "req-123"
-    assert r.json() == {"error": {"code": "internal_error", "message": "an internal error occurred; it has been logged",
-                                  "details": {}, "request_id": "req-123"}}
+    assert r.json() == {
+        "error": {
+            "code": "internal_error",
+            "message": "an internal error occurred; it has been logged",
+            "details": {},
+            "request_id": "req-123",
+        }
+    }
     assert "hunter2" not in r.text and "Traceback" not in r.text
 
 
 async def test_api_errors_validation_and_unknown_routes_share_the_shape(client):
     r = await client.get("/conflict")
     assert r.status_code == 409 and r.json()["error"]["code"] == "name_taken"
-    assert r.json()["error"]["details"] == {"name": "acme"} and r.json()["error"]["request_id"] == r.headers["x-request-id"]
+    assert (
+        r.json()["error"]["details"] == {"name": "acme"}
+        and r.json()["error"]["request_id"] == r.headers["x-request-id"]
+    )
     r = await client.post("/things", json={"name": 5})
     assert r.status_code == 422 and r.json()["error"]["code"] == "validation_error"
     assert r.json()["error"]["details"]["errors"][0]["loc"] == ["body", "name"]

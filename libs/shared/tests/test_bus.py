@@ -16,7 +16,9 @@ async def bus():
 
 
 def _domain_event(i: int):
-    return make_event("siem.domain.upserted", SiemDomain(domain_id=i, name=f"d{i}"), source="/test", subject=str(i))
+    return make_event(
+        "siem.domain.upserted", SiemDomain(domain_id=i, name=f"d{i}"), source="/test", subject=str(i)
+    )
 
 
 async def _wait_for(predicate, within: float = 10.0) -> None:
@@ -158,7 +160,10 @@ async def test_events_of_one_type_travel_as_one_batch_message_and_a_bad_element_
     await consumer.start()
     try:
         good = [_domain_event(i) for i in (1, 2)]
-        body = batch_body(good)[:-1] + b',{"specversion":"1.0","id":"x","source":"/s","type":"soc.siem.domain.upserted.v1","time":"2024-01-01T00:00:00Z","data":{"name":"no id"}}]'
+        body = (
+            batch_body(good)[:-1]
+            + b',{"specversion":"1.0","id":"x","source":"/s","type":"soc.siem.domain.upserted.v1","time":"2024-01-01T00:00:00Z","data":{"name":"no id"}}]'
+        )
         await bus.publish_raw(body, "siem.domain.upserted", content_type=BATCH_CONTENT_TYPE)
         await _wait_for(lambda: sorted(seen) == [1, 2])
         dead: list[dict] = []
@@ -262,8 +267,9 @@ async def test_single_event_messages_form_batches_without_waiting_for_the_timer(
     async def handler(batch: list[Delivery]) -> None:
         sizes.append(len(batch))
 
-    consumer = BatchConsumer(bus, queue, ["siem.domain.upserted"], handler, batch_size=100, max_wait=30.0,
-                             prefetch_messages=10)
+    consumer = BatchConsumer(
+        bus, queue, ["siem.domain.upserted"], handler, batch_size=100, max_wait=30.0, prefetch_messages=10
+    )
     await consumer.start()
     single = Bus(os.environ["SOC_AMQP_URL"], service="test-bus-single", batch_max=1)
     try:

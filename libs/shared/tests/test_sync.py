@@ -65,8 +65,16 @@ class Vendor:
                 if self.fail_after_pages is not None and pages >= self.fail_after_pages:
                     raise VendorError(VendorErrorCategory.SERVER_ERROR, "vendor answered 500 five times")
                 self.reads.append((ctx.integration_id, chunk[0]))
-                events = [make_event("siem.domain.upserted", SiemDomain(domain_id=r, name=f"d{r}"), source=ctx.source,
-                                     subject=str(r), integration_id=ctx.integration_id) for r in chunk]
+                events = [
+                    make_event(
+                        "siem.domain.upserted",
+                        SiemDomain(domain_id=r, name=f"d{r}"),
+                        source=ctx.source,
+                        subject=str(r),
+                        integration_id=ctx.integration_id,
+                    )
+                    for r in chunk
+                ]
                 after = chunk[-1]
                 pages += 1
                 yield Page(events=events, cursor={"after": after})
@@ -79,22 +87,47 @@ async def _credentials(_: str) -> dict[str, Any]:
 
 
 def _ingestor(db: Database, bus: Bus, vendor: Vendor, **kw: Any) -> Ingestor:
-    return Ingestor(name="test-ingest", vendor="fake", subtype="IBM_QRADAR", db=db, bus=bus,
-                    resources=[Resource("records", 60, vendor.fetch)], client_factory=lambda i, c: None,
-                    credentials=_credentials, **kw)
+    return Ingestor(
+        name="test-ingest",
+        vendor="fake",
+        subtype="IBM_QRADAR",
+        db=db,
+        bus=bus,
+        resources=[Resource("records", 60, vendor.fetch)],
+        client_factory=lambda i, c: None,
+        credentials=_credentials,
+        **kw,
+    )
 
 
 async def _add_integration(ingestor: Ingestor, integration_id: str) -> None:
     async with ingestor.db.session() as session:
-        await ingestor.apply_integration(session, IntegrationChanged(
-            integration_id=integration_id, integration_type="SIEM", subtype="IBM_QRADAR", instance_name=integration_id,
-            status="active", base_url="http://vendor.test", credential_kind="API_KEY", changed_at=datetime.now(UTC)))
+        await ingestor.apply_integration(
+            session,
+            IntegrationChanged(
+                integration_id=integration_id,
+                integration_type="SIEM",
+                subtype="IBM_QRADAR",
+                instance_name=integration_id,
+                status="active",
+                base_url="http://vendor.test",
+                credential_kind="API_KEY",
+                changed_at=datetime.now(UTC),
+            ),
+        )
 
 
 async def _state(db: Database, integration_id: str) -> dict[str, Any]:
     async with db.session() as session:
-        row = (await session.execute(sa.select(sync_state_table).where(
-            sync_state_table.c.integration_id == integration_id))).mappings().one()
+        row = (
+            (
+                await session.execute(
+                    sa.select(sync_state_table).where(sync_state_table.c.integration_id == integration_id)
+                )
+            )
+            .mappings()
+            .one()
+        )
     return dict(row)
 
 
@@ -115,7 +148,11 @@ async def test_cursor_advances_page_by_page_and_a_failure_keeps_the_last_confirm
     await ingestor.trigger(iid)
     assert await ingestor.run_due_once() == 1
     state = await _state(db, iid)
-    assert state["cursor"] == {"after": 50} and state["consecutive_failures"] == 0 and state["last_error"] is None
+    assert (
+        state["cursor"] == {"after": 50}
+        and state["consecutive_failures"] == 0
+        and state["last_error"] is None
+    )
     assert [first for _, first in vendor.reads if _ == iid] == [1, 11, 21, 31, 41]
 
 
@@ -172,7 +209,12 @@ async def test_claims_are_exclusive_under_skip_locked(db, bus):
 
 
 def test_ingest_role_cannot_touch_another_schema():
-    dsn = admin_dsn(os.environ["SOC_DB_NAME"]).replace("user=soc_admin", "user=soc_siem_ingest").replace(
-        f"password={os.environ.get('SOC_PG_ADMIN_PASSWORD', 'soc_admin')}", "password=soc_siem_ingest")
+    dsn = (
+        admin_dsn(os.environ["SOC_DB_NAME"])
+        .replace("user=soc_admin", "user=soc_siem_ingest")
+        .replace(
+            f"password={os.environ.get('SOC_PG_ADMIN_PASSWORD', 'soc_admin')}", "password=soc_siem_ingest"
+        )
+    )
     with psycopg.connect(dsn) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
         conn.execute("CREATE TABLE auth.intruder (id int)")

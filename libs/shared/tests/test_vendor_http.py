@@ -400,8 +400,10 @@ async def _recording_http_server(answer: bytes) -> tuple[asyncio.Server, list[by
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         heads.append(await reader.readuntil(b"\r\n\r\n"))
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
-                     b"connection: close\r\n\r\n%b" % (len(answer), answer))
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+            b"connection: close\r\n\r\n%b" % (len(answer), answer)
+        )
         await writer.drain()
         writer.close()
 

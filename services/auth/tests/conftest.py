@@ -59,6 +59,12 @@ async def admin_headers(auth: Running) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 async def service_headers(auth: Running) -> dict[str, str]:
-    response = await auth.client.post("/auth/internal/token", json={"client_id": "tenant", "client_secret": auth.state.settings.service_client_secret.get_secret_value()})
+    response = await auth.client.post(
+        "/auth/internal/token",
+        json={
+            "client_id": "tenant",
+            "client_secret": auth.state.settings.service_client_secret.get_secret_value(),
+        },
+    )
     assert response.status_code == 200, response.text
     return {"Authorization": f"Bearer {response.json()['access_token']}"}

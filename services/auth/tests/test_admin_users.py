@@ -28,15 +28,22 @@ def _admin_write_routes(auth: Running) -> list[tuple[str, str]]:
 
 
 async def test_read_only_admin_reads_every_admin_list(auth: Running, read_only_headers: dict) -> None:
-    for path in ("/admin/users/", "/admin/login-audit/", "/admin/keys/", "/admin/roles/", "/admin/directory/groups/"):
+    for path in (
+        "/admin/users/",
+        "/admin/login-audit/",
+        "/admin/keys/",
+        "/admin/roles/",
+        "/admin/directory/groups/",
+    ):
         response = await auth.client.get(path, headers=read_only_headers)
         assert response.status_code == 200, (path, response.text)
     me = (await auth.client.get("/auth/me/", headers=read_only_headers)).json()
     assert me["is_read_only"] and me["role"] == "READ_ONLY_ADMIN"
 
 
-async def test_read_only_admin_is_refused_on_every_mutating_admin_route(auth: Running, read_only_headers: dict,
-                                                                       admin_headers: dict) -> None:
+async def test_read_only_admin_is_refused_on_every_mutating_admin_route(
+    auth: Running, read_only_headers: dict, admin_headers: dict
+) -> None:
     target = await create_local_user(auth, admin_headers, "ro-target")
     routes = _admin_write_routes(auth)
     assert len(routes) >= 8, routes
@@ -58,7 +65,9 @@ async def test_only_a_super_admin_creates_administrators(auth: Running, admin_he
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "super_admin_required"
     tenant_user = {"username": "made-by-admin", "password": STRONG, "kind": "tenant", "company_id": GLOBEX}
     assert (await auth.client.post("/auth/create-user/", json=tenant_user, headers=plain)).status_code == 201
-    created = await auth.client.post("/auth/create-user/", json={**body, "username": "second-admin"}, headers=admin_headers)
+    created = await auth.client.post(
+        "/auth/create-user/", json={**body, "username": "second-admin"}, headers=admin_headers
+    )
     assert created.status_code == 201 and created.json()["kind"] == "admin"
 
 
@@ -69,28 +78,46 @@ async def test_tenant_admin_manages_only_its_own_company(auth: Running, admin_he
 
     listing = (await auth.client.get("/admin/users/", params={"limit": 500}, headers=dave)).json()
     assert listing["items"] and {u["company_id"] for u in listing["items"]} == {ACME}
-    assert (await auth.client.get("/admin/users/", params={"company_id": GLOBEX}, headers=dave)).json()["total"] == 0
+    assert (await auth.client.get("/admin/users/", params={"company_id": GLOBEX}, headers=dave)).json()[
+        "total"
+    ] == 0
 
     for method in ("GET", "PATCH", "PUT", "DELETE"):
-        body = {"email": None, "full_name": "x", "role": "TENANT_USER"} if method == "PUT" else {"full_name": "x"}
+        body = (
+            {"email": None, "full_name": "x", "role": "TENANT_USER"}
+            if method == "PUT"
+            else {"full_name": "x"}
+        )
         response = await auth.client.request(method, f"/admin/users/{bob_id}/", json=body, headers=dave)
         assert response.status_code == 404, (method, response.text)
     assert (await auth.client.get(f"/admin/users/{alice_id}/", headers=dave)).status_code == 200
 
-    created = await auth.client.post("/admin/users/", json={"username": "acme-analyst", "password": STRONG,
-                                                            "permissions": ["DASHBOARD"]}, headers=dave)
+    created = await auth.client.post(
+        "/admin/users/",
+        json={"username": "acme-analyst", "password": STRONG, "permissions": ["DASHBOARD"]},
+        headers=dave,
+    )
     assert created.status_code == 201, created.text
     assert created.json()["company_id"] == ACME and created.json()["permissions"] == ["DASHBOARD"]
-    elsewhere = await auth.client.post("/admin/users/", json={"username": "globex-intruder", "password": STRONG,
-                                                              "company_id": GLOBEX}, headers=dave)
+    elsewhere = await auth.client.post(
+        "/admin/users/",
+        json={"username": "globex-intruder", "password": STRONG, "company_id": GLOBEX},
+        headers=dave,
+    )
     assert elsewhere.status_code == 404
-    admin = await auth.client.post("/admin/users/", json={"username": "acme-boss", "password": STRONG, "kind": "admin"},
-                                   headers=dave)
+    admin = await auth.client.post(
+        "/admin/users/", json={"username": "acme-boss", "password": STRONG, "kind": "admin"}, headers=dave
+    )
     assert admin.status_code == 403
-    promoted = await auth.client.patch(f"/admin/users/{created.json()['id']}/",
-                                       json={"role": "TENANT_ADMIN", "permissions": ["DASHBOARD", "ASSETS"]}, headers=dave)
+    promoted = await auth.client.patch(
+        f"/admin/users/{created.json()['id']}/",
+        json={"role": "TENANT_ADMIN", "permissions": ["DASHBOARD", "ASSETS"]},
+        headers=dave,
+    )
     assert promoted.status_code == 200 and promoted.json()["role"] == "TENANT_ADMIN"
-    moved = await auth.client.patch(f"/admin/users/{created.json()['id']}/", json={"company_id": GLOBEX}, headers=dave)
+    moved = await auth.client.patch(
+        f"/admin/users/{created.json()['id']}/", json={"company_id": GLOBEX}, headers=dave
+    )
     assert moved.status_code == 404
     # Tenant admins do not reach the rest of the administration.
     assert (await auth.client.get("/admin/login-audit/", headers=dave)).status_code == 403
@@ -106,8 +133,13 @@ async def test_tenant_users_are_not_administrators(auth: Running) -> None:
 async def test_list_filters_sorts_and_paginates(auth: Running, admin_headers: dict) -> None:
     for n in range(3):
         await create_local_user(auth, admin_headers, f"pager-{n}", company_id=GLOBEX)
-    page = (await auth.client.get("/admin/users/", params={"q": "pager-", "limit": 2, "offset": 1, "sort": "-username"},
-                                  headers=admin_headers)).json()
+    page = (
+        await auth.client.get(
+            "/admin/users/",
+            params={"q": "pager-", "limit": 2, "offset": 1, "sort": "-username"},
+            headers=admin_headers,
+        )
+    ).json()
     assert (page["total"], page["limit"], page["offset"]) == (3, 2, 1)
     assert [u["username"] for u in page["items"]] == ["pager-1", "pager-0"]
     admins = (await auth.client.get("/admin/users", params={"kind": "admin"}, headers=admin_headers)).json()
@@ -122,18 +154,31 @@ async def test_soft_delete_hides_and_restore_brings_back(auth: Running, admin_he
     user = await create_local_user(auth, admin_headers, "to-delete")
     pair = (await auth.login("to-delete", STRONG)).json()
     assert (await auth.client.delete(f"/admin/users/{user['id']}/", headers=admin_headers)).status_code == 204
-    assert (await auth.client.get("/admin/users/", params={"q": "to-delete"}, headers=admin_headers)).json()["total"] == 0
-    deleted = (await auth.client.get("/admin/users/", params={"q": "to-delete", "is_deleted": True}, headers=admin_headers)).json()
+    assert (await auth.client.get("/admin/users/", params={"q": "to-delete"}, headers=admin_headers)).json()[
+        "total"
+    ] == 0
+    deleted = (
+        await auth.client.get(
+            "/admin/users/", params={"q": "to-delete", "is_deleted": True}, headers=admin_headers
+        )
+    ).json()
     assert deleted["total"] == 1 and deleted["items"][0]["deleted_at"]
-    assert (await auth.client.post("/auth/token/refresh/", json={"refresh_token": pair["refresh_token"]})).status_code == 401
-    assert (await auth.client.get("/auth/me/", headers={"Authorization": f"Bearer {pair['access_token']}"})).status_code == 401
-    restored = await auth.client.patch(f"/admin/users/{user['id']}/", json={"is_deleted": False, "is_active": True},
-                                       headers=admin_headers)
+    assert (
+        await auth.client.post("/auth/token/refresh/", json={"refresh_token": pair["refresh_token"]})
+    ).status_code == 401
+    assert (
+        await auth.client.get("/auth/me/", headers={"Authorization": f"Bearer {pair['access_token']}"})
+    ).status_code == 401
+    restored = await auth.client.patch(
+        f"/admin/users/{user['id']}/", json={"is_deleted": False, "is_active": True}, headers=admin_headers
+    )
     assert restored.status_code == 200 and not restored.json()["is_deleted"]
     assert (await auth.login("to-delete", STRONG)).status_code == 200
 
 
-async def test_nobody_locks_themselves_out_and_the_last_super_admin_stays(auth: Running, admin_headers: dict) -> None:
+async def test_nobody_locks_themselves_out_and_the_last_super_admin_stays(
+    auth: Running, admin_headers: dict
+) -> None:
     me = (await auth.client.get("/auth/me/", headers=admin_headers)).json()
     for body in ({"is_active": False}, {"role": "ADMIN"}):
         response = await auth.client.patch(f"/admin/users/{me['id']}/", json=body, headers=admin_headers)
@@ -153,12 +198,17 @@ async def test_validation_errors_are_4xx_in_the_error_shape(auth: Running, admin
         response = await auth.client.post("/admin/users/", json=body, headers=admin_headers)
         assert response.status_code == 422, (body, response.text)
         assert set(response.json()["error"]) == {"code", "message", "details", "request_id"}
-    weak = await auth.client.post("/admin/users/", json=cases[0] | {"company_id": ACME}, headers=admin_headers)
+    weak = await auth.client.post(
+        "/admin/users/", json=cases[0] | {"company_id": ACME}, headers=admin_headers
+    )
     assert weak.json()["error"]["code"] == "weak_password"
     assert (await auth.client.get(f"/admin/users/{uuid.uuid4()}/", headers=admin_headers)).status_code == 404
     assert (await auth.client.get("/admin/users/not-a-uuid/", headers=admin_headers)).status_code == 422
-    duplicate = await auth.client.post("/admin/users/", json={"username": "ADMIN", "password": STRONG, "company_id": ACME},
-                                       headers=admin_headers)
+    duplicate = await auth.client.post(
+        "/admin/users/",
+        json={"username": "ADMIN", "password": STRONG, "company_id": ACME},
+        headers=admin_headers,
+    )
     assert duplicate.status_code == 409 and duplicate.json()["error"]["code"] == "username_taken"
 
 

@@ -11,10 +11,13 @@ from soc_shared.provision import provision_database
 FRESH_DB = "soc_test_auth_bootstrap"
 
 
-async def test_generated_bootstrap_password_is_never_logged(monkeypatch: pytest.MonkeyPatch,
-                                                             capsys: pytest.CaptureFixture[str]) -> None:
+async def test_generated_bootstrap_password_is_never_logged(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     provision_database(FRESH_DB, fresh=True)
-    settings = auth_settings(db_name=FRESH_DB, admin_username="root-admin", admin_password=None, consumers_enabled=False)
+    settings = auth_settings(
+        db_name=FRESH_DB, admin_username="root-admin", admin_password=None, consumers_enabled=False
+    )
     migrate(settings, MIGRATIONS)
     generated = "Generated-Secret-Value-0123456789"
     monkeypatch.setattr(bootstrap.secrets, "token_urlsafe", lambda n: generated)

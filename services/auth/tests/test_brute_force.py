@@ -39,8 +39,9 @@ async def test_lock_applies_to_unknown_names_too_so_it_reveals_nothing(auth: Run
 
 
 async def test_one_address_trying_many_accounts_is_blocked(migrated: None) -> None:
-    settings = auth_settings(login_ip_delay_after=100, login_ip_block_after=6, login_ip_block_seconds=30,
-                             consumers_enabled=False)
+    settings = auth_settings(
+        login_ip_delay_after=100, login_ip_block_after=6, login_ip_block_seconds=30, consumers_enabled=False
+    )
     async with running(settings) as service:
         ip = "203.0.113.50"
         for n in range(6):
@@ -56,8 +57,12 @@ async def test_disabled_and_deleted_accounts_cannot_sign_in(auth: Running, admin
     disabled = await create_local_user(auth, admin_headers, "disabled-user")
     deleted = await create_local_user(auth, admin_headers, "deleted-user")
     assert (await auth.login("disabled-user", STRONG)).status_code == 200
-    await auth.client.patch(f"/admin/users/{disabled['id']}/", json={"is_active": False}, headers=admin_headers)
-    assert (await auth.client.delete(f"/admin/users/{deleted['id']}/", headers=admin_headers)).status_code == 204
+    await auth.client.patch(
+        f"/admin/users/{disabled['id']}/", json={"is_active": False}, headers=admin_headers
+    )
+    assert (
+        await auth.client.delete(f"/admin/users/{deleted['id']}/", headers=admin_headers)
+    ).status_code == 204
     for name in ("disabled-user", "deleted-user"):
         response = await auth.login(name, STRONG, ip="198.51.100.20")
         assert response.status_code == 401

@@ -27,7 +27,9 @@ async def test_directory_group_decides_company_role_and_permissions(auth: Runnin
     assert "TENANT_USER" in alice.roles and "TENANT_ADMIN" not in alice.roles
     assert alice.permissions == ["DASHBOARD", "REPORTS"]
 
-    dave = await _claims(auth, await auth.token("dave", "dave-pass"))  # acme-soc-admins, mapped by its full DN
+    dave = await _claims(
+        auth, await auth.token("dave", "dave-pass")
+    )  # acme-soc-admins, mapped by its full DN
     assert (dave.company_id, "TENANT_ADMIN" in dave.roles) == (ACME, True)
     assert dave.permissions == ["ASSETS", "DASHBOARD", "REPORTS", "THREAT_INTELLIGENCE"]
 
@@ -35,9 +37,15 @@ async def test_directory_group_decides_company_role_and_permissions(auth: Runnin
     assert (bob.company_id, bob.permissions) == (GLOBEX, ["DASHBOARD", "THREAT_INTELLIGENCE"])
 
 
-async def test_directory_account_is_created_with_directory_details(auth: Running, admin_headers: dict) -> None:
+async def test_directory_account_is_created_with_directory_details(
+    auth: Running, admin_headers: dict
+) -> None:
     response = await auth.login("erin", "erin-pass")
-    me = (await auth.client.get("/auth/me/", headers={"Authorization": f"Bearer {response.json()['access_token']}"})).json()
+    me = (
+        await auth.client.get(
+            "/auth/me/", headers={"Authorization": f"Bearer {response.json()['access_token']}"}
+        )
+    ).json()
     assert me["email"] == "erin@globex.example"
     assert me["full_name"] == "Erin Evans"
     assert me["directory_dn"] == "uid=erin,ou=people,dc=soc,dc=local"
@@ -53,7 +61,9 @@ async def test_wrong_password_and_unknown_user_get_the_same_answer(auth: Running
     assert wrong.json()["error"]["message"] == unknown.json()["error"]["message"]
 
 
-async def test_unmapped_directory_user_is_refused_and_no_account_is_created(auth: Running, admin_headers: dict) -> None:
+async def test_unmapped_directory_user_is_refused_and_no_account_is_created(
+    auth: Running, admin_headers: dict
+) -> None:
     response = await auth.login("carol", "carol-pass")
     assert response.status_code == 403
     error = response.json()["error"]
@@ -63,8 +73,21 @@ async def test_unmapped_directory_user_is_refused_and_no_account_is_created(auth
     assert users["total"] == 0
 
 
-@pytest.mark.parametrize("login", ["*)(uid=*", "alice*", "*", "a*e", "alice)(|(uid=*", "*)(|(objectClass=*",
-                                   "alice\\2a", "(uid=alice)", "*@soc.local", "alice@*"])
+@pytest.mark.parametrize(
+    "login",
+    [
+        "*)(uid=*",
+        "alice*",
+        "*",
+        "a*e",
+        "alice)(|(uid=*",
+        "*)(|(objectClass=*",
+        "alice\\2a",
+        "(uid=alice)",
+        "*@soc.local",
+        "alice@*",
+    ],
+)
 async def test_filter_injection_never_matches_anyone(auth: Running, login: str) -> None:
     for password in ("alice-pass", "bob-pass", "x"):
         response = await auth.login(login, password, ip="192.0.2.22")
@@ -78,7 +101,9 @@ async def test_empty_password_is_never_an_anonymous_bind(auth: Running) -> None:
 
 
 async def test_first_server_down_fails_over_to_the_next(migrated: None) -> None:
-    settings = auth_settings(ldap_urls=["ldap://127.0.0.1:3399", "ldap://127.0.0.1:3389"], consumers_enabled=False)
+    settings = auth_settings(
+        ldap_urls=["ldap://127.0.0.1:3399", "ldap://127.0.0.1:3389"], consumers_enabled=False
+    )
     async with running(settings) as service:
         response = await service.login("bob", "bob-pass")
         assert response.status_code == 200, response.text
@@ -86,7 +111,9 @@ async def test_first_server_down_fails_over_to_the_next(migrated: None) -> None:
 
 
 async def test_every_directory_server_down_answers_503_but_local_admins_still_sign_in(migrated: None) -> None:
-    settings = auth_settings(ldap_urls=["ldap://127.0.0.1:3399", "ldap://127.0.0.1:3398"], consumers_enabled=False)
+    settings = auth_settings(
+        ldap_urls=["ldap://127.0.0.1:3399", "ldap://127.0.0.1:3398"], consumers_enabled=False
+    )
     async with running(settings) as service:
         response = await service.login("alice", "alice-pass")
         assert response.status_code == 503
@@ -99,7 +126,9 @@ async def test_every_directory_server_down_answers_503_but_local_admins_still_si
 
 
 async def test_directory_admin_group_makes_an_administrator(migrated: None) -> None:
-    settings = auth_settings(ldap_admin_group="cn=globex-soc-users,ou=groups,dc=soc,dc=local", consumers_enabled=False)
+    settings = auth_settings(
+        ldap_admin_group="cn=globex-soc-users,ou=groups,dc=soc,dc=local", consumers_enabled=False
+    )
     async with running(settings) as service:
         response = await service.login("bob", "bob-pass", path="/auth/admin/login/")
         assert response.status_code == 200, response.text

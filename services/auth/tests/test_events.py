@@ -11,7 +11,9 @@ import pytest
 from soc_auth.testing import ADMIN_PASSWORD, STRONG, Running, create_local_user
 
 
-async def _collect(queue: aio_pika.abc.AbstractQueue, count: int, within: float = 10.0) -> list[dict[str, Any]]:
+async def _collect(
+    queue: aio_pika.abc.AbstractQueue, count: int, within: float = 10.0
+) -> list[dict[str, Any]]:
     seen: list[dict[str, Any]] = []
     deadline = asyncio.get_running_loop().time() + within
     while len(seen) < count and asyncio.get_running_loop().time() < deadline:
@@ -20,7 +22,9 @@ async def _collect(queue: aio_pika.abc.AbstractQueue, count: int, within: float 
             await asyncio.sleep(0.05)
             continue
         body = json.loads(message.body)
-        seen.extend({"routing_key": message.routing_key, **e} for e in (body if isinstance(body, list) else [body]))
+        seen.extend(
+            {"routing_key": message.routing_key, **e} for e in (body if isinstance(body, list) else [body])
+        )
     return seen
 
 
@@ -48,10 +52,14 @@ async def test_login_attempts_are_published(auth: Running, bound_queue: aio_pika
     assert "nope" not in json.dumps(failed)
 
 
-async def test_user_changes_are_published(auth: Running, admin_headers: dict, bound_queue: aio_pika.abc.AbstractQueue) -> None:
+async def test_user_changes_are_published(
+    auth: Running, admin_headers: dict, bound_queue: aio_pika.abc.AbstractQueue
+) -> None:
     await bound_queue.bind("soc.events", routing_key="auth.user.changed")
     user = await create_local_user(auth, admin_headers, "evented-user")
-    await auth.client.patch(f"/admin/users/{user['id']}/", json={"full_name": "Renamed"}, headers=admin_headers)
+    await auth.client.patch(
+        f"/admin/users/{user['id']}/", json={"full_name": "Renamed"}, headers=admin_headers
+    )
     events = [e for e in await _collect(bound_queue, 2) if e["data"]["user_id"] == user["id"]]
     assert len(events) == 2
     assert events[0]["data"]["username"] == "evented-user" and events[0]["data"]["kind"] == "tenant"

@@ -50,12 +50,28 @@ async def _me(auth: Running, token: str) -> int:
 
 async def test_access_token_carries_the_contract_claims(auth: Running) -> None:
     claims = await _admin_claims(auth)
-    assert {"sub", "username", "kind", "roles", "permissions", "company_id", "read_only", "jti", "iat", "nbf", "exp",
-            "iss", "aud", "typ"} <= set(claims)
+    assert {
+        "sub",
+        "username",
+        "kind",
+        "roles",
+        "permissions",
+        "company_id",
+        "read_only",
+        "jti",
+        "iat",
+        "nbf",
+        "exp",
+        "iss",
+        "aud",
+        "typ",
+    } <= set(claims)
     assert claims["typ"] == "access" and claims["kind"] == "admin" and "SUPER_ADMIN" in claims["roles"]
     assert claims["exp"] - claims["iat"] == 900
     header = jwt.get_unverified_header(await auth.token("admin", ADMIN_PASSWORD))
-    assert header["alg"] == "EdDSA" and header["kid"] in {k["kid"] for k in (await auth.client.get("/.well-known/jwks.json")).json()["keys"]}
+    assert header["alg"] == "EdDSA" and header["kid"] in {
+        k["kid"] for k in (await auth.client.get("/.well-known/jwks.json")).json()["keys"]
+    }
 
 
 async def test_jwks_is_served_at_both_paths_and_keys_are_sealed_at_rest(auth: Running) -> None:
@@ -67,24 +83,44 @@ async def test_jwks_is_served_at_both_paths_and_keys_are_sealed_at_rest(auth: Ru
     assert sealed and all(s.startswith("v1.") for s in sealed)
 
 
-@pytest.mark.parametrize("attack", ["alg_none", "hs256_with_public_key", "unknown_kid", "wrong_audience", "wrong_issuer",
-                                    "expired", "not_yet_valid", "tampered_payload", "tampered_signature", "refresh_as_access",
-                                    "garbage"])
+@pytest.mark.parametrize(
+    "attack",
+    [
+        "alg_none",
+        "hs256_with_public_key",
+        "unknown_kid",
+        "wrong_audience",
+        "wrong_issuer",
+        "expired",
+        "not_yet_valid",
+        "tampered_payload",
+        "tampered_signature",
+        "refresh_as_access",
+        "garbage",
+    ],
+)
 async def test_forged_or_invalid_tokens_are_refused_without_detail(auth: Running, attack: str) -> None:
     ring = auth.state.keys
     claims = await _admin_claims(auth)
     assert await _me(auth, ring.sign(_fresh(claims))) == 200  # the control: a well-made token works
     kid = ring.active_kid
     jwk = next(k for k in ring.jwks()["keys"] if k["kid"] == kid)
-    public_pem = Ed25519PublicKey.from_public_bytes(_unb64(jwk["x"])).public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    public_pem = Ed25519PublicKey.from_public_bytes(_unb64(jwk["x"])).public_bytes(
+        Encoding.PEM, PublicFormat.SubjectPublicKeyInfo
+    )
     now = int(time.time())
     if attack == "alg_none":
         token = _forge({"alg": "none", "kid": kid, "typ": "JWT"}, _fresh(claims))
     elif attack == "hs256_with_public_key":
-        token = _forge({"alg": "HS256", "kid": kid, "typ": "JWT"}, _fresh(claims),
-                       lambda data: hmac.new(public_pem, data, hashlib.sha256).digest())
+        token = _forge(
+            {"alg": "HS256", "kid": kid, "typ": "JWT"},
+            _fresh(claims),
+            lambda data: hmac.new(public_pem, data, hashlib.sha256).digest(),
+        )
     elif attack == "unknown_kid":
-        token = jwt.encode(_fresh(claims), Ed25519PrivateKey.generate(), algorithm="EdDSA", headers={"kid": "not-our-key"})
+        token = jwt.encode(
+            _fresh(claims), Ed25519PrivateKey.generate(), algorithm="EdDSA", headers={"kid": "not-our-key"}
+        )
     elif attack == "wrong_audience":
         token = ring.sign(_fresh(claims, aud="someone-else"))
     elif attack == "wrong_issuer":
@@ -134,7 +170,9 @@ async def test_refresh_rotates_and_the_old_token_is_spent(auth: Running) -> None
 
 async def test_spent_refresh_token_revokes_family(auth: Running) -> None:
     first = (await auth.login("admin", ADMIN_PASSWORD)).json()["refresh_token"]
-    second = (await auth.client.post("/auth/token/refresh/", json={"refresh_token": first})).json()["refresh_token"]
+    second = (await auth.client.post("/auth/token/refresh/", json={"refresh_token": first})).json()[
+        "refresh_token"
+    ]
     reused = await auth.client.post("/auth/token/refresh/", json={"refresh_token": first})
     assert reused.status_code == 401 and reused.json()["error"]["code"] == "token_reused"
     # The thief's copy and the legitimate holder's newer token are both dead now.
@@ -147,8 +185,11 @@ async def test_spent_refresh_token_revokes_family(auth: Running) -> None:
 
 async def test_logout_revokes_the_session(auth: Running) -> None:
     pair = (await auth.login("admin", ADMIN_PASSWORD)).json()
-    response = await auth.client.post("/auth/logout/", json={"refresh_token": pair["refresh_token"]},
-                                      headers={"Authorization": f"Bearer {pair['access_token']}"})
+    response = await auth.client.post(
+        "/auth/logout/",
+        json={"refresh_token": pair["refresh_token"]},
+        headers={"Authorization": f"Bearer {pair['access_token']}"},
+    )
     assert response.status_code == 204
     refused = await auth.client.post("/auth/token/refresh/", json={"refresh_token": pair["refresh_token"]})
     assert refused.status_code == 401 and refused.json()["error"]["code"] == "token_revoked"
@@ -157,11 +198,16 @@ async def test_logout_revokes_the_session(auth: Running) -> None:
 async def test_logout_all_sessions_with_the_access_token(auth: Running) -> None:
     one = (await auth.login("admin", ADMIN_PASSWORD)).json()
     two = (await auth.login("admin", ADMIN_PASSWORD)).json()
-    response = await auth.client.post("/auth/logout", json={"all_sessions": True},
-                                      headers={"Authorization": f"Bearer {one['access_token']}"})
+    response = await auth.client.post(
+        "/auth/logout",
+        json={"all_sessions": True},
+        headers={"Authorization": f"Bearer {one['access_token']}"},
+    )
     assert response.status_code == 204
     for pair in (one, two):
-        assert (await auth.client.post("/auth/token/refresh/", json={"refresh_token": pair["refresh_token"]})).status_code == 401
+        assert (
+            await auth.client.post("/auth/token/refresh/", json={"refresh_token": pair["refresh_token"]})
+        ).status_code == 401
 
 
 async def test_key_rotation_keeps_old_tokens_valid_and_publishes_both_keys(auth: Running) -> None:
@@ -175,7 +221,9 @@ async def test_key_rotation_keeps_old_tokens_valid_and_publishes_both_keys(auth:
     kids = {k["kid"] for k in (await auth.client.get("/.well-known/jwks.json")).json()["keys"]}
     assert {old_kid, new_kid} <= kids
     assert await _me(auth, old_pair["access_token"]) == 200
-    refreshed = await auth.client.post("/auth/token/refresh/", json={"refresh_token": old_pair["refresh_token"]})
+    refreshed = await auth.client.post(
+        "/auth/token/refresh/", json={"refresh_token": old_pair["refresh_token"]}
+    )
     assert refreshed.status_code == 200
     assert jwt.get_unverified_header(refreshed.json()["access_token"])["kid"] == new_kid
     # Other services verify with the published JWKS alone.
@@ -196,20 +244,33 @@ async def test_a_replica_learns_a_rotation_made_by_another(auth: Running, migrat
 
 async def test_service_token_for_known_clients_only(auth: Running) -> None:
     secret = auth.state.settings.service_client_secret.get_secret_value()
-    response = await auth.client.post("/auth/internal/token", json={"client_id": "siem-ingest", "client_secret": secret})
+    response = await auth.client.post(
+        "/auth/internal/token", json={"client_id": "siem-ingest", "client_secret": secret}
+    )
     assert response.status_code == 200
     body = response.json()
     assert body["token_type"] == "Bearer" and body["expires_in"] == 300
     principal = await auth.state.keys.verifier.verify(body["access_token"])
-    assert (principal.kind, principal.roles, principal.sub, principal.username) == ("service", ["SERVICE"], "siem-ingest", "siem-ingest")
+    assert (principal.kind, principal.roles, principal.sub, principal.username) == (
+        "service",
+        ["SERVICE"],
+        "siem-ingest",
+        "siem-ingest",
+    )
     claims = jwt.decode(body["access_token"], options={"verify_signature": False})
     assert claims["exp"] - claims["iat"] == 300 and claims["typ"] == "access"
     for client_id, client_secret in (("siem-ingest", "wrong"), ("intruder", secret), ("tenant", "")):
-        refused = await auth.client.post("/auth/internal/token", json={"client_id": client_id, "client_secret": client_secret})
+        refused = await auth.client.post(
+            "/auth/internal/token", json={"client_id": client_id, "client_secret": client_secret}
+        )
         assert refused.status_code in (401, 422)
         if refused.status_code == 401:
-            assert refused.json()["error"] == {**refused.json()["error"], "code": "invalid_client",
-                                               "message": "invalid client credentials", "details": {}}
+            assert refused.json()["error"] == {
+                **refused.json()["error"],
+                "code": "invalid_client",
+                "message": "invalid client credentials",
+                "details": {},
+            }
 
 
 async def test_internal_api_needs_a_service_token(auth: Running, service_headers: dict) -> None:
@@ -221,7 +282,9 @@ async def test_internal_api_needs_a_service_token(auth: Running, service_headers
 
 async def test_signing_keys_survive_a_restart(auth: Running, migrated: None) -> None:
     async with running(auth_settings(consumers_enabled=False)) as restarted:
-        assert (await restarted.client.get("/.well-known/jwks.json")).json() == (await auth.client.get("/.well-known/jwks.json")).json()
+        assert (await restarted.client.get("/.well-known/jwks.json")).json() == (
+            await auth.client.get("/.well-known/jwks.json")
+        ).json()
         assert restarted.state.keys.active_kid == auth.state.keys.active_kid
 
 

@@ -81,14 +81,20 @@ class FakeAuth:
             existing = next((u for u in self.users.values() if u["username"] == body["username"]), None)
             if existing is not None:
                 return httpx.Response(200, json={"created": False, "user": existing})
-            user = {"id": str(uuid.uuid4()), "is_active": True, "is_deleted": False,
-                    **{k: v for k, v in body.items() if k != "password"}}
+            user = {
+                "id": str(uuid.uuid4()),
+                "is_active": True,
+                "is_deleted": False,
+                **{k: v for k, v in body.items() if k != "password"},
+            }
             self.users[user["id"]] = user
             return httpx.Response(201, json={"created": True, "user": user})
         if request.method == "PATCH" and path.startswith("/auth/internal/users/"):
             user = self.users.get(path.rsplit("/", 1)[1])
             if user is None:
-                return httpx.Response(404, json={"error": {"code": "not_found", "message": "tenant user not found"}})
+                return httpx.Response(
+                    404, json={"error": {"code": "not_found", "message": "tenant user not found"}}
+                )
             user.update({k: v for k, v in body.items() if k != "password"})
             return httpx.Response(200, json=user)
         if request.method == "POST" and path.endswith("/disable-users"):
@@ -99,7 +105,9 @@ class FakeAuth:
                 if user.get("company_id") == company_id:
                     user["is_active"] = not disabled
                     changed += 1
-            return httpx.Response(200, json={"company_id": company_id, "disabled": disabled, "users_changed": changed})
+            return httpx.Response(
+                200, json={"company_id": company_id, "disabled": disabled, "users_changed": changed}
+            )
         return httpx.Response(404, json={"error": {"code": "not_found", "message": "no such route"}})
 
 
@@ -160,8 +168,12 @@ def fake_ingestors(tokens: TokenFactory) -> FakeIngestors:
     return FakeIngestors(tokens)
 
 
-def build_app(settings: Settings, tokens: TokenFactory, fake_auth: FakeAuth | None = None,
-              fake_ingestors: FakeIngestors | None = None) -> Any:
+def build_app(
+    settings: Settings,
+    tokens: TokenFactory,
+    fake_auth: FakeAuth | None = None,
+    fake_ingestors: FakeIngestors | None = None,
+) -> Any:
     """A tenant app wired to the fakes. Background loops are off (tests drive retries themselves) and
     so are the read model's consumers (this app must not compete for the read model tests' events);
     the control plane's own consumers run."""
@@ -182,13 +194,17 @@ async def running(app: Any, tokens: TokenFactory) -> AsyncIterator[Any]:
 
 
 @pytest_asyncio.fixture(scope="session")
-async def app(migrated: Settings, tokens: TokenFactory, fake_auth: FakeAuth, fake_ingestors: FakeIngestors) -> AsyncIterator[Any]:
+async def app(
+    migrated: Settings, tokens: TokenFactory, fake_auth: FakeAuth, fake_ingestors: FakeIngestors
+) -> AsyncIterator[Any]:
     async with running(build_app(migrated, tokens, fake_auth, fake_ingestors), tokens) as started:
         yield started
 
 
 @pytest.fixture(scope="session")
-def make_app(migrated: Settings, tokens: TokenFactory, fake_auth: FakeAuth, fake_ingestors: FakeIngestors) -> Callable[[], Any]:
+def make_app(
+    migrated: Settings, tokens: TokenFactory, fake_auth: FakeAuth, fake_ingestors: FakeIngestors
+) -> Callable[[], Any]:
     """Another instance of the service (a second replica) wired like ``app``, lifespan not started."""
     return lambda: build_app(migrated, tokens, fake_auth, fake_ingestors)
 
@@ -212,8 +228,9 @@ async def serve(asgi_app: Any) -> AsyncIterator[str]:
     """Run an ASGI app on a real loopback socket (its own lifespan); yields ``host:port``."""
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(asgi_app, host="127.0.0.1", port=0, lifespan="on", log_config=None,
-                                           access_log=False))
+    server = uvicorn.Server(
+        uvicorn.Config(asgi_app, host="127.0.0.1", port=0, lifespan="on", log_config=None, access_log=False)
+    )
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():
@@ -263,7 +280,9 @@ async def event_tap(settings: Settings) -> AsyncIterator[Callable[..., Any]]:
         collected = EventTap()
         channel = await bus.channel()
         await declare_exchanges(channel)
-        queue = await channel.declare_queue(f"test.tap.{uuid.uuid4().hex[:10]}", exclusive=True, auto_delete=True)
+        queue = await channel.declare_queue(
+            f"test.tap.{uuid.uuid4().hex[:10]}", exclusive=True, auto_delete=True
+        )
         for key in keys:
             await queue.bind(EVENTS_EXCHANGE, routing_key=key)
 

@@ -17,7 +17,9 @@ from websockets.exceptions import ConnectionClosed
 
 
 async def new_company(client, headers) -> str:
-    r = await client.post("/admin/companies/", headers=headers(kind="admin"), json={"name": f"Chat {uuid.uuid4().hex[:8]}"})
+    r = await client.post(
+        "/admin/companies/", headers=headers(kind="admin"), json={"name": f"Chat {uuid.uuid4().hex[:8]}"}
+    )
     assert r.status_code == 201, r.text
     return r.json()["id"]
 
@@ -38,13 +40,24 @@ async def test_chat_rest_history_seen_and_unread(client, headers):
     admin = headers(kind="admin", username="soc-analyst")
     url = "/tenant/chat/messages/"
 
-    for body in ({"body": ""}, {"body": "   "}, {"body": "x" * 4001}, {}, {"body": "hi", "unknown": 1}, {"body": "a\x00b"}):
+    for body in (
+        {"body": ""},
+        {"body": "   "},
+        {"body": "x" * 4001},
+        {},
+        {"body": "hi", "unknown": 1},
+        {"body": "a\x00b"},
+    ):
         r = await client.post(url, headers=ta, json=body)
         assert r.status_code == 422 and r.json()["error"]["code"] == "validation_error", body
     r = await client.post(url, headers=ta, json={"body": "x" * 4000})
     assert r.status_code == 201
     first = (await client.post(url, headers=ta, json={"body": "  Our firewall is down  "})).json()
-    assert first["body"] == "Our firewall is down" and first["sender_kind"] == "tenant" and first["sender_name"] == "alice"
+    assert (
+        first["body"] == "Our firewall is down"
+        and first["sender_kind"] == "tenant"
+        and first["sender_name"] == "alice"
+    )
     assert first["tenant_seen_at"] is not None and first["admin_seen_at"] is None
     await client.post(url, headers=tb, json={"body": "globex question"})
 
@@ -52,7 +65,10 @@ async def test_chat_rest_history_seen_and_unread(client, headers):
     mine = (await client.get(url, headers=ta)).json()
     assert mine["total"] == 2 and {m["company_id"] for m in mine["items"]} == {a}
     assert mine["items"][0]["id"] == first["id"]  # newest first
-    assert [m["id"] for m in (await client.get(url, headers=ta, params={"order": "asc", "limit": 1})).json()["items"]] != [first["id"]]
+    assert [
+        m["id"]
+        for m in (await client.get(url, headers=ta, params={"order": "asc", "limit": 1})).json()["items"]
+    ] != [first["id"]]
     assert (await client.get(url, headers=ta, params={"after_id": first["id"]})).json()["total"] == 0
 
     unread = (await client.get("/tenant/chat/unread/", headers=admin)).json()
@@ -63,20 +79,31 @@ async def test_chat_rest_history_seen_and_unread(client, headers):
     assert (await client.get("/tenant/chat/unread/", headers=ta)).json()["unread"] == 1
     assert (await client.get("/tenant/chat/unread/", headers=tb)).json()["unread"] == 0
     r = await client.post(f"{url}seen/", headers=ta, json={})
-    assert r.json()["marked"] == 1 and (await client.get("/tenant/chat/unread/", headers=ta)).json()["unread"] == 0
+    assert (
+        r.json()["marked"] == 1
+        and (await client.get("/tenant/chat/unread/", headers=ta)).json()["unread"] == 0
+    )
     r = await client.post(f"{url}seen/", headers=admin, json={"company_id": a, "up_to_id": first["id"]})
     assert r.json()["marked"] == 2
-    assert {i["company_id"] for i in (await client.get("/tenant/chat/unread/", headers=admin)).json()["items"]} >= {b}
-    assert a not in {i["company_id"] for i in (await client.get("/tenant/chat/unread/", headers=admin)).json()["items"]}
+    assert {
+        i["company_id"] for i in (await client.get("/tenant/chat/unread/", headers=admin)).json()["items"]
+    } >= {b}
+    assert a not in {
+        i["company_id"] for i in (await client.get("/tenant/chat/unread/", headers=admin)).json()["items"]
+    }
 
     ro = headers(kind="admin", read_only=True, roles=["READ_ONLY_ADMIN"])
     assert (await client.post(url, headers=ro, json={"body": "hi", "company_id": a})).status_code == 403
     assert (await client.get(url, headers=ro, params={"company_id": a})).status_code == 200
-    assert (await client.post(url, headers=admin, json={"body": "hi", "company_id": str(uuid.uuid4())})).status_code == 404
+    assert (
+        await client.post(url, headers=admin, json={"body": "hi", "company_id": str(uuid.uuid4())})
+    ).status_code == 404
     await client.delete(f"/admin/companies/{b}/", headers=admin)
     r = await client.post(url, headers=admin, json={"body": "hi", "company_id": b})
     assert r.status_code == 409 and r.json()["error"]["code"] == "company_deleted"
-    assert (await client.get(url, headers=admin, params={"company_id": b})).json()["total"] == 1  # nothing lost
+    assert (await client.get(url, headers=admin, params={"company_id": b})).json()[
+        "total"
+    ] == 1  # nothing lost
 
 
 async def test_live_chat_and_notifications_across_two_replicas(client, headers, tokens, make_app, serve_app):
@@ -87,35 +114,49 @@ async def test_live_chat_and_notifications_across_two_replicas(client, headers, 
     analyst = tokens.token(kind="admin", username="analyst")
 
     async with serve_app(make_app()) as one, serve_app(make_app()) as two:
+
         def ws(host: str, token: str | None, extra: str = "") -> str:
             return f"ws://{host}/ws/chat/?" + (f"token={token}" if token else "") + extra
 
-        async with connect(ws(one, alice)) as w_alice, connect(ws(two, None), additional_headers={
-                "Authorization": f"Bearer {analyst}"}) as w_admin, connect(ws(two, bob)) as w_bob, \
-                connect(ws(one, analyst, f"&company_id={b}")) as w_admin_b:
+        async with (
+            connect(ws(one, alice)) as w_alice,
+            connect(ws(two, None), additional_headers={"Authorization": f"Bearer {analyst}"}) as w_admin,
+            connect(ws(two, bob)) as w_bob,
+            connect(ws(one, analyst, f"&company_id={b}")) as w_admin_b,
+        ):
             hellos = [await frame(w, "hello") for w in (w_alice, w_admin, w_bob, w_admin_b)]
             assert [h["room"] for h in hellos] == [a, "all", b, b]
             assert hellos[0]["replica"] != hellos[1]["replica"]  # two replicas, two fan-out queues
 
             async with httpx.AsyncClient(base_url=f"http://{two}") as http:
-                r = await http.post("/tenant/chat/messages/", json={"body": "Hello SOC"},
-                                    headers={"Authorization": f"Bearer {alice}"})
+                r = await http.post(
+                    "/tenant/chat/messages/",
+                    json={"body": "Hello SOC"},
+                    headers={"Authorization": f"Bearer {alice}"},
+                )
                 assert r.status_code == 201, r.text
                 posted = r.json()
-            got_alice = await frame(w_alice, "chat.message")  # posted on replica two, delivered by replica one
+            got_alice = await frame(
+                w_alice, "chat.message"
+            )  # posted on replica two, delivered by replica one
             got_admin = await frame(w_admin, "chat.message")
             assert got_alice["message"]["id"] == got_admin["message"]["id"] == posted["id"]
             assert got_admin["message"]["body"] == "Hello SOC" and got_admin["message"]["company_id"] == a
 
             # Bob's and the B-only admin's first chat frame is Bob's message: Alice's never reached them.
-            r = await client.post("/tenant/chat/messages/", json={"body": "globex here"},
-                                  headers={"Authorization": f"Bearer {bob}"})
+            r = await client.post(
+                "/tenant/chat/messages/",
+                json={"body": "globex here"},
+                headers={"Authorization": f"Bearer {bob}"},
+            )
             assert r.status_code == 201
             assert (await frame(w_bob, "chat.message"))["message"]["body"] == "globex here"
             assert (await frame(w_admin_b, "chat.message"))["message"]["body"] == "globex here"
 
             # the admin answers over its socket; Alice gets it on the other replica
-            await w_admin.send(json.dumps({"type": "message", "company_id": a, "body": "We are on it", "ref": "r1"}))
+            await w_admin.send(
+                json.dumps({"type": "message", "company_id": a, "body": "We are on it", "ref": "r1"})
+            )
             ack = await frame(w_admin, "ack")
             assert ack["ref"] == "r1" and ack["message"]["sender_kind"] == "admin"
             reply = await frame(w_alice, "chat.message")
@@ -133,9 +174,16 @@ async def test_live_chat_and_notifications_across_two_replicas(client, headers, 
             assert (await frame(w_alice, "pong"))["ref"] == "p"
 
             # live admin notifications: an integration going to error reaches the admins only
-            created = await client.post("/integration/", headers=admin_headers, json={
-                "subtype": "IBM_QRADAR", "instance_name": f"QR {uuid.uuid4().hex[:6]}",
-                "base_url": "https://qradar.example", "credentials": {"api_key": "k" * 20}})
+            created = await client.post(
+                "/integration/",
+                headers=admin_headers,
+                json={
+                    "subtype": "IBM_QRADAR",
+                    "instance_name": f"QR {uuid.uuid4().hex[:6]}",
+                    "base_url": "https://qradar.example",
+                    "credentials": {"api_key": "k" * 20},
+                },
+            )
             iid = created.json()["id"]
             from soc_shared.sync import ConnectionTestResult  # noqa: F401 - the shape the fake answers
 
@@ -148,15 +196,22 @@ async def test_live_chat_and_notifications_across_two_replicas(client, headers, 
             while note["integration"]["status"] != "disabled":
                 note = await frame(w_admin_b, "notification")
             assert note["severity"] == "warning"
-            await client.post("/tenant/chat/messages/", json={"body": "after the notification"},
-                              headers={"Authorization": f"Bearer {alice}"})
+            await client.post(
+                "/tenant/chat/messages/",
+                json={"body": "after the notification"},
+                headers={"Authorization": f"Bearer {alice}"},
+            )
             nxt = json.loads(await asyncio.wait_for(w_alice.recv(), 10))
             assert nxt["type"] == "chat.message"  # no notification was pushed to the tenant
 
         # refusals: bad token, another company's room, a service, no token
-        for url, code in ((ws(one, "garbage"), 4401), (ws(one, bob, f"&company_id={a}"), 4404),
-                          (ws(one, tokens.token(kind="service", roles=[])), 4403), (ws(one, None), 4401),
-                          (ws(two, analyst, f"&company_id={uuid.uuid4()}"), 4404)):
+        for url, code in (
+            (ws(one, "garbage"), 4401),
+            (ws(one, bob, f"&company_id={a}"), 4404),
+            (ws(one, tokens.token(kind="service", roles=[])), 4403),
+            (ws(one, None), 4401),
+            (ws(two, analyst, f"&company_id={uuid.uuid4()}"), 4404),
+        ):
             async with connect(url) as refused:
                 assert json.loads(await refused.recv())["type"] == "error"
                 with pytest.raises(ConnectionClosed) as closed:
@@ -167,40 +222,71 @@ async def test_live_chat_and_notifications_across_two_replicas(client, headers, 
 async def test_row_level_security_hides_other_companies_without_a_where_clause(app, client, headers):
     a, b = await new_company(client, headers), await new_company(client, headers)
     for cid, text in ((a, "from A"), (b, "from B")):
-        r = await client.post("/tenant/chat/messages/", json={"body": text},
-                              headers=headers(kind="tenant", company_id=cid, roles=["TENANT_USER"]))
+        r = await client.post(
+            "/tenant/chat/messages/",
+            json={"body": text},
+            headers=headers(kind="tenant", company_id=cid, roles=["TENANT_USER"]),
+        )
         assert r.status_code == 201
     admin = headers(kind="admin")
     for cid in (a, b):
-        await client.put(f"/admin/companies/{cid}/sla/", headers=admin, json={"is_default_sla": False, "overrides": [
-            {"level": "P1", "tta_minutes": 1, "ttn_minutes": 2, "ttdn_minutes": 3}]})
-        await client.put(f"/admin/companies/{cid}/directory-groups/", headers=admin,
-                         json={"items": [{"ldap_group": f"rls-{cid}"}]})
+        await client.put(
+            f"/admin/companies/{cid}/sla/",
+            headers=admin,
+            json={
+                "is_default_sla": False,
+                "overrides": [{"level": "P1", "tta_minutes": 1, "ttn_minutes": 2, "ttdn_minutes": 3}],
+            },
+        )
+        await client.put(
+            f"/admin/companies/{cid}/directory-groups/",
+            headers=admin,
+            json={"items": [{"ldap_group": f"rls-{cid}"}]},
+        )
         await client.post(f"/admin/companies/{cid}/users/", headers=admin, json={"username": f"u{cid[:8]}"})
 
     async with app.state.app_db.sessionmaker() as session, session.begin():
         await set_company_scope(session, a, is_admin=False)
         rows = (await session.execute(sa.text("SELECT * FROM chat_message"))).mappings().all()
         assert rows and {str(r["company_id"]) for r in rows} == {a}
-        for table in ("company", "tenant_member", "company_directory_group", "sla_company", "qradar_mapping",
-                      "soar_mapping", "itsm_mapping", "integration", "integration_sync_report", "pending_action"):
+        for table in (
+            "company",
+            "tenant_member",
+            "company_directory_group",
+            "sla_company",
+            "qradar_mapping",
+            "soar_mapping",
+            "itsm_mapping",
+            "integration",
+            "integration_sync_report",
+            "pending_action",
+        ):
             column = "id" if table == "company" else "company_id"
             if table == "integration_sync_report":
                 continue
-            seen = (await session.execute(sa.text(f"SELECT DISTINCT {column}::text FROM {table}"))).scalars().all()
+            seen = (
+                (await session.execute(sa.text(f"SELECT DISTINCT {column}::text FROM {table}")))
+                .scalars()
+                .all()
+            )
             assert set(seen) <= {a}, (table, seen)
         # writing another company's row is refused by the policy, not just filtered
         with pytest.raises(Exception, match="row-level security"):
             async with session.begin_nested():
-                await session.execute(sa.text(
-                    "INSERT INTO chat_message (company_id, sender_id, sender_kind, body) VALUES (:c, 'x', 'tenant', 'forged')"),
-                    {"c": b})
+                await session.execute(
+                    sa.text(
+                        "INSERT INTO chat_message (company_id, sender_id, sender_kind, body) VALUES (:c, 'x', 'tenant', 'forged')"
+                    ),
+                    {"c": b},
+                )
     async with app.state.app_db.sessionmaker() as session, session.begin():
         # no scope at all: nothing
         assert (await session.execute(sa.text("SELECT count(*) FROM chat_message"))).scalar_one() == 0
     async with app.state.app_db.sessionmaker() as session, session.begin():
         await set_company_scope(session, None, is_admin=True)
-        seen = set((await session.execute(sa.text("SELECT company_id::text FROM chat_message"))).scalars().all())
+        seen = set(
+            (await session.execute(sa.text("SELECT company_id::text FROM chat_message"))).scalars().all()
+        )
         assert {a, b} <= seen
 
 

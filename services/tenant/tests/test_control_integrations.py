@@ -23,18 +23,31 @@ def self_signed_pem() -> tuple[str, str]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Test Vendor CA")])
     now = datetime.now(UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(days=1))
-            .not_valid_after(now + timedelta(days=30)).sign(key, hashes.SHA256()))
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption()).decode()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
     return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem
 
 
 def qradar_body(**overrides) -> dict:
-    return {"subtype": "IBM_QRADAR", "instance_name": f"QRadar {uuid.uuid4().hex[:8]}",
-            "base_url": "https://qradar.example.com", "credential_kind": "API_KEY",
-            "credentials": {"api_key": f"tok{uuid.uuid4().hex}"}, **overrides}
+    return {
+        "subtype": "IBM_QRADAR",
+        "instance_name": f"QRadar {uuid.uuid4().hex[:8]}",
+        "base_url": "https://qradar.example.com",
+        "credential_kind": "API_KEY",
+        "credentials": {"api_key": f"tok{uuid.uuid4().hex}"},
+        **overrides,
+    }
 
 
 async def create(client, headers, body) -> dict:
@@ -44,53 +57,66 @@ async def create(client, headers, body) -> dict:
 
 
 async def test_types_describe_subtypes_credential_kinds_and_secret_fields(client, headers):
-    r = await client.get("/integration/types/", headers=headers(kind="admin", read_only=True, roles=["READ_ONLY_ADMIN"]))
+    r = await client.get(
+        "/integration/types/", headers=headers(kind="admin", read_only=True, roles=["READ_ONLY_ADMIN"])
+    )
     assert r.status_code == 200
     types = {t["integration_type"]: t for t in r.json()["items"]}
     assert set(types) == {"SIEM", "SOAR", "ITSM", "THREAT_INTELLIGENCE"}
     qradar = types["SIEM"]["subtypes"][0]
     kinds = {k["kind"]: k for k in qradar["credential_kinds"]}
     assert set(kinds) == {"API_KEY", "USERNAME_PASSWORD"}
-    assert {f["name"]: f["secret"] for f in kinds["USERNAME_PASSWORD"]["fields"]} == {"username": False, "password": True}
+    assert {f["name"]: f["secret"] for f in kinds["USERNAME_PASSWORD"]["fields"]} == {
+        "username": False,
+        "password": True,
+    }
     xsoar = types["SOAR"]["subtypes"][0]["credential_kinds"][0]
     assert {f["name"]: f["required"] for f in xsoar["fields"]} == {"api_key": True, "api_key_id": False}
     sdp = types["ITSM"]["subtypes"][0]
     assert [s for s in sdp["settings"] if s["name"] == "auth_style"][0]["choices"] == ["authtoken", "oauth"]
     cyware = types["THREAT_INTELLIGENCE"]["subtypes"][0]
-    assert cyware["requires_company"] is True and cyware["credential_kinds"][0]["kind"] == "SECRET_KEY_ACCESS_KEY"
-    assert (await client.get("/integration/types/", headers=headers(kind="tenant", company_id=str(uuid.uuid4())))).status_code == 403
+    assert (
+        cyware["requires_company"] is True
+        and cyware["credential_kinds"][0]["kind"] == "SECRET_KEY_ACCESS_KEY"
+    )
+    assert (
+        await client.get("/integration/types/", headers=headers(kind="tenant", company_id=str(uuid.uuid4())))
+    ).status_code == 403
 
 
-@pytest.mark.parametrize("change, loc", [
-    ({"base_url": "ftp://qradar.example.com"}, "base_url"),
-    ({"base_url": "https://"}, "base_url"),
-    ({"base_url": "qradar.example.com"}, "base_url"),
-    ({"base_url": "https://user:pw@qradar.example.com"}, "base_url"),
-    ({"base_url": "https://qradar.example.com:70000"}, "base_url"),
-    ({"base_url": "https://qradar.example.com:0"}, "base_url"),
-    ({"base_url": "https://qradar.example.com/?x=1"}, "base_url"),
-    ({"port": 0}, "port"),
-    ({"port": 65536}, "port"),
-    ({"base_url": "https://qradar.example.com:8443", "port": 443}, "port"),
-    ({"polling_interval_seconds": 29}, "polling_interval_seconds"),
-    ({"polling_interval_seconds": 86401}, "polling_interval_seconds"),
-    ({"instance_name": ""}, "instance_name"),
-    ({"instance_name": "x" * 101}, "instance_name"),
-    ({"subtype": "SPLUNK"}, "subtype"),
-    ({"integration_type": "SOAR"}, "subtype"),
-    ({"credential_kind": "SECRET_KEY_ACCESS_KEY"}, "credential_kind"),
-    ({"credentials": {}}, "api_key"),
-    ({"credentials": {"api_key": "   "}}, "api_key"),
-    ({"credentials": {"api_key": 12345}}, "api_key"),
-    ({"credentials": {"api_key": "k", "password": "p"}}, "password"),
-    ({"credential_kind": "USERNAME_PASSWORD", "credentials": {"username": "u"}}, "password"),
-    ({"ca_pem": "-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----"}, "ca_pem"),
-    ({"ca_pem": "hello"}, "ca_pem"),
-    ({"settings": {"api_version": 16}}, "api_version"),
-    ({"settings": {"resource_intervals": {"offenses": 5}}}, "offenses"),
-    ({"company_id": str(uuid.uuid4())}, "company_id"),
-    ({"extra_field": 1}, "extra_field"),
-])
+@pytest.mark.parametrize(
+    "change, loc",
+    [
+        ({"base_url": "ftp://qradar.example.com"}, "base_url"),
+        ({"base_url": "https://"}, "base_url"),
+        ({"base_url": "qradar.example.com"}, "base_url"),
+        ({"base_url": "https://user:pw@qradar.example.com"}, "base_url"),
+        ({"base_url": "https://qradar.example.com:70000"}, "base_url"),
+        ({"base_url": "https://qradar.example.com:0"}, "base_url"),
+        ({"base_url": "https://qradar.example.com/?x=1"}, "base_url"),
+        ({"port": 0}, "port"),
+        ({"port": 65536}, "port"),
+        ({"base_url": "https://qradar.example.com:8443", "port": 443}, "port"),
+        ({"polling_interval_seconds": 29}, "polling_interval_seconds"),
+        ({"polling_interval_seconds": 86401}, "polling_interval_seconds"),
+        ({"instance_name": ""}, "instance_name"),
+        ({"instance_name": "x" * 101}, "instance_name"),
+        ({"subtype": "SPLUNK"}, "subtype"),
+        ({"integration_type": "SOAR"}, "subtype"),
+        ({"credential_kind": "SECRET_KEY_ACCESS_KEY"}, "credential_kind"),
+        ({"credentials": {}}, "api_key"),
+        ({"credentials": {"api_key": "   "}}, "api_key"),
+        ({"credentials": {"api_key": 12345}}, "api_key"),
+        ({"credentials": {"api_key": "k", "password": "p"}}, "password"),
+        ({"credential_kind": "USERNAME_PASSWORD", "credentials": {"username": "u"}}, "password"),
+        ({"ca_pem": "-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----"}, "ca_pem"),
+        ({"ca_pem": "hello"}, "ca_pem"),
+        ({"settings": {"api_version": 16}}, "api_version"),
+        ({"settings": {"resource_intervals": {"offenses": 5}}}, "offenses"),
+        ({"company_id": str(uuid.uuid4())}, "company_id"),
+        ({"extra_field": 1}, "extra_field"),
+    ],
+)
 async def test_invalid_integrations_are_refused_with_the_field_named(client, headers, change, loc):
     body = {**qradar_body(), **change}
     r = await client.post("/integration/", json=body, headers=headers(kind="admin"))
@@ -112,7 +138,9 @@ async def test_ca_pem_must_be_certificates_only(client, headers):
     assert r.status_code == 422 and "private key" in r.json()["error"]["details"]["errors"][0]["msg"]
 
 
-async def test_credentials_are_sealed_masked_never_returned_published_or_logged(app, client, headers, event_tap, fake_ingestors):
+async def test_credentials_are_sealed_masked_never_returned_published_or_logged(
+    app, client, headers, event_tap, fake_ingestors
+):
     secret = f"SEC{uuid.uuid4().hex}{uuid.uuid4().hex}"
     password = f"pw{uuid.uuid4().hex}"
     logs: list[str] = []
@@ -122,21 +150,33 @@ async def test_credentials_are_sealed_masked_never_returned_published_or_logged(
             created = await create(client, headers, qradar_body(credentials={"api_key": secret}))
             iid = created["id"]
             await tap.wait_for(lambda evs: [e for e in evs if e.subject == iid])
-            rotated = await client.put(f"/integration/{iid}/credentials/", headers=headers(kind="admin"), json={
-                "credential_kind": "USERNAME_PASSWORD", "credentials": {"username": "svc-portal", "password": password}})
+            rotated = await client.put(
+                f"/integration/{iid}/credentials/",
+                headers=headers(kind="admin"),
+                json={
+                    "credential_kind": "USERNAME_PASSWORD",
+                    "credentials": {"username": "svc-portal", "password": password},
+                },
+            )
             assert rotated.status_code == 200, rotated.text
             await tap.wait_for(lambda evs: len([e for e in evs if e.subject == iid]) >= 2)
-            tested = await client.post("/integration/test-connection/", headers=headers(kind="admin"),
-                                       json={"integration_id": iid})
+            tested = await client.post(
+                "/integration/test-connection/", headers=headers(kind="admin"), json={"integration_id": iid}
+            )
             assert tested.status_code == 200
-            internal = await client.get(f"/internal/integrations/{iid}/credentials",
-                                        headers=headers(kind="service", sub="siem-ingest", roles=[]))
+            internal = await client.get(
+                f"/internal/integrations/{iid}/credentials",
+                headers=headers(kind="service", sub="siem-ingest", roles=[]),
+            )
             listed = await client.get("/integration/", headers=headers(kind="admin"))
             events = [e for e in tap.events if e.subject == iid]
     finally:
         logger.remove(sink)
     assert created["credentials"] == {"api_key": "••••" + secret[-4:]}
-    assert rotated.json()["credentials_version"] == 2 and rotated.json()["credential_kind"] == "USERNAME_PASSWORD"
+    assert (
+        rotated.json()["credentials_version"] == 2
+        and rotated.json()["credential_kind"] == "USERNAME_PASSWORD"
+    )
     assert rotated.json()["credentials"]["password"].startswith("••••")
     for response in (rotated, tested, listed):
         assert secret not in response.text and password not in response.text
@@ -145,17 +185,27 @@ async def test_credentials_are_sealed_masked_never_returned_published_or_logged(
     assert events[-1].payload().credentials_version == 2
     # the only way out: the internal API, to a service
     assert internal.status_code == 200
-    assert internal.json() == {"integration_id": iid, "credential_kind": "USERNAME_PASSWORD",
-                               "secrets": {"username": "svc-portal", "password": password}, "ca_pem": None,
-                               "credentials_version": 2}
+    assert internal.json() == {
+        "integration_id": iid,
+        "credential_kind": "USERNAME_PASSWORD",
+        "secrets": {"username": "svc-portal", "password": password},
+        "ca_pem": None,
+        "credentials_version": 2,
+    }
     # the ingestor got them to test the connection, which is its job
     assert fake_ingestors.requests[-1][2]["credentials"] == {"username": "svc-portal", "password": password}
     text = "\n".join(logs)
     assert secret not in text and password not in text
     assert f"credentials of integration {iid}" in text  # the audit line is there, without the secret
     async with app.state.db.session() as s:
-        row = (await s.execute(sa.select(integration).where(integration.c.id == uuid.UUID(iid)))).mappings().one()
-        dumped = (await s.execute(sa.text("SELECT i::text FROM integration i WHERE id = :id"), {"id": iid})).scalar_one()
+        row = (
+            (await s.execute(sa.select(integration).where(integration.c.id == uuid.UUID(iid))))
+            .mappings()
+            .one()
+        )
+        dumped = (
+            await s.execute(sa.text("SELECT i::text FROM integration i WHERE id = :id"), {"id": iid})
+        ).scalar_one()
         boxed = (await s.execute(sa.select(sa.cast(outbox.c.event, sa.Text)))).scalars().all()
     assert secret not in dumped and password not in dumped
     assert row["credentials_sealed"].startswith("v1.")
@@ -163,10 +213,19 @@ async def test_credentials_are_sealed_masked_never_returned_published_or_logged(
     # a sealed value copied onto another integration does not open there
     other = await create(client, headers, qradar_body())
     async with app.state.db.session() as s:
-        await s.execute(sa.update(integration).where(integration.c.id == uuid.UUID(other["id"]))
-                        .values(credentials_sealed=row["credentials_sealed"]))
-    r = await client.get(f"/internal/integrations/{other['id']}/credentials", headers=headers(kind="service", roles=[]))
-    assert r.status_code == 500 and r.json()["error"]["code"] == "credentials_unreadable" and password not in r.text
+        await s.execute(
+            sa.update(integration)
+            .where(integration.c.id == uuid.UUID(other["id"]))
+            .values(credentials_sealed=row["credentials_sealed"])
+        )
+    r = await client.get(
+        f"/internal/integrations/{other['id']}/credentials", headers=headers(kind="service", roles=[])
+    )
+    assert (
+        r.status_code == 500
+        and r.json()["error"]["code"] == "credentials_unreadable"
+        and password not in r.text
+    )
 
 
 async def test_internal_api_is_for_services_only(client, headers):
@@ -175,12 +234,23 @@ async def test_internal_api_is_for_services_only(client, headers):
         r = await client.get(f"/internal/integrations/{created['id']}/credentials", headers=h)
         assert r.status_code in (401, 403)
     svc = headers(kind="service", sub="siem-ingest", roles=[])
-    assert (await client.get(f"/internal/integrations/{uuid.uuid4()}/credentials", headers=svc)).status_code == 404
+    assert (
+        await client.get(f"/internal/integrations/{uuid.uuid4()}/credentials", headers=svc)
+    ).status_code == 404
     assert (await client.get("/internal/integrations/not-a-uuid/credentials", headers=svc)).status_code == 404
-    listed = (await client.get("/internal/integrations/", params={"subtype": "IBM_QRADAR"}, headers=svc)).json()
+    listed = (
+        await client.get("/internal/integrations/", params={"subtype": "IBM_QRADAR"}, headers=svc)
+    ).json()
     item = next(i for i in listed["items"] if i["integration_id"] == created["id"])
     assert item["subtype"] == "IBM_QRADAR" and "credentials" not in item and "secrets" not in item
-    assert {"integration_id", "status", "base_url", "credential_kind", "credentials_version", "changed_at"} <= set(item)
+    assert {
+        "integration_id",
+        "status",
+        "base_url",
+        "credential_kind",
+        "credentials_version",
+        "changed_at",
+    } <= set(item)
     assert (await client.get("/internal/integrations", headers=svc)).status_code == 200
 
 
@@ -195,19 +265,30 @@ async def test_republish_sends_every_integration_again(client, headers, event_ta
 
 async def test_threat_intelligence_belongs_to_one_company(client, headers):
     admin = headers(kind="admin")
-    company = (await client.post("/admin/companies/", headers=admin, json={"name": f"TI {uuid.uuid4().hex[:6]}"})).json()
-    body = {"subtype": "CYWARE", "instance_name": f"Cyware {uuid.uuid4().hex[:6]}", "base_url": "https://cyware.example",
-            "credentials": {"access_key": "acme-access", "secret_key": "acme-secret"}}
+    company = (
+        await client.post("/admin/companies/", headers=admin, json={"name": f"TI {uuid.uuid4().hex[:6]}"})
+    ).json()
+    body = {
+        "subtype": "CYWARE",
+        "instance_name": f"Cyware {uuid.uuid4().hex[:6]}",
+        "base_url": "https://cyware.example",
+        "credentials": {"access_key": "acme-access", "secret_key": "acme-secret"},
+    }
     r = await client.post("/integration/", headers=admin, json=body)
     assert r.status_code == 422 and r.json()["error"]["details"]["errors"][0]["loc"] == ["body", "company_id"]
     first = await create(client, headers, {**body, "company_id": company["id"]})
     assert first["company_id"] == company["id"] and first["integration_type"] == "THREAT_INTELLIGENCE"
-    r = await client.post("/integration/", headers=admin, json={**body, "instance_name": "second", "company_id": company["id"]})
+    r = await client.post(
+        "/integration/", headers=admin, json={**body, "instance_name": "second", "company_id": company["id"]}
+    )
     assert r.status_code == 409 and r.json()["error"]["code"] == "threat_intel_exists"
     r = await client.post("/integration/", headers=admin, json={**body, "company_id": str(uuid.uuid4())})
     assert r.status_code == 422
-    r = await client.post("/integration/", headers=admin, json={**body, "instance_name": first["instance_name"].upper(),
-                                                                "company_id": company["id"]})
+    r = await client.post(
+        "/integration/",
+        headers=admin,
+        json={**body, "instance_name": first["instance_name"].upper(), "company_id": company["id"]},
+    )
     assert r.status_code == 409
 
 
@@ -216,30 +297,47 @@ async def test_update_disable_enable_and_delete(client, headers, event_tap):
     created = await create(client, headers, qradar_body())
     iid = created["id"]
     async with event_tap("tenant.integration.changed") as tap:
-        r = await client.put(f"/integration/{iid}/", headers=admin, json={"polling_interval_seconds": 60,
-                                                                          "settings": {"api_version": "19.0"}})
+        r = await client.put(
+            f"/integration/{iid}/",
+            headers=admin,
+            json={"polling_interval_seconds": 60, "settings": {"api_version": "19.0"}},
+        )
         assert r.status_code == 200 and r.json()["polling_interval_seconds"] == 60
         assert r.json()["credentials_version"] == 1  # settings are not credentials
         r = await client.put(f"/integration/{iid}/", headers=admin, json={"enabled": False})
         assert r.json()["status"] == "disabled"
         r = await client.put(f"/integration/{iid}/", headers=admin, json={"enabled": True})
         assert r.json()["status"] == "pending"
-        assert (await client.put(f"/integration/{iid}/", headers=admin, json={"base_url": "gopher://x"})).status_code == 422
-        assert (await client.put(f"/integration/{iid}/", headers=admin, json={"subtype": "CYWARE"})).status_code == 422
+        assert (
+            await client.put(f"/integration/{iid}/", headers=admin, json={"base_url": "gopher://x"})
+        ).status_code == 422
+        assert (
+            await client.put(f"/integration/{iid}/", headers=admin, json={"subtype": "CYWARE"})
+        ).status_code == 422
         assert (await client.delete(f"/integration/{iid}/", headers=admin)).status_code == 204
-        deleted = await tap.wait_for(lambda evs: [e.payload() for e in evs if e.subject == iid and e.payload().deleted])
+        deleted = await tap.wait_for(
+            lambda evs: [e.payload() for e in evs if e.subject == iid and e.payload().deleted]
+        )
     assert deleted[0].status == "disabled"
-    assert (await client.put(f"/integration/{iid}/", headers=admin, json={"enabled": True})).status_code == 404
+    assert (
+        await client.put(f"/integration/{iid}/", headers=admin, json={"enabled": True})
+    ).status_code == 404
     listed = (await client.get("/integration/", headers=admin)).json()
     assert iid not in [i["id"] for i in listed["items"]]
-    instances = (await client.get("/integration/instances/", params={"integration_type": "SIEM"}, headers=admin)).json()
+    instances = (
+        await client.get("/integration/instances/", params={"integration_type": "SIEM"}, headers=admin)
+    ).json()
     assert instances["items"][0]["subtype"] == "IBM_QRADAR"
 
 
 async def test_test_connection_categories_from_the_ingestor(client, headers, fake_ingestors, app, event_tap):
     admin = headers(kind="admin")
-    unsaved = {"subtype": "MANAGEENGINE_SDP", "base_url": "https://sdp.example.com",
-               "credentials": {"api_key": "sdp-key"}, "settings": {"auth_style": "oauth"}}
+    unsaved = {
+        "subtype": "MANAGEENGINE_SDP",
+        "base_url": "https://sdp.example.com",
+        "credentials": {"api_key": "sdp-key"},
+        "settings": {"auth_style": "oauth"},
+    }
     fake_ingestors.results["MANAGEENGINE_SDP"] = {"ok": True, "message": "connected to ServiceDesk Plus"}
     r = await client.post("/integration/test-connection/", headers=admin, json=unsaved)
     assert r.status_code == 200 and r.json()["ok"] is True and r.json()["saved"] is False
@@ -248,7 +346,11 @@ async def test_test_connection_categories_from_the_ingestor(client, headers, fak
     assert sent["settings"] == {"auth_style": "oauth"} and sent["credential_kind"] == "API_KEY"
 
     for category in ("unreachable", "tls", "bad_credentials", "permission", "bad_response", "timeout"):
-        fake_ingestors.results["MANAGEENGINE_SDP"] = {"ok": False, "category": category, "message": f"vendor said {category}"}
+        fake_ingestors.results["MANAGEENGINE_SDP"] = {
+            "ok": False,
+            "category": category,
+            "message": f"vendor said {category}",
+        }
         r = await client.post("/integration/test-connection/", headers=admin, json=unsaved)
         body = r.json()
         assert r.status_code == 200 and body["ok"] is False and body["category"] == category and body["hint"]
@@ -266,42 +368,67 @@ async def test_test_connection_categories_from_the_ingestor(client, headers, fak
 
     r = await client.post("/integration/test-connection/", headers=admin, json={"base_url": "https://x"})
     assert r.status_code == 422
-    r = await client.post("/integration/test-connection/", headers=admin, json={**unsaved, "base_url": "nope"})
+    r = await client.post(
+        "/integration/test-connection/", headers=admin, json={**unsaved, "base_url": "nope"}
+    )
     assert r.status_code == 422
 
     # a saved integration: failure puts it in error, success activates it (and says so on the bus)
     saved = await create(client, headers, {**unsaved, "instance_name": f"SDP {uuid.uuid4().hex[:6]}"})
-    fake_ingestors.results["MANAGEENGINE_SDP"] = {"ok": False, "category": "bad_credentials", "message": "401"}
+    fake_ingestors.results["MANAGEENGINE_SDP"] = {
+        "ok": False,
+        "category": "bad_credentials",
+        "message": "401",
+    }
     r = await client.post(f"/integration/{saved['id']}/test-connection/", headers=admin)
     assert r.json()["status"] == "error" and r.json()["saved"] is True
     fake_ingestors.results["MANAGEENGINE_SDP"] = {"ok": True, "message": "ok"}
     async with event_tap("tenant.integration.changed") as tap:
-        r = await client.post("/integration/test-connection/", headers=admin, json={"integration_id": saved["id"]})
+        r = await client.post(
+            "/integration/test-connection/", headers=admin, json={"integration_id": saved["id"]}
+        )
         assert r.json()["ok"] is True and r.json()["status"] == "active"
         active = await tap.wait_for(lambda evs: [e.payload() for e in evs if e.subject == saved["id"]])
     assert active[-1].status == "active"
     detail = (await client.get(f"/integration/{saved['id']}/", headers=admin)).json()
     assert detail["status"] == "active" and detail["last_test"]["ok"] is True and detail["last_tested_at"]
     # trying other credentials on a saved integration saves nothing
-    fake_ingestors.results["MANAGEENGINE_SDP"] = {"ok": False, "category": "bad_credentials", "message": "401"}
-    r = await client.post("/integration/test-connection/", headers=admin,
-                          json={"integration_id": saved["id"], "credentials": {"api_key": "other"}})
+    fake_ingestors.results["MANAGEENGINE_SDP"] = {
+        "ok": False,
+        "category": "bad_credentials",
+        "message": "401",
+    }
+    r = await client.post(
+        "/integration/test-connection/",
+        headers=admin,
+        json={"integration_id": saved["id"], "credentials": {"api_key": "other"}},
+    )
     assert r.json()["saved"] is False and r.json()["status"] == "active"
-    assert (await client.post("/integration/test-connection/", headers=admin,
-                              json={"integration_id": str(uuid.uuid4())})).status_code == 404
+    assert (
+        await client.post(
+            "/integration/test-connection/", headers=admin, json={"integration_id": str(uuid.uuid4())}
+        )
+    ).status_code == 404
 
 
 async def test_sync_now_reaches_the_owning_ingestor(client, headers, fake_ingestors):
     admin = headers(kind="admin")
     created = await create(client, headers, qradar_body())
-    r = await client.post(f"/admin/integrations/{created['id']}/sync-now/", headers=admin, json={"resource": "offenses"})
+    r = await client.post(
+        f"/admin/integrations/{created['id']}/sync-now/", headers=admin, json={"resource": "offenses"}
+    )
     assert r.status_code == 200 and r.json()["scheduled"] == 3 and r.json()["ingestor"] == "siem-ingest"
-    assert fake_ingestors.requests[-1] == ("127.0.0.1:8011", "/internal/sync-now",
-                                           {"integration_id": created["id"], "resource": "offenses"})
+    assert fake_ingestors.requests[-1] == (
+        "127.0.0.1:8011",
+        "/internal/sync-now",
+        {"integration_id": created["id"], "resource": "offenses"},
+    )
     r = await client.post("/admin/sync/qradar/", headers=admin, json={"integration_id": created["id"]})
     assert r.status_code == 200
     r = await client.post("/admin/sync/soar/", headers=admin, json={"integration_id": created["id"]})
-    assert r.status_code == 422 and r.json()["error"]["details"]["errors"][0]["type"] == "wrong_integration_type"
+    assert (
+        r.status_code == 422 and r.json()["error"]["details"]["errors"][0]["type"] == "wrong_integration_type"
+    )
     fake_ingestors.down.add("127.0.0.1:8011")
     try:
         r = await client.post("/admin/sync/qradar/", headers=admin, json={"integration_id": created["id"]})
@@ -319,25 +446,54 @@ async def test_sync_reports_drive_status_and_are_shown_per_resource(app, client,
     iid = created["id"]
     now = datetime.now(UTC)
 
-    def report(resource: str, outcome: str, at: datetime, failures: int = 0, category: str | None = None) -> SyncReported:
-        return SyncReported(integration_id=iid, resource=resource, outcome=outcome, started_at=at - timedelta(seconds=1),
-                            finished_at=at, records=5 if outcome == "ok" else 0, error_category=category,
-                            error_message=None if outcome == "ok" else "boom", consecutive_failures=failures)
+    def report(
+        resource: str, outcome: str, at: datetime, failures: int = 0, category: str | None = None
+    ) -> SyncReported:
+        return SyncReported(
+            integration_id=iid,
+            resource=resource,
+            outcome=outcome,
+            started_at=at - timedelta(seconds=1),
+            finished_at=at,
+            records=5 if outcome == "ok" else 0,
+            error_category=category,
+            error_message=None if outcome == "ok" else "boom",
+            consecutive_failures=failures,
+        )
 
     # through the bus, as the ingestors send them
-    await app.state.bus.publish([make_event("ingest.sync.reported", report("offenses", "ok", now), source="/siem-ingest",
-                                            subject=f"{iid}/offenses", integration_id=iid)])
+    await app.state.bus.publish(
+        [
+            make_event(
+                "ingest.sync.reported",
+                report("offenses", "ok", now),
+                source="/siem-ingest",
+                subject=f"{iid}/offenses",
+                integration_id=iid,
+            )
+        ]
+    )
     for _ in range(100):
         detail = (await client.get(f"/integration/{iid}/", headers=admin)).json()
         if detail["status"] == "active":
             break
         await asyncio.sleep(0.05)
-    assert detail["status"] == "active" and detail["sync"][0]["resource"] == "offenses" and detail["sync"][0]["records"] == 5
+    assert (
+        detail["status"] == "active"
+        and detail["sync"][0]["resource"] == "offenses"
+        and detail["sync"][0]["records"] == 5
+    )
 
     async with event_tap("tenant.integration.changed") as tap:
-        await apply_sync_reports(app, [report("domains", "error", now + timedelta(seconds=1), 1, "server_error")])
-        assert (await client.get(f"/integration/{iid}/", headers=admin)).json()["status"] == "active"  # one blip
-        await apply_sync_reports(app, [report("domains", "error", now + timedelta(seconds=2), 1, "bad_credentials")])
+        await apply_sync_reports(
+            app, [report("domains", "error", now + timedelta(seconds=1), 1, "server_error")]
+        )
+        assert (await client.get(f"/integration/{iid}/", headers=admin)).json()[
+            "status"
+        ] == "active"  # one blip
+        await apply_sync_reports(
+            app, [report("domains", "error", now + timedelta(seconds=2), 1, "bad_credentials")]
+        )
         detail = (await client.get(f"/integration/{iid}/", headers=admin)).json()
         assert detail["status"] == "error" and "bad_credentials" in detail["status_message"]
         await tap.wait_for(lambda evs: [e for e in evs if e.subject == iid and e.payload().status == "error"])
@@ -347,18 +503,28 @@ async def test_sync_reports_drive_status_and_are_shown_per_resource(app, client,
     await apply_sync_reports(app, [report("domains", "ok", now + timedelta(seconds=3))])
     detail = (await client.get(f"/integration/{iid}/", headers=admin)).json()
     assert detail["status"] == "active" and {s["resource"]: s["outcome"] for s in detail["sync"]} == {
-        "domains": "ok", "offenses": "ok"}
+        "domains": "ok",
+        "offenses": "ok",
+    }
     assert detail["sync"][0]["last_success_at"] is not None
     # after a rotation, failures reported for the old credentials no longer decide the status
     await apply_sync_reports(app, [report("assets", "error", datetime.now(UTC), 5, "bad_credentials")])
     assert (await client.get(f"/integration/{iid}/", headers=admin)).json()["status"] == "error"
-    rotated = await client.put(f"/integration/{iid}/credentials/", headers=admin, json={"credentials": {"api_key": "new" * 8}})
+    rotated = await client.put(
+        f"/integration/{iid}/credentials/", headers=admin, json={"credentials": {"api_key": "new" * 8}}
+    )
     assert rotated.json()["status"] == "pending"
     await apply_sync_reports(app, [report("offenses", "ok", datetime.now(UTC) + timedelta(seconds=10))])
     assert (await client.get(f"/integration/{iid}/", headers=admin)).json()["status"] == "active"
     # reports about integrations we do not know are kept harmlessly
-    await apply_sync_reports(app, [SyncReported(integration_id="not-ours", resource="x", outcome="ok", started_at=now,
-                                                finished_at=now)])
+    await apply_sync_reports(
+        app,
+        [
+            SyncReported(
+                integration_id="not-ours", resource="x", outcome="ok", started_at=now, finished_at=now
+            )
+        ],
+    )
 
 
 async def test_outbox_relay_publishes_what_the_request_could_not(app, event_tap):
@@ -366,22 +532,32 @@ async def test_outbox_relay_publishes_what_the_request_could_not(app, event_tap)
     from soc_tenant.control import outbox as outbox_module
 
     subject = str(uuid.uuid4())
-    event = outbox_module.build_event("tenant.company.changed", CompanyChanged(
-        company_id=subject, name="relay", changed_at=datetime.now(UTC)), subject)
+    event = outbox_module.build_event(
+        "tenant.company.changed",
+        CompanyChanged(company_id=subject, name="relay", changed_at=datetime.now(UTC)),
+        subject,
+    )
     async with app.state.db.session() as s:
         [row_id] = await outbox_module.stage(s, [event])
         # as if the request that wrote it had died before publishing
-        await s.execute(sa.update(outbox).where(outbox.c.id == row_id).values(created_at=sa.func.now() - timedelta(minutes=1)))
+        await s.execute(
+            sa.update(outbox)
+            .where(outbox.c.id == row_id)
+            .values(created_at=sa.func.now() - timedelta(minutes=1))
+        )
     async with event_tap("tenant.company.changed") as tap:
         assert await outbox_module.flush(app.state.db, app.state.bus) >= 1
         await tap.wait_for(lambda evs: [e for e in evs if e.subject == subject])
     async with app.state.db.session() as s:
-        assert (await s.execute(sa.select(outbox.c.published_at).where(outbox.c.id == row_id))).scalar_one() is not None
+        assert (
+            await s.execute(sa.select(outbox.c.published_at).where(outbox.c.id == row_id))
+        ).scalar_one() is not None
     assert await outbox_module.flush(app.state.db, app.state.bus, [row_id]) == 0  # published once
 
 
-async def test_test_connection_through_the_real_siem_ingest_and_qradar_simulator(app, client, headers, tokens,
-                                                                                    serve_app):
+async def test_test_connection_through_the_real_siem_ingest_and_qradar_simulator(
+    app, client, headers, tokens, serve_app
+):
     """The contract end to end: our ConnectionTestRequest, the real siem-ingest, the QRadar simulator."""
     import socket
 
@@ -391,7 +567,9 @@ async def test_test_connection_through_the_real_siem_ingest_and_qradar_simulator
     from soc_simulators import qradar
 
     siem = create_siem_app(SiemSettings(), verifier=tokens.verifier())
-    siem.state.token_verifier = tokens.verifier()  # its lifespan (bus, scheduler) is not needed for this route
+    siem.state.token_verifier = (
+        tokens.verifier()
+    )  # its lifespan (bus, scheduler) is not needed for this route
     previous = app.state.ingestor_transport
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
@@ -399,16 +577,38 @@ async def test_test_connection_through_the_real_siem_ingest_and_qradar_simulator
     admin = headers(kind="admin")
     async with serve_app(qradar.create_app(seed=7, live=False)) as simulator:
         app.state.ingestor_transport = httpx.ASGITransport(app=siem)
-        body = {"subtype": "IBM_QRADAR", "base_url": f"http://{simulator}", "credentials": {"api_key": "qradar-demo-token"}}
+        body = {
+            "subtype": "IBM_QRADAR",
+            "base_url": f"http://{simulator}",
+            "credentials": {"api_key": "qradar-demo-token"},
+        }
         try:
             ok = (await client.post("/integration/test-connection/", headers=admin, json=body)).json()
-            bad = (await client.post("/integration/test-connection/", headers=admin,
-                                     json={**body, "credentials": {"api_key": "wrong-token-123"}})).json()
-            basic = (await client.post("/integration/test-connection/", headers=admin, json={
-                **body, "credential_kind": "USERNAME_PASSWORD",
-                "credentials": {"username": "nobody", "password": "nothing1"}})).json()
-            down = (await client.post("/integration/test-connection/", headers=admin,
-                                      json={**body, "base_url": f"http://127.0.0.1:{closed_port}"})).json()
+            bad = (
+                await client.post(
+                    "/integration/test-connection/",
+                    headers=admin,
+                    json={**body, "credentials": {"api_key": "wrong-token-123"}},
+                )
+            ).json()
+            basic = (
+                await client.post(
+                    "/integration/test-connection/",
+                    headers=admin,
+                    json={
+                        **body,
+                        "credential_kind": "USERNAME_PASSWORD",
+                        "credentials": {"username": "nobody", "password": "nothing1"},
+                    },
+                )
+            ).json()
+            down = (
+                await client.post(
+                    "/integration/test-connection/",
+                    headers=admin,
+                    json={**body, "base_url": f"http://127.0.0.1:{closed_port}"},
+                )
+            ).json()
         finally:
             app.state.ingestor_transport = previous
     assert ok["ok"] is True and "QRadar" in ok["message"], ok

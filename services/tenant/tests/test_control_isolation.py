@@ -15,6 +15,7 @@ MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
 
 def control_routes(app: Any) -> list[Any]:
     """Every HTTP route of the control plane (FastAPI nests included routers; walk them)."""
+
     def walk(routes: list[Any]) -> list[Any]:
         out = []
         for route in routes:
@@ -25,7 +26,9 @@ def control_routes(app: Any) -> list[Any]:
         return out
 
     ours = {id(r) for router in control.routers for r in router.routes}
-    return [r for r in walk(app.routes) if id(r) in ours or r.endpoint.__module__.startswith("soc_tenant.control")]
+    return [
+        r for r in walk(app.routes) if id(r) in ours or r.endpoint.__module__.startswith("soc_tenant.control")
+    ]
 
 
 def fill(path: str, **values: str) -> str:
@@ -37,14 +40,25 @@ async def two_companies(client, headers) -> dict[str, str]:
     admin = headers(kind="admin")
     ids = {}
     for key in ("a", "b"):
-        r = await client.post("/admin/companies/", headers=admin, json={"name": f"Iso {key} {uuid.uuid4().hex[:6]}"})
+        r = await client.post(
+            "/admin/companies/", headers=admin, json={"name": f"Iso {key} {uuid.uuid4().hex[:6]}"}
+        )
         ids[key] = r.json()["id"]
-        r = await client.post(f"/admin/companies/{ids[key]}/users/", headers=admin, json={"username": f"iso{key}{uuid.uuid4().hex[:6]}"})
+        r = await client.post(
+            f"/admin/companies/{ids[key]}/users/",
+            headers=admin,
+            json={"username": f"iso{key}{uuid.uuid4().hex[:6]}"},
+        )
         ids[f"user_{key}"] = r.json()["user_id"]
-        await client.post("/tenant/chat/messages/", headers=headers(kind="tenant", company_id=ids[key], roles=["TENANT_USER"]),
-                          json={"body": f"secret of {key}"})
+        await client.post(
+            "/tenant/chat/messages/",
+            headers=headers(kind="tenant", company_id=ids[key], roles=["TENANT_USER"]),
+            json={"body": f"secret of {key}"},
+        )
         png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
-        await client.post(f"/admin/companies/{ids[key]}/picture/", headers=admin, files={"file": ("p.png", png)})
+        await client.post(
+            f"/admin/companies/{ids[key]}/picture/", headers=admin, files={"file": ("p.png", png)}
+        )
     return ids
 
 
@@ -62,8 +76,14 @@ async def test_read_only_admin_can_change_nothing(app, client, headers):
             checked.append((method, path))
     assert len(checked) >= 35, checked  # the walk really found the routes
     # ...while reading works
-    for path in ("/admin/companies/", "/integration/", "/admin/mappings/qradar/", "/admin/sla/defaults/",
-                 "/admin/tenants/", "/admin/summary/tools/"):
+    for path in (
+        "/admin/companies/",
+        "/integration/",
+        "/admin/mappings/qradar/",
+        "/admin/sla/defaults/",
+        "/admin/tenants/",
+        "/admin/summary/tools/",
+    ):
         assert (await client.get(path, headers=ro)).status_code == 200, path
 
 
@@ -79,11 +99,17 @@ async def test_a_company_cannot_read_change_or_detect_another(app, client, heade
                 continue
             for method in sorted(route.methods - {"HEAD"}):
                 user = two_companies["user_b"]
-                on_b = await client.request(method, fill(route.path, company_id=b, user_id=user), headers=ta, json={})
-                on_none = await client.request(method, fill(route.path, company_id=str(uuid.uuid4()), user_id=user),
-                                               headers=ta, json={})
+                on_b = await client.request(
+                    method, fill(route.path, company_id=b, user_id=user), headers=ta, json={}
+                )
+                on_none = await client.request(
+                    method, fill(route.path, company_id=str(uuid.uuid4()), user_id=user), headers=ta, json={}
+                )
                 assert on_b.status_code in (403, 404), (role, method, route.path, on_b.text)
-                assert (on_b.status_code, on_b.json()["error"]["code"]) == (on_none.status_code, on_none.json()["error"]["code"])
+                assert (on_b.status_code, on_b.json()["error"]["code"]) == (
+                    on_none.status_code,
+                    on_none.json()["error"]["code"],
+                )
                 assert "secret of b" not in on_b.text
                 checked += 1
     assert checked >= 30
@@ -94,10 +120,15 @@ async def test_a_company_cannot_read_change_or_detect_another(app, client, heade
     assert (await client.get(f"/admin/companies/{a}/picture/", headers=ta)).status_code == 200
     assert (await client.get(f"/admin/companies/{a}/users/", headers=ta)).json()["total"] == 1
     assert (await client.get(f"/admin/tenants/{a}/", headers=ta)).status_code == 200
-    assert (await client.get(f"/admin/companies/{a}/users/{two_companies['user_b']}/", headers=ta)).status_code == 404
+    assert (
+        await client.get(f"/admin/companies/{a}/users/{two_companies['user_b']}/", headers=ta)
+    ).status_code == 404
 
     # lists and the chat only ever show A
-    assert {c["id"] for c in (await client.get("/admin/companies/", headers=ta, params={"status": "all"})).json()["items"]} == {a}
+    assert {
+        c["id"]
+        for c in (await client.get("/admin/companies/", headers=ta, params={"status": "all"})).json()["items"]
+    } == {a}
     msgs = (await client.get("/tenant/chat/messages/", headers=ta)).json()
     assert msgs["total"] == 1 and "secret of b" not in str(msgs)
     for params in ({"company_id": b}, {"company_id": str(uuid.uuid4())}):
@@ -109,14 +140,22 @@ async def test_a_company_cannot_read_change_or_detect_another(app, client, heade
     assert r.status_code == 404
     r = await client.post("/tenant/chat/messages/seen/", headers=ta, json={"company_id": b})
     assert r.status_code == 404
-    b_msgs = (await client.get("/tenant/chat/messages/", headers=headers(kind="admin"), params={"company_id": b})).json()
+    b_msgs = (
+        await client.get("/tenant/chat/messages/", headers=headers(kind="admin"), params={"company_id": b})
+    ).json()
     assert b_msgs["total"] == 1 and b_msgs["items"][0]["tenant_seen_at"] is not None
 
     # admin-only areas answer 403 to every tenant, whatever the id
-    for method, path in (("GET", "/integration/"), ("GET", "/admin/mappings/qradar/"), ("GET", "/admin/tenants/"),
-                         ("GET", "/admin/summary/tools/"), ("GET", f"/integration/{uuid.uuid4()}/"),
-                         ("GET", "/admin/companies/name-available/?name=x"), ("POST", "/admin/tenants/"),
-                         ("GET", "/internal/integrations/")):
+    for method, path in (
+        ("GET", "/integration/"),
+        ("GET", "/admin/mappings/qradar/"),
+        ("GET", "/admin/tenants/"),
+        ("GET", "/admin/summary/tools/"),
+        ("GET", f"/integration/{uuid.uuid4()}/"),
+        ("GET", "/admin/companies/name-available/?name=x"),
+        ("POST", "/admin/tenants/"),
+        ("GET", "/internal/integrations/"),
+    ):
         r = await client.request(method, path, headers=ta, json={})
         assert r.status_code == 403, (method, path)
 
@@ -134,8 +173,12 @@ HOSTILE = ["\x00", "\ud800", "a\x00b", "%", "_", "\\", "' OR 1=1 --", "x" * 5000
 async def test_hostile_input_is_a_4xx_never_a_500(client, headers, two_companies):
     admin = headers(kind="admin")
     a = two_companies["a"]
-    qradar = {"subtype": "IBM_QRADAR", "instance_name": "hostile", "base_url": "https://q.example",
-              "credentials": {"api_key": "k" * 12}}
+    qradar = {
+        "subtype": "IBM_QRADAR",
+        "instance_name": "hostile",
+        "base_url": "https://q.example",
+        "credentials": {"api_key": "k" * 12},
+    }
     for value in HOSTILE:
         calls = [
             ("POST", "/admin/companies/", {"name": value}),
@@ -148,34 +191,70 @@ async def test_hostile_input_is_a_4xx_never_a_500(client, headers, two_companies
             ("POST", "/integration/", {**qradar, "settings": {"api_version": value, value: value}}),
             ("POST", "/integration/", {**qradar, "ca_pem": value}),
             ("POST", "/tenant/chat/messages/", {"body": value, "company_id": a}),
-            ("POST", "/admin/mappings/soar/", {"company_id": a, "integration_id": str(uuid.uuid4()), "account": value}),
-            ("PUT", f"/admin/companies/{a}/sla/", {"overrides": [{"level": "P1", "account": value,
-                                                                 "integration_id": str(uuid.uuid4()),
-                                                                 "tta_minutes": 1, "ttn_minutes": 1, "ttdn_minutes": 1}]}),
+            (
+                "POST",
+                "/admin/mappings/soar/",
+                {"company_id": a, "integration_id": str(uuid.uuid4()), "account": value},
+            ),
+            (
+                "PUT",
+                f"/admin/companies/{a}/sla/",
+                {
+                    "overrides": [
+                        {
+                            "level": "P1",
+                            "account": value,
+                            "integration_id": str(uuid.uuid4()),
+                            "tta_minutes": 1,
+                            "ttn_minutes": 1,
+                            "ttdn_minutes": 1,
+                        }
+                    ]
+                },
+            ),
         ]
         for method, path, body in calls:
             # json.dumps escapes lone surrogates ("\\ud800"), as a hostile client would send them
-            r = await client.request(method, path, content=json.dumps(body).encode(),
-                                     headers={**admin, "content-type": "application/json"})
+            r = await client.request(
+                method,
+                path,
+                content=json.dumps(body).encode(),
+                headers={**admin, "content-type": "application/json"},
+            )
             assert r.status_code < 500, (method, path, repr(value)[:20], r.text[:300])
         if not value.isascii() and not value.isprintable():
             continue
-        for path, params in (("/admin/companies/", {"q": value}), ("/integration/", {"q": value}),
-                             ("/admin/companies/name-available/", {"name": value}),
-                             (f"/admin/companies/{a}/users/", {"q": value}), ("/admin/tenants/", {"q": value}),
-                             ("/tenant/chat/messages/", {"company_id": a, "before_id": value}),
-                             ("/admin/companies/", {"limit": value})):
+        for path, params in (
+            ("/admin/companies/", {"q": value}),
+            ("/integration/", {"q": value}),
+            ("/admin/companies/name-available/", {"name": value}),
+            (f"/admin/companies/{a}/users/", {"q": value}),
+            ("/admin/tenants/", {"q": value}),
+            ("/tenant/chat/messages/", {"company_id": a, "before_id": value}),
+            ("/admin/companies/", {"limit": value}),
+        ):
             r = await client.get(path, headers=admin, params=params)
             assert r.status_code < 500, (path, repr(value)[:20], r.text[:300])
     for raw_query in ("q=%00", "q=%ED%A0%80", "q=%FF", "name=%00"):
-        for path in ("/admin/companies/", "/admin/companies/name-available/", "/integration/", "/admin/tenants/"):
+        for path in (
+            "/admin/companies/",
+            "/admin/companies/name-available/",
+            "/integration/",
+            "/admin/tenants/",
+        ):
             r = await client.get(f"{path}?{raw_query}", headers=admin)
             assert r.status_code < 500, (path, raw_query, r.text[:300])
     for huge in (2**63, 2**64, -1):
-        r = await client.post("/tenant/chat/messages/seen/", headers=admin, json={"company_id": a, "up_to_id": huge})
+        r = await client.post(
+            "/tenant/chat/messages/seen/", headers=admin, json={"company_id": a, "up_to_id": huge}
+        )
         assert r.status_code == 422
-        r = await client.get("/tenant/chat/messages/", headers=admin, params={"company_id": a, "after_id": huge})
+        r = await client.get(
+            "/tenant/chat/messages/", headers=admin, params={"company_id": a, "after_id": huge}
+        )
         assert r.status_code == 422
-    for raw in (b"[]", b"null", b"\"text\"", b"{\"name\": ", b"\xff\xfe"):
-        r = await client.post("/admin/companies/", headers={**admin, "content-type": "application/json"}, content=raw)
+    for raw in (b"[]", b"null", b'"text"', b'{"name": ', b"\xff\xfe"):
+        r = await client.post(
+            "/admin/companies/", headers={**admin, "content-type": "application/json"}, content=raw
+        )
         assert r.status_code == 422, raw

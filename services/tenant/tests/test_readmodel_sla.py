@@ -60,7 +60,12 @@ def test_overall_is_the_worst_decided_state():
 
 def test_incident_sla_reports_every_step_with_elapsed_and_deadline():
     out = incident_sla(CREATED, {"tta": at(10), "ttn": at(40), "ttdn": None}, P1, now=at(120))
-    assert out["tta"] == {"status": MET, "elapsed_minutes": 10.0, "target_minutes": 15, "deadline": at(15).isoformat()}
+    assert out["tta"] == {
+        "status": MET,
+        "elapsed_minutes": 10.0,
+        "target_minutes": 15,
+        "deadline": at(15).isoformat(),
+    }
     assert out["ttn"]["status"] == BREACHED and out["ttn"]["elapsed_minutes"] == 40.0
     assert out["ttdn"]["status"] == PENDING and out["ttdn"]["elapsed_minutes"] is None
     assert out["overall"] == BREACHED and out["level"] == "P1"
@@ -91,15 +96,38 @@ def test_the_company_target_wins_only_when_the_company_is_off_the_default():
 
 
 def offense_event(version: int, status: str = "OPEN"):
-    o = SiemOffense(offense_id=1, domain_id=2, description="d\x00x", status=status, severity=5, magnitude=5,
-                    credibility=5, relevance=5, start_time=CREATED, last_updated_time=CREATED, version=version)
-    e = make_event("siem.offense.upserted", o, source="/siem-ingest/qradar/q1", subject="1", vendor_version=version,
-                   integration_id="q1")
+    o = SiemOffense(
+        offense_id=1,
+        domain_id=2,
+        description="d\x00x",
+        status=status,
+        severity=5,
+        magnitude=5,
+        credibility=5,
+        relevance=5,
+        start_time=CREATED,
+        last_updated_time=CREATED,
+        version=version,
+    )
+    e = make_event(
+        "siem.offense.upserted",
+        o,
+        source="/siem-ingest/qradar/q1",
+        subject="1",
+        vendor_version=version,
+        integration_id="q1",
+    )
     return e, o, "siem.offense.upserted"
 
 
 def test_a_batch_keeps_the_highest_version_of_each_record_whatever_the_order():
-    batch = [offense_event(3, "CLOSED"), offense_event(1), offense_event(2), offense_event(3, "CLOSED"), offense_event(1)]
+    batch = [
+        offense_event(3, "CLOSED"),
+        offense_event(1),
+        offense_event(2),
+        offense_event(3, "CLOSED"),
+        offense_event(1),
+    ]
     [(target, rows)] = ingest.rows_by_target(batch)
     assert target.table == "qradar_offense" and len(rows) == 1
     row = dict(zip(target.columns, rows[0], strict=True))
@@ -113,8 +141,15 @@ def test_the_upsert_never_lets_an_older_version_win():
 
 
 def test_incident_priority_falls_back_on_severity():
-    inc = SoarIncident(incident_id="1", name="n", status=IncidentStatus.ACTIVE, severity=IncidentSeverity.CRITICAL,
-                       created=CREATED, modified=CREATED, version=1)
+    inc = SoarIncident(
+        incident_id="1",
+        name="n",
+        status=IncidentStatus.ACTIVE,
+        severity=IncidentSeverity.CRITICAL,
+        created=CREATED,
+        modified=CREATED,
+        version=1,
+    )
     assert ingest.incident_priority(inc) == "P1"
     assert ingest.incident_priority(inc.model_copy(update={"severity": IncidentSeverity.LOW})) == "P4"
     assert ingest.incident_priority(inc.model_copy(update={"priority": "P3"})) == "P3"

@@ -612,7 +612,6 @@ def create_app(
     async def list_categories(request: Request) -> Response:
         return JSONResponse((await authenticate(request)).categories)
 
-
     # -- simulator control (no auth) --------------------------------------------------------------
     @app.post("/_sim/tick", tags=["simulator control"])
     async def sim_tick(steps: int = 1) -> JSON:

@@ -24,7 +24,9 @@ from soc_shared.logging import setup_logging
 from soc_shared.settings import ServiceSettings
 from soc_shared.telemetry import setup_telemetry
 
-HTTP_REQUESTS = Counter("soc_http_requests_total", "HTTP requests served", ["service", "method", "route", "status"])
+HTTP_REQUESTS = Counter(
+    "soc_http_requests_total", "HTTP requests served", ["service", "method", "route", "status"]
+)
 HTTP_LATENCY = Histogram(
     "soc_http_request_seconds",
     "HTTP request latency",
@@ -48,7 +50,9 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         incoming = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
-        request_id = incoming if incoming and len(incoming) <= 128 and incoming.isprintable() else uuid.uuid4().hex
+        request_id = (
+            incoming if incoming and len(incoming) <= 128 and incoming.isprintable() else uuid.uuid4().hex
+        )
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status = 500
@@ -74,15 +78,21 @@ class RequestContextMiddleware:
             if is_nul_input(exc):
                 response = error_response(422, "invalid_input", "text values must not contain NUL characters")
             else:
-                logger.opt(exception=exc).error("unhandled error on {} {}", scope.get("method"), scope.get("path"))
-                response = error_response(500, "internal_error", "an internal error occurred; it has been logged")
+                logger.opt(exception=exc).error(
+                    "unhandled error on {} {}", scope.get("method"), scope.get("path")
+                )
+                response = error_response(
+                    500, "internal_error", "an internal error occurred; it has been logged"
+                )
             await response(scope, receive, send_wrapper)
         finally:
             if scope["type"] == "http":
                 route = scope.get("route")
                 route_name = getattr(route, "path", "unmatched")
                 HTTP_REQUESTS.labels(self.service, scope["method"], route_name, str(status)).inc()
-                HTTP_LATENCY.labels(self.service, scope["method"], route_name).observe(time.perf_counter() - started)
+                HTTP_LATENCY.labels(self.service, scope["method"], route_name).observe(
+                    time.perf_counter() - started
+                )
             request_id_var.reset(token)
 
 
@@ -104,7 +114,9 @@ def ops_router(checks: dict[str, ReadinessCheck]) -> APIRouter:
             except Exception as exc:  # a readiness probe reports, it never raises
                 ok = False
                 report[name] = f"unavailable: {type(exc).__name__}"
-        return JSONResponse({"status": "ok" if ok else "unavailable", "checks": report}, status_code=200 if ok else 503)
+        return JSONResponse(
+            {"status": "ok" if ok else "unavailable", "checks": report}, status_code=200 if ok else 503
+        )
 
     @router.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
@@ -136,8 +148,15 @@ def create_service_app(
                 yield
         logger.info("{} stopped", settings.service_name)
 
-    app = FastAPI(title=title, description=description, version=version, lifespan=_lifespan,
-                  docs_url=None, redoc_url=None, openapi_url="/openapi.json")
+    app = FastAPI(
+        title=title,
+        description=description,
+        version=version,
+        lifespan=_lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
     app.state.settings = settings
     install_error_handlers(app)
     for router in routers:

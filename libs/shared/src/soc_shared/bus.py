@@ -43,7 +43,9 @@ PUBLISHED = Counter("soc_events_published_total", "Events published with a broke
 CONSUMED = Counter("soc_events_consumed_total", "Events consumed and committed", ["queue"])
 DEAD_LETTERED = Counter("soc_events_dead_lettered_total", "Messages parked in a dead-letter queue", ["queue"])
 BATCH_SECONDS = Histogram("soc_consumer_batch_seconds", "Time to handle one consumed batch", ["queue"])
-CONSUMER_LAG = Gauge("soc_consumer_lag_seconds", "Age of the newest event of the last committed batch", ["queue"])
+CONSUMER_LAG = Gauge(
+    "soc_consumer_lag_seconds", "Age of the newest event of the last committed batch", ["queue"]
+)
 
 
 async def declare_exchanges(channel: AbstractChannel) -> dict[str, aio_pika.abc.AbstractExchange]:
@@ -96,8 +98,9 @@ def _typed_batch(event_type: str) -> TypeAdapter[list[Any]] | None:
     return TypeAdapter(list[typed])
 
 
-def decode_delivery(message: AbstractIncomingMessage,
-                    ) -> tuple[list[tuple[CloudEvent, Payload]], list[tuple[bytes, str]]]:
+def decode_delivery(
+    message: AbstractIncomingMessage,
+) -> tuple[list[tuple[CloudEvent, Payload]], list[tuple[bytes, str]]]:
     """:func:`decode_message` for a consumer: a batch announcing its event type (header
     ``ce-type``) is validated in one typed pass; anything else, or a batch that fails it, takes the
     general path (which names each bad element and its reason)."""
@@ -114,8 +117,10 @@ def decode_delivery(message: AbstractIncomingMessage,
     return decode_message(message.body, message.content_type)
 
 
-def decode_message(body: bytes, content_type: str | None = None,
-                   ) -> tuple[list[tuple[CloudEvent, Payload]], list[tuple[bytes, str]]]:
+def decode_message(
+    body: bytes,
+    content_type: str | None = None,
+) -> tuple[list[tuple[CloudEvent, Payload]], list[tuple[bytes, str]]]:
     """The events a message carries — one structured CloudEvent or a CloudEvents batch — and the
     elements of a batch that are not valid events, each with its reason. A body that is neither
     raises :class:`InvalidEvent`."""
@@ -193,8 +198,12 @@ class Bus:
             headers["traceparent"] = first.traceparent
         batch_id = uuid.uuid5(uuid.NAMESPACE_URL, "|".join(e.id for e in group)).hex
         return aiormq.spec.Basic.Properties(
-            content_type=BATCH_CONTENT_TYPE, delivery_mode=2, message_id=batch_id, message_type=first.type,
-            timestamp=first.time, headers=headers,
+            content_type=BATCH_CONTENT_TYPE,
+            delivery_mode=2,
+            message_id=batch_id,
+            message_type=first.type,
+            timestamp=first.time,
+            headers=headers,
         )
 
     @staticmethod
@@ -205,8 +214,12 @@ class Bus:
         if event.tracestate:
             headers["tracestate"] = event.tracestate
         return aiormq.spec.Basic.Properties(
-            content_type="application/cloudevents+json", delivery_mode=2, message_id=event.id, message_type=event.type,
-            timestamp=event.time, headers=headers,
+            content_type="application/cloudevents+json",
+            delivery_mode=2,
+            message_id=event.id,
+            message_type=event.type,
+            timestamp=event.time,
+            headers=headers,
         )
 
     @staticmethod
@@ -261,8 +274,9 @@ class Bus:
                 body, properties = group[0].to_bytes(), self.properties(group[0])
             else:
                 body, properties = batch_body(group), self.batch_properties(group)
-            await channel.basic_publish(body, exchange=target, routing_key=routing_key, properties=properties,
-                                        wait=False, timeout=30)
+            await channel.basic_publish(
+                body, exchange=target, routing_key=routing_key, properties=properties, wait=False, timeout=30
+            )
             return routing_key, len(group)
 
         results = await asyncio.gather(*(one(*g) for g in groups), return_exceptions=True)
@@ -271,16 +285,30 @@ class Bus:
             if isinstance(r, tuple):
                 PUBLISHED.labels(r[0]).inc(r[1])
         if failures:
-            lost = sum(len(g[2]) for g, r in zip(groups, results, strict=True) if isinstance(r, BaseException))
+            lost = sum(
+                len(g[2]) for g, r in zip(groups, results, strict=True) if isinstance(r, BaseException)
+            )
             raise PublishError(f"{lost} of {len(events)} events not confirmed: {failures[0]!r}")
 
-    async def publish_raw(self, body: bytes, routing_key: str, *, exchange: str = EVENTS_EXCHANGE,
-                          headers: dict[str, Any] | None = None, content_type: str | None = None,
-                          message_type: str | None = None) -> None:
+    async def publish_raw(
+        self,
+        body: bytes,
+        routing_key: str,
+        *,
+        exchange: str = EVENTS_EXCHANGE,
+        headers: dict[str, Any] | None = None,
+        content_type: str | None = None,
+        message_type: str | None = None,
+    ) -> None:
         await self.connect()
         await self._exchanges[exchange].publish(
-            aio_pika.Message(body=body, delivery_mode=DeliveryMode.PERSISTENT, headers=headers or {},
-                             content_type=content_type, type=message_type),
+            aio_pika.Message(
+                body=body,
+                delivery_mode=DeliveryMode.PERSISTENT,
+                headers=headers or {},
+                content_type=content_type,
+                type=message_type,
+            ),
             routing_key=routing_key,
             timeout=30,
         )
@@ -358,7 +386,9 @@ class BatchConsumer:
         # (hundreds of MB) pile up in memory on a deep queue. A twentieth of the event cap keeps
         # that bounded; a stream of single-event messages still forms batches, because a batch is
         # cut as soon as every message the broker will send before an ack has arrived.
-        self.prefetch_messages = prefetch_messages or max(2 * prefetch_batches, self.max_events_in_flight // 20)
+        self.prefetch_messages = prefetch_messages or max(
+            2 * prefetch_batches, self.max_events_in_flight // 20
+        )
         self._unsettled = 0  # messages received and not yet acked, nacked or parked
         self._buffer: list[Delivery] = []
         self._flush_lock = asyncio.Lock()
@@ -376,11 +406,14 @@ class BatchConsumer:
         self._pending: set[asyncio.Task[None]] = set()
 
     async def declare(self, channel: AbstractChannel) -> AbstractQueue:
-        queue = await channel.declare_queue(self.queue_name, durable=True,
-                                            arguments=queue_arguments(self.queue_name, self.delivery_limit))
+        queue = await channel.declare_queue(
+            self.queue_name, durable=True, arguments=queue_arguments(self.queue_name, self.delivery_limit)
+        )
         for exchange, key in self.bindings:
             await queue.bind(exchange, routing_key=key)
-        dead = await channel.declare_queue(f"{self.queue_name}.dead", durable=True, arguments={"x-queue-type": "classic"})
+        dead = await channel.declare_queue(
+            f"{self.queue_name}.dead", durable=True, arguments={"x-queue-type": "classic"}
+        )
         await dead.bind(DLX_EXCHANGE, routing_key=self.queue_name)
         return queue
 
@@ -414,8 +447,13 @@ class BatchConsumer:
         """Wait until ``count`` more decoded events fit (a message larger than the limit waits until
         nothing is in flight); False when the consumer is stopping."""
         async with self._room:
-            await self._room.wait_for(lambda: self._stopping or self._in_flight == 0
-                                      or self._in_flight + count <= self.max_events_in_flight)
+            await self._room.wait_for(
+                lambda: (
+                    self._stopping
+                    or self._in_flight == 0
+                    or self._in_flight + count <= self.max_events_in_flight
+                )
+            )
             if self._stopping:
                 return False
             self._in_flight += count
@@ -502,16 +540,22 @@ class BatchConsumer:
             self._slots.release()
 
     async def _handle(self, batch: list[Delivery]) -> None:
-        links = [trace.Link(trace.get_current_span(extract(d.message.headers or {})).get_span_context())
-                 for d in batch[:32] if d.message.headers and "traceparent" in d.message.headers]
+        links = [
+            trace.Link(trace.get_current_span(extract(d.message.headers or {})).get_span_context())
+            for d in batch[:32]
+            if d.message.headers and "traceparent" in d.message.headers
+        ]
         started = time.perf_counter()
-        with tracer("soc.bus").start_as_current_span(f"consume {self.queue_name}", links=links,
-                                                     kind=trace.SpanKind.CONSUMER) as span:
+        with tracer("soc.bus").start_as_current_span(
+            f"consume {self.queue_name}", links=links, kind=trace.SpanKind.CONSUMER
+        ) as span:
             span.set_attribute("messaging.batch.message_count", len(batch))
             try:
                 await self.handler(batch)
             except Exception as exc:
-                logger.warning("batch of {} on {} failed ({}); retrying one by one", len(batch), self.queue_name, exc)
+                logger.warning(
+                    "batch of {} on {} failed ({}); retrying one by one", len(batch), self.queue_name, exc
+                )
                 await self._handle_singly(batch)
                 return
             await self._ack(batch)
@@ -542,9 +586,13 @@ class BatchConsumer:
                 except Exception as exc:
                     count = int((message.headers or {}).get("x-delivery-count", 0) or 0)
                     if count + 1 >= self.delivery_limit:
-                        await self.park(message, delivery.envelope.to_bytes(), f"handler failed {count + 1} times: {exc}")
+                        await self.park(
+                            message, delivery.envelope.to_bytes(), f"handler failed {count + 1} times: {exc}"
+                        )
                     else:
-                        logger.warning("event {} on {} failed ({}); requeued", delivery.envelope.id, self.queue_name, exc)
+                        logger.warning(
+                            "event {} on {} failed ({}); requeued", delivery.envelope.id, self.queue_name, exc
+                        )
                         requeue = True
                     continue
                 CONSUMED.labels(self.queue_name).inc()
@@ -555,16 +603,24 @@ class BatchConsumer:
     async def park(self, message: AbstractIncomingMessage, body: bytes, reason: str) -> None:
         """Put ``body`` (one event, or the whole message) into ``<queue>.dead`` with the reason."""
         headers = {k: v for k, v in (message.headers or {}).items() if k != "ce-count"}
-        headers.update({
-            "x-soc-dead-reason": reason[:1000],
-            "x-soc-queue": self.queue_name,
-            "x-soc-routing-key": message.routing_key or "",
-            "x-soc-exchange": message.exchange or EVENTS_EXCHANGE,
-            "x-soc-dead-at": datetime.now(UTC).isoformat(),
-        })
+        headers.update(
+            {
+                "x-soc-dead-reason": reason[:1000],
+                "x-soc-queue": self.queue_name,
+                "x-soc-routing-key": message.routing_key or "",
+                "x-soc-exchange": message.exchange or EVENTS_EXCHANGE,
+                "x-soc-dead-at": datetime.now(UTC).isoformat(),
+            }
+        )
         content_type = message.content_type if body is message.body else "application/cloudevents+json"
-        await self.bus.publish_raw(body, self.queue_name, exchange=DLX_EXCHANGE, headers=headers,
-                                   content_type=content_type, message_type=message.type)
+        await self.bus.publish_raw(
+            body,
+            self.queue_name,
+            exchange=DLX_EXCHANGE,
+            headers=headers,
+            content_type=content_type,
+            message_type=message.type,
+        )
         DEAD_LETTERED.labels(self.queue_name).inc()
         logger.warning("dead-lettered on {}: {}", self.queue_name, reason)
 
@@ -589,7 +645,9 @@ async def list_dead_letters(bus: Bus, queue: str, limit: int = 100) -> list[dict
     out: list[dict[str, Any]] = []
     held: list[AbstractIncomingMessage] = []
     try:
-        dead = await channel.declare_queue(f"{queue}.dead", durable=True, arguments={"x-queue-type": "classic"})
+        dead = await channel.declare_queue(
+            f"{queue}.dead", durable=True, arguments={"x-queue-type": "classic"}
+        )
         while len(out) < limit:
             message = await dead.get(no_ack=False, fail=False)
             if message is None:
@@ -601,15 +659,17 @@ async def list_dead_letters(bus: Bus, queue: str, limit: int = 100) -> list[dict
                 event_id, event_type = parsed.get("id"), parsed.get("type")
             except (ValueError, AttributeError):
                 event_id, event_type = None, None
-            out.append({
-                "message_id": message.message_id or event_id,
-                "event_id": event_id,
-                "event_type": event_type,
-                "routing_key": headers.get("x-soc-routing-key") or message.routing_key,
-                "reason": _dead_reason(headers),
-                "dead_at": headers.get("x-soc-dead-at"),
-                "body_preview": message.body[:500].decode("utf-8", "replace"),
-            })
+            out.append(
+                {
+                    "message_id": message.message_id or event_id,
+                    "event_id": event_id,
+                    "event_type": event_type,
+                    "routing_key": headers.get("x-soc-routing-key") or message.routing_key,
+                    "reason": _dead_reason(headers),
+                    "dead_at": headers.get("x-soc-dead-at"),
+                    "body_preview": message.body[:500].decode("utf-8", "replace"),
+                }
+            )
     finally:
         for message in held:
             await message.nack(requeue=True)
@@ -622,17 +682,29 @@ async def replay_dead_letters(bus: Bus, queue: str, limit: int = 1000) -> int:
     channel = await bus.channel(prefetch=100, confirms=True)
     replayed = 0
     try:
-        dead = await channel.declare_queue(f"{queue}.dead", durable=True, arguments={"x-queue-type": "classic"})
+        dead = await channel.declare_queue(
+            f"{queue}.dead", durable=True, arguments={"x-queue-type": "classic"}
+        )
         while replayed < limit:
             message = await dead.get(no_ack=False, fail=False)
             if message is None:
                 break
-            headers = {k: v for k, v in (message.headers or {}).items() if not k.startswith(("x-soc-", "x-death", "x-first-death", "x-last-death"))}
+            headers = {
+                k: v
+                for k, v in (message.headers or {}).items()
+                if not k.startswith(("x-soc-", "x-death", "x-first-death", "x-last-death"))
+            }
             headers["x-soc-replayed"] = True
             # Straight to the consumer's own queue (default exchange), not to every subscriber again.
             await channel.default_exchange.publish(
-                aio_pika.Message(body=message.body, headers=headers, delivery_mode=DeliveryMode.PERSISTENT,
-                                 content_type=message.content_type, message_id=message.message_id, type=message.type),
+                aio_pika.Message(
+                    body=message.body,
+                    headers=headers,
+                    delivery_mode=DeliveryMode.PERSISTENT,
+                    content_type=message.content_type,
+                    message_id=message.message_id,
+                    type=message.type,
+                ),
                 routing_key=queue,
             )
             await message.ack()

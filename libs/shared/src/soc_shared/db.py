@@ -20,7 +20,9 @@ from soc_shared.settings import ServiceSettings
 class Database:
     """An engine and a session factory for one service's schema."""
 
-    def __init__(self, url: str, *, schema: str, pool_size: int = 10, max_overflow: int = 10, echo: bool = False):
+    def __init__(
+        self, url: str, *, schema: str, pool_size: int = 10, max_overflow: int = 10, echo: bool = False
+    ):
         self.schema = schema
         self.engine: AsyncEngine = create_async_engine(
             url,
@@ -39,7 +41,9 @@ class Database:
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False, class_=AsyncSession)
 
     @classmethod
-    def from_settings(cls, settings: ServiceSettings, *, user: str | None = None, password: str | None = None) -> Database:
+    def from_settings(
+        cls, settings: ServiceSettings, *, user: str | None = None, password: str | None = None
+    ) -> Database:
         return cls(
             settings.database_url(user=user, password=password),
             schema=settings.db_schema,
@@ -93,8 +97,12 @@ def run_alembic_env(target_metadata: MetaData | None) -> None:
     from sqlalchemy import engine_from_config
 
     config = context.config
-    schema = config.attributes.get("schema") or (target_metadata.schema if target_metadata is not None else None)
-    connectable = engine_from_config(config.get_section(config.config_ini_section, {}), prefix="sqlalchemy.", poolclass=pool.NullPool)
+    schema = config.attributes.get("schema") or (
+        target_metadata.schema if target_metadata is not None else None
+    )
+    connectable = engine_from_config(
+        config.get_section(config.config_ini_section, {}), prefix="sqlalchemy.", poolclass=pool.NullPool
+    )
     with connectable.connect() as connection:
         if schema:
             connection.execute(text(f'SET search_path TO "{schema}"'))

@@ -39,7 +39,9 @@ class Conflict(ApiError):
 
 
 class Forbidden(ApiError):
-    def __init__(self, code: str = "forbidden", message: str = "not allowed", details: dict[str, Any] | None = None):
+    def __init__(
+        self, code: str = "forbidden", message: str = "not allowed", details: dict[str, Any] | None = None
+    ):
         super().__init__(403, code, message, details)
 
 
@@ -63,7 +65,9 @@ _STATUS_CODES = {
 }
 
 
-def error_body(status_code: int, code: str | None, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+def error_body(
+    status_code: int, code: str | None, message: str, details: dict[str, Any] | None = None
+) -> dict[str, Any]:
     return {
         "error": {
             "code": code or _STATUS_CODES.get(status_code, "error"),
@@ -81,14 +85,22 @@ def error_response(
     details: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
-    return JSONResponse(error_body(status_code, code, message, details), status_code=status_code, headers=headers)
+    return JSONResponse(
+        error_body(status_code, code, message, details), status_code=status_code, headers=headers
+    )
 
 
 def _jsonable_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     out = []
     for err in exc.errors():
         # The rejected input may be a password: report where and why, never the value itself.
-        out.append({"loc": [str(p) for p in err.get("loc", ())], "msg": str(err.get("msg", "")), "type": err.get("type")})
+        out.append(
+            {
+                "loc": [str(p) for p in err.get("loc", ())],
+                "msg": str(err.get("msg", "")),
+                "type": err.get("type"),
+            }
+        )
     return out
 
 
@@ -111,7 +123,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(422, "validation_error", "the request is not valid", {"errors": _jsonable_errors(exc)})
+        return error_response(
+            422, "validation_error", "the request is not valid", {"errors": _jsonable_errors(exc)}
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -483,7 +483,9 @@ _SPECS = [
     EventSpec("soar.note.added", SoarNote),
     EventSpec("itsm.account.upserted", ItsmAccount),
     EventSpec("itsm.ticket.upserted", ItsmTicket),
-    EventSpec("itsm.ticket.create", ItsmTicketCreate, kind="command", description="open a ticket for an incident"),
+    EventSpec(
+        "itsm.ticket.create", ItsmTicketCreate, kind="command", description="open a ticket for an incident"
+    ),
     EventSpec("ti.alert.upserted", TiAlert),
     EventSpec("ti.tag.upserted", TiTag),
     EventSpec("ti.group.upserted", TiGroup),
@@ -533,7 +535,9 @@ class CloudEvent(BaseModel):
         try:
             return spec.model.model_validate(self.data)
         except ValidationError as exc:
-            raise InvalidEvent(f"payload does not match {self.type}: {exc.error_count()} error(s): {_first_error(exc)}") from exc
+            raise InvalidEvent(
+                f"payload does not match {self.type}: {exc.error_count()} error(s): {_first_error(exc)}"
+            ) from exc
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json(exclude_none=True).encode()
@@ -569,7 +573,11 @@ def make_event(
     if not isinstance(payload, spec.model):
         raise TypeError(f"{routing_key} carries {spec.model.__name__}, not {type(payload).__name__}")
     data = payload.model_dump(mode="json")
-    version = vendor_version if vendor_version is not None else uuid.uuid5(EVENT_NAMESPACE, json.dumps(data, sort_keys=True)).hex
+    version = (
+        vendor_version
+        if vendor_version is not None
+        else uuid.uuid5(EVENT_NAMESPACE, json.dumps(data, sort_keys=True)).hex
+    )
     from soc_shared.telemetry import inject
 
     carrier = inject({})
@@ -617,7 +625,8 @@ def asyncapi_document() -> dict[str, Any]:
     channels: dict[str, Any] = {}
     for spec in _SPECS:
         channels[spec.routing_key] = {
-            "description": spec.description or f"{spec.model.__doc__ or spec.model.__name__}".strip().splitlines()[0],
+            "description": spec.description
+            or f"{spec.model.__doc__ or spec.model.__name__}".strip().splitlines()[0],
             "subscribe": {
                 "operationId": "on_" + spec.routing_key.replace(".", "_"),
                 "message": {"$ref": f"#/components/messages/{spec.type}"},
@@ -653,7 +662,10 @@ def asyncapi_document() -> dict[str, Any]:
         "defaultContentType": "application/cloudevents+json",
         "servers": {"local": {"url": "127.0.0.1:5672", "protocol": "amqp", "protocolVersion": "0.9.1"}},
         "channels": channels,
-        "components": {"messages": messages, "schemas": {"CloudEventEnvelope": {"$ref": "./cloudevent.json"}}},
+        "components": {
+            "messages": messages,
+            "schemas": {"CloudEventEnvelope": {"$ref": "./cloudevent.json"}},
+        },
     }
 
 

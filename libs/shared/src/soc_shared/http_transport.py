@@ -253,9 +253,7 @@ class _ResponseStream(httpx.AsyncByteStream):
 class _Pool:
     """Idle connections to one upstream (host, port), most recently used first."""
 
-    def __init__(
-        self, host: str, port: int, transport: Http1Transport, tls: ssl.SSLContext | None
-    ) -> None:
+    def __init__(self, host: str, port: int, transport: Http1Transport, tls: ssl.SSLContext | None) -> None:
         self.host = host
         self.port = port
         self.transport = transport

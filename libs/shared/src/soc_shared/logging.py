@@ -14,7 +14,9 @@ from opentelemetry import trace
 
 from soc_shared.context import request_id_var
 
-_SECRET_KEYS = re.compile(r"(pass(word)?|secret|token|api[_-]?key|authorization|authtoken|signature|cookie|credential)", re.I)
+_SECRET_KEYS = re.compile(
+    r"(pass(word)?|secret|token|api[_-]?key|authorization|authtoken|signature|cookie|credential)", re.I
+)
 _SECRET_INLINE = re.compile(
     r"(?i)((?:password|secret|token|api[_-]?key|authtoken|signature|authorization)[\"']?\s*[:=]\s*[\"']?)([^\s\"',&}]+)"
 )
@@ -24,7 +26,10 @@ _BEARER = re.compile(r"(?i)(bearer\s+|basic\s+|zoho-oauthtoken\s+)[A-Za-z0-9._~+
 def scrub(value: Any) -> Any:
     """Replace anything that looks like a secret in a structure or a string with ``***``."""
     if isinstance(value, dict):
-        return {k: ("***" if isinstance(k, str) and _SECRET_KEYS.search(k) else scrub(v)) for k, v in value.items()}
+        return {
+            k: ("***" if isinstance(k, str) and _SECRET_KEYS.search(k) else scrub(v))
+            for k, v in value.items()
+        }
     if isinstance(value, list | tuple):
         return [scrub(v) for v in value]
     if isinstance(value, str):
@@ -81,7 +86,8 @@ def setup_logging(service: str, level: str = "INFO", json_lines: bool = True) ->
             level=level.upper(),
             backtrace=False,
             diagnose=False,
-            format="<green>{time:HH:mm:ss.SSS}</green> <level>{level: <7}</level> <cyan>" + service
+            format="<green>{time:HH:mm:ss.SSS}</green> <level>{level: <7}</level> <cyan>"
+            + service
             + "</cyan> {extra[request_id]} | <level>{message}</level>",
         )
     std_logging.basicConfig(handlers=[_InterceptHandler()], level=std_logging.INFO, force=True)

@@ -42,22 +42,46 @@ def provision_database(db: str, *, fresh: bool = False) -> None:
         conn.execute(sql.SQL("REVOKE CONNECT ON DATABASE {} FROM PUBLIC").format(sql.Identifier(db)))
         for role in [f"soc_{s}" for s in SERVICE_SCHEMAS] + [TENANT_APP_ROLE]:
             if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
-                conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(role_password(role))))
-            conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(db), sql.Identifier(role)))
+                conn.execute(
+                    sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                        sql.Identifier(role), sql.Literal(role_password(role))
+                    )
+                )
+            conn.execute(
+                sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(db), sql.Identifier(role))
+            )
     with psycopg.connect(admin_dsn(db), autocommit=True) as conn:
         conn.execute("REVOKE ALL ON SCHEMA public FROM PUBLIC")
         for schema in SERVICE_SCHEMAS:
             role = f"soc_{schema}"
-            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(sql.Identifier(schema), sql.Identifier(role)))
-            conn.execute(sql.SQL("ALTER ROLE {} SET search_path = {}").format(sql.Identifier(role), sql.Identifier(schema)))
+            conn.execute(
+                sql.SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(
+                    sql.Identifier(schema), sql.Identifier(role)
+                )
+            )
+            conn.execute(
+                sql.SQL("ALTER ROLE {} SET search_path = {}").format(
+                    sql.Identifier(role), sql.Identifier(schema)
+                )
+            )
         conn.execute(sql.SQL("GRANT USAGE ON SCHEMA tenant TO {}").format(sql.Identifier(TENANT_APP_ROLE)))
-        conn.execute(sql.SQL("ALTER ROLE {} SET search_path = tenant").format(sql.Identifier(TENANT_APP_ROLE)))
+        conn.execute(
+            sql.SQL("ALTER ROLE {} SET search_path = tenant").format(sql.Identifier(TENANT_APP_ROLE))
+        )
         # Tables the tenant service creates later are readable and writable by the app role; RLS
         # policies, not grants, decide which rows.
-        conn.execute(sql.SQL("ALTER DEFAULT PRIVILEGES FOR ROLE soc_tenant IN SCHEMA tenant "
-                             "GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {}").format(sql.Identifier(TENANT_APP_ROLE)))
-        conn.execute(sql.SQL("ALTER DEFAULT PRIVILEGES FOR ROLE soc_tenant IN SCHEMA tenant "
-                             "GRANT USAGE, SELECT ON SEQUENCES TO {}").format(sql.Identifier(TENANT_APP_ROLE)))
+        conn.execute(
+            sql.SQL(
+                "ALTER DEFAULT PRIVILEGES FOR ROLE soc_tenant IN SCHEMA tenant "
+                "GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {}"
+            ).format(sql.Identifier(TENANT_APP_ROLE))
+        )
+        conn.execute(
+            sql.SQL(
+                "ALTER DEFAULT PRIVILEGES FOR ROLE soc_tenant IN SCHEMA tenant "
+                "GRANT USAGE, SELECT ON SEQUENCES TO {}"
+            ).format(sql.Identifier(TENANT_APP_ROLE))
+        )
 
 
 def provision_vhost(vhost: str, *, fresh: bool = False) -> None:
@@ -69,7 +93,9 @@ def provision_vhost(vhost: str, *, fresh: bool = False) -> None:
             if r.status_code not in (204, 404):
                 r.raise_for_status()
         client.put(f"/api/vhosts/{vhost}", json={"description": "SOC Portal"}).raise_for_status()
-        client.put(f"/api/permissions/{vhost}/soc", json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
+        client.put(
+            f"/api/permissions/{vhost}/soc", json={"configure": ".*", "write": ".*", "read": ".*"}
+        ).raise_for_status()
 
 
 def main() -> None:

@@ -43,7 +43,9 @@ class ServiceSettings(BaseSettings):
     db_pool_size: int = 10
     db_max_overflow: int = 10
 
-    amqp_url: SecretStr = Field(default_factory=lambda: SecretStr(_env("SOC_AMQP_URL", "amqp://soc:soc@127.0.0.1:5672/soc")))
+    amqp_url: SecretStr = Field(
+        default_factory=lambda: SecretStr(_env("SOC_AMQP_URL", "amqp://soc:soc@127.0.0.1:5672/soc"))
+    )
 
     # Tokens: every service verifies access tokens against the auth service's JWKS.
     auth_url: str = Field(default_factory=suite_default("AUTH_URL", "http://127.0.0.1:8001"))
@@ -54,7 +56,9 @@ class ServiceSettings(BaseSettings):
         default_factory=lambda: SecretStr(_env("SOC_SERVICE_SECRET", "dev-service-secret"))
     )
 
-    otel_exporter: Literal["none", "console", "otlp"] = Field(default_factory=suite_default("OTEL_EXPORTER", "none"))  # type: ignore[arg-type]
+    otel_exporter: Literal["none", "console", "otlp"] = Field(
+        default_factory=suite_default("OTEL_EXPORTER", "none")
+    )  # type: ignore[arg-type]
     otel_endpoint: str = Field(default_factory=suite_default("OTEL_ENDPOINT", "http://127.0.0.1:4318"))
 
     @property

@@ -32,10 +32,18 @@ from soc_shared.db import Database
 from soc_shared.events import CloudEvent, IntegrationChanged, SyncReported, make_event
 
 SYNC_RUNS = Counter("soc_sync_runs_total", "Sync runs", ["ingestor", "resource", "outcome"])
-SYNC_SECONDS = Histogram("soc_sync_seconds", "Duration of one sync run", ["ingestor", "resource"],
-                         buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300))
+SYNC_SECONDS = Histogram(
+    "soc_sync_seconds",
+    "Duration of one sync run",
+    ["ingestor", "resource"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+)
 SYNC_RECORDS = Counter("soc_sync_records_total", "Records published by sync runs", ["ingestor", "resource"])
-CURSOR_AGE = Gauge("soc_sync_cursor_age_seconds", "Seconds since the last successful sync", ["ingestor", "integration", "resource"])
+CURSOR_AGE = Gauge(
+    "soc_sync_cursor_age_seconds",
+    "Seconds since the last successful sync",
+    ["ingestor", "integration", "resource"],
+)
 
 metadata = sa.MetaData()
 
@@ -225,14 +233,22 @@ class Ingestor:
         for resource in self.resources.values():
             interval = self.interval_for(resource, change.polling_interval_seconds, change.settings)
             ins = insert(sync_state_table).values(
-                integration_id=change.integration_id, resource=resource.name, interval_seconds=interval, enabled=enabled
+                integration_id=change.integration_id,
+                resource=resource.name,
+                interval_seconds=interval,
+                enabled=enabled,
             )
-            await session.execute(ins.on_conflict_do_update(
-                index_elements=["integration_id", "resource"],
-                set_={"interval_seconds": interval, "enabled": enabled,
-                      # new credentials or re-enabled: try again now instead of waiting out a backoff
-                      "next_run_at": sa.func.least(sync_state_table.c.next_run_at, sa.func.now())},
-            ))
+            await session.execute(
+                ins.on_conflict_do_update(
+                    index_elements=["integration_id", "resource"],
+                    set_={
+                        "interval_seconds": interval,
+                        "enabled": enabled,
+                        # new credentials or re-enabled: try again now instead of waiting out a backoff
+                        "next_run_at": sa.func.least(sync_state_table.c.next_run_at, sa.func.now()),
+                    },
+                )
+            )
 
     @staticmethod
     def interval_for(resource: Resource, polling_interval: int, settings: dict[str, Any]) -> int:
@@ -252,9 +268,14 @@ class Ingestor:
         due = (
             sa.select(s.c.integration_id, s.c.resource)
             .join(i, i.c.id == s.c.integration_id)
-            .where(s.c.enabled, ~i.c.deleted, i.c.status != "disabled", s.c.next_run_at <= sa.func.now(),
-                   sa.or_(s.c.lease_until.is_(None), s.c.lease_until < sa.func.now()),
-                   s.c.resource.in_(list(self.resources)))
+            .where(
+                s.c.enabled,
+                ~i.c.deleted,
+                i.c.status != "disabled",
+                s.c.next_run_at <= sa.func.now(),
+                sa.or_(s.c.lease_until.is_(None), s.c.lease_until < sa.func.now()),
+                s.c.resource.in_(list(self.resources)),
+            )
             .order_by(s.c.next_run_at)
             .limit(limit)
             .with_for_update(of=s, skip_locked=True)
@@ -263,8 +284,11 @@ class Ingestor:
         stmt = (
             sa.update(s)
             .where(s.c.integration_id == due.c.integration_id, s.c.resource == due.c.resource)
-            .values(lease_owner=self.owner, lease_until=sa.func.now() + timedelta(seconds=self.lease_seconds),
-                    last_started_at=sa.func.now())
+            .values(
+                lease_owner=self.owner,
+                lease_until=sa.func.now() + timedelta(seconds=self.lease_seconds),
+                last_started_at=sa.func.now(),
+            )
             .returning(*s.c)
         )
         async with self.db.session() as session:
@@ -276,10 +300,16 @@ class Ingestor:
         async with self.db.session() as session:
             result = await session.execute(
                 sa.update(s)
-                .where(s.c.integration_id == row["integration_id"], s.c.resource == row["resource"],
-                       s.c.lease_owner == self.owner)
-                .values(cursor=cursor, lease_until=sa.func.now() + timedelta(seconds=self.lease_seconds),
-                        total_records=s.c.total_records + records)
+                .where(
+                    s.c.integration_id == row["integration_id"],
+                    s.c.resource == row["resource"],
+                    s.c.lease_owner == self.owner,
+                )
+                .values(
+                    cursor=cursor,
+                    lease_until=sa.func.now() + timedelta(seconds=self.lease_seconds),
+                    total_records=s.c.total_records + records,
+                )
             )
         return bool(result.rowcount)
 
@@ -290,7 +320,9 @@ class Ingestor:
             delay = float(row["interval_seconds"])
         else:
             # Exponential backoff with jitter, never slower than the cap, never faster than 1 s.
-            delay = min(self.failure_backoff_max, max(1.0, 2 ** min(failures, 10)) * random.uniform(0.75, 1.25))
+            delay = min(
+                self.failure_backoff_max, max(1.0, 2 ** min(failures, 10)) * random.uniform(0.75, 1.25)
+            )
         values: dict[str, Any] = {
             "lease_owner": None,
             "lease_until": None,
@@ -304,14 +336,27 @@ class Ingestor:
             values.update(last_error=error.message, last_error_category=error.category)
         async with self.db.session() as session:
             await session.execute(
-                sa.update(s).where(s.c.integration_id == row["integration_id"], s.c.resource == row["resource"],
-                                   s.c.lease_owner == self.owner).values(**values)
+                sa.update(s)
+                .where(
+                    s.c.integration_id == row["integration_id"],
+                    s.c.resource == row["resource"],
+                    s.c.lease_owner == self.owner,
+                )
+                .values(**values)
             )
         return failures
 
     async def load_integration(self, integration_id: str) -> dict[str, Any] | None:
         async with self.db.session() as session:
-            row = (await session.execute(sa.select(integration_table).where(integration_table.c.id == integration_id))).mappings().first()
+            row = (
+                (
+                    await session.execute(
+                        sa.select(integration_table).where(integration_table.c.id == integration_id)
+                    )
+                )
+                .mappings()
+                .first()
+            )
         return dict(row) if row else None
 
     async def run_one(self, row: dict[str, Any]) -> None:
@@ -327,8 +372,12 @@ class Ingestor:
                 raise RuntimeError("integration unknown to this ingestor")
             credentials = await self.credentials(row["integration_id"])
             client = self.client_factory(integration, credentials)
-            ctx = SyncContext(integration=integration, credentials=credentials, client=client,
-                              source=f"/{self.name}/{self.vendor}/{row['integration_id']}")
+            ctx = SyncContext(
+                integration=integration,
+                credentials=credentials,
+                client=client,
+                source=f"/{self.name}/{self.vendor}/{row['integration_id']}",
+            )
             cursor = row.get("cursor")
             async for page in resource.fetch(ctx, cursor):
                 await self.bus.publish(page.events)
@@ -341,7 +390,13 @@ class Ingestor:
             raise
         except Exception as exc:
             error = describe_error(exc)
-            logger.warning("sync {} {} failed: [{}] {}", row["integration_id"], resource.name, error.category, error.message)
+            logger.warning(
+                "sync {} {} failed: [{}] {}",
+                row["integration_id"],
+                resource.name,
+                error.category,
+                error.message,
+            )
         finally:
             if client is not None and hasattr(client, "aclose"):
                 await client.aclose()
@@ -352,18 +407,32 @@ class Ingestor:
             CURSOR_AGE.labels(self.name, row["integration_id"], resource.name).set(0)
         await self._report(row, started_at, records, error, failures)
 
-    async def _report(self, row: dict[str, Any], started_at: datetime, records: int, error: ErrorInfo | None,
-                      failures: int) -> None:
+    async def _report(
+        self, row: dict[str, Any], started_at: datetime, records: int, error: ErrorInfo | None, failures: int
+    ) -> None:
         report = SyncReported(
-            integration_id=row["integration_id"], resource=row["resource"], outcome="ok" if error is None else "error",
-            started_at=started_at, finished_at=datetime.now(UTC), records=records,
-            error_category=error.category if error else None, error_message=error.message if error else None,
+            integration_id=row["integration_id"],
+            resource=row["resource"],
+            outcome="ok" if error is None else "error",
+            started_at=started_at,
+            finished_at=datetime.now(UTC),
+            records=records,
+            error_category=error.category if error else None,
+            error_message=error.message if error else None,
             consecutive_failures=failures,
         )
         try:
-            await self.bus.publish([make_event("ingest.sync.reported", report, source=f"/{self.name}",
-                                               subject=f"{row['integration_id']}/{row['resource']}",
-                                               integration_id=row["integration_id"])])
+            await self.bus.publish(
+                [
+                    make_event(
+                        "ingest.sync.reported",
+                        report,
+                        source=f"/{self.name}",
+                        subject=f"{row['integration_id']}/{row['resource']}",
+                        integration_id=row["integration_id"],
+                    )
+                ]
+            )
         except Exception as exc:  # a lost report is not lost data: the next run reports again
             logger.warning("sync report not published: {}", exc)
 
@@ -414,8 +483,13 @@ class Ingestor:
 
     async def start(self, *, consume_integrations: bool = True, run_scheduler: bool = True) -> None:
         if consume_integrations:
-            self._consumer = BatchConsumer(self.bus, f"{self.name}.integrations", ["tenant.integration.changed"],
-                                           self.on_integration_changed, batch_size=50)
+            self._consumer = BatchConsumer(
+                self.bus,
+                f"{self.name}.integrations",
+                ["tenant.integration.changed"],
+                self.on_integration_changed,
+                batch_size=50,
+            )
             await self._consumer.start()
         if run_scheduler:
             self._stop.clear()
@@ -466,7 +540,9 @@ class SyncNowRequest(BaseModel):
 ConnectionTester = Callable[[ConnectionTestRequest], Awaitable[ConnectionTestResult]]
 
 
-def internal_router(ingestor_getter: Callable[[], Ingestor], tester: ConnectionTester, service_dep: Any) -> APIRouter:
+def internal_router(
+    ingestor_getter: Callable[[], Ingestor], tester: ConnectionTester, service_dep: Any
+) -> APIRouter:
     """``/internal/*`` routes of an ingestor, callable by other services with a service token."""
     router = APIRouter(prefix="/internal", tags=["internal"], dependencies=[Depends(service_dep)])
 
@@ -550,13 +626,21 @@ def create_ingestor_app(
     async def lifespan(app: Any) -> AsyncIterator[None]:
         app.state.db = Database.from_settings(settings)
         app.state.bus = Bus(settings.amqp_url.get_secret_value(), service=settings.service_name)
-        app.state.token_verifier = verifier or TokenVerifier(settings.jwks_url, settings.jwt_issuer,
-                                                             settings.jwt_audience)
-        tokens = ServiceTokenProvider(settings.service_token_url, settings.service_name,
-                                      settings.service_client_secret.get_secret_value())
+        app.state.token_verifier = verifier or TokenVerifier(
+            settings.jwks_url, settings.jwt_issuer, settings.jwt_audience
+        )
+        tokens = ServiceTokenProvider(
+            settings.service_token_url,
+            settings.service_name,
+            settings.service_client_secret.get_secret_value(),
+        )
         app.state.service_tokens = tokens
         app.state.ingestor = Ingestor(
-            name=settings.service_name, vendor=vendor, subtype=subtype, db=app.state.db, bus=app.state.bus,
+            name=settings.service_name,
+            vendor=vendor,
+            subtype=subtype,
+            db=app.state.db,
+            bus=app.state.bus,
             resources=resources,
             client_factory=lambda integration, creds: client_factory(app, integration, creds),
             credentials=credentials or TenantCredentials(settings.tenant_url, tokens.token),
@@ -578,7 +662,10 @@ def create_ingestor_app(
     app: Any = None
     routers: list[APIRouter] = [internal_router(lambda: app.state.ingestor, tester, require_service)]
     app = create_service_app(
-        settings, title=title, routers=routers, lifespan=lifespan,
+        settings,
+        title=title,
+        routers=routers,
+        lifespan=lifespan,
         readiness={"database": lambda: app.state.db.ping(), "broker": lambda: app.state.bus.ping()},
     )
     for router in extra_routers(app) if extra_routers else ():

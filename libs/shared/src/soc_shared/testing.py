@@ -56,11 +56,21 @@ def start_containers() -> Stack:  # pragma: no cover - only where a Docker engin
     from testcontainers.rabbitmq import RabbitMqContainer
 
     pg = PostgresContainer("postgres:15", username="postgres", password="postgres", dbname="postgres").start()
-    mq = RabbitMqContainer("rabbitmq:3.12-management", username="soc", password="soc").with_exposed_ports(5672, 15672).start()
+    mq = (
+        RabbitMqContainer("rabbitmq:3.12-management", username="soc", password="soc")
+        .with_exposed_ports(5672, 15672)
+        .start()
+    )
     os.environ["SOC_DB_HOST"] = pg.get_container_host_ip()
     os.environ["SOC_DB_PORT"] = str(pg.get_exposed_port(5432))
-    with psycopg.connect(host=os.environ["SOC_DB_HOST"], port=os.environ["SOC_DB_PORT"], user="postgres",
-                         password="postgres", dbname="postgres", autocommit=True) as conn:
+    with psycopg.connect(
+        host=os.environ["SOC_DB_HOST"],
+        port=os.environ["SOC_DB_PORT"],
+        user="postgres",
+        password="postgres",
+        dbname="postgres",
+        autocommit=True,
+    ) as conn:
         conn.execute("CREATE ROLE soc_admin LOGIN SUPERUSER PASSWORD 'soc_admin'")
     host = mq.get_container_host_ip()
     os.environ["SOC_AMQP_HOSTPORT"] = f"{host}:{mq.get_exposed_port(5672)}"
@@ -70,8 +80,11 @@ def start_containers() -> Stack:  # pragma: no cover - only where a Docker engin
 
 def start_local() -> Stack:
     """The project's own servers from Debian packages (scripts/deps.sh), started if not running."""
-    ports = [int(os.environ.get("SOC_DB_PORT", "55432")), int(os.environ.get("SOC_AMQP_PORT", "5672")),
-             int(os.environ.get("SOC_LDAP_PORT", "3389"))]
+    ports = [
+        int(os.environ.get("SOC_DB_PORT", "55432")),
+        int(os.environ.get("SOC_AMQP_PORT", "5672")),
+        int(os.environ.get("SOC_LDAP_PORT", "3389")),
+    ]
     if not all(_port_open("127.0.0.1", p) for p in ports):
         subprocess.run(["bash", str(REPO_ROOT / "scripts" / "deps.sh"), "start"], check=True)
     for _ in range(100):
@@ -112,20 +125,43 @@ class TokenFactory:
 
         return TokenVerifier.from_keys(self.jwks, self.issuer, self.audience)
 
-    def token(self, *, kind: str = "admin", sub: str | None = None, username: str | None = None,
-              roles: list[str] | None = None, permissions: list[str] | None = None, company_id: str | None = None,
-              read_only: bool = False, typ: str = "access", ttl: int = 900, **extra: Any) -> str:
+    def token(
+        self,
+        *,
+        kind: str = "admin",
+        sub: str | None = None,
+        username: str | None = None,
+        roles: list[str] | None = None,
+        permissions: list[str] | None = None,
+        company_id: str | None = None,
+        read_only: bool = False,
+        typ: str = "access",
+        ttl: int = 900,
+        **extra: Any,
+    ) -> str:
         from soc_shared.security import sign_token
 
         now = int(time.time())
         sub = sub or str(uuid.uuid4())
         default_roles = {"admin": ["SUPER_ADMIN"], "tenant": ["TENANT_ADMIN"], "service": []}[kind]
         claims = {
-            "sub": sub, "username": username or f"{kind}-{sub[:8]}", "kind": kind,
+            "sub": sub,
+            "username": username or f"{kind}-{sub[:8]}",
+            "kind": kind,
             "roles": default_roles if roles is None else roles,
-            "permissions": ["DASHBOARD", "REPORTS", "THREAT_INTELLIGENCE", "ASSETS"] if permissions is None else permissions,
-            "company_id": company_id, "read_only": read_only, "typ": typ, "jti": uuid.uuid4().hex,
-            "iat": now, "nbf": now, "exp": now + ttl, "iss": self.issuer, "aud": self.audience, **extra,
+            "permissions": ["DASHBOARD", "REPORTS", "THREAT_INTELLIGENCE", "ASSETS"]
+            if permissions is None
+            else permissions,
+            "company_id": company_id,
+            "read_only": read_only,
+            "typ": typ,
+            "jti": uuid.uuid4().hex,
+            "iat": now,
+            "nbf": now,
+            "exp": now + ttl,
+            "iss": self.issuer,
+            "aud": self.audience,
+            **extra,
         }
         return sign_token(self.key, self.kid, claims)
 
@@ -146,8 +182,9 @@ class EventTap:
         from soc_shared.bus import decode_message
 
         self._channel = await bus.channel(prefetch=5000)
-        queue = await self._channel.declare_queue(f"{self.name}.tap.{uuid.uuid4().hex[:8]}", exclusive=True,
-                                                  auto_delete=True)
+        queue = await self._channel.declare_queue(
+            f"{self.name}.tap.{uuid.uuid4().hex[:8]}", exclusive=True, auto_delete=True
+        )
         for key in keys:
             await queue.bind("soc.events", routing_key=key)
 
@@ -160,8 +197,12 @@ class EventTap:
         return self
 
     def of(self, integration_id: str, routing_key: str | None = None) -> list[Any]:
-        return [e for e in self.events
-                if e.integrationid == integration_id and (routing_key is None or e.type == f"soc.{routing_key}.v1")]
+        return [
+            e
+            for e in self.events
+            if e.integrationid == integration_id
+            and (routing_key is None or e.type == f"soc.{routing_key}.v1")
+        ]
 
     async def settle(self, quiet: float = 0.3, limit: float = 15.0) -> None:
         """Wait until no new event arrived for ``quiet`` seconds (confirmed ≠ delivered to us yet)."""

@@ -401,8 +401,17 @@ class VendorHttp:
         """Like :meth:`request_json`, also returning the response (for paging headers such as
         QRadar's ``Content-Range``); a garbage body is retried the same way."""
         return await self._send(
-            method, path, params=params, headers=headers, json=json, data=data, content=content,
-            expected=expected, idempotent=idempotent, read_timeout=read_timeout, parse_json=True,
+            method,
+            path,
+            params=params,
+            headers=headers,
+            json=json,
+            data=data,
+            content=content,
+            expected=expected,
+            idempotent=idempotent,
+            read_timeout=read_timeout,
+            parse_json=True,
         )
 
     async def _send(

@@ -46,7 +46,9 @@ def main() -> None:
         migrate(settings, MIGRATIONS)
         return
     if args.command == "set-password":
-        password = os.environ.get("SOC_NEW_PASSWORD") or getpass.getpass(f"new password for {args.username}: ")
+        password = os.environ.get("SOC_NEW_PASSWORD") or getpass.getpass(
+            f"new password for {args.username}: "
+        )
         ok = asyncio.run(_set_password(settings, args.username, password))
         print("password changed" if ok else f"no local account named {args.username!r}")  # noqa: T201
         sys.exit(0 if ok else 1)

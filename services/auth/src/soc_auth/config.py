@@ -37,7 +37,8 @@ class Settings(ServiceSettings):
     port: int = 8001
     db_user: str = "soc_auth"
     db_password: SecretStr = Field(
-        default=SecretStr("soc_auth"), validation_alias=_alias("SOC_AUTH_DB_PASSWORD", "SOC_DB_PASSWORD_SOC_AUTH")
+        default=SecretStr("soc_auth"),
+        validation_alias=_alias("SOC_AUTH_DB_PASSWORD", "SOC_DB_PASSWORD_SOC_AUTH"),
     )
     db_schema: str = "auth"
 
@@ -58,11 +59,15 @@ class Settings(ServiceSettings):
     service_client_secrets: dict[str, SecretStr] = Field(default_factory=dict)
 
     # --- bootstrap super admin -------------------------------------------------------------------------
-    admin_username: str = Field(default="admin", validation_alias=_alias("SOC_AUTH_ADMIN_USERNAME", "SOC_ADMIN_USERNAME"))
+    admin_username: str = Field(
+        default="admin", validation_alias=_alias("SOC_AUTH_ADMIN_USERNAME", "SOC_ADMIN_USERNAME")
+    )
     admin_password: SecretStr | None = Field(
         default=None, validation_alias=_alias("SOC_AUTH_ADMIN_PASSWORD", "SOC_ADMIN_PASSWORD")
     )
-    admin_email: str | None = Field(default=None, validation_alias=_alias("SOC_AUTH_ADMIN_EMAIL", "SOC_ADMIN_EMAIL"))
+    admin_email: str | None = Field(
+        default=None, validation_alias=_alias("SOC_AUTH_ADMIN_EMAIL", "SOC_ADMIN_EMAIL")
+    )
 
     # --- passwords (Argon2id; RFC 9106 "low memory" profile = argon2-cffi's defaults) ------------------
     argon2_time_cost: int = 3
@@ -88,7 +93,8 @@ class Settings(ServiceSettings):
 
     # --- LDAP / Active Directory --------------------------------------------------------------------------
     ldap_urls: CommaList = Field(
-        default_factory=lambda: ["ldap://127.0.0.1:3389"], validation_alias=_alias("SOC_AUTH_LDAP_URLS", "SOC_LDAP_URLS")
+        default_factory=lambda: ["ldap://127.0.0.1:3389"],
+        validation_alias=_alias("SOC_AUTH_LDAP_URLS", "SOC_LDAP_URLS"),
     )
     ldap_base_dn: str = "dc=soc,dc=local"
     ldap_bind_dn: str = "cn=svc-portal,ou=services,dc=soc,dc=local"
@@ -111,9 +117,7 @@ class Settings(ServiceSettings):
     ldap_name_attribute: str = "cn"
     ldap_member_of_attribute: str = "memberOf"
     ldap_user_object_class: str = "person"
-    ldap_group_filter: str = (
-        "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=group)(objectClass=posixGroup))"
-    )
+    ldap_group_filter: str = "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=group)(objectClass=posixGroup))"
     ldap_admin_group: str = "cn=soc-admins,ou=groups,dc=soc,dc=local"
     ldap_read_only_admin_group: str = "cn=soc-read-only-admins,ou=groups,dc=soc,dc=local"
     ldap_lookup_size_limit: int = 1000
@@ -137,7 +141,9 @@ class Settings(ServiceSettings):
             if self.crypto_keys.get_secret_value() == DEV_CRYPTO_KEYS:
                 raise ValueError("SOC_CRYPTO_KEYS must be set in production (the development key is public)")
             if self.service_client_secret.get_secret_value() == DEV_SERVICE_SECRET:
-                raise ValueError("SOC_SERVICE_SECRET must be set in production (the development secret is public)")
+                raise ValueError(
+                    "SOC_SERVICE_SECRET must be set in production (the development secret is public)"
+                )
         return self
 
     def secret_for_client(self, client_id: str) -> str | None:

@@ -43,8 +43,16 @@ from soc_auth.token.views import router as token_router
 from soc_auth.user.bootstrap import ensure_super_admin
 from soc_auth.user.views import router as user_router
 
-ROUTERS = [login_router, token_router, user_router, role_router, audit_router, directory_router, preference_router,
-           internal_router]
+ROUTERS = [
+    login_router,
+    token_router,
+    user_router,
+    role_router,
+    audit_router,
+    directory_router,
+    preference_router,
+    internal_router,
+]
 
 
 def init_state(state: Any, settings: Settings) -> None:
@@ -52,7 +60,9 @@ def init_state(state: Any, settings: Settings) -> None:
     state.settings = settings
     state.db = Database.from_settings(settings)
     state.bus = Bus(settings.amqp_url.get_secret_value(), service=settings.service_name)
-    state.passwords = Passwords(settings.argon2_time_cost, settings.argon2_memory_cost_kib, settings.argon2_parallelism)
+    state.passwords = Passwords(
+        settings.argon2_time_cost, settings.argon2_memory_cost_kib, settings.argon2_parallelism
+    )
     state.throttle = Throttle(settings)
     state.directory = Directory(settings)
     state.trusted_proxies = trusted_networks(settings.trusted_proxies)
@@ -79,8 +89,12 @@ async def _maintenance(state: Any) -> None:
                 async with state.db.session() as session:
                     await tokens.prune(session)
                     await state.throttle.prune(session, utcnow())
-                    await session.execute(delete(login_attempt).where(
-                        login_attempt.c.at < utcnow() - timedelta(days=settings.login_audit_retention_days)))
+                    await session.execute(
+                        delete(login_attempt).where(
+                            login_attempt.c.at
+                            < utcnow() - timedelta(days=settings.login_audit_retention_days)
+                        )
+                    )
         except Exception as exc:  # a maintenance round must never stop the service
             logger.warning("auth maintenance round failed: {}", type(exc).__name__)
 
@@ -95,9 +109,16 @@ def add_slashless_aliases(app: FastAPI) -> None:
             continue
         alias = path.rstrip("/") if path.endswith("/") else path + "/"
         aliases.add_api_route(
-            alias, route.endpoint, methods=sorted(route.methods or ()), response_model=route.response_model,
-            status_code=route.status_code, response_class=route.response_class, dependencies=route.dependencies,
-            name=f"{route.name}_alias", include_in_schema=False, responses=route.responses,
+            alias,
+            route.endpoint,
+            methods=sorted(route.methods or ()),
+            response_model=route.response_model,
+            status_code=route.status_code,
+            response_class=route.response_class,
+            dependencies=route.dependencies,
+            name=f"{route.name}_alias",
+            include_in_schema=False,
+            responses=route.responses,
         )
     app.include_router(aliases)
 
@@ -149,6 +170,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(DataError)
     async def _unstorable_input(request: Request, exc: DataError) -> JSONResponse:
         # e.g. a NUL character in a text value: bad input, never a 500.
-        return error_response(422, "invalid_input", "the request contains a value that cannot be stored or searched")
+        return error_response(
+            422, "invalid_input", "the request contains a value that cannot be stored or searched"
+        )
 
     return app

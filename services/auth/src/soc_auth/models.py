@@ -11,6 +11,17 @@ from soc_auth.token.models import refresh_token, signing_key
 from soc_auth.user.models import users
 
 __all__ = [
-    "company", "directory_group", "login_attempt", "login_throttle", "metadata", "outbox", "refresh_token", "role",
-    "role_permission", "signing_key", "user_preference", "user_role", "users",
+    "company",
+    "directory_group",
+    "login_attempt",
+    "login_throttle",
+    "metadata",
+    "outbox",
+    "refresh_token",
+    "role",
+    "role_permission",
+    "signing_key",
+    "user_preference",
+    "user_role",
+    "users",
 ]

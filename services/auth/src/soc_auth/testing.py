@@ -65,10 +65,17 @@ def drop_isolated() -> None:
 def auth_settings(**overrides: Any) -> Settings:
     base: dict[str, Any] = {
         # Cheap hashes: the tests exercise the flow, not the cost.
-        "argon2_time_cost": 1, "argon2_memory_cost_kib": 8192, "argon2_parallelism": 1,
-        "login_delay_after": 3, "login_delay_base_seconds": 0.3, "login_lock_after": 5, "login_lock_seconds": 1.5,
-        "login_ip_delay_after": 10_000, "login_ip_block_after": 20_000,
-        "admin_username": "admin", "admin_password": SecretStr(ADMIN_PASSWORD),
+        "argon2_time_cost": 1,
+        "argon2_memory_cost_kib": 8192,
+        "argon2_parallelism": 1,
+        "login_delay_after": 3,
+        "login_delay_base_seconds": 0.3,
+        "login_lock_after": 5,
+        "login_lock_seconds": 1.5,
+        "login_ip_delay_after": 10_000,
+        "login_ip_block_after": 20_000,
+        "admin_username": "admin",
+        "admin_password": SecretStr(ADMIN_PASSWORD),
         "ldap_urls": ["ldap://127.0.0.1:3389"],
         **isolated_targets(),
     }
@@ -84,9 +91,14 @@ class Running:
     def state(self) -> Any:
         return self.app.state
 
-    async def login(self, username: str, password: str, *, ip: str = "192.0.2.10", path: str = "/auth/login/") -> httpx.Response:
-        return await self.client.post(path, json={"username": username, "password": password},
-                                      headers={"X-Forwarded-For": ip, "User-Agent": "pytest"})
+    async def login(
+        self, username: str, password: str, *, ip: str = "192.0.2.10", path: str = "/auth/login/"
+    ) -> httpx.Response:
+        return await self.client.post(
+            path,
+            json={"username": username, "password": password},
+            headers={"X-Forwarded-For": ip, "User-Agent": "pytest"},
+        )
 
     async def token(self, username: str, password: str, **kw: Any) -> str:
         response = await self.login(username, password, **kw)
@@ -119,11 +131,24 @@ async def wait_for(predicate: Callable[[], Any], within: float = 10.0) -> None:
         await asyncio.sleep(0.05)
 
 
-async def publish_company(bus: Bus, company_id: str, name: str, groups: list[tuple[str, str, list[str]]], *,
-                          active: bool = True, deleted: bool = False) -> None:
+async def publish_company(
+    bus: Bus,
+    company_id: str,
+    name: str,
+    groups: list[tuple[str, str, list[str]]],
+    *,
+    active: bool = True,
+    deleted: bool = False,
+) -> None:
     payload = CompanyChanged(
-        company_id=company_id, name=name, active=active, deleted=deleted, changed_at=datetime.now(UTC),
-        directory_groups=[DirectoryGroupRole(ldap_group=g, tenant_role=r, permissions=p) for g, r, p in groups],
+        company_id=company_id,
+        name=name,
+        active=active,
+        deleted=deleted,
+        changed_at=datetime.now(UTC),
+        directory_groups=[
+            DirectoryGroupRole(ldap_group=g, tenant_role=r, permissions=p) for g, r, p in groups
+        ],
     )
     await bus.publish([make_event("tenant.company.changed", payload, source="/tenant", subject=company_id)])
 
@@ -131,7 +156,11 @@ async def publish_company(bus: Bus, company_id: str, name: str, groups: list[tup
 ACME_GROUPS = [
     ("acme-soc-users", "TENANT_USER", ["DASHBOARD", "REPORTS"]),
     # A full DN works as well as a bare group name.
-    ("cn=acme-soc-admins,ou=groups,dc=soc,dc=local", "TENANT_ADMIN", ["DASHBOARD", "REPORTS", "ASSETS", "THREAT_INTELLIGENCE"]),
+    (
+        "cn=acme-soc-admins,ou=groups,dc=soc,dc=local",
+        "TENANT_ADMIN",
+        ["DASHBOARD", "REPORTS", "ASSETS", "THREAT_INTELLIGENCE"],
+    ),
 ]
 GLOBEX_GROUPS = [
     ("globex-soc-users", "TENANT_USER", ["DASHBOARD", "THREAT_INTELLIGENCE"]),
@@ -139,9 +168,22 @@ GLOBEX_GROUPS = [
 ]
 
 
-async def create_local_user(auth: Running, admin_headers: dict[str, str], username: str, *, password: str = STRONG,
-                            kind: str = "tenant", role: str | None = None, company_id: str | None = ACME) -> dict[str, Any]:
-    body: dict[str, Any] = {"username": username, "password": password, "kind": kind, "full_name": username.title()}
+async def create_local_user(
+    auth: Running,
+    admin_headers: dict[str, str],
+    username: str,
+    *,
+    password: str = STRONG,
+    kind: str = "tenant",
+    role: str | None = None,
+    company_id: str | None = ACME,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "username": username,
+        "password": password,
+        "kind": kind,
+        "full_name": username.title(),
+    }
     if role:
         body["role"] = role
     if kind == "tenant":

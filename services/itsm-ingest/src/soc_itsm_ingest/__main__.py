@@ -13,9 +13,7 @@ def main() -> None:
     migrate(settings, Path(__file__).parent / "migrations")
     app = create_app(settings)
     tune_gc()
-    uvicorn.run(
-        app, host=settings.host, port=settings.port, log_config=None, access_log=False
-    )
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
 
 
 if __name__ == "__main__":

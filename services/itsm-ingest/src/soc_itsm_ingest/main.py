@@ -39,7 +39,9 @@ def create_app(
         app.state.tickets = TicketService(
             ingestor=app.state.ingestor,
             routing=routing or routing_from_settings(settings, tokens.token, tokens.invalidate),
-            client_factory=lambda integration, creds: client_for(integration, creds, settings, **ticket_options),
+            client_factory=lambda integration, creds: client_for(
+                integration, creds, settings, **ticket_options
+            ),
             queue=settings.ticket_queue,
             lease_seconds=settings.ticket_lease_seconds,
             max_attempts=settings.ticket_max_attempts,
@@ -64,7 +66,9 @@ def create_app(
         subtype="MANAGEENGINE_SDP",
         title="SOC Portal — itsm-ingest (ManageEngine ServiceDesk Plus)",
         resources=RESOURCES,
-        client_factory=lambda app, integration, creds: client_for(integration, creds, settings, **(client_options or {})),
+        client_factory=lambda app, integration, creds: client_for(
+            integration, creds, settings, **(client_options or {})
+        ),
         tester=lambda req: test_connection(req, settings, client_options),
         verifier=verifier,
         credentials=credentials,

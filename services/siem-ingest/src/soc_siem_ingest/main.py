@@ -27,7 +27,9 @@ def create_app(
         subtype="IBM_QRADAR",
         title="SOC Portal — siem-ingest (IBM QRadar)",
         resources=RESOURCES,
-        client_factory=lambda app, integration, creds: client_for(integration, creds, settings, **(client_options or {})),
+        client_factory=lambda app, integration, creds: client_for(
+            integration, creds, settings, **(client_options or {})
+        ),
         tester=lambda req: test_connection(req, settings, client_options),
         verifier=verifier,
         credentials=credentials,

@@ -30,7 +30,9 @@ async def scoped_session(request: Request, principal: CurrentPrincipal) -> Async
     """A transaction on the RLS-bound role, scoped to the caller (admins see every company)."""
     db: Database = request.app.state.app_db
     async with db.session() as session:
-        await set_company_scope(session, principal.company_id, is_admin=principal.is_admin or principal.is_service)
+        await set_company_scope(
+            session, principal.company_id, is_admin=principal.is_admin or principal.is_service
+        )
         yield session
 
 

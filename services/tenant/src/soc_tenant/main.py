@@ -30,7 +30,9 @@ def create_app(settings: Settings | None = None, *, verifier: TokenVerifier | No
         )
         app.state.bus = Bus(settings.amqp_url.get_secret_value(), service="tenant")
         app.state.sealer = Sealer.from_env_value(settings.crypto_keys.get_secret_value())
-        app.state.token_verifier = verifier or TokenVerifier(settings.jwks_url, settings.jwt_issuer, settings.jwt_audience)
+        app.state.token_verifier = verifier or TokenVerifier(
+            settings.jwks_url, settings.jwt_issuer, settings.jwt_audience
+        )
         app.state.service_tokens = ServiceTokenProvider(
             settings.service_token_url, "tenant", settings.service_client_secret.get_secret_value()
         )

@@ -21,21 +21,43 @@ class AttemptContext:
     endpoint: str = "login"
 
 
-async def record(session: AsyncSession, *, username: str, user_id: uuid.UUID | None, ctx: AttemptContext,
-                 succeeded: bool, method: str, reason: str | None, at: datetime) -> None:
+async def record(
+    session: AsyncSession,
+    *,
+    username: str,
+    user_id: uuid.UUID | None,
+    ctx: AttemptContext,
+    succeeded: bool,
+    method: str,
+    reason: str | None,
+    at: datetime,
+) -> None:
     outcome = "succeeded" if succeeded else "failed"
     values = {
-        "at": at, "username": username[:255], "user_id": user_id, "client_ip": (ctx.client_ip or None) and ctx.client_ip[:64],
-        "user_agent": (ctx.user_agent or None) and ctx.user_agent[:512], "outcome": outcome, "method": method,
-        "reason": reason, "endpoint": ctx.endpoint,
+        "at": at,
+        "username": username[:255],
+        "user_id": user_id,
+        "client_ip": (ctx.client_ip or None) and ctx.client_ip[:64],
+        "user_agent": (ctx.user_agent or None) and ctx.user_agent[:512],
+        "outcome": outcome,
+        "method": method,
+        "reason": reason,
+        "endpoint": ctx.endpoint,
     }
     await session.execute(insert(login_attempt).values(**values))
     await enqueue(
         session,
         f"auth.login.{outcome}",
-        LoginAttempt(username=values["username"], user_id=str(user_id) if user_id else None, method=method,  # type: ignore[arg-type]
-                     client_ip=values["client_ip"], user_agent=values["user_agent"], outcome=outcome,  # type: ignore[arg-type]
-                     reason=reason, at=at),
+        LoginAttempt(
+            username=values["username"],
+            user_id=str(user_id) if user_id else None,
+            method=method,  # type: ignore[arg-type]
+            client_ip=values["client_ip"],
+            user_agent=values["user_agent"],
+            outcome=outcome,  # type: ignore[arg-type]
+            reason=reason,
+            at=at,
+        ),
         subject=str(user_id) if user_id else str(values["username"]),
     )
 
@@ -51,7 +73,9 @@ class AttemptFilter:
     until: datetime | None = None
 
 
-async def list_attempts(session: AsyncSession, flt: AttemptFilter, *, limit: int, offset: int) -> tuple[list[LoginAttemptRead], int]:
+async def list_attempts(
+    session: AsyncSession, flt: AttemptFilter, *, limit: int, offset: int
+) -> tuple[list[LoginAttemptRead], int]:
     conditions = []
     if flt.username:
         conditions.append(func.lower(login_attempt.c.username) == flt.username.strip().lower())
@@ -67,11 +91,16 @@ async def list_attempts(session: AsyncSession, flt: AttemptFilter, *, limit: int
         conditions.append(login_attempt.c.at >= flt.since)
     if flt.until:
         conditions.append(login_attempt.c.at < flt.until)
-    total = (await session.execute(select(func.count()).select_from(login_attempt).where(*conditions))).scalar_one()
+    total = (
+        await session.execute(select(func.count()).select_from(login_attempt).where(*conditions))
+    ).scalar_one()
     rows = (
         await session.execute(
-            select(login_attempt).where(*conditions).order_by(login_attempt.c.at.desc(), login_attempt.c.id.desc())
-            .limit(limit).offset(offset)
+            select(login_attempt)
+            .where(*conditions)
+            .order_by(login_attempt.c.at.desc(), login_attempt.c.id.desc())
+            .limit(limit)
+            .offset(offset)
         )
     ).all()
     return [LoginAttemptRead.model_validate(dict(r._mapping)) for r in rows], total

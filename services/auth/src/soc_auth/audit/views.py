@@ -30,7 +30,14 @@ async def login_audit(
     until: Annotated[datetime | None, Query(description="exclusive, ISO 8601")] = None,
 ) -> LoginAttemptList:
     """Every sign-in attempt, newest first."""
-    flt = audit.AttemptFilter(username=username, user_id=user_id, outcome=outcome, method=method, client_ip=client_ip,
-                              since=since, until=until)
+    flt = audit.AttemptFilter(
+        username=username,
+        user_id=user_id,
+        outcome=outcome,
+        method=method,
+        client_ip=client_ip,
+        since=since,
+        until=until,
+    )
     items, total = await audit.list_attempts(session, flt, limit=page.limit, offset=page.offset)
     return LoginAttemptList(items=items, total=total, limit=page.limit, offset=page.offset)

@@ -19,11 +19,16 @@ BINDINGS = ["tenant.company.changed"]
 async def handle_company_changed(state: Any, event: CompanyChanged) -> None:
     async with transaction(state) as session:
         if await companies.apply_company_changed(session, event):
-            changed = await set_company_users_disabled(session, event.company_id,
-                                                       disabled=event.deleted or not event.active)
+            changed = await set_company_users_disabled(
+                session, event.company_id, disabled=event.deleted or not event.active
+            )
             if changed:
-                logger.info("company {} {}: {} users updated", event.company_id,
-                            "disabled" if event.deleted or not event.active else "enabled", changed)
+                logger.info(
+                    "company {} {}: {} users updated",
+                    event.company_id,
+                    "disabled" if event.deleted or not event.active else "enabled",
+                    changed,
+                )
 
 
 def company_consumer(state: Any) -> BatchConsumer:

@@ -28,14 +28,22 @@ class GroupMapping:
 async def apply_company_changed(session: AsyncSession, event: CompanyChanged) -> bool:
     """Store the company and its group mapping; False when a newer version is already stored."""
     current = (
-        await session.execute(select(company.c.changed_at).where(company.c.company_id == event.company_id).with_for_update())
+        await session.execute(
+            select(company.c.changed_at).where(company.c.company_id == event.company_id).with_for_update()
+        )
     ).scalar_one_or_none()
     if current is not None and current > event.changed_at:
         logger.debug("company {} event older than the stored version; ignored", event.company_id)
         return False
-    values = {"name": event.name, "active": event.active, "deleted": event.deleted, "changed_at": event.changed_at}
+    values = {
+        "name": event.name,
+        "active": event.active,
+        "deleted": event.deleted,
+        "changed_at": event.changed_at,
+    }
     await session.execute(
-        insert(company).values(company_id=event.company_id, **values)
+        insert(company)
+        .values(company_id=event.company_id, **values)
         .on_conflict_do_update(index_elements=[company.c.company_id], set_=values)
     )
     await session.execute(delete(directory_group).where(directory_group.c.company_id == event.company_id))
@@ -70,6 +78,8 @@ async def mappings_for_groups(session: AsyncSession, member_of: list[str]) -> li
         )
     ).all()
     return [
-        GroupMapping(r.company_id, r.name, r.active and not r.deleted, r.ldap_group, r.tenant_role, list(r.permissions))
+        GroupMapping(
+            r.company_id, r.name, r.active and not r.deleted, r.ldap_group, r.tenant_role, list(r.permissions)
+        )
         for r in rows
     ]

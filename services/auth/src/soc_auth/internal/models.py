@@ -19,9 +19,13 @@ class InternalUserCreate(BaseModel):
     full_name: str = Field(default="", max_length=255)
     company_id: str = Field(min_length=1, max_length=64)
     tenant_role: TenantRole = TenantRole.TENANT_USER
-    permissions: list[Permission] | None = Field(default=None, description="default: the tenant role's permissions")
+    permissions: list[Permission] | None = Field(
+        default=None, description="default: the tenant role's permissions"
+    )
     auth_source: AuthSource = AuthSource.LOCAL
-    password: str | None = Field(default=None, max_length=1024, description="local accounts; none = cannot sign in yet")
+    password: str | None = Field(
+        default=None, max_length=1024, description="local accounts; none = cannot sign in yet"
+    )
     is_active: bool = True
 
 
@@ -46,8 +50,11 @@ class InternalUserResult(BaseModel):
 class CompanyUsersStatus(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    disabled: bool = Field(default=True, description="true: disable the company's users; false: re-enable those "
-                                                     "the company's inactivation disabled")
+    disabled: bool = Field(
+        default=True,
+        description="true: disable the company's users; false: re-enable those "
+        "the company's inactivation disabled",
+    )
 
 
 class CompanyUsersResult(BaseModel):

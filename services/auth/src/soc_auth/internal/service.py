@@ -29,28 +29,54 @@ async def _password_hash(state: Any, username: str, password: str | None, auth_s
     return await state.passwords.hash(password)
 
 
-async def create_or_update(session: AsyncSession, state: Any, body: InternalUserCreate) -> tuple[UserRecord, bool]:
+async def create_or_update(
+    session: AsyncSession, state: Any, body: InternalUserCreate
+) -> tuple[UserRecord, bool]:
     existing = await users.get_by_username(session, body.username)
     role_name = str(body.tenant_role)
     if existing is None:
-        permissions = (users.valid_permissions([str(p) for p in body.permissions]) if body.permissions is not None
-                       else await users.default_permissions(session, role_name))
+        permissions = (
+            users.valid_permissions([str(p) for p in body.permissions])
+            if body.permissions is not None
+            else await users.default_permissions(session, role_name)
+        )
         values: dict[str, Any] = {
-            "username": body.username, "email": body.email, "full_name": body.full_name,
+            "username": body.username,
+            "email": body.email,
+            "full_name": body.full_name,
             "auth_source": str(body.auth_source),
             "password_hash": await _password_hash(state, body.username, body.password, body.auth_source),
-            "is_admin": False, "is_tenant": True, "is_read_only": False, "is_active": body.is_active,
-            "company_id": body.company_id, "permissions": permissions,
+            "is_admin": False,
+            "is_tenant": True,
+            "is_read_only": False,
+            "is_active": body.is_active,
+            "company_id": body.company_id,
+            "permissions": permissions,
         }
         if values["password_hash"]:
             values["password_changed_at"] = utcnow()
         return await users.insert_user(session, values, role_name), True
-    if not existing.is_tenant or existing.company_id != body.company_id or existing.auth_source != body.auth_source:
-        raise ApiError(409, "username_taken", "this user name is already used by another account",
-                       {"user_id": str(existing.id)} if existing.is_tenant and existing.company_id == body.company_id else {})
+    if (
+        not existing.is_tenant
+        or existing.company_id != body.company_id
+        or existing.auth_source != body.auth_source
+    ):
+        raise ApiError(
+            409,
+            "username_taken",
+            "this user name is already used by another account",
+            {"user_id": str(existing.id)}
+            if existing.is_tenant and existing.company_id == body.company_id
+            else {},
+        )
     await session.execute(users_table.select().where(users_table.c.id == existing.id).with_for_update())
-    values = {"email": body.email, "full_name": body.full_name, "is_active": body.is_active, "is_deleted": False,
-              "deleted_at": None}
+    values = {
+        "email": body.email,
+        "full_name": body.full_name,
+        "is_active": body.is_active,
+        "is_deleted": False,
+        "deleted_at": None,
+    }
     if body.permissions is not None:
         values["permissions"] = users.valid_permissions([str(p) for p in body.permissions])
     if body.is_active:
@@ -58,8 +84,11 @@ async def create_or_update(session: AsyncSession, state: Any, body: InternalUser
     changed = {k: v for k, v in values.items() if getattr(existing, k) != v}
     new_role = role_name if role_name != existing.role else None
     if body.password and not existing.password_hash:
-        await set_password_hash(session, existing.id, await _password_hash(state, body.username, body.password,
-                                                                           body.auth_source) or "")
+        await set_password_hash(
+            session,
+            existing.id,
+            await _password_hash(state, body.username, body.password, body.auth_source) or "",
+        )
     record = await users.update_user(session, existing.id, changed, role_name=new_role)
     if "is_active" in changed and not body.is_active:
         await tokens.revoke_user(session, existing.id, "account_changed")
@@ -91,7 +120,11 @@ async def patch(session: AsyncSession, state: Any, user_id: uuid.UUID, body: Int
             revoke = True
         else:
             values.update(is_deleted=False, deleted_at=None)
-    role_name = str(changes["tenant_role"]) if changes.get("tenant_role") and changes["tenant_role"] != target.role else None
+    role_name = (
+        str(changes["tenant_role"])
+        if changes.get("tenant_role") and changes["tenant_role"] != target.role
+        else None
+    )
     if changes.get("password"):
         new_hash = await _password_hash(state, target.username, changes["password"], target.auth_source)
         await set_password_hash(session, target.id, new_hash or "")
@@ -104,13 +137,17 @@ async def patch(session: AsyncSession, state: Any, user_id: uuid.UUID, body: Int
 async def set_company_users_disabled(session: AsyncSession, company_id: str, disabled: bool) -> int:
     """Disable every active user of the company (remembering why), or re-enable exactly those."""
     now = utcnow()
-    base = update(users_table).where(users_table.c.company_id == company_id, users_table.c.is_tenant.is_(True))
+    base = update(users_table).where(
+        users_table.c.company_id == company_id, users_table.c.is_tenant.is_(True)
+    )
     if disabled:
         statement = base.where(users_table.c.is_active.is_(True), users_table.c.is_deleted.is_(False)).values(
-            is_active=False, disabled_by_company=True, updated_at=now)
+            is_active=False, disabled_by_company=True, updated_at=now
+        )
     else:
         statement = base.where(users_table.c.disabled_by_company.is_(True)).values(
-            is_active=True, disabled_by_company=False, updated_at=now)
+            is_active=True, disabled_by_company=False, updated_at=now
+        )
     changed_ids = (await session.execute(statement.returning(users_table.c.id))).scalars().all()
     for user_id in changed_ids:
         if disabled:

@@ -25,10 +25,15 @@ from soc_auth.user.service import UserFilter
 router = APIRouter(prefix="/auth/internal", tags=["internal"])
 
 
-@router.post("/users", response_model=InternalUserResult, status_code=201,
-             responses={200: {"model": InternalUserResult, "description": "the user already existed (idempotent)"}})
-async def create_tenant_user(body: InternalUserCreate, caller: ServiceCaller, session: SessionDep, state: AppState,
-                             response: Response) -> InternalUserResult:
+@router.post(
+    "/users",
+    response_model=InternalUserResult,
+    status_code=201,
+    responses={200: {"model": InternalUserResult, "description": "the user already existed (idempotent)"}},
+)
+async def create_tenant_user(
+    body: InternalUserCreate, caller: ServiceCaller, session: SessionDep, state: AppState, response: Response
+) -> InternalUserResult:
     record, created = await service.create_or_update(session, state, body)
     if not created:
         response.status_code = 200
@@ -36,10 +41,15 @@ async def create_tenant_user(body: InternalUserCreate, caller: ServiceCaller, se
 
 
 @router.get("/users", response_model=UserList)
-async def list_tenant_users(caller: ServiceCaller, session: SessionDep, page: PageDep,
-                            company_id: Annotated[str | None, Query(max_length=64)] = None,
-                            is_deleted: bool | None = False, is_active: bool | None = None,
-                            q: Annotated[str | None, Query(max_length=200)] = None) -> UserList:
+async def list_tenant_users(
+    caller: ServiceCaller,
+    session: SessionDep,
+    page: PageDep,
+    company_id: Annotated[str | None, Query(max_length=64)] = None,
+    is_deleted: bool | None = False,
+    is_active: bool | None = None,
+    q: Annotated[str | None, Query(max_length=200)] = None,
+) -> UserList:
     flt = UserFilter(kind="tenant", company_id=company_id, is_deleted=is_deleted, is_active=is_active, q=q)
     records, total = await users.list_users(session, flt, limit=page.limit, offset=page.offset)
     return UserList(items=[r.read() for r in records], total=total, limit=page.limit, offset=page.offset)
@@ -54,15 +64,19 @@ async def get_tenant_user(user_id: uuid.UUID, caller: ServiceCaller, session: Se
 
 
 @router.patch("/users/{user_id}", response_model=UserRead)
-async def patch_tenant_user(user_id: uuid.UUID, body: InternalUserPatch, caller: ServiceCaller, session: SessionDep,
-                            state: AppState) -> UserRead:
+async def patch_tenant_user(
+    user_id: uuid.UUID, body: InternalUserPatch, caller: ServiceCaller, session: SessionDep, state: AppState
+) -> UserRead:
     return (await service.patch(session, state, user_id, body)).read()
 
 
 @router.post("/companies/{company_id}/disable-users", response_model=CompanyUsersResult)
-async def disable_company_users(caller: ServiceCaller, session: SessionDep,
-                                company_id: Annotated[str, Path(min_length=1, max_length=64)],
-                                body: CompanyUsersStatus | None = None) -> CompanyUsersResult:
+async def disable_company_users(
+    caller: ServiceCaller,
+    session: SessionDep,
+    company_id: Annotated[str, Path(min_length=1, max_length=64)],
+    body: CompanyUsersStatus | None = None,
+) -> CompanyUsersResult:
     """A company was deleted or inactivated: its users can no longer sign in and their sessions end.
     With `{"disabled": false}` (company reactivated) the users it disabled are enabled again."""
     disabled = (body or CompanyUsersStatus()).disabled

@@ -56,11 +56,20 @@ class Directory:
         ]
         self.pool = (
             ServerPool(servers, FIRST, active=1, exhaust=max(1, settings.ldap_server_retry_seconds))
-            if servers else None
+            if servers
+            else None
         )
         self._user_attributes = [
-            a for a in {settings.ldap_login_attribute, settings.ldap_mail_attribute, settings.ldap_name_attribute,
-                        settings.ldap_member_of_attribute, settings.ldap_upn_attribute, "displayName"} if a
+            a
+            for a in {
+                settings.ldap_login_attribute,
+                settings.ldap_mail_attribute,
+                settings.ldap_name_attribute,
+                settings.ldap_member_of_attribute,
+                settings.ldap_upn_attribute,
+                "displayName",
+            }
+            if a
         ]
 
     # --- connections ------------------------------------------------------------------------------
@@ -68,8 +77,14 @@ class Directory:
     def _open(self, target: ServerPool | Server, user: str, password: str) -> tuple[Connection, bool]:
         conn = Connection(
             # ldap3 packs the timeout into a C struct on Linux: whole seconds only.
-            target, user=user, password=password, receive_timeout=max(1, math.ceil(self.settings.ldap_receive_timeout)),
-            raise_exceptions=False, read_only=True, auto_bind=False, check_names=False,
+            target,
+            user=user,
+            password=password,
+            receive_timeout=max(1, math.ceil(self.settings.ldap_receive_timeout)),
+            raise_exceptions=False,
+            read_only=True,
+            auto_bind=False,
+            check_names=False,
         )
         conn.open()
         if self.settings.ldap_start_tls and not conn.server.ssl and not conn.start_tls():
@@ -81,12 +96,17 @@ class Directory:
     def _service_connection(self) -> Connection:
         if self.pool is None:
             raise DirectoryUnavailable("no directory server is configured")
-        conn, ok = self._open(self.pool, self.settings.ldap_bind_dn, self.settings.ldap_bind_password.get_secret_value())
+        conn, ok = self._open(
+            self.pool, self.settings.ldap_bind_dn, self.settings.ldap_bind_password.get_secret_value()
+        )
         if not ok:
             result = conn.result or {}
             conn.unbind()
-            logger.error("the directory refused the service account bind ({}: {})",
-                         result.get("result"), result.get("description"))
+            logger.error(
+                "the directory refused the service account bind ({}: {})",
+                result.get("result"),
+                result.get("description"),
+            )
             raise DirectoryUnavailable("service account bind refused")
         return conn
 
@@ -114,8 +134,13 @@ class Directory:
         try:
             conn = self._service_connection()
             try:
-                conn.search(self.settings.ldap_user_search_base, self.login_filter(login), SUBTREE,
-                            attributes=self._user_attributes, size_limit=2)
+                conn.search(
+                    self.settings.ldap_user_search_base,
+                    self.login_filter(login),
+                    SUBTREE,
+                    attributes=self._user_attributes,
+                    size_limit=2,
+                )
                 self._raise_if_unavailable(conn)
                 entries = _entries(conn)
                 if len(entries) != 1:
@@ -150,8 +175,13 @@ class Directory:
         else:
             flt = cls
         with self._session() as conn:
-            conn.search(s.ldap_user_search_base, flt, SUBTREE, attributes=self._user_attributes,
-                        size_limit=s.ldap_lookup_size_limit)
+            conn.search(
+                s.ldap_user_search_base,
+                flt,
+                SUBTREE,
+                attributes=self._user_attributes,
+                size_limit=s.ldap_lookup_size_limit,
+            )
             self._raise_if_unavailable(conn)
             people = [self._person(conn, e, resolve_groups=False) for e in _entries(conn)]
         return sorted(people, key=lambda p: p.username.lower())
@@ -160,8 +190,13 @@ class Directory:
         s = self.settings
         flt = f"(&{s.ldap_group_filter}(cn=*{escape_filter_chars(q)}*))" if q else s.ldap_group_filter
         with self._session() as conn:
-            conn.search(s.ldap_group_search_base, flt, SUBTREE,
-                        attributes=["cn", "description", "member", "uniqueMember"], size_limit=s.ldap_lookup_size_limit)
+            conn.search(
+                s.ldap_group_search_base,
+                flt,
+                SUBTREE,
+                attributes=["cn", "description", "member", "uniqueMember"],
+                size_limit=s.ldap_lookup_size_limit,
+            )
             self._raise_if_unavailable(conn)
             groups = [_group(e) for e in _entries(conn)]
         return sorted(groups, key=lambda g: g.name.lower())
@@ -178,8 +213,13 @@ class Directory:
             if "=" in name:
                 conn.search(name, s.ldap_group_filter, BASE, attributes=["cn", "member", "uniqueMember"])
             else:
-                conn.search(s.ldap_group_search_base, f"(&{s.ldap_group_filter}(cn={escape_filter_chars(name)}))",
-                            SUBTREE, attributes=["cn", "member", "uniqueMember"], size_limit=2)
+                conn.search(
+                    s.ldap_group_search_base,
+                    f"(&{s.ldap_group_filter}(cn={escape_filter_chars(name)}))",
+                    SUBTREE,
+                    attributes=["cn", "member", "uniqueMember"],
+                    size_limit=2,
+                )
             if (conn.result or {}).get("result") in (32, 34):  # noSuchObject, invalidDNSyntax
                 return None
             self._raise_if_unavailable(conn)
@@ -188,9 +228,13 @@ class Directory:
                 return None
             group_dn = groups[0]["dn"]
             cls = f"(objectClass={escape_filter_chars(s.ldap_user_object_class)})"
-            conn.search(s.ldap_user_search_base,
-                        f"(&{cls}({s.ldap_member_of_attribute}={escape_filter_chars(group_dn)}))",
-                        SUBTREE, attributes=self._user_attributes, size_limit=s.ldap_lookup_size_limit)
+            conn.search(
+                s.ldap_user_search_base,
+                f"(&{cls}({s.ldap_member_of_attribute}={escape_filter_chars(group_dn)}))",
+                SUBTREE,
+                attributes=self._user_attributes,
+                size_limit=s.ldap_lookup_size_limit,
+            )
             self._raise_if_unavailable(conn)
             people = [self._person(conn, e, resolve_groups=False) for e in _entries(conn)]
             if not people:
@@ -239,15 +283,22 @@ class Directory:
         if result in _UNAVAILABLE_RESULTS or conn.closed:
             raise DirectoryUnavailable(str((conn.result or {}).get("description")))
 
-    def _person(self, conn: Connection, entry: dict[str, Any], *, resolve_groups: bool = True) -> DirectoryUser:
+    def _person(
+        self, conn: Connection, entry: dict[str, Any], *, resolve_groups: bool = True
+    ) -> DirectoryUser:
         s = self.settings
         attrs = entry.get("attributes", {})
         member_of = _values(attrs, s.ldap_member_of_attribute)
         if not member_of and resolve_groups:
             # Directories without memberOf: ask which groups list this DN as a member.
             dn = escape_filter_chars(entry["dn"])
-            conn.search(s.ldap_group_search_base, f"(&{s.ldap_group_filter}(|(member={dn})(uniqueMember={dn})))",
-                        SUBTREE, attributes=["cn"], size_limit=s.ldap_lookup_size_limit)
+            conn.search(
+                s.ldap_group_search_base,
+                f"(&{s.ldap_group_filter}(|(member={dn})(uniqueMember={dn})))",
+                SUBTREE,
+                attributes=["cn"],
+                size_limit=s.ldap_lookup_size_limit,
+            )
             member_of = [e["dn"] for e in _entries(conn)]
         username = _first(attrs, s.ldap_login_attribute) or entry["dn"]
         return DirectoryUser(

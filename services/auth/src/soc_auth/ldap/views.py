@@ -23,37 +23,60 @@ async def _ask(state: Any, method: str, *args: Any) -> Any:
     try:
         return await asyncio.to_thread(getattr(state.directory, method), *args)
     except DirectoryUnavailable:
-        raise ApiError(503, "directory_unavailable", "the directory (LDAP) servers cannot be reached right now",
-                       {"retry_after": 30}) from None
+        raise ApiError(
+            503,
+            "directory_unavailable",
+            "the directory (LDAP) servers cannot be reached right now",
+            {"retry_after": 30},
+        ) from None
 
 
 def _user(person: Any) -> DirectoryUserRead:
-    return DirectoryUserRead(dn=person.dn, username=person.username, email=person.email, full_name=person.full_name,
-                             groups=person.member_of)
+    return DirectoryUserRead(
+        dn=person.dn,
+        username=person.username,
+        email=person.email,
+        full_name=person.full_name,
+        groups=person.member_of,
+    )
 
 
 @router.get("/users/", response_model=DirectoryUserList)
-async def directory_users(actor: AdminReader, state: AppState, page: PageDep,
-                          q: Annotated[str | None, Query(max_length=100)] = None) -> DirectoryUserList:
+async def directory_users(
+    actor: AdminReader, state: AppState, page: PageDep, q: Annotated[str | None, Query(max_length=100)] = None
+) -> DirectoryUserList:
     people = await _ask(state, "search_users", q)
-    window = people[page.offset: page.offset + page.limit]
-    return DirectoryUserList(items=[_user(p) for p in window], total=len(people), limit=page.limit, offset=page.offset)
+    window = people[page.offset : page.offset + page.limit]
+    return DirectoryUserList(
+        items=[_user(p) for p in window], total=len(people), limit=page.limit, offset=page.offset
+    )
 
 
 @router.get("/groups/", response_model=DirectoryGroupList)
-async def directory_groups(actor: AdminReader, state: AppState, page: PageDep,
-                           q: Annotated[str | None, Query(max_length=100)] = None) -> DirectoryGroupList:
+async def directory_groups(
+    actor: AdminReader, state: AppState, page: PageDep, q: Annotated[str | None, Query(max_length=100)] = None
+) -> DirectoryGroupList:
     groups = await _ask(state, "list_groups", q)
-    window = groups[page.offset: page.offset + page.limit]
-    return DirectoryGroupList(items=[DirectoryGroupRead(**g.__dict__) for g in window], total=len(groups),
-                              limit=page.limit, offset=page.offset)
+    window = groups[page.offset : page.offset + page.limit]
+    return DirectoryGroupList(
+        items=[DirectoryGroupRead(**g.__dict__) for g in window],
+        total=len(groups),
+        limit=page.limit,
+        offset=page.offset,
+    )
 
 
 @router.get("/groups/{name}/users/", response_model=DirectoryUserList)
-async def directory_group_users(actor: AdminReader, state: AppState, page: PageDep,
-                                name: Annotated[str, Path(min_length=1, max_length=512)]) -> DirectoryUserList:
+async def directory_group_users(
+    actor: AdminReader,
+    state: AppState,
+    page: PageDep,
+    name: Annotated[str, Path(min_length=1, max_length=512)],
+) -> DirectoryUserList:
     people = await _ask(state, "group_members", name)
     if people is None:
         raise NotFound("directory group")
-    window = people[page.offset: page.offset + page.limit]
-    return DirectoryUserList(items=[_user(p) for p in window], total=len(people), limit=page.limit, offset=page.offset)
+    window = people[page.offset : page.offset + page.limit]
+    return DirectoryUserList(
+        items=[_user(p) for p in window], total=len(people), limit=page.limit, offset=page.offset
+    )

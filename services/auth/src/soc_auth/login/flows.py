@@ -58,12 +58,22 @@ async def _refuse(state: Any, attempt: _Attempt, error: ApiError, reason: str, *
     async with transaction(state) as session:
         if count:
             await state.throttle.failure(session, attempt.keys, utcnow())
-        await audit.record(session, username=attempt.name, user_id=attempt.user_id, ctx=attempt.ctx, succeeded=False,
-                           method=attempt.method, reason=reason, at=utcnow())
+        await audit.record(
+            session,
+            username=attempt.name,
+            user_id=attempt.user_id,
+            ctx=attempt.ctx,
+            succeeded=False,
+            method=attempt.method,
+            reason=reason,
+            at=utcnow(),
+        )
     return error
 
 
-async def login(state: Any, body: LoginRequest, ctx: AttemptContext, *, admin_only: bool = False) -> LoginResponse:
+async def login(
+    state: Any, body: LoginRequest, ctx: AttemptContext, *, admin_only: bool = False
+) -> LoginResponse:
     settings = state.settings
     name = body.username.strip()
     async with state.db.session() as session:
@@ -88,23 +98,33 @@ async def login(state: Any, body: LoginRequest, ctx: AttemptContext, *, admin_on
             raise await _refuse(state, attempt, _invalid(), "invalid_password", count=True)
         if not local.can_log_in:
             # Right password, but the account may not sign in: same answer as a wrong one.
-            raise await _refuse(state, attempt, _invalid(), "deleted" if local.is_deleted else "disabled", count=False)
+            raise await _refuse(
+                state, attempt, _invalid(), "deleted" if local.is_deleted else "disabled", count=False
+            )
         record = local
     else:
         if local is not None and not local.can_log_in and not local.disabled_by_company:
             await state.passwords.burn(body.password)
-            raise await _refuse(state, attempt, _invalid(), "deleted" if local.is_deleted else "disabled", count=True)
+            raise await _refuse(
+                state, attempt, _invalid(), "deleted" if local.is_deleted else "disabled", count=True
+            )
         try:
             person = await asyncio.to_thread(state.directory.authenticate, name, body.password)
         except DirectoryUnavailable:
-            error = ApiError(503, "directory_unavailable",
-                             "the directory (LDAP) servers cannot be reached right now, so directory accounts cannot "
-                             "sign in; please try again in a few minutes", {"retry_after": 30})
+            error = ApiError(
+                503,
+                "directory_unavailable",
+                "the directory (LDAP) servers cannot be reached right now, so directory accounts cannot "
+                "sign in; please try again in a few minutes",
+                {"retry_after": 30},
+            )
             raise await _refuse(state, attempt, error, "directory_unavailable", count=False) from None
         if person is None:
             # Equalise the time of a wrong directory password with a local account's check.
             await state.passwords.burn(body.password)
-            raise await _refuse(state, attempt, _invalid(), "invalid_password" if local else "unknown_user", count=True)
+            raise await _refuse(
+                state, attempt, _invalid(), "invalid_password" if local else "unknown_user", count=True
+            )
         try:
             async with transaction(state) as session:
                 record = await sync_directory_user(state, session, person)
@@ -112,11 +132,18 @@ async def login(state: Any, body: LoginRequest, ctx: AttemptContext, *, admin_on
             raise await _refuse(state, attempt, error, error.code, count=False) from None
         attempt.user_id = record.id
         if not record.can_log_in:
-            raise await _refuse(state, attempt, _invalid(), "deleted" if record.is_deleted else "disabled", count=False)
+            raise await _refuse(
+                state, attempt, _invalid(), "deleted" if record.is_deleted else "disabled", count=False
+            )
 
     if admin_only and not record.is_admin:
-        raise await _refuse(state, attempt, ApiError(403, "admin_required", "this sign-in is for administrators only"),
-                            "not_admin", count=False)
+        raise await _refuse(
+            state,
+            attempt,
+            ApiError(403, "admin_required", "this sign-in is for administrators only"),
+            "not_admin",
+            count=False,
+        )
 
     values: dict[str, Any] = {}
     if record.auth_source == AuthSource.LOCAL and state.passwords.needs_rehash(record.password_hash):
@@ -129,10 +156,19 @@ async def login(state: Any, body: LoginRequest, ctx: AttemptContext, *, admin_on
         await state.throttle.success(session, attempt.account_key)
         if attempt.account_key != f"user:{record.id}":
             await state.throttle.success(session, f"user:{record.id}")
-        pair = await tokens.issue_pair(session, state.keys, settings, record.claims(), client_ip=ctx.client_ip,
-                                       user_agent=ctx.user_agent)
-        await audit.record(session, username=name, user_id=record.id, ctx=ctx, succeeded=True, method=attempt.method,
-                           reason=None, at=now)
+        pair = await tokens.issue_pair(
+            session, state.keys, settings, record.claims(), client_ip=ctx.client_ip, user_agent=ctx.user_agent
+        )
+        await audit.record(
+            session,
+            username=name,
+            user_id=record.id,
+            ctx=ctx,
+            succeeded=True,
+            method=attempt.method,
+            reason=None,
+            at=now,
+        )
     return LoginResponse(**pair.model_dump(), user=record.read())
 
 
@@ -146,52 +182,84 @@ async def sync_directory_user(state: Any, session: Any, person: DirectoryUser) -
     directory = state.directory
     existing = await users.get_by_username(session, person.username)
     if existing is not None and existing.auth_source != AuthSource.LDAP:
-        raise ApiError(409, "account_conflict", "a local account already uses this directory user name; "
-                       "ask an administrator to resolve it")
+        raise ApiError(
+            409,
+            "account_conflict",
+            "a local account already uses this directory user name; ask an administrator to resolve it",
+        )
     now = utcnow()
     values: dict[str, Any] = {
-        "email": person.email, "full_name": person.full_name[:255], "directory_dn": person.dn,
-        "directory_groups": person.member_of, "directory_synced_at": now,
+        "email": person.email,
+        "full_name": person.full_name[:255],
+        "directory_dn": person.dn,
+        "directory_groups": person.member_of,
+        "directory_synced_at": now,
     }
-    if directory.is_member(person, settings.ldap_admin_group) or directory.is_member(person, settings.ldap_read_only_admin_group):
+    if directory.is_member(person, settings.ldap_admin_group) or directory.is_member(
+        person, settings.ldap_read_only_admin_group
+    ):
         read_only = not directory.is_member(person, settings.ldap_admin_group)
         if existing is not None and existing.is_admin and existing.role and not read_only:
             role_name = existing.role  # a super admin promoted by hand stays one
         else:
             role_name = AdminRole.READ_ONLY_ADMIN if read_only else AdminRole.ADMIN
-        values.update(is_admin=True, is_tenant=False, is_read_only=role_name == AdminRole.READ_ONLY_ADMIN,
-                      company_id=None, permissions=[])
+        values.update(
+            is_admin=True,
+            is_tenant=False,
+            is_read_only=role_name == AdminRole.READ_ONLY_ADMIN,
+            company_id=None,
+            permissions=[],
+        )
     else:
         mappings = await companies.mappings_for_groups(session, person.member_of)
         if not mappings:
-            raise ApiError(403, "no_company_mapping",
-                           "your directory account is not in any group mapped to a company in the SOC Portal; "
-                           "ask your administrator to map your directory group to your company")
+            raise ApiError(
+                403,
+                "no_company_mapping",
+                "your directory account is not in any group mapped to a company in the SOC Portal; "
+                "ask your administrator to map your directory group to your company",
+            )
         active = [m for m in mappings if m.company_active]
         if not active:
-            raise ApiError(403, "company_inactive", "your company's access to the SOC Portal is currently disabled")
+            raise ApiError(
+                403, "company_inactive", "your company's access to the SOC Portal is currently disabled"
+            )
         if len({m.company_id for m in active}) > 1:
-            raise ApiError(403, "ambiguous_company_mapping",
-                           "your directory groups are mapped to more than one company; ask your administrator to fix "
-                           "the group mappings")
-        role_name = (TenantRole.TENANT_ADMIN if any(m.tenant_role == TenantRole.TENANT_ADMIN for m in active)
-                     else TenantRole.TENANT_USER)
+            raise ApiError(
+                403,
+                "ambiguous_company_mapping",
+                "your directory groups are mapped to more than one company; ask your administrator to fix "
+                "the group mappings",
+            )
+        role_name = (
+            TenantRole.TENANT_ADMIN
+            if any(m.tenant_role == TenantRole.TENANT_ADMIN for m in active)
+            else TenantRole.TENANT_USER
+        )
         chosen = [m for m in active if m.tenant_role == role_name]
         permissions = users.valid_permissions([p for m in chosen for p in m.permissions])
         if not permissions:
             permissions = await users.default_permissions(session, role_name)
-        values.update(is_admin=False, is_tenant=True, is_read_only=False, company_id=active[0].company_id,
-                      permissions=permissions)
+        values.update(
+            is_admin=False,
+            is_tenant=True,
+            is_read_only=False,
+            company_id=active[0].company_id,
+            permissions=permissions,
+        )
     if existing is None:
-        return await users.insert_user(session, {**values, "username": person.username, "auth_source": AuthSource.LDAP},
-                                       role_name)
+        return await users.insert_user(
+            session, {**values, "username": person.username, "auth_source": AuthSource.LDAP}, role_name
+        )
     if existing.disabled_by_company and not existing.is_deleted:
         # Its company was inactivated; the directory now places it in an active one.
         values.update(is_active=True, disabled_by_company=False)
     changed = {k: v for k, v in values.items() if k != "directory_synced_at" and getattr(existing, k) != v}
     new_role = role_name if role_name != existing.role else None
     if not changed and new_role is None:
-        await session.execute(update(users_table).where(users_table.c.id == existing.id).values(directory_synced_at=now))
+        await session.execute(
+            update(users_table).where(users_table.c.id == existing.id).values(directory_synced_at=now)
+        )
         return existing
     return await users.update_user(session, existing.id, values, role_name=new_role)
 
@@ -212,9 +280,17 @@ async def refresh(state: Any, refresh_token: str, ctx: AttemptContext) -> TokenP
         elif row.spent_at is not None:
             # A spent token came back: it was copied. End the whole session for everyone holding it.
             revoked = await tokens.revoke_family(session, row.family_id, "reuse")
-            logger.warning("refresh token reuse for user {}: family {} revoked ({} tokens)", row.user_id, row.family_id, revoked)
-            error = ApiError(401, "token_reused", "this refresh token was already used; the session has been ended, "
-                             "sign in again")
+            logger.warning(
+                "refresh token reuse for user {}: family {} revoked ({} tokens)",
+                row.user_id,
+                row.family_id,
+                revoked,
+            )
+            error = ApiError(
+                401,
+                "token_reused",
+                "this refresh token was already used; the session has been ended, sign in again",
+            )
         else:
             record = await users.get(session, row.user_id)
             if record is None or not record.can_log_in:
@@ -222,8 +298,15 @@ async def refresh(state: Any, refresh_token: str, ctx: AttemptContext) -> TokenP
                 error = ApiError(401, "invalid_token", "invalid or expired refresh token")
             else:
                 await tokens.mark_spent(session, refresh_token)
-                pair = await tokens.issue_pair(session, state.keys, state.settings, record.claims(),
-                                               family_id=row.family_id, client_ip=ctx.client_ip, user_agent=ctx.user_agent)
+                pair = await tokens.issue_pair(
+                    session,
+                    state.keys,
+                    state.settings,
+                    record.claims(),
+                    family_id=row.family_id,
+                    client_ip=ctx.client_ip,
+                    user_agent=ctx.user_agent,
+                )
     if error is not None:
         raise error
     assert pair is not None
@@ -238,7 +321,9 @@ async def logout(state: Any, refresh_token: str | None, *, principal: Any, all_s
             await tokens.revoke_user(session, uuid.UUID(principal.sub), "logout_all")
         return
     if not refresh_token:
-        raise ApiError(422, "validation_error", "refresh_token is required (or all_sessions with an access token)")
+        raise ApiError(
+            422, "validation_error", "refresh_token is required (or all_sessions with an access token)"
+        )
     try:
         claims = await tokens.verify(state, refresh_token, expected_type="refresh")
     except InvalidToken:
@@ -254,7 +339,9 @@ async def logout(state: Any, refresh_token: str | None, *, principal: Any, all_s
 async def change_password(state: Any, actor: Any, current: str, new: str, ctx: AttemptContext) -> None:
     record: UserRecord = actor.user
     if record.auth_source != AuthSource.LOCAL:
-        raise ApiError(409, "directory_account", "this account's password is managed in the directory; change it there")
+        raise ApiError(
+            409, "directory_account", "this account's password is managed in the directory; change it there"
+        )
     account_key = f"user:{record.id}"
     async with state.db.session() as session:
         refusal = await state.throttle.check(session, [account_key], utcnow())
@@ -266,8 +353,12 @@ async def change_password(state: Any, actor: Any, current: str, new: str, ctx: A
         raise ApiError(403, "invalid_password", "the current password is not correct")
     policy.check(new, username=record.username, min_length=state.settings.password_min_length)
     if new == current:
-        raise ApiError(422, "weak_password", "the new password must differ from the current one",
-                       {"problems": ["must differ from the current password"]})
+        raise ApiError(
+            422,
+            "weak_password",
+            "the new password must differ from the current one",
+            {"problems": ["must differ from the current password"]},
+        )
     new_hash = await state.passwords.hash(new)
     async with transaction(state) as session:
         await set_password_hash(session, record.id, new_hash)
@@ -278,7 +369,8 @@ async def set_password_hash(session: Any, user_id: uuid.UUID, password_hash: str
     """Store a new password and end every session of the user."""
     now = utcnow()
     await session.execute(
-        update(users_table).where(users_table.c.id == user_id)
+        update(users_table)
+        .where(users_table.c.id == user_id)
         .values(password_hash=password_hash, password_changed_at=now, updated_at=now)
     )
     await tokens.revoke_user(session, user_id, "password_changed")

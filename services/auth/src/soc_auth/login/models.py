@@ -23,8 +23,12 @@ login_throttle = Table(
 class LoginRequest(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
-    username: str = Field(min_length=1, max_length=254, validation_alias=AliasChoices("username", "email", "login"),
-                          description="user name, e-mail address or user@domain")
+    username: str = Field(
+        min_length=1,
+        max_length=254,
+        validation_alias=AliasChoices("username", "email", "login"),
+        description="user name, e-mail address or user@domain",
+    )
     password: str = Field(min_length=1, max_length=1024)
 
     @field_validator("username")

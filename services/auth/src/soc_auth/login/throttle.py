@@ -37,10 +37,20 @@ class _Rule:
 class Throttle:
     def __init__(self, settings: Settings) -> None:
         self.s = settings
-        self.account = _Rule(settings.login_delay_after, settings.login_lock_after, settings.login_lock_seconds,
-                             "account_locked", 423)
-        self.address = _Rule(settings.login_ip_delay_after, settings.login_ip_block_after,
-                             settings.login_ip_block_seconds, "too_many_attempts", 429)
+        self.account = _Rule(
+            settings.login_delay_after,
+            settings.login_lock_after,
+            settings.login_lock_seconds,
+            "account_locked",
+            423,
+        )
+        self.address = _Rule(
+            settings.login_ip_delay_after,
+            settings.login_ip_block_after,
+            settings.login_ip_block_seconds,
+            "too_many_attempts",
+            429,
+        )
 
     def _rule(self, key: str) -> _Rule:
         return self.address if key.startswith("ip:") else self.account
@@ -48,7 +58,10 @@ class Throttle:
     def _delay(self, failures: int, rule: _Rule) -> float:
         if failures < rule.delay_after:
             return 0.0
-        return min(self.s.login_delay_max_seconds, self.s.login_delay_base_seconds * 2 ** (failures - rule.delay_after))
+        return min(
+            self.s.login_delay_max_seconds,
+            self.s.login_delay_base_seconds * 2 ** (failures - rule.delay_after),
+        )
 
     def _live_failures(self, row: Any, now: datetime) -> int:
         window = timedelta(seconds=self.s.login_failure_window_seconds)
@@ -67,31 +80,49 @@ class Throttle:
             if row.locked_until is not None and row.locked_until > now:
                 wait = _seconds(row.locked_until - now)
                 if rule is self.account:
-                    return ApiError(423, "account_locked",
-                                    "too many failed attempts: this account is locked for a while, try again later",
-                                    {"retry_after": wait})
-                return ApiError(429, "too_many_attempts", "too many failed attempts from this address, try again later",
-                                {"retry_after": wait})
+                    return ApiError(
+                        423,
+                        "account_locked",
+                        "too many failed attempts: this account is locked for a while, try again later",
+                        {"retry_after": wait},
+                    )
+                return ApiError(
+                    429,
+                    "too_many_attempts",
+                    "too many failed attempts from this address, try again later",
+                    {"retry_after": wait},
+                )
             failures = self._live_failures(row, now)
             delay = self._delay(failures, rule)
             if delay and now < row.last_failure_at + timedelta(seconds=delay) and refusal is None:
-                refusal = ApiError(429, "too_many_attempts", "too many failed attempts, slow down and try again shortly",
-                                   {"retry_after": _seconds(row.last_failure_at + timedelta(seconds=delay) - now)})
+                refusal = ApiError(
+                    429,
+                    "too_many_attempts",
+                    "too many failed attempts, slow down and try again shortly",
+                    {"retry_after": _seconds(row.last_failure_at + timedelta(seconds=delay) - now)},
+                )
         return refusal
 
     async def failure(self, session: AsyncSession, keys: list[str], now: datetime) -> None:
         for key in sorted(keys):  # a fixed order: concurrent failures never deadlock
             await session.execute(
-                insert(login_throttle).values(key=key, failures=0, first_failure_at=now, last_failure_at=now)
+                insert(login_throttle)
+                .values(key=key, failures=0, first_failure_at=now, last_failure_at=now)
                 .on_conflict_do_nothing(index_elements=[login_throttle.c.key])
             )
-            row = (await session.execute(select(login_throttle).where(login_throttle.c.key == key).with_for_update())).one()
+            row = (
+                await session.execute(
+                    select(login_throttle).where(login_throttle.c.key == key).with_for_update()
+                )
+            ).one()
             rule = self._rule(key)
             live = self._live_failures(row, now)
             failures = live + 1
             locked_until = now + timedelta(seconds=rule.lock_seconds) if failures >= rule.lock_after else None
             await session.execute(
-                update(login_throttle).where(login_throttle.c.key == key).values(
+                update(login_throttle)
+                .where(login_throttle.c.key == key)
+                .values(
                     failures=failures,
                     first_failure_at=row.first_failure_at if live else now,
                     last_failure_at=now,
@@ -103,11 +134,16 @@ class Throttle:
         await session.execute(delete(login_throttle).where(login_throttle.c.key == account_key))
 
     async def prune(self, session: AsyncSession, now: datetime) -> None:
-        horizon = now - timedelta(seconds=max(self.s.login_failure_window_seconds, self.s.login_lock_seconds,
-                                              self.s.login_ip_block_seconds))
+        horizon = now - timedelta(
+            seconds=max(
+                self.s.login_failure_window_seconds, self.s.login_lock_seconds, self.s.login_ip_block_seconds
+            )
+        )
         await session.execute(
-            delete(login_throttle).where(login_throttle.c.last_failure_at < horizon,
-                                         (login_throttle.c.locked_until.is_(None)) | (login_throttle.c.locked_until < now))
+            delete(login_throttle).where(
+                login_throttle.c.last_failure_at < horizon,
+                (login_throttle.c.locked_until.is_(None)) | (login_throttle.c.locked_until < now),
+            )
         )
 
 

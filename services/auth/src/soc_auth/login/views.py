@@ -15,8 +15,12 @@ from soc_auth.user.models import UserRead
 router = APIRouter(prefix="/auth", tags=["auth"])
 
 _LOGIN_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "wrong user name or password (`invalid_credentials`) — the same answer for unknown users"},
-    403: {"description": "`no_company_mapping`, `company_inactive`, `ambiguous_company_mapping`, `admin_required`"},
+    401: {
+        "description": "wrong user name or password (`invalid_credentials`) — the same answer for unknown users"
+    },
+    403: {
+        "description": "`no_company_mapping`, `company_inactive`, `ambiguous_company_mapping`, `admin_required`"
+    },
     423: {"description": "`account_locked` after repeated failures (Retry-After)"},
     429: {"description": "`too_many_attempts`: slow down (Retry-After)"},
     503: {"description": "`directory_unavailable`: no LDAP server answers"},
@@ -43,7 +47,9 @@ async def refresh(body: RefreshRequest, request: Request, state: AppState) -> To
 
 
 @router.post("/logout/", status_code=204, response_class=Response)
-async def logout(state: AppState, principal: OptionalPrincipal, body: LogoutRequest | None = None) -> Response:
+async def logout(
+    state: AppState, principal: OptionalPrincipal, body: LogoutRequest | None = None
+) -> Response:
     """End the session of the given refresh token (or, with `all_sessions` and an access token, every session)."""
     body = body or LogoutRequest()
     await flows.logout(state, body.refresh_token, principal=principal, all_sessions=body.all_sessions)
@@ -56,8 +62,11 @@ async def me(actor: CurrentActor) -> UserRead:
 
 
 @router.post("/change-password/", status_code=204, response_class=Response)
-async def change_password(body: ChangePasswordRequest, actor: CurrentActor, request: Request, state: AppState) -> Response:
+async def change_password(
+    body: ChangePasswordRequest, actor: CurrentActor, request: Request, state: AppState
+) -> Response:
     """Change a local account's password; every refresh token of the account is revoked."""
-    await flows.change_password(state, actor, body.current_password, body.new_password,
-                                attempt_context(request, "password"))
+    await flows.change_password(
+        state, actor, body.current_password, body.new_password, attempt_context(request, "password")
+    )
     return Response(status_code=204)

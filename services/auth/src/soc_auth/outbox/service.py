@@ -24,7 +24,9 @@ _PENDING = "outbox_pending"
 async def enqueue(session: AsyncSession, routing_key: str, payload: Payload, *, subject: str) -> None:
     """Add an event to the current transaction; it is published once the transaction commits."""
     event = make_event(routing_key, payload, source=SOURCE, subject=subject)
-    await session.execute(insert(outbox).values(routing_key=routing_key, event=event.model_dump(mode="json", exclude_none=True)))
+    await session.execute(
+        insert(outbox).values(routing_key=routing_key, event=event.model_dump(mode="json", exclude_none=True))
+    )
     session.info[_PENDING] = True
 
 
@@ -68,7 +70,9 @@ class OutboxRelay:
                 return
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=min(30.0, self.poll_seconds * (2 ** min(failures, 5))))
+                await asyncio.wait_for(
+                    self._wake.wait(), timeout=min(30.0, self.poll_seconds * (2 ** min(failures, 5)))
+                )
 
     async def drain(self) -> int:
         sent = 0

@@ -10,12 +10,42 @@ from soc_shared.errors import ApiError
 COMMON_PASSWORDS = frozenset(
     p.lower()
     for p in (
-        "Password123!", "Password1234", "Password@123", "P@ssw0rd1234", "P@ssword1234", "Passw0rd!234",
-        "Welcome12345", "Welcome@1234", "Welcome123!", "Qwerty123456", "Qwerty@12345", "Admin@123456",
-        "Administrator1", "Letmein12345", "Changeme1234", "ChangeMe123!", "Summer2024!!", "Winter2024!!",
-        "Spring2025!!", "Autumn2025!!", "Iloveyou1234", "Football1234", "Monkey123456", "Dragon123456",
-        "1234567890Ab", "Abcdef123456", "Abcd1234!@#$", "Secret123456", "Security123!", "SocPortal123!",
-        "Soc@12345678", "Trustno1!234", "Zaq12wsxcde3", "1qaz2wsx3edc", "Q1w2e3r4t5y6", "Passw0rdPassw0rd",
+        "Password123!",
+        "Password1234",
+        "Password@123",
+        "P@ssw0rd1234",
+        "P@ssword1234",
+        "Passw0rd!234",
+        "Welcome12345",
+        "Welcome@1234",
+        "Welcome123!",
+        "Qwerty123456",
+        "Qwerty@12345",
+        "Admin@123456",
+        "Administrator1",
+        "Letmein12345",
+        "Changeme1234",
+        "ChangeMe123!",
+        "Summer2024!!",
+        "Winter2024!!",
+        "Spring2025!!",
+        "Autumn2025!!",
+        "Iloveyou1234",
+        "Football1234",
+        "Monkey123456",
+        "Dragon123456",
+        "1234567890Ab",
+        "Abcdef123456",
+        "Abcd1234!@#$",
+        "Secret123456",
+        "Security123!",
+        "SocPortal123!",
+        "Soc@12345678",
+        "Trustno1!234",
+        "Zaq12wsxcde3",
+        "1qaz2wsx3edc",
+        "Q1w2e3r4t5y6",
+        "Passw0rdPassw0rd",
     )
 )
 
@@ -45,5 +75,9 @@ def problems(password: str, *, username: str, min_length: int = 12) -> list[str]
 def check(password: str, *, username: str, min_length: int = 12) -> None:
     found = problems(password, username=username, min_length=min_length)
     if found:
-        raise ApiError(422, "weak_password", "the password does not meet the policy: " + "; ".join(found),
-                       {"problems": found})
+        raise ApiError(
+            422,
+            "weak_password",
+            "the password does not meet the policy: " + "; ".join(found),
+            {"problems": found},
+        )

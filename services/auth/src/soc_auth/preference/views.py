@@ -19,12 +19,19 @@ router = APIRouter(prefix="/auth/preferences", tags=["preferences"])
 
 @router.get("/", response_model=dict[str, Any])
 async def get_preferences(actor: CurrentActor, session: SessionDep) -> dict[str, Any]:
-    data = (await session.execute(select(user_preference.c.data).where(user_preference.c.user_id == actor.id))).scalar_one_or_none()
+    data = (
+        await session.execute(select(user_preference.c.data).where(user_preference.c.user_id == actor.id))
+    ).scalar_one_or_none()
     return data or {}
 
 
-@router.put("/", response_model=dict[str, Any], openapi_extra={
-    "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}})
+@router.put(
+    "/",
+    response_model=dict[str, Any],
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}
+    },
+)
 async def put_preferences(request: Request, actor: CurrentActor, session: SessionDep) -> dict[str, Any]:
     """Replace the preferences with the JSON object in the body."""
     limit = request.app.state.settings.preferences_max_bytes
@@ -33,7 +40,9 @@ async def put_preferences(request: Request, actor: CurrentActor, session: Sessio
     async for chunk in request.stream():  # stop reading as soon as the limit is passed
         size += len(chunk)
         if size > limit:
-            raise ApiError(413, "payload_too_large", f"preferences are limited to {limit} bytes", {"limit": limit})
+            raise ApiError(
+                413, "payload_too_large", f"preferences are limited to {limit} bytes", {"limit": limit}
+            )
         chunks.append(chunk)
     raw = b"".join(chunks)
     try:
@@ -45,8 +54,11 @@ async def put_preferences(request: Request, actor: CurrentActor, session: Sessio
     if "\\u0000" in json.dumps(data):
         raise ApiError(422, "validation_error", "preferences cannot contain NUL characters")
     await session.execute(
-        insert(user_preference).values(user_id=actor.id, data=data, updated_at=utcnow())
-        .on_conflict_do_update(index_elements=[user_preference.c.user_id], set_={"data": data, "updated_at": utcnow()})
+        insert(user_preference)
+        .values(user_id=actor.id, data=data, updated_at=utcnow())
+        .on_conflict_do_update(
+            index_elements=[user_preference.c.user_id], set_={"data": data, "updated_at": utcnow()}
+        )
     )
     return data
 

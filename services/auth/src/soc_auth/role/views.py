@@ -17,8 +17,13 @@ async def list_roles(actor: UserManagerReader, session: SessionDep) -> list[Role
     roles = (await session.execute(select(role).order_by(role.c.id))).all()
     grants = (await session.execute(select(role_permission.c.role_id, role_permission.c.permission))).all()
     return [
-        RoleRead(id=r.id, name=r.name, scope=r.scope, description=r.description,
-                 permissions=sorted(g.permission for g in grants if g.role_id == r.id))
+        RoleRead(
+            id=r.id,
+            name=r.name,
+            scope=r.scope,
+            description=r.description,
+            permissions=sorted(g.permission for g in grants if g.role_id == r.id),
+        )
         for r in roles
     ]
 

@@ -49,7 +49,9 @@ class KeyRing:
         self._active_kid: str | None = None
         self._private: Ed25519PrivateKey | None = None
         self._keys: list[_Key] = []
-        self.verifier: TokenVerifier = TokenVerifier.from_keys({"keys": []}, settings.jwt_issuer, settings.jwt_audience)
+        self.verifier: TokenVerifier = TokenVerifier.from_keys(
+            {"keys": []}, settings.jwt_issuer, settings.jwt_audience
+        )
         self.loaded_at = 0.0
 
     @property
@@ -71,8 +73,13 @@ class KeyRing:
 
     def describe(self) -> list[SigningKeyRead]:
         return [
-            SigningKeyRead(kid=k.kid, algorithm="EdDSA", created_at=k.created_at, retired_at=k.retired_at,
-                           active=k.kid == self._active_kid)
+            SigningKeyRead(
+                kid=k.kid,
+                algorithm="EdDSA",
+                created_at=k.created_at,
+                retired_at=k.retired_at,
+                active=k.kid == self._active_kid,
+            )
             for k in self._keys
         ]
 
@@ -80,7 +87,9 @@ class KeyRing:
 
     def _validity(self) -> timedelta:
         # A retired key must verify every token it signed: the longest-lived is a refresh token.
-        return timedelta(seconds=max(self.settings.refresh_token_ttl_seconds, self.settings.access_token_ttl_seconds) + 60)
+        return timedelta(
+            seconds=max(self.settings.refresh_token_ttl_seconds, self.settings.access_token_ttl_seconds) + 60
+        )
 
     async def load(self, session: AsyncSession, *, create_if_missing: bool = True) -> None:
         rows = await self._rows(session)
@@ -102,7 +111,9 @@ class KeyRing:
             self._private = private
             self._active_kid = current.kid
         self._keys = [_Key(r.kid, dict(r.public_jwk), r.created_at, r.retired_at) for r in rows]
-        self.verifier = TokenVerifier.from_keys(self.jwks(), self.settings.jwt_issuer, self.settings.jwt_audience)
+        self.verifier = TokenVerifier.from_keys(
+            self.jwks(), self.settings.jwt_issuer, self.settings.jwt_audience
+        )
         self.loaded_at = time.monotonic()
 
     async def rotate(self, session: AsyncSession) -> list[str]:
@@ -110,11 +121,17 @@ class KeyRing:
         (call :meth:`load` once the transaction has committed)."""
         await session.execute(text(_LOCK))
         retired = (
-            await session.execute(
-                update(signing_key).where(signing_key.c.retired_at.is_(None)).values(retired_at=utcnow())
-                .returning(signing_key.c.kid)
+            (
+                await session.execute(
+                    update(signing_key)
+                    .where(signing_key.c.retired_at.is_(None))
+                    .values(retired_at=utcnow())
+                    .returning(signing_key.c.kid)
+                )
             )
-        ).scalars().all()
+            .scalars()
+            .all()
+        )
         kid = await self._insert_new(session)
         logger.info("signing key rotated: {} active, retired {}", kid, ", ".join(retired) or "none")
         return list(retired)

@@ -55,14 +55,20 @@ class RefreshRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     # "refresh" is the original product's (simplejwt) field name.
-    refresh_token: str = Field(min_length=1, max_length=4096, validation_alias=AliasChoices("refresh_token", "refresh"))
+    refresh_token: str = Field(
+        min_length=1, max_length=4096, validation_alias=AliasChoices("refresh_token", "refresh")
+    )
 
 
 class LogoutRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    refresh_token: str | None = Field(default=None, max_length=4096, validation_alias=AliasChoices("refresh_token", "refresh"))
-    all_sessions: bool = Field(default=False, description="with a valid access token: end every session of the caller")
+    refresh_token: str | None = Field(
+        default=None, max_length=4096, validation_alias=AliasChoices("refresh_token", "refresh")
+    )
+    all_sessions: bool = Field(
+        default=False, description="with a valid access token: end every session of the caller"
+    )
 
 
 class ServiceTokenRequest(BaseModel):

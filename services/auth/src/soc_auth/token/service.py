@@ -29,32 +29,65 @@ def token_hash(token: str) -> bytes:
 
 def _standard(settings: Settings, ttl: int, typ: str) -> dict[str, Any]:
     now = int(time.time())
-    return {"jti": uuid.uuid4().hex, "iat": now, "nbf": now, "exp": now + ttl,
-            "iss": settings.jwt_issuer, "aud": settings.jwt_audience, "typ": typ}
+    return {
+        "jti": uuid.uuid4().hex,
+        "iat": now,
+        "nbf": now,
+        "exp": now + ttl,
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
+        "typ": typ,
+    }
 
 
-def access_token(ring: KeyRing, settings: Settings, identity: dict[str, Any], *, ttl: int | None = None) -> str:
+def access_token(
+    ring: KeyRing, settings: Settings, identity: dict[str, Any], *, ttl: int | None = None
+) -> str:
     return ring.sign({**identity, **_standard(settings, ttl or settings.access_token_ttl_seconds, "access")})
 
 
 def service_token(ring: KeyRing, settings: Settings, client_id: str) -> str:
-    identity = {"sub": client_id, "username": client_id, "kind": "service", "roles": ["SERVICE"], "permissions": [],
-                "company_id": None, "read_only": False}
+    identity = {
+        "sub": client_id,
+        "username": client_id,
+        "kind": "service",
+        "roles": ["SERVICE"],
+        "permissions": [],
+        "company_id": None,
+        "read_only": False,
+    }
     return access_token(ring, settings, identity, ttl=settings.service_token_ttl_seconds)
 
 
-async def issue_pair(session: AsyncSession, ring: KeyRing, settings: Settings, identity: dict[str, Any], *,
-                     family_id: uuid.UUID | None = None, client_ip: str | None = None,
-                     user_agent: str | None = None) -> TokenPair:
+async def issue_pair(
+    session: AsyncSession,
+    ring: KeyRing,
+    settings: Settings,
+    identity: dict[str, Any],
+    *,
+    family_id: uuid.UUID | None = None,
+    client_ip: str | None = None,
+    user_agent: str | None = None,
+) -> TokenPair:
     family_id = family_id or uuid.uuid4()
-    claims = {"sub": identity["sub"], "username": identity["username"], "kind": identity["kind"], "fam": str(family_id),
-              **_standard(settings, settings.refresh_token_ttl_seconds, "refresh")}
+    claims = {
+        "sub": identity["sub"],
+        "username": identity["username"],
+        "kind": identity["kind"],
+        "fam": str(family_id),
+        **_standard(settings, settings.refresh_token_ttl_seconds, "refresh"),
+    }
     refresh = ring.sign(claims)
     await session.execute(
         insert(refresh_token).values(
-            token_hash=token_hash(refresh), jti=claims["jti"], family_id=family_id, user_id=uuid.UUID(identity["sub"]),
-            issued_at=datetime.fromtimestamp(claims["iat"], UTC), expires_at=datetime.fromtimestamp(claims["exp"], UTC),
-            client_ip=client_ip[:64] if client_ip else None, user_agent=user_agent[:512] if user_agent else None,
+            token_hash=token_hash(refresh),
+            jti=claims["jti"],
+            family_id=family_id,
+            user_id=uuid.UUID(identity["sub"]),
+            issued_at=datetime.fromtimestamp(claims["iat"], UTC),
+            expires_at=datetime.fromtimestamp(claims["exp"], UTC),
+            client_ip=client_ip[:64] if client_ip else None,
+            user_agent=user_agent[:512] if user_agent else None,
         )
     )
     return TokenPair(
@@ -103,17 +136,22 @@ class RefreshOutcome:
 
 async def lock_refresh_row(session: AsyncSession, token: str) -> Any:
     return (
-        await session.execute(select(refresh_token).where(refresh_token.c.token_hash == token_hash(token)).with_for_update())
+        await session.execute(
+            select(refresh_token).where(refresh_token.c.token_hash == token_hash(token)).with_for_update()
+        )
     ).first()
 
 
 async def mark_spent(session: AsyncSession, token: str) -> None:
-    await session.execute(update(refresh_token).where(refresh_token.c.token_hash == token_hash(token)).values(spent_at=utcnow()))
+    await session.execute(
+        update(refresh_token).where(refresh_token.c.token_hash == token_hash(token)).values(spent_at=utcnow())
+    )
 
 
 async def revoke_family(session: AsyncSession, family_id: uuid.UUID, reason: str) -> int:
     result = await session.execute(
-        update(refresh_token).where(refresh_token.c.family_id == family_id, refresh_token.c.revoked_at.is_(None))
+        update(refresh_token)
+        .where(refresh_token.c.family_id == family_id, refresh_token.c.revoked_at.is_(None))
         .values(revoked_at=utcnow(), revoked_reason=reason)
     )
     return getattr(result, "rowcount", 0) or 0
@@ -121,8 +159,12 @@ async def revoke_family(session: AsyncSession, family_id: uuid.UUID, reason: str
 
 async def revoke_user(session: AsyncSession, user_id: uuid.UUID, reason: str) -> int:
     result = await session.execute(
-        update(refresh_token).where(refresh_token.c.user_id == user_id, refresh_token.c.revoked_at.is_(None),
-                                    refresh_token.c.expires_at > utcnow())
+        update(refresh_token)
+        .where(
+            refresh_token.c.user_id == user_id,
+            refresh_token.c.revoked_at.is_(None),
+            refresh_token.c.expires_at > utcnow(),
+        )
         .values(revoked_at=utcnow(), revoked_reason=reason)
     )
     return getattr(result, "rowcount", 0) or 0
@@ -131,4 +173,6 @@ async def revoke_user(session: AsyncSession, user_id: uuid.UUID, reason: str) ->
 async def prune(session: AsyncSession) -> None:
     from sqlalchemy import delete
 
-    await session.execute(delete(refresh_token).where(refresh_token.c.expires_at < utcnow() - timedelta(days=1)))
+    await session.execute(
+        delete(refresh_token).where(refresh_token.c.expires_at < utcnow() - timedelta(days=1))
+    )

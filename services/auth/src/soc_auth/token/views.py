@@ -65,5 +65,7 @@ async def service_token(body: ServiceTokenRequest, request: Request, state: AppS
             async with transaction(state) as session:
                 await state.throttle.failure(session, [f"ip:{ip}"], utcnow())
         raise ApiError(401, "invalid_client", "invalid client credentials")
-    return ServiceTokenResponse(access_token=tokens.service_token(state.keys, state.settings, body.client_id),
-                                expires_in=state.settings.service_token_ttl_seconds)
+    return ServiceTokenResponse(
+        access_token=tokens.service_token(state.keys, state.settings, body.client_id),
+        expires_in=state.settings.service_token_ttl_seconds,
+    )

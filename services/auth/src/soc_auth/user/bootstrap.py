@@ -31,17 +31,37 @@ async def ensure_super_admin(state: Any) -> None:
         provided = settings.admin_password.get_secret_value() if settings.admin_password else None
         password = provided or secrets.token_urlsafe(24)
         if provided and policy.problems(provided, username=username, min_length=settings.password_min_length):
-            logger.warning("SOC_ADMIN_PASSWORD does not meet the password policy; it is used for the bootstrap "
-                           "account anyway: change it after the first sign-in")
+            logger.warning(
+                "SOC_ADMIN_PASSWORD does not meet the password policy; it is used for the bootstrap "
+                "account anyway: change it after the first sign-in"
+            )
         password_hash = await state.passwords.hash(password)
         existing = await users.get_by_username(session, username)
-        values: dict[str, Any] = {"is_admin": True, "is_tenant": False, "is_read_only": False, "is_active": True, "is_deleted": False,
-                  "deleted_at": None, "company_id": None, "permissions": [], "disabled_by_company": False}
+        values: dict[str, Any] = {
+            "is_admin": True,
+            "is_tenant": False,
+            "is_read_only": False,
+            "is_active": True,
+            "is_deleted": False,
+            "deleted_at": None,
+            "company_id": None,
+            "permissions": [],
+            "disabled_by_company": False,
+        }
         if existing is None:
-            await users.insert_user(session, {**values, "username": username, "email": settings.admin_email,
-                                              "full_name": "Super administrator", "auth_source": AuthSource.LOCAL,
-                                              "password_hash": password_hash, "password_changed_at": utcnow()},
-                                    RoleName.SUPER_ADMIN)
+            await users.insert_user(
+                session,
+                {
+                    **values,
+                    "username": username,
+                    "email": settings.admin_email,
+                    "full_name": "Super administrator",
+                    "auth_source": AuthSource.LOCAL,
+                    "password_hash": password_hash,
+                    "password_changed_at": utcnow(),
+                },
+                RoleName.SUPER_ADMIN,
+            )
             action = "created"
         else:
             if existing.auth_source != AuthSource.LOCAL:
@@ -50,11 +70,19 @@ async def ensure_super_admin(state: Any) -> None:
             await set_password_hash(session, existing.id, password_hash)
             action = "restored"
     if provided:
-        logger.info("no super administrator existed: {} super administrator {!r} with SOC_ADMIN_PASSWORD", action, username)
+        logger.info(
+            "no super administrator existed: {} super administrator {!r} with SOC_ADMIN_PASSWORD",
+            action,
+            username,
+        )
     else:
         logger.warning(
             "no super administrator existed and SOC_ADMIN_PASSWORD is not set: {} {!r} with a generated random "
-            "password (not shown); set one with `python -m soc_auth set-password {}`", action, username, username)
+            "password (not shown); set one with `python -m soc_auth set-password {}`",
+            action,
+            username,
+            username,
+        )
 
 
 async def set_password(state: Any, username: str, password: str) -> bool:

@@ -35,7 +35,9 @@ def scoped_filter(actor: Actor, flt: UserFilter) -> UserFilter:
     return flt
 
 
-async def get_visible(session: AsyncSession, actor: Actor, user_id: uuid.UUID, *, for_update: bool = False) -> UserRecord:
+async def get_visible(
+    session: AsyncSession, actor: Actor, user_id: uuid.UUID, *, for_update: bool = False
+) -> UserRecord:
     record = await users.get(session, user_id, for_update=for_update)
     if record is None:
         raise NotFound("user")
@@ -56,7 +58,9 @@ async def create(session: AsyncSession, state: Any, actor: Actor, body: UserCrea
     company_id = body.company_id
     if actor.is_tenant_admin:
         if kind != "tenant":
-            raise ApiError(403, "admin_required", "tenant administrators create users of their own company only")
+            raise ApiError(
+                403, "admin_required", "tenant administrators create users of their own company only"
+            )
         if company_id is not None and company_id != actor.company_id:
             raise NotFound("company")
         company_id = actor.company_id
@@ -78,20 +82,32 @@ async def create(session: AsyncSession, state: Any, actor: Actor, body: UserCrea
         raise ApiError(422, "directory_account", "a directory account's password lives in the directory")
     permissions: list[str] = []
     if kind == "tenant":
-        permissions = (users.valid_permissions([str(p) for p in body.permissions]) if body.permissions is not None
-                       else await users.default_permissions(session, role_name))
+        permissions = (
+            users.valid_permissions([str(p) for p in body.permissions])
+            if body.permissions is not None
+            else await users.default_permissions(session, role_name)
+        )
     values = {
-        "username": body.username.strip(), "email": body.email, "full_name": body.full_name,
-        "auth_source": str(body.auth_source), "password_hash": password_hash, "is_admin": kind == "admin",
-        "is_tenant": kind == "tenant", "is_read_only": role_name == AdminRole.READ_ONLY_ADMIN,
-        "is_active": body.is_active, "company_id": company_id if kind == "tenant" else None,
-        "permissions": permissions, "created_by": actor.id,
+        "username": body.username.strip(),
+        "email": body.email,
+        "full_name": body.full_name,
+        "auth_source": str(body.auth_source),
+        "password_hash": password_hash,
+        "is_admin": kind == "admin",
+        "is_tenant": kind == "tenant",
+        "is_read_only": role_name == AdminRole.READ_ONLY_ADMIN,
+        "is_active": body.is_active,
+        "company_id": company_id if kind == "tenant" else None,
+        "permissions": permissions,
+        "created_by": actor.id,
         "password_changed_at": None,
     }
     return await users.insert_user(session, values, role_name)
 
 
-async def change(session: AsyncSession, state: Any, actor: Actor, user_id: uuid.UUID, changes: dict[str, Any]) -> UserRecord:
+async def change(
+    session: AsyncSession, state: Any, actor: Actor, user_id: uuid.UUID, changes: dict[str, Any]
+) -> UserRecord:
     """Apply ``changes`` (the fields of a PUT or the fields a PATCH carried)."""
     target = await get_visible(session, actor, user_id, for_update=True)
     if target.is_admin and not actor.is_super_admin:
@@ -121,7 +137,9 @@ async def change(session: AsyncSession, state: Any, actor: Actor, user_id: uuid.
         elif actor.is_tenant_admin:
             raise NotFound("company")
         elif not company_id:
-            raise ApiError(422, "company_required", "a tenant user belongs to a company: company_id is required")
+            raise ApiError(
+                422, "company_required", "a tenant user belongs to a company: company_id is required"
+            )
         else:
             values["company_id"] = company_id
             revoke = True

@@ -128,9 +128,13 @@ class UserCreate(_UserFields):
     email: Email | None = None
     full_name: str = Field(default="", max_length=255)
     kind: Kind = "tenant"
-    role: AdminRole | TenantRole | None = Field(default=None, description="default ADMIN for admins, TENANT_USER for tenant users")
+    role: AdminRole | TenantRole | None = Field(
+        default=None, description="default ADMIN for admins, TENANT_USER for tenant users"
+    )
     company_id: str | None = Field(default=None, min_length=1, max_length=64)
-    permissions: list[Permission] | None = Field(default=None, description="tenant users: default = the tenant role's permissions")
+    permissions: list[Permission] | None = Field(
+        default=None, description="tenant users: default = the tenant role's permissions"
+    )
     auth_source: AuthSource = AuthSource.LOCAL
     password: str | None = Field(default=None, max_length=1024)
     is_active: bool = True

@@ -94,12 +94,28 @@ class UserRecord:
     def read(self) -> UserRead:
         r = self.row
         return UserRead(
-            id=r.id, username=r.username, email=r.email, full_name=r.full_name, kind=self.kind,  # type: ignore[arg-type]
-            auth_source=r.auth_source, roles=sorted(self.roles), role=self.role, permissions=self.permissions,
-            company_id=r.company_id, is_admin=r.is_admin, is_tenant=r.is_tenant, is_read_only=r.is_read_only,
-            is_active=r.is_active, is_deleted=r.is_deleted, directory_dn=r.directory_dn,
-            directory_groups=list(r.directory_groups or []), created_at=r.created_at, updated_at=r.updated_at,
-            deleted_at=r.deleted_at, last_login_at=r.last_login_at, password_changed_at=r.password_changed_at,
+            id=r.id,
+            username=r.username,
+            email=r.email,
+            full_name=r.full_name,
+            kind=self.kind,  # type: ignore[arg-type]
+            auth_source=r.auth_source,
+            roles=sorted(self.roles),
+            role=self.role,
+            permissions=self.permissions,
+            company_id=r.company_id,
+            is_admin=r.is_admin,
+            is_tenant=r.is_tenant,
+            is_read_only=r.is_read_only,
+            is_active=r.is_active,
+            is_deleted=r.is_deleted,
+            directory_dn=r.directory_dn,
+            directory_groups=list(r.directory_groups or []),
+            created_at=r.created_at,
+            updated_at=r.updated_at,
+            deleted_at=r.deleted_at,
+            last_login_at=r.last_login_at,
+            password_changed_at=r.password_changed_at,
         )
 
 
@@ -111,7 +127,9 @@ def _record(row: Any) -> UserRecord:
     return UserRecord(row, list(row.roles or []), list(row.role_permissions or []))
 
 
-async def get(session: AsyncSession, user_id: uuid.UUID | str, *, for_update: bool = False) -> UserRecord | None:
+async def get(
+    session: AsyncSession, user_id: uuid.UUID | str, *, for_update: bool = False
+) -> UserRecord | None:
     try:
         uid = user_id if isinstance(user_id, uuid.UUID) else uuid.UUID(str(user_id))
     except ValueError:
@@ -123,7 +141,9 @@ async def get(session: AsyncSession, user_id: uuid.UUID | str, *, for_update: bo
 
 
 async def get_by_username(session: AsyncSession, username: str) -> UserRecord | None:
-    row = (await session.execute(_select().where(func.lower(users.c.username) == username.strip().lower()))).first()
+    row = (
+        await session.execute(_select().where(func.lower(users.c.username) == username.strip().lower()))
+    ).first()
     return None if row is None else _record(row)
 
 
@@ -162,7 +182,9 @@ def _like(text_value: str) -> str:
     return f"%{escaped}%"
 
 
-async def list_users(session: AsyncSession, flt: UserFilter, *, limit: int, offset: int) -> tuple[list[UserRecord], int]:
+async def list_users(
+    session: AsyncSession, flt: UserFilter, *, limit: int, offset: int
+) -> tuple[list[UserRecord], int]:
     conditions: list[Any] = [false()] if flt.nothing else []
     if flt.kind == "admin":
         conditions.append(users.c.is_admin.is_(True))
@@ -178,12 +200,19 @@ async def list_users(session: AsyncSession, flt: UserFilter, *, limit: int, offs
         conditions.append(users.c.auth_source == flt.auth_source)
     if flt.role is not None:
         conditions.append(
-            select(user_role.c.user_id).where(user_role.c.user_id == users.c.id, user_role.c.role_id == ROLE_IDS.get(flt.role, -1)).exists()
+            select(user_role.c.user_id)
+            .where(user_role.c.user_id == users.c.id, user_role.c.role_id == ROLE_IDS.get(flt.role, -1))
+            .exists()
         )
     if flt.q:
         pattern = _like(flt.q.strip())
-        conditions.append(or_(users.c.username.ilike(pattern, escape="\\"), users.c.email.ilike(pattern, escape="\\"),
-                              users.c.full_name.ilike(pattern, escape="\\")))
+        conditions.append(
+            or_(
+                users.c.username.ilike(pattern, escape="\\"),
+                users.c.email.ilike(pattern, escape="\\"),
+                users.c.full_name.ilike(pattern, escape="\\"),
+            )
+        )
     total = (await session.execute(select(func.count()).select_from(users).where(*conditions))).scalar_one()
     descending = flt.sort.startswith("-")
     column_name = flt.sort.lstrip("-")
@@ -191,7 +220,11 @@ async def list_users(session: AsyncSession, flt: UserFilter, *, limit: int, offs
         raise ApiError(422, "invalid_sort", f"cannot sort by {column_name!r}", {"allowed": sorted(SORTABLE)})
     column = users.c[column_name]
     order = column.desc().nulls_last() if descending else column.asc().nulls_last()
-    rows = (await session.execute(_select().where(*conditions).order_by(order, users.c.id).limit(limit).offset(offset))).all()
+    rows = (
+        await session.execute(
+            _select().where(*conditions).order_by(order, users.c.id).limit(limit).offset(offset)
+        )
+    ).all()
     return [_record(r) for r in rows], total
 
 
@@ -199,7 +232,9 @@ async def set_role(session: AsyncSession, user_id: uuid.UUID, role_name: str) ->
     """Give the user exactly one admin role, or USER plus one tenant role."""
     names = [role_name] if role_name in ADMIN_ROLES else [RoleName.USER.value, role_name]
     await session.execute(delete(user_role).where(user_role.c.user_id == user_id))
-    await session.execute(insert(user_role).values([{"user_id": user_id, "role_id": ROLE_IDS[n]} for n in names]))
+    await session.execute(
+        insert(user_role).values([{"user_id": user_id, "role_id": ROLE_IDS[n]} for n in names])
+    )
 
 
 async def default_permissions(session: AsyncSession, role_name: str) -> list[str]:
@@ -224,12 +259,15 @@ async def insert_user(session: AsyncSession, values: dict[str, Any], role_name: 
     return record
 
 
-async def update_user(session: AsyncSession, user_id: uuid.UUID, values: dict[str, Any], *,
-                      role_name: str | None = None) -> UserRecord:
+async def update_user(
+    session: AsyncSession, user_id: uuid.UUID, values: dict[str, Any], *, role_name: str | None = None
+) -> UserRecord:
     if values:
         try:
             async with session.begin_nested():
-                await session.execute(update(users).where(users.c.id == user_id).values(updated_at=utcnow(), **values))
+                await session.execute(
+                    update(users).where(users.c.id == user_id).values(updated_at=utcnow(), **values)
+                )
         except IntegrityError as exc:
             raise _conflict(exc) from None
     if role_name is not None:
@@ -260,9 +298,16 @@ async def publish_changed(session: AsyncSession, record: UserRecord) -> None:
         session,
         "auth.user.changed",
         UserChanged(
-            user_id=str(r.id), username=r.username, email=r.email, kind=record.kind,  # type: ignore[arg-type]
-            company_id=r.company_id, active=bool(r.is_active and not r.is_deleted), deleted=r.is_deleted,
-            read_only=r.is_read_only, roles=sorted(record.roles), changed_at=r.updated_at,
+            user_id=str(r.id),
+            username=r.username,
+            email=r.email,
+            kind=record.kind,  # type: ignore[arg-type]
+            company_id=r.company_id,
+            active=bool(r.is_active and not r.is_deleted),
+            deleted=r.is_deleted,
+            read_only=r.is_read_only,
+            roles=sorted(record.roles),
+            changed_at=r.updated_at,
         ),
         subject=str(r.id),
     )
@@ -270,9 +315,13 @@ async def publish_changed(session: AsyncSession, record: UserRecord) -> None:
 
 async def count_super_admins(session: AsyncSession, *, excluding: uuid.UUID | None = None) -> int:
     query = (
-        select(func.count()).select_from(users.join(user_role, user_role.c.user_id == users.c.id))
-        .where(user_role.c.role_id == ROLE_IDS[RoleName.SUPER_ADMIN], users.c.is_active.is_(True),
-               users.c.is_deleted.is_(False))
+        select(func.count())
+        .select_from(users.join(user_role, user_role.c.user_id == users.c.id))
+        .where(
+            user_role.c.role_id == ROLE_IDS[RoleName.SUPER_ADMIN],
+            users.c.is_active.is_(True),
+            users.c.is_deleted.is_(False),
+        )
     )
     if excluding is not None:
         query = query.where(users.c.id != excluding)
@@ -280,7 +329,9 @@ async def count_super_admins(session: AsyncSession, *, excluding: uuid.UUID | No
 
 
 async def company_user_ids(session: AsyncSession, company_id: str) -> list[uuid.UUID]:
-    rows = await session.execute(select(users.c.id).where(users.c.company_id == company_id, users.c.is_tenant.is_(True)))
+    rows = await session.execute(
+        select(users.c.id).where(users.c.company_id == company_id, users.c.is_tenant.is_(True))
+    )
     return list(rows.scalars().all())
 
 

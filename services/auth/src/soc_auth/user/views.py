@@ -30,22 +30,42 @@ async def list_users(
     role: RoleName | None = None,
     auth_source: Literal["local", "ldap"] | None = None,
     q: Annotated[str | None, Query(max_length=200, description="text in user name, e-mail or name")] = None,
-    sort: Annotated[str, Query(description="username, email, full_name, created_at, updated_at, last_login_at; '-' for descending")] = "username",
+    sort: Annotated[
+        str,
+        Query(
+            description="username, email, full_name, created_at, updated_at, last_login_at; '-' for descending"
+        ),
+    ] = "username",
 ) -> UserList:
-    flt = flows.scoped_filter(actor, UserFilter(kind=kind, company_id=company_id, is_active=is_active, is_deleted=is_deleted,
-                                                role=role, auth_source=auth_source, q=q, sort=sort))
+    flt = flows.scoped_filter(
+        actor,
+        UserFilter(
+            kind=kind,
+            company_id=company_id,
+            is_active=is_active,
+            is_deleted=is_deleted,
+            role=role,
+            auth_source=auth_source,
+            q=q,
+            sort=sort,
+        ),
+    )
     records, total = await users.list_users(session, flt, limit=page.limit, offset=page.offset)
     return UserList(items=[r.read() for r in records], total=total, limit=page.limit, offset=page.offset)
 
 
 @router.post("/admin/users/", response_model=UserRead, status_code=201)
-async def create_user(body: UserCreate, actor: UserManagerWriter, session: SessionDep, state: AppState) -> UserRead:
+async def create_user(
+    body: UserCreate, actor: UserManagerWriter, session: SessionDep, state: AppState
+) -> UserRead:
     """Create a user. Only super admins create administrators; tenant admins create users of their company."""
     return (await flows.create(session, state, actor, body)).read()
 
 
 @router.post("/auth/create-user/", response_model=UserRead, status_code=201, tags=["auth"])
-async def create_user_seed_path(body: UserCreate, actor: AdminWriter, session: SessionDep, state: AppState) -> UserRead:
+async def create_user_seed_path(
+    body: UserCreate, actor: AdminWriter, session: SessionDep, state: AppState
+) -> UserRead:
     """The original product's path: create a user (administrators only)."""
     return (await flows.create(session, state, actor, body)).read()
 
@@ -56,19 +76,23 @@ async def get_user(user_id: uuid.UUID, actor: UserManagerReader, session: Sessio
 
 
 @router.put("/admin/users/{user_id}/", response_model=UserRead)
-async def replace_user(user_id: uuid.UUID, body: UserReplace, actor: UserManagerWriter, session: SessionDep,
-                       state: AppState) -> UserRead:
+async def replace_user(
+    user_id: uuid.UUID, body: UserReplace, actor: UserManagerWriter, session: SessionDep, state: AppState
+) -> UserRead:
     return (await flows.change(session, state, actor, user_id, body.model_dump())).read()
 
 
 @router.patch("/admin/users/{user_id}/", response_model=UserRead)
-async def patch_user(user_id: uuid.UUID, body: UserPatch, actor: UserManagerWriter, session: SessionDep,
-                     state: AppState) -> UserRead:
+async def patch_user(
+    user_id: uuid.UUID, body: UserPatch, actor: UserManagerWriter, session: SessionDep, state: AppState
+) -> UserRead:
     return (await flows.change(session, state, actor, user_id, changes_of(body))).read()
 
 
 @router.delete("/admin/users/{user_id}/", status_code=204, response_class=Response)
-async def delete_user(user_id: uuid.UUID, actor: UserManagerWriter, session: SessionDep, state: AppState) -> Response:
+async def delete_user(
+    user_id: uuid.UUID, actor: UserManagerWriter, session: SessionDep, state: AppState
+) -> Response:
     """Soft delete: the account stays (audit, history) but cannot sign in; PATCH is_deleted=false restores it."""
     await flows.delete(session, state, actor, user_id)
     return Response(status_code=204)

@@ -41,7 +41,9 @@ async def start(app: FastAPI) -> None:
     if opts.background_tasks:
         app.state.control_tasks = [
             asyncio.create_task(pending.retry_loop(app), name="tenant-pending-actions"),
-            asyncio.create_task(outbox.relay_loop(app, opts.outbox_relay_seconds), name="tenant-outbox-relay"),
+            asyncio.create_task(
+                outbox.relay_loop(app, opts.outbox_relay_seconds), name="tenant-outbox-relay"
+            ),
         ]
 
 

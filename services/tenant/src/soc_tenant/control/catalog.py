@@ -55,62 +55,129 @@ class Subtype:
 
 
 _COMMON_SETTINGS = (
-    SettingSpec("resource_intervals", "Per-resource polling intervals", "object",
-                description="resource name → seconds, overriding the ingestor's default cadence"),
+    SettingSpec(
+        "resource_intervals",
+        "Per-resource polling intervals",
+        "object",
+        description="resource name → seconds, overriding the ingestor's default cadence",
+    ),
 )
 
-SUBTYPES: dict[str, Subtype] = {s.subtype: s for s in (
-    Subtype(
-        "IBM_QRADAR", "SIEM", "IBM QRadar", "IBM", "siem-ingest",
-        (
-            CredentialKind("API_KEY", "Authorised service token", (
-                CredentialField("api_key", "Authorised service token (SEC header)", secret=True),
-            )),
-            CredentialKind("USERNAME_PASSWORD", "Username and password", (
-                CredentialField("username", "Username", secret=False, max_length=255),
-                CredentialField("password", "Password", secret=True, max_length=1024),
-            )),
+SUBTYPES: dict[str, Subtype] = {
+    s.subtype: s
+    for s in (
+        Subtype(
+            "IBM_QRADAR",
+            "SIEM",
+            "IBM QRadar",
+            "IBM",
+            "siem-ingest",
+            (
+                CredentialKind(
+                    "API_KEY",
+                    "Authorised service token",
+                    (CredentialField("api_key", "Authorised service token (SEC header)", secret=True),),
+                ),
+                CredentialKind(
+                    "USERNAME_PASSWORD",
+                    "Username and password",
+                    (
+                        CredentialField("username", "Username", secret=False, max_length=255),
+                        CredentialField("password", "Password", secret=True, max_length=1024),
+                    ),
+                ),
+            ),
+            (SettingSpec("api_version", "QRadar API version", "string", default="16.0"), *_COMMON_SETTINGS),
         ),
-        (SettingSpec("api_version", "QRadar API version", "string", default="16.0"), *_COMMON_SETTINGS),
-    ),
-    Subtype(
-        "CORTEX_XSOAR", "SOAR", "Cortex XSOAR", "Palo Alto Networks", "soar-ingest",
-        (
-            CredentialKind("API_KEY", "API key", (
-                CredentialField("api_key", "API key", secret=True),
-                CredentialField("api_key_id", "API key id (XSOAR 8 only)", secret=False, required=False, max_length=64),
-            ), description="XSOAR 6: the key alone; XSOAR 8: the key and its id (x-xdr-auth-id)"),
+        Subtype(
+            "CORTEX_XSOAR",
+            "SOAR",
+            "Cortex XSOAR",
+            "Palo Alto Networks",
+            "soar-ingest",
+            (
+                CredentialKind(
+                    "API_KEY",
+                    "API key",
+                    (
+                        CredentialField("api_key", "API key", secret=True),
+                        CredentialField(
+                            "api_key_id",
+                            "API key id (XSOAR 8 only)",
+                            secret=False,
+                            required=False,
+                            max_length=64,
+                        ),
+                    ),
+                    description="XSOAR 6: the key alone; XSOAR 8: the key and its id (x-xdr-auth-id)",
+                ),
+            ),
+            (
+                SettingSpec("xsoar_version", "XSOAR major version", "enum", ("6", "8"), default="6"),
+                SettingSpec(
+                    "custom_field_map",
+                    "Custom field mapping",
+                    "object",
+                    description="our field → the deployment's CustomFields key",
+                ),
+                *_COMMON_SETTINGS,
+            ),
         ),
-        (SettingSpec("xsoar_version", "XSOAR major version", "enum", ("6", "8"), default="6"),
-         SettingSpec("custom_field_map", "Custom field mapping", "object",
-                     description="our field → the deployment's CustomFields key"),
-         *_COMMON_SETTINGS),
-    ),
-    Subtype(
-        "MANAGEENGINE_SDP", "ITSM", "ManageEngine ServiceDesk Plus", "Zoho ManageEngine", "itsm-ingest",
-        (
-            CredentialKind("API_KEY", "Technician key or OAuth token", (
-                CredentialField("api_key", "Technician authtoken (on-premises) or OAuth access token (cloud)", secret=True),
-            ), description='settings.auth_style: "authtoken" (on-premises technician key, default) or "oauth" '
-                           '(cloud, Authorization: Zoho-oauthtoken)'),
+        Subtype(
+            "MANAGEENGINE_SDP",
+            "ITSM",
+            "ManageEngine ServiceDesk Plus",
+            "Zoho ManageEngine",
+            "itsm-ingest",
+            (
+                CredentialKind(
+                    "API_KEY",
+                    "Technician key or OAuth token",
+                    (
+                        CredentialField(
+                            "api_key",
+                            "Technician authtoken (on-premises) or OAuth access token (cloud)",
+                            secret=True,
+                        ),
+                    ),
+                    description='settings.auth_style: "authtoken" (on-premises technician key, default) or "oauth" '
+                    "(cloud, Authorization: Zoho-oauthtoken)",
+                ),
+            ),
+            (
+                SettingSpec(
+                    "auth_style", "Authentication style", "enum", ("authtoken", "oauth"), default="authtoken"
+                ),
+                SettingSpec(
+                    "soar_id_field",
+                    "User-defined field holding the SOAR incident id",
+                    "string",
+                    default="udf_sline_4506",
+                ),
+                *_COMMON_SETTINGS,
+            ),
         ),
-        (SettingSpec("auth_style", "Authentication style", "enum", ("authtoken", "oauth"), default="authtoken"),
-         SettingSpec("soar_id_field", "User-defined field holding the SOAR incident id", "string",
-                     default="udf_sline_4506"),
-         *_COMMON_SETTINGS),
-    ),
-    Subtype(
-        "CYWARE", "THREAT_INTELLIGENCE", "Cyware CSAP", "Cyware", "threatintel",
-        (
-            CredentialKind("SECRET_KEY_ACCESS_KEY", "Access id and secret key", (
-                CredentialField("access_key", "Access id", secret=True, max_length=512),
-                CredentialField("secret_key", "Secret key", secret=True),
-            )),
+        Subtype(
+            "CYWARE",
+            "THREAT_INTELLIGENCE",
+            "Cyware CSAP",
+            "Cyware",
+            "threatintel",
+            (
+                CredentialKind(
+                    "SECRET_KEY_ACCESS_KEY",
+                    "Access id and secret key",
+                    (
+                        CredentialField("access_key", "Access id", secret=True, max_length=512),
+                        CredentialField("secret_key", "Secret key", secret=True),
+                    ),
+                ),
+            ),
+            _COMMON_SETTINGS,
+            company_scoped=True,
         ),
-        _COMMON_SETTINGS,
-        company_scoped=True,
-    ),
-)}
+    )
+}
 
 TYPES: dict[str, str] = {
     "SIEM": "Security information and event management",
@@ -135,19 +202,44 @@ def subtype_view(s: Subtype) -> dict[str, Any]:
         "one_per_company": s.company_scoped,
         "requires_company": s.company_scoped,
         "credential_kinds": [
-            {"kind": k.kind, "label": k.label, "description": k.description, "settings": k.settings,
-             "fields": [{"name": f.name, "label": f.label, "secret": f.secret, "required": f.required,
-                         "max_length": f.max_length} for f in k.fields]}
+            {
+                "kind": k.kind,
+                "label": k.label,
+                "description": k.description,
+                "settings": k.settings,
+                "fields": [
+                    {
+                        "name": f.name,
+                        "label": f.label,
+                        "secret": f.secret,
+                        "required": f.required,
+                        "max_length": f.max_length,
+                    }
+                    for f in k.fields
+                ],
+            }
             for k in s.credential_kinds
         ],
-        "settings": [{"name": x.name, "label": x.label, "type": x.type, "choices": list(x.choices),
-                      "default": x.default, "description": x.description} for x in s.settings],
+        "settings": [
+            {
+                "name": x.name,
+                "label": x.label,
+                "type": x.type,
+                "choices": list(x.choices),
+                "default": x.default,
+                "description": x.description,
+            }
+            for x in s.settings
+        ],
     }
 
 
 def types_view() -> list[dict[str, Any]]:
     return [
-        {"integration_type": t, "label": label,
-         "subtypes": [subtype_view(s) for s in SUBTYPES.values() if s.integration_type == t]}
+        {
+            "integration_type": t,
+            "label": label,
+            "subtypes": [subtype_view(s) for s in SUBTYPES.values() if s.integration_type == t],
+        }
         for t, label in TYPES.items()
     ]

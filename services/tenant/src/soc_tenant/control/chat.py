@@ -38,8 +38,20 @@ from soc_tenant.control.tables import chat_message, company
 router = APIRouter(tags=["chat"])
 
 MAX_BODY = 4000
-_COLUMNS = [chat_message.c[n] for n in ("id", "company_id", "sender_id", "sender_name", "sender_kind", "body",
-                                         "sent_at", "admin_seen_at", "tenant_seen_at")]
+_COLUMNS = [
+    chat_message.c[n]
+    for n in (
+        "id",
+        "company_id",
+        "sender_id",
+        "sender_name",
+        "sender_kind",
+        "body",
+        "sent_at",
+        "admin_seen_at",
+        "tenant_seen_at",
+    )
+]
 
 
 class MessageIn(Strict):
@@ -58,7 +70,9 @@ class MessageIn(Strict):
 
 
 class SeenIn(Strict):
-    up_to_id: int | None = Field(default=None, ge=1, le=2**63 - 1, description="mark messages up to this id (default: all)")
+    up_to_id: int | None = Field(
+        default=None, ge=1, le=2**63 - 1, description="mark messages up to this id (default: all)"
+    )
     up_to: datetime | None = Field(default=None, description="or up to this time")
     company_id: uuid.UUID | None = Field(default=None, description="admins: the company")
 
@@ -75,8 +89,11 @@ def _company_for(principal: Principal, company_id: uuid.UUID | str | None, loc: 
 
 
 async def _company_row(tx: Tx, company_id: uuid.UUID) -> Any:
-    row = (await tx.session.execute(sa.select(company.c.id, company.c.name, company.c.deleted_at)
-                                    .where(company.c.id == company_id))).first()
+    row = (
+        await tx.session.execute(
+            sa.select(company.c.id, company.c.name, company.c.deleted_at).where(company.c.id == company_id)
+        )
+    ).first()
     if row is None:
         raise not_found("company")
     return row
@@ -89,14 +106,34 @@ async def post_message(tx: Tx, company_id: uuid.UUID, body: str) -> dict[str, An
     p = tx.principal
     kind = _side(p)
     now = datetime.now(UTC)
-    values = {"company_id": company_id, "sender_id": p.sub, "sender_name": p.username, "sender_kind": kind, "body": body,
-              "sent_at": now}
+    values = {
+        "company_id": company_id,
+        "sender_id": p.sub,
+        "sender_name": p.username,
+        "sender_kind": kind,
+        "body": body,
+        "sent_at": now,
+    }
     # The sender has seen its own message.
     values["admin_seen_at" if kind == "admin" else "tenant_seen_at"] = now
-    message = dict((await tx.session.execute(sa.insert(chat_message).values(**values).returning(*_COLUMNS))).mappings().one())
-    await tx.publish("tenant.chat.posted", ChatMessagePosted(
-        message_id=str(message["id"]), company_id=str(company_id), sender_id=p.sub, sender_name=p.username,
-        sender_kind=kind, body=body, sent_at=message["sent_at"]), subject=str(message["id"]))
+    message = dict(
+        (await tx.session.execute(sa.insert(chat_message).values(**values).returning(*_COLUMNS)))
+        .mappings()
+        .one()
+    )
+    await tx.publish(
+        "tenant.chat.posted",
+        ChatMessagePosted(
+            message_id=str(message["id"]),
+            company_id=str(company_id),
+            sender_id=p.sub,
+            sender_name=p.username,
+            sender_kind=kind,
+            body=body,
+            sent_at=message["sent_at"],
+        ),
+        subject=str(message["id"]),
+    )
     return message
 
 
@@ -105,8 +142,9 @@ async def mark_seen(tx: Tx, company_id: uuid.UUID, up_to_id: int | None, up_to: 
     kind = _side(tx.principal)
     other = "tenant" if kind == "admin" else "admin"
     column = chat_message.c.admin_seen_at if kind == "admin" else chat_message.c.tenant_seen_at
-    stmt = sa.update(chat_message).where(chat_message.c.company_id == company_id, chat_message.c.sender_kind == other,
-                                         column.is_(None))
+    stmt = sa.update(chat_message).where(
+        chat_message.c.company_id == company_id, chat_message.c.sender_kind == other, column.is_(None)
+    )
     if up_to_id is not None:
         stmt = stmt.where(chat_message.c.id <= up_to_id)
     if up_to is not None:
@@ -118,7 +156,9 @@ async def mark_seen(tx: Tx, company_id: uuid.UUID, up_to_id: int | None, up_to: 
 # --- REST ------------------------------------------------------------------------------------------
 @router.get("/tenant/chat/messages/")
 async def list_messages(
-    tx: ControlTx, principal: Person, paging: Paging,
+    tx: ControlTx,
+    principal: Person,
+    paging: Paging,
     company_id: uuid.UUID | None = None,
     before_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
     after_id: Annotated[int | None, Query(ge=0, le=2**63 - 1)] = None,
@@ -158,19 +198,36 @@ async def unread(tx: ControlTx, principal: Person, company_id: uuid.UUID | None 
     m = chat_message
     scope = scoped_company(principal, company_id)
     if not principal.is_admin:
-        count = (await tx.session.execute(sa.select(sa.func.count()).where(
-            m.c.company_id == scope, m.c.sender_kind == "admin", m.c.tenant_seen_at.is_(None)))).scalar_one()
+        count = (
+            await tx.session.execute(
+                sa.select(sa.func.count()).where(
+                    m.c.company_id == scope, m.c.sender_kind == "admin", m.c.tenant_seen_at.is_(None)
+                )
+            )
+        ).scalar_one()
         return {"company_id": str(scope), "unread": count}
-    stmt = (sa.select(m.c.company_id, company.c.name.label("company_name"), sa.func.count().label("unread"),
-                      sa.func.max(m.c.id).label("last_message_id"))
-            .join(company, company.c.id == m.c.company_id)
-            .where(m.c.sender_kind == "tenant", m.c.admin_seen_at.is_(None))
-            .group_by(m.c.company_id, company.c.name).order_by(sa.func.max(m.c.id).desc()))
+    stmt = (
+        sa.select(
+            m.c.company_id,
+            company.c.name.label("company_name"),
+            sa.func.count().label("unread"),
+            sa.func.max(m.c.id).label("last_message_id"),
+        )
+        .join(company, company.c.id == m.c.company_id)
+        .where(m.c.sender_kind == "tenant", m.c.admin_seen_at.is_(None))
+        .group_by(m.c.company_id, company.c.name)
+        .order_by(sa.func.max(m.c.id).desc())
+    )
     if scope is not None:
         stmt = stmt.where(m.c.company_id == scope)
     rows = [dict(r) for r in (await tx.session.execute(stmt)).mappings().all()]
-    return {"items": rows, "total": len(rows), "limit": len(rows), "offset": 0,
-            "unread_total": sum(r["unread"] for r in rows)}
+    return {
+        "items": rows,
+        "total": len(rows),
+        "limit": len(rows),
+        "offset": 0,
+        "unread_total": sum(r["unread"] for r in rows),
+    }
 
 
 # --- WebSocket ---------------------------------------------------------------------------------------
@@ -194,8 +251,11 @@ async def _room(app: FastAPI, principal: Principal, company_id: str | None) -> s
     if cid is None:
         return None
     async with scoped_tx(app, principal) as tx:
-        row = (await tx.session.execute(sa.select(company.c.id, company.c.is_active, company.c.deleted_at)
-                                        .where(company.c.id == cid))).first()
+        row = (
+            await tx.session.execute(
+                sa.select(company.c.id, company.c.is_active, company.c.deleted_at).where(company.c.id == cid)
+            )
+        ).first()
     if row is None:
         raise not_found("company")
     if principal.kind == "tenant" and (row.deleted_at is not None or not row.is_active):
@@ -235,9 +295,16 @@ async def chat_socket(websocket: WebSocket, token: str | None = None, company_id
     await websocket.accept()
     subscriber = Subscriber(websocket, principal, room)
     hub.add(subscriber)
-    await websocket.send_text(dumps({"type": "hello", "user": {"id": principal.sub, "username": principal.username,
-                                                               "kind": principal.kind},
-                                     "room": room or "all", "replica": hub.queue_name}))
+    await websocket.send_text(
+        dumps(
+            {
+                "type": "hello",
+                "user": {"id": principal.sub, "username": principal.username, "kind": principal.kind},
+                "room": room or "all",
+                "replica": hub.queue_name,
+            }
+        )
+    )
     try:
         while True:
             text = await websocket.receive_text()
@@ -268,7 +335,9 @@ async def _handle_frame(app: FastAPI, principal: Principal, room: str | None, te
         try:
             frame = _Frame.model_validate(json.loads(text))
         except (ValueError, ValidationError):
-            raise ApiError(422, "invalid_frame", "frames are JSON objects with a type of message, seen or ping") from None
+            raise ApiError(
+                422, "invalid_frame", "frames are JSON objects with a type of message, seen or ping"
+            ) from None
         ref = frame.ref
         if frame.type == "ping":
             return {"type": "pong", "ref": ref}
@@ -281,7 +350,9 @@ async def _handle_frame(app: FastAPI, principal: Principal, room: str | None, te
                 try:
                     body = MessageIn(body=frame.body or "", company_id=cid).body
                 except ValidationError:
-                    raise ApiError(422, "validation_error", f"a message has 1 to {MAX_BODY} characters") from None
+                    raise ApiError(
+                        422, "validation_error", f"a message has 1 to {MAX_BODY} characters"
+                    ) from None
                 message = await post_message(tx, cid, body)
                 return {"type": "ack", "ref": ref, "message": message}
             marked = await mark_seen(tx, cid, frame.up_to_id, None)

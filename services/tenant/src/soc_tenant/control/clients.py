@@ -56,21 +56,35 @@ async def _service_token(app: FastAPI, service: str) -> str:
         raise UpstreamUnavailable(service, f"no service token: {type(exc).__name__}") from None
 
 
-async def call_service(app: FastAPI, service: str, base_url: str, method: str, path: str, *,
-                       json: Any = None, transport: httpx.AsyncBaseTransport | None = None,
-                       timeout_seconds: float = 10.0) -> Any:
+async def call_service(
+    app: FastAPI,
+    service: str,
+    base_url: str,
+    method: str,
+    path: str,
+    *,
+    json: Any = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    timeout_seconds: float = 10.0,
+) -> Any:
     """One JSON call with the service token; answers the decoded body of a 2xx response."""
     token = await _service_token(app, service)
     try:
-        async with httpx.AsyncClient(base_url=base_url.rstrip("/"), transport=transport, timeout=timeout_seconds) as http:
-            response = await http.request(method, path, json=json, headers={"Authorization": f"Bearer {token}"})
+        async with httpx.AsyncClient(
+            base_url=base_url.rstrip("/"), transport=transport, timeout=timeout_seconds
+        ) as http:
+            response = await http.request(
+                method, path, json=json, headers={"Authorization": f"Bearer {token}"}
+            )
             if response.status_code == 401:
                 # A rotated signing key: one more try with a fresh token.
                 invalidate = getattr(app.state.service_tokens, "invalidate", None)
                 if invalidate is not None:
                     invalidate()
                     token = await _service_token(app, service)
-                    response = await http.request(method, path, json=json, headers={"Authorization": f"Bearer {token}"})
+                    response = await http.request(
+                        method, path, json=json, headers={"Authorization": f"Bearer {token}"}
+                    )
     except httpx.TimeoutException:
         raise UpstreamUnavailable(service, "timed out") from None
     except httpx.HTTPError as exc:
@@ -94,9 +108,16 @@ class AuthDirectory:
         self.app = app
 
     async def _call(self, method: str, path: str, json: Any = None) -> Any:
-        return await call_service(self.app, self.service, self.app.state.settings.auth_url, method, path, json=json,
-                                  transport=getattr(self.app.state, "auth_transport", None),
-                                  timeout_seconds=options(self.app).auth_timeout_seconds)
+        return await call_service(
+            self.app,
+            self.service,
+            self.app.state.settings.auth_url,
+            method,
+            path,
+            json=json,
+            transport=getattr(self.app.state, "auth_transport", None),
+            timeout_seconds=options(self.app).auth_timeout_seconds,
+        )
 
     async def create_user(self, body: dict[str, Any]) -> dict[str, Any]:
         """``body``: username, email, password?, company_id, tenant_role, permissions, auth_source
@@ -123,17 +144,28 @@ def auth_directory(app: FastAPI) -> AuthDirectory:
 def auth_error(exc: Exception) -> ApiError:
     """A failed call to auth, for the caller of our API."""
     if isinstance(exc, UpstreamUnavailable):
-        return ApiError(502, "auth_unavailable", "the auth service cannot be reached; nothing was changed",
-                        {"service": "auth", "reason": exc.reason})
+        return ApiError(
+            502,
+            "auth_unavailable",
+            "the auth service cannot be reached; nothing was changed",
+            {"service": "auth", "reason": exc.reason},
+        )
     if isinstance(exc, UpstreamRejected):
         err = exc.error()
         if 400 <= exc.status < 500 and exc.status not in (401, 403):
             # Auth's own verdict on the user (taken name, weak password...) is for the caller.
-            return ApiError(exc.status, str(err.get("code") or "auth_rejected"),
-                            str(err.get("message") or "the auth service refused the user"),
-                            {"service": "auth", **({"auth_details": err["details"]} if err.get("details") else {})})
-        return ApiError(502, "auth_error", f"the auth service answered HTTP {exc.status}",
-                        {"service": "auth", "status": exc.status})
+            return ApiError(
+                exc.status,
+                str(err.get("code") or "auth_rejected"),
+                str(err.get("message") or "the auth service refused the user"),
+                {"service": "auth", **({"auth_details": err["details"]} if err.get("details") else {})},
+            )
+        return ApiError(
+            502,
+            "auth_error",
+            f"the auth service answered HTTP {exc.status}",
+            {"service": "auth", "status": exc.status},
+        )
     raise exc
 
 
@@ -148,17 +180,32 @@ INGESTOR_BY_SUBTYPE = {
 
 async def call_ingestor(app: FastAPI, subtype: str, path: str, body: dict[str, Any]) -> Any:
     name, setting = INGESTOR_BY_SUBTYPE[subtype]
-    return await call_service(app, name, getattr(app.state.settings, setting), "POST", path, json=body,
-                              transport=getattr(app.state, "ingestor_transport", None),
-                              timeout_seconds=options(app).ingestor_timeout_seconds)
+    return await call_service(
+        app,
+        name,
+        getattr(app.state.settings, setting),
+        "POST",
+        path,
+        json=body,
+        transport=getattr(app.state, "ingestor_transport", None),
+        timeout_seconds=options(app).ingestor_timeout_seconds,
+    )
 
 
 def ingestor_error(subtype: str, exc: Exception) -> ApiError:
     name = INGESTOR_BY_SUBTYPE[subtype][0]
     if isinstance(exc, UpstreamUnavailable):
-        return ApiError(502, "ingestor_unavailable", f"the {name} service cannot be reached",
-                        {"category": "ingestor_unavailable", "ingestor": name, "reason": exc.reason})
+        return ApiError(
+            502,
+            "ingestor_unavailable",
+            f"the {name} service cannot be reached",
+            {"category": "ingestor_unavailable", "ingestor": name, "reason": exc.reason},
+        )
     if isinstance(exc, UpstreamRejected):
-        return ApiError(502, "ingestor_error", f"the {name} service answered HTTP {exc.status}",
-                        {"category": "ingestor_error", "ingestor": name, "status": exc.status})
+        return ApiError(
+            502,
+            "ingestor_error",
+            f"the {name} service answered HTTP {exc.status}",
+            {"category": "ingestor_error", "ingestor": name, "status": exc.status},
+        )
     raise exc

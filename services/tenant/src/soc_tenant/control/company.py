@@ -109,8 +109,9 @@ def company_view(row: Any) -> dict[str, Any]:
     return out
 
 
-async def get_company_row(session: AsyncSession, company_id: uuid.UUID, *, for_update: bool = False,
-                          include_deleted: bool = True) -> dict[str, Any]:
+async def get_company_row(
+    session: AsyncSession, company_id: uuid.UUID, *, for_update: bool = False, include_deleted: bool = True
+) -> dict[str, Any]:
     stmt = sa.select(*_VIEW_COLUMNS).where(company.c.id == company_id)
     if not include_deleted:
         stmt = stmt.where(company.c.deleted_at.is_(None))
@@ -129,15 +130,24 @@ async def require_live_company(session: AsyncSession, company_id: uuid.UUID) -> 
 
 async def directory_groups_of(session: AsyncSession, company_id: uuid.UUID) -> list[dict[str, Any]]:
     g = directory_group
-    rows = (await session.execute(
-        sa.select(g.c.ldap_group, g.c.tenant_role, g.c.permissions).where(g.c.company_id == company_id)
-        .order_by(sa.func.lower(g.c.ldap_group))
-    )).mappings().all()
+    rows = (
+        (
+            await session.execute(
+                sa.select(g.c.ldap_group, g.c.tenant_role, g.c.permissions)
+                .where(g.c.company_id == company_id)
+                .order_by(sa.func.lower(g.c.ldap_group))
+            )
+        )
+        .mappings()
+        .all()
+    )
     return [dict(r) for r in rows]
 
 
 async def name_taken(session: AsyncSession, name: str, *, except_id: uuid.UUID | None = None) -> bool:
-    stmt = sa.select(company.c.id).where(sa.func.lower(company.c.name) == name.lower(), company.c.deleted_at.is_(None))
+    stmt = sa.select(company.c.id).where(
+        sa.func.lower(company.c.name) == name.lower(), company.c.deleted_at.is_(None)
+    )
     if except_id is not None:
         stmt = stmt.where(company.c.id != except_id)
     return (await session.execute(stmt.limit(1))).first() is not None
@@ -152,7 +162,9 @@ async def publish_company_changed(tx: Tx, company_id: uuid.UUID) -> None:
     row = await get_company_row(tx.session, company_id)
     groups = await directory_groups_of(tx.session, company_id)
     payload = CompanyChanged(
-        company_id=str(company_id), name=row["name"], active=row["is_active"] and row["deleted_at"] is None,
+        company_id=str(company_id),
+        name=row["name"],
+        active=row["is_active"] and row["deleted_at"] is None,
         deleted=row["deleted_at"] is not None,
         directory_groups=[DirectoryGroupRole(**g) for g in groups],
         changed_at=datetime.now(UTC),
@@ -160,7 +172,9 @@ async def publish_company_changed(tx: Tx, company_id: uuid.UUID) -> None:
     await tx.publish("tenant.company.changed", payload, subject=str(company_id))
 
 
-async def replace_directory_groups(session: AsyncSession, company_id: uuid.UUID, groups: list[DirectoryGroupIn]) -> None:
+async def replace_directory_groups(
+    session: AsyncSession, company_id: uuid.UUID, groups: list[DirectoryGroupIn]
+) -> None:
     seen: set[str] = set()
     for i, g in enumerate(groups):
         key = g.ldap_group.lower()
@@ -168,21 +182,43 @@ async def replace_directory_groups(session: AsyncSession, company_id: uuid.UUID,
             raise invalid(["body", "directory_groups", str(i), "ldap_group"], "the same group appears twice")
         seen.add(key)
     if seen:
-        clash = (await session.execute(
-            sa.select(directory_group.c.ldap_group).where(
-                sa.func.lower(directory_group.c.ldap_group).in_(seen), directory_group.c.company_id != company_id)
-        )).scalars().first()
+        clash = (
+            (
+                await session.execute(
+                    sa.select(directory_group.c.ldap_group).where(
+                        sa.func.lower(directory_group.c.ldap_group).in_(seen),
+                        directory_group.c.company_id != company_id,
+                    )
+                )
+            )
+            .scalars()
+            .first()
+        )
         if clash is not None:
-            raise ApiError(409, "directory_group_taken", f"the directory group {clash!r} is mapped to another company",
-                           {"ldap_group": clash})
+            raise ApiError(
+                409,
+                "directory_group_taken",
+                f"the directory group {clash!r} is mapped to another company",
+                {"ldap_group": clash},
+            )
     await session.execute(sa.delete(directory_group).where(directory_group.c.company_id == company_id))
     if groups:
-        await session.execute(sa.insert(directory_group).values([
-            {"id": uuid.uuid4(), "company_id": company_id, "ldap_group": g.ldap_group, "tenant_role": g.tenant_role.value,
-             "permissions": [p.value for p in g.permissions] if g.permissions is not None
-             else DEFAULT_PERMISSIONS[TenantRole(g.tenant_role)]}
-            for g in groups
-        ]))
+        await session.execute(
+            sa.insert(directory_group).values(
+                [
+                    {
+                        "id": uuid.uuid4(),
+                        "company_id": company_id,
+                        "ldap_group": g.ldap_group,
+                        "tenant_role": g.tenant_role.value,
+                        "permissions": [p.value for p in g.permissions]
+                        if g.permissions is not None
+                        else DEFAULT_PERMISSIONS[TenantRole(g.tenant_role)],
+                    }
+                    for g in groups
+                ]
+            )
+        )
 
 
 async def create_company(tx: Tx, body: CompanyCreate) -> uuid.UUID:
@@ -192,8 +228,15 @@ async def create_company(tx: Tx, body: CompanyCreate) -> uuid.UUID:
     values = body.model_dump(exclude={"directory_groups"})
     try:
         async with tx.session.begin_nested():
-            await tx.session.execute(sa.insert(company).values(
-                id=company_id, created_by=tx.principal.sub, modified_by=tx.principal.sub, is_active=True, **values))
+            await tx.session.execute(
+                sa.insert(company).values(
+                    id=company_id,
+                    created_by=tx.principal.sub,
+                    modified_by=tx.principal.sub,
+                    is_active=True,
+                    **values,
+                )
+            )
     except IntegrityError:
         raise _name_conflict(body.name) from None
     await replace_directory_groups(tx.session, company_id, body.directory_groups)
@@ -206,20 +249,28 @@ async def update_company(tx: Tx, company_id: uuid.UUID, body: CompanyUpdate) -> 
     if not tx.principal.is_admin:
         forbidden = sorted(ADMIN_ONLY_FIELDS & changes.keys())
         if forbidden:
-            raise ApiError(403, "admin_required", "only administrators change these fields", {"fields": forbidden})
+            raise ApiError(
+                403, "admin_required", "only administrators change these fields", {"fields": forbidden}
+            )
     for key in ("name", "is_default_sla", "is_default_threat_intel"):
         if key in changes and changes[key] is None:
             raise invalid(["body", key], "must not be null")
     row = await get_company_row(tx.session, company_id, for_update=True, include_deleted=False)
     groups = changes.pop("directory_groups", None)
-    if "name" in changes and changes["name"].lower() != row["name"].lower() and \
-            await name_taken(tx.session, changes["name"], except_id=company_id):
+    if (
+        "name" in changes
+        and changes["name"].lower() != row["name"].lower()
+        and await name_taken(tx.session, changes["name"], except_id=company_id)
+    ):
         raise _name_conflict(changes["name"])
     if changes:
         try:
             async with tx.session.begin_nested():
-                await tx.session.execute(sa.update(company).where(company.c.id == company_id).values(
-                    **changes, modified_by=tx.principal.sub, updated_at=sa.func.now()))
+                await tx.session.execute(
+                    sa.update(company)
+                    .where(company.c.id == company_id)
+                    .values(**changes, modified_by=tx.principal.sub, updated_at=sa.func.now())
+                )
         except IntegrityError:
             raise _name_conflict(changes.get("name", "")) from None
     if groups is not None:
@@ -234,13 +285,29 @@ async def _set_ti_integrations(tx: Tx, company_id: uuid.UUID, *, disable: bool) 
 
     i = integration
     where = [i.c.company_id == company_id, i.c.deleted_at.is_(None)]
-    where += [i.c.status != "disabled"] if disable else [i.c.status == "disabled", i.c.status_message == COMPANY_DELETED]
-    ids = (await tx.session.execute(
-        sa.update(i).where(*where).values(
-            status="disabled" if disable else "pending", status_message=COMPANY_DELETED if disable else None,
-            status_changed_at=sa.func.now(), updated_at=sa.func.now(), modified_by=tx.principal.sub)
-        .returning(i.c.id)
-    )).scalars().all()
+    where += (
+        [i.c.status != "disabled"]
+        if disable
+        else [i.c.status == "disabled", i.c.status_message == COMPANY_DELETED]
+    )
+    ids = (
+        (
+            await tx.session.execute(
+                sa.update(i)
+                .where(*where)
+                .values(
+                    status="disabled" if disable else "pending",
+                    status_message=COMPANY_DELETED if disable else None,
+                    status_changed_at=sa.func.now(),
+                    updated_at=sa.func.now(),
+                    modified_by=tx.principal.sub,
+                )
+                .returning(i.c.id)
+            )
+        )
+        .scalars()
+        .all()
+    )
     for integration_id in ids:
         await publish_integration_changed(tx, integration_id)
 
@@ -251,12 +318,23 @@ async def delete_company(tx: Tx, company_id: uuid.UUID) -> None:
     row = await get_company_row(tx.session, company_id, for_update=True)
     if row["deleted_at"] is not None:
         return
-    await tx.session.execute(sa.update(company).where(company.c.id == company_id).values(
-        deleted_at=sa.func.now(), deleted_by=tx.principal.sub, is_active=False, updated_at=sa.func.now(),
-        modified_by=tx.principal.sub))
+    await tx.session.execute(
+        sa.update(company)
+        .where(company.c.id == company_id)
+        .values(
+            deleted_at=sa.func.now(),
+            deleted_by=tx.principal.sub,
+            is_active=False,
+            updated_at=sa.func.now(),
+            modified_by=tx.principal.sub,
+        )
+    )
     for table in MAPPING_TABLES:
-        await tx.session.execute(sa.update(table).where(table.c.company_id == company_id, table.c.active).values(
-            active=False, inactive_reason=COMPANY_DELETED, updated_at=sa.func.now()))
+        await tx.session.execute(
+            sa.update(table)
+            .where(table.c.company_id == company_id, table.c.active)
+            .values(active=False, inactive_reason=COMPANY_DELETED, updated_at=sa.func.now())
+        )
     await _set_ti_integrations(tx, company_id, disable=True)
     await _disable_users_after_commit(tx, company_id)
     await publish_company_changed(tx, company_id)
@@ -267,8 +345,11 @@ async def inactivate_company(tx: Tx, company_id: uuid.UUID) -> None:
     row = await get_company_row(tx.session, company_id, for_update=True, include_deleted=False)
     if not row["is_active"]:
         return
-    await tx.session.execute(sa.update(company).where(company.c.id == company_id).values(
-        is_active=False, updated_at=sa.func.now(), modified_by=tx.principal.sub))
+    await tx.session.execute(
+        sa.update(company)
+        .where(company.c.id == company_id)
+        .values(is_active=False, updated_at=sa.func.now(), modified_by=tx.principal.sub)
+    )
     await _disable_users_after_commit(tx, company_id)
     await publish_company_changed(tx, company_id)
 
@@ -280,16 +361,30 @@ async def reactivate_company(tx: Tx, company_id: uuid.UUID) -> None:
         return
     if row["deleted_at"] is not None:
         if await name_taken(tx.session, row["name"], except_id=company_id):
-            raise ApiError(409, "company_name_taken",
-                           f"another company is now named {row['name']!r}; rename it before restoring this one",
-                           {"field": "name"})
+            raise ApiError(
+                409,
+                "company_name_taken",
+                f"another company is now named {row['name']!r}; rename it before restoring this one",
+                {"field": "name"},
+            )
         for table in MAPPING_TABLES:
-            await tx.session.execute(sa.update(table).where(
-                table.c.company_id == company_id, table.c.inactive_reason == COMPANY_DELETED
-            ).values(active=True, inactive_reason=None, updated_at=sa.func.now()))
+            await tx.session.execute(
+                sa.update(table)
+                .where(table.c.company_id == company_id, table.c.inactive_reason == COMPANY_DELETED)
+                .values(active=True, inactive_reason=None, updated_at=sa.func.now())
+            )
         await _set_ti_integrations(tx, company_id, disable=False)
-    await tx.session.execute(sa.update(company).where(company.c.id == company_id).values(
-        is_active=True, deleted_at=None, deleted_by=None, updated_at=sa.func.now(), modified_by=tx.principal.sub))
+    await tx.session.execute(
+        sa.update(company)
+        .where(company.c.id == company_id)
+        .values(
+            is_active=True,
+            deleted_at=None,
+            deleted_by=None,
+            updated_at=sa.func.now(),
+            modified_by=tx.principal.sub,
+        )
+    )
     action = await pending.enqueue(tx.session, pending.ENABLE_COMPANY_USERS, company_id)
     tx.on_commit(lambda: pending.run(tx.app, [action]))
     await publish_company_changed(tx, company_id)
@@ -316,10 +411,14 @@ async def read_upload(request: Request, limit: int) -> bytes:
     """The single file of a multipart upload, at most ``limit`` bytes (413 beyond, 400/422 if absent)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit + 64 * 1024:
-        raise ApiError(413, "payload_too_large", f"the picture must be at most {limit} bytes", {"max_bytes": limit})
+        raise ApiError(
+            413, "payload_too_large", f"the picture must be at most {limit} bytes", {"max_bytes": limit}
+        )
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith("multipart/form-data"):
-        raise ApiError(415, "unsupported_media_type", "send the picture as multipart/form-data (field 'file')")
+        raise ApiError(
+            415, "unsupported_media_type", "send the picture as multipart/form-data (field 'file')"
+        )
     try:
         form = await request.form(max_files=1, max_fields=10)
     except Exception:  # a broken multipart body is the caller's error, never a 500
@@ -332,23 +431,35 @@ async def read_upload(request: Request, limit: int) -> bytes:
     finally:
         await form.close()
     if len(data) > limit:
-        raise ApiError(413, "payload_too_large", f"the picture must be at most {limit} bytes", {"max_bytes": limit})
+        raise ApiError(
+            413, "payload_too_large", f"the picture must be at most {limit} bytes", {"max_bytes": limit}
+        )
     if not data:
         raise invalid(["body", "file"], "the file is empty")
     return data
 
 
 # --- routes ----------------------------------------------------------------------------------------
-SORTS = {"name": sa.func.lower(company.c.name), "created_at": company.c.created_at, "updated_at": company.c.updated_at}
+SORTS = {
+    "name": sa.func.lower(company.c.name),
+    "created_at": company.c.created_at,
+    "updated_at": company.c.updated_at,
+}
 
 
 @router.get("/admin/companies/")
 async def list_companies(
-    tx: ControlTx, principal: ManagerReader, paging: Paging,
+    tx: ControlTx,
+    principal: ManagerReader,
+    paging: Paging,
     q: SearchText = None,
-    status: Annotated[Literal["active", "inactive", "deleted", "all", "current"], Query(
-        description="current = active and inactive (not deleted)")] = "current",
-    sort: Annotated[Literal["name", "-name", "created_at", "-created_at", "updated_at", "-updated_at"], Query()] = "name",
+    status: Annotated[
+        Literal["active", "inactive", "deleted", "all", "current"],
+        Query(description="current = active and inactive (not deleted)"),
+    ] = "current",
+    sort: Annotated[
+        Literal["name", "-name", "created_at", "-created_at", "updated_at", "-updated_at"], Query()
+    ] = "name",
 ) -> dict[str, Any]:
     stmt = sa.select(*_VIEW_COLUMNS)
     own = scoped_company(principal, None)
@@ -382,7 +493,8 @@ def _like(text: str) -> str:
 
 @router.get("/admin/companies/name-available/")
 async def company_name_available(
-    tx: ControlTx, principal: AdminReader,
+    tx: ControlTx,
+    principal: AdminReader,
     name: Annotated[str, Query(min_length=1, max_length=200)],
 ) -> dict[str, Any]:
     if not storable(name):
@@ -411,8 +523,9 @@ async def get_company_route(tx: ControlTx, principal: ManagerReader, company_id:
 
 
 @router.put("/admin/companies/{company_id}/")
-async def update_company_route(tx: ControlTx, principal: ManagerWriter, company_id: CompanyId,
-                               body: CompanyUpdate) -> dict[str, Any]:
+async def update_company_route(
+    tx: ControlTx, principal: ManagerWriter, company_id: CompanyId, body: CompanyUpdate
+) -> dict[str, Any]:
     company_id = scoped_company(principal, company_id)
     await update_company(tx, company_id, body)
     return await company_detail(tx.session, company_id)
@@ -425,15 +538,18 @@ async def delete_company_route(tx: ControlTx, principal: AdminWriter, company_id
 
 
 @router.get("/admin/companies/{company_id}/directory-groups/")
-async def get_directory_groups(tx: ControlTx, principal: ManagerReader, company_id: CompanyId) -> dict[str, Any]:
+async def get_directory_groups(
+    tx: ControlTx, principal: ManagerReader, company_id: CompanyId
+) -> dict[str, Any]:
     company_id = scoped_company(principal, company_id)
     await get_company_row(tx.session, company_id)
     return full_list(await directory_groups_of(tx.session, company_id))
 
 
 @router.put("/admin/companies/{company_id}/directory-groups/")
-async def put_directory_groups(tx: ControlTx, principal: AdminWriter, company_id: CompanyId,
-                               body: DirectoryGroupsIn) -> dict[str, Any]:
+async def put_directory_groups(
+    tx: ControlTx, principal: AdminWriter, company_id: CompanyId, body: DirectoryGroupsIn
+) -> dict[str, Any]:
     await require_live_company(tx.session, company_id)
     await replace_directory_groups(tx.session, company_id, body.items)
     await publish_company_changed(tx, company_id)
@@ -441,43 +557,78 @@ async def put_directory_groups(tx: ControlTx, principal: AdminWriter, company_id
 
 
 @router.post("/admin/companies/{company_id}/picture/")
-async def upload_picture(request: Request, tx: ControlTx, principal: ManagerWriter, company_id: CompanyId) -> dict[str, Any]:
+async def upload_picture(
+    request: Request, tx: ControlTx, principal: ManagerWriter, company_id: CompanyId
+) -> dict[str, Any]:
     company_id = scoped_company(principal, company_id)
     await require_live_company(tx.session, company_id)
     limit = int(request.app.state.settings.upload_max_bytes)
     data = await read_upload(request, limit)
     kind = sniff_image(data)
     if kind is None:
-        raise ApiError(415, "unsupported_media_type", "the picture must be a PNG, JPEG or WebP image",
-                       {"accepted": ["image/png", "image/jpeg", "image/webp"]})
-    await tx.session.execute(sa.update(company).where(company.c.id == company_id).values(
-        profile_picture=data, profile_picture_type=kind, profile_picture_updated_at=sa.func.now(),
-        updated_at=sa.func.now(), modified_by=principal.sub))
-    return {"company_id": str(company_id), "content_type": kind, "size": len(data),
-            "profile_picture_url": f"/admin/companies/{company_id}/picture/"}
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            "the picture must be a PNG, JPEG or WebP image",
+            {"accepted": ["image/png", "image/jpeg", "image/webp"]},
+        )
+    await tx.session.execute(
+        sa.update(company)
+        .where(company.c.id == company_id)
+        .values(
+            profile_picture=data,
+            profile_picture_type=kind,
+            profile_picture_updated_at=sa.func.now(),
+            updated_at=sa.func.now(),
+            modified_by=principal.sub,
+        )
+    )
+    return {
+        "company_id": str(company_id),
+        "content_type": kind,
+        "size": len(data),
+        "profile_picture_url": f"/admin/companies/{company_id}/picture/",
+    }
 
 
 @router.get("/admin/companies/{company_id}/picture/", response_model=None)
 async def get_picture(tx: ControlTx, principal: ManagerReader, company_id: CompanyId) -> Response:
     company_id = scoped_company(principal, company_id)
-    row = (await tx.session.execute(
-        sa.select(company.c.profile_picture, company.c.profile_picture_type).where(company.c.id == company_id)
-    )).first()
+    row = (
+        await tx.session.execute(
+            sa.select(company.c.profile_picture, company.c.profile_picture_type).where(
+                company.c.id == company_id
+            )
+        )
+    ).first()
     if row is None:
         raise not_found("company")
     if row.profile_picture is None:
         raise ApiError(404, "no_picture", "this company has no profile picture")
-    return Response(content=bytes(row.profile_picture), media_type=row.profile_picture_type,
-                    headers={"Cache-Control": "private, max-age=300", "X-Content-Type-Options": "nosniff",
-                             "Content-Disposition": "inline"})
+    return Response(
+        content=bytes(row.profile_picture),
+        media_type=row.profile_picture_type,
+        headers={
+            "Cache-Control": "private, max-age=300",
+            "X-Content-Type-Options": "nosniff",
+            "Content-Disposition": "inline",
+        },
+    )
 
 
 @router.delete("/admin/companies/{company_id}/picture/", status_code=204)
 async def delete_picture(tx: ControlTx, principal: ManagerWriter, company_id: CompanyId) -> Response:
     company_id = scoped_company(principal, company_id)
     await require_live_company(tx.session, company_id)
-    await tx.session.execute(sa.update(company).where(company.c.id == company_id).values(
-        profile_picture=None, profile_picture_type=None, profile_picture_updated_at=sa.func.now(),
-        updated_at=sa.func.now(), modified_by=principal.sub))
+    await tx.session.execute(
+        sa.update(company)
+        .where(company.c.id == company_id)
+        .values(
+            profile_picture=None,
+            profile_picture_type=None,
+            profile_picture_updated_at=sa.func.now(),
+            updated_at=sa.func.now(),
+            modified_by=principal.sub,
+        )
+    )
     return Response(status_code=204)
-

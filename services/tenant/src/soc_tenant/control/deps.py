@@ -35,7 +35,9 @@ class Tx:
     outbox_ids: list[int] = field(default_factory=list)
     after_commit: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
 
-    async def publish(self, routing_key: str, payload: Payload, subject: str, *, integration_id: str | None = None) -> None:
+    async def publish(
+        self, routing_key: str, payload: Payload, subject: str, *, integration_id: str | None = None
+    ) -> None:
         event = outbox.build_event(routing_key, payload, subject, integration_id=integration_id)
         self.outbox_ids += await outbox.stage(self.session, [event])
 
@@ -61,8 +63,9 @@ async def scoped_tx(app: FastAPI, principal: Principal) -> AsyncIterator[Tx]:
     service's ``ScopedSession``); events staged in it are published after the commit."""
     async with app.state.app_db.sessionmaker() as session:
         async with session.begin():
-            await set_company_scope(session, principal.company_id,
-                                    is_admin=principal.is_admin or principal.is_service)
+            await set_company_scope(
+                session, principal.company_id, is_admin=principal.is_admin or principal.is_service
+            )
             tx = Tx(app, session, principal)
             yield tx
     await tx.committed()
@@ -170,10 +173,13 @@ def full_list(items: list[Any]) -> dict[str, Any]:
     return {"items": items, "total": len(items), "limit": len(items), "offset": 0}
 
 
-def invalid(loc: list[str], message: str, type_: str = "value_error", *, code: str = "validation_error") -> ApiError:
+def invalid(
+    loc: list[str], message: str, type_: str = "value_error", *, code: str = "validation_error"
+) -> ApiError:
     """A 422 in the same shape as request-model validation errors."""
-    return ApiError(422, code, "the request is not valid",
-                    {"errors": [{"loc": loc, "msg": message, "type": type_}]})
+    return ApiError(
+        422, code, "the request is not valid", {"errors": [{"loc": loc, "msg": message, "type": type_}]}
+    )
 
 
 def not_found(what: str) -> ApiError:

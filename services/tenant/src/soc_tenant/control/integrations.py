@@ -92,7 +92,9 @@ class ConnectionFields(Strict):
     port: int | None = Field(default=None, ge=1, le=65535, description="when the base URL names none")
     verify_tls: bool = True
     ca_pem: str | None = Field(default=None, max_length=65536, description="custom CA certificate(s), PEM")
-    credential_kind: CredentialKindName | None = Field(default=None, description="default: the subtype's first kind")
+    credential_kind: CredentialKindName | None = Field(
+        default=None, description="default: the subtype's first kind"
+    )
     credentials: dict[str, Any]
     settings: dict[str, Any] = Field(default_factory=dict)
 
@@ -102,7 +104,9 @@ class IntegrationCreate(ConnectionFields):
     subtype: SubtypeName
     instance_name: InstanceName
     polling_interval_seconds: int = Field(default=300, ge=30, le=86400)
-    company_id: uuid.UUID | None = Field(default=None, description="threat intelligence: the company it belongs to")
+    company_id: uuid.UUID | None = Field(
+        default=None, description="threat intelligence: the company it belongs to"
+    )
 
 
 class IntegrationUpdate(Strict):
@@ -115,7 +119,9 @@ class IntegrationUpdate(Strict):
     ca_pem: str | None = Field(default=None, max_length=65536)
     polling_interval_seconds: int | None = Field(default=None, ge=30, le=86400)
     settings: dict[str, Any] | None = None
-    enabled: bool | None = Field(default=None, description="false disables (status disabled); true re-enables (pending)")
+    enabled: bool | None = Field(
+        default=None, description="false disables (status disabled); true re-enables (pending)"
+    )
     company_id: uuid.UUID | None = None
     credential_kind: CredentialKindName | None = None
     credentials: dict[str, Any] | None = None
@@ -169,8 +175,13 @@ def masked(credentials: dict[str, str]) -> dict[str, str]:
 _PUBLIC_COLUMNS = [c for c in integration.c if c.name not in ("credentials_sealed", "ca_pem")]
 
 
-async def get_row(session: AsyncSession, integration_id: uuid.UUID, *, for_update: bool = False,
-                  include_deleted: bool = False) -> dict[str, Any]:
+async def get_row(
+    session: AsyncSession,
+    integration_id: uuid.UUID,
+    *,
+    for_update: bool = False,
+    include_deleted: bool = False,
+) -> dict[str, Any]:
     stmt = sa.select(integration).where(integration.c.id == integration_id)
     if not include_deleted:
         stmt = stmt.where(integration.c.deleted_at.is_(None))
@@ -186,11 +197,22 @@ async def sync_reports_for(session: AsyncSession, ids: list[uuid.UUID]) -> dict[
     if not ids:
         return {}
     r = sync_report
-    rows = (await session.execute(sa.select(r).where(r.c.integration_id.in_([str(i) for i in ids]))
-                                  .order_by(r.c.integration_id, r.c.resource))).mappings().all()
+    rows = (
+        (
+            await session.execute(
+                sa.select(r)
+                .where(r.c.integration_id.in_([str(i) for i in ids]))
+                .order_by(r.c.integration_id, r.c.resource)
+            )
+        )
+        .mappings()
+        .all()
+    )
     out: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
-        out.setdefault(row["integration_id"], []).append({k: v for k, v in row.items() if k != "integration_id"})
+        out.setdefault(row["integration_id"], []).append(
+            {k: v for k, v in row.items() if k != "integration_id"}
+        )
     return out
 
 
@@ -209,19 +231,31 @@ def integration_view(row: dict[str, Any], reports: list[dict[str, Any]] | None =
 
 def change_payload(row: dict[str, Any]) -> IntegrationChanged:
     return IntegrationChanged(
-        integration_id=str(row["id"]), integration_type=row["integration_type"], subtype=row["subtype"],
-        instance_name=row["instance_name"], status=row["status"], deleted=row["deleted_at"] is not None,
-        base_url=row["base_url"], verify_tls=row["verify_tls"], polling_interval_seconds=row["polling_interval_seconds"],
-        credential_kind=row["credential_kind"], credentials_version=row["credentials_version"],
-        company_id=str(row["company_id"]) if row["company_id"] else None, settings=dict(row["settings"] or {}),
+        integration_id=str(row["id"]),
+        integration_type=row["integration_type"],
+        subtype=row["subtype"],
+        instance_name=row["instance_name"],
+        status=row["status"],
+        deleted=row["deleted_at"] is not None,
+        base_url=row["base_url"],
+        verify_tls=row["verify_tls"],
+        polling_interval_seconds=row["polling_interval_seconds"],
+        credential_kind=row["credential_kind"],
+        credentials_version=row["credentials_version"],
+        company_id=str(row["company_id"]) if row["company_id"] else None,
+        settings=dict(row["settings"] or {}),
         changed_at=datetime.now(UTC),
     )
 
 
 async def publish_integration_changed(tx: Tx, integration_id: uuid.UUID) -> None:
     row = await get_row(tx.session, integration_id, include_deleted=True)
-    await tx.publish("tenant.integration.changed", change_payload(row), subject=str(integration_id),
-                     integration_id=str(integration_id))
+    await tx.publish(
+        "tenant.integration.changed",
+        change_payload(row),
+        subject=str(integration_id),
+        integration_id=str(integration_id),
+    )
 
 
 def open_credentials(app: FastAPI, row: dict[str, Any]) -> dict[str, str]:
@@ -229,50 +263,89 @@ def open_credentials(app: FastAPI, row: dict[str, Any]) -> dict[str, str]:
         return app.state.sealer.open_json(row["credentials_sealed"], aad(row["id"]))
     except SealError as exc:
         logger.error("credentials of integration {} cannot be opened: {}", row["id"], exc)
-        raise ApiError(500, "credentials_unreadable",
-                       "the stored credentials cannot be opened (sealing key missing?); rotate them") from None
+        raise ApiError(
+            500,
+            "credentials_unreadable",
+            "the stored credentials cannot be opened (sealing key missing?); rotate them",
+        ) from None
 
 
-async def _check_company(session: AsyncSession, spec_company_scoped: bool, company_id: uuid.UUID | None,
-                         loc: list[str]) -> None:
+async def _check_company(
+    session: AsyncSession, spec_company_scoped: bool, company_id: uuid.UUID | None, loc: list[str]
+) -> None:
     if spec_company_scoped:
         if company_id is None:
-            raise invalid(loc + ["company_id"], "a threat-intelligence integration belongs to one company", "missing")
-        found = (await session.execute(sa.select(company.c.id).where(
-            company.c.id == company_id, company.c.deleted_at.is_(None)))).first()
+            raise invalid(
+                loc + ["company_id"], "a threat-intelligence integration belongs to one company", "missing"
+            )
+        found = (
+            await session.execute(
+                sa.select(company.c.id).where(company.c.id == company_id, company.c.deleted_at.is_(None))
+            )
+        ).first()
         if found is None:
             raise invalid(loc + ["company_id"], "no such company", "unknown_company")
     elif company_id is not None:
-        raise invalid(loc + ["company_id"], "only threat-intelligence integrations belong to a company", "extra_forbidden")
+        raise invalid(
+            loc + ["company_id"],
+            "only threat-intelligence integrations belong to a company",
+            "extra_forbidden",
+        )
 
 
 def _conflict_from(exc: IntegrityError) -> ApiError:
     text_ = str(exc.orig) if exc.orig is not None else str(exc)
     if "uq_integration_ti_company" in text_:
-        return ApiError(409, "threat_intel_exists", "this company already has a threat-intelligence integration",
-                        {"field": "company_id"})
+        return ApiError(
+            409,
+            "threat_intel_exists",
+            "this company already has a threat-intelligence integration",
+            {"field": "company_id"},
+        )
     if "uq_integration_instance_name" in text_:
-        return ApiError(409, "instance_name_taken", "an integration of this subtype already has this instance name",
-                        {"field": "instance_name"})
+        return ApiError(
+            409,
+            "instance_name_taken",
+            "an integration of this subtype already has this instance name",
+            {"field": "instance_name"},
+        )
     return ApiError(409, "conflict", "the integration conflicts with an existing one")
 
 
 async def create_integration(tx: Tx, body: IntegrationCreate) -> uuid.UUID:
-    conn = check_connection(subtype=body.subtype, integration_type=body.integration_type, base_url=body.base_url,
-                            port=body.port, verify_tls=body.verify_tls, ca_pem=body.ca_pem,
-                            credential_kind=body.credential_kind, credentials=body.credentials, settings=body.settings)
+    conn = check_connection(
+        subtype=body.subtype,
+        integration_type=body.integration_type,
+        base_url=body.base_url,
+        port=body.port,
+        verify_tls=body.verify_tls,
+        ca_pem=body.ca_pem,
+        credential_kind=body.credential_kind,
+        credentials=body.credentials,
+        settings=body.settings,
+    )
     spec = SUBTYPES[conn.subtype]
     await _check_company(tx.session, spec.company_scoped, body.company_id, ["body"])
     integration_id = uuid.uuid4()
     values = {
-        "id": integration_id, "integration_type": spec.integration_type, "subtype": spec.subtype,
-        "instance_name": body.instance_name, "base_url": conn.base_url, "verify_tls": conn.verify_tls,
-        "ca_pem": conn.ca_pem, "polling_interval_seconds": body.polling_interval_seconds,
+        "id": integration_id,
+        "integration_type": spec.integration_type,
+        "subtype": spec.subtype,
+        "instance_name": body.instance_name,
+        "base_url": conn.base_url,
+        "verify_tls": conn.verify_tls,
+        "ca_pem": conn.ca_pem,
+        "polling_interval_seconds": body.polling_interval_seconds,
         "credential_kind": conn.credential_kind,
         "credentials_sealed": tx.app.state.sealer.seal(conn.credentials, aad(integration_id)),
-        "credentials_masked": masked(conn.credentials), "credentials_version": 1,
-        "credentials_rotated_at": sa.func.now(), "settings": conn.settings, "status": "pending",
-        "company_id": body.company_id, "created_by": tx.principal.sub, "modified_by": tx.principal.sub,
+        "credentials_masked": masked(conn.credentials),
+        "credentials_version": 1,
+        "credentials_rotated_at": sa.func.now(),
+        "settings": conn.settings,
+        "status": "pending",
+        "company_id": body.company_id,
+        "created_by": tx.principal.sub,
+        "modified_by": tx.principal.sub,
     }
     try:
         async with tx.session.begin_nested():
@@ -280,7 +353,13 @@ async def create_integration(tx: Tx, body: IntegrationCreate) -> uuid.UUID:
     except IntegrityError as exc:
         raise _conflict_from(exc) from None
     await publish_integration_changed(tx, integration_id)
-    logger.info("integration {} ({} {!r}) created by {}", integration_id, spec.subtype, body.instance_name, tx.principal.sub)
+    logger.info(
+        "integration {} ({} {!r}) created by {}",
+        integration_id,
+        spec.subtype,
+        body.instance_name,
+        tx.principal.sub,
+    )
     return integration_id
 
 
@@ -305,8 +384,10 @@ async def update_integration(tx: Tx, integration_id: uuid.UUID, body: Integratio
     spec = SUBTYPES[row["subtype"]]
     stored = open_credentials(tx.app, row) if "credentials" not in changes else None
     conn = check_connection(
-        subtype=row["subtype"], integration_type=None,
-        base_url=changes.get("base_url", row["base_url"]), port=changes.get("port"),
+        subtype=row["subtype"],
+        integration_type=None,
+        base_url=changes.get("base_url", row["base_url"]),
+        port=changes.get("port"),
         verify_tls=changes.get("verify_tls", row["verify_tls"]),
         ca_pem=changes["ca_pem"] if "ca_pem" in changes else row["ca_pem"],
         credential_kind=changes.get("credential_kind") or row["credential_kind"],
@@ -314,7 +395,10 @@ async def update_integration(tx: Tx, integration_id: uuid.UUID, body: Integratio
         settings=changes["settings"] if changes.get("settings") is not None else row["settings"],
     )
     values: dict[str, Any] = {
-        "base_url": conn.base_url, "verify_tls": conn.verify_tls, "ca_pem": conn.ca_pem, "settings": conn.settings,
+        "base_url": conn.base_url,
+        "verify_tls": conn.verify_tls,
+        "ca_pem": conn.ca_pem,
+        "settings": conn.settings,
     }
     if "instance_name" in changes:
         values["instance_name"] = changes["instance_name"]
@@ -323,8 +407,11 @@ async def update_integration(tx: Tx, integration_id: uuid.UUID, body: Integratio
     if "company_id" in changes:
         await _check_company(tx.session, spec.company_scoped, changes["company_id"], ["body"])
         values["company_id"] = changes["company_id"]
-    connection_changed = (conn.base_url != row["base_url"] or conn.verify_tls != row["verify_tls"]
-                          or conn.ca_pem != row["ca_pem"])
+    connection_changed = (
+        conn.base_url != row["base_url"]
+        or conn.verify_tls != row["verify_tls"]
+        or conn.ca_pem != row["ca_pem"]
+    )
     if "credentials" in changes:
         values.update(_rotation_values(tx, row, conn))
         connection_changed = True
@@ -342,67 +429,122 @@ async def update_integration(tx: Tx, integration_id: uuid.UUID, body: Integratio
         values.update(status=status, status_message=None, status_changed_at=sa.func.now())
     try:
         async with tx.session.begin_nested():
-            await tx.session.execute(sa.update(integration).where(integration.c.id == integration_id).values(
-                **values, modified_by=tx.principal.sub, updated_at=sa.func.now()))
+            await tx.session.execute(
+                sa.update(integration)
+                .where(integration.c.id == integration_id)
+                .values(**values, modified_by=tx.principal.sub, updated_at=sa.func.now())
+            )
     except IntegrityError as exc:
         raise _conflict_from(exc) from None
     await publish_integration_changed(tx, integration_id)
 
 
 async def rotate_credentials(tx: Tx, integration_id: uuid.UUID, body: CredentialsRotate) -> None:
-    await update_integration(tx, integration_id, IntegrationUpdate(
-        credential_kind=body.credential_kind, credentials=body.credentials))
+    await update_integration(
+        tx,
+        integration_id,
+        IntegrationUpdate(credential_kind=body.credential_kind, credentials=body.credentials),
+    )
     logger.info("credentials of integration {} rotated by {}", integration_id, tx.principal.sub)
 
 
 async def delete_integration(tx: Tx, integration_id: uuid.UUID) -> None:
     await get_row(tx.session, integration_id, for_update=True)
-    await tx.session.execute(sa.update(integration).where(integration.c.id == integration_id).values(
-        deleted_at=sa.func.now(), status="disabled", status_changed_at=sa.func.now(), modified_by=tx.principal.sub,
-        updated_at=sa.func.now()))
+    await tx.session.execute(
+        sa.update(integration)
+        .where(integration.c.id == integration_id)
+        .values(
+            deleted_at=sa.func.now(),
+            status="disabled",
+            status_changed_at=sa.func.now(),
+            modified_by=tx.principal.sub,
+            updated_at=sa.func.now(),
+        )
+    )
     for table in (qradar_mapping, soar_mapping, itsm_mapping):
-        await tx.session.execute(sa.update(table).where(table.c.integration_id == str(integration_id), table.c.active)
-                                 .values(active=False, inactive_reason="integration_deleted", updated_at=sa.func.now()))
+        await tx.session.execute(
+            sa.update(table)
+            .where(table.c.integration_id == str(integration_id), table.c.active)
+            .values(active=False, inactive_reason="integration_deleted", updated_at=sa.func.now())
+        )
     await publish_integration_changed(tx, integration_id)
     logger.info("integration {} deleted by {}", integration_id, tx.principal.sub)
 
 
 # --- test-connection -------------------------------------------------------------------------------
 async def ask_ingestor_to_test(app: FastAPI, conn: Connection) -> ConnectionTestResult:
-    request = ConnectionTestRequest(subtype=conn.subtype, base_url=conn.base_url, verify_tls=conn.verify_tls,
-                                    ca_pem=conn.ca_pem, credential_kind=conn.credential_kind,
-                                    credentials=conn.credentials, settings=conn.settings)
+    request = ConnectionTestRequest(
+        subtype=conn.subtype,
+        base_url=conn.base_url,
+        verify_tls=conn.verify_tls,
+        ca_pem=conn.ca_pem,
+        credential_kind=conn.credential_kind,
+        credentials=conn.credentials,
+        settings=conn.settings,
+    )
     try:
-        answer = await call_ingestor(app, conn.subtype, "/internal/test-connection", request.model_dump(mode="json"))
+        answer = await call_ingestor(
+            app, conn.subtype, "/internal/test-connection", request.model_dump(mode="json")
+        )
     except (UpstreamUnavailable, UpstreamRejected) as exc:
         raise ingestor_error(conn.subtype, exc) from None
     try:
         return ConnectionTestResult.model_validate(answer)
     except Exception:
         name = INGESTOR_BY_SUBTYPE[conn.subtype][0]
-        raise ApiError(502, "ingestor_error", f"the {name} service gave an answer that is not a test result",
-                       {"category": "ingestor_bad_response", "ingestor": name}) from None
+        raise ApiError(
+            502,
+            "ingestor_error",
+            f"the {name} service gave an answer that is not a test result",
+            {"category": "ingestor_bad_response", "ingestor": name},
+        ) from None
 
 
 def result_view(result: ConnectionTestResult) -> dict[str, Any]:
-    return {"ok": result.ok, "category": None if result.ok else (result.category or "unknown"),
-            "message": result.message, "hint": None if result.ok else HINTS.get(result.category or ""),
-            "details": result.details, "tested_at": datetime.now(UTC)}
+    return {
+        "ok": result.ok,
+        "category": None if result.ok else (result.category or "unknown"),
+        "message": result.message,
+        "hint": None if result.ok else HINTS.get(result.category or ""),
+        "details": result.details,
+        "tested_at": datetime.now(UTC),
+    }
 
 
 async def test_connection(tx: Tx, body: TestConnectionBody) -> dict[str, Any]:
-    given = body.model_dump(exclude_unset=True, exclude={"integration_id", "instance_name", "polling_interval_seconds",
-                                                          "company_id"})
+    given = body.model_dump(
+        exclude_unset=True,
+        exclude={"integration_id", "instance_name", "polling_interval_seconds", "company_id"},
+    )
     if body.integration_id is None:
         if body.subtype is None or body.base_url is None or body.credentials is None:
             missing = [k for k in ("subtype", "base_url", "credentials") if getattr(body, k) is None]
-            raise ApiError(422, "validation_error", "the request is not valid", {"errors": [
-                {"loc": ["body", k], "msg": "required to test an unsaved integration (or send integration_id)",
-                 "type": "missing"} for k in missing]})
-        conn = check_connection(subtype=body.subtype, integration_type=body.integration_type, base_url=body.base_url,
-                                port=body.port, verify_tls=True if body.verify_tls is None else body.verify_tls,
-                                ca_pem=body.ca_pem, credential_kind=body.credential_kind, credentials=body.credentials,
-                                settings=body.settings or {})
+            raise ApiError(
+                422,
+                "validation_error",
+                "the request is not valid",
+                {
+                    "errors": [
+                        {
+                            "loc": ["body", k],
+                            "msg": "required to test an unsaved integration (or send integration_id)",
+                            "type": "missing",
+                        }
+                        for k in missing
+                    ]
+                },
+            )
+        conn = check_connection(
+            subtype=body.subtype,
+            integration_type=body.integration_type,
+            base_url=body.base_url,
+            port=body.port,
+            verify_tls=True if body.verify_tls is None else body.verify_tls,
+            ca_pem=body.ca_pem,
+            credential_kind=body.credential_kind,
+            credentials=body.credentials,
+            settings=body.settings or {},
+        )
         result = await ask_ingestor_to_test(tx.app, conn)
         return {**result_view(result), "integration_id": None, "saved": False}
 
@@ -413,12 +555,16 @@ async def test_connection(tx: Tx, body: TestConnectionBody) -> dict[str, Any]:
     if "credential_kind" in overrides and "credentials" not in overrides:
         raise invalid(["body", "credentials"], "a new credential kind needs its credentials", "missing")
     conn = check_connection(
-        subtype=row["subtype"], integration_type=None,
-        base_url=overrides.get("base_url") or row["base_url"], port=overrides.get("port"),
+        subtype=row["subtype"],
+        integration_type=None,
+        base_url=overrides.get("base_url") or row["base_url"],
+        port=overrides.get("port"),
         verify_tls=row["verify_tls"] if overrides.get("verify_tls") is None else overrides["verify_tls"],
         ca_pem=overrides["ca_pem"] if "ca_pem" in overrides else row["ca_pem"],
         credential_kind=overrides.get("credential_kind") or row["credential_kind"],
-        credentials=overrides["credentials"] if overrides.get("credentials") is not None else open_credentials(tx.app, row),
+        credentials=overrides["credentials"]
+        if overrides.get("credentials") is not None
+        else open_credentials(tx.app, row),
         settings=overrides["settings"] if overrides.get("settings") is not None else row["settings"],
     )
     result = await ask_ingestor_to_test(tx.app, conn)
@@ -426,8 +572,12 @@ async def test_connection(tx: Tx, body: TestConnectionBody) -> dict[str, Any]:
     if overrides:
         # Replaced fields were tested, not saved: the saved integration's status says nothing of them.
         return {**view, "integration_id": str(row["id"]), "saved": False, "status": row["status"]}
-    return {**view, "integration_id": str(row["id"]), "saved": True,
-            "status": await record_test(tx, row, view)}
+    return {
+        **view,
+        "integration_id": str(row["id"]),
+        "saved": True,
+        "status": await record_test(tx, row, view),
+    }
 
 
 async def record_test(tx: Tx, row: dict[str, Any], view: dict[str, Any]) -> str:
@@ -435,11 +585,16 @@ async def record_test(tx: Tx, row: dict[str, Any], view: dict[str, Any]) -> str:
     status = row["status"]
     if status != "disabled":
         status = "active" if view["ok"] else "error"
-    values: dict[str, Any] = {"last_tested_at": sa.func.now(),
-                              "last_test": {k: v for k, v in view.items() if k != "tested_at"}}
+    values: dict[str, Any] = {
+        "last_tested_at": sa.func.now(),
+        "last_test": {k: v for k, v in view.items() if k != "tested_at"},
+    }
     if status != row["status"] or (status == "error" and row["status_message"] != view["message"]):
-        values.update(status=status, status_message=None if view["ok"] else str(view["message"])[:500],
-                      status_changed_at=sa.func.now())
+        values.update(
+            status=status,
+            status_message=None if view["ok"] else str(view["message"])[:500],
+            status_changed_at=sa.func.now(),
+        )
     await tx.session.execute(sa.update(integration).where(integration.c.id == row["id"]).values(**values))
     if status != row["status"]:
         await publish_integration_changed(tx, row["id"])
@@ -460,19 +615,30 @@ async def apply_sync_reports(app: FastAPI, reports: list[SyncReported]) -> None:
         async with session.begin():
             for report in latest.values():
                 values = {
-                    "outcome": report.outcome, "started_at": report.started_at, "finished_at": report.finished_at,
-                    "records": report.records, "error_category": report.error_category,
+                    "outcome": report.outcome,
+                    "started_at": report.started_at,
+                    "finished_at": report.finished_at,
+                    "records": report.records,
+                    "error_category": report.error_category,
                     "error_message": (report.error_message or None) and report.error_message[:1000],
                     "consecutive_failures": report.consecutive_failures,
                     "last_success_at": report.finished_at if report.outcome == "ok" else None,
                 }
-                stmt = insert(r).values(integration_id=report.integration_id, resource=report.resource, **values)
+                stmt = insert(r).values(
+                    integration_id=report.integration_id, resource=report.resource, **values
+                )
                 update = {k: stmt.excluded[k] for k in values if k != "last_success_at"}
-                update["last_success_at"] = sa.func.coalesce(stmt.excluded.last_success_at, r.c.last_success_at)
+                update["last_success_at"] = sa.func.coalesce(
+                    stmt.excluded.last_success_at, r.c.last_success_at
+                )
                 update["received_at"] = sa.func.now()
-                await session.execute(stmt.on_conflict_do_update(
-                    index_elements=["integration_id", "resource"], set_=update,
-                    where=r.c.finished_at <= stmt.excluded.finished_at))
+                await session.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=["integration_id", "resource"],
+                        set_=update,
+                        where=r.c.finished_at <= stmt.excluded.finished_at,
+                    )
+                )
             tx = Tx(app, session, None)  # type: ignore[arg-type]
             for integration_id in {k[0] for k in latest}:
                 await _status_from_reports(tx, integration_id)
@@ -484,26 +650,49 @@ async def _status_from_reports(tx: Tx, integration_id: str) -> None:
         iid = uuid.UUID(integration_id)
     except ValueError:
         return
-    row = (await tx.session.execute(sa.select(integration).where(integration.c.id == iid).with_for_update())
-           ).mappings().first()
+    row = (
+        (await tx.session.execute(sa.select(integration).where(integration.c.id == iid).with_for_update()))
+        .mappings()
+        .first()
+    )
     if row is None or row["deleted_at"] is not None or row["status"] == "disabled":
         return
-    reports = (await tx.session.execute(sa.select(sync_report).where(
-        sync_report.c.integration_id == integration_id, sync_report.c.finished_at >= row["health_since"]))).mappings().all()
+    reports = (
+        (
+            await tx.session.execute(
+                sa.select(sync_report).where(
+                    sync_report.c.integration_id == integration_id,
+                    sync_report.c.finished_at >= row["health_since"],
+                )
+            )
+        )
+        .mappings()
+        .all()
+    )
     threshold = options(tx.app).error_after_failures
-    failing = [x for x in reports if x["outcome"] == "error"
-               and (x["error_category"] in CREDENTIAL_CATEGORIES or x["consecutive_failures"] >= threshold)]
+    failing = [
+        x
+        for x in reports
+        if x["outcome"] == "error"
+        and (x["error_category"] in CREDENTIAL_CATEGORIES or x["consecutive_failures"] >= threshold)
+    ]
     if failing:
         worst = failing[0]
-        status, message = "error", f"{worst['resource']}: [{worst['error_category']}] {worst['error_message'] or ''}".strip()
+        status, message = (
+            "error",
+            f"{worst['resource']}: [{worst['error_category']}] {worst['error_message'] or ''}".strip(),
+        )
     elif any(x["outcome"] == "ok" for x in reports):
         status, message = "active", None
     else:
         return
     if status == row["status"] and (message or None) == (row["status_message"] or None):
         return
-    await tx.session.execute(sa.update(integration).where(integration.c.id == iid).values(
-        status=status, status_message=message and message[:500], status_changed_at=sa.func.now()))
+    await tx.session.execute(
+        sa.update(integration)
+        .where(integration.c.id == iid)
+        .values(status=status, status_message=message and message[:500], status_changed_at=sa.func.now())
+    )
     if status != row["status"]:
         logger.info("integration {} is now {} ({})", iid, status, message or "sync ok")
         await publish_integration_changed(tx, iid)
@@ -513,8 +702,9 @@ async def start_consumer(app: FastAPI) -> BatchConsumer:
     async def handle(deliveries: list[Delivery]) -> None:
         await apply_sync_reports(app, [d.payload for d in deliveries if isinstance(d.payload, SyncReported)])
 
-    consumer = BatchConsumer(app.state.bus, "tenant.control.sync-reports", ["ingest.sync.reported"], handle,
-                             batch_size=200)
+    consumer = BatchConsumer(
+        app.state.bus, "tenant.control.sync-reports", ["ingest.sync.reported"], handle, batch_size=200
+    )
     await consumer.start()
     return consumer
 
@@ -533,13 +723,17 @@ async def credential_types(principal: AdminReader) -> dict[str, Any]:
 
 @router.get("/integration/instances/")
 async def integration_instances(
-    tx: ControlTx, principal: AdminReader,
+    tx: ControlTx,
+    principal: AdminReader,
     integration_type: Annotated[IntegrationType | None, Query()] = None,
 ) -> dict[str, Any]:
     """Instances per type and subtype (for pickers)."""
     i = integration
-    stmt = sa.select(i.c.id, i.c.integration_type, i.c.subtype, i.c.instance_name, i.c.status, i.c.company_id).where(
-        i.c.deleted_at.is_(None)).order_by(i.c.integration_type, i.c.subtype, sa.func.lower(i.c.instance_name))
+    stmt = (
+        sa.select(i.c.id, i.c.integration_type, i.c.subtype, i.c.instance_name, i.c.status, i.c.company_id)
+        .where(i.c.deleted_at.is_(None))
+        .order_by(i.c.integration_type, i.c.subtype, sa.func.lower(i.c.instance_name))
+    )
     if integration_type:
         stmt = stmt.where(i.c.integration_type == integration_type)
     rows = (await tx.session.execute(stmt)).mappings().all()
@@ -548,16 +742,29 @@ async def integration_instances(
         if integration_type and t != integration_type:
             continue
         for s in (s for s in SUBTYPES.values() if s.integration_type == t):
-            groups[s.subtype] = {"integration_type": t, "subtype": s.subtype, "label": s.label, "instances": []}
+            groups[s.subtype] = {
+                "integration_type": t,
+                "subtype": s.subtype,
+                "label": s.label,
+                "instances": [],
+            }
     for row in rows:
         groups[row["subtype"]]["instances"].append(
-            {"id": row["id"], "instance_name": row["instance_name"], "status": row["status"], "company_id": row["company_id"]})
+            {
+                "id": row["id"],
+                "instance_name": row["instance_name"],
+                "status": row["status"],
+                "company_id": row["company_id"],
+            }
+        )
     return full_list(list(groups.values()))
 
 
 @router.get("/integration/")
 async def list_integrations(
-    tx: ControlTx, principal: AdminReader, paging: Paging,
+    tx: ControlTx,
+    principal: AdminReader,
+    paging: Paging,
     integration_type: IntegrationType | None = None,
     subtype: SubtypeName | None = None,
     status: Status | None = None,
@@ -570,29 +777,47 @@ async def list_integrations(
     stmt = sa.select(integration)
     if not include_deleted:
         stmt = stmt.where(i.c.deleted_at.is_(None))
-    for column, value in ((i.c.integration_type, integration_type), (i.c.subtype, subtype), (i.c.status, status),
-                          (i.c.company_id, company_id)):
+    for column, value in (
+        (i.c.integration_type, integration_type),
+        (i.c.subtype, subtype),
+        (i.c.status, status),
+        (i.c.company_id, company_id),
+    ):
         if value is not None:
             stmt = stmt.where(column == value)
     if q:
-        stmt = stmt.where(i.c.instance_name.ilike("%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%",
-                                                  escape="\\"))
+        stmt = stmt.where(
+            i.c.instance_name.ilike(
+                "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%", escape="\\"
+            )
+        )
     total = (await tx.session.execute(sa.select(sa.func.count()).select_from(stmt.subquery()))).scalar_one()
-    order = {"instance_name": sa.func.lower(i.c.instance_name), "created_at": i.c.created_at, "status": i.c.status}[sort.lstrip("-")]
+    order = {
+        "instance_name": sa.func.lower(i.c.instance_name),
+        "created_at": i.c.created_at,
+        "status": i.c.status,
+    }[sort.lstrip("-")]
     stmt = stmt.order_by(order.desc() if sort.startswith("-") else order, i.c.id)
-    rows = [dict(r) for r in (await tx.session.execute(stmt.limit(paging.limit).offset(paging.offset))).mappings().all()]
+    rows = [
+        dict(r)
+        for r in (await tx.session.execute(stmt.limit(paging.limit).offset(paging.offset))).mappings().all()
+    ]
     reports = await sync_reports_for(tx.session, [r["id"] for r in rows])
     return page([integration_view(r, reports.get(str(r["id"]), [])) for r in rows], total, paging)
 
 
 @router.post("/integration/", status_code=201)
-async def create_integration_route(tx: ControlTx, principal: AdminWriter, body: IntegrationCreate) -> dict[str, Any]:
+async def create_integration_route(
+    tx: ControlTx, principal: AdminWriter, body: IntegrationCreate
+) -> dict[str, Any]:
     integration_id = await create_integration(tx, body)
     return integration_view(await get_row(tx.session, integration_id), [])
 
 
 @router.post("/integration/test-connection/")
-async def test_connection_route(tx: ControlTx, principal: AdminWriter, body: TestConnectionBody) -> dict[str, Any]:
+async def test_connection_route(
+    tx: ControlTx, principal: AdminWriter, body: TestConnectionBody
+) -> dict[str, Any]:
     """Asks the owning ingestor to reach the vendor: ``ok`` with a message, or the failure's
     ``category`` (unreachable, timeout, tls, bad_credentials, permission, not_found, rate_limited,
     server_error, bad_response...) with a hint. An ingestor that cannot be reached answers 502
@@ -601,56 +826,77 @@ async def test_connection_route(tx: ControlTx, principal: AdminWriter, body: Tes
 
 
 @router.get("/integration/{integration_id}/")
-async def get_integration_route(tx: ControlTx, principal: AdminReader, integration_id: uuid.UUID) -> dict[str, Any]:
+async def get_integration_route(
+    tx: ControlTx, principal: AdminReader, integration_id: uuid.UUID
+) -> dict[str, Any]:
     row = await get_row(tx.session, integration_id, include_deleted=True)
-    return integration_view(row, (await sync_reports_for(tx.session, [integration_id])).get(str(integration_id), []))
+    return integration_view(
+        row, (await sync_reports_for(tx.session, [integration_id])).get(str(integration_id), [])
+    )
 
 
 @router.put("/integration/{integration_id}/")
-async def update_integration_route(tx: ControlTx, principal: AdminWriter, integration_id: uuid.UUID,
-                                   body: IntegrationUpdate) -> dict[str, Any]:
+async def update_integration_route(
+    tx: ControlTx, principal: AdminWriter, integration_id: uuid.UUID, body: IntegrationUpdate
+) -> dict[str, Any]:
     await update_integration(tx, integration_id, body)
     return await get_integration_route(tx, principal, integration_id)
 
 
 @router.put("/integration/{integration_id}/credentials/")
-async def rotate_credentials_route(tx: ControlTx, principal: AdminWriter, integration_id: uuid.UUID,
-                                   body: CredentialsRotate) -> dict[str, Any]:
+async def rotate_credentials_route(
+    tx: ControlTx, principal: AdminWriter, integration_id: uuid.UUID, body: CredentialsRotate
+) -> dict[str, Any]:
     await rotate_credentials(tx, integration_id, body)
     return await get_integration_route(tx, principal, integration_id)
 
 
 @router.delete("/integration/{integration_id}/", status_code=204)
-async def delete_integration_route(tx: ControlTx, principal: AdminWriter, integration_id: uuid.UUID) -> Response:
+async def delete_integration_route(
+    tx: ControlTx, principal: AdminWriter, integration_id: uuid.UUID
+) -> Response:
     await delete_integration(tx, integration_id)
     return Response(status_code=204)
 
 
 @router.post("/integration/{integration_id}/test-connection/")
-async def test_saved_connection_route(tx: ControlTx, principal: AdminWriter, integration_id: uuid.UUID) -> dict[str, Any]:
+async def test_saved_connection_route(
+    tx: ControlTx, principal: AdminWriter, integration_id: uuid.UUID
+) -> dict[str, Any]:
     return await test_connection(tx, TestConnectionBody(integration_id=integration_id))
 
 
 # --- sync now ---------------------------------------------------------------------------------------
-async def sync_now(tx: Tx, integration_id: uuid.UUID, resource: str | None, *, subtype: str | None = None) -> dict[str, Any]:
+async def sync_now(
+    tx: Tx, integration_id: uuid.UUID, resource: str | None, *, subtype: str | None = None
+) -> dict[str, Any]:
     row = await get_row(tx.session, integration_id)
     if subtype is not None and row["subtype"] != subtype:
         raise invalid(["body", "integration_id"], f"not a {subtype} integration", "wrong_integration_type")
     if row["status"] == "disabled":
         raise ApiError(409, "integration_disabled", "the integration is disabled; enable it first")
     try:
-        answer = await call_ingestor(tx.app, row["subtype"], "/internal/sync-now",
-                                     SyncNowRequest(integration_id=str(integration_id), resource=resource).model_dump())
+        answer = await call_ingestor(
+            tx.app,
+            row["subtype"],
+            "/internal/sync-now",
+            SyncNowRequest(integration_id=str(integration_id), resource=resource).model_dump(),
+        )
     except (UpstreamUnavailable, UpstreamRejected) as exc:
         raise ingestor_error(row["subtype"], exc) from None
     scheduled = answer.get("scheduled") if isinstance(answer, dict) else None
-    return {"integration_id": str(integration_id), "resource": resource, "ingestor": INGESTOR_BY_SUBTYPE[row["subtype"]][0],
-            "scheduled": scheduled}
+    return {
+        "integration_id": str(integration_id),
+        "resource": resource,
+        "ingestor": INGESTOR_BY_SUBTYPE[row["subtype"]][0],
+        "scheduled": scheduled,
+    }
 
 
 @router.post("/admin/integrations/{integration_id}/sync-now/")
-async def sync_now_route(tx: ControlTx, principal: AdminWriter, integration_id: uuid.UUID,
-                         body: SyncNowBody | None = None) -> dict[str, Any]:
+async def sync_now_route(
+    tx: ControlTx, principal: AdminWriter, integration_id: uuid.UUID, body: SyncNowBody | None = None
+) -> dict[str, Any]:
     return await sync_now(tx, integration_id, body.resource if body else None)
 
 
@@ -658,32 +904,56 @@ def _vendor_sync(subtype: str):  # noqa: ANN202 - a route factory
     async def route(tx: ControlTx, principal: AdminWriter, body: VendorSyncBody) -> dict[str, Any]:
         return await sync_now(tx, body.integration_id, body.resource, subtype=subtype)
 
-    route.__doc__ = f"Sync a {SUBTYPES[subtype].label} integration now (``integration_id``, optional ``resource``)."
+    route.__doc__ = (
+        f"Sync a {SUBTYPES[subtype].label} integration now (``integration_id``, optional ``resource``)."
+    )
     return route
 
 
-for _path, _subtype in (("qradar", "IBM_QRADAR"), ("soar", "CORTEX_XSOAR"), ("itsm", "MANAGEENGINE_SDP"),
-                        ("threat-intel", "CYWARE")):
-    router.add_api_route(f"/admin/sync/{_path}/", _vendor_sync(_subtype), methods=["POST"],
-                         name=f"sync_{_path.replace('-', '_')}", tags=["integrations"])
+for _path, _subtype in (
+    ("qradar", "IBM_QRADAR"),
+    ("soar", "CORTEX_XSOAR"),
+    ("itsm", "MANAGEENGINE_SDP"),
+    ("threat-intel", "CYWARE"),
+):
+    router.add_api_route(
+        f"/admin/sync/{_path}/",
+        _vendor_sync(_subtype),
+        methods=["POST"],
+        name=f"sync_{_path.replace('-', '_')}",
+        tags=["integrations"],
+    )
 
 
 # --- internal API for the ingestors -----------------------------------------------------------------
 @internal_router.get("/integrations/{integration_id}/credentials/", include_in_schema=False)
 @internal_router.get("/integrations/{integration_id}/credentials")
-async def internal_credentials(tx: ControlTx, principal: ServicePrincipal, integration_id: str) -> dict[str, Any]:
+async def internal_credentials(
+    tx: ControlTx, principal: ServicePrincipal, integration_id: str
+) -> dict[str, Any]:
     """The one place credentials come out: to an ingestor, just in time, with a service token."""
     row = await get_row(tx.session, as_uuid(integration_id, "integration"))
     secrets = open_credentials(tx.app, row)
-    logger.info("credentials of integration {} (v{}) handed to {}", row["id"], row["credentials_version"], principal.sub)
-    return {"integration_id": str(row["id"]), "credential_kind": row["credential_kind"], "secrets": secrets,
-            "ca_pem": row["ca_pem"], "credentials_version": row["credentials_version"]}
+    logger.info(
+        "credentials of integration {} (v{}) handed to {}",
+        row["id"],
+        row["credentials_version"],
+        principal.sub,
+    )
+    return {
+        "integration_id": str(row["id"]),
+        "credential_kind": row["credential_kind"],
+        "secrets": secrets,
+        "ca_pem": row["ca_pem"],
+        "credentials_version": row["credentials_version"],
+    }
 
 
 @internal_router.get("/integrations", include_in_schema=False)
 @internal_router.get("/integrations/")
 async def internal_integrations(
-    tx: ControlTx, principal: ServicePrincipal,
+    tx: ControlTx,
+    principal: ServicePrincipal,
     subtype: SubtypeName | None = None,
     include_deleted: bool = False,
     limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
@@ -697,15 +967,28 @@ async def internal_integrations(
     if not include_deleted:
         stmt = stmt.where(integration.c.deleted_at.is_(None))
     total = (await tx.session.execute(sa.select(sa.func.count()).select_from(stmt.subquery()))).scalar_one()
-    rows = (await tx.session.execute(stmt.order_by(integration.c.created_at, integration.c.id).limit(limit).offset(offset))
-            ).mappings().all()
-    return {"items": [change_payload(dict(r)).model_dump(mode="json") for r in rows], "total": total,
-            "limit": limit, "offset": offset}
+    rows = (
+        (
+            await tx.session.execute(
+                stmt.order_by(integration.c.created_at, integration.c.id).limit(limit).offset(offset)
+            )
+        )
+        .mappings()
+        .all()
+    )
+    return {
+        "items": [change_payload(dict(r)).model_dump(mode="json") for r in rows],
+        "total": total,
+        "limit": limit,
+        "offset": offset,
+    }
 
 
 @internal_router.post("/integrations/republish/", include_in_schema=False)
 @internal_router.post("/integrations/republish")
-async def internal_republish(tx: ControlTx, principal: ServicePrincipal, body: RepublishBody | None = None) -> dict[str, Any]:
+async def internal_republish(
+    tx: ControlTx, principal: ServicePrincipal, body: RepublishBody | None = None
+) -> dict[str, Any]:
     """Publish ``tenant.integration.changed`` again for every integration (deleted ones included)."""
     stmt = sa.select(integration.c.id)
     if body is not None and body.subtype:
@@ -719,7 +1002,8 @@ async def internal_republish(tx: ControlTx, principal: ServicePrincipal, body: R
 @internal_router.get("/ticket-routing/", include_in_schema=False)
 @internal_router.get("/ticket-routing")
 async def internal_ticket_routing(
-    tx: ControlTx, principal: ServicePrincipal,
+    tx: ControlTx,
+    principal: ServicePrincipal,
     soar_integration_id: Annotated[str, Query(min_length=1, max_length=200)],
     account: Annotated[str, Query(max_length=200)] = "",
 ) -> dict[str, Any]:
@@ -728,15 +1012,27 @@ async def internal_ticket_routing(
     404 when the incident's company has no ITSM mapping (no ticket is created)."""
     stmt = (
         sa.select(soar_mapping.c.company_id, itsm_mapping.c.integration_id, itsm_mapping.c.account_id)
-        .join(itsm_mapping, sa.and_(itsm_mapping.c.company_id == soar_mapping.c.company_id, itsm_mapping.c.active))
+        .join(
+            itsm_mapping,
+            sa.and_(itsm_mapping.c.company_id == soar_mapping.c.company_id, itsm_mapping.c.active),
+        )
         .join(company, company.c.id == soar_mapping.c.company_id)
-        .where(soar_mapping.c.integration_id == soar_integration_id, soar_mapping.c.account == account,
-               soar_mapping.c.active, company.c.deleted_at.is_(None), company.c.is_active)
+        .where(
+            soar_mapping.c.integration_id == soar_integration_id,
+            soar_mapping.c.account == account,
+            soar_mapping.c.active,
+            company.c.deleted_at.is_(None),
+            company.c.is_active,
+        )
         .order_by(itsm_mapping.c.created_at, itsm_mapping.c.id)
         .limit(1)
     )
     row = (await tx.session.execute(stmt)).mappings().first()
     if row is None:
         raise ApiError(404, "not_mapped", "no company with an ITSM mapping serves this SOAR account")
-    return {"company_id": str(row["company_id"]), "itsm_integration_id": str(row["integration_id"]),
-            "account_id": row["account_id"], "policy": {"priorities": ["P1", "P2"], "statuses": ["pending", "active"]}}
+    return {
+        "company_id": str(row["company_id"]),
+        "itsm_integration_id": str(row["integration_id"]),
+        "account_id": row["account_id"],
+        "policy": {"priorities": ["P1", "P2"], "statuses": ["pending", "active"]},
+    }

@@ -46,23 +46,46 @@ def dumps(frame: dict[str, Any]) -> str:
 def message_frame(message: ChatMessagePosted | dict[str, Any]) -> dict[str, Any]:
     data = message.model_dump(mode="json") if isinstance(message, ChatMessagePosted) else dict(message)
     view = {
-        "id": int(data["message_id"]) if str(data.get("message_id", "")).isdigit() else data.get("message_id"),
-        "company_id": data["company_id"], "sender_id": data["sender_id"], "sender_name": data.get("sender_name"),
-        "sender_kind": data["sender_kind"], "body": data["body"], "sent_at": data["sent_at"],
-        "admin_seen_at": None, "tenant_seen_at": None,
+        "id": int(data["message_id"])
+        if str(data.get("message_id", "")).isdigit()
+        else data.get("message_id"),
+        "company_id": data["company_id"],
+        "sender_id": data["sender_id"],
+        "sender_name": data.get("sender_name"),
+        "sender_kind": data["sender_kind"],
+        "body": data["body"],
+        "sent_at": data["sent_at"],
+        "admin_seen_at": None,
+        "tenant_seen_at": None,
     }
     return {"type": "chat.message", "message": view}
 
 
 def integration_frame(change: IntegrationChanged) -> dict[str, Any]:
-    severity = "error" if change.status == "error" else "warning" if change.deleted or change.status == "disabled" else "info"
+    severity = (
+        "error"
+        if change.status == "error"
+        else "warning"
+        if change.deleted or change.status == "disabled"
+        else "info"
+    )
     what = "deleted" if change.deleted else f"is {change.status}"
-    return {"type": "notification", "event": "integration.changed", "severity": severity,
-            "message": f"{change.subtype} integration {change.instance_name!r} {what}",
-            "integration": {"id": change.integration_id, "instance_name": change.instance_name, "subtype": change.subtype,
-                            "integration_type": change.integration_type, "status": change.status,
-                            "deleted": change.deleted, "company_id": change.company_id},
-            "at": change.changed_at.isoformat()}
+    return {
+        "type": "notification",
+        "event": "integration.changed",
+        "severity": severity,
+        "message": f"{change.subtype} integration {change.instance_name!r} {what}",
+        "integration": {
+            "id": change.integration_id,
+            "instance_name": change.instance_name,
+            "subtype": change.subtype,
+            "integration_type": change.integration_type,
+            "status": change.status,
+            "deleted": change.deleted,
+            "company_id": change.company_id,
+        },
+        "at": change.changed_at.isoformat(),
+    }
 
 
 class LiveHub:
@@ -77,8 +100,13 @@ class LiveHub:
     async def start(self) -> None:
         self._channel = await self.app.state.bus.channel(prefetch=500)
         await declare_exchanges(self._channel)
-        self._queue = await self._channel.declare_queue(self.queue_name, durable=False, exclusive=True, auto_delete=True,
-                                                        arguments={"x-queue-type": "classic"})
+        self._queue = await self._channel.declare_queue(
+            self.queue_name,
+            durable=False,
+            exclusive=True,
+            auto_delete=True,
+            arguments={"x-queue-type": "classic"},
+        )
         for key in LIVE_KEYS:
             await self._queue.bind(EVENTS_EXCHANGE, routing_key=key)
         self._tag = await self._queue.consume(self._on_message, no_ack=True)

@@ -91,7 +91,9 @@ async def _table_exists(session: AsyncSession, name: str) -> bool:
     return (await session.execute(sa.text("SELECT to_regclass(:n) IS NOT NULL"), {"n": name})).scalar_one()
 
 
-async def vendor_tenant_known(session: AsyncSession, kind: MappingKind, integration_id: str, key: Any) -> bool | None:
+async def vendor_tenant_known(
+    session: AsyncSession, kind: MappingKind, integration_id: str, key: Any
+) -> bool | None:
     """True/False when the ingestors' discoveries can tell; None while the read model has no such table."""
     if kind is QRADAR:
         d = qradar_domain
@@ -100,8 +102,14 @@ async def vendor_tenant_known(session: AsyncSession, kind: MappingKind, integrat
         table = soar_account if kind is SOAR else itsm_account
         if not await _table_exists(session, table.name):
             return None
-        match = sa.or_(table.c.account_id == str(key), table.c.name == str(key)) if kind is SOAR else table.c.account_id == str(key)
-        stmt = sa.select(sa.literal(1)).select_from(table).where(table.c.integration_id == integration_id, match)
+        match = (
+            sa.or_(table.c.account_id == str(key), table.c.name == str(key))
+            if kind is SOAR
+            else table.c.account_id == str(key)
+        )
+        stmt = (
+            sa.select(sa.literal(1)).select_from(table).where(table.c.integration_id == integration_id, match)
+        )
     try:
         async with session.begin_nested():
             return (await session.execute(stmt.limit(1))).first() is not None
@@ -109,7 +117,9 @@ async def vendor_tenant_known(session: AsyncSession, kind: MappingKind, integrat
         return None  # the read model's table has another shape than expected: do not block mappings on it
 
 
-async def _vendor_names(session: AsyncSession, kind: MappingKind, rows: list[dict[str, Any]]) -> dict[tuple[str, str], str]:
+async def _vendor_names(
+    session: AsyncSession, kind: MappingKind, rows: list[dict[str, Any]]
+) -> dict[tuple[str, str], str]:
     if not rows:
         return {}
     integration_ids = list({r["integration_id"] for r in rows})
@@ -117,12 +127,22 @@ async def _vendor_names(session: AsyncSession, kind: MappingKind, rows: list[dic
         async with session.begin_nested():
             if kind is QRADAR:
                 d = qradar_domain
-                found = (await session.execute(sa.select(d.c.integration_id, d.c.domain_id, d.c.name)
-                                               .where(d.c.integration_id.in_(integration_ids)))).all()
+                found = (
+                    await session.execute(
+                        sa.select(d.c.integration_id, d.c.domain_id, d.c.name).where(
+                            d.c.integration_id.in_(integration_ids)
+                        )
+                    )
+                ).all()
             elif kind is ITSM and await _table_exists(session, itsm_account.name):
                 a = itsm_account
-                found = (await session.execute(sa.select(a.c.integration_id, a.c.account_id, a.c.name)
-                                               .where(a.c.integration_id.in_(integration_ids)))).all()
+                found = (
+                    await session.execute(
+                        sa.select(a.c.integration_id, a.c.account_id, a.c.name).where(
+                            a.c.integration_id.in_(integration_ids)
+                        )
+                    )
+                ).all()
             else:
                 return {}
     except (ProgrammingError, DBAPIError):
@@ -138,9 +158,31 @@ async def _names(session: AsyncSession, rows: list[dict[str, Any]]) -> tuple[dic
             integration_ids.append(uuid.UUID(r["integration_id"]))
         except ValueError:
             pass
-    companies = dict((await session.execute(sa.select(company.c.id, company.c.name).where(company.c.id.in_(company_ids)))).all()) if company_ids else {}
-    integrations = {str(k): v for k, v in (await session.execute(sa.select(integration.c.id, integration.c.instance_name)
-                                                                 .where(integration.c.id.in_(integration_ids)))).all()} if integration_ids else {}
+    companies = (
+        dict(
+            (
+                await session.execute(
+                    sa.select(company.c.id, company.c.name).where(company.c.id.in_(company_ids))
+                )
+            ).all()
+        )
+        if company_ids
+        else {}
+    )
+    integrations = (
+        {
+            str(k): v
+            for k, v in (
+                await session.execute(
+                    sa.select(integration.c.id, integration.c.instance_name).where(
+                        integration.c.id.in_(integration_ids)
+                    )
+                )
+            ).all()
+        }
+        if integration_ids
+        else {}
+    )
     return companies, integrations
 
 
@@ -160,7 +202,9 @@ async def views(session: AsyncSession, kind: MappingKind, rows: list[dict[str, A
     return out
 
 
-async def get_mapping(session: AsyncSession, kind: MappingKind, mapping_id: uuid.UUID, *, for_update: bool = False) -> dict[str, Any]:
+async def get_mapping(
+    session: AsyncSession, kind: MappingKind, mapping_id: uuid.UUID, *, for_update: bool = False
+) -> dict[str, Any]:
     stmt = sa.select(kind.table).where(kind.table.c.id == mapping_id)
     if for_update:
         stmt = stmt.with_for_update()
@@ -170,27 +214,55 @@ async def get_mapping(session: AsyncSession, kind: MappingKind, mapping_id: uuid
     return dict(row)
 
 
-async def _check_targets(session: AsyncSession, kind: MappingKind, company_id: uuid.UUID, integration_id: uuid.UUID,
-                         key: Any, loc: list[str]) -> None:
-    found = (await session.execute(sa.select(company.c.id).where(company.c.id == company_id, company.c.deleted_at.is_(None)))).first()
+async def _check_targets(
+    session: AsyncSession,
+    kind: MappingKind,
+    company_id: uuid.UUID,
+    integration_id: uuid.UUID,
+    key: Any,
+    loc: list[str],
+) -> None:
+    found = (
+        await session.execute(
+            sa.select(company.c.id).where(company.c.id == company_id, company.c.deleted_at.is_(None))
+        )
+    ).first()
     if found is None:
         raise invalid(loc + ["company_id"], "no such company", "unknown_company")
-    row = (await session.execute(sa.select(integration.c.subtype).where(
-        integration.c.id == integration_id, integration.c.deleted_at.is_(None)))).first()
+    row = (
+        await session.execute(
+            sa.select(integration.c.subtype).where(
+                integration.c.id == integration_id, integration.c.deleted_at.is_(None)
+            )
+        )
+    ).first()
     if row is None:
         raise invalid(loc + ["integration_id"], "no such integration", "unknown_integration")
     if row.subtype != kind.subtype:
         raise invalid(loc + ["integration_id"], f"not a {kind.subtype} integration", "wrong_integration_type")
     if await vendor_tenant_known(session, kind, str(integration_id), key) is False:
-        raise invalid(loc + [kind.key], f"no such {kind.label} discovered on this integration (yet)", "unknown_vendor_tenant")
+        raise invalid(
+            loc + [kind.key],
+            f"no such {kind.label} discovered on this integration (yet)",
+            "unknown_vendor_tenant",
+        )
 
 
-async def create_mapping(tx: Tx, kind: MappingKind, values: dict[str, Any], *, loc: list[str] | None = None) -> uuid.UUID:
+async def create_mapping(
+    tx: Tx, kind: MappingKind, values: dict[str, Any], *, loc: list[str] | None = None
+) -> uuid.UUID:
     loc = loc or ["body"]
-    await _check_targets(tx.session, kind, values["company_id"], values["integration_id"], values[kind.key], loc)
+    await _check_targets(
+        tx.session, kind, values["company_id"], values["integration_id"], values[kind.key], loc
+    )
     mapping_id = uuid.uuid4()
-    row = {**values, "integration_id": str(values["integration_id"]), "id": mapping_id, "active": True,
-           "created_by": tx.principal.sub}
+    row = {
+        **values,
+        "integration_id": str(values["integration_id"]),
+        "id": mapping_id,
+        "active": True,
+        "created_by": tx.principal.sub,
+    }
     if kind is QRADAR:
         row["contracted_volume_type"] = str(row["contracted_volume_type"])
     try:
@@ -198,11 +270,21 @@ async def create_mapping(tx: Tx, kind: MappingKind, values: dict[str, Any], *, l
             await tx.session.execute(sa.insert(kind.table).values(**row))
     except IntegrityError:
         t = kind.table
-        existing = (await tx.session.execute(sa.select(t.c.id).where(
-            t.c.company_id == values["company_id"], t.c.integration_id == str(values["integration_id"]),
-            t.c[kind.key] == values[kind.key]))).scalar_one_or_none()
-        raise ApiError(409, "mapping_exists", f"this {kind.label} is already mapped to this company",
-                       {"mapping_id": str(existing) if existing else None}) from None
+        existing = (
+            await tx.session.execute(
+                sa.select(t.c.id).where(
+                    t.c.company_id == values["company_id"],
+                    t.c.integration_id == str(values["integration_id"]),
+                    t.c[kind.key] == values[kind.key],
+                )
+            )
+        ).scalar_one_or_none()
+        raise ApiError(
+            409,
+            "mapping_exists",
+            f"this {kind.label} is already mapped to this company",
+            {"mapping_id": str(existing) if existing else None},
+        ) from None
     return mapping_id
 
 
@@ -214,20 +296,35 @@ async def update_mapping(tx: Tx, kind: MappingKind, mapping_id: uuid.UUID, chang
     if "contracted_volume_type" in changes:
         changes["contracted_volume_type"] = str(changes["contracted_volume_type"])
     if changes.get("active") is True and not current["active"]:
-        found = (await tx.session.execute(sa.select(company.c.id).where(
-            company.c.id == current["company_id"], company.c.deleted_at.is_(None)))).first()
+        found = (
+            await tx.session.execute(
+                sa.select(company.c.id).where(
+                    company.c.id == current["company_id"], company.c.deleted_at.is_(None)
+                )
+            )
+        ).first()
         if found is None:
             raise ApiError(409, "company_deleted", "the company is deleted; restore it first")
         changes["inactive_reason"] = None
     elif changes.get("active") is False and current["active"]:
         changes["inactive_reason"] = "deactivated"
     if changes:
-        await tx.session.execute(sa.update(kind.table).where(kind.table.c.id == mapping_id).values(
-            **changes, updated_at=sa.func.now()))
+        await tx.session.execute(
+            sa.update(kind.table)
+            .where(kind.table.c.id == mapping_id)
+            .values(**changes, updated_at=sa.func.now())
+        )
 
 
-async def list_mappings(session: AsyncSession, kind: MappingKind, paging: Any, *, company_id: uuid.UUID | None,
-                        integration_id: uuid.UUID | None, active: bool | None) -> dict[str, Any]:
+async def list_mappings(
+    session: AsyncSession,
+    kind: MappingKind,
+    paging: Any,
+    *,
+    company_id: uuid.UUID | None,
+    integration_id: uuid.UUID | None,
+    active: bool | None,
+) -> dict[str, Any]:
     t = kind.table
     stmt = sa.select(t)
     if company_id is not None:
@@ -237,15 +334,34 @@ async def list_mappings(session: AsyncSession, kind: MappingKind, paging: Any, *
     if active is not None:
         stmt = stmt.where(t.c.active == active)
     total = (await session.execute(sa.select(sa.func.count()).select_from(stmt.subquery()))).scalar_one()
-    rows = (await session.execute(stmt.order_by(t.c.created_at, t.c.id).limit(paging.limit).offset(paging.offset))).mappings().all()
+    rows = (
+        (
+            await session.execute(
+                stmt.order_by(t.c.created_at, t.c.id).limit(paging.limit).offset(paging.offset)
+            )
+        )
+        .mappings()
+        .all()
+    )
     return page(await views(session, kind, [dict(r) for r in rows]), total, paging)
 
 
-async def mappings_of_company(session: AsyncSession, company_id: uuid.UUID) -> dict[str, list[dict[str, Any]]]:
+async def mappings_of_company(
+    session: AsyncSession, company_id: uuid.UUID
+) -> dict[str, list[dict[str, Any]]]:
     out = {}
     for kind in (QRADAR, SOAR, ITSM):
-        rows = (await session.execute(sa.select(kind.table).where(kind.table.c.company_id == company_id)
-                                      .order_by(kind.table.c.created_at))).mappings().all()
+        rows = (
+            (
+                await session.execute(
+                    sa.select(kind.table)
+                    .where(kind.table.c.company_id == company_id)
+                    .order_by(kind.table.c.created_at)
+                )
+            )
+            .mappings()
+            .all()
+        )
         out[kind.name] = await views(session, kind, [dict(r) for r in rows])
     return out
 
@@ -254,10 +370,17 @@ async def mappings_of_company(session: AsyncSession, company_id: uuid.UUID) -> d
 def _routes(kind: MappingKind, body_model: type[Strict], update_model: type[Strict]) -> None:
     base = f"/admin/mappings/{kind.name}/"
 
-    async def list_route(tx: ControlTx, principal: AdminReader, paging: Paging, company_id: uuid.UUID | None = None,
-                         integration_id: uuid.UUID | None = None, active: bool | None = None) -> dict[str, Any]:
-        return await list_mappings(tx.session, kind, paging, company_id=company_id, integration_id=integration_id,
-                                   active=active)
+    async def list_route(
+        tx: ControlTx,
+        principal: AdminReader,
+        paging: Paging,
+        company_id: uuid.UUID | None = None,
+        integration_id: uuid.UUID | None = None,
+        active: bool | None = None,
+    ) -> dict[str, Any]:
+        return await list_mappings(
+            tx.session, kind, paging, company_id=company_id, integration_id=integration_id, active=active
+        )
 
     async def create_route(tx: ControlTx, principal: AdminWriter, body: body_model) -> dict[str, Any]:  # type: ignore[valid-type]
         mapping_id = await create_mapping(tx, kind, body.model_dump())  # type: ignore[attr-defined]
@@ -266,8 +389,9 @@ def _routes(kind: MappingKind, body_model: type[Strict], update_model: type[Stri
     async def get_route(tx: ControlTx, principal: AdminReader, mapping_id: uuid.UUID) -> dict[str, Any]:
         return (await views(tx.session, kind, [await get_mapping(tx.session, kind, mapping_id)]))[0]
 
-    async def update_route(tx: ControlTx, principal: AdminWriter, mapping_id: uuid.UUID,
-                           body: update_model) -> dict[str, Any]:  # type: ignore[valid-type]
+    async def update_route(
+        tx: ControlTx, principal: AdminWriter, mapping_id: uuid.UUID, body: update_model
+    ) -> dict[str, Any]:  # type: ignore[valid-type]
         await update_mapping(tx, kind, mapping_id, body.model_dump(exclude_unset=True))  # type: ignore[attr-defined]
         return (await views(tx.session, kind, [await get_mapping(tx.session, kind, mapping_id)]))[0]
 
@@ -281,11 +405,24 @@ def _routes(kind: MappingKind, body_model: type[Strict], update_model: type[Stri
     update_route.__annotations__["body"] = update_model
     tag = ["mappings"]
     router.add_api_route(base, list_route, methods=["GET"], name=f"list_{kind.name}_mappings", tags=tag)
-    router.add_api_route(base, create_route, methods=["POST"], status_code=201, name=f"create_{kind.name}_mapping", tags=tag)
-    router.add_api_route(base + "{mapping_id}/", get_route, methods=["GET"], name=f"get_{kind.name}_mapping", tags=tag)
-    router.add_api_route(base + "{mapping_id}/", update_route, methods=["PUT"], name=f"update_{kind.name}_mapping", tags=tag)
-    router.add_api_route(base + "{mapping_id}/", delete_route, methods=["DELETE"], status_code=204,
-                         name=f"delete_{kind.name}_mapping", tags=tag, response_class=Response)
+    router.add_api_route(
+        base, create_route, methods=["POST"], status_code=201, name=f"create_{kind.name}_mapping", tags=tag
+    )
+    router.add_api_route(
+        base + "{mapping_id}/", get_route, methods=["GET"], name=f"get_{kind.name}_mapping", tags=tag
+    )
+    router.add_api_route(
+        base + "{mapping_id}/", update_route, methods=["PUT"], name=f"update_{kind.name}_mapping", tags=tag
+    )
+    router.add_api_route(
+        base + "{mapping_id}/",
+        delete_route,
+        methods=["DELETE"],
+        status_code=204,
+        name=f"delete_{kind.name}_mapping",
+        tags=tag,
+        response_class=Response,
+    )
 
 
 _routes(QRADAR, QradarMappingIn, QradarMappingUpdate)

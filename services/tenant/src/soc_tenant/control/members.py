@@ -60,8 +60,12 @@ UserId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9.
 class MemberCreate(Strict):
     username: Username
     email: Email | None = None
-    password: str | None = Field(default=None, min_length=1, max_length=1024,
-                                 description="local users only; directory users log in with their directory password")
+    password: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1024,
+        description="local users only; directory users log in with their directory password",
+    )
     tenant_role: TenantRole = TenantRole.TENANT_USER
     permissions: Permissions | None = None
     ldap_group: LdapGroup | None = None
@@ -78,17 +82,35 @@ class MemberUpdate(Strict):
     country: ShortText | None = None
 
 
-_MEMBER_COLUMNS = [tenant_member.c[n] for n in (
-    "user_id", "company_id", "username", "email", "tenant_role", "permissions", "ldap_group", "country", "active",
-    "created_by", "created_at", "updated_at")]
+_MEMBER_COLUMNS = [
+    tenant_member.c[n]
+    for n in (
+        "user_id",
+        "company_id",
+        "username",
+        "email",
+        "tenant_role",
+        "permissions",
+        "ldap_group",
+        "country",
+        "active",
+        "created_by",
+        "created_at",
+        "updated_at",
+    )
+]
 
 
 def member_view(row: Any) -> dict[str, Any]:
     return {c.name: row[c.name] for c in _MEMBER_COLUMNS}
 
 
-async def get_member(session: AsyncSession, company_id: uuid.UUID, user_id: str, *, for_update: bool = False) -> dict[str, Any]:
-    stmt = sa.select(*_MEMBER_COLUMNS).where(tenant_member.c.company_id == company_id, tenant_member.c.user_id == user_id)
+async def get_member(
+    session: AsyncSession, company_id: uuid.UUID, user_id: str, *, for_update: bool = False
+) -> dict[str, Any]:
+    stmt = sa.select(*_MEMBER_COLUMNS).where(
+        tenant_member.c.company_id == company_id, tenant_member.c.user_id == user_id
+    )
     if for_update:
         stmt = stmt.with_for_update()
     row = (await session.execute(stmt)).mappings().first()
@@ -98,24 +120,52 @@ async def get_member(session: AsyncSession, company_id: uuid.UUID, user_id: str,
 
 
 async def members_of(session: AsyncSession, company_id: uuid.UUID) -> list[dict[str, Any]]:
-    rows = (await session.execute(sa.select(*_MEMBER_COLUMNS).where(tenant_member.c.company_id == company_id)
-                                  .order_by(sa.func.lower(tenant_member.c.username)))).mappings().all()
+    rows = (
+        (
+            await session.execute(
+                sa.select(*_MEMBER_COLUMNS)
+                .where(tenant_member.c.company_id == company_id)
+                .order_by(sa.func.lower(tenant_member.c.username))
+            )
+        )
+        .mappings()
+        .all()
+    )
     return [member_view(r) for r in rows]
 
 
 async def publish_membership(tx: Tx, member: dict[str, Any]) -> None:
-    await tx.publish("tenant.membership.changed", TenantMembershipChanged(
-        user_id=member["user_id"], company_id=str(member["company_id"]), tenant_role=member["tenant_role"],
-        permissions=list(member["permissions"]), active=bool(member["active"]), changed_at=datetime.now(UTC),
-    ), subject=member["user_id"])
+    await tx.publish(
+        "tenant.membership.changed",
+        TenantMembershipChanged(
+            user_id=member["user_id"],
+            company_id=str(member["company_id"]),
+            tenant_role=member["tenant_role"],
+            permissions=list(member["permissions"]),
+            active=bool(member["active"]),
+            changed_at=datetime.now(UTC),
+        ),
+        subject=member["user_id"],
+    )
 
 
-async def create_member(tx: Tx, company_id: uuid.UUID, body: MemberCreate, *, compensations: list[str] | None = None) -> dict[str, Any]:
+async def create_member(
+    tx: Tx, company_id: uuid.UUID, body: MemberCreate, *, compensations: list[str] | None = None
+) -> dict[str, Any]:
     """Ask auth to create the user, then record the membership (in ``tx``). ``compensations`` collects
     the ids of users auth created, so a caller whose transaction fails can undo them."""
-    permissions = [p.value for p in body.permissions] if body.permissions is not None else DEFAULT_PERMISSIONS[body.tenant_role]
-    request = {"username": body.username, "email": body.email, "company_id": str(company_id),
-               "tenant_role": body.tenant_role.value, "permissions": permissions}
+    permissions = (
+        [p.value for p in body.permissions]
+        if body.permissions is not None
+        else DEFAULT_PERMISSIONS[body.tenant_role]
+    )
+    request = {
+        "username": body.username,
+        "email": body.email,
+        "company_id": str(company_id),
+        "tenant_role": body.tenant_role.value,
+        "permissions": permissions,
+    }
     if body.password is not None:
         request["password"] = body.password
     # A user reached through a directory group signs in with its directory password (auth's "ldap"
@@ -127,17 +177,29 @@ async def create_member(tx: Tx, company_id: uuid.UUID, body: MemberCreate, *, co
         raise auth_error(exc) from None
     user_id = created.get("id") or created.get("user_id")
     if not user_id:
-        raise ApiError(502, "auth_error", "the auth service created the user but did not say its id", {"service": "auth"})
+        raise ApiError(
+            502, "auth_error", "the auth service created the user but did not say its id", {"service": "auth"}
+        )
     user_id = str(user_id)
     if compensations is not None:
         compensations.append(user_id)
-    values = {"company_id": company_id, "username": str(created.get("username") or body.username),
-              "email": created.get("email", body.email), "tenant_role": body.tenant_role.value,
-              "permissions": permissions, "ldap_group": body.ldap_group, "country": body.country, "active": True}
-    stmt = insert(tenant_member).values(id=uuid.uuid4(), user_id=user_id, created_by=tx.principal.sub, **values)
+    values = {
+        "company_id": company_id,
+        "username": str(created.get("username") or body.username),
+        "email": created.get("email", body.email),
+        "tenant_role": body.tenant_role.value,
+        "permissions": permissions,
+        "ldap_group": body.ldap_group,
+        "country": body.country,
+        "active": True,
+    }
+    stmt = insert(tenant_member).values(
+        id=uuid.uuid4(), user_id=user_id, created_by=tx.principal.sub, **values
+    )
     # The auth.user.changed of this very user may have been consumed already: ours is the fuller record.
-    await tx.session.execute(stmt.on_conflict_do_update(index_elements=["user_id"],
-                                                        set_={**values, "updated_at": sa.func.now()}))
+    await tx.session.execute(
+        stmt.on_conflict_do_update(index_elements=["user_id"], set_={**values, "updated_at": sa.func.now()})
+    )
     member = await get_member(tx.session, company_id, user_id)
     await publish_membership(tx, member)
     return member
@@ -170,7 +232,10 @@ def auth_changes(body: MemberUpdate) -> dict[str, Any]:
 # --- routes ----------------------------------------------------------------------------------------
 @router.get("/admin/companies/{company_id}/users/")
 async def list_members(
-    tx: ControlTx, principal: ManagerReader, paging: Paging, company_id: CompanyId,
+    tx: ControlTx,
+    principal: ManagerReader,
+    paging: Paging,
+    company_id: CompanyId,
     q: SearchText = None,
     active: bool | None = None,
     tenant_role: TenantRole | None = None,
@@ -187,14 +252,24 @@ async def list_members(
     if tenant_role is not None:
         stmt = stmt.where(m.c.tenant_role == tenant_role.value)
     total = (await tx.session.execute(sa.select(sa.func.count()).select_from(stmt.subquery()))).scalar_one()
-    rows = (await tx.session.execute(stmt.order_by(sa.func.lower(m.c.username), m.c.user_id)
-                                     .limit(paging.limit).offset(paging.offset))).mappings().all()
+    rows = (
+        (
+            await tx.session.execute(
+                stmt.order_by(sa.func.lower(m.c.username), m.c.user_id)
+                .limit(paging.limit)
+                .offset(paging.offset)
+            )
+        )
+        .mappings()
+        .all()
+    )
     return page([member_view(r) for r in rows], total, paging)
 
 
 @router.post("/admin/companies/{company_id}/users/", status_code=201)
-async def create_member_route(tx: ControlTx, principal: ManagerWriter, company_id: CompanyId,
-                              body: MemberCreate) -> dict[str, Any]:
+async def create_member_route(
+    tx: ControlTx, principal: ManagerWriter, company_id: CompanyId, body: MemberCreate
+) -> dict[str, Any]:
     company_id = scoped_company(principal, company_id)
     row = await get_company_row(tx.session, company_id, include_deleted=False)
     if not row["is_active"]:
@@ -208,20 +283,27 @@ async def create_member_route(tx: ControlTx, principal: ManagerWriter, company_i
 
 
 @router.get("/admin/companies/{company_id}/users/{user_id}/")
-async def get_member_route(tx: ControlTx, principal: ManagerReader, company_id: CompanyId, user_id: UserId) -> dict[str, Any]:
+async def get_member_route(
+    tx: ControlTx, principal: ManagerReader, company_id: CompanyId, user_id: UserId
+) -> dict[str, Any]:
     company_id = scoped_company(principal, company_id)
     return member_view(await get_member(tx.session, company_id, user_id))
 
 
 @router.put("/admin/companies/{company_id}/users/{user_id}/")
-async def update_member_route(tx: ControlTx, principal: ManagerWriter, company_id: CompanyId, user_id: UserId,
-                              body: MemberUpdate) -> dict[str, Any]:
+async def update_member_route(
+    tx: ControlTx, principal: ManagerWriter, company_id: CompanyId, user_id: UserId, body: MemberUpdate
+) -> dict[str, Any]:
     company_id = scoped_company(principal, company_id)
     member = await get_member(tx.session, company_id, user_id, for_update=True)
     for key in ("tenant_role", "active", "permissions"):
         if key in body.model_fields_set and getattr(body, key) is None:
-            raise ApiError(422, "validation_error", "the request is not valid",
-                           {"errors": [{"loc": ["body", key], "msg": "must not be null", "type": "value_error"}]})
+            raise ApiError(
+                422,
+                "validation_error",
+                "the request is not valid",
+                {"errors": [{"loc": ["body", key], "msg": "must not be null", "type": "value_error"}]},
+            )
     if user_id == principal.sub and (body.active is False or body.tenant_role == TenantRole.TENANT_USER):
         raise ApiError(409, "cannot_demote_self", "you cannot deactivate or demote your own account")
     changes = auth_changes(body)
@@ -236,8 +318,11 @@ async def update_member_route(tx: ControlTx, principal: ManagerWriter, company_i
     if "permissions" in values:
         values["permissions"] = [p.value for p in values["permissions"]]
     if values:
-        await tx.session.execute(sa.update(tenant_member).where(tenant_member.c.user_id == user_id).values(
-            **values, updated_at=sa.func.now()))
+        await tx.session.execute(
+            sa.update(tenant_member)
+            .where(tenant_member.c.user_id == user_id)
+            .values(**values, updated_at=sa.func.now())
+        )
     member = await get_member(tx.session, company_id, user_id)
     if values.keys() & {"tenant_role", "permissions", "active"}:
         await publish_membership(tx, member)
@@ -245,7 +330,9 @@ async def update_member_route(tx: ControlTx, principal: ManagerWriter, company_i
 
 
 @router.delete("/admin/companies/{company_id}/users/{user_id}/", status_code=204)
-async def delete_member_route(tx: ControlTx, principal: ManagerWriter, company_id: CompanyId, user_id: UserId) -> Response:
+async def delete_member_route(
+    tx: ControlTx, principal: ManagerWriter, company_id: CompanyId, user_id: UserId
+) -> Response:
     """Removes the user from the company: auth soft-deletes the account; the membership is kept, inactive."""
     company_id = scoped_company(principal, company_id)
     await get_member(tx.session, company_id, user_id, for_update=True)
@@ -256,15 +343,19 @@ async def delete_member_route(tx: ControlTx, principal: ManagerWriter, company_i
     except (UpstreamUnavailable, UpstreamRejected) as exc:
         if not (isinstance(exc, UpstreamRejected) and exc.status == 404):
             raise auth_error(exc) from None
-    await tx.session.execute(sa.update(tenant_member).where(tenant_member.c.user_id == user_id).values(
-        active=False, updated_at=sa.func.now()))
+    await tx.session.execute(
+        sa.update(tenant_member)
+        .where(tenant_member.c.user_id == user_id)
+        .values(active=False, updated_at=sa.func.now())
+    )
     await publish_membership(tx, await get_member(tx.session, company_id, user_id))
     return Response(status_code=204)
 
 
 @router.get("/tenant/")
 async def who_am_i(
-    tx: ControlTx, principal: Person,
+    tx: ControlTx,
+    principal: Person,
     company_id: Annotated[uuid.UUID | None, Query(description="admins: show this company")] = None,
 ) -> dict[str, Any]:
     """The caller's company, tenant role and permissions (admins: their roles, optionally a company)."""
@@ -274,16 +365,34 @@ async def who_am_i(
     if scope is not None:
         company_out = company_view(await get_company_row(tx.session, scope))
     if principal.kind == "tenant":
-        row = (await tx.session.execute(sa.select(*_MEMBER_COLUMNS).where(
-            tenant_member.c.user_id == principal.sub, tenant_member.c.company_id == scope))).mappings().first()
+        row = (
+            (
+                await tx.session.execute(
+                    sa.select(*_MEMBER_COLUMNS).where(
+                        tenant_member.c.user_id == principal.sub, tenant_member.c.company_id == scope
+                    )
+                )
+            )
+            .mappings()
+            .first()
+        )
         member = member_view(row) if row else None
     tenant_role = None
     if principal.kind == "tenant":
-        tenant_role = member["tenant_role"] if member else (
-            TenantRole.TENANT_ADMIN.value if principal.is_tenant_admin else TenantRole.TENANT_USER.value)
+        tenant_role = (
+            member["tenant_role"]
+            if member
+            else (
+                TenantRole.TENANT_ADMIN.value if principal.is_tenant_admin else TenantRole.TENANT_USER.value
+            )
+        )
     return {
-        "user": {"id": principal.sub, "username": principal.username, "kind": principal.kind,
-                 "read_only": principal.read_only},
+        "user": {
+            "id": principal.sub,
+            "username": principal.username,
+            "kind": principal.kind,
+            "read_only": principal.read_only,
+        },
         "is_admin": principal.is_admin,
         "roles": principal.roles,
         "tenant_role": tenant_role,
@@ -300,16 +409,29 @@ async def permission_choices(principal: Person) -> dict[str, Any]:
 
 @router.get("/tenant/role-choices/")
 async def role_choices(principal: Person) -> dict[str, Any]:
-    return full_list([{"value": r.value, "label": r.value.replace("_", " ").title(),
-                       "default_permissions": DEFAULT_PERMISSIONS[r]} for r in TenantRole])
+    return full_list(
+        [
+            {
+                "value": r.value,
+                "label": r.value.replace("_", " ").title(),
+                "default_permissions": DEFAULT_PERMISSIONS[r],
+            }
+            for r in TenantRole
+        ]
+    )
 
 
 # --- auth.user.changed ------------------------------------------------------------------------------
 async def _default_permissions(session: AsyncSession, company_id: uuid.UUID, role: str) -> list[str]:
     """A user created at its first directory login gets the permissions of its company's group with
     the same role (auth decided the role from that group), else the role's defaults."""
-    found = (await session.execute(sa.select(directory_group.c.permissions).where(
-        directory_group.c.company_id == company_id, directory_group.c.tenant_role == role).limit(1))).scalar_one_or_none()
+    found = (
+        await session.execute(
+            sa.select(directory_group.c.permissions)
+            .where(directory_group.c.company_id == company_id, directory_group.c.tenant_role == role)
+            .limit(1)
+        )
+    ).scalar_one_or_none()
     return list(found) if found is not None else DEFAULT_PERMISSIONS[TenantRole(role)]
 
 
@@ -324,34 +446,66 @@ async def apply_user_changes(db: Database, changes: list[UserChanged]) -> None:
     m = tenant_member
     async with db.session() as session:
         for change in latest.values():
-            existing = (await session.execute(sa.select(m).where(m.c.user_id == change.user_id).with_for_update())
-                        ).mappings().first()
-            if existing is not None and existing["user_changed_at"] is not None and existing["user_changed_at"] > change.changed_at:
+            existing = (
+                (await session.execute(sa.select(m).where(m.c.user_id == change.user_id).with_for_update()))
+                .mappings()
+                .first()
+            )
+            if (
+                existing is not None
+                and existing["user_changed_at"] is not None
+                and existing["user_changed_at"] > change.changed_at
+            ):
                 continue  # an older version delivered late
             company_uuid = _uuid_or_none(change.company_id)
             if change.kind != "tenant" or company_uuid is None:
                 if existing is not None:
-                    await session.execute(sa.update(m).where(m.c.user_id == change.user_id).values(
-                        active=False, user_changed_at=change.changed_at, updated_at=sa.func.now()))
+                    await session.execute(
+                        sa.update(m)
+                        .where(m.c.user_id == change.user_id)
+                        .values(active=False, user_changed_at=change.changed_at, updated_at=sa.func.now())
+                    )
                 continue
-            known = (await session.execute(sa.select(company.c.id).where(company.c.id == company_uuid))).first()
+            known = (
+                await session.execute(sa.select(company.c.id).where(company.c.id == company_uuid))
+            ).first()
             if known is None:
-                logger.info("user {} belongs to unknown company {}; membership not recorded", change.user_id, change.company_id)
+                logger.info(
+                    "user {} belongs to unknown company {}; membership not recorded",
+                    change.user_id,
+                    change.company_id,
+                )
                 continue
-            role = TenantRole.TENANT_ADMIN.value if TenantRole.TENANT_ADMIN.value in change.roles else TenantRole.TENANT_USER.value
+            role = (
+                TenantRole.TENANT_ADMIN.value
+                if TenantRole.TENANT_ADMIN.value in change.roles
+                else TenantRole.TENANT_USER.value
+            )
             values: dict[str, Any] = {
-                "company_id": company_uuid, "username": change.username, "email": change.email, "tenant_role": role,
-                "active": change.active and not change.deleted, "user_changed_at": change.changed_at,
+                "company_id": company_uuid,
+                "username": change.username,
+                "email": change.email,
+                "tenant_role": role,
+                "active": change.active and not change.deleted,
+                "user_changed_at": change.changed_at,
             }
             if existing is None:
-                await session.execute(sa.insert(m).values(
-                    id=uuid.uuid4(), user_id=change.user_id,
-                    permissions=await _default_permissions(session, company_uuid, role), **values))
+                await session.execute(
+                    sa.insert(m).values(
+                        id=uuid.uuid4(),
+                        user_id=change.user_id,
+                        permissions=await _default_permissions(session, company_uuid, role),
+                        **values,
+                    )
+                )
             else:
                 if existing["company_id"] != company_uuid:
                     values["permissions"] = await _default_permissions(session, company_uuid, role)
-                await session.execute(sa.update(m).where(m.c.user_id == change.user_id).values(
-                    **values, updated_at=sa.func.now()))
+                await session.execute(
+                    sa.update(m)
+                    .where(m.c.user_id == change.user_id)
+                    .values(**values, updated_at=sa.func.now())
+                )
 
 
 def _uuid_or_none(value: str | None) -> uuid.UUID | None:
@@ -363,9 +517,12 @@ def _uuid_or_none(value: str | None) -> uuid.UUID | None:
 
 async def start_consumer(app: FastAPI) -> BatchConsumer:
     async def handle(deliveries: list[Delivery]) -> None:
-        await apply_user_changes(app.state.db, [d.payload for d in deliveries if isinstance(d.payload, UserChanged)])
+        await apply_user_changes(
+            app.state.db, [d.payload for d in deliveries if isinstance(d.payload, UserChanged)]
+        )
 
-    consumer = BatchConsumer(app.state.bus, "tenant.control.users", ["auth.user.changed"], handle, batch_size=200)
+    consumer = BatchConsumer(
+        app.state.bus, "tenant.control.users", ["auth.user.changed"], handle, batch_size=200
+    )
     await consumer.start()
     return consumer
-

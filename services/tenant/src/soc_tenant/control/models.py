@@ -52,8 +52,12 @@ class SlaLevel(StrEnum):
     P4 = "P4"
 
 
-SLA_LEVEL_LABELS = {SlaLevel.P1: "P1 — Critical", SlaLevel.P2: "P2 — High", SlaLevel.P3: "P3 — Medium",
-                    SlaLevel.P4: "P4 — Low"}
+SLA_LEVEL_LABELS = {
+    SlaLevel.P1: "P1 — Critical",
+    SlaLevel.P2: "P2 — High",
+    SlaLevel.P3: "P3 — Medium",
+    SlaLevel.P4: "P4 — Low",
+}
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 _NUL_OR_SURROGATE = re.compile(r"[\x00\ud800-\udfff]")
@@ -89,18 +93,30 @@ def _unique_sorted(values: list[Permission]) -> list[Permission]:
 
 
 def text(max_length: int, min_length: int = 1):  # noqa: ANN201 - an Annotated type
-    return Annotated[str, StringConstraints(strip_whitespace=True, min_length=min_length, max_length=max_length),
-                     AfterValidator(_no_control_chars)]
+    return Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=min_length, max_length=max_length),
+        AfterValidator(_no_control_chars),
+    ]
 
 
 Name = text(200)
 ShortText = text(100)
-Phone = Annotated[str, StringConstraints(strip_whitespace=True, max_length=40, pattern=r"^[0-9+()./\s-]{3,40}$")]
+Phone = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=40, pattern=r"^[0-9+()./\s-]{3,40}$")
+]
 # Deliberately loose (auth's rule too): directory e-mail domains such as .local fail strict validators.
-Email = Annotated[str, StringConstraints(strip_whitespace=True, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$"),
-                 AfterValidator(_no_control_chars)]
-Username = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=150,
-                                            pattern=r"^[A-Za-z0-9][A-Za-z0-9._@+-]*$")]
+Email = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$"),
+    AfterValidator(_no_control_chars),
+]
+Username = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=150, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@+-]*$"
+    ),
+]
 LdapGroup = text(512)
 # Free-text search in query strings.
 SearchText = Annotated[str | None, Query(max_length=200), AfterValidator(_clean_query)]

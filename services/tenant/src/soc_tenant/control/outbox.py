@@ -24,7 +24,9 @@ _RELAY_GRACE = timedelta(seconds=3)
 _RETENTION = timedelta(days=2)
 
 
-def build_event(routing_key: str, payload: Payload, subject: str, *, integration_id: str | None = None) -> CloudEvent:
+def build_event(
+    routing_key: str, payload: Payload, subject: str, *, integration_id: str | None = None
+) -> CloudEvent:
     return make_event(routing_key, payload, source=SOURCE, subject=subject, integration_id=integration_id)
 
 
@@ -32,7 +34,9 @@ async def stage(session: AsyncSession, events: Sequence[CloudEvent]) -> list[int
     """Write ``events`` in the caller's transaction; returns their outbox ids."""
     if not events:
         return []
-    rows = [{"routing_key": e.routing_key, "event": e.model_dump(mode="json", exclude_none=True)} for e in events]
+    rows = [
+        {"routing_key": e.routing_key, "event": e.model_dump(mode="json", exclude_none=True)} for e in events
+    ]
     result = await session.execute(sa.insert(outbox).values(rows).returning(outbox.c.id))
     return [int(r) for r in result.scalars().all()]
 
@@ -55,12 +59,16 @@ async def flush(db: Database, bus: Bus, ids: Sequence[int] | None = None, *, lim
         try:
             await bus.publish(events)
         except Exception as exc:  # the relay tries again; the change itself is committed
-            await session.execute(sa.update(outbox).where(outbox.c.id.in_([r.id for r in rows]))
-                                   .values(attempts=outbox.c.attempts + 1))
+            await session.execute(
+                sa.update(outbox)
+                .where(outbox.c.id.in_([r.id for r in rows]))
+                .values(attempts=outbox.c.attempts + 1)
+            )
             logger.warning("{} outbox event(s) not published yet: {}", len(rows), type(exc).__name__)
             return 0
-        await session.execute(sa.update(outbox).where(outbox.c.id.in_([r.id for r in rows]))
-                               .values(published_at=sa.func.now()))
+        await session.execute(
+            sa.update(outbox).where(outbox.c.id.in_([r.id for r in rows])).values(published_at=sa.func.now())
+        )
     return len(rows)
 
 

@@ -24,18 +24,26 @@ ENABLE_COMPANY_USERS = "enable_company_users"
 _COMPANY_KINDS = (DISABLE_COMPANY_USERS, ENABLE_COMPANY_USERS)
 
 
-async def enqueue(session: AsyncSession, kind: str, company_id: uuid.UUID, payload: dict[str, Any] | None = None) -> uuid.UUID:
+async def enqueue(
+    session: AsyncSession, kind: str, company_id: uuid.UUID, payload: dict[str, Any] | None = None
+) -> uuid.UUID:
     """Record the intent; a newer intent for the same company supersedes the older undone one."""
     if kind in _COMPANY_KINDS:
         await session.execute(
             sa.update(pending_action)
-            .where(pending_action.c.company_id == company_id, pending_action.c.kind.in_(_COMPANY_KINDS),
-                   pending_action.c.done_at.is_(None))
+            .where(
+                pending_action.c.company_id == company_id,
+                pending_action.c.kind.in_(_COMPANY_KINDS),
+                pending_action.c.done_at.is_(None),
+            )
             .values(done_at=sa.func.now(), last_error="superseded")
         )
     action_id = uuid.uuid4()
-    await session.execute(sa.insert(pending_action).values(id=action_id, kind=kind, company_id=company_id,
-                                                           payload=payload or {}))
+    await session.execute(
+        sa.insert(pending_action).values(
+            id=action_id, kind=kind, company_id=company_id, payload=payload or {}
+        )
+    )
     return action_id
 
 
@@ -53,7 +61,9 @@ async def run(app: FastAPI, ids: list[uuid.UUID] | None = None) -> dict[str, int
     """Run due actions (or the given ones now); returns counts of done and failed."""
     pa = pending_action
     stmt = sa.select(pa).where(pa.c.done_at.is_(None))
-    stmt = stmt.where(pa.c.id.in_(ids)) if ids is not None else stmt.where(pa.c.next_attempt_at <= sa.func.now())
+    stmt = (
+        stmt.where(pa.c.id.in_(ids)) if ids is not None else stmt.where(pa.c.next_attempt_at <= sa.func.now())
+    )
     stmt = stmt.order_by(pa.c.created_at).limit(100).with_for_update(skip_locked=True)
     done = failed = 0
     opts = options(app)
@@ -64,16 +74,32 @@ async def run(app: FastAPI, ids: list[uuid.UUID] | None = None) -> dict[str, int
             except (UpstreamUnavailable, UpstreamRejected) as exc:
                 failed += 1
                 attempts = row["attempts"] + 1
-                delay = min(opts.pending_backoff_max_seconds, opts.pending_retry_seconds * 2 ** min(attempts - 1, 10))
-                await session.execute(sa.update(pa).where(pa.c.id == row["id"]).values(
-                    attempts=attempts, last_error=str(exc)[:500],
-                    next_attempt_at=sa.func.now() + timedelta(seconds=delay)))
-                logger.warning("pending {} for company {} failed ({}); retry in {:.0f}s",
-                               row["kind"], row["company_id"], exc, delay)
+                delay = min(
+                    opts.pending_backoff_max_seconds, opts.pending_retry_seconds * 2 ** min(attempts - 1, 10)
+                )
+                await session.execute(
+                    sa.update(pa)
+                    .where(pa.c.id == row["id"])
+                    .values(
+                        attempts=attempts,
+                        last_error=str(exc)[:500],
+                        next_attempt_at=sa.func.now() + timedelta(seconds=delay),
+                    )
+                )
+                logger.warning(
+                    "pending {} for company {} failed ({}); retry in {:.0f}s",
+                    row["kind"],
+                    row["company_id"],
+                    exc,
+                    delay,
+                )
                 continue
             done += 1
-            await session.execute(sa.update(pa).where(pa.c.id == row["id"]).values(
-                attempts=row["attempts"] + 1, done_at=sa.func.now(), last_error=None))
+            await session.execute(
+                sa.update(pa)
+                .where(pa.c.id == row["id"])
+                .values(attempts=row["attempts"] + 1, done_at=sa.func.now(), last_error=None)
+            )
             logger.info("pending {} for company {} done", row["kind"], row["company_id"])
     return {"done": done, "failed": failed}
 
@@ -81,10 +107,19 @@ async def run(app: FastAPI, ids: list[uuid.UUID] | None = None) -> dict[str, int
 async def state(session: AsyncSession, company_id: uuid.UUID) -> list[dict[str, Any]]:
     """Undone actions of a company (shown on its tenant detail)."""
     pa = pending_action
-    rows = (await session.execute(
-        sa.select(pa.c.id, pa.c.kind, pa.c.attempts, pa.c.last_error, pa.c.next_attempt_at, pa.c.created_at)
-        .where(pa.c.company_id == company_id, pa.c.done_at.is_(None)).order_by(pa.c.created_at)
-    )).mappings().all()
+    rows = (
+        (
+            await session.execute(
+                sa.select(
+                    pa.c.id, pa.c.kind, pa.c.attempts, pa.c.last_error, pa.c.next_attempt_at, pa.c.created_at
+                )
+                .where(pa.c.company_id == company_id, pa.c.done_at.is_(None))
+                .order_by(pa.c.created_at)
+            )
+        )
+        .mappings()
+        .all()
+    )
     return [dict(r) for r in rows]
 
 

@@ -57,11 +57,19 @@ def _get(row: Any, name: str, default: Any = None) -> Any:
 
 
 def _targets(row: Any, source: str) -> SlaTargets:
-    return SlaTargets(int(_get(row, "tta_minutes")), int(_get(row, "ttn_minutes")), int(_get(row, "ttdn_minutes")), source)
+    return SlaTargets(
+        int(_get(row, "tta_minutes")), int(_get(row, "ttn_minutes")), int(_get(row, "ttdn_minutes")), source
+    )
 
 
-def effective_sla(company: Any, overrides: Iterable[Any], defaults: Mapping[str, Any] | Iterable[Any], *,
-                  integration_id: str | None = None, account: str | None = None) -> dict[str, SlaTargets]:
+def effective_sla(
+    company: Any,
+    overrides: Iterable[Any],
+    defaults: Mapping[str, Any] | Iterable[Any],
+    *,
+    integration_id: str | None = None,
+    account: str | None = None,
+) -> dict[str, SlaTargets]:
     """The SLA targets per level (P1..P4) that apply to ``company`` (and one XSOAR account).
 
     - ``company``: anything with ``is_default_sla`` (a row, a dict, an object);
@@ -76,8 +84,10 @@ def effective_sla(company: Any, overrides: Iterable[Any], defaults: Mapping[str,
         default_rows = {str(level): row for level, row in defaults.items()}
     else:
         default_rows = {str(_get(row, "level")): row for row in defaults}
-    result = {level: (row if isinstance(row, SlaTargets) and row.source == "default" else _targets(row, "default"))
-              for level, row in default_rows.items()}
+    result = {
+        level: (row if isinstance(row, SlaTargets) and row.source == "default" else _targets(row, "default"))
+        for level, row in default_rows.items()
+    }
     if _get(company, "is_default_sla", True):
         return dict(sorted(result.items()))
     rank: dict[str, int] = {}
@@ -90,7 +100,12 @@ def effective_sla(company: Any, overrides: Iterable[Any], defaults: Mapping[str,
             specificity, source = 1, "company"
         elif o_integration is not None and o_integration == wanted_integration and o_account is None:
             specificity, source = 2, "integration"
-        elif o_integration is not None and o_integration == wanted_integration and o_account == account and account is not None:
+        elif (
+            o_integration is not None
+            and o_integration == wanted_integration
+            and o_account == account
+            and account is not None
+        ):
             specificity, source = 3, "account"
         else:
             continue
@@ -107,18 +122,39 @@ async def load_defaults(session: AsyncSession) -> dict[str, dict[str, Any]]:
 
 async def load_overrides(session: AsyncSession, company_id: uuid.UUID) -> list[dict[str, Any]]:
     s = sla_company
-    rows = (await session.execute(sa.select(s).where(s.c.company_id == company_id)
-                                  .order_by(s.c.integration_id.nulls_first(), s.c.account.nulls_first(), s.c.level))).mappings().all()
+    rows = (
+        (
+            await session.execute(
+                sa.select(s)
+                .where(s.c.company_id == company_id)
+                .order_by(s.c.integration_id.nulls_first(), s.c.account.nulls_first(), s.c.level)
+            )
+        )
+        .mappings()
+        .all()
+    )
     return [dict(r) for r in rows]
 
 
-async def load_effective_sla(session: AsyncSession, company_id: uuid.UUID | str, *, integration_id: str | None = None,
-                             account: str | None = None) -> dict[str, SlaTargets]:
+async def load_effective_sla(
+    session: AsyncSession,
+    company_id: uuid.UUID | str,
+    *,
+    integration_id: str | None = None,
+    account: str | None = None,
+) -> dict[str, SlaTargets]:
     """:func:`effective_sla` read from the database (any session: owner or scoped)."""
     cid = company_id if isinstance(company_id, uuid.UUID) else uuid.UUID(str(company_id))
-    flag = (await session.execute(sa.select(company.c.is_default_sla).where(company.c.id == cid))).scalar_one_or_none()
-    return effective_sla({"is_default_sla": True if flag is None else flag}, await load_overrides(session, cid),
-                         await load_defaults(session), integration_id=integration_id, account=account)
+    flag = (
+        await session.execute(sa.select(company.c.is_default_sla).where(company.c.id == cid))
+    ).scalar_one_or_none()
+    return effective_sla(
+        {"is_default_sla": True if flag is None else flag},
+        await load_overrides(session, cid),
+        await load_defaults(session),
+        integration_id=integration_id,
+        account=account,
+    )
 
 
 # --- bodies ----------------------------------------------------------------------------------------
@@ -134,13 +170,17 @@ class SlaDefaultsIn(Strict):
 
 
 class SlaOverrideIn(SlaLevelIn):
-    integration_id: uuid.UUID | None = Field(default=None, description="an XSOAR integration (with account: one account)")
+    integration_id: uuid.UUID | None = Field(
+        default=None, description="an XSOAR integration (with account: one account)"
+    )
     account: AccountName | None = None
 
 
 class CompanySlaIn(Strict):
     is_default_sla: bool | None = None
-    overrides: list[SlaOverrideIn] | None = Field(default=None, max_length=400, description="replaces every override")
+    overrides: list[SlaOverrideIn] | None = Field(
+        default=None, max_length=400, description="replaces every override"
+    )
 
 
 # --- routes ----------------------------------------------------------------------------------------
@@ -159,9 +199,17 @@ async def put_defaults(tx: ControlTx, principal: AdminWriter, body: SlaDefaultsI
     if len(set(levels)) != len(levels):
         raise invalid(["body", "items"], "each level at most once")
     for item in body.items:
-        await tx.session.execute(sa.update(sla_default).where(sla_default.c.level == item.level.value).values(
-            tta_minutes=item.tta_minutes, ttn_minutes=item.ttn_minutes, ttdn_minutes=item.ttdn_minutes,
-            updated_by=principal.sub, updated_at=sa.func.now()))
+        await tx.session.execute(
+            sa.update(sla_default)
+            .where(sla_default.c.level == item.level.value)
+            .values(
+                tta_minutes=item.tta_minutes,
+                ttn_minutes=item.ttn_minutes,
+                ttdn_minutes=item.ttdn_minutes,
+                updated_by=principal.sub,
+                updated_at=sa.func.now(),
+            )
+        )
     return full_list(_defaults_view(await load_defaults(tx.session)))
 
 
@@ -179,13 +227,16 @@ async def company_sla_view(session: AsyncSession, company_id: uuid.UUID) -> dict
     }
 
 
-async def replace_overrides(session: AsyncSession, company_id: uuid.UUID, overrides: list[SlaOverrideIn], by: str,
-                            loc: list[str]) -> None:
+async def replace_overrides(
+    session: AsyncSession, company_id: uuid.UUID, overrides: list[SlaOverrideIn], by: str, loc: list[str]
+) -> None:
     seen: set[tuple[Any, Any, str]] = set()
     soar_ids: set[uuid.UUID] = set()
     for n, o in enumerate(overrides):
         if o.account is not None and o.integration_id is None:
-            raise invalid(loc + [str(n), "integration_id"], "an account override names its XSOAR integration", "missing")
+            raise invalid(
+                loc + [str(n), "integration_id"], "an account override names its XSOAR integration", "missing"
+            )
         key = (o.integration_id, o.account, o.level.value)
         if key in seen:
             raise invalid(loc + [str(n)], "the same level and scope appear twice")
@@ -193,20 +244,40 @@ async def replace_overrides(session: AsyncSession, company_id: uuid.UUID, overri
         if o.integration_id is not None:
             soar_ids.add(o.integration_id)
     if soar_ids:
-        found = dict((await session.execute(sa.select(integration.c.id, integration.c.subtype).where(
-            integration.c.id.in_(soar_ids), integration.c.deleted_at.is_(None)))).all())
+        found = dict(
+            (
+                await session.execute(
+                    sa.select(integration.c.id, integration.c.subtype).where(
+                        integration.c.id.in_(soar_ids), integration.c.deleted_at.is_(None)
+                    )
+                )
+            ).all()
+        )
         for n, o in enumerate(overrides):
             if o.integration_id is not None and found.get(o.integration_id) != "CORTEX_XSOAR":
-                raise invalid(loc + [str(n), "integration_id"], "not an XSOAR integration", "wrong_integration_type")
+                raise invalid(
+                    loc + [str(n), "integration_id"], "not an XSOAR integration", "wrong_integration_type"
+                )
     await session.execute(sa.delete(sla_company).where(sla_company.c.company_id == company_id))
     if overrides:
-        await session.execute(sa.insert(sla_company).values([
-            {"id": uuid.uuid4(), "company_id": company_id,
-             "integration_id": None if o.integration_id is None else str(o.integration_id), "account": o.account,
-             "level": o.level.value, "tta_minutes": o.tta_minutes, "ttn_minutes": o.ttn_minutes,
-             "ttdn_minutes": o.ttdn_minutes, "updated_by": by}
-            for o in overrides
-        ]))
+        await session.execute(
+            sa.insert(sla_company).values(
+                [
+                    {
+                        "id": uuid.uuid4(),
+                        "company_id": company_id,
+                        "integration_id": None if o.integration_id is None else str(o.integration_id),
+                        "account": o.account,
+                        "level": o.level.value,
+                        "tta_minutes": o.tta_minutes,
+                        "ttn_minutes": o.ttn_minutes,
+                        "ttdn_minutes": o.ttdn_minutes,
+                        "updated_by": by,
+                    }
+                    for o in overrides
+                ]
+            )
+        )
 
 
 @router.get("/admin/companies/{company_id}/sla/")
@@ -215,11 +286,16 @@ async def get_company_sla(tx: ControlTx, principal: ManagerReader, company_id: C
 
 
 @router.put("/admin/companies/{company_id}/sla/")
-async def put_company_sla(tx: ControlTx, principal: AdminWriter, company_id: CompanyId, body: CompanySlaIn) -> dict[str, Any]:
+async def put_company_sla(
+    tx: ControlTx, principal: AdminWriter, company_id: CompanyId, body: CompanySlaIn
+) -> dict[str, Any]:
     await require_live_company(tx.session, company_id)
     if body.is_default_sla is not None:
-        await tx.session.execute(sa.update(company).where(company.c.id == company_id).values(
-            is_default_sla=body.is_default_sla, updated_at=sa.func.now(), modified_by=principal.sub))
+        await tx.session.execute(
+            sa.update(company)
+            .where(company.c.id == company_id)
+            .values(is_default_sla=body.is_default_sla, updated_at=sa.func.now(), modified_by=principal.sub)
+        )
     if body.overrides is not None:
         await replace_overrides(tx.session, company_id, body.overrides, principal.sub, ["body", "overrides"])
     return await company_sla_view(tx.session, company_id)

@@ -14,12 +14,15 @@ md = sa.MetaData()
 
 
 def _ts() -> list[sa.Column]:
-    return [sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
-            sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.func.now())]
+    return [
+        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
+        sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
+    ]
 
 
 company = sa.Table(
-    "company", md,
+    "company",
+    md,
     sa.Column("id", sa.Uuid, primary_key=True),
     sa.Column("name", sa.Text, nullable=False),
     sa.Column("phone_number", sa.Text),
@@ -39,7 +42,8 @@ company = sa.Table(
 )
 
 directory_group = sa.Table(
-    "company_directory_group", md,
+    "company_directory_group",
+    md,
     sa.Column("id", sa.Uuid, primary_key=True),
     sa.Column("company_id", sa.Uuid, nullable=False),
     sa.Column("ldap_group", sa.Text, nullable=False),
@@ -49,7 +53,8 @@ directory_group = sa.Table(
 )
 
 tenant_member = sa.Table(
-    "tenant_member", md,
+    "tenant_member",
+    md,
     sa.Column("id", sa.Uuid, primary_key=True),
     sa.Column("company_id", sa.Uuid, nullable=False),
     sa.Column("user_id", sa.Text, nullable=False),
@@ -66,7 +71,8 @@ tenant_member = sa.Table(
 )
 
 integration = sa.Table(
-    "integration", md,
+    "integration",
+    md,
     sa.Column("id", sa.Uuid, primary_key=True),
     sa.Column("integration_type", sa.Text, nullable=False),
     sa.Column("subtype", sa.Text, nullable=False),
@@ -95,7 +101,8 @@ integration = sa.Table(
 )
 
 sync_report = sa.Table(
-    "integration_sync_report", md,
+    "integration_sync_report",
+    md,
     sa.Column("integration_id", sa.Text, primary_key=True),
     sa.Column("resource", sa.Text, primary_key=True),
     sa.Column("outcome", sa.Text, nullable=False),
@@ -110,7 +117,8 @@ sync_report = sa.Table(
 )
 
 qradar_mapping = sa.Table(
-    "qradar_mapping", md,
+    "qradar_mapping",
+    md,
     sa.Column("id", sa.Uuid, primary_key=True),
     sa.Column("company_id", sa.Uuid, nullable=False),
     sa.Column("integration_id", sa.Text, nullable=False),
@@ -125,7 +133,8 @@ qradar_mapping = sa.Table(
 )
 
 soar_mapping = sa.Table(
-    "soar_mapping", md,
+    "soar_mapping",
+    md,
     sa.Column("id", sa.Uuid, primary_key=True),
     sa.Column("company_id", sa.Uuid, nullable=False),
     sa.Column("integration_id", sa.Text, nullable=False),
@@ -137,7 +146,8 @@ soar_mapping = sa.Table(
 )
 
 itsm_mapping = sa.Table(
-    "itsm_mapping", md,
+    "itsm_mapping",
+    md,
     sa.Column("id", sa.Uuid, primary_key=True),
     sa.Column("company_id", sa.Uuid, nullable=False),
     sa.Column("integration_id", sa.Text, nullable=False),
@@ -151,27 +161,31 @@ itsm_mapping = sa.Table(
 # Vendor tenants discovered by the ingestors, owned by the read model (0001: qradar_domain; 0003:
 # the others). The control plane only reads them, to validate mappings and to show names.
 qradar_domain = sa.Table(
-    "qradar_domain", md,
+    "qradar_domain",
+    md,
     sa.Column("integration_id", sa.Text, primary_key=True),
     sa.Column("domain_id", sa.BigInteger, primary_key=True),
     sa.Column("name", sa.Text),
     sa.Column("deleted", sa.Boolean),
 )
 soar_account = sa.Table(
-    "soar_account", md,
+    "soar_account",
+    md,
     sa.Column("integration_id", sa.Text),
     sa.Column("account_id", sa.Text),
     sa.Column("name", sa.Text),
 )
 itsm_account = sa.Table(
-    "itsm_account", md,
+    "itsm_account",
+    md,
     sa.Column("integration_id", sa.Text),
     sa.Column("account_id", sa.Text),
     sa.Column("name", sa.Text),
 )
 
 sla_default = sa.Table(
-    "sla_default", md,
+    "sla_default",
+    md,
     sa.Column("level", sa.Text, primary_key=True),
     sa.Column("tta_minutes", sa.Integer, nullable=False),
     sa.Column("ttn_minutes", sa.Integer, nullable=False),
@@ -181,7 +195,8 @@ sla_default = sa.Table(
 )
 
 sla_company = sa.Table(
-    "sla_company", md,
+    "sla_company",
+    md,
     sa.Column("id", sa.Uuid, primary_key=True),
     sa.Column("company_id", sa.Uuid, nullable=False),
     sa.Column("integration_id", sa.Text),
@@ -195,7 +210,8 @@ sla_company = sa.Table(
 )
 
 chat_message = sa.Table(
-    "chat_message", md,
+    "chat_message",
+    md,
     sa.Column("id", sa.BigInteger, sa.Identity(always=True), primary_key=True),
     sa.Column("company_id", sa.Uuid, nullable=False),
     sa.Column("sender_id", sa.Text, nullable=False),
@@ -208,7 +224,8 @@ chat_message = sa.Table(
 )
 
 pending_action = sa.Table(
-    "pending_action", md,
+    "pending_action",
+    md,
     sa.Column("id", sa.Uuid, primary_key=True),
     sa.Column("kind", sa.Text, nullable=False),
     sa.Column("company_id", sa.Uuid),
@@ -221,7 +238,8 @@ pending_action = sa.Table(
 )
 
 outbox = sa.Table(
-    "outbox", md,
+    "outbox",
+    md,
     sa.Column("id", sa.BigInteger, sa.Identity(always=True), primary_key=True),
     sa.Column("routing_key", sa.Text, nullable=False),
     sa.Column("event", JSONB, nullable=False),

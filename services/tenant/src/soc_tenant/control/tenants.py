@@ -133,13 +133,28 @@ class TenantUpdate(Strict):
 async def integrations_of_company(session: AsyncSession, company_id: uuid.UUID) -> list[dict[str, Any]]:
     """The integrations serving a company: through its active mappings, and its own threat intelligence."""
     ids = sa.union(
-        *(sa.select(t.c.integration_id.label("iid")).where(t.c.company_id == company_id, t.c.active)
-          for t in (qradar_mapping, soar_mapping, itsm_mapping)),
-        sa.select(sa.cast(integration.c.id, sa.Text).label("iid")).where(integration.c.company_id == company_id),
+        *(
+            sa.select(t.c.integration_id.label("iid")).where(t.c.company_id == company_id, t.c.active)
+            for t in (qradar_mapping, soar_mapping, itsm_mapping)
+        ),
+        sa.select(sa.cast(integration.c.id, sa.Text).label("iid")).where(
+            integration.c.company_id == company_id
+        ),
     ).subquery()
-    rows = (await session.execute(sa.select(integration).where(
-        sa.cast(integration.c.id, sa.Text).in_(sa.select(ids.c.iid)), integration.c.deleted_at.is_(None))
-        .order_by(integration.c.integration_type, sa.func.lower(integration.c.instance_name)))).mappings().all()
+    rows = (
+        (
+            await session.execute(
+                sa.select(integration)
+                .where(
+                    sa.cast(integration.c.id, sa.Text).in_(sa.select(ids.c.iid)),
+                    integration.c.deleted_at.is_(None),
+                )
+                .order_by(integration.c.integration_type, sa.func.lower(integration.c.instance_name))
+            )
+        )
+        .mappings()
+        .all()
+    )
     rows = [dict(r) for r in rows]
     reports = await sync_reports_for(session, [r["id"] for r in rows])
     return [integration_view(r, reports.get(str(r["id"]), [])) for r in rows]
@@ -159,18 +174,30 @@ async def tenant_detail(session: AsyncSession, company_id: uuid.UUID) -> dict[st
 async def create_tenant(tx: Tx, body: TenantCreate, compensations: list[str]) -> uuid.UUID:
     company_id = await create_company(tx, body.company)
     for n, m in enumerate(body.qradar_mappings):
-        await create_mapping(tx, QRADAR, {"company_id": company_id, **m.model_dump()}, loc=["body", "qradar_mappings", str(n)])
+        await create_mapping(
+            tx, QRADAR, {"company_id": company_id, **m.model_dump()}, loc=["body", "qradar_mappings", str(n)]
+        )
     for n, m in enumerate(body.soar_mappings):
-        await create_mapping(tx, SOAR, {"company_id": company_id, **m.model_dump()}, loc=["body", "soar_mappings", str(n)])
+        await create_mapping(
+            tx, SOAR, {"company_id": company_id, **m.model_dump()}, loc=["body", "soar_mappings", str(n)]
+        )
     for n, m in enumerate(body.itsm_mappings):
-        await create_mapping(tx, ITSM, {"company_id": company_id, **m.model_dump()}, loc=["body", "itsm_mappings", str(n)])
+        await create_mapping(
+            tx, ITSM, {"company_id": company_id, **m.model_dump()}, loc=["body", "itsm_mappings", str(n)]
+        )
     if body.sla is not None:
         await _apply_sla(tx, company_id, body.sla)
     if body.threat_intelligence is not None:
         ti = body.threat_intelligence
-        await create_integration(tx, IntegrationCreate(
-            integration_type="THREAT_INTELLIGENCE", subtype="CYWARE", company_id=company_id,
-            **ti.model_dump()))
+        await create_integration(
+            tx,
+            IntegrationCreate(
+                integration_type="THREAT_INTELLIGENCE",
+                subtype="CYWARE",
+                company_id=company_id,
+                **ti.model_dump(),
+            ),
+        )
     # Users last: everything of ours is validated before auth is asked to create anyone.
     for user in body.users:
         await create_member(tx, company_id, user, compensations=compensations)
@@ -179,18 +206,35 @@ async def create_tenant(tx: Tx, body: TenantCreate, compensations: list[str]) ->
 
 async def _apply_sla(tx: Tx, company_id: uuid.UUID, sla: CompanySlaIn) -> None:
     if sla.is_default_sla is not None:
-        await tx.session.execute(sa.update(company).where(company.c.id == company_id).values(
-            is_default_sla=sla.is_default_sla, updated_at=sa.func.now()))
+        await tx.session.execute(
+            sa.update(company)
+            .where(company.c.id == company_id)
+            .values(is_default_sla=sla.is_default_sla, updated_at=sa.func.now())
+        )
     if sla.overrides is not None:
-        await replace_overrides(tx.session, company_id, sla.overrides, tx.principal.sub, ["body", "sla", "overrides"])
+        await replace_overrides(
+            tx.session, company_id, sla.overrides, tx.principal.sub, ["body", "sla", "overrides"]
+        )
 
 
 async def _tenant_list(tx: Tx, paging: Any, *, inactive: bool, q: str | None) -> dict[str, Any]:
     c = company
-    users = (sa.select(sa.func.count()).select_from(tenant_member)
-             .where(tenant_member.c.company_id == c.c.id, tenant_member.c.active).scalar_subquery())
-    mapped = sum((sa.select(sa.func.count()).select_from(t).where(t.c.company_id == c.c.id, t.c.active).scalar_subquery()
-                  for t in (qradar_mapping, soar_mapping, itsm_mapping)), sa.literal(0))
+    users = (
+        sa.select(sa.func.count())
+        .select_from(tenant_member)
+        .where(tenant_member.c.company_id == c.c.id, tenant_member.c.active)
+        .scalar_subquery()
+    )
+    mapped = sum(
+        (
+            sa.select(sa.func.count())
+            .select_from(t)
+            .where(t.c.company_id == c.c.id, t.c.active)
+            .scalar_subquery()
+            for t in (qradar_mapping, soar_mapping, itsm_mapping)
+        ),
+        sa.literal(0),
+    )
     columns = [col for col in c.c if col.name != "profile_picture"]
     stmt = sa.select(*columns, users.label("user_count"), mapped.label("mapping_count"))
     if inactive:
@@ -198,10 +242,21 @@ async def _tenant_list(tx: Tx, paging: Any, *, inactive: bool, q: str | None) ->
     else:
         stmt = stmt.where(c.c.deleted_at.is_(None), c.c.is_active)
     if q:
-        stmt = stmt.where(c.c.name.ilike("%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%", escape="\\"))
+        stmt = stmt.where(
+            c.c.name.ilike(
+                "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%", escape="\\"
+            )
+        )
     total = (await tx.session.execute(sa.select(sa.func.count()).select_from(stmt.subquery()))).scalar_one()
-    rows = (await tx.session.execute(stmt.order_by(sa.func.lower(c.c.name), c.c.id).limit(paging.limit)
-                                     .offset(paging.offset))).mappings().all()
+    rows = (
+        (
+            await tx.session.execute(
+                stmt.order_by(sa.func.lower(c.c.name), c.c.id).limit(paging.limit).offset(paging.offset)
+            )
+        )
+        .mappings()
+        .all()
+    )
     items = []
     for r in rows:
         view = company_view(r)
@@ -227,14 +282,16 @@ async def create_tenant_route(tx: ControlTx, principal: AdminWriter, body: Tenan
 
 
 @router.get("/admin/tenants/")
-async def list_tenants(tx: ControlTx, principal: AdminReader, paging: Paging,
-                       q: SearchText = None) -> dict[str, Any]:
+async def list_tenants(
+    tx: ControlTx, principal: AdminReader, paging: Paging, q: SearchText = None
+) -> dict[str, Any]:
     return await _tenant_list(tx, paging, inactive=False, q=q)
 
 
 @router.get("/admin/tenants/inactive/")
-async def list_inactive_tenants(tx: ControlTx, principal: AdminReader, paging: Paging,
-                                q: SearchText = None) -> dict[str, Any]:
+async def list_inactive_tenants(
+    tx: ControlTx, principal: AdminReader, paging: Paging, q: SearchText = None
+) -> dict[str, Any]:
     """Inactive and deleted companies (the seed's deleted tenants)."""
     return await _tenant_list(tx, paging, inactive=True, q=q)
 
@@ -247,7 +304,9 @@ async def get_tenant(tx: ControlTx, principal: ManagerReader, company_id: Compan
 
 
 @router.put("/admin/tenants/{company_id}/")
-async def update_tenant(tx: ControlTx, principal: AdminWriter, company_id: CompanyId, body: TenantUpdate) -> dict[str, Any]:
+async def update_tenant(
+    tx: ControlTx, principal: AdminWriter, company_id: CompanyId, body: TenantUpdate
+) -> dict[str, Any]:
     await get_company_row(tx.session, company_id, include_deleted=False)
     if body.company is not None:
         await update_company(tx, company_id, body.company)
@@ -275,24 +334,46 @@ async def delete_tenant(tx: ControlTx, principal: AdminWriter, company_id: Compa
 
 
 @router.get("/admin/summary/tools/")
-async def tools_in_use(tx: ControlTx, principal: AdminReader, paging: Paging,
-                       company_id: uuid.UUID | None = None) -> dict[str, Any]:
+async def tools_in_use(
+    tx: ControlTx, principal: AdminReader, paging: Paging, company_id: uuid.UUID | None = None
+) -> dict[str, Any]:
     """Which integrations serve each company (through its mappings and its threat intelligence)."""
     stmt = sa.select(company.c.id, company.c.name, company.c.is_active).where(company.c.deleted_at.is_(None))
     if company_id is not None:
         stmt = stmt.where(company.c.id == company_id)
     total = (await tx.session.execute(sa.select(sa.func.count()).select_from(stmt.subquery()))).scalar_one()
-    companies = (await tx.session.execute(stmt.order_by(sa.func.lower(company.c.name), company.c.id)
-                                          .limit(paging.limit).offset(paging.offset))).all()
+    companies = (
+        await tx.session.execute(
+            stmt.order_by(sa.func.lower(company.c.name), company.c.id)
+            .limit(paging.limit)
+            .offset(paging.offset)
+        )
+    ).all()
     items = []
     for cid, name, active in companies:
         tools = await integrations_of_company(tx.session, cid)
-        items.append({
-            "company_id": cid, "company_name": name, "is_active": active,
-            "tools": [{k: t[k] for k in ("id", "integration_type", "subtype", "instance_name", "status", "last_sync_at")}
-                      for t in tools],
-            "types": sorted({t["integration_type"] for t in tools}),
-        })
+        items.append(
+            {
+                "company_id": cid,
+                "company_name": name,
+                "is_active": active,
+                "tools": [
+                    {
+                        k: t[k]
+                        for k in (
+                            "id",
+                            "integration_type",
+                            "subtype",
+                            "instance_name",
+                            "status",
+                            "last_sync_at",
+                        )
+                    }
+                    for t in tools
+                ],
+                "types": sorted({t["integration_type"] for t in tools}),
+            }
+        )
     return page(items, total, paging)
 
 
@@ -304,9 +385,19 @@ async def volume_types(principal: Person) -> dict[str, Any]:
 @router.get("/admin/choices/sla-levels/")
 async def sla_levels(tx: ControlTx, principal: Person) -> dict[str, Any]:
     defaults = await load_defaults(tx.session)
-    return full_list([{**c, "default": {k: v for k, v in defaults.get(c["value"], {}).items()
-                                        if k in ("tta_minutes", "ttn_minutes", "ttdn_minutes")}}
-                      for c in choices(SLA_LEVEL_LABELS)])
+    return full_list(
+        [
+            {
+                **c,
+                "default": {
+                    k: v
+                    for k, v in defaults.get(c["value"], {}).items()
+                    if k in ("tta_minutes", "ttn_minutes", "ttdn_minutes")
+                },
+            }
+            for c in choices(SLA_LEVEL_LABELS)
+        ]
+    )
 
 
 @router.get("/admin/version/")

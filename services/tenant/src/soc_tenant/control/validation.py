@@ -38,8 +38,11 @@ def subtype_of(name: str, integration_type: str | None, loc: list[str]) -> Subty
     if spec is None:
         raise invalid(loc + ["subtype"], f"unknown subtype; one of {', '.join(SUBTYPES)}", "enum")
     if integration_type is not None and integration_type != spec.integration_type:
-        raise invalid(loc + ["subtype"], f"{name} is a {spec.integration_type} integration, not {integration_type}",
-                      "subtype_mismatch")
+        raise invalid(
+            loc + ["subtype"],
+            f"{name} is a {spec.integration_type} integration, not {integration_type}",
+            "subtype_mismatch",
+        )
     return spec
 
 
@@ -53,7 +56,9 @@ def normalise_base_url(base_url: str, port: int | None, loc: list[str]) -> str:
         parts = urlsplit(text)
         url_port = parts.port
     except ValueError:
-        raise invalid(loc + ["base_url"], "the port in the base URL must be a number from 1 to 65535") from None
+        raise invalid(
+            loc + ["base_url"], "the port in the base URL must be a number from 1 to 65535"
+        ) from None
     if parts.scheme.lower() not in ("http", "https"):
         raise invalid(loc + ["base_url"], "the base URL must start with http:// or https://")
     if not parts.hostname:
@@ -84,7 +89,9 @@ def check_ca_pem(ca_pem: str | None, loc: list[str]) -> str | None:
         raise invalid(loc + ["ca_pem"], f"the CA bundle must be at most {MAX_CA_PEM} characters")
     if "PRIVATE KEY" in ca_pem:
         # A CA bundle is public; a private key pasted by mistake must not be stored in clear.
-        raise invalid(loc + ["ca_pem"], "the CA bundle contains a private key; paste only the CA certificate(s)")
+        raise invalid(
+            loc + ["ca_pem"], "the CA bundle contains a private key; paste only the CA certificate(s)"
+        )
     try:
         certs = x509.load_pem_x509_certificates(ca_pem.strip().encode("ascii"))
     except (ValueError, UnicodeEncodeError):
@@ -101,12 +108,20 @@ def ca_summary(ca_pem: str | None) -> list[dict[str, Any]] | None:
         certs = x509.load_pem_x509_certificates(ca_pem.encode("ascii"))
     except ValueError:
         return None
-    return [{"subject": c.subject.rfc4514_string(), "issuer": c.issuer.rfc4514_string(),
-             "not_after": c.not_valid_after_utc.isoformat(),
-             "fingerprint_sha256": hashlib.sha256(c.public_bytes(Encoding.DER)).hexdigest()} for c in certs]
+    return [
+        {
+            "subject": c.subject.rfc4514_string(),
+            "issuer": c.issuer.rfc4514_string(),
+            "not_after": c.not_valid_after_utc.isoformat(),
+            "fingerprint_sha256": hashlib.sha256(c.public_bytes(Encoding.DER)).hexdigest(),
+        }
+        for c in certs
+    ]
 
 
-def check_credentials(spec: Subtype, kind_name: str | None, credentials: Any, loc: list[str]) -> tuple[str, dict[str, str]]:
+def check_credentials(
+    spec: Subtype, kind_name: str | None, credentials: Any, loc: list[str]
+) -> tuple[str, dict[str, str]]:
     kind_name = kind_name or spec.credential_kinds[0].kind
     kind = spec.kind(kind_name)
     if kind is None:
@@ -117,9 +132,11 @@ def check_credentials(spec: Subtype, kind_name: str | None, credentials: Any, lo
     known = {f.name for f in kind.fields}
     for name in credentials:
         if name not in known:
-            raise invalid(loc + ["credentials", str(name)[:64]],
-                          f"not a field of {kind.kind} for {spec.subtype}; expected {', '.join(sorted(known))}",
-                          "extra_forbidden")
+            raise invalid(
+                loc + ["credentials", str(name)[:64]],
+                f"not a field of {kind.kind} for {spec.subtype}; expected {', '.join(sorted(known))}",
+                "extra_forbidden",
+            )
     out: dict[str, str] = {}
     for f in kind.fields:
         value = credentials.get(f.name)
@@ -131,7 +148,9 @@ def check_credentials(spec: Subtype, kind_name: str | None, credentials: Any, lo
             raise invalid(loc + ["credentials", f.name], "must be a string", "string_type")
         value = value.strip()
         if len(value) > f.max_length:
-            raise invalid(loc + ["credentials", f.name], f"must be at most {f.max_length} characters", "string_too_long")
+            raise invalid(
+                loc + ["credentials", f.name], f"must be at most {f.max_length} characters", "string_too_long"
+            )
         if any(ord(c) < 32 for c in value) or not storable(value):
             raise invalid(loc + ["credentials", f.name], "must not contain control characters")
         out[f.name] = value
@@ -170,9 +189,19 @@ def check_settings(spec: Subtype, settings: Any, loc: list[str]) -> dict[str, An
     return dict(settings)
 
 
-def check_connection(*, subtype: str, integration_type: str | None, base_url: str, port: int | None,
-                     verify_tls: bool, ca_pem: str | None, credential_kind: str | None, credentials: Any,
-                     settings: Any, loc: list[str] | None = None) -> Connection:
+def check_connection(
+    *,
+    subtype: str,
+    integration_type: str | None,
+    base_url: str,
+    port: int | None,
+    verify_tls: bool,
+    ca_pem: str | None,
+    credential_kind: str | None,
+    credentials: Any,
+    settings: Any,
+    loc: list[str] | None = None,
+) -> Connection:
     loc = loc or ["body"]
     spec = subtype_of(subtype, integration_type, loc)
     kind, secrets = check_credentials(spec, credential_kind, credentials, loc)
@@ -187,5 +216,13 @@ def check_connection(*, subtype: str, integration_type: str | None, base_url: st
     )
 
 
-__all__ = ["Connection", "ca_summary", "check_ca_pem", "check_connection", "check_credentials",
-           "check_settings", "normalise_base_url", "subtype_of"]
+__all__ = [
+    "Connection",
+    "ca_summary",
+    "check_ca_pem",
+    "check_connection",
+    "check_credentials",
+    "check_settings",
+    "normalise_base_url",
+    "subtype_of",
+]

@@ -7,7 +7,13 @@ from fastapi import APIRouter, FastAPI
 from soc_tenant.readmodel import dashboard, deadletters, ingest, itsm, reports, siem, sla_views, soar, ti
 
 routers: list[APIRouter] = [
-    siem.router, soar.router, itsm.router, ti.router, sla_views.router, dashboard.router, reports.router,
+    siem.router,
+    soar.router,
+    itsm.router,
+    ti.router,
+    sla_views.router,
+    dashboard.router,
+    reports.router,
     deadletters.router,
 ]
 

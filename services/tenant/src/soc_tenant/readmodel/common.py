@@ -100,19 +100,28 @@ class Scope:
     def ti_filter(self, table: sa.Table) -> sa.ColumnElement[bool]:
         if self.everything:
             return sa.true()
-        owned = sa.and_(table.c.company_id.is_(None), table.c.integration_id.in_(self.integrations)) \
-            if self.integrations else sa.false()
+        owned = (
+            sa.and_(table.c.company_id.is_(None), table.c.integration_id.in_(self.integrations))
+            if self.integrations
+            else sa.false()
+        )
         return sa.or_(table.c.company_id == self.company_id, owned)
 
     def integration_ids(self) -> list[str]:
-        return sorted({i for i, _ in self.qradar} | {i for i, _ in self.soar} | {i for i, _ in self.itsm}
-                      | set(self.integrations))
+        return sorted(
+            {i for i, _ in self.qradar}
+            | {i for i, _ in self.soar}
+            | {i for i, _ in self.itsm}
+            | set(self.integrations)
+        )
 
 
 # JIT compilation costs PostgreSQL 100-300 ms on the row-level-security subplans' cost estimates and
 # saves nothing on these index-bound reads: every scoped request turns it off for its transaction.
 # Parallel workers likewise cost more to start than the rollup reads they would share.
-NO_JIT = sa.text("SELECT set_config('jit', 'off', true), set_config('max_parallel_workers_per_gather', '0', true)")
+NO_JIT = sa.text(
+    "SELECT set_config('jit', 'off', true), set_config('max_parallel_workers_per_gather', '0', true)"
+)
 MAPPINGS_SQL = sa.text("""
 SELECT 'j' AS kind, set_config('jit', 'off', true) || set_config('max_parallel_workers_per_gather', '0', true), NULL
 UNION ALL SELECT 'c' AS kind, id::text AS integration_id, NULL AS vendor_tenant FROM company WHERE id::text = :company
@@ -155,13 +164,16 @@ def _requested(principal: Principal, company_id: uuid.UUID | None) -> str | None
 CompanyParam = Annotated[uuid.UUID | None, Query(description="admins: the company to look at")]
 
 
-async def any_scope(session: ScopedSession, principal: CurrentPrincipal, company_id: CompanyParam = None) -> Scope:
+async def any_scope(
+    session: ScopedSession, principal: CurrentPrincipal, company_id: CompanyParam = None
+) -> Scope:
     """The caller's company; an admin without ``company_id`` sees every company."""
     return await load_scope(session, principal, _requested(principal, company_id))
 
 
-async def company_required(session: ScopedSession, principal: CurrentPrincipal,
-                           company_id: CompanyParam = None) -> Scope:
+async def company_required(
+    session: ScopedSession, principal: CurrentPrincipal, company_id: CompanyParam = None
+) -> Scope:
     """One company: a tenant user's own, or the one an admin picked with ``company_id``."""
     requested = _requested(principal, company_id)
     if requested is None:
@@ -194,7 +206,9 @@ class Page:
 def page_params(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
-    sort: Annotated[str | None, Query(max_length=64, description="a field name, '-' first for descending")] = None,
+    sort: Annotated[
+        str | None, Query(max_length=64, description="a field name, '-' first for descending")
+    ] = None,
     format: Annotated[Literal["json", "csv"], Query(description="csv needs the REPORTS permission")] = "json",
 ) -> Page:
     return Page(limit, offset, sort, format)
@@ -226,7 +240,12 @@ def time_range(
 ) -> TimeRange:
     start, end = _aware(start), _aware(end)
     if start is not None and end is not None and start > end:
-        raise ApiError(400, "invalid_range", "'from' must not be after 'to'", {"from": start.isoformat(), "to": end.isoformat()})
+        raise ApiError(
+            400,
+            "invalid_range",
+            "'from' must not be after 'to'",
+            {"from": start.isoformat(), "to": end.isoformat()},
+        )
     for value in (start, end):
         if value is not None and not (1970 <= value.year <= 9998):
             raise ApiError(400, "invalid_range", "dates must be between 1970 and 9998")
@@ -254,8 +273,12 @@ def clean_str(value: str | None) -> str | None:
     return value.replace("\x00", "") if value is not None else None
 
 
-def ordering(sort: str | None, allowed: dict[str, sa.ColumnElement[Any]], default: str,
-             tiebreak: sa.ColumnElement[Any] | None = None) -> list[Any]:
+def ordering(
+    sort: str | None,
+    allowed: dict[str, sa.ColumnElement[Any]],
+    default: str,
+    tiebreak: sa.ColumnElement[Any] | None = None,
+) -> list[Any]:
     wanted = sort or default
     desc = wanted.startswith("-")
     name = wanted.lstrip("-")
@@ -329,8 +352,9 @@ def xlsx_bytes(columns: Sequence[str], rows: Iterable[dict[str, Any]], title: st
 
 
 def download(content: bytes, media_type: str, filename: str) -> Response:
-    return Response(content, media_type=media_type,
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    return Response(
+        content, media_type=media_type, headers={"Content-Disposition": f'attachment; filename="{filename}"'}
+    )
 
 
 def csv_response(columns: Sequence[str], rows: Iterable[dict[str, Any]], name: str) -> Response:
@@ -338,8 +362,11 @@ def csv_response(columns: Sequence[str], rows: Iterable[dict[str, Any]], name: s
 
 
 def xlsx_response(columns: Sequence[str], rows: Iterable[dict[str, Any]], name: str) -> Response:
-    return download(xlsx_bytes(columns, rows, name),
-                    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", f"{name}.xlsx")
+    return download(
+        xlsx_bytes(columns, rows, name),
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        f"{name}.xlsx",
+    )
 
 
 async def run_list(
@@ -357,12 +384,18 @@ async def run_list(
     list as CSV with ``?format=csv`` for callers holding REPORTS."""
     if page.format == "csv":
         if not can_export(principal):
-            raise ApiError(403, "permission_denied", "the REPORTS permission is required", {"permission": "REPORTS"})
-        rows = [serialize(r) for r in (await session.execute(stmt.order_by(*order).limit(EXPORT_MAX_ROWS))).all()]
+            raise ApiError(
+                403, "permission_denied", "the REPORTS permission is required", {"permission": "REPORTS"}
+            )
+        rows = [
+            serialize(r) for r in (await session.execute(stmt.order_by(*order).limit(EXPORT_MAX_ROWS))).all()
+        ]
         columns = list(rows[0].keys()) if rows else [c.name for c in stmt.selected_columns]
         return csv_response(columns, rows, name)
     if total is None:
-        total = (await session.execute(sa.select(sa.func.count()).select_from(stmt.order_by(None).subquery()))).scalar_one()
+        total = (
+            await session.execute(sa.select(sa.func.count()).select_from(stmt.order_by(None).subquery()))
+        ).scalar_one()
     rows = (await session.execute(stmt.order_by(*order).limit(page.limit).offset(page.offset))).all()
     return {"items": [serialize(r) for r in rows], "total": total, "limit": page.limit, "offset": page.offset}
 

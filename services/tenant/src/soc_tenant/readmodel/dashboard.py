@@ -43,26 +43,44 @@ def _has(scope: Scope, permission: str) -> bool:
 
 async def offense_widget(session: ScopedSession, scope: Scope) -> dict[str, Any]:
     r = t.offense_totals
-    rows = (await session.execute(sa.select(r.c.status, r.c.severity, sa.func.sum(r.c.n))
-                                  .where(scope.qradar_filter(r)).group_by(r.c.status, r.c.severity))).all()
+    rows = (
+        await session.execute(
+            sa.select(r.c.status, r.c.severity, sa.func.sum(r.c.n))
+            .where(scope.qradar_filter(r))
+            .group_by(r.c.status, r.c.severity)
+        )
+    ).all()
     by_status: dict[str, int] = {}
     open_by_severity: dict[str, int] = {}
     for status, severity, n in rows:
         by_status[status] = by_status.get(status, 0) + int(n)
         if status == "OPEN" and int(n):
             open_by_severity[str(severity)] = open_by_severity.get(str(severity), 0) + int(n)
-    return {"total": sum(by_status.values()), "open": by_status.get("OPEN", 0), "by_status": by_status,
-            "open_by_severity": dict(sorted(open_by_severity.items(), key=lambda kv: -int(kv[0])))}
+    return {
+        "total": sum(by_status.values()),
+        "open": by_status.get("OPEN", 0),
+        "by_status": by_status,
+        "open_by_severity": dict(sorted(open_by_severity.items(), key=lambda kv: -int(kv[0]))),
+    }
 
 
 async def ticket_widget(session: ScopedSession, scope: Scope) -> dict[str, Any]:
     r = t.ticket_totals
-    total, open_, overdue = (await session.execute(
-        sa.select(sa.func.coalesce(sa.func.sum(r.c.n), 0),
-                  sa.func.coalesce(sa.func.sum(r.c.n).filter(is_open(r.c.status)), 0),
-                  sa.func.coalesce(sa.func.sum(r.c.n).filter(is_open(r.c.status), r.c.is_overdue), 0))
-        .where(scope.itsm_filter(r)))).one()
-    return {"total": int(total), "open": int(open_), "overdue": int(overdue), "closed": int(total) - int(open_)}
+    total, open_, overdue = (
+        await session.execute(
+            sa.select(
+                sa.func.coalesce(sa.func.sum(r.c.n), 0),
+                sa.func.coalesce(sa.func.sum(r.c.n).filter(is_open(r.c.status)), 0),
+                sa.func.coalesce(sa.func.sum(r.c.n).filter(is_open(r.c.status), r.c.is_overdue), 0),
+            ).where(scope.itsm_filter(r))
+        )
+    ).one()
+    return {
+        "total": int(total),
+        "open": int(open_),
+        "overdue": int(overdue),
+        "closed": int(total) - int(open_),
+    }
 
 
 async def trends(session: ScopedSession, scope: Scope, days: int = TREND_DAYS) -> dict[str, Any]:
@@ -71,18 +89,28 @@ async def trends(session: ScopedSession, scope: Scope, days: int = TREND_DAYS) -
     series = [first + timedelta(days=n) for n in range(days)]
 
     def per_day(kind: str, table: sa.Table, condition: Any) -> sa.Select[Any]:
-        return (sa.select(sa.literal(kind).label("kind"), table.c.day, sa.func.sum(table.c.n).label("n"))
-                .where(condition, table.c.day >= first, table.c.day <= today).group_by(table.c.day))
+        return (
+            sa.select(sa.literal(kind).label("kind"), table.c.day, sa.func.sum(table.c.n).label("n"))
+            .where(condition, table.c.day >= first, table.c.day <= today)
+            .group_by(table.c.day)
+        )
 
-    rows = (await session.execute(sa.union_all(
-        per_day("offenses", t.offense_daily, scope.qradar_filter(t.offense_daily)),
-        per_day("incidents", t.incident_daily, scope.soar_filter(t.incident_daily)),
-        per_day("tickets", t.ticket_daily, scope.itsm_filter(t.ticket_daily))))).all()
+    rows = (
+        await session.execute(
+            sa.union_all(
+                per_day("offenses", t.offense_daily, scope.qradar_filter(t.offense_daily)),
+                per_day("incidents", t.incident_daily, scope.soar_filter(t.incident_daily)),
+                per_day("tickets", t.ticket_daily, scope.itsm_filter(t.ticket_daily)),
+            )
+        )
+    ).all()
     counts: dict[str, dict[date, int]] = {"offenses": {}, "incidents": {}, "tickets": {}}
     for kind, day, n in rows:
         counts[kind][day] = int(n)
-    return {"days": [d.isoformat() for d in series],
-            **{kind: [by_day.get(d, 0) for d in series] for kind, by_day in counts.items()}}
+    return {
+        "days": [d.isoformat() for d in series],
+        **{kind: [by_day.get(d, 0) for d in series] for kind, by_day in counts.items()},
+    }
 
 
 @router.get("/tenant/dashboard/", dependencies=[DASHBOARD])
@@ -97,17 +125,31 @@ async def dashboard(session: ScopedSession, scope: CompanyScope) -> dict[str, An
         "generated_at": datetime.now(UTC).isoformat(),
         "offenses": await offense_widget(session, scope),
         "incidents": await incident_cards(session, scope, TimeRange(None, None)),
-        "sla": {"from": sla["from"], "to": sla["to"], "compliance_pct": sla["total"]["overall"]["compliance_pct"],
-                "overall": sla["total"]["overall"], "by_priority": {
-                    p: {"incidents": v["incidents"], "compliance_pct": v["overall"]["compliance_pct"],
-                        "breached": v["overall"]["breached"], "pending": v["overall"]["pending"]}
-                    for p, v in sla["by_priority"].items()}},
+        "sla": {
+            "from": sla["from"],
+            "to": sla["to"],
+            "compliance_pct": sla["total"]["overall"]["compliance_pct"],
+            "overall": sla["total"]["overall"],
+            "by_priority": {
+                p: {
+                    "incidents": v["incidents"],
+                    "compliance_pct": v["overall"]["compliance_pct"],
+                    "breached": v["overall"]["breached"],
+                    "pending": v["overall"]["pending"],
+                }
+                for p, v in sla["by_priority"].items()
+            },
+        },
         "tickets": await ticket_widget(session, scope),
-        "eps": {"tenants": eps,
-                "average_eps": round(sum(x["average_eps"] or 0 for x in eps), 3),
-                "peak_eps": max((x["peak_eps"] or 0 for x in eps), default=0.0),
-                "contracted_eps": sum(x["contracted_volume"] or 0 for x in eps
-                                      if x["contracted_volume_type"] == "EPS") or None},
+        "eps": {
+            "tenants": eps,
+            "average_eps": round(sum(x["average_eps"] or 0 for x in eps), 3),
+            "peak_eps": max((x["peak_eps"] or 0 for x in eps), default=0.0),
+            "contracted_eps": sum(
+                x["contracted_volume"] or 0 for x in eps if x["contracted_volume_type"] == "EPS"
+            )
+            or None,
+        },
         "assets": await asset_health(session, scope) if _has(scope, "ASSETS") else None,
         "threat_alerts": await latest_alerts(session, scope) if _has(scope, "THREAT_INTELLIGENCE") else None,
         "trends": await trends(session, scope),
@@ -123,19 +165,40 @@ async def last_sync(session: ScopedSession, scope: AnyScope) -> dict[str, Any]:
     if not scope.everything:
         stmt = stmt.where(s.c.integration_id.in_(scope.integration_ids() or [""]))
     rows = [as_dict(r) for r in (await session.execute(stmt)).all()]
-    kinds = dict((await session.execute(sa.text(
-        "SELECT id::text, integration_type::text FROM integration WHERE id::text = ANY(:ids)"),
-        {"ids": [r["integration_id"] for r in rows]})).all()) if rows else {}
+    kinds = (
+        dict(
+            (
+                await session.execute(
+                    sa.text(
+                        "SELECT id::text, integration_type::text FROM integration WHERE id::text = ANY(:ids)"
+                    ),
+                    {"ids": [r["integration_id"] for r in rows]},
+                )
+            ).all()
+        )
+        if rows
+        else {}
+    )
     qradar = {i for i, _ in scope.qradar}
     soar = {i for i, _ in scope.soar}
     itsm = {i for i, _ in scope.itsm}
     by_source: dict[str, str | None] = {"SIEM": None, "SOAR": None, "ITSM": None, "THREAT_INTELLIGENCE": None}
     for r in rows:
-        kind = kinds.get(r["integration_id"]) or ("SIEM" if r["integration_id"] in qradar else "SOAR"
-                                                  if r["integration_id"] in soar else "ITSM"
-                                                  if r["integration_id"] in itsm else None)
+        kind = kinds.get(r["integration_id"]) or (
+            "SIEM"
+            if r["integration_id"] in qradar
+            else "SOAR"
+            if r["integration_id"] in soar
+            else "ITSM"
+            if r["integration_id"] in itsm
+            else None
+        )
         r["source"] = kind
-        if kind in by_source and r["last_success_at"] and (by_source[kind] is None or r["last_success_at"] > by_source[kind]):
+        if (
+            kind in by_source
+            and r["last_success_at"]
+            and (by_source[kind] is None or r["last_success_at"] > by_source[kind])
+        ):
             by_source[kind] = r["last_success_at"]
     return {"items": rows, "total": len(rows), "limit": len(rows), "offset": 0, "by_source": by_source}
 
@@ -150,16 +213,23 @@ def _day_window(window: TimeRange) -> tuple[date | None, date | None]:
 async def incidents_per_company(session: ScopedSession, dim: str, window: TimeRange) -> list[dict[str, Any]]:
     await session.execute(NO_JIT)
     first, last = _day_window(window)
-    rows = (await session.execute(sa.text(f"""
+    rows = (
+        await session.execute(
+            sa.text(f"""
         SELECT m.company_id::text AS company_id, c.name AS company_name, r.{dim} AS key, sum(r.n) AS n
         FROM incident_daily r
         JOIN soar_mapping m ON m.active AND m.integration_id::text = r.integration_id AND m.account = r.account
         JOIN company c ON c.id = m.company_id
         WHERE (CAST(:first AS date) IS NULL OR r.day >= :first) AND (CAST(:last AS date) IS NULL OR r.day <= :last)
-        GROUP BY 1, 2, 3 ORDER BY 2, 1, 3"""), {"first": first, "last": last})).all()
+        GROUP BY 1, 2, 3 ORDER BY 2, 1, 3"""),
+            {"first": first, "last": last},
+        )
+    ).all()
     out: dict[str, dict[str, Any]] = {}
     for company_id, name, key, n in rows:
-        entry = out.setdefault(company_id, {"company_id": company_id, "company_name": name, "total": 0, f"by_{dim}": {}})
+        entry = out.setdefault(
+            company_id, {"company_id": company_id, "company_name": name, "total": 0, f"by_{dim}": {}}
+        )
         entry[f"by_{dim}"][key] = entry[f"by_{dim}"].get(key, 0) + int(n)
         entry["total"] += int(n)
     return list(out.values())
@@ -170,7 +240,9 @@ def _listing(items: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
 
 
 @router.get("/admin/summary/incident-priority/", tags=["admin summaries"])
-async def summary_incident_priority(session: ScopedSession, _: AdminPrincipal, window: Range) -> dict[str, Any]:
+async def summary_incident_priority(
+    session: ScopedSession, _: AdminPrincipal, window: Range
+) -> dict[str, Any]:
     """Incidents per company and priority (created day within from/to; all time by default)."""
     return _listing(await incidents_per_company(session, "priority", window))
 
@@ -189,38 +261,63 @@ async def summary_completion(session: ScopedSession, _: AdminPrincipal, window: 
         by_status = entry.pop("by_status")
         open_ = sum(by_status.get(s, 0) for s in OPEN_STATUSES)
         closed = entry["total"] - open_
-        items.append({**entry, "open": open_, "closed": closed, "by_status": by_status,
-                      "completion_pct": round(closed * 100.0 / entry["total"], 2) if entry["total"] else None})
+        items.append(
+            {
+                **entry,
+                "open": open_,
+                "closed": closed,
+                "by_status": by_status,
+                "completion_pct": round(closed * 100.0 / entry["total"], 2) if entry["total"] else None,
+            }
+        )
     return _listing(items)
 
 
 @router.get("/admin/summary/sla-matrix/", tags=["admin summaries"])
-async def summary_sla_matrix(session: ScopedSession, principal: AdminPrincipal, window: Range) -> dict[str, Any]:
+async def summary_sla_matrix(
+    session: ScopedSession, principal: AdminPrincipal, window: Range
+) -> dict[str, Any]:
     """Per company and priority: SLA compliance % of incidents created within from/to (default:
     the last 30 days)."""
     from soc_tenant.readmodel.sla_views import counts_sql, shape_counts, sla_select
 
     window = window.bounded(30)
     await session.execute(NO_JIT)
-    mappings = (await session.execute(sa.text(
-        "SELECT m.integration_id::text, m.account::text, m.company_id::text, c.name FROM soar_mapping m "
-        "JOIN company c ON c.id = m.company_id WHERE m.active"))).all()
+    mappings = (
+        await session.execute(
+            sa.text(
+                "SELECT m.integration_id::text, m.account::text, m.company_id::text, c.name FROM soar_mapping m "
+                "JOIN company c ON c.id = m.company_id WHERE m.active"
+            )
+        )
+    ).all()
     names = {company_id: name for _, _, company_id, name in mappings}
     defaults = await slamath.load_defaults(session)
     slas = {cid: await slamath.load_company_sla(session, cid, defaults) for cid in names}
     scope = Scope(principal, None)
-    sub = sla_select(scope, slas, window, datetime.now(UTC), pairs=[(a, b, c) for a, b, c, _ in mappings],
-                     inner=True).subquery()
-    rows = (await session.execute(sa.select(sub.c.company_id, sub.c.priority, *counts_sql(sub))
-                                  .group_by(sub.c.company_id, sub.c.priority))).all()
-    matrix: dict[str, dict[str, Any]] = {cid: {"company_id": cid, "company_name": name, "priorities": {}}
-                                         for cid, name in sorted(names.items(), key=lambda kv: kv[1] or "")}
+    sub = sla_select(
+        scope, slas, window, datetime.now(UTC), pairs=[(a, b, c) for a, b, c, _ in mappings], inner=True
+    ).subquery()
+    rows = (
+        await session.execute(
+            sa.select(sub.c.company_id, sub.c.priority, *counts_sql(sub)).group_by(
+                sub.c.company_id, sub.c.priority
+            )
+        )
+    ).all()
+    matrix: dict[str, dict[str, Any]] = {
+        cid: {"company_id": cid, "company_name": name, "priorities": {}}
+        for cid, name in sorted(names.items(), key=lambda kv: kv[1] or "")
+    }
     for r in rows:
         counts = shape_counts(r)
         matrix[r.company_id]["priorities"][r.priority] = {
-            "incidents": counts["incidents"], "compliance_pct": counts["overall"]["compliance_pct"],
+            "incidents": counts["incidents"],
+            "compliance_pct": counts["overall"]["compliance_pct"],
             **{f"{s}_compliance_pct": counts[s]["compliance_pct"] for s in slamath.STEPS},
-            "breached": counts["overall"]["breached"], "pending": counts["overall"]["pending"]}
+            "breached": counts["overall"]["breached"],
+            "pending": counts["overall"]["pending"],
+        }
     return _listing(list(matrix.values()), **{"from": window.start.isoformat(), "to": window.end.isoformat()})
 
 
@@ -239,18 +336,31 @@ async def summary_eps(session: ScopedSession, principal: AdminPrincipal, window:
 async def summary_assets(session: ScopedSession, _: AdminPrincipal) -> dict[str, Any]:
     """Per company: assets (log sources) in total, enabled, per status, and their EPS."""
     await session.execute(NO_JIT)
-    rows = (await session.execute(sa.text("""
+    rows = (
+        await session.execute(
+            sa.text("""
         SELECT m.company_id::text AS company_id, c.name AS company_name,
                coalesce(upper(ls.status), 'UNKNOWN') AS status, count(*) AS n,
                count(*) FILTER (WHERE ls.enabled) AS enabled, coalesce(sum(ls.average_eps), 0) AS eps
         FROM qradar_log_source ls
         JOIN qradar_mapping m ON m.active AND m.integration_id = ls.integration_id AND m.domain_id = ls.domain_id
         JOIN company c ON c.id = m.company_id
-        GROUP BY 1, 2, 3 ORDER BY 2, 1, 3"""))).all()
+        GROUP BY 1, 2, 3 ORDER BY 2, 1, 3""")
+        )
+    ).all()
     out: dict[str, dict[str, Any]] = {}
     for r in rows:
-        entry = out.setdefault(r.company_id, {"company_id": r.company_id, "company_name": r.company_name, "total": 0,
-                                              "enabled": 0, "average_eps": 0.0, "by_status": {}})
+        entry = out.setdefault(
+            r.company_id,
+            {
+                "company_id": r.company_id,
+                "company_name": r.company_name,
+                "total": 0,
+                "enabled": 0,
+                "average_eps": 0.0,
+                "by_status": {},
+            },
+        )
         entry["total"] += int(r.n)
         entry["enabled"] += int(r.enabled)
         entry["average_eps"] = round(entry["average_eps"] + float(r.eps), 3)

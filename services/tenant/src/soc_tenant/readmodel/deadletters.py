@@ -19,14 +19,18 @@ router = APIRouter(prefix="/admin", tags=["admin dead letters"], route_class=Rea
 
 def _queue(name: str) -> str:
     if name not in QUEUES:
-        raise ApiError(404, "unknown_queue", f"no read-model queue {name[:100]!r}", {"queues": sorted(QUEUES)})
+        raise ApiError(
+            404, "unknown_queue", f"no read-model queue {name[:100]!r}", {"queues": sorted(QUEUES)}
+        )
     return name
 
 
 async def _depth(request: Request, queue: str) -> int:
     channel = await request.app.state.bus.channel(prefetch=1)
     try:
-        declared = await channel.declare_queue(f"{queue}.dead", durable=True, arguments={"x-queue-type": "classic"})
+        declared = await channel.declare_queue(
+            f"{queue}.dead", durable=True, arguments={"x-queue-type": "classic"}
+        )
         return int(declared.declaration_result.message_count or 0)
     finally:
         await channel.close()
@@ -34,7 +38,8 @@ async def _depth(request: Request, queue: str) -> int:
 
 @router.get("/dead-letters/")
 async def dead_letters(
-    request: Request, _: AdminPrincipal,
+    request: Request,
+    _: AdminPrincipal,
     queue: Annotated[str | None, Query(max_length=100, description="one queue's parked messages")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
@@ -42,11 +47,24 @@ async def dead_letters(
     queue's parked messages (peeked, not removed) with the reason each was parked."""
     bus = request.app.state.bus
     if queue is None:
-        items = [{"queue": q, "dead_letter_queue": f"{q}.dead", "bindings": keys, "parked": await _depth(request, q)}
-                 for q, keys in QUEUES.items()]
+        items = [
+            {
+                "queue": q,
+                "dead_letter_queue": f"{q}.dead",
+                "bindings": keys,
+                "parked": await _depth(request, q),
+            }
+            for q, keys in QUEUES.items()
+        ]
         return {"items": items, "total": len(items), "limit": len(items), "offset": 0}
     messages = await list_dead_letters(bus, _queue(queue), limit=limit)
-    return {"queue": queue, "items": messages, "total": await _depth(request, queue), "limit": limit, "offset": 0}
+    return {
+        "queue": queue,
+        "items": messages,
+        "total": await _depth(request, queue),
+        "limit": limit,
+        "offset": 0,
+    }
 
 
 class ReplayRequest(BaseModel):

@@ -148,20 +148,22 @@ class Target:
         sets = [f"{c} = {self.overrides.get(c, 'EXCLUDED.' + c)}" for c in self.columns if c not in self.key]
         if self.touch:
             sets.append("updated_at = now()")
-        insert = (f"INSERT INTO {self.table} AS t ({cols}) SELECT {cols} FROM {self.temp} "
-                  f"ON CONFLICT ({key}) DO UPDATE SET {', '.join(sets)} "
-                  f"WHERE t.{self.version_column} <= EXCLUDED.{self.version_column}")
+        insert = (
+            f"INSERT INTO {self.table} AS t ({cols}) SELECT {cols} FROM {self.temp} "
+            f"ON CONFLICT ({key}) DO UPDATE SET {', '.join(sets)} "
+            f"WHERE t.{self.version_column} <= EXCLUDED.{self.version_column}"
+        )
         if not self.rollups:
             return insert
         carried = self.key + self.rollup_columns
         old_cols = ", ".join(f"t.{c}" for c in carried)
         return f"""
 WITH old AS (SELECT {old_cols} FROM {self.table} t JOIN {self.temp} i USING ({key})),
-up AS ({insert} RETURNING {', '.join(carried)}),
+up AS ({insert} RETURNING {", ".join(carried)}),
 delta AS (
-    SELECT {', '.join(carried)}, 1 AS d FROM up
+    SELECT {", ".join(carried)}, 1 AS d FROM up
     UNION ALL
-    SELECT {', '.join('o.' + c for c in carried)}, -1 AS d FROM old o JOIN up u USING ({key})
+    SELECT {", ".join("o." + c for c in carried)}, -1 AS d FROM old o JOIN up u USING ({key})
 ){self.rollups}
 SELECT 1"""
 
@@ -172,15 +174,19 @@ async def write(pg: Any, target: Target, rows: Sequence[Row]) -> None:
     if not rows:
         return
     async with pg.cursor() as cur:
-        await cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {target.temp} (LIKE {target.table} INCLUDING DEFAULTS) "
-                          "ON COMMIT DELETE ROWS")
+        await cur.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {target.temp} (LIKE {target.table} INCLUDING DEFAULTS) "
+            "ON COMMIT DELETE ROWS"
+        )
         async with cur.copy(f"COPY {target.temp} ({', '.join(target.columns)}) FROM STDIN") as copy:
             for row in rows:
                 await copy.write_row(row)
         # The lock only around the merge: the COPY into this connection's own temp table overlaps
         # another batch's merge. Held to commit, it orders the merges of one table, so each one's
         # rollup delta (old row → new row) is computed against the rows the previous one committed.
-        await cur.execute("SELECT pg_advisory_xact_lock(%s), set_config('jit', 'off', true)", (target.lock_key,))
+        await cur.execute(
+            "SELECT pg_advisory_xact_lock(%s), set_config('jit', 'off', true)", (target.lock_key,)
+        )
         await cur.execute(target.sql())
 
 
@@ -197,12 +203,32 @@ def latest(target: Target, rows: Iterable[Row]) -> list[Row]:
 
 # ------------------------------------------------------------------------------- row builders
 def domain_row(e: CloudEvent, p: SiemDomain) -> Row:
-    details = {"tenant_id": p.tenant_id, "event_collector_ids": p.event_collector_ids, "log_source_ids": p.log_source_ids}
-    return (integration_of(e), p.domain_id, text(p.name), text(p.description), p.deleted, jsonb(details), e.id, e.time)
+    details = {
+        "tenant_id": p.tenant_id,
+        "event_collector_ids": p.event_collector_ids,
+        "log_source_ids": p.log_source_ids,
+    }
+    return (
+        integration_of(e),
+        p.domain_id,
+        text(p.name),
+        text(p.description),
+        p.deleted,
+        jsonb(details),
+        e.id,
+        e.time,
+    )
 
 
 def collector_row(e: CloudEvent, p: SiemEventCollector) -> Row:
-    return (integration_of(e), p.collector_id, text(p.name), p.host_id, text(p.component_name), micros(e.time))
+    return (
+        integration_of(e),
+        p.collector_id,
+        text(p.name),
+        p.host_id,
+        text(p.component_name),
+        micros(e.time),
+    )
 
 
 def log_source_type_row(e: CloudEvent, p: SiemLogSourceType) -> Row:
@@ -210,35 +236,103 @@ def log_source_type_row(e: CloudEvent, p: SiemLogSourceType) -> Row:
 
 
 def log_source_group_row(e: CloudEvent, p: SiemLogSourceGroup) -> Row:
-    return (integration_of(e), p.group_id, text(p.name), text(p.description), text(p.owner), p.parent_id,
-            jsonb(p.child_group_ids), p.assignable, micros(e.time))
+    return (
+        integration_of(e),
+        p.group_id,
+        text(p.name),
+        text(p.description),
+        text(p.owner),
+        p.parent_id,
+        jsonb(p.child_group_ids),
+        p.assignable,
+        micros(e.time),
+    )
 
 
 def log_source_row(e: CloudEvent, p: SiemLogSource) -> Row:
     version = micros(p.modified_time) if p.modified_time else micros(e.time)
-    return (integration_of(e), p.log_source_id, text(p.name), text(p.description), p.domain_id, p.type_id,
-            text(p.type_name), p.event_collector_id, text(p.sending_ip), p.enabled, text(p.status),
-            jsonb(p.status_messages), list(p.group_ids), p.average_eps, p.creation_time, p.modified_time,
-            p.last_event_time, max(version, micros(e.time)))
+    return (
+        integration_of(e),
+        p.log_source_id,
+        text(p.name),
+        text(p.description),
+        p.domain_id,
+        p.type_id,
+        text(p.type_name),
+        p.event_collector_id,
+        text(p.sending_ip),
+        p.enabled,
+        text(p.status),
+        jsonb(p.status_messages),
+        list(p.group_ids),
+        p.average_eps,
+        p.creation_time,
+        p.modified_time,
+        p.last_event_time,
+        max(version, micros(e.time)),
+    )
 
 
 def offense_row(e: CloudEvent, p: SiemOffense) -> Row:
-    return (integration_of(e), p.offense_id, p.domain_id, text(p.description), p.status.value, p.severity,
-            p.magnitude, p.credibility, p.relevance, p.event_count, p.flow_count, text(p.assigned_to),
-            jsonb(p.categories), models_json(p.rules), text(p.offense_source), p.offense_type,
-            jsonb(p.source_address_ids), jsonb(p.local_destination_address_ids), jsonb(p.destination_networks),
-            models_json(p.log_sources), p.start_time, p.last_updated_time, p.close_time,
-            p.closing_reason_id, text(p.closing_reason), text(p.closing_user), p.follow_up, p.protected, p.version, e.id)
+    return (
+        integration_of(e),
+        p.offense_id,
+        p.domain_id,
+        text(p.description),
+        p.status.value,
+        p.severity,
+        p.magnitude,
+        p.credibility,
+        p.relevance,
+        p.event_count,
+        p.flow_count,
+        text(p.assigned_to),
+        jsonb(p.categories),
+        models_json(p.rules),
+        text(p.offense_source),
+        p.offense_type,
+        jsonb(p.source_address_ids),
+        jsonb(p.local_destination_address_ids),
+        jsonb(p.destination_networks),
+        models_json(p.log_sources),
+        p.start_time,
+        p.last_updated_time,
+        p.close_time,
+        p.closing_reason_id,
+        text(p.closing_reason),
+        text(p.closing_user),
+        p.follow_up,
+        p.protected,
+        p.version,
+        e.id,
+    )
 
 
 def eps_row(e: CloudEvent, p: SiemEpsSample) -> Row:
-    return (integration_of(e), p.domain_id, p.granularity.value, p.window_start, p.window_end, text(p.collector) or "",
-            p.average_eps, p.peak_eps, micros(e.time))
+    return (
+        integration_of(e),
+        p.domain_id,
+        p.granularity.value,
+        p.window_start,
+        p.window_end,
+        text(p.collector) or "",
+        p.average_eps,
+        p.peak_eps,
+        micros(e.time),
+    )
 
 
 def metric_row(e: CloudEvent, p: SiemMetricSample) -> Row:
-    return (integration_of(e), p.domain_id, text(p.family), p.granularity.value, p.window_start, p.window_end,
-            jsonb(p.rows), micros(e.time))
+    return (
+        integration_of(e),
+        p.domain_id,
+        text(p.family),
+        p.granularity.value,
+        p.window_start,
+        p.window_end,
+        jsonb(p.rows),
+        micros(e.time),
+    )
 
 
 PRIORITY_OF_SEVERITY = {"critical": "P1", "high": "P2", "medium": "P3"}
@@ -250,14 +344,46 @@ def incident_priority(p: SoarIncident) -> str:
 
 
 def incident_row(e: CloudEvent, p: SoarIncident) -> Row:
-    return (integration_of(e), p.incident_id, text(p.account) or "", text(p.name), text(p.type), p.status.value,
-            p.severity.value, text(p.owner), text(p.playbook_id), text(p.investigation_id), p.created, p.modified,
-            p.occurred, p.closed, text(p.close_reason), text(p.close_notes), text(p.closing_user_id), text(p.phase),
-            incident_priority(p), p.tta_at, p.ttn_at, p.ttdn_at, p.initial_notification_at, jsonb(p.rules),
-            jsonb(p.offense_ids), jsonb(p.log_source_types), jsonb(p.source_ips), jsonb(p.mitre_tactics),
-            jsonb(p.mitre_techniques), text(p.qradar_category), text(p.qradar_subcategory),
-            jsonb(p.low_level_categories), text(p.configuration_item), text(p.itsm_sync_status), p.sla,
-            jsonb(p.custom_fields), p.version, e.id)
+    return (
+        integration_of(e),
+        p.incident_id,
+        text(p.account) or "",
+        text(p.name),
+        text(p.type),
+        p.status.value,
+        p.severity.value,
+        text(p.owner),
+        text(p.playbook_id),
+        text(p.investigation_id),
+        p.created,
+        p.modified,
+        p.occurred,
+        p.closed,
+        text(p.close_reason),
+        text(p.close_notes),
+        text(p.closing_user_id),
+        text(p.phase),
+        incident_priority(p),
+        p.tta_at,
+        p.ttn_at,
+        p.ttdn_at,
+        p.initial_notification_at,
+        jsonb(p.rules),
+        jsonb(p.offense_ids),
+        jsonb(p.log_source_types),
+        jsonb(p.source_ips),
+        jsonb(p.mitre_tactics),
+        jsonb(p.mitre_techniques),
+        text(p.qradar_category),
+        text(p.qradar_subcategory),
+        jsonb(p.low_level_categories),
+        text(p.configuration_item),
+        text(p.itsm_sync_status),
+        p.sla,
+        jsonb(p.custom_fields),
+        p.version,
+        e.id,
+    )
 
 
 def soar_account_row(e: CloudEvent, p: SoarAccount) -> Row:
@@ -265,8 +391,17 @@ def soar_account_row(e: CloudEvent, p: SoarAccount) -> Row:
 
 
 def note_row(e: CloudEvent, p: SoarNote) -> Row:
-    return (integration_of(e), text(p.note_id), text(p.incident_id), text(p.account) or "", text(p.author), p.created,
-            text(p.content), text(p.category), micros(e.time))
+    return (
+        integration_of(e),
+        text(p.note_id),
+        text(p.incident_id),
+        text(p.account) or "",
+        text(p.author),
+        p.created,
+        text(p.content),
+        text(p.category),
+        micros(e.time),
+    )
 
 
 def itsm_account_row(e: CloudEvent, p: ItsmAccount) -> Row:
@@ -274,39 +409,104 @@ def itsm_account_row(e: CloudEvent, p: ItsmAccount) -> Row:
 
 
 def ticket_row(e: CloudEvent, p: ItsmTicket) -> Row:
-    return (integration_of(e), text(p.ticket_id), text(p.account_id) or "", text(p.account_name), text(p.subject),
-            text(p.short_description), text(p.status) or "", text(p.priority) or "", p.is_overdue,
-            p.created_time or p.last_updated_time, p.last_updated_time, text(p.created_by_name),
-            text(p.soar_incident_id), p.version, e.id)
+    return (
+        integration_of(e),
+        text(p.ticket_id),
+        text(p.account_id) or "",
+        text(p.account_name),
+        text(p.subject),
+        text(p.short_description),
+        text(p.status) or "",
+        text(p.priority) or "",
+        p.is_overdue,
+        p.created_time or p.last_updated_time,
+        p.last_updated_time,
+        text(p.created_by_name),
+        text(p.soar_incident_id),
+        p.version,
+        e.id,
+    )
 
 
 def alert_row(e: CloudEvent, p: TiAlert) -> Row:
     refs = lambda xs: jsonb([x.model_dump() for x in xs])  # noqa: E731
-    return (integration_of(e), text(p.short_id), text(p.company_id), text(p.title), text(p.status), text(p.tlp),
-            p.published_time, text(p.content), p.push_required, p.push_email_notification, text(p.tracking_id),
-            text(p.card_image), text(p.card_info), text(p.event), text(p.intel_id), text(p.rfi_id), refs(p.groups),
-            refs(p.recipient_groups), refs(p.tags), jsonb(p.category.model_dump()) if p.category else None, p.version,
-            e.id)
+    return (
+        integration_of(e),
+        text(p.short_id),
+        text(p.company_id),
+        text(p.title),
+        text(p.status),
+        text(p.tlp),
+        p.published_time,
+        text(p.content),
+        p.push_required,
+        p.push_email_notification,
+        text(p.tracking_id),
+        text(p.card_image),
+        text(p.card_info),
+        text(p.event),
+        text(p.intel_id),
+        text(p.rfi_id),
+        refs(p.groups),
+        refs(p.recipient_groups),
+        refs(p.tags),
+        jsonb(p.category.model_dump()) if p.category else None,
+        p.version,
+        e.id,
+    )
 
 
 def tag_row(e: CloudEvent, p: TiTag) -> Row:
-    return (integration_of(e), text(p.tag_id), text(p.company_id), text(p.tag_name), text(p.tag_slug), p.is_active,
-            micros(e.time))
+    return (
+        integration_of(e),
+        text(p.tag_id),
+        text(p.company_id),
+        text(p.tag_name),
+        text(p.tag_slug),
+        p.is_active,
+        micros(e.time),
+    )
 
 
 def group_row(e: CloudEvent, p: TiGroup) -> Row:
-    return (integration_of(e), text(p.group_id), text(p.company_id), text(p.group_name), text(p.group_tlp),
-            text(p.group_type), p.allowed_for_intel_submission, p.allowed_for_rfi_submission, micros(e.time))
+    return (
+        integration_of(e),
+        text(p.group_id),
+        text(p.company_id),
+        text(p.group_name),
+        text(p.group_tlp),
+        text(p.group_type),
+        p.allowed_for_intel_submission,
+        p.allowed_for_rfi_submission,
+        micros(e.time),
+    )
 
 
 def category_row(e: CloudEvent, p: TiCategory) -> Row:
-    return (integration_of(e), text(p.category_id), text(p.company_id), text(p.category_name),
-            jsonb(p.threat_indicator_fields), jsonb(p.additional_fields), jsonb(p.required_fields), micros(e.time))
+    return (
+        integration_of(e),
+        text(p.category_id),
+        text(p.company_id),
+        text(p.category_name),
+        jsonb(p.threat_indicator_fields),
+        jsonb(p.additional_fields),
+        jsonb(p.required_fields),
+        micros(e.time),
+    )
 
 
 def custom_field_row(e: CloudEvent, p: TiCustomField) -> Row:
-    return (integration_of(e), text(p.field_id), text(p.company_id), text(p.field_name), text(p.field_label),
-            text(p.field_type), text(p.field_description), p.is_system, micros(e.time))
+    return (
+        integration_of(e),
+        text(p.field_id),
+        text(p.company_id),
+        text(p.field_name),
+        text(p.field_label),
+        text(p.field_type),
+        text(p.field_description),
+        p.is_system,
+        micros(e.time),
+    )
 
 
 # ------------------------------------------------------------------------------------- rollups
@@ -368,106 +568,353 @@ r_totals AS (
     RETURNING 1)"""
 
 OFFENSE = Target(
-    "qradar_offense", ("integration_id", "offense_id"),
-    ("integration_id", "offense_id", "domain_id", "description", "status", "severity", "magnitude", "credibility",
-     "relevance", "event_count", "flow_count", "assigned_to", "categories", "rules", "offense_source", "offense_type",
-     "source_address_ids", "local_destination_address_ids", "destination_networks", "log_sources", "start_time",
-     "last_updated_time", "close_time", "closing_reason_id", "closing_reason", "closing_user", "follow_up",
-     "protected", "version", "event_id"),
-    offense_row, rollup_columns=("domain_id", "start_time", "severity", "status", "categories"),
+    "qradar_offense",
+    ("integration_id", "offense_id"),
+    (
+        "integration_id",
+        "offense_id",
+        "domain_id",
+        "description",
+        "status",
+        "severity",
+        "magnitude",
+        "credibility",
+        "relevance",
+        "event_count",
+        "flow_count",
+        "assigned_to",
+        "categories",
+        "rules",
+        "offense_source",
+        "offense_type",
+        "source_address_ids",
+        "local_destination_address_ids",
+        "destination_networks",
+        "log_sources",
+        "start_time",
+        "last_updated_time",
+        "close_time",
+        "closing_reason_id",
+        "closing_reason",
+        "closing_user",
+        "follow_up",
+        "protected",
+        "version",
+        "event_id",
+    ),
+    offense_row,
+    rollup_columns=("domain_id", "start_time", "severity", "status", "categories"),
     rollups=OFFENSE_ROLLUPS,
 )
 INCIDENT = Target(
-    "soar_incident", ("integration_id", "incident_id"),
-    ("integration_id", "incident_id", "account", "name", "type", "status", "severity", "owner", "playbook_id",
-     "investigation_id", "created", "modified", "occurred", "closed", "close_reason", "close_notes",
-     "closing_user_id", "phase", "priority", "tta_at", "ttn_at", "ttdn_at", "initial_notification_at", "rules",
-     "offense_ids", "log_source_types", "source_ips", "mitre_tactics", "mitre_techniques", "qradar_category",
-     "qradar_subcategory", "low_level_categories", "configuration_item", "itsm_sync_status", "sla",
-     "custom_fields", "version", "event_id"),
-    incident_row, rollup_columns=("account", "created", "priority", "severity", "status", "type", "owner"),
+    "soar_incident",
+    ("integration_id", "incident_id"),
+    (
+        "integration_id",
+        "incident_id",
+        "account",
+        "name",
+        "type",
+        "status",
+        "severity",
+        "owner",
+        "playbook_id",
+        "investigation_id",
+        "created",
+        "modified",
+        "occurred",
+        "closed",
+        "close_reason",
+        "close_notes",
+        "closing_user_id",
+        "phase",
+        "priority",
+        "tta_at",
+        "ttn_at",
+        "ttdn_at",
+        "initial_notification_at",
+        "rules",
+        "offense_ids",
+        "log_source_types",
+        "source_ips",
+        "mitre_tactics",
+        "mitre_techniques",
+        "qradar_category",
+        "qradar_subcategory",
+        "low_level_categories",
+        "configuration_item",
+        "itsm_sync_status",
+        "sla",
+        "custom_fields",
+        "version",
+        "event_id",
+    ),
+    incident_row,
+    rollup_columns=("account", "created", "priority", "severity", "status", "type", "owner"),
     rollups=INCIDENT_ROLLUPS,
 )
 TICKET = Target(
-    "itsm_ticket", ("integration_id", "ticket_id"),
-    ("integration_id", "ticket_id", "account_id", "account_name", "subject", "short_description", "status", "priority",
-     "is_overdue", "created_time", "last_updated_time", "created_by_name", "soar_incident_id", "version", "event_id"),
-    ticket_row, rollup_columns=("account_id", "created_time", "status", "priority", "is_overdue"),
+    "itsm_ticket",
+    ("integration_id", "ticket_id"),
+    (
+        "integration_id",
+        "ticket_id",
+        "account_id",
+        "account_name",
+        "subject",
+        "short_description",
+        "status",
+        "priority",
+        "is_overdue",
+        "created_time",
+        "last_updated_time",
+        "created_by_name",
+        "soar_incident_id",
+        "version",
+        "event_id",
+    ),
+    ticket_row,
+    rollup_columns=("account_id", "created_time", "status", "priority", "is_overdue"),
     rollups=TICKET_ROLLUPS,
 )
 
 TARGETS: dict[str, Target] = {
     "siem.domain.upserted": Target(
-        "qradar_domain", ("integration_id", "domain_id"),
-        ("integration_id", "domain_id", "name", "description", "deleted", "details", "event_id", "updated_at"),
-        domain_row, version_column="updated_at", touch=False),
+        "qradar_domain",
+        ("integration_id", "domain_id"),
+        (
+            "integration_id",
+            "domain_id",
+            "name",
+            "description",
+            "deleted",
+            "details",
+            "event_id",
+            "updated_at",
+        ),
+        domain_row,
+        version_column="updated_at",
+        touch=False,
+    ),
     "siem.event_collector.upserted": Target(
-        "qradar_event_collector", ("integration_id", "collector_id"),
-        ("integration_id", "collector_id", "name", "host_id", "component_name", "version"), collector_row),
+        "qradar_event_collector",
+        ("integration_id", "collector_id"),
+        ("integration_id", "collector_id", "name", "host_id", "component_name", "version"),
+        collector_row,
+    ),
     "siem.log_source_type.upserted": Target(
-        "qradar_log_source_type", ("integration_id", "type_id"),
-        ("integration_id", "type_id", "name", "type_version", "version"), log_source_type_row),
+        "qradar_log_source_type",
+        ("integration_id", "type_id"),
+        ("integration_id", "type_id", "name", "type_version", "version"),
+        log_source_type_row,
+    ),
     "siem.log_source_group.upserted": Target(
-        "qradar_log_source_group", ("integration_id", "group_id"),
-        ("integration_id", "group_id", "name", "description", "owner", "parent_id", "child_group_ids", "assignable",
-         "version"), log_source_group_row),
+        "qradar_log_source_group",
+        ("integration_id", "group_id"),
+        (
+            "integration_id",
+            "group_id",
+            "name",
+            "description",
+            "owner",
+            "parent_id",
+            "child_group_ids",
+            "assignable",
+            "version",
+        ),
+        log_source_group_row,
+    ),
     "siem.log_source.upserted": Target(
-        "qradar_log_source", ("integration_id", "log_source_id"),
-        ("integration_id", "log_source_id", "name", "description", "domain_id", "type_id", "type_name",
-         "event_collector_id", "sending_ip", "enabled", "status", "status_messages", "group_ids", "average_eps",
-         "creation_time", "modified_time", "last_event_time", "version"), log_source_row),
+        "qradar_log_source",
+        ("integration_id", "log_source_id"),
+        (
+            "integration_id",
+            "log_source_id",
+            "name",
+            "description",
+            "domain_id",
+            "type_id",
+            "type_name",
+            "event_collector_id",
+            "sending_ip",
+            "enabled",
+            "status",
+            "status_messages",
+            "group_ids",
+            "average_eps",
+            "creation_time",
+            "modified_time",
+            "last_event_time",
+            "version",
+        ),
+        log_source_row,
+    ),
     "siem.offense.upserted": OFFENSE,
     "siem.eps.sampled": Target(
-        "eps_sample", ("integration_id", "domain_id", "granularity", "window_start", "collector"),
-        ("integration_id", "domain_id", "granularity", "window_start", "window_end", "collector", "average_eps",
-         "peak_eps", "version"), eps_row),
+        "eps_sample",
+        ("integration_id", "domain_id", "granularity", "window_start", "collector"),
+        (
+            "integration_id",
+            "domain_id",
+            "granularity",
+            "window_start",
+            "window_end",
+            "collector",
+            "average_eps",
+            "peak_eps",
+            "version",
+        ),
+        eps_row,
+    ),
     "siem.metric.sampled": Target(
-        "metric_sample", ("integration_id", "domain_id", "family", "granularity", "window_start"),
-        ("integration_id", "domain_id", "family", "granularity", "window_start", "window_end", "rows", "version"),
-        metric_row),
+        "metric_sample",
+        ("integration_id", "domain_id", "family", "granularity", "window_start"),
+        (
+            "integration_id",
+            "domain_id",
+            "family",
+            "granularity",
+            "window_start",
+            "window_end",
+            "rows",
+            "version",
+        ),
+        metric_row,
+    ),
     "soar.account.upserted": Target(
-        "soar_account", ("integration_id", "account_id"),
-        ("integration_id", "account_id", "name", "display_name", "version"), soar_account_row),
+        "soar_account",
+        ("integration_id", "account_id"),
+        ("integration_id", "account_id", "name", "display_name", "version"),
+        soar_account_row,
+    ),
     "soar.incident.upserted": INCIDENT,
     "soar.note.added": Target(
-        "soar_note", ("integration_id", "note_id"),
-        ("integration_id", "note_id", "incident_id", "account", "author", "created", "content", "category", "version"),
-        note_row),
+        "soar_note",
+        ("integration_id", "note_id"),
+        (
+            "integration_id",
+            "note_id",
+            "incident_id",
+            "account",
+            "author",
+            "created",
+            "content",
+            "category",
+            "version",
+        ),
+        note_row,
+    ),
     "itsm.account.upserted": Target(
-        "itsm_account", ("integration_id", "account_id"), ("integration_id", "account_id", "name", "version"),
-        itsm_account_row),
+        "itsm_account",
+        ("integration_id", "account_id"),
+        ("integration_id", "account_id", "name", "version"),
+        itsm_account_row,
+    ),
     "itsm.ticket.upserted": TICKET,
     "ti.alert.upserted": Target(
-        "ti_alert", ("integration_id", "short_id"),
-        ("integration_id", "short_id", "company_id", "title", "status", "tlp", "published_time", "content",
-         "push_required", "push_email_notification", "tracking_id", "card_image", "card_info", "event", "intel_id",
-         "rfi_id", "groups", "recipient_groups", "tags", "category", "version", "event_id"), alert_row),
+        "ti_alert",
+        ("integration_id", "short_id"),
+        (
+            "integration_id",
+            "short_id",
+            "company_id",
+            "title",
+            "status",
+            "tlp",
+            "published_time",
+            "content",
+            "push_required",
+            "push_email_notification",
+            "tracking_id",
+            "card_image",
+            "card_info",
+            "event",
+            "intel_id",
+            "rfi_id",
+            "groups",
+            "recipient_groups",
+            "tags",
+            "category",
+            "version",
+            "event_id",
+        ),
+        alert_row,
+    ),
     "ti.tag.upserted": Target(
-        "ti_tag", ("integration_id", "tag_id"),
-        ("integration_id", "tag_id", "company_id", "tag_name", "tag_slug", "is_active", "version"), tag_row),
+        "ti_tag",
+        ("integration_id", "tag_id"),
+        ("integration_id", "tag_id", "company_id", "tag_name", "tag_slug", "is_active", "version"),
+        tag_row,
+    ),
     "ti.group.upserted": Target(
-        "ti_group", ("integration_id", "group_id"),
-        ("integration_id", "group_id", "company_id", "group_name", "group_tlp", "group_type",
-         "allowed_for_intel_submission", "allowed_for_rfi_submission", "version"), group_row),
+        "ti_group",
+        ("integration_id", "group_id"),
+        (
+            "integration_id",
+            "group_id",
+            "company_id",
+            "group_name",
+            "group_tlp",
+            "group_type",
+            "allowed_for_intel_submission",
+            "allowed_for_rfi_submission",
+            "version",
+        ),
+        group_row,
+    ),
     "ti.category.upserted": Target(
-        "ti_category", ("integration_id", "category_id"),
-        ("integration_id", "category_id", "company_id", "category_name", "threat_indicator_fields",
-         "additional_fields", "required_fields", "version"), category_row),
+        "ti_category",
+        ("integration_id", "category_id"),
+        (
+            "integration_id",
+            "category_id",
+            "company_id",
+            "category_name",
+            "threat_indicator_fields",
+            "additional_fields",
+            "required_fields",
+            "version",
+        ),
+        category_row,
+    ),
     "ti.custom_field.upserted": Target(
-        "ti_custom_field", ("integration_id", "field_id"),
-        ("integration_id", "field_id", "company_id", "field_name", "field_label", "field_type", "field_description",
-         "is_system", "version"), custom_field_row),
+        "ti_custom_field",
+        ("integration_id", "field_id"),
+        (
+            "integration_id",
+            "field_id",
+            "company_id",
+            "field_name",
+            "field_label",
+            "field_type",
+            "field_description",
+            "is_system",
+            "version",
+        ),
+        custom_field_row,
+    ),
 }
 
 # One durable quorum queue per concern (BatchConsumer adds <queue>.dead and the delivery limit).
 QUEUES: dict[str, list[str]] = {
-    "tenant.siem": ["siem.domain.upserted", "siem.event_collector.upserted", "siem.log_source_type.upserted",
-                    "siem.log_source_group.upserted", "siem.log_source.upserted", "siem.offense.upserted"],
+    "tenant.siem": [
+        "siem.domain.upserted",
+        "siem.event_collector.upserted",
+        "siem.log_source_type.upserted",
+        "siem.log_source_group.upserted",
+        "siem.log_source.upserted",
+        "siem.offense.upserted",
+    ],
     "tenant.metrics": ["siem.eps.sampled", "siem.metric.sampled"],
     "tenant.soar": ["soar.account.upserted", "soar.incident.upserted", "soar.note.added"],
     "tenant.itsm": ["itsm.account.upserted", "itsm.ticket.upserted"],
-    "tenant.ti": ["ti.alert.upserted", "ti.tag.upserted", "ti.group.upserted", "ti.category.upserted",
-                  "ti.custom_field.upserted"],
+    "tenant.ti": [
+        "ti.alert.upserted",
+        "ti.tag.upserted",
+        "ti.group.upserted",
+        "ti.category.upserted",
+        "ti.custom_field.upserted",
+    ],
 }
 
 
@@ -519,9 +966,15 @@ async def start_consumers(app: FastAPI) -> None:
     consumers: list[BatchConsumer] = []
     app.state.readmodel_consumers = consumers
     for queue, keys in QUEUES.items():
-        consumer = BatchConsumer(app.state.bus, queue, keys, consumer_handler(app.state.db),
-                                 batch_size=settings.consumer_batch_size, prefetch_batches=PREFETCH_BATCHES,
-                                 concurrency=CONCURRENT_BATCHES)
+        consumer = BatchConsumer(
+            app.state.bus,
+            queue,
+            keys,
+            consumer_handler(app.state.db),
+            batch_size=settings.consumer_batch_size,
+            prefetch_batches=PREFETCH_BATCHES,
+            concurrency=CONCURRENT_BATCHES,
+        )
         await consumer.start()
         consumers.append(consumer)
     logger.info("read model consuming {} queues", len(consumers))
@@ -570,7 +1023,9 @@ async def rebuild_rollups(db: Database) -> None:
         from sqlalchemy import text as sql
 
         for key in ("qradar_offense", "soar_incident", "itsm_ticket"):
-            await session.execute(sql("SELECT pg_advisory_xact_lock(:k)"),
-                                  {"k": zlib.crc32(f"soc_tenant.readmodel.{key}".encode())})
+            await session.execute(
+                sql("SELECT pg_advisory_xact_lock(:k)"),
+                {"k": zlib.crc32(f"soc_tenant.readmodel.{key}".encode())},
+            )
         for stmt in REBUILD_ROLLUPS:
             await session.execute(sql(stmt))

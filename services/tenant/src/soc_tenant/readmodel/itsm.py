@@ -37,26 +37,57 @@ def is_open(column: Any) -> sa.ColumnElement[bool]:
 
 
 @router.get("/itsm-tenants/")
-async def list_itsm_tenants(session: ScopedSession, scope: AnyScope, page: PageParams, q: TextQuery = None) -> Any:
+async def list_itsm_tenants(
+    session: ScopedSession, scope: AnyScope, page: PageParams, q: TextQuery = None
+) -> Any:
     """SDP accounts (the seed's ITSM tenants): all for an admin without ``company_id``, the mapped
     ones for a company."""
     a = t.itsm_account
-    stmt = (sa.select(a.c.integration_id, a.c.account_id, a.c.name, a.c.updated_at)
-            .where(scope.itsm_filter(a), text_filter(q, a.c.name)))
+    stmt = sa.select(a.c.integration_id, a.c.account_id, a.c.name, a.c.updated_at).where(
+        scope.itsm_filter(a), text_filter(q, a.c.name)
+    )
     order = ordering(page.sort, {"name": a.c.name, "updated_at": a.c.updated_at}, "name", a.c.account_id)
     return await run_list(session, stmt, page, order, principal=scope.principal, name="itsm-tenants")
 
 
-TICKET_COLUMNS = [k.c.id, k.c.integration_id, k.c.ticket_id, k.c.account_id, k.c.account_name, k.c.subject,
-                  k.c.short_description, k.c.status, k.c.priority, k.c.is_overdue, k.c.created_time,
-                  k.c.last_updated_time, k.c.created_by_name, k.c.soar_incident_id, k.c.version]
-TICKET_SORTS = {"created_time": k.c.created_time, "last_updated_time": k.c.last_updated_time, "status": k.c.status,
-                "priority": k.c.priority, "subject": k.c.subject, "id": k.c.id}
+TICKET_COLUMNS = [
+    k.c.id,
+    k.c.integration_id,
+    k.c.ticket_id,
+    k.c.account_id,
+    k.c.account_name,
+    k.c.subject,
+    k.c.short_description,
+    k.c.status,
+    k.c.priority,
+    k.c.is_overdue,
+    k.c.created_time,
+    k.c.last_updated_time,
+    k.c.created_by_name,
+    k.c.soar_incident_id,
+    k.c.version,
+]
+TICKET_SORTS = {
+    "created_time": k.c.created_time,
+    "last_updated_time": k.c.last_updated_time,
+    "status": k.c.status,
+    "priority": k.c.priority,
+    "subject": k.c.subject,
+    "id": k.c.id,
+}
 ShortText = Annotated[str | None, Query(max_length=200)]
 
 
-def ticket_filters(scope: Scope, window: TimeRange, q: str | None, status: str | None, priority: str | None,
-                   is_overdue: bool | None, open_only: bool | None, account_id: str | None) -> list[Any]:
+def ticket_filters(
+    scope: Scope,
+    window: TimeRange,
+    q: str | None,
+    status: str | None,
+    priority: str | None,
+    is_overdue: bool | None,
+    open_only: bool | None,
+    account_id: str | None,
+) -> list[Any]:
     filters: list[Any] = [scope.itsm_filter(k)]
     if status:
         filters.append(sa.func.lower(k.c.status) == status.replace("\x00", "").lower())
@@ -77,12 +108,22 @@ def ticket_filters(scope: Scope, window: TimeRange, q: str | None, status: str |
 
 
 @router.get("/itsm-tickets/", dependencies=[DASHBOARD])
-async def list_tickets(session: ScopedSession, scope: AnyScope, page: PageParams, window: Range, q: TextQuery = None,
-                       status: ShortText = None, priority: ShortText = None, is_overdue: bool | None = None,
-                       open: bool | None = None, account_id: ShortText = None) -> Any:
+async def list_tickets(
+    session: ScopedSession,
+    scope: AnyScope,
+    page: PageParams,
+    window: Range,
+    q: TextQuery = None,
+    status: ShortText = None,
+    priority: ShortText = None,
+    is_overdue: bool | None = None,
+    open: bool | None = None,
+    account_id: ShortText = None,
+) -> Any:
     """ITSM tickets (filter: status, priority, overdue, open, account, created from/to, text)."""
-    stmt = sa.select(*TICKET_COLUMNS).where(*ticket_filters(scope, window, q, status, priority, is_overdue, open,
-                                                             account_id))
+    stmt = sa.select(*TICKET_COLUMNS).where(
+        *ticket_filters(scope, window, q, status, priority, is_overdue, open, account_id)
+    )
     total = None
     if not (q or window.start or window.end) and page.format == "json":
         # Exact counts per (account, status, priority, overdue) are in the totals rollup.
@@ -98,28 +139,61 @@ async def list_tickets(session: ScopedSession, scope: AnyScope, page: PageParams
             filters.append(is_open(r.c.status) if open else sa.not_(is_open(r.c.status)))
         if account_id:
             filters.append(r.c.account_id == account_id.replace("\x00", ""))
-        total = int((await session.execute(sa.select(sa.func.coalesce(sa.func.sum(r.c.n), 0)).where(*filters))).scalar_one())
+        total = int(
+            (
+                await session.execute(sa.select(sa.func.coalesce(sa.func.sum(r.c.n), 0)).where(*filters))
+            ).scalar_one()
+        )
     order = ordering(page.sort, TICKET_SORTS, "-created_time", k.c.id)
-    return await run_list(session, stmt, page, order, principal=scope.principal, name="itsm-tickets", total=total)
+    return await run_list(
+        session, stmt, page, order, principal=scope.principal, name="itsm-tickets", total=total
+    )
 
 
-async def ticket_totals(session: ScopedSession, scope: Scope, window: TimeRange | None = None) -> list[dict[str, Any]]:
+async def ticket_totals(
+    session: ScopedSession, scope: Scope, window: TimeRange | None = None
+) -> list[dict[str, Any]]:
     r, a = t.ticket_daily, t.itsm_account
     filters = [scope.itsm_filter(r)]
     if window and window.start:
         filters.append(r.c.day >= window.start.date())
     if window and window.end:
         filters.append(r.c.day <= window.end.date())
-    rows = (await session.execute(
-        sa.select(r.c.integration_id, r.c.account_id, sa.func.sum(r.c.n).label("total"),
-                  sa.func.coalesce(sa.func.sum(r.c.n).filter(is_open(r.c.status)), 0).label("open"),
-                  sa.func.coalesce(sa.func.sum(r.c.n).filter(is_open(r.c.status), r.c.is_overdue), 0).label("overdue"))
-        .where(*filters).group_by(r.c.integration_id, r.c.account_id))).all()
-    names = {(x.integration_id, x.account_id): x.name for x in (await session.execute(
-        sa.select(a.c.integration_id, a.c.account_id, a.c.name).where(scope.itsm_filter(a)))).all()}
-    out = [{"integration_id": x.integration_id, "account_id": x.account_id,
-            "account_name": names.get((x.integration_id, x.account_id)), "total": int(x.total), "open": int(x.open),
-            "overdue": int(x.overdue), "closed": int(x.total) - int(x.open)} for x in rows]
+    rows = (
+        await session.execute(
+            sa.select(
+                r.c.integration_id,
+                r.c.account_id,
+                sa.func.sum(r.c.n).label("total"),
+                sa.func.coalesce(sa.func.sum(r.c.n).filter(is_open(r.c.status)), 0).label("open"),
+                sa.func.coalesce(sa.func.sum(r.c.n).filter(is_open(r.c.status), r.c.is_overdue), 0).label(
+                    "overdue"
+                ),
+            )
+            .where(*filters)
+            .group_by(r.c.integration_id, r.c.account_id)
+        )
+    ).all()
+    names = {
+        (x.integration_id, x.account_id): x.name
+        for x in (
+            await session.execute(
+                sa.select(a.c.integration_id, a.c.account_id, a.c.name).where(scope.itsm_filter(a))
+            )
+        ).all()
+    }
+    out = [
+        {
+            "integration_id": x.integration_id,
+            "account_id": x.account_id,
+            "account_name": names.get((x.integration_id, x.account_id)),
+            "total": int(x.total),
+            "open": int(x.open),
+            "overdue": int(x.overdue),
+            "closed": int(x.total) - int(x.open),
+        }
+        for x in rows
+    ]
     return sorted(out, key=lambda x: (-x["total"], x["account_id"]))
 
 
@@ -131,7 +205,9 @@ async def tickets_per_tenant(session: ScopedSession, scope: AnyScope, window: Ra
 
 
 @router.get("/itsm-tickets/{ticket_pk:int}/", dependencies=[DASHBOARD])
-async def get_ticket(session: ScopedSession, scope: AnyScope, ticket_pk: Annotated[int, Path(ge=0, le=BIGINT)]) -> dict[str, Any]:
+async def get_ticket(
+    session: ScopedSession, scope: AnyScope, ticket_pk: Annotated[int, Path(ge=0, le=BIGINT)]
+) -> dict[str, Any]:
     """One ticket, with the SOAR incident it was opened for and that incident's offenses."""
     row = (await session.execute(sa.select(k).where(k.c.id == ticket_pk, scope.itsm_filter(k)))).first()
     if row is None:
@@ -143,11 +219,25 @@ async def get_ticket(session: ScopedSession, scope: AnyScope, ticket_pk: Annotat
         from soc_tenant.readmodel.soar import offenses_for_ids
 
         i = t.soar_incident
-        incident = (await session.execute(
-            sa.select(i.c.id, i.c.integration_id, i.c.incident_id, i.c.name, i.c.status, i.c.severity, i.c.priority,
-                      i.c.created, i.c.closed, i.c.offense_ids)
-            .where(i.c.incident_id == ticket["soar_incident_id"], scope.soar_filter(i))
-            .order_by(i.c.id).limit(1))).first()
+        incident = (
+            await session.execute(
+                sa.select(
+                    i.c.id,
+                    i.c.integration_id,
+                    i.c.incident_id,
+                    i.c.name,
+                    i.c.status,
+                    i.c.severity,
+                    i.c.priority,
+                    i.c.created,
+                    i.c.closed,
+                    i.c.offense_ids,
+                )
+                .where(i.c.incident_id == ticket["soar_incident_id"], scope.soar_filter(i))
+                .order_by(i.c.id)
+                .limit(1)
+            )
+        ).first()
         if incident is not None:
             ticket["incident"] = as_dict(incident)
             ticket["offenses"] = await offenses_for_ids(session, scope, ticket["incident"]["offense_ids"])

@@ -35,8 +35,11 @@ class Section:
 
 
 async def company_name(session: ScopedSession, scope: Scope) -> str | None:
-    return (await session.execute(sa.select(t.company.c.name).where(sa.cast(t.company.c.id, sa.Text) == scope.company_id))
-            ).scalar_one_or_none()
+    return (
+        await session.execute(
+            sa.select(t.company.c.name).where(sa.cast(t.company.c.id, sa.Text) == scope.company_id)
+        )
+    ).scalar_one_or_none()
 
 
 def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -49,7 +52,9 @@ def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-async def incident_report(session: ScopedSession, scope: Scope, window: TimeRange) -> tuple[dict[str, Any], list[Section]]:
+async def incident_report(
+    session: ScopedSession, scope: Scope, window: TimeRange
+) -> tuple[dict[str, Any], list[Section]]:
     cards = await incident_cards(session, scope, window)
     sla = await compliance(session, scope, window)
     cards_sla = await overview(session, scope, window)
@@ -57,74 +62,159 @@ async def incident_report(session: ScopedSession, scope: Scope, window: TimeRang
     owners = (await facet_distribution(session, scope, "owner", window, 10))["items"]
     data = {"summary": cards, "sla": sla, "sla_overview": cards_sla, "types": types, "owners": owners}
     sections = [
-        Section("Incidents", {"total": cards["total"], "open": cards["open"], "closed": cards["closed"],
-                              "critical open": cards["critical_open"]}),
+        Section(
+            "Incidents",
+            {
+                "total": cards["total"],
+                "open": cards["open"],
+                "closed": cards["closed"],
+                "critical open": cards["critical_open"],
+            },
+        ),
         Section("Incidents by priority", {k: v for k, v in sorted(cards["by_priority"].items())}),
         Section("Incidents by status", dict(sorted(cards["by_status"].items()))),
         Section("SLA overview", {k: v for k, v in cards_sla.items() if not isinstance(v, dict)}),
-        Section("SLA compliance by priority", columns=["priority", "incidents", "met", "breached", "pending", "compliance %"],
-                rows=[{"priority": p, "incidents": v["incidents"], "met": v["overall"]["met"],
-                       "breached": v["overall"]["breached"], "pending": v["overall"]["pending"],
-                       "compliance %": v["overall"]["compliance_pct"]} for p, v in sla["by_priority"].items()]),
+        Section(
+            "SLA compliance by priority",
+            columns=["priority", "incidents", "met", "breached", "pending", "compliance %"],
+            rows=[
+                {
+                    "priority": p,
+                    "incidents": v["incidents"],
+                    "met": v["overall"]["met"],
+                    "breached": v["overall"]["breached"],
+                    "pending": v["overall"]["pending"],
+                    "compliance %": v["overall"]["compliance_pct"],
+                }
+                for p, v in sla["by_priority"].items()
+            ],
+        ),
         Section("Top incident types", columns=["type", "incidents"], rows=types),
         Section("Top owners", columns=["owner", "incidents"], rows=owners),
     ]
     return data, sections
 
 
-async def detailed_incident_report(session: ScopedSession, scope: Scope, window: TimeRange) -> tuple[dict[str, Any], list[Section]]:
+async def detailed_incident_report(
+    session: ScopedSession, scope: Scope, window: TimeRange
+) -> tuple[dict[str, Any], list[Section]]:
     data, sections = await incident_report(session, scope, window)
     w = window.bounded(30)
     slas = await company_slas(session, scope)
     sub = sla_select(scope, slas, w, datetime.now(UTC)).subquery()
-    rows = [sla_row(r) for r in (await session.execute(sa.select(sub).order_by(sub.c.created.desc(), sub.c.id.desc())
-                                                        .limit(DETAILED_MAX))).all()]
+    rows = [
+        sla_row(r)
+        for r in (
+            await session.execute(
+                sa.select(sub).order_by(sub.c.created.desc(), sub.c.id.desc()).limit(DETAILED_MAX)
+            )
+        ).all()
+    ]
     data["incidents"] = rows
     data["incidents_truncated"] = len(rows) >= DETAILED_MAX
-    sections.append(Section(f"Incidents ({len(rows)})",
-                            columns=["incident_id", "name", "priority", "status", "created", "TTA", "TTN", "TTDN"],
-                            rows=[{"incident_id": r["incident_id"], "name": r["name"], "priority": r["priority"],
-                                   "status": r["status"], "created": r["created"][:16],
-                                   "TTA": r["sla"]["tta"]["status"], "TTN": r["sla"]["ttn"]["status"],
-                                   "TTDN": r["sla"]["ttdn"]["status"]} for r in rows]))
+    sections.append(
+        Section(
+            f"Incidents ({len(rows)})",
+            columns=["incident_id", "name", "priority", "status", "created", "TTA", "TTN", "TTDN"],
+            rows=[
+                {
+                    "incident_id": r["incident_id"],
+                    "name": r["name"],
+                    "priority": r["priority"],
+                    "status": r["status"],
+                    "created": r["created"][:16],
+                    "TTA": r["sla"]["tta"]["status"],
+                    "TTN": r["sla"]["ttn"]["status"],
+                    "TTDN": r["sla"]["ttdn"]["status"],
+                }
+                for r in rows
+            ],
+        )
+    )
     return data, sections
 
 
-async def eps_report(session: ScopedSession, scope: Scope, window: TimeRange) -> tuple[dict[str, Any], list[Section]]:
+async def eps_report(
+    session: ScopedSession, scope: Scope, window: TimeRange
+) -> tuple[dict[str, Any], list[Section]]:
     daily = await eps_summary(session, scope, "day", window)
     hourly = await eps_summary(session, scope, "hour", window)
     w = window.bounded(30)
     series = eps_series(scope, "day", w).subquery()
-    points = [{"day": r.window_start.date().isoformat(), "average_eps": round(float(r.average_eps or 0), 2),
-               "peak_eps": round(float(r.peak_eps or 0), 2)} for r in (await session.execute(
-        sa.select(series.c.window_start, sa.func.sum(series.c.average_eps).label("average_eps"),
-                  sa.func.sum(series.c.peak_eps).label("peak_eps")).group_by(series.c.window_start)
-        .order_by(series.c.window_start))).all()]
+    points = [
+        {
+            "day": r.window_start.date().isoformat(),
+            "average_eps": round(float(r.average_eps or 0), 2),
+            "peak_eps": round(float(r.peak_eps or 0), 2),
+        }
+        for r in (
+            await session.execute(
+                sa.select(
+                    series.c.window_start,
+                    sa.func.sum(series.c.average_eps).label("average_eps"),
+                    sa.func.sum(series.c.peak_eps).label("peak_eps"),
+                )
+                .group_by(series.c.window_start)
+                .order_by(series.c.window_start)
+            )
+        ).all()
+    ]
     data = {"daily": daily, "hourly": hourly, "series": points}
-    cols = ["domain_name", "domain_id", "average_eps", "peak_eps", "contracted_volume_type", "contracted_volume",
-            "utilisation_pct", "estimated_gb_per_day"]
-    sections = [Section("EPS per QRadar tenant (daily samples)", columns=cols, rows=daily),
-                Section("EPS per QRadar tenant (hourly samples)", columns=cols, rows=hourly),
-                Section("Daily EPS", columns=["day", "average_eps", "peak_eps"], rows=points)]
+    cols = [
+        "domain_name",
+        "domain_id",
+        "average_eps",
+        "peak_eps",
+        "contracted_volume_type",
+        "contracted_volume",
+        "utilisation_pct",
+        "estimated_gb_per_day",
+    ]
+    sections = [
+        Section("EPS per QRadar tenant (daily samples)", columns=cols, rows=daily),
+        Section("EPS per QRadar tenant (hourly samples)", columns=cols, rows=hourly),
+        Section("Daily EPS", columns=["day", "average_eps", "peak_eps"], rows=points),
+    ]
     return data, sections
 
 
-async def assets_report(session: ScopedSession, scope: Scope, window: TimeRange) -> tuple[dict[str, Any], list[Section]]:
+async def assets_report(
+    session: ScopedSession, scope: Scope, window: TimeRange
+) -> tuple[dict[str, Any], list[Section]]:
     health = await asset_health(session, scope)
     ls = t.qradar_log_source
-    top = [{k: v for k, v in r._mapping.items() if k in ("name", "type_name", "status", "average_eps", "sending_ip")}
-           for r in (await session.execute(asset_select().where(scope.qradar_filter(ls))
-                                           .order_by(ls.c.average_eps.desc(), ls.c.id).limit(20))).all()]
+    top = [
+        {
+            k: v
+            for k, v in r._mapping.items()
+            if k in ("name", "type_name", "status", "average_eps", "sending_ip")
+        }
+        for r in (
+            await session.execute(
+                asset_select()
+                .where(scope.qradar_filter(ls))
+                .order_by(ls.c.average_eps.desc(), ls.c.id)
+                .limit(20)
+            )
+        ).all()
+    ]
     data = {"health": health, "top_log_sources": top}
-    sections = [Section("Assets", {k: v for k, v in health.items() if not isinstance(v, (dict, list))}),
-                Section("Assets by status", health["by_status"]),
-                Section("Assets by type", columns=["type_name", "count"], rows=health["by_type"]),
-                Section("Top log sources by EPS", columns=["name", "type_name", "status", "average_eps", "sending_ip"],
-                        rows=top)]
+    sections = [
+        Section("Assets", {k: v for k, v in health.items() if not isinstance(v, (dict, list))}),
+        Section("Assets by status", health["by_status"]),
+        Section("Assets by type", columns=["type_name", "count"], rows=health["by_type"]),
+        Section(
+            "Top log sources by EPS",
+            columns=["name", "type_name", "status", "average_eps", "sending_ip"],
+            rows=top,
+        ),
+    ]
     return data, sections
 
 
-async def consolidated_report(session: ScopedSession, scope: Scope, window: TimeRange) -> tuple[dict[str, Any], list[Section]]:
+async def consolidated_report(
+    session: ScopedSession, scope: Scope, window: TimeRange
+) -> tuple[dict[str, Any], list[Section]]:
     offenses = await offense_widget(session, scope)
     inc_data, inc_sections = await incident_report(session, scope, window)
     eps_data, eps_sections = await eps_report(session, scope, window)
@@ -132,24 +222,50 @@ async def consolidated_report(session: ScopedSession, scope: Scope, window: Time
     tickets = await ticket_widget(session, scope)
     per_tenant = await ticket_totals(session, scope, window)
     alerts = await latest_alerts(session, scope, 10)
-    data = {"offenses": offenses, "incidents": inc_data, "tickets": {"summary": tickets, "per_tenant": per_tenant},
-            "eps": eps_data, "assets": asset_data, "threat_alerts": alerts}
-    sections = [Section("Offenses", {"total": offenses["total"], "open": offenses["open"]}),
-                Section("Open offenses by severity", offenses["open_by_severity"]),
-                *inc_sections[:5],
-                Section("Tickets", tickets),
-                Section("Tickets per ITSM tenant", columns=["account_name", "account_id", "total", "open", "overdue"],
-                        rows=per_tenant),
-                eps_sections[0], asset_sections[0], asset_sections[1],
-                Section("Latest threat alerts", columns=["short_id", "title", "status", "tlp", "published_time"],
-                        rows=alerts)]
+    data = {
+        "offenses": offenses,
+        "incidents": inc_data,
+        "tickets": {"summary": tickets, "per_tenant": per_tenant},
+        "eps": eps_data,
+        "assets": asset_data,
+        "threat_alerts": alerts,
+    }
+    sections = [
+        Section("Offenses", {"total": offenses["total"], "open": offenses["open"]}),
+        Section("Open offenses by severity", offenses["open_by_severity"]),
+        *inc_sections[:5],
+        Section("Tickets", tickets),
+        Section(
+            "Tickets per ITSM tenant",
+            columns=["account_name", "account_id", "total", "open", "overdue"],
+            rows=per_tenant,
+        ),
+        eps_sections[0],
+        asset_sections[0],
+        asset_sections[1],
+        Section(
+            "Latest threat alerts",
+            columns=["short_id", "title", "status", "tlp", "published_time"],
+            rows=alerts,
+        ),
+    ]
     return data, sections
 
 
-BUILDERS = {"incident": incident_report, "detailed-incident": detailed_incident_report, "eps": eps_report,
-            "assets": assets_report, "consolidated": consolidated_report}
-TITLES = {"incident": "Incident report", "detailed-incident": "Detailed incident report", "eps": "EPS report",
-          "assets": "Asset report", "consolidated": "Consolidated report"}
+BUILDERS = {
+    "incident": incident_report,
+    "detailed-incident": detailed_incident_report,
+    "eps": eps_report,
+    "assets": assets_report,
+    "consolidated": consolidated_report,
+}
+TITLES = {
+    "incident": "Incident report",
+    "detailed-incident": "Detailed incident report",
+    "eps": "EPS report",
+    "assets": "Asset report",
+    "consolidated": "Consolidated report",
+}
 
 
 def _latin1(value: Any, width: int = 60) -> str:
@@ -174,17 +290,28 @@ def render_pdf(title: str, company: str | None, window: TimeRange, sections: lis
     pdf.cell(0, 10, _latin1(title), new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("Helvetica", "", 10)
     pdf.cell(0, 6, _latin1(f"Company: {company or '-'}"), new_x="LMARGIN", new_y="NEXT")
-    pdf.cell(0, 6, _latin1(f"Period: {window.start.isoformat()[:16]} to {window.end.isoformat()[:16]} (UTC)"),
-             new_x="LMARGIN", new_y="NEXT")
-    pdf.cell(0, 6, _latin1(f"Generated: {datetime.now(UTC).isoformat()[:19]} UTC"), new_x="LMARGIN", new_y="NEXT")
+    pdf.cell(
+        0,
+        6,
+        _latin1(f"Period: {window.start.isoformat()[:16]} to {window.end.isoformat()[:16]} (UTC)"),
+        new_x="LMARGIN",
+        new_y="NEXT",
+    )
+    pdf.cell(
+        0, 6, _latin1(f"Generated: {datetime.now(UTC).isoformat()[:19]} UTC"), new_x="LMARGIN", new_y="NEXT"
+    )
     for section in sections:
         pdf.ln(4)
         pdf.set_font("Helvetica", "B", 12)
         pdf.cell(0, 8, _latin1(section.heading), new_x="LMARGIN", new_y="NEXT")
         pdf.set_font("Helvetica", "", 9)
         if section.values is not None:
-            rows = [[_latin1(k.replace("_", " "), 50), _latin1(v)] for k, v in flat(section.values).items()] or [["-", "-"]]
-            with pdf.table(col_widths=(70, 90), width=160, align="LEFT", first_row_as_headings=False) as table:
+            rows = [
+                [_latin1(k.replace("_", " "), 50), _latin1(v)] for k, v in flat(section.values).items()
+            ] or [["-", "-"]]
+            with pdf.table(
+                col_widths=(70, 90), width=160, align="LEFT", first_row_as_headings=False
+            ) as table:
                 for cells in rows:
                     table.row(cells)
         else:
@@ -200,9 +327,13 @@ def render_pdf(title: str, company: str | None, window: TimeRange, sections: lis
 
 
 @router.get("/{kind}/", dependencies=[REPORTS])
-async def report(session: ScopedSession, scope: CompanyScope, window: Range,
-                 kind: Annotated[str, Path(max_length=40, description=", ".join(KINDS))],
-                 format: Annotated[Literal["json", "pdf"], Query()] = "json") -> Any:
+async def report(
+    session: ScopedSession,
+    scope: CompanyScope,
+    window: Range,
+    kind: Annotated[str, Path(max_length=40, description=", ".join(KINDS))],
+    format: Annotated[Literal["json", "pdf"], Query()] = "json",
+) -> Any:
     """One report over from/to (default: the last 30 days) as JSON or PDF."""
     builder = BUILDERS.get(kind)
     if builder is None:
@@ -211,8 +342,18 @@ async def report(session: ScopedSession, scope: CompanyScope, window: Range,
     data, sections = await builder(session, scope, window)
     name = await company_name(session, scope)
     if format == "pdf":
-        return download(render_pdf(TITLES[kind], name, window, sections), "application/pdf",
-                        f"{kind}-report-{window.end.date().isoformat()}.pdf")
-    return {"kind": kind, "title": TITLES[kind], "company_id": scope.company_id, "company_name": name,
-            "from": window.start.isoformat(), "to": window.end.isoformat(),
-            "generated_at": datetime.now(UTC).isoformat(), **data}
+        return download(
+            render_pdf(TITLES[kind], name, window, sections),
+            "application/pdf",
+            f"{kind}-report-{window.end.date().isoformat()}.pdf",
+        )
+    return {
+        "kind": kind,
+        "title": TITLES[kind],
+        "company_id": scope.company_id,
+        "company_name": name,
+        "from": window.start.isoformat(),
+        "to": window.end.isoformat(),
+        "generated_at": datetime.now(UTC).isoformat(),
+        **data,
+    }

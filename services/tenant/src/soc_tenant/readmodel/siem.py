@@ -49,63 +49,126 @@ class OffenseStatusParam(StrEnum):
 
 # ------------------------------------------------------------------------------ vendor tenants
 @router.get("/qradar-tenants/")
-async def list_qradar_tenants(session: ScopedSession, scope: AnyScope, page: PageParams, q: TextQuery = None) -> Any:
+async def list_qradar_tenants(
+    session: ScopedSession, scope: AnyScope, page: PageParams, q: TextQuery = None
+) -> Any:
     """QRadar domains (the seed's QRadar tenants): every domain for an admin without ``company_id``
     (to map them), the mapped ones for a company, with the contracted volume."""
     d, m = t.qradar_domain, t.qradar_mapping
-    contract = (sa.select(m.c.contracted_volume_type, m.c.contracted_volume, m.c.company_id)
-                .where(m.c.integration_id == d.c.integration_id, m.c.domain_id == d.c.domain_id, m.c.active))
+    contract = sa.select(m.c.contracted_volume_type, m.c.contracted_volume, m.c.company_id).where(
+        m.c.integration_id == d.c.integration_id, m.c.domain_id == d.c.domain_id, m.c.active
+    )
     if not scope.everything:
         contract = contract.where(sa.cast(m.c.company_id, sa.Text) == scope.company_id)
     contract_sq = contract.limit(1).lateral("contract")
-    stmt = (sa.select(d.c.integration_id, d.c.domain_id, d.c.name, d.c.description, d.c.deleted, d.c.updated_at,
-                      contract_sq.c.company_id.label("mapped_company_id"),
-                      contract_sq.c.contracted_volume_type, contract_sq.c.contracted_volume)
-            .select_from(d.outerjoin(contract_sq, sa.true()))
-            .where(scope.qradar_filter(d), text_filter(q, d.c.name, d.c.description)))
-    order = ordering(page.sort, {"name": d.c.name, "domain_id": d.c.domain_id, "updated_at": d.c.updated_at}, "name",
-                     d.c.domain_id)
+    stmt = (
+        sa.select(
+            d.c.integration_id,
+            d.c.domain_id,
+            d.c.name,
+            d.c.description,
+            d.c.deleted,
+            d.c.updated_at,
+            contract_sq.c.company_id.label("mapped_company_id"),
+            contract_sq.c.contracted_volume_type,
+            contract_sq.c.contracted_volume,
+        )
+        .select_from(d.outerjoin(contract_sq, sa.true()))
+        .where(scope.qradar_filter(d), text_filter(q, d.c.name, d.c.description))
+    )
+    order = ordering(
+        page.sort,
+        {"name": d.c.name, "domain_id": d.c.domain_id, "updated_at": d.c.updated_at},
+        "name",
+        d.c.domain_id,
+    )
     return await run_list(session, stmt, page, order, principal=scope.principal, name="qradar-tenants")
 
 
 @router.get("/event-collectors/")
-async def list_event_collectors(session: ScopedSession, scope: AnyScope, page: PageParams, q: TextQuery = None) -> Any:
+async def list_event_collectors(
+    session: ScopedSession, scope: AnyScope, page: PageParams, q: TextQuery = None
+) -> Any:
     """QRadar event collectors: all for an admin without ``company_id``; for a company, those its
     mappings name, its domains list, or its log sources report through."""
     c = t.qradar_event_collector
-    stmt = sa.select(c.c.integration_id, c.c.collector_id, c.c.name, c.c.host_id, c.c.component_name, c.c.updated_at)
+    stmt = sa.select(
+        c.c.integration_id, c.c.collector_id, c.c.name, c.c.host_id, c.c.component_name, c.c.updated_at
+    )
     if not scope.everything:
         m, d, ls = t.qradar_mapping, t.qradar_domain, t.qradar_log_source
         by_mapping = sa.exists().where(
-            sa.cast(m.c.company_id, sa.Text) == scope.company_id, m.c.active, m.c.integration_id == c.c.integration_id,
-            sa.or_(m.c.event_collector_ids.contains(sa.func.to_jsonb(c.c.collector_id)),
-                   sa.exists().where(d.c.integration_id == m.c.integration_id, d.c.domain_id == m.c.domain_id,
-                                     d.c.details["event_collector_ids"].contains(sa.func.to_jsonb(c.c.collector_id)))
-                   .correlate_except(d)))
-        by_log_source = sa.exists().where(ls.c.integration_id == c.c.integration_id,
-                                          ls.c.event_collector_id == c.c.collector_id, scope.qradar_filter(ls))
+            sa.cast(m.c.company_id, sa.Text) == scope.company_id,
+            m.c.active,
+            m.c.integration_id == c.c.integration_id,
+            sa.or_(
+                m.c.event_collector_ids.contains(sa.func.to_jsonb(c.c.collector_id)),
+                sa.exists()
+                .where(
+                    d.c.integration_id == m.c.integration_id,
+                    d.c.domain_id == m.c.domain_id,
+                    d.c.details["event_collector_ids"].contains(sa.func.to_jsonb(c.c.collector_id)),
+                )
+                .correlate_except(d),
+            ),
+        )
+        by_log_source = sa.exists().where(
+            ls.c.integration_id == c.c.integration_id,
+            ls.c.event_collector_id == c.c.collector_id,
+            scope.qradar_filter(ls),
+        )
         stmt = stmt.where(sa.or_(by_mapping, by_log_source))
     stmt = stmt.where(text_filter(q, c.c.name, c.c.component_name))
-    order = ordering(page.sort, {"name": c.c.name, "collector_id": c.c.collector_id}, "name", c.c.collector_id)
+    order = ordering(
+        page.sort, {"name": c.c.name, "collector_id": c.c.collector_id}, "name", c.c.collector_id
+    )
     return await run_list(session, stmt, page, order, principal=scope.principal, name="event-collectors")
 
 
 # ------------------------------------------------------------------------------------ offenses
 o = t.qradar_offense
 OFFENSE_LIST_COLUMNS = [
-    o.c.id, o.c.integration_id, o.c.offense_id, o.c.domain_id, o.c.description, o.c.status, o.c.severity,
-    o.c.magnitude, o.c.credibility, o.c.relevance, o.c.event_count, o.c.flow_count, o.c.assigned_to,
-    o.c.categories, o.c.offense_source, o.c.offense_type, o.c.start_time, o.c.last_updated_time, o.c.close_time,
-    o.c.closing_reason, o.c.version,
+    o.c.id,
+    o.c.integration_id,
+    o.c.offense_id,
+    o.c.domain_id,
+    o.c.description,
+    o.c.status,
+    o.c.severity,
+    o.c.magnitude,
+    o.c.credibility,
+    o.c.relevance,
+    o.c.event_count,
+    o.c.flow_count,
+    o.c.assigned_to,
+    o.c.categories,
+    o.c.offense_source,
+    o.c.offense_type,
+    o.c.start_time,
+    o.c.last_updated_time,
+    o.c.close_time,
+    o.c.closing_reason,
+    o.c.version,
 ]
-OFFENSE_SORTS = {"start_time": o.c.start_time, "last_updated_time": o.c.last_updated_time, "severity": o.c.severity,
-                 "magnitude": o.c.magnitude, "event_count": o.c.event_count, "offense_id": o.c.offense_id,
-                 "id": o.c.id, "status": o.c.status}
+OFFENSE_SORTS = {
+    "start_time": o.c.start_time,
+    "last_updated_time": o.c.last_updated_time,
+    "severity": o.c.severity,
+    "magnitude": o.c.magnitude,
+    "event_count": o.c.event_count,
+    "offense_id": o.c.offense_id,
+    "id": o.c.id,
+    "status": o.c.status,
+}
 
 
 @router.get("/offenses/", dependencies=[DASHBOARD])
 async def list_offenses(
-    session: ScopedSession, scope: AnyScope, page: PageParams, window: Range, q: TextQuery = None,
+    session: ScopedSession,
+    scope: AnyScope,
+    page: PageParams,
+    window: Range,
+    q: TextQuery = None,
     status: Annotated[list[OffenseStatusParam] | None, Query()] = None,
     severity_min: Annotated[int | None, Query(ge=0, le=10)] = None,
     severity_max: Annotated[int | None, Query(ge=0, le=10)] = None,
@@ -139,35 +202,67 @@ async def list_offenses(
     total = None
     if not (q or window.start or window.end or assigned_to) and page.format == "json":
         # The rollup holds exact counts per (domain, day, severity, status): no 1M-row count.
-        total = int((await session.execute(
-            sa.select(sa.func.coalesce(sa.func.sum(r.c.n), 0)).where(*rollup_filters))).scalar_one())
+        total = int(
+            (
+                await session.execute(
+                    sa.select(sa.func.coalesce(sa.func.sum(r.c.n), 0)).where(*rollup_filters)
+                )
+            ).scalar_one()
+        )
     order = ordering(page.sort, OFFENSE_SORTS, "-start_time", o.c.id)
     return await run_list(session, stmt, page, order, principal=scope.principal, name="offenses", total=total)
 
 
-async def offense_detail(session: ScopedSession, scope: Scope, condition: sa.ColumnElement[bool]) -> dict[str, Any]:
+async def offense_detail(
+    session: ScopedSession, scope: Scope, condition: sa.ColumnElement[bool]
+) -> dict[str, Any]:
     row = (await session.execute(sa.select(o).where(condition, scope.qradar_filter(o)))).first()
     if row is None:
         raise not_found("offense")
     offense = as_dict(row)
     d = t.qradar_domain
-    offense["domain_name"] = (await session.execute(
-        sa.select(d.c.name).where(d.c.integration_id == offense["integration_id"], d.c.domain_id == offense["domain_id"])
-    )).scalar_one_or_none()
-    ids = [s.get("id") for s in offense["log_sources"] if isinstance(s, dict) and isinstance(s.get("id"), int)]
+    offense["domain_name"] = (
+        await session.execute(
+            sa.select(d.c.name).where(
+                d.c.integration_id == offense["integration_id"], d.c.domain_id == offense["domain_id"]
+            )
+        )
+    ).scalar_one_or_none()
+    ids = [
+        s.get("id") for s in offense["log_sources"] if isinstance(s, dict) and isinstance(s.get("id"), int)
+    ]
     assets: list[dict[str, Any]] = []
     if ids:
         ls = t.qradar_log_source
-        assets = [as_dict(r) for r in (await session.execute(
-            sa.select(ls.c.id, ls.c.log_source_id, ls.c.name, ls.c.type_name, ls.c.status, ls.c.sending_ip,
-                      ls.c.average_eps, ls.c.enabled)
-            .where(ls.c.integration_id == offense["integration_id"], ls.c.log_source_id.in_(ids[:500]))
-            .order_by(ls.c.name))).all()]
+        assets = [
+            as_dict(r)
+            for r in (
+                await session.execute(
+                    sa.select(
+                        ls.c.id,
+                        ls.c.log_source_id,
+                        ls.c.name,
+                        ls.c.type_name,
+                        ls.c.status,
+                        ls.c.sending_ip,
+                        ls.c.average_eps,
+                        ls.c.enabled,
+                    )
+                    .where(
+                        ls.c.integration_id == offense["integration_id"], ls.c.log_source_id.in_(ids[:500])
+                    )
+                    .order_by(ls.c.name)
+                )
+            ).all()
+        ]
     offense["assets"] = assets
-    offense["flows"] = {"flow_count": offense["flow_count"], "event_count": offense["event_count"],
-                        "source_address_ids": offense["source_address_ids"],
-                        "local_destination_address_ids": offense["local_destination_address_ids"],
-                        "destination_networks": offense["destination_networks"]}
+    offense["flows"] = {
+        "flow_count": offense["flow_count"],
+        "event_count": offense["event_count"],
+        "source_address_ids": offense["source_address_ids"],
+        "local_destination_address_ids": offense["local_destination_address_ids"],
+        "destination_networks": offense["destination_networks"],
+    }
     from soc_tenant.readmodel.soar import incidents_for_offense
 
     offense["incidents"] = await incidents_for_offense(session, scope, offense["offense_id"])
@@ -176,25 +271,32 @@ async def offense_detail(session: ScopedSession, scope: Scope, condition: sa.Col
 
 @router.get("/offenses/by-qradar-id/{integration_id}/{offense_id}/", dependencies=[DASHBOARD])
 async def get_offense_by_qradar_id(
-    session: ScopedSession, scope: AnyScope,
-    integration_id: Annotated[str, Path(max_length=200)], offense_id: Annotated[int, Path(ge=0, le=BIGINT)],
+    session: ScopedSession,
+    scope: AnyScope,
+    integration_id: Annotated[str, Path(max_length=200)],
+    offense_id: Annotated[int, Path(ge=0, le=BIGINT)],
 ) -> dict[str, Any]:
     """One offense by the QRadar integration and QRadar's own offense id."""
-    return await offense_detail(session, scope, sa.and_(o.c.integration_id == integration_id.replace("\x00", ""),
-                                                        o.c.offense_id == offense_id))
+    return await offense_detail(
+        session,
+        scope,
+        sa.and_(o.c.integration_id == integration_id.replace("\x00", ""), o.c.offense_id == offense_id),
+    )
 
 
 @router.get("/offenses/{offense_pk:int}/", dependencies=[DASHBOARD])
-async def get_offense(session: ScopedSession, scope: AnyScope,
-                      offense_pk: Annotated[int, Path(ge=0, le=BIGINT)]) -> dict[str, Any]:
+async def get_offense(
+    session: ScopedSession, scope: AnyScope, offense_pk: Annotated[int, Path(ge=0, le=BIGINT)]
+) -> dict[str, Any]:
     """One offense by our id: categories, rules, addresses, log sources (assets), flows, and the
     SOAR incidents (and their tickets) that reference it."""
     return await offense_detail(session, scope, o.c.id == offense_pk)
 
 
 @router.get("/offense-categories/", dependencies=[DASHBOARD])
-async def list_offense_categories(session: ScopedSession, scope: AnyScope, page: PageParams, window: Range,
-                                  q: TextQuery = None) -> Any:
+async def list_offense_categories(
+    session: ScopedSession, scope: AnyScope, page: PageParams, window: Range, q: TextQuery = None
+) -> Any:
     """Offense categories with the number of offenses in each (start day within from/to)."""
     r = t.offense_category_daily
     filters = [scope.qradar_filter(r), text_filter(q, r.c.category)]
@@ -203,7 +305,9 @@ async def list_offense_categories(session: ScopedSession, scope: AnyScope, page:
     if window.end:
         filters.append(r.c.day <= window.end.date())
     count = sa.func.sum(r.c.n).label("offenses")
-    stmt = sa.select(r.c.category, count).where(*filters).group_by(r.c.category).having(sa.func.sum(r.c.n) > 0)
+    stmt = (
+        sa.select(r.c.category, count).where(*filters).group_by(r.c.category).having(sa.func.sum(r.c.n) > 0)
+    )
     order = ordering(page.sort, {"offenses": count, "category": r.c.category}, "-offenses", r.c.category)
     return await run_list(session, stmt, page, order, principal=scope.principal, name="offense-categories")
 
@@ -213,30 +317,77 @@ ls = t.qradar_log_source
 
 
 def asset_select() -> sa.Select[Any]:
-    lt, ec, d, g = t.qradar_log_source_type, t.qradar_event_collector, t.qradar_domain, t.qradar_log_source_group
-    groups = (sa.select(sa.func.coalesce(sa.func.jsonb_agg(sa.func.jsonb_build_object("id", g.c.group_id, "name", g.c.name)),
-                                         sa.text("'[]'::jsonb")))
-              .where(g.c.integration_id == ls.c.integration_id, g.c.group_id == sa.func.any(ls.c.group_ids))
-              .scalar_subquery().label("groups"))
-    return (sa.select(ls.c.id, ls.c.integration_id, ls.c.log_source_id, ls.c.name, ls.c.description, ls.c.domain_id,
-                      d.c.name.label("domain_name"), ls.c.type_id,
-                      sa.func.coalesce(lt.c.name, ls.c.type_name).label("type_name"), ls.c.event_collector_id,
-                      ec.c.name.label("event_collector_name"), ls.c.sending_ip, ls.c.enabled, ls.c.status,
-                      ls.c.status_messages, ls.c.group_ids, groups, ls.c.average_eps, ls.c.creation_time,
-                      ls.c.modified_time, ls.c.last_event_time)
-            .select_from(ls.outerjoin(lt, sa.and_(lt.c.integration_id == ls.c.integration_id, lt.c.type_id == ls.c.type_id))
-                         .outerjoin(ec, sa.and_(ec.c.integration_id == ls.c.integration_id,
-                                                ec.c.collector_id == ls.c.event_collector_id))
-                         .outerjoin(d, sa.and_(d.c.integration_id == ls.c.integration_id, d.c.domain_id == ls.c.domain_id))))
+    lt, ec, d, g = (
+        t.qradar_log_source_type,
+        t.qradar_event_collector,
+        t.qradar_domain,
+        t.qradar_log_source_group,
+    )
+    groups = (
+        sa.select(
+            sa.func.coalesce(
+                sa.func.jsonb_agg(sa.func.jsonb_build_object("id", g.c.group_id, "name", g.c.name)),
+                sa.text("'[]'::jsonb"),
+            )
+        )
+        .where(g.c.integration_id == ls.c.integration_id, g.c.group_id == sa.func.any(ls.c.group_ids))
+        .scalar_subquery()
+        .label("groups")
+    )
+    return sa.select(
+        ls.c.id,
+        ls.c.integration_id,
+        ls.c.log_source_id,
+        ls.c.name,
+        ls.c.description,
+        ls.c.domain_id,
+        d.c.name.label("domain_name"),
+        ls.c.type_id,
+        sa.func.coalesce(lt.c.name, ls.c.type_name).label("type_name"),
+        ls.c.event_collector_id,
+        ec.c.name.label("event_collector_name"),
+        ls.c.sending_ip,
+        ls.c.enabled,
+        ls.c.status,
+        ls.c.status_messages,
+        ls.c.group_ids,
+        groups,
+        ls.c.average_eps,
+        ls.c.creation_time,
+        ls.c.modified_time,
+        ls.c.last_event_time,
+    ).select_from(
+        ls.outerjoin(lt, sa.and_(lt.c.integration_id == ls.c.integration_id, lt.c.type_id == ls.c.type_id))
+        .outerjoin(
+            ec,
+            sa.and_(ec.c.integration_id == ls.c.integration_id, ec.c.collector_id == ls.c.event_collector_id),
+        )
+        .outerjoin(d, sa.and_(d.c.integration_id == ls.c.integration_id, d.c.domain_id == ls.c.domain_id))
+    )
 
 
-ASSET_SORTS = {"name": ls.c.name, "average_eps": ls.c.average_eps, "last_event_time": ls.c.last_event_time,
-               "status": ls.c.status, "creation_time": ls.c.creation_time, "id": ls.c.id}
+ASSET_SORTS = {
+    "name": ls.c.name,
+    "average_eps": ls.c.average_eps,
+    "last_event_time": ls.c.last_event_time,
+    "status": ls.c.status,
+    "creation_time": ls.c.creation_time,
+    "id": ls.c.id,
+}
 
 
-def asset_filters(scope: Scope, q: str | None, status: str | None, enabled: bool | None, type_id: int | None,
-                  domain_id: int | None) -> list[sa.ColumnElement[bool]]:
-    filters = [scope.qradar_filter(ls), text_filter(q, ls.c.name, ls.c.description, ls.c.sending_ip, ls.c.type_name)]
+def asset_filters(
+    scope: Scope,
+    q: str | None,
+    status: str | None,
+    enabled: bool | None,
+    type_id: int | None,
+    domain_id: int | None,
+) -> list[sa.ColumnElement[bool]]:
+    filters = [
+        scope.qradar_filter(ls),
+        text_filter(q, ls.c.name, ls.c.description, ls.c.sending_ip, ls.c.type_name),
+    ]
     if status:
         filters.append(sa.func.upper(ls.c.status) == status.replace("\x00", "").upper())
     if enabled is not None:
@@ -254,9 +405,16 @@ DomainParam = Annotated[int | None, Query(ge=0, le=BIGINT)]
 
 
 @router.get("/assets/", dependencies=[ASSETS])
-async def list_assets(session: ScopedSession, scope: AnyScope, page: PageParams, q: TextQuery = None,
-                      status: StatusParam = None, enabled: bool | None = None, type_id: TypeParam = None,
-                      domain_id: DomainParam = None) -> Any:
+async def list_assets(
+    session: ScopedSession,
+    scope: AnyScope,
+    page: PageParams,
+    q: TextQuery = None,
+    status: StatusParam = None,
+    enabled: bool | None = None,
+    type_id: TypeParam = None,
+    domain_id: DomainParam = None,
+) -> Any:
     """Log sources (the seed's assets) with status, type, collector, groups and average EPS."""
     stmt = asset_select().where(*asset_filters(scope, q, status, enabled, type_id, domain_id))
     order = ordering(page.sort, ASSET_SORTS, "name", ls.c.id)
@@ -273,12 +431,20 @@ async def asset_health(session: ScopedSession, scope: Scope) -> dict[str, Any]:
     """Totals, per status and per type, in one pass (GROUPING SETS)."""
     status_expr = sa.func.coalesce(sa.func.upper(ls.c.status), "UNKNOWN").label("status")
     type_expr = sa.func.coalesce(ls.c.type_name, sa.cast(ls.c.type_id, sa.Text), "unknown").label("type_name")
-    rows = (await session.execute(
-        sa.select(sa.func.grouping(status_expr, type_expr).label("g"), status_expr, type_expr,
-                  sa.func.count().label("n"), sa.func.count().filter(ls.c.enabled).label("enabled"),
-                  sa.func.coalesce(sa.func.sum(ls.c.average_eps), 0.0).label("eps"))
-        .where(scope.qradar_filter(ls))
-        .group_by(sa.func.grouping_sets(sa.tuple_(), sa.tuple_(status_expr), sa.tuple_(type_expr))))).all()
+    rows = (
+        await session.execute(
+            sa.select(
+                sa.func.grouping(status_expr, type_expr).label("g"),
+                status_expr,
+                type_expr,
+                sa.func.count().label("n"),
+                sa.func.count().filter(ls.c.enabled).label("enabled"),
+                sa.func.coalesce(sa.func.sum(ls.c.average_eps), 0.0).label("eps"),
+            )
+            .where(scope.qradar_filter(ls))
+            .group_by(sa.func.grouping_sets(sa.tuple_(), sa.tuple_(status_expr), sa.tuple_(type_expr)))
+        )
+    ).all()
     total = enabled = 0
     eps = 0.0
     by_status: dict[str, int] = {}
@@ -291,22 +457,54 @@ async def asset_health(session: ScopedSession, scope: Scope) -> dict[str, Any]:
         else:
             by_type.append({"type_name": r.type_name, "count": int(r.n)})
     by_type.sort(key=lambda x: (-x["count"], x["type_name"]))
-    return {"total": total, "enabled": enabled, "disabled": total - enabled, "total_average_eps": eps,
-            "by_status": by_status, "by_type": by_type[:50]}
+    return {
+        "total": total,
+        "enabled": enabled,
+        "disabled": total - enabled,
+        "total_average_eps": eps,
+        "by_status": by_status,
+        "by_type": by_type[:50],
+    }
 
 
-ASSET_EXPORT_COLUMNS = ["id", "integration_id", "log_source_id", "name", "description", "domain_id", "domain_name",
-                        "type_name", "event_collector_name", "sending_ip", "enabled", "status", "groups", "average_eps",
-                        "creation_time", "modified_time", "last_event_time"]
+ASSET_EXPORT_COLUMNS = [
+    "id",
+    "integration_id",
+    "log_source_id",
+    "name",
+    "description",
+    "domain_id",
+    "domain_name",
+    "type_name",
+    "event_collector_name",
+    "sending_ip",
+    "enabled",
+    "status",
+    "groups",
+    "average_eps",
+    "creation_time",
+    "modified_time",
+    "last_event_time",
+]
 
 
 @router.get("/assets/export/", dependencies=[ASSETS])
-async def export_assets(session: ScopedSession, scope: AnyScope,
-                        file_type: Annotated[Literal["csv", "xlsx"], Query()] = "csv", q: TextQuery = None,
-                        status: StatusParam = None, enabled: bool | None = None, type_id: TypeParam = None,
-                        domain_id: DomainParam = None) -> Response:
+async def export_assets(
+    session: ScopedSession,
+    scope: AnyScope,
+    file_type: Annotated[Literal["csv", "xlsx"], Query()] = "csv",
+    q: TextQuery = None,
+    status: StatusParam = None,
+    enabled: bool | None = None,
+    type_id: TypeParam = None,
+    domain_id: DomainParam = None,
+) -> Response:
     """The asset list as CSV or Excel (the same filters as the list)."""
-    stmt = asset_select().where(*asset_filters(scope, q, status, enabled, type_id, domain_id)).order_by(ls.c.name, ls.c.id)
+    stmt = (
+        asset_select()
+        .where(*asset_filters(scope, q, status, enabled, type_id, domain_id))
+        .order_by(ls.c.name, ls.c.id)
+    )
     rows = []
     for r in (await session.execute(stmt.limit(100_000))).all():
         row = as_dict(r)
@@ -318,11 +516,18 @@ async def export_assets(session: ScopedSession, scope: AnyScope,
 
 
 @router.get("/assets/top-log-sources/", dependencies=[ASSETS])
-async def top_log_sources(session: ScopedSession, scope: AnyScope,
-                          limit: Annotated[int, Query(ge=1, le=100)] = 10) -> dict[str, Any]:
+async def top_log_sources(
+    session: ScopedSession, scope: AnyScope, limit: Annotated[int, Query(ge=1, le=100)] = 10
+) -> dict[str, Any]:
     """The busiest log sources by average EPS."""
-    rows = (await session.execute(asset_select().where(scope.qradar_filter(ls))
-                                  .order_by(ls.c.average_eps.desc(), ls.c.id).limit(limit))).all()
+    rows = (
+        await session.execute(
+            asset_select()
+            .where(scope.qradar_filter(ls))
+            .order_by(ls.c.average_eps.desc(), ls.c.id)
+            .limit(limit)
+        )
+    ).all()
     return {"items": [as_dict(r) for r in rows], "total": len(rows), "limit": limit, "offset": 0}
 
 
@@ -331,14 +536,27 @@ async def assets_per_tenant(session: ScopedSession, scope: AnyScope) -> dict[str
     """Assets per QRadar tenant (domain): total, enabled, in error, EPS."""
     d = t.qradar_domain
     status = sa.func.upper(ls.c.status)
-    rows = (await session.execute(
-        sa.select(ls.c.integration_id, ls.c.domain_id, sa.func.max(d.c.name).label("domain_name"),
-                  sa.func.count().label("total"), sa.func.count().filter(ls.c.enabled).label("enabled"),
-                  sa.func.count().filter(status == "ERROR").label("error"),
-                  sa.func.coalesce(sa.func.sum(ls.c.average_eps), 0.0).label("average_eps"))
-        .select_from(ls.outerjoin(d, sa.and_(d.c.integration_id == ls.c.integration_id, d.c.domain_id == ls.c.domain_id)))
-        .where(scope.qradar_filter(ls)).group_by(ls.c.integration_id, ls.c.domain_id)
-        .order_by(sa.text("total DESC"), ls.c.domain_id))).all()
+    rows = (
+        await session.execute(
+            sa.select(
+                ls.c.integration_id,
+                ls.c.domain_id,
+                sa.func.max(d.c.name).label("domain_name"),
+                sa.func.count().label("total"),
+                sa.func.count().filter(ls.c.enabled).label("enabled"),
+                sa.func.count().filter(status == "ERROR").label("error"),
+                sa.func.coalesce(sa.func.sum(ls.c.average_eps), 0.0).label("average_eps"),
+            )
+            .select_from(
+                ls.outerjoin(
+                    d, sa.and_(d.c.integration_id == ls.c.integration_id, d.c.domain_id == ls.c.domain_id)
+                )
+            )
+            .where(scope.qradar_filter(ls))
+            .group_by(ls.c.integration_id, ls.c.domain_id)
+            .order_by(sa.text("total DESC"), ls.c.domain_id)
+        )
+    ).all()
     return {"items": [as_dict(r) for r in rows], "total": len(rows), "limit": len(rows), "offset": 0}
 
 
@@ -347,23 +565,44 @@ def eps_series(scope: Scope, granularity: str, window: TimeRange) -> sa.Select[A
     """EPS per (domain, window): the domain-level sample where there is one, else the collectors' sum."""
     e = t.eps_sample
     has_domain_row = sa.func.bool_or(e.c.collector == "")
-    avg = sa.case((has_domain_row, sa.func.max(e.c.average_eps).filter(e.c.collector == "")),
-                  else_=sa.func.sum(e.c.average_eps))
-    peak = sa.case((has_domain_row, sa.func.max(e.c.peak_eps).filter(e.c.collector == "")),
-                   else_=sa.func.sum(e.c.peak_eps))
-    return (sa.select(e.c.integration_id, e.c.domain_id, e.c.window_start, sa.func.max(e.c.window_end).label("window_end"),
-                      avg.label("average_eps"), peak.label("peak_eps"))
-            .where(scope.qradar_filter(e), e.c.granularity == granularity, e.c.window_start >= window.start,
-                   e.c.window_start <= window.end)
-            .group_by(e.c.integration_id, e.c.domain_id, e.c.window_start))
+    avg = sa.case(
+        (has_domain_row, sa.func.max(e.c.average_eps).filter(e.c.collector == "")),
+        else_=sa.func.sum(e.c.average_eps),
+    )
+    peak = sa.case(
+        (has_domain_row, sa.func.max(e.c.peak_eps).filter(e.c.collector == "")),
+        else_=sa.func.sum(e.c.peak_eps),
+    )
+    return (
+        sa.select(
+            e.c.integration_id,
+            e.c.domain_id,
+            e.c.window_start,
+            sa.func.max(e.c.window_end).label("window_end"),
+            avg.label("average_eps"),
+            peak.label("peak_eps"),
+        )
+        .where(
+            scope.qradar_filter(e),
+            e.c.granularity == granularity,
+            e.c.window_start >= window.start,
+            e.c.window_start <= window.end,
+        )
+        .group_by(e.c.integration_id, e.c.domain_id, e.c.window_start)
+    )
 
 
-def utilisation(volume_type: str | None, contracted: float | None, average_eps: float | None,
-                peak_eps: float | None) -> dict[str, Any]:
+def utilisation(
+    volume_type: str | None, contracted: float | None, average_eps: float | None, peak_eps: float | None
+) -> dict[str, Any]:
     """Usage against the contract: EPS directly, GB/day through an estimate from the EPS."""
     average_eps = average_eps or 0.0
     gb_per_day = round(average_eps * 86400 * AVERAGE_EVENT_BYTES / 1e9, 3)
-    out: dict[str, Any] = {"estimated_gb_per_day": gb_per_day, "utilisation_pct": None, "peak_utilisation_pct": None}
+    out: dict[str, Any] = {
+        "estimated_gb_per_day": gb_per_day,
+        "utilisation_pct": None,
+        "peak_utilisation_pct": None,
+    }
     if contracted and contracted > 0:
         if volume_type == "GB_PER_DAY":
             out["utilisation_pct"] = round(gb_per_day / contracted * 100, 2)
@@ -377,34 +616,73 @@ def eps_window(granularity: str, window: TimeRange) -> TimeRange:
     return window.bounded(days=1 if granularity == "hour" else 30)
 
 
-async def eps_summary(session: ScopedSession, scope: Scope, granularity: str, window: TimeRange) -> list[dict[str, Any]]:
+async def eps_summary(
+    session: ScopedSession, scope: Scope, granularity: str, window: TimeRange
+) -> list[dict[str, Any]]:
     window = eps_window(granularity, window)
     series = eps_series(scope, granularity, window).subquery()
-    stats = {(r.integration_id, r.domain_id): r for r in (await session.execute(
-        sa.select(series.c.integration_id, series.c.domain_id, sa.func.avg(series.c.average_eps).label("average_eps"),
-                  sa.func.max(series.c.peak_eps).label("peak_eps"), sa.func.count().label("samples"),
-                  sa.func.max(series.c.window_end).label("last_window_end"))
-        .group_by(series.c.integration_id, series.c.domain_id))).all()}
+    stats = {
+        (r.integration_id, r.domain_id): r
+        for r in (
+            await session.execute(
+                sa.select(
+                    series.c.integration_id,
+                    series.c.domain_id,
+                    sa.func.avg(series.c.average_eps).label("average_eps"),
+                    sa.func.max(series.c.peak_eps).label("peak_eps"),
+                    sa.func.count().label("samples"),
+                    sa.func.max(series.c.window_end).label("last_window_end"),
+                ).group_by(series.c.integration_id, series.c.domain_id)
+            )
+        ).all()
+    }
     m, d = t.qradar_mapping, t.qradar_domain
-    mapped = (await session.execute(
-        sa.select(m.c.integration_id, m.c.domain_id, m.c.contracted_volume_type, m.c.contracted_volume,
-                  sa.cast(m.c.company_id, sa.Text).label("company_id"), d.c.name)
-        .select_from(m.outerjoin(d, sa.and_(d.c.integration_id == m.c.integration_id, d.c.domain_id == m.c.domain_id)))
-        .where(m.c.active, sa.true() if scope.everything else sa.cast(m.c.company_id, sa.Text) == scope.company_id)
-        .order_by(m.c.integration_id, m.c.domain_id))).all()
+    mapped = (
+        await session.execute(
+            sa.select(
+                m.c.integration_id,
+                m.c.domain_id,
+                m.c.contracted_volume_type,
+                m.c.contracted_volume,
+                sa.cast(m.c.company_id, sa.Text).label("company_id"),
+                d.c.name,
+            )
+            .select_from(
+                m.outerjoin(
+                    d, sa.and_(d.c.integration_id == m.c.integration_id, d.c.domain_id == m.c.domain_id)
+                )
+            )
+            .where(
+                m.c.active,
+                sa.true() if scope.everything else sa.cast(m.c.company_id, sa.Text) == scope.company_id,
+            )
+            .order_by(m.c.integration_id, m.c.domain_id)
+        )
+    ).all()
     out = []
     for row in mapped:
         s = stats.get((row.integration_id, row.domain_id))
         avg = float(s.average_eps) if s and s.average_eps is not None else None
         peak = float(s.peak_eps) if s and s.peak_eps is not None else None
         contracted = float(row.contracted_volume) if row.contracted_volume is not None else None
-        out.append({"company_id": row.company_id, "integration_id": row.integration_id, "domain_id": row.domain_id,
-                    "domain_name": row.name, "granularity": granularity, "from": window.start.isoformat(),
-                    "to": window.end.isoformat(), "average_eps": None if avg is None else round(avg, 3),
-                    "peak_eps": peak, "samples": s.samples if s else 0,
-                    "last_window_end": s.last_window_end.isoformat() if s and s.last_window_end else None,
-                    "contracted_volume_type": row.contracted_volume_type, "contracted_volume": contracted,
-                    **utilisation(row.contracted_volume_type, contracted, avg, peak)})
+        out.append(
+            {
+                "company_id": row.company_id,
+                "integration_id": row.integration_id,
+                "domain_id": row.domain_id,
+                "domain_name": row.name,
+                "granularity": granularity,
+                "from": window.start.isoformat(),
+                "to": window.end.isoformat(),
+                "average_eps": None if avg is None else round(avg, 3),
+                "peak_eps": peak,
+                "samples": s.samples if s else 0,
+                "last_window_end": s.last_window_end.isoformat() if s and s.last_window_end else None,
+                "contracted_volume_type": row.contracted_volume_type,
+                "contracted_volume": contracted,
+                **utilisation(row.contracted_volume_type, contracted, avg, peak),
+            }
+        )
     return out
 
 
@@ -412,7 +690,9 @@ Granularity = Annotated[Literal["hour", "day"], Query()]
 
 
 @router.get("/eps/", dependencies=[DASHBOARD])
-async def eps(session: ScopedSession, scope: CompanyScope, window: Range, granularity: Granularity = "hour") -> dict[str, Any]:
+async def eps(
+    session: ScopedSession, scope: CompanyScope, window: Range, granularity: Granularity = "hour"
+) -> dict[str, Any]:
     """Average and peak EPS per QRadar tenant over the window (hourly samples: last 24 h by
     default; daily: last 30 days) against the contracted volume, with utilisation %."""
     items = await eps_summary(session, scope, granularity, window)
@@ -420,60 +700,133 @@ async def eps(session: ScopedSession, scope: CompanyScope, window: Range, granul
 
 
 @router.get("/eps/graph/", dependencies=[DASHBOARD])
-async def eps_graph(session: ScopedSession, scope: CompanyScope, window: Range, granularity: Granularity = "hour") -> dict[str, Any]:
+async def eps_graph(
+    session: ScopedSession, scope: CompanyScope, window: Range, granularity: Granularity = "hour"
+) -> dict[str, Any]:
     """EPS over time for the company (its domains summed per window) and its contracted EPS."""
     window = eps_window(granularity, window)
     series = eps_series(scope, granularity, window).subquery()
-    points = [{"window_start": r.window_start.isoformat(), "average_eps": round(float(r.average_eps or 0), 3),
-               "peak_eps": float(r.peak_eps or 0)} for r in (await session.execute(
-        sa.select(series.c.window_start, sa.func.sum(series.c.average_eps).label("average_eps"),
-                  sa.func.sum(series.c.peak_eps).label("peak_eps"))
-        .group_by(series.c.window_start).order_by(series.c.window_start).limit(5000))).all()]
+    points = [
+        {
+            "window_start": r.window_start.isoformat(),
+            "average_eps": round(float(r.average_eps or 0), 3),
+            "peak_eps": float(r.peak_eps or 0),
+        }
+        for r in (
+            await session.execute(
+                sa.select(
+                    series.c.window_start,
+                    sa.func.sum(series.c.average_eps).label("average_eps"),
+                    sa.func.sum(series.c.peak_eps).label("peak_eps"),
+                )
+                .group_by(series.c.window_start)
+                .order_by(series.c.window_start)
+                .limit(5000)
+            )
+        ).all()
+    ]
     m = t.qradar_mapping
-    contracted = (await session.execute(
-        sa.select(sa.func.sum(m.c.contracted_volume)).where(m.c.active, sa.cast(m.c.company_id, sa.Text) == scope.company_id,
-                                                          m.c.contracted_volume_type == "EPS"))).scalar_one()
-    return {"granularity": granularity, "from": window.start.isoformat(), "to": window.end.isoformat(),
-            "contracted_eps": float(contracted) if contracted is not None else None, "points": points}
+    contracted = (
+        await session.execute(
+            sa.select(sa.func.sum(m.c.contracted_volume)).where(
+                m.c.active,
+                sa.cast(m.c.company_id, sa.Text) == scope.company_id,
+                m.c.contracted_volume_type == "EPS",
+            )
+        )
+    ).scalar_one()
+    return {
+        "granularity": granularity,
+        "from": window.start.isoformat(),
+        "to": window.end.isoformat(),
+        "contracted_eps": float(contracted) if contracted is not None else None,
+        "points": points,
+    }
 
 
 # ---------------------------------------------------------------------------------- event logs
 EVENT_LOG_FAMILIES = (
-    "event_counts", "daily_events", "correlated", "weekly_correlated", "suspicious", "dos", "top_dos", "top_alerts",
-    "daily_closure_reasons", "total_traffic", "destination_addresses", "top_destination_connections",
-    "successful_logons", "remote_users", "weekly_avg_eps", "monthly_avg_eps", "last_month_avg_eps", "total_events",
-    "daily_event_counts", "reconnaissance", "source_geolocation",
+    "event_counts",
+    "daily_events",
+    "correlated",
+    "weekly_correlated",
+    "suspicious",
+    "dos",
+    "top_dos",
+    "top_alerts",
+    "daily_closure_reasons",
+    "total_traffic",
+    "destination_addresses",
+    "top_destination_connections",
+    "successful_logons",
+    "remote_users",
+    "weekly_avg_eps",
+    "monthly_avg_eps",
+    "last_month_avg_eps",
+    "total_events",
+    "daily_event_counts",
+    "reconnaissance",
+    "source_geolocation",
 )
 
 
 @router.get("/event-logs/", dependencies=[DASHBOARD])
 async def event_log_families() -> dict[str, Any]:
     """The event-log catalogue's families."""
-    return {"items": list(EVENT_LOG_FAMILIES), "total": len(EVENT_LOG_FAMILIES), "limit": len(EVENT_LOG_FAMILIES),
-            "offset": 0}
+    return {
+        "items": list(EVENT_LOG_FAMILIES),
+        "total": len(EVENT_LOG_FAMILIES),
+        "limit": len(EVENT_LOG_FAMILIES),
+        "offset": 0,
+    }
 
 
 @router.get("/event-logs/{family}/", dependencies=[DASHBOARD])
-async def event_logs(session: ScopedSession, scope: AnyScope, page: PageParams, window: Range,
-                     family: Annotated[str, Path(max_length=64)],
-                     granularity: Annotated[Literal["hour", "day", "week", "month", "window"] | None, Query()] = None,
-                     domain_id: DomainParam = None) -> Any:
+async def event_logs(
+    session: ScopedSession,
+    scope: AnyScope,
+    page: PageParams,
+    window: Range,
+    family: Annotated[str, Path(max_length=64)],
+    granularity: Annotated[Literal["hour", "day", "week", "month", "window"] | None, Query()] = None,
+    domain_id: DomainParam = None,
+) -> Any:
     """Results of one event-log family (an AQL query per domain and window) within from/to (default:
     the last 30 days), newest window first."""
     if family not in EVENT_LOG_FAMILIES:
-        raise ApiError(404, "unknown_family", f"no event-log family {family[:64]!r}", {"families": list(EVENT_LOG_FAMILIES)})
+        raise ApiError(
+            404,
+            "unknown_family",
+            f"no event-log family {family[:64]!r}",
+            {"families": list(EVENT_LOG_FAMILIES)},
+        )
     window = window.bounded(days=30)
     s = t.metric_sample
-    filters = [scope.qradar_filter(s), s.c.family == family, s.c.window_start >= window.start,
-               s.c.window_start <= window.end]
+    filters = [
+        scope.qradar_filter(s),
+        s.c.family == family,
+        s.c.window_start >= window.start,
+        s.c.window_start <= window.end,
+    ]
     if granularity:
         filters.append(s.c.granularity == granularity)
     if domain_id is not None:
         filters.append(s.c.domain_id == domain_id)
-    stmt = sa.select(s.c.integration_id, s.c.domain_id, s.c.family, s.c.granularity, s.c.window_start, s.c.window_end,
-                     s.c.rows).where(*filters)
-    order = ordering(page.sort, {"window_start": s.c.window_start, "domain_id": s.c.domain_id}, "-window_start",
-                     s.c.domain_id)
+    stmt = sa.select(
+        s.c.integration_id,
+        s.c.domain_id,
+        s.c.family,
+        s.c.granularity,
+        s.c.window_start,
+        s.c.window_end,
+        s.c.rows,
+    ).where(*filters)
+    order = ordering(
+        page.sort,
+        {"window_start": s.c.window_start, "domain_id": s.c.domain_id},
+        "-window_start",
+        s.c.domain_id,
+    )
     return await run_list(session, stmt, page, order, principal=scope.principal, name=f"event-logs-{family}")
 
 

@@ -41,7 +41,9 @@ class SlaTarget:
         return getattr(self, f"{step}_minutes")
 
 
-def step_status(created: datetime, done_at: datetime | None, target_minutes: int | None, now: datetime) -> str:
+def step_status(
+    created: datetime, done_at: datetime | None, target_minutes: int | None, now: datetime
+) -> str:
     if target_minutes is None:
         return NO_SLA
     deadline = created + timedelta(minutes=target_minutes)
@@ -64,10 +66,14 @@ def overall_status(statuses: Iterable[str]) -> str:
     return NO_SLA
 
 
-def incident_sla(created: datetime, done: Mapping[str, datetime | None], target: SlaTarget | None,
-                 now: datetime) -> dict[str, Any]:
+def incident_sla(
+    created: datetime, done: Mapping[str, datetime | None], target: SlaTarget | None, now: datetime
+) -> dict[str, Any]:
     """Per step: status, measured minutes, target minutes and deadline; plus the overall status."""
-    out: dict[str, Any] = {"level": target.level if target else None, "source": target.source if target else None}
+    out: dict[str, Any] = {
+        "level": target.level if target else None,
+        "source": target.source if target else None,
+    }
     for step in STEPS:
         minutes = target.minutes(step) if target else None
         out[step] = {
@@ -86,8 +92,14 @@ def compliance_pct(met: int, breached: int) -> float | None:
     return round(met * 100.0 / decided, 2) if decided else None
 
 
-def choose_target(level: str, integration_id: str, account: str, defaults: Mapping[str, SlaTarget],
-                  overrides: Iterable[tuple[str | None, str | None, SlaTarget]], use_company: bool) -> SlaTarget | None:
+def choose_target(
+    level: str,
+    integration_id: str,
+    account: str,
+    defaults: Mapping[str, SlaTarget],
+    overrides: Iterable[tuple[str | None, str | None, SlaTarget]],
+    use_company: bool,
+) -> SlaTarget | None:
     """The company's own target for this level (the most specific: integration and account, then
     integration, then any) when the company does not use the default SLA; the default otherwise."""
     if use_company:
@@ -123,8 +135,11 @@ class CompanySla:
 
 
 async def load_defaults(session: AsyncSession) -> dict[str, SlaTarget]:
-    rows = (await session.execute(sa.text(
-        "SELECT level::text, tta_minutes, ttn_minutes, ttdn_minutes FROM sla_default"))).all()
+    rows = (
+        await session.execute(
+            sa.text("SELECT level::text, tta_minutes, ttn_minutes, ttdn_minutes FROM sla_default")
+        )
+    ).all()
     return {r[0]: SlaTarget(r[0], r[1], r[2], r[3]) for r in rows}
 
 
@@ -138,18 +153,25 @@ UNION ALL
 SELECT 'flag', is_default_sla::text, NULL, NULL, NULL, NULL, NULL FROM company WHERE id::text = :c""")
 
 
-async def load_company_sla(session: AsyncSession, company_id: str,
-                           defaults: dict[str, SlaTarget] | None = None) -> CompanySla:
+async def load_company_sla(
+    session: AsyncSession, company_id: str, defaults: dict[str, SlaTarget] | None = None
+) -> CompanySla:
     """The control plane's SLA tables (``sla_default``, ``sla_company``; ``company.is_default_sla``),
     in one round trip."""
     rows = (await session.execute(COMPANY_SLA_SQL, {"c": company_id})).all()
     loaded = {r[1]: SlaTarget(r[1], r[2], r[3], r[4]) for r in rows if r[0] == "default"}
-    overrides = [(r[5], r[6], SlaTarget(r[1], r[2], r[3], r[4], "company")) for r in rows if r[0] == "company"]
+    overrides = [
+        (r[5], r[6], SlaTarget(r[1], r[2], r[3], r[4], "company")) for r in rows if r[0] == "company"
+    ]
     flag = next((r[1] for r in rows if r[0] == "flag"), None)
     use_default = None if flag is None else flag == "true"
     # A company with overrides uses them unless it is explicitly on the default SLA.
-    return CompanySla(company_id, use_default is False or (use_default is None and bool(overrides)),
-                      defaults if defaults is not None else loaded, overrides)
+    return CompanySla(
+        company_id,
+        use_default is False or (use_default is None and bool(overrides)),
+        defaults if defaults is not None else loaded,
+        overrides,
+    )
 
 
 def targets_values(pairs: Iterable[tuple[str, str, str | None]], slas: Mapping[str, CompanySla]) -> Any:
@@ -164,23 +186,40 @@ def targets_values(pairs: Iterable[tuple[str, str, str | None]], slas: Mapping[s
         for level in LEVELS:
             target = sla.target(level, integration_id, account)
             if target is not None:
-                data.append((company_id, integration_id, account, level, target.tta_minutes, target.ttn_minutes,
-                             target.ttdn_minutes))
+                data.append(
+                    (
+                        company_id,
+                        integration_id,
+                        account,
+                        level,
+                        target.tta_minutes,
+                        target.ttn_minutes,
+                        target.ttdn_minutes,
+                    )
+                )
     columns = list(zip(*data, strict=True)) if data else [[] for _ in range(7)]
     from sqlalchemy.dialects.postgresql import ARRAY
 
     text_array, int_array = ARRAY(sa.Text), ARRAY(sa.Integer)
     names = ("company_id", "integration_id", "account", "level", "tta_minutes", "ttn_minutes", "ttdn_minutes")
-    binds = [sa.bindparam(f"sla_{n}", list(values), type_=text_array if k < 4 else int_array)
-             for k, (n, values) in enumerate(zip(names, columns, strict=True))]
+    binds = [
+        sa.bindparam(f"sla_{n}", list(values), type_=text_array if k < 4 else int_array)
+        for k, (n, values) in enumerate(zip(names, columns, strict=True))
+    ]
     stmt = sa.text(
         "SELECT * FROM unnest(:sla_company_id, :sla_integration_id, :sla_account, :sla_level, :sla_tta_minutes, "
         ":sla_ttn_minutes, :sla_ttdn_minutes) AS t(company_id, integration_id, account, level, tta_minutes, "
-        "ttn_minutes, ttdn_minutes)").bindparams(*binds)
-    return stmt.columns(sa.column("company_id", sa.Text), sa.column("integration_id", sa.Text),
-                        sa.column("account", sa.Text), sa.column("level", sa.Text),
-                        sa.column("tta_minutes", sa.Integer), sa.column("ttn_minutes", sa.Integer),
-                        sa.column("ttdn_minutes", sa.Integer))
+        "ttn_minutes, ttdn_minutes)"
+    ).bindparams(*binds)
+    return stmt.columns(
+        sa.column("company_id", sa.Text),
+        sa.column("integration_id", sa.Text),
+        sa.column("account", sa.Text),
+        sa.column("level", sa.Text),
+        sa.column("tta_minutes", sa.Integer),
+        sa.column("ttn_minutes", sa.Integer),
+        sa.column("ttdn_minutes", sa.Integer),
+    )
 
 
 def status_sql(created: Any, done: Any, minutes: Any, now: datetime) -> sa.ColumnElement[str]:

@@ -57,6 +57,8 @@ def window_key(window: TimeRange) -> tuple[Any, ...]:
     """The window defaulted like the views do, with an open end rounded to the minute."""
     end = window.end or datetime.now(UTC).replace(second=0, microsecond=0)
     return (window.start or end - timedelta(days=30), end)
+
+
 i = t.soar_incident
 STEPS = slamath.STEPS
 
@@ -73,36 +75,71 @@ async def company_slas(session: ScopedSession, scope: Scope) -> dict[str, slamat
     return {scope.company_id: await slamath.load_company_sla(session, scope.company_id)}
 
 
-def sla_select(scope: Scope, slas: dict[str, slamath.CompanySla], window: TimeRange, now: datetime,
-               pairs: list[tuple[str, str, str | None]] | None = None, inner: bool = False,
-               extra: tuple[Any, ...] = ()) -> sa.Select[Any]:
+def sla_select(
+    scope: Scope,
+    slas: dict[str, slamath.CompanySla],
+    window: TimeRange,
+    now: datetime,
+    pairs: list[tuple[str, str, str | None]] | None = None,
+    inner: bool = False,
+    extra: tuple[Any, ...] = (),
+) -> sa.Select[Any]:
     """Incidents created within the window with their targets and the status of each step."""
     if pairs is None:
         pairs = [(integration_id, account, scope.company_id) for integration_id, account in scope.soar]
     targets = slamath.targets_values(pairs, slas).subquery("sla_targets")
-    on = sa.and_(targets.c.integration_id == i.c.integration_id, targets.c.account == i.c.account,
-                 targets.c.level == i.c.priority)
+    on = sa.and_(
+        targets.c.integration_id == i.c.integration_id,
+        targets.c.account == i.c.account,
+        targets.c.level == i.c.priority,
+    )
     minutes = {s: (sa.extract("epoch", i.c[f"{s}_at"] - i.c.created) / 60.0) for s in STEPS}
     filters = [i.c.created >= window.start, i.c.created <= window.end, *extra]
     if not inner:
         filters.append(scope.soar_filter(i))
-    steps = (sa.select(i.c.id, i.c.integration_id, i.c.incident_id, i.c.account, i.c.name, i.c.status, i.c.severity,
-                       i.c.priority, i.c.owner, i.c.created, i.c.closed, i.c.tta_at, i.c.ttn_at, i.c.ttdn_at,
-                       targets.c.company_id,
-                       *[sa.cast(targets.c[f"{s}_minutes"], sa.Integer).label(f"{s}_target_minutes") for s in STEPS],
-                       *[minutes[s].label(f"{s}_minutes") for s in STEPS],
-                       *[slamath.status_sql(i.c.created, i.c[f"{s}_at"], targets.c[f"{s}_minutes"], now)
-                         .label(f"{s}_status") for s in STEPS],
-                       (sa.extract("epoch", i.c.closed - i.c.created) / 60.0).label("resolution_minutes"))
-             .select_from(i.join(targets, on) if inner else i.outerjoin(targets, on))
-             .where(*filters)).subquery("sla_steps")
+    steps = (
+        sa.select(
+            i.c.id,
+            i.c.integration_id,
+            i.c.incident_id,
+            i.c.account,
+            i.c.name,
+            i.c.status,
+            i.c.severity,
+            i.c.priority,
+            i.c.owner,
+            i.c.created,
+            i.c.closed,
+            i.c.tta_at,
+            i.c.ttn_at,
+            i.c.ttdn_at,
+            targets.c.company_id,
+            *[sa.cast(targets.c[f"{s}_minutes"], sa.Integer).label(f"{s}_target_minutes") for s in STEPS],
+            *[minutes[s].label(f"{s}_minutes") for s in STEPS],
+            *[
+                slamath.status_sql(i.c.created, i.c[f"{s}_at"], targets.c[f"{s}_minutes"], now).label(
+                    f"{s}_status"
+                )
+                for s in STEPS
+            ],
+            (sa.extract("epoch", i.c.closed - i.c.created) / 60.0).label("resolution_minutes"),
+        )
+        .select_from(i.join(targets, on) if inner else i.outerjoin(targets, on))
+        .where(*filters)
+    ).subquery("sla_steps")
     return sa.select(steps, slamath.overall_sql(*[steps.c[f"{s}_status"] for s in STEPS]).label("sla_status"))
 
 
 def sla_row(row: Any) -> dict[str, Any]:
     d = as_dict(row)
-    d["sla"] = {s: {"status": d.pop(f"{s}_status"), "elapsed_minutes": _round(d.pop(f"{s}_minutes")),
-                    "target_minutes": d.pop(f"{s}_target_minutes")} for s in STEPS}
+    d["sla"] = {
+        s: {
+            "status": d.pop(f"{s}_status"),
+            "elapsed_minutes": _round(d.pop(f"{s}_minutes")),
+            "target_minutes": d.pop(f"{s}_target_minutes"),
+        }
+        for s in STEPS
+    }
     d["sla"]["overall"] = d.pop("sla_status")
     d["resolution_minutes"] = _round(d["resolution_minutes"])
     d.pop("company_id", None)
@@ -116,8 +153,16 @@ def _round(value: Any) -> float | None:
 SLA_SORTS = {"created": i.c.created, "priority": i.c.priority, "status": i.c.status, "id": i.c.id}
 
 
-async def sla_list(session: ScopedSession, scope: Scope, page: Any, window: TimeRange, q: str | None,
-                   priority: list[Any] | None, sla_status: list[Any] | None, name: str) -> Any:
+async def sla_list(
+    session: ScopedSession,
+    scope: Scope,
+    page: Any,
+    window: TimeRange,
+    q: str | None,
+    priority: list[Any] | None,
+    sla_status: list[Any] | None,
+    name: str,
+) -> Any:
     window = window.bounded(30)
     slas = await company_slas(session, scope)
     extra = [text_filter(q, i.c.name, i.c.incident_id)]
@@ -127,8 +172,13 @@ async def sla_list(session: ScopedSession, scope: Scope, page: Any, window: Time
     stmt = sa.select(sub)
     if sla_status:
         stmt = stmt.where(sub.c.sla_status.in_([s.value for s in sla_status]))
-    sorts = {"created": sub.c.created, "priority": sub.c.priority, "status": sub.c.status, "id": sub.c.id,
-             "sla_status": sub.c.sla_status}
+    sorts = {
+        "created": sub.c.created,
+        "priority": sub.c.priority,
+        "status": sub.c.status,
+        "id": sub.c.id,
+        "sla_status": sub.c.sla_status,
+    }
     order = ordering(page.sort, sorts, "-created", sub.c.id)
     return await run_list(session, stmt, page, order, principal=scope.principal, name=name, serialize=sla_row)
 
@@ -137,17 +187,32 @@ SlaStatusList = Annotated[list[SlaStatusParam] | None, Query()]
 
 
 @router.get("/incidents/", dependencies=[DASHBOARD])
-async def sla_incidents(session: ScopedSession, scope: CompanyScope, page: PageParams, window: Range,
-                        q: TextQuery = None, priority: PriorityList = None, sla_status: SlaStatusList = None) -> Any:
+async def sla_incidents(
+    session: ScopedSession,
+    scope: CompanyScope,
+    page: PageParams,
+    window: Range,
+    q: TextQuery = None,
+    priority: PriorityList = None,
+    sla_status: SlaStatusList = None,
+) -> Any:
     """Incidents with each SLA step met, breached or pending (filter by priority and SLA status)."""
     return await sla_list(session, scope, page, window, q, priority, sla_status, "sla-incidents")
 
 
 @router.get("/breached/", dependencies=[DASHBOARD])
-async def breached_incidents(session: ScopedSession, scope: CompanyScope, page: PageParams, window: Range,
-                             q: TextQuery = None, priority: PriorityList = None) -> Any:
+async def breached_incidents(
+    session: ScopedSession,
+    scope: CompanyScope,
+    page: PageParams,
+    window: Range,
+    q: TextQuery = None,
+    priority: PriorityList = None,
+) -> Any:
     """Incidents with at least one breached SLA step."""
-    return await sla_list(session, scope, page, window, q, priority, [SlaStatusParam.breached], "sla-breached")
+    return await sla_list(
+        session, scope, page, window, q, priority, [SlaStatusParam.breached], "sla-breached"
+    )
 
 
 def counts_sql(sub: Any) -> list[Any]:
@@ -165,22 +230,32 @@ def shape_counts(row: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"incidents": int(m["incidents"])}
     for s in (*STEPS, "overall"):
         met, breached = int(m[f"{s}_met"]), int(m[f"{s}_breached"])
-        out[s] = {"met": met, "breached": breached, "pending": int(m[f"{s}_pending"]),
-                  "no_sla": int(m[f"{s}_no_sla"]), "compliance_pct": slamath.compliance_pct(met, breached)}
+        out[s] = {
+            "met": met,
+            "breached": breached,
+            "pending": int(m[f"{s}_pending"]),
+            "no_sla": int(m[f"{s}_no_sla"]),
+            "compliance_pct": slamath.compliance_pct(met, breached),
+        }
     return out
 
 
 async def compliance(session: ScopedSession, scope: Scope, window: TimeRange) -> dict[str, Any]:
     start, end = window_key(window)
-    return await cached(("compliance", scope.company_id, start, end),
-                        lambda: _compliance(session, scope, TimeRange(start, end)))
+    return await cached(
+        ("compliance", scope.company_id, start, end),
+        lambda: _compliance(session, scope, TimeRange(start, end)),
+    )
 
 
 async def _compliance(session: ScopedSession, scope: Scope, window: TimeRange) -> dict[str, Any]:
     slas = await company_slas(session, scope)
     sub = sla_select(scope, slas, window, datetime.now(UTC)).subquery()
-    rows = (await session.execute(sa.select(sub.c.priority, *counts_sql(sub)).group_by(sub.c.priority)
-                                  .order_by(sub.c.priority))).all()
+    rows = (
+        await session.execute(
+            sa.select(sub.c.priority, *counts_sql(sub)).group_by(sub.c.priority).order_by(sub.c.priority)
+        )
+    ).all()
     by_priority = {r.priority: shape_counts(r) for r in rows}
     sums: dict[str, int] = {}
     for r in rows:
@@ -188,11 +263,20 @@ async def _compliance(session: ScopedSession, scope: Scope, window: TimeRange) -
             if key != "priority":
                 sums[key] = sums.get(key, 0) + int(value)
     total_row = sums or {c.name: 0 for c in counts_sql(sub)}
-    targets = {lvl: {s: tgt.minutes(s) for s in STEPS} if (tgt := slas[scope.company_id or ""].defaults.get(lvl)) else None
-               for lvl in slamath.LEVELS}
-    return {"from": window.start.isoformat(), "to": window.end.isoformat(), "by_priority": by_priority,
-            "total": shape_counts(total_row), "default_targets": targets,
-            "uses_company_sla": slas[scope.company_id or ""].use_company}
+    targets = {
+        lvl: {s: tgt.minutes(s) for s in STEPS}
+        if (tgt := slas[scope.company_id or ""].defaults.get(lvl))
+        else None
+        for lvl in slamath.LEVELS
+    }
+    return {
+        "from": window.start.isoformat(),
+        "to": window.end.isoformat(),
+        "by_priority": by_priority,
+        "total": shape_counts(total_row),
+        "default_targets": targets,
+        "uses_company_sla": slas[scope.company_id or ""].use_company,
+    }
 
 
 @router.get("/compliance/", dependencies=[DASHBOARD])
@@ -202,21 +286,33 @@ async def sla_compliance(session: ScopedSession, scope: CompanyScope, window: Ra
 
 
 @router.get("/severity-graph/", dependencies=[DASHBOARD])
-async def severity_graph(session: ScopedSession, scope: CompanyScope, window: Range,
-                         by: Annotated[Literal["priority", "severity"], Query()] = "priority") -> dict[str, Any]:
+async def severity_graph(
+    session: ScopedSession,
+    scope: CompanyScope,
+    window: Range,
+    by: Annotated[Literal["priority", "severity"], Query()] = "priority",
+) -> dict[str, Any]:
     """Incidents per day per priority (or severity), from the daily rollup."""
     window = window.bounded(30)
     r = t.incident_daily
     dim = r.c[by]
-    rows = (await session.execute(
-        sa.select(r.c.day, dim, sa.func.sum(r.c.n)).where(scope.soar_filter(r), r.c.day >= window.start.date(),
-                                                          r.c.day <= window.end.date())
-        .group_by(r.c.day, dim).order_by(r.c.day, dim))).all()
+    rows = (
+        await session.execute(
+            sa.select(r.c.day, dim, sa.func.sum(r.c.n))
+            .where(scope.soar_filter(r), r.c.day >= window.start.date(), r.c.day <= window.end.date())
+            .group_by(r.c.day, dim)
+            .order_by(r.c.day, dim)
+        )
+    ).all()
     series: dict[str, dict[str, int]] = {}
     for day, key, n in rows:
         series.setdefault(day.isoformat(), {})[key] = int(n)
-    return {"by": by, "from": window.start.isoformat(), "to": window.end.isoformat(),
-            "points": [{"day": d, "counts": c} for d, c in series.items()]}
+    return {
+        "by": by,
+        "from": window.start.isoformat(),
+        "to": window.end.isoformat(),
+        "points": [{"day": d, "counts": c} for d, c in series.items()],
+    }
 
 
 @router.get("/severity-metrics/", dependencies=[DASHBOARD])
@@ -225,14 +321,24 @@ async def severity_metrics(session: ScopedSession, scope: CompanyScope, window: 
     window = window.bounded(30)
     slas = await company_slas(session, scope)
     sub = sla_select(scope, slas, window, datetime.now(UTC)).subquery()
-    rows = (await session.execute(
-        sa.select(sub.c.priority, sa.func.count().label("incidents"),
-                  sa.func.count().filter(sub.c.status.in_(OPEN_STATUSES)).label("open"),
-                  *[sa.func.avg(sub.c[f"{s}_minutes"]).label(f"avg_{s}_minutes") for s in STEPS],
-                  sa.func.avg(sub.c.resolution_minutes).label("avg_resolution_minutes"),
-                  *[sa.func.count().filter(sub.c[f"{s}_status"] == slamath.BREACHED).label(f"{s}_breached") for s in STEPS],
-                  *[sa.func.max(sub.c[f"{s}_target_minutes"]).label(f"{s}_target_minutes") for s in STEPS])
-        .group_by(sub.c.priority).order_by(sub.c.priority))).all()
+    rows = (
+        await session.execute(
+            sa.select(
+                sub.c.priority,
+                sa.func.count().label("incidents"),
+                sa.func.count().filter(sub.c.status.in_(OPEN_STATUSES)).label("open"),
+                *[sa.func.avg(sub.c[f"{s}_minutes"]).label(f"avg_{s}_minutes") for s in STEPS],
+                sa.func.avg(sub.c.resolution_minutes).label("avg_resolution_minutes"),
+                *[
+                    sa.func.count().filter(sub.c[f"{s}_status"] == slamath.BREACHED).label(f"{s}_breached")
+                    for s in STEPS
+                ],
+                *[sa.func.max(sub.c[f"{s}_target_minutes"]).label(f"{s}_target_minutes") for s in STEPS],
+            )
+            .group_by(sub.c.priority)
+            .order_by(sub.c.priority)
+        )
+    ).all()
     items = []
     for r in rows:
         d = as_dict(r)
@@ -241,35 +347,53 @@ async def severity_metrics(session: ScopedSession, scope: CompanyScope, window: 
             if key.startswith("avg_"):
                 d[key] = _round(d[key])
         items.append(d)
-    return {"from": window.start.isoformat(), "to": window.end.isoformat(), "items": items, "total": len(items),
-            "limit": len(items), "offset": 0}
+    return {
+        "from": window.start.isoformat(),
+        "to": window.end.isoformat(),
+        "items": items,
+        "total": len(items),
+        "limit": len(items),
+        "offset": 0,
+    }
 
 
 async def overview(session: ScopedSession, scope: Scope, window: TimeRange) -> dict[str, Any]:
     start, end = window_key(window)
-    return await cached(("overview", scope.company_id, start, end),
-                        lambda: _overview(session, scope, TimeRange(start, end)))
+    return await cached(
+        ("overview", scope.company_id, start, end), lambda: _overview(session, scope, TimeRange(start, end))
+    )
 
 
 async def _overview(session: ScopedSession, scope: Scope, window: TimeRange) -> dict[str, Any]:
     slas = await company_slas(session, scope)
     sub = sla_select(scope, slas, window, datetime.now(UTC)).subquery()
-    row = (await session.execute(sa.select(
-        *counts_sql(sub),
-        sa.func.count().filter(sub.c.status.in_(OPEN_STATUSES)).label("open"),
-        *[sa.func.avg(sub.c[f"{s}_minutes"]).label(f"mean_{s}") for s in STEPS],
-        sa.func.avg(sub.c.resolution_minutes).label("mean_resolution")))).one()
+    row = (
+        await session.execute(
+            sa.select(
+                *counts_sql(sub),
+                sa.func.count().filter(sub.c.status.in_(OPEN_STATUSES)).label("open"),
+                *[sa.func.avg(sub.c[f"{s}_minutes"]).label(f"mean_{s}") for s in STEPS],
+                sa.func.avg(sub.c.resolution_minutes).label("mean_resolution"),
+            )
+        )
+    ).one()
     counts = shape_counts(row)
     m = row._mapping
     return {
-        "from": window.start.isoformat(), "to": window.end.isoformat(),
-        "total_incidents": counts["incidents"], "open_incidents": int(m["open"]),
+        "from": window.start.isoformat(),
+        "to": window.end.isoformat(),
+        "total_incidents": counts["incidents"],
+        "open_incidents": int(m["open"]),
         "closed_incidents": counts["incidents"] - int(m["open"]),
-        "met": counts["overall"]["met"], "breached": counts["overall"]["breached"],
-        "pending": counts["overall"]["pending"], "no_sla": counts["overall"]["no_sla"],
+        "met": counts["overall"]["met"],
+        "breached": counts["overall"]["breached"],
+        "pending": counts["overall"]["pending"],
+        "no_sla": counts["overall"]["no_sla"],
         "compliance_pct": counts["overall"]["compliance_pct"],
-        "mtta_minutes": _round(m["mean_tta"]), "mttn_minutes": _round(m["mean_ttn"]),
-        "mttdn_minutes": _round(m["mean_ttdn"]), "mttr_minutes": _round(m["mean_resolution"]),
+        "mtta_minutes": _round(m["mean_tta"]),
+        "mttn_minutes": _round(m["mean_ttn"]),
+        "mttdn_minutes": _round(m["mean_ttdn"]),
+        "mttr_minutes": _round(m["mean_resolution"]),
         "steps": {s: counts[s] for s in STEPS},
     }
 

@@ -66,24 +66,55 @@ class PriorityParam(StrEnum):
 
 
 @router.get("/soar-tenants/")
-async def list_soar_tenants(session: ScopedSession, scope: AnyScope, page: PageParams, q: TextQuery = None) -> Any:
+async def list_soar_tenants(
+    session: ScopedSession, scope: AnyScope, page: PageParams, q: TextQuery = None
+) -> Any:
     """XSOAR accounts (the seed's SOAR tenants): all for an admin without ``company_id``, the
     mapped ones for a company."""
     a = t.soar_account
-    stmt = (sa.select(a.c.integration_id, a.c.account_id, a.c.name, a.c.display_name, a.c.updated_at)
-            .where(scope.soar_filter(a, "name"), text_filter(q, a.c.name, a.c.display_name)))
+    stmt = sa.select(a.c.integration_id, a.c.account_id, a.c.name, a.c.display_name, a.c.updated_at).where(
+        scope.soar_filter(a, "name"), text_filter(q, a.c.name, a.c.display_name)
+    )
     order = ordering(page.sort, {"name": a.c.name, "updated_at": a.c.updated_at}, "name", a.c.account_id)
     return await run_list(session, stmt, page, order, principal=scope.principal, name="soar-tenants")
 
 
 INCIDENT_LIST_COLUMNS = [
-    i.c.id, i.c.integration_id, i.c.incident_id, i.c.account, i.c.name, i.c.type, i.c.status, i.c.severity,
-    i.c.priority, i.c.owner, i.c.phase, i.c.created, i.c.modified, i.c.occurred, i.c.closed, i.c.close_reason,
-    i.c.tta_at, i.c.ttn_at, i.c.ttdn_at, i.c.offense_ids, i.c.mitre_tactics, i.c.mitre_techniques,
-    i.c.qradar_category, i.c.version,
+    i.c.id,
+    i.c.integration_id,
+    i.c.incident_id,
+    i.c.account,
+    i.c.name,
+    i.c.type,
+    i.c.status,
+    i.c.severity,
+    i.c.priority,
+    i.c.owner,
+    i.c.phase,
+    i.c.created,
+    i.c.modified,
+    i.c.occurred,
+    i.c.closed,
+    i.c.close_reason,
+    i.c.tta_at,
+    i.c.ttn_at,
+    i.c.ttdn_at,
+    i.c.offense_ids,
+    i.c.mitre_tactics,
+    i.c.mitre_techniques,
+    i.c.qradar_category,
+    i.c.version,
 ]
-INCIDENT_SORTS = {"created": i.c.created, "modified": i.c.modified, "closed": i.c.closed, "priority": i.c.priority,
-                  "severity": i.c.severity, "status": i.c.status, "name": i.c.name, "id": i.c.id}
+INCIDENT_SORTS = {
+    "created": i.c.created,
+    "modified": i.c.modified,
+    "closed": i.c.closed,
+    "priority": i.c.priority,
+    "severity": i.c.severity,
+    "status": i.c.status,
+    "name": i.c.name,
+    "id": i.c.id,
+}
 
 StatusList = Annotated[list[IncidentStatusParam] | None, Query()]
 SeverityList = Annotated[list[SeverityParam] | None, Query()]
@@ -91,10 +122,18 @@ PriorityList = Annotated[list[PriorityParam] | None, Query()]
 ShortText = Annotated[str | None, Query(max_length=200)]
 
 
-def incident_filters(scope: Scope, window: TimeRange, q: str | None, status: list[Any] | None,
-                     severity: list[Any] | None, priority: list[Any] | None, owner: str | None = None,
-                     incident_type: str | None = None, use_case: str | None = None,
-                     offense_id: int | None = None) -> list[sa.ColumnElement[bool]]:
+def incident_filters(
+    scope: Scope,
+    window: TimeRange,
+    q: str | None,
+    status: list[Any] | None,
+    severity: list[Any] | None,
+    priority: list[Any] | None,
+    owner: str | None = None,
+    incident_type: str | None = None,
+    use_case: str | None = None,
+    offense_id: int | None = None,
+) -> list[sa.ColumnElement[bool]]:
     filters = [scope.soar_filter(i)]
     if status:
         filters.append(i.c.status.in_([s.value for s in status]))
@@ -118,8 +157,13 @@ def incident_filters(scope: Scope, window: TimeRange, q: str | None, status: lis
     return filters
 
 
-async def rollup_total(session: ScopedSession, scope: Scope, status: list[Any] | None, severity: list[Any] | None,
-                       priority: list[Any] | None) -> int:
+async def rollup_total(
+    session: ScopedSession,
+    scope: Scope,
+    status: list[Any] | None,
+    severity: list[Any] | None,
+    priority: list[Any] | None,
+) -> int:
     r = t.incident_totals
     filters = [scope.soar_filter(r)]
     if status:
@@ -128,31 +172,56 @@ async def rollup_total(session: ScopedSession, scope: Scope, status: list[Any] |
         filters.append(r.c.severity.in_([s.value for s in severity]))
     if priority:
         filters.append(r.c.priority.in_([p.value for p in priority]))
-    return int((await session.execute(sa.select(sa.func.coalesce(sa.func.sum(r.c.n), 0)).where(*filters))).scalar_one())
+    return int(
+        (
+            await session.execute(sa.select(sa.func.coalesce(sa.func.sum(r.c.n), 0)).where(*filters))
+        ).scalar_one()
+    )
 
 
 @router.get("/soar-incidents/", dependencies=[DASHBOARD])
 async def list_incidents(
-    session: ScopedSession, scope: AnyScope, page: PageParams, window: Range, q: TextQuery = None,
-    status: StatusList = None, severity: SeverityList = None, priority: PriorityList = None, owner: ShortText = None,
-    type: ShortText = None, use_case: ShortText = None,
+    session: ScopedSession,
+    scope: AnyScope,
+    page: PageParams,
+    window: Range,
+    q: TextQuery = None,
+    status: StatusList = None,
+    severity: SeverityList = None,
+    priority: PriorityList = None,
+    owner: ShortText = None,
+    type: ShortText = None,
+    use_case: ShortText = None,
     offense_id: Annotated[int | None, Query(ge=0, le=BIGINT)] = None,
 ) -> Any:
     """SOAR incidents (filter: status, severity, priority, created from/to, owner, type, use case
     (a rule), offense id, text; sort by a whitelisted field)."""
-    filters = incident_filters(scope, window, q, status, severity, priority, owner, type, use_case, offense_id)
+    filters = incident_filters(
+        scope, window, q, status, severity, priority, owner, type, use_case, offense_id
+    )
     stmt = sa.select(*INCIDENT_LIST_COLUMNS).where(*filters)
     total = None
-    if not (q or window.start or window.end or owner or type or use_case or offense_id is not None) and page.format == "json":
+    if (
+        not (q or window.start or window.end or owner or type or use_case or offense_id is not None)
+        and page.format == "json"
+    ):
         total = await rollup_total(session, scope, status, severity, priority)
     order = ordering(page.sort, INCIDENT_SORTS, "-created", i.c.id)
-    return await run_list(session, stmt, page, order, principal=scope.principal, name="soar-incidents", total=total)
+    return await run_list(
+        session, stmt, page, order, principal=scope.principal, name="soar-incidents", total=total
+    )
 
 
 @router.get("/soar-incidents/all/", dependencies=[DASHBOARD])
 async def list_all_incidents(
-    session: ScopedSession, scope: AnyScope, page: PageParams, window: Range, q: TextQuery = None,
-    status: StatusList = None, severity: SeverityList = None, priority: PriorityList = None,
+    session: ScopedSession,
+    scope: AnyScope,
+    page: PageParams,
+    window: Range,
+    q: TextQuery = None,
+    status: StatusList = None,
+    severity: SeverityList = None,
+    priority: PriorityList = None,
 ) -> Any:
     """Every incident of the company, oldest first (the seed's "all incidents")."""
     filters = incident_filters(scope, window, q, status, severity, priority)
@@ -162,28 +231,42 @@ async def list_all_incidents(
 
 
 @router.get("/soar-incidents/recent/", dependencies=[DASHBOARD])
-async def recent_incidents(session: ScopedSession, scope: AnyScope,
-                           limit: Annotated[int, Query(ge=1, le=100)] = 10) -> dict[str, Any]:
+async def recent_incidents(
+    session: ScopedSession, scope: AnyScope, limit: Annotated[int, Query(ge=1, le=100)] = 10
+) -> dict[str, Any]:
     """The newest incidents."""
-    rows = (await session.execute(sa.select(*INCIDENT_LIST_COLUMNS).where(scope.soar_filter(i))
-                                  .order_by(i.c.created.desc(), i.c.id.desc()).limit(limit))).all()
+    rows = (
+        await session.execute(
+            sa.select(*INCIDENT_LIST_COLUMNS)
+            .where(scope.soar_filter(i))
+            .order_by(i.c.created.desc(), i.c.id.desc())
+            .limit(limit)
+        )
+    ).all()
     return {"items": [as_dict(r) for r in rows], "total": len(rows), "limit": limit, "offset": 0}
 
 
 @router.get("/soar-incidents/use-cases/", dependencies=[DASHBOARD])
-async def use_case_incidents(session: ScopedSession, scope: AnyScope, page: PageParams, window: Range,
-                             q: TextQuery = None) -> Any:
+async def use_case_incidents(
+    session: ScopedSession, scope: AnyScope, page: PageParams, window: Range, q: TextQuery = None
+) -> Any:
     """Incidents per use case (the QRadar rule that raised them), created within from/to (default:
     the last 30 days); filter the list with ``/soar-incidents/?use_case=``."""
     window = window.bounded(30)
     rule = sa.func.jsonb_array_elements_text(i.c.rules).table_valued("value").alias("rule")
     count = sa.func.count().label("incidents")
     open_count = sa.func.count().filter(i.c.status.in_(OPEN_STATUSES)).label("open")
-    stmt = (sa.select(rule.c.value.label("use_case"), count, open_count)
-            .select_from(i.join(rule, sa.true()))
-            .where(scope.soar_filter(i), i.c.created >= window.start, i.c.created <= window.end,
-                   text_filter(q, rule.c.value))
-            .group_by(rule.c.value))
+    stmt = (
+        sa.select(rule.c.value.label("use_case"), count, open_count)
+        .select_from(i.join(rule, sa.true()))
+        .where(
+            scope.soar_filter(i),
+            i.c.created >= window.start,
+            i.c.created <= window.end,
+            text_filter(q, rule.c.value),
+        )
+        .group_by(rule.c.value)
+    )
     order = ordering(page.sort, {"incidents": count, "use_case": rule.c.value}, "-incidents", rule.c.value)
     return await run_list(session, stmt, page, order, principal=scope.principal, name="use-case-incidents")
 
@@ -201,9 +284,13 @@ async def incident_cards(session: ScopedSession, scope: Scope, window: TimeRange
     # All time: the totals rollup (a few dozen rows); a window: the daily one.
     r = t.incident_daily if (window.start or window.end) else t.incident_totals
     filters = day_filters(r, window) if r is t.incident_daily else []
-    rows = (await session.execute(
-        sa.select(r.c.priority, r.c.severity, r.c.status, sa.func.sum(r.c.n))
-        .where(scope.soar_filter(r), *filters).group_by(r.c.priority, r.c.severity, r.c.status))).all()
+    rows = (
+        await session.execute(
+            sa.select(r.c.priority, r.c.severity, r.c.status, sa.func.sum(r.c.n))
+            .where(scope.soar_filter(r), *filters)
+            .group_by(r.c.priority, r.c.severity, r.c.status)
+        )
+    ).all()
     total = sum(int(n) for *_, n in rows)
     by_status: dict[str, int] = {}
     by_priority: dict[str, int] = {}
@@ -217,10 +304,20 @@ async def incident_cards(session: ScopedSession, scope: Scope, window: TimeRange
         if status in OPEN_STATUSES:
             open_by_priority[priority] = open_by_priority.get(priority, 0) + n
     open_total = sum(by_status.get(s, 0) for s in OPEN_STATUSES)
-    return {"total": total, "open": open_total, "closed": total - open_total, "by_status": by_status,
-            "by_priority": by_priority, "open_by_priority": open_by_priority, "by_severity": by_severity,
-            "critical_open": sum(n for (p, sev, st, n) in ((a, b, c, int(d)) for a, b, c, d in rows)
-                                 if sev == "critical" and st in OPEN_STATUSES)}
+    return {
+        "total": total,
+        "open": open_total,
+        "closed": total - open_total,
+        "by_status": by_status,
+        "by_priority": by_priority,
+        "open_by_priority": open_by_priority,
+        "by_severity": by_severity,
+        "critical_open": sum(
+            n
+            for (p, sev, st, n) in ((a, b, c, int(d)) for a, b, c, d in rows)
+            if sev == "critical" and st in OPEN_STATUSES
+        ),
+    }
 
 
 @router.get("/soar-incidents/summary/", dependencies=[DASHBOARD])
@@ -230,50 +327,97 @@ async def incident_summary(session: ScopedSession, scope: AnyScope, window: Rang
     return await incident_cards(session, scope, window)
 
 
-async def facet_distribution(session: ScopedSession, scope: Scope, facet: str, window: TimeRange,
-                             limit: int) -> dict[str, Any]:
+async def facet_distribution(
+    session: ScopedSession, scope: Scope, facet: str, window: TimeRange, limit: int
+) -> dict[str, Any]:
     f = t.incident_facet_daily
     n = sa.func.sum(f.c.n).label("incidents")
-    rows = (await session.execute(
-        sa.select(f.c.value, n).where(scope.soar_filter(f), f.c.facet == facet, *day_filters(f, window))
-        .group_by(f.c.value).having(sa.func.sum(f.c.n) > 0).order_by(n.desc(), f.c.value).limit(limit))).all()
+    rows = (
+        await session.execute(
+            sa.select(f.c.value, n)
+            .where(scope.soar_filter(f), f.c.facet == facet, *day_filters(f, window))
+            .group_by(f.c.value)
+            .having(sa.func.sum(f.c.n) > 0)
+            .order_by(n.desc(), f.c.value)
+            .limit(limit)
+        )
+    ).all()
     items = [{facet: v or None, "incidents": int(c)} for v, c in rows]
     return {"items": items, "total": len(items), "limit": limit, "offset": 0}
 
 
 @router.get("/soar-incidents/type-distribution/", dependencies=[DASHBOARD])
-async def type_distribution(session: ScopedSession, scope: AnyScope, window: Range,
-                            limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict[str, Any]:
+async def type_distribution(
+    session: ScopedSession, scope: AnyScope, window: Range, limit: Annotated[int, Query(ge=1, le=500)] = 50
+) -> dict[str, Any]:
     """Incidents per type (created day within from/to)."""
     return await facet_distribution(session, scope, "type", window, limit)
 
 
 @router.get("/soar-incidents/owner-distribution/", dependencies=[DASHBOARD])
-async def owner_distribution(session: ScopedSession, scope: AnyScope, window: Range,
-                             limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict[str, Any]:
+async def owner_distribution(
+    session: ScopedSession, scope: AnyScope, window: Range, limit: Annotated[int, Query(ge=1, le=500)] = 50
+) -> dict[str, Any]:
     """Incidents per owner (created day within from/to)."""
     return await facet_distribution(session, scope, "owner", window, limit)
 
 
-DOWNLOAD_COLUMNS = ["id", "integration_id", "incident_id", "account", "name", "type", "status", "severity", "priority",
-                    "owner", "phase", "created", "modified", "occurred", "closed", "close_reason", "tta_at", "ttn_at",
-                    "ttdn_at", "offense_ids", "mitre_tactics", "mitre_techniques", "qradar_category"]
+DOWNLOAD_COLUMNS = [
+    "id",
+    "integration_id",
+    "incident_id",
+    "account",
+    "name",
+    "type",
+    "status",
+    "severity",
+    "priority",
+    "owner",
+    "phase",
+    "created",
+    "modified",
+    "occurred",
+    "closed",
+    "close_reason",
+    "tta_at",
+    "ttn_at",
+    "ttdn_at",
+    "offense_ids",
+    "mitre_tactics",
+    "mitre_techniques",
+    "qradar_category",
+]
 
 
 @router.get("/soar-incidents/download/", dependencies=[REPORTS])
 async def download_incidents(
-    session: ScopedSession, scope: AnyScope, window: Range,
-    file_type: Annotated[Literal["csv", "xlsx", "json"], Query()] = "csv", q: TextQuery = None,
-    status: StatusList = None, severity: SeverityList = None, priority: PriorityList = None,
+    session: ScopedSession,
+    scope: AnyScope,
+    window: Range,
+    file_type: Annotated[Literal["csv", "xlsx", "json"], Query()] = "csv",
+    q: TextQuery = None,
+    status: StatusList = None,
+    severity: SeverityList = None,
+    priority: PriorityList = None,
 ) -> Response:
     """Incidents (created within from/to, default the last 30 days) as CSV, Excel or JSON."""
     window = window.bounded(30)
-    stmt = (sa.select(*INCIDENT_LIST_COLUMNS).where(*incident_filters(scope, window, q, status, severity, priority))
-            .order_by(i.c.created.desc(), i.c.id.desc()).limit(100_000))
+    stmt = (
+        sa.select(*INCIDENT_LIST_COLUMNS)
+        .where(*incident_filters(scope, window, q, status, severity, priority))
+        .order_by(i.c.created.desc(), i.c.id.desc())
+        .limit(100_000)
+    )
     rows = [as_dict(r) for r in (await session.execute(stmt)).all()]
     if file_type == "json":
-        body = json.dumps({"items": rows, "total": len(rows), "from": window.start.isoformat(),
-                           "to": window.end.isoformat()}).encode()
+        body = json.dumps(
+            {
+                "items": rows,
+                "total": len(rows),
+                "from": window.start.isoformat(),
+                "to": window.end.isoformat(),
+            }
+        ).encode()
         return download(body, "application/json", "incidents.json")
     if file_type == "xlsx":
         return xlsx_response(DOWNLOAD_COLUMNS, rows, "incidents")
@@ -281,27 +425,57 @@ async def download_incidents(
 
 
 # ------------------------------------------------------------------------------ cross references
-async def tickets_for_incidents(session: ScopedSession, scope: Scope, incident_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+async def tickets_for_incidents(
+    session: ScopedSession, scope: Scope, incident_ids: list[str]
+) -> dict[str, list[dict[str, Any]]]:
     if not incident_ids:
         return {}
     k = t.itsm_ticket
-    rows = (await session.execute(
-        sa.select(k.c.id, k.c.integration_id, k.c.ticket_id, k.c.subject, k.c.status, k.c.priority, k.c.is_overdue,
-                  k.c.created_time, k.c.soar_incident_id)
-        .where(k.c.soar_incident_id.in_(incident_ids), scope.itsm_filter(k)).order_by(k.c.created_time))).all()
+    rows = (
+        await session.execute(
+            sa.select(
+                k.c.id,
+                k.c.integration_id,
+                k.c.ticket_id,
+                k.c.subject,
+                k.c.status,
+                k.c.priority,
+                k.c.is_overdue,
+                k.c.created_time,
+                k.c.soar_incident_id,
+            )
+            .where(k.c.soar_incident_id.in_(incident_ids), scope.itsm_filter(k))
+            .order_by(k.c.created_time)
+        )
+    ).all()
     out: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         out.setdefault(r.soar_incident_id, []).append(as_dict(r))
     return out
 
 
-async def incidents_for_offense(session: ScopedSession, scope: Scope, offense_id: int) -> list[dict[str, Any]]:
+async def incidents_for_offense(
+    session: ScopedSession, scope: Scope, offense_id: int
+) -> list[dict[str, Any]]:
     """SOAR incidents whose offense ids name this QRadar offense, each with its tickets."""
-    rows = (await session.execute(
-        sa.select(i.c.id, i.c.integration_id, i.c.incident_id, i.c.name, i.c.status, i.c.severity, i.c.priority,
-                  i.c.created, i.c.closed)
-        .where(i.c.offense_ids.contains(sa.func.jsonb_build_array(offense_id)), scope.soar_filter(i))
-        .order_by(i.c.created).limit(100))).all()
+    rows = (
+        await session.execute(
+            sa.select(
+                i.c.id,
+                i.c.integration_id,
+                i.c.incident_id,
+                i.c.name,
+                i.c.status,
+                i.c.severity,
+                i.c.priority,
+                i.c.created,
+                i.c.closed,
+            )
+            .where(i.c.offense_ids.contains(sa.func.jsonb_build_array(offense_id)), scope.soar_filter(i))
+            .order_by(i.c.created)
+            .limit(100)
+        )
+    ).all()
     incidents = [as_dict(r) for r in rows]
     tickets = await tickets_for_incidents(session, scope, [x["incident_id"] for x in incidents])
     for incident in incidents:
@@ -309,23 +483,50 @@ async def incidents_for_offense(session: ScopedSession, scope: Scope, offense_id
     return incidents
 
 
-async def offenses_for_ids(session: ScopedSession, scope: Scope, offense_ids: list[int]) -> list[dict[str, Any]]:
+async def offenses_for_ids(
+    session: ScopedSession, scope: Scope, offense_ids: list[int]
+) -> list[dict[str, Any]]:
     ids = [x for x in offense_ids if isinstance(x, int) and 0 <= x <= BIGINT][:200]
     if not ids:
         return []
     o = t.qradar_offense
-    rows = (await session.execute(
-        sa.select(o.c.id, o.c.integration_id, o.c.offense_id, o.c.domain_id, o.c.description, o.c.status, o.c.severity,
-                  o.c.magnitude, o.c.start_time, o.c.close_time)
-        .where(o.c.offense_id.in_(ids), scope.qradar_filter(o)).order_by(o.c.offense_id))).all()
+    rows = (
+        await session.execute(
+            sa.select(
+                o.c.id,
+                o.c.integration_id,
+                o.c.offense_id,
+                o.c.domain_id,
+                o.c.description,
+                o.c.status,
+                o.c.severity,
+                o.c.magnitude,
+                o.c.start_time,
+                o.c.close_time,
+            )
+            .where(o.c.offense_id.in_(ids), scope.qradar_filter(o))
+            .order_by(o.c.offense_id)
+        )
+    ).all()
     return [as_dict(r) for r in rows]
 
 
-async def incident_sla_of(session: ScopedSession, scope: Scope, incident: dict[str, Any]) -> dict[str, Any] | None:
+async def incident_sla_of(
+    session: ScopedSession, scope: Scope, incident: dict[str, Any]
+) -> dict[str, Any] | None:
     if scope.everything:
-        company_ids = (await session.execute(sa.text(
-            "SELECT company_id::text FROM soar_mapping WHERE active AND integration_id::text = :i AND account = :a LIMIT 1"),
-            {"i": incident["integration_id"], "a": incident["account"]})).scalars().all()
+        company_ids = (
+            (
+                await session.execute(
+                    sa.text(
+                        "SELECT company_id::text FROM soar_mapping WHERE active AND integration_id::text = :i AND account = :a LIMIT 1"
+                    ),
+                    {"i": incident["integration_id"], "a": incident["account"]},
+                )
+            )
+            .scalars()
+            .all()
+        )
         if not company_ids:
             return None
         company_id = company_ids[0]
@@ -335,13 +536,18 @@ async def incident_sla_of(session: ScopedSession, scope: Scope, incident: dict[s
     company_sla = await slamath.load_company_sla(session, company_id)
     target = company_sla.target(incident["priority"], incident["integration_id"], incident["account"])
     parse = lambda v: datetime.fromisoformat(v) if v else None  # noqa: E731
-    return slamath.incident_sla(parse(incident["created"]), {s: parse(incident[f"{s}_at"]) for s in slamath.STEPS},
-                                target, datetime.now(UTC))
+    return slamath.incident_sla(
+        parse(incident["created"]),
+        {s: parse(incident[f"{s}_at"]) for s in slamath.STEPS},
+        target,
+        datetime.now(UTC),
+    )
 
 
 @router.get("/soar-incidents/{incident_pk:int}/", dependencies=[DASHBOARD])
-async def get_incident(session: ScopedSession, scope: AnyScope,
-                       incident_pk: Annotated[int, Path(ge=0, le=BIGINT)]) -> dict[str, Any]:
+async def get_incident(
+    session: ScopedSession, scope: AnyScope, incident_pk: Annotated[int, Path(ge=0, le=BIGINT)]
+) -> dict[str, Any]:
     """One incident: every field, its notes, MITRE tactics and techniques, its SLA, the offenses
     it came from and the tickets opened for it."""
     row = (await session.execute(sa.select(i).where(i.c.id == incident_pk, scope.soar_filter(i)))).first()
@@ -349,13 +555,23 @@ async def get_incident(session: ScopedSession, scope: AnyScope,
         raise not_found("incident")
     incident = as_dict(row)
     n = t.soar_note
-    incident["notes"] = [as_dict(r) for r in (await session.execute(
-        sa.select(n.c.note_id, n.c.author, n.c.created, n.c.content, n.c.category)
-        .where(n.c.integration_id == incident["integration_id"], n.c.incident_id == incident["incident_id"])
-        .order_by(n.c.created, n.c.note_id))).all()]
+    incident["notes"] = [
+        as_dict(r)
+        for r in (
+            await session.execute(
+                sa.select(n.c.note_id, n.c.author, n.c.created, n.c.content, n.c.category)
+                .where(
+                    n.c.integration_id == incident["integration_id"],
+                    n.c.incident_id == incident["incident_id"],
+                )
+                .order_by(n.c.created, n.c.note_id)
+            )
+        ).all()
+    ]
     incident["mitre"] = {"tactics": incident["mitre_tactics"], "techniques": incident["mitre_techniques"]}
     incident["sla"] = await incident_sla_of(session, scope, incident)
     incident["offenses"] = await offenses_for_ids(session, scope, incident["offense_ids"])
     incident["tickets"] = (await tickets_for_incidents(session, scope, [incident["incident_id"]])).get(
-        incident["incident_id"], [])
+        incident["incident_id"], []
+    )
     return incident

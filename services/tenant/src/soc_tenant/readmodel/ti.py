@@ -28,14 +28,32 @@ from soc_tenant.readmodel.common import (
 router = APIRouter(prefix="/tenant", tags=["threat-intelligence"], route_class=ReadRoute)
 BIGINT = 2**63 - 1
 a = t.ti_alert
-ALERT_COLUMNS = [a.c.id, a.c.integration_id, a.c.short_id, a.c.title, a.c.status, a.c.tlp, a.c.published_time,
-                 a.c.tags, a.c.groups, a.c.category, a.c.version]
+ALERT_COLUMNS = [
+    a.c.id,
+    a.c.integration_id,
+    a.c.short_id,
+    a.c.title,
+    a.c.status,
+    a.c.tlp,
+    a.c.published_time,
+    a.c.tags,
+    a.c.groups,
+    a.c.category,
+    a.c.version,
+]
 ShortText = Annotated[str | None, Query(max_length=200)]
 
 
 @router.get("/threat-alerts/", dependencies=[THREAT_INTELLIGENCE])
-async def list_threat_alerts(session: ScopedSession, scope: AnyScope, page: PageParams, window: Range,
-                             q: TextQuery = None, status: ShortText = None, tlp: ShortText = None) -> Any:
+async def list_threat_alerts(
+    session: ScopedSession,
+    scope: AnyScope,
+    page: PageParams,
+    window: Range,
+    q: TextQuery = None,
+    status: ShortText = None,
+    tlp: ShortText = None,
+) -> Any:
     """Threat-intelligence alerts (filter: status, TLP, published from/to, text)."""
     filters = [scope.ti_filter(a), text_filter(q, a.c.title, a.c.short_id)]
     if status:
@@ -47,21 +65,31 @@ async def list_threat_alerts(session: ScopedSession, scope: AnyScope, page: Page
     if window.end:
         filters.append(a.c.published_time <= window.end)
     stmt = sa.select(*ALERT_COLUMNS).where(*filters)
-    order = ordering(page.sort, {"published_time": a.c.published_time, "title": a.c.title, "status": a.c.status,
-                                 "id": a.c.id}, "-published_time", a.c.id)
+    order = ordering(
+        page.sort,
+        {"published_time": a.c.published_time, "title": a.c.title, "status": a.c.status, "id": a.c.id},
+        "-published_time",
+        a.c.id,
+    )
     return await run_list(session, stmt, page, order, principal=scope.principal, name="threat-alerts")
 
 
 async def latest_alerts(session: ScopedSession, scope: Scope, limit: int = 5) -> list[dict[str, Any]]:
-    rows = (await session.execute(sa.select(a.c.id, a.c.short_id, a.c.title, a.c.status, a.c.tlp, a.c.published_time)
-                                  .where(scope.ti_filter(a))
-                                  .order_by(a.c.published_time.desc(), a.c.id.desc()).limit(limit))).all()
+    rows = (
+        await session.execute(
+            sa.select(a.c.id, a.c.short_id, a.c.title, a.c.status, a.c.tlp, a.c.published_time)
+            .where(scope.ti_filter(a))
+            .order_by(a.c.published_time.desc(), a.c.id.desc())
+            .limit(limit)
+        )
+    ).all()
     return [as_dict(r) for r in rows]
 
 
 @router.get("/threat-alerts/{alert_pk:int}/", dependencies=[THREAT_INTELLIGENCE])
-async def get_threat_alert(session: ScopedSession, scope: AnyScope,
-                           alert_pk: Annotated[int, Path(ge=0, le=BIGINT)]) -> dict[str, Any]:
+async def get_threat_alert(
+    session: ScopedSession, scope: AnyScope, alert_pk: Annotated[int, Path(ge=0, le=BIGINT)]
+) -> dict[str, Any]:
     """One alert with its content, tags, groups, recipient groups and category (with the
     category's fields)."""
     row = (await session.execute(sa.select(a).where(a.c.id == alert_pk, scope.ti_filter(a)))).first()
@@ -71,28 +99,63 @@ async def get_threat_alert(session: ScopedSession, scope: AnyScope,
     tag_ids = [x.get("id") for x in alert["tags"] if isinstance(x, dict)]
     if tag_ids:
         tg = t.ti_tag
-        known = {r.tag_id: r for r in (await session.execute(
-            sa.select(tg.c.tag_id, tg.c.tag_name, tg.c.tag_slug, tg.c.is_active)
-            .where(tg.c.integration_id == alert["integration_id"], tg.c.tag_id.in_(tag_ids)))).all()}
-        alert["tags"] = [{"id": x.get("id"), "name": x.get("name") or getattr(known.get(x.get("id")), "tag_name", None),
-                          "slug": getattr(known.get(x.get("id")), "tag_slug", None),
-                          "is_active": getattr(known.get(x.get("id")), "is_active", None)} for x in alert["tags"]]
+        known = {
+            r.tag_id: r
+            for r in (
+                await session.execute(
+                    sa.select(tg.c.tag_id, tg.c.tag_name, tg.c.tag_slug, tg.c.is_active).where(
+                        tg.c.integration_id == alert["integration_id"], tg.c.tag_id.in_(tag_ids)
+                    )
+                )
+            ).all()
+        }
+        alert["tags"] = [
+            {
+                "id": x.get("id"),
+                "name": x.get("name") or getattr(known.get(x.get("id")), "tag_name", None),
+                "slug": getattr(known.get(x.get("id")), "tag_slug", None),
+                "is_active": getattr(known.get(x.get("id")), "is_active", None),
+            }
+            for x in alert["tags"]
+        ]
     group_ids = [x.get("id") for x in alert["groups"] + alert["recipient_groups"] if isinstance(x, dict)]
     if group_ids:
         g = t.ti_group
-        known_groups = {r.group_id: as_dict(r) for r in (await session.execute(
-            sa.select(g.c.group_id, g.c.group_name, g.c.group_tlp, g.c.group_type)
-            .where(g.c.integration_id == alert["integration_id"], g.c.group_id.in_(group_ids)))).all()}
+        known_groups = {
+            r.group_id: as_dict(r)
+            for r in (
+                await session.execute(
+                    sa.select(g.c.group_id, g.c.group_name, g.c.group_tlp, g.c.group_type).where(
+                        g.c.integration_id == alert["integration_id"], g.c.group_id.in_(group_ids)
+                    )
+                )
+            ).all()
+        }
         for key in ("groups", "recipient_groups"):
-            alert[key] = [{**known_groups.get(x.get("id"), {}), "id": x.get("id"),
-                           "name": x.get("name") or known_groups.get(x.get("id"), {}).get("group_name")}
-                          for x in alert[key]]
+            alert[key] = [
+                {
+                    **known_groups.get(x.get("id"), {}),
+                    "id": x.get("id"),
+                    "name": x.get("name") or known_groups.get(x.get("id"), {}).get("group_name"),
+                }
+                for x in alert[key]
+            ]
     if alert["category"]:
         c = t.ti_category
-        category = (await session.execute(
-            sa.select(c.c.category_id, c.c.category_name, c.c.threat_indicator_fields, c.c.additional_fields,
-                      c.c.required_fields)
-            .where(c.c.integration_id == alert["integration_id"], c.c.category_id == alert["category"].get("id")))).first()
+        category = (
+            await session.execute(
+                sa.select(
+                    c.c.category_id,
+                    c.c.category_name,
+                    c.c.threat_indicator_fields,
+                    c.c.additional_fields,
+                    c.c.required_fields,
+                ).where(
+                    c.c.integration_id == alert["integration_id"],
+                    c.c.category_id == alert["category"].get("id"),
+                )
+            )
+        ).first()
         if category is not None:
             alert["category"] = {**alert["category"], **as_dict(category)}
     return alert

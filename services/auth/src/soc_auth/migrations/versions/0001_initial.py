@@ -37,8 +37,12 @@ ROLE_PERMISSIONS = {
 
 
 def _ts(name: str, nullable: bool = True, default: bool = False) -> sa.Column:
-    return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable,
-                     server_default=sa.text("now()") if default else None)
+    return sa.Column(
+        name,
+        sa.DateTime(timezone=True),
+        nullable=nullable,
+        server_default=sa.text("now()") if default else None,
+    )
 
 
 def upgrade() -> None:
@@ -51,7 +55,9 @@ def upgrade() -> None:
         sa.Column("auth_source", sa.String(16), nullable=False),
         sa.Column("password_hash", sa.Text()),
         sa.Column("directory_dn", sa.Text()),
-        sa.Column("directory_groups", postgresql.ARRAY(sa.Text()), nullable=False, server_default=sa.text("'{}'")),
+        sa.Column(
+            "directory_groups", postgresql.ARRAY(sa.Text()), nullable=False, server_default=sa.text("'{}'")
+        ),
         sa.Column("is_admin", sa.Boolean(), nullable=False, server_default=sa.false()),
         sa.Column("is_tenant", sa.Boolean(), nullable=False, server_default=sa.false()),
         sa.Column("is_read_only", sa.Boolean(), nullable=False, server_default=sa.false()),
@@ -59,7 +65,9 @@ def upgrade() -> None:
         sa.Column("is_deleted", sa.Boolean(), nullable=False, server_default=sa.false()),
         sa.Column("disabled_by_company", sa.Boolean(), nullable=False, server_default=sa.false()),
         sa.Column("company_id", sa.String(64)),
-        sa.Column("permissions", postgresql.ARRAY(sa.String(32)), nullable=False, server_default=sa.text("'{}'")),
+        sa.Column(
+            "permissions", postgresql.ARRAY(sa.String(32)), nullable=False, server_default=sa.text("'{}'")
+        ),
         sa.Column("created_by", sa.Uuid()),
         _ts("created_at", nullable=False, default=True),
         _ts("updated_at", nullable=False, default=True),
@@ -72,8 +80,13 @@ def upgrade() -> None:
         sa.CheckConstraint("NOT is_tenant OR company_id IS NOT NULL", name="ck_users_tenant_has_company"),
     )
     op.create_index("ux_users_username", "users", [sa.text("lower(username)")], unique=True)
-    op.create_index("ux_users_email", "users", [sa.text("lower(email)")], unique=True,
-                    postgresql_where=sa.text("email IS NOT NULL"))
+    op.create_index(
+        "ux_users_email",
+        "users",
+        [sa.text("lower(email)")],
+        unique=True,
+        postgresql_where=sa.text("email IS NOT NULL"),
+    )
     op.create_index("ix_users_company_id", "users", ["company_id"])
     op.create_index("ix_users_created_at", "users", ["created_at"])
 
@@ -86,7 +99,9 @@ def upgrade() -> None:
     )
     op.create_table(
         "role_permission",
-        sa.Column("role_id", sa.SmallInteger(), sa.ForeignKey("role.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column(
+            "role_id", sa.SmallInteger(), sa.ForeignKey("role.id", ondelete="CASCADE"), primary_key=True
+        ),
         sa.Column("permission", sa.String(32), primary_key=True),
         sa.Column("permission_text", sa.String(64), nullable=False),
     )
@@ -95,13 +110,28 @@ def upgrade() -> None:
         sa.Column("user_id", sa.Uuid(), sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
         sa.Column("role_id", sa.SmallInteger(), sa.ForeignKey("role.id"), primary_key=True),
     )
-    role_table = sa.table("role", sa.column("id", sa.SmallInteger()), sa.column("name", sa.String()),
-                          sa.column("scope", sa.String()), sa.column("description", sa.String()))
+    role_table = sa.table(
+        "role",
+        sa.column("id", sa.SmallInteger()),
+        sa.column("name", sa.String()),
+        sa.column("scope", sa.String()),
+        sa.column("description", sa.String()),
+    )
     op.bulk_insert(role_table, [{"id": i, "name": n, "scope": s, "description": d} for i, n, s, d in ROLES])
-    grant_table = sa.table("role_permission", sa.column("role_id", sa.SmallInteger()),
-                           sa.column("permission", sa.String()), sa.column("permission_text", sa.String()))
-    op.bulk_insert(grant_table, [{"role_id": r, "permission": p, "permission_text": PERMISSIONS[p]}
-                                 for r, perms in ROLE_PERMISSIONS.items() for p in perms])
+    grant_table = sa.table(
+        "role_permission",
+        sa.column("role_id", sa.SmallInteger()),
+        sa.column("permission", sa.String()),
+        sa.column("permission_text", sa.String()),
+    )
+    op.bulk_insert(
+        grant_table,
+        [
+            {"role_id": r, "permission": p, "permission_text": PERMISSIONS[p]}
+            for r, perms in ROLE_PERMISSIONS.items()
+            for p in perms
+        ],
+    )
 
     op.create_table(
         "signing_key",
@@ -167,11 +197,18 @@ def upgrade() -> None:
     )
     op.create_table(
         "directory_group",
-        sa.Column("company_id", sa.String(64), sa.ForeignKey("company.company_id", ondelete="CASCADE"), primary_key=True),
+        sa.Column(
+            "company_id",
+            sa.String(64),
+            sa.ForeignKey("company.company_id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
         sa.Column("group_key", sa.String(512), primary_key=True),
         sa.Column("ldap_group", sa.Text(), nullable=False),
         sa.Column("tenant_role", sa.String(32), nullable=False),
-        sa.Column("permissions", postgresql.ARRAY(sa.String(32)), nullable=False, server_default=sa.text("'{}'")),
+        sa.Column(
+            "permissions", postgresql.ARRAY(sa.String(32)), nullable=False, server_default=sa.text("'{}'")
+        ),
     )
     op.create_index("ix_directory_group_group_key", "directory_group", ["group_key"])
 
@@ -192,6 +229,18 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("outbox", "user_preference", "directory_group", "company", "login_throttle", "login_attempt",
-                  "refresh_token", "signing_key", "user_role", "role_permission", "role", "users"):
+    for table in (
+        "outbox",
+        "user_preference",
+        "directory_group",
+        "company",
+        "login_throttle",
+        "login_attempt",
+        "refresh_token",
+        "signing_key",
+        "user_role",
+        "role_permission",
+        "role",
+        "users",
+    ):
         op.drop_table(table)

@@ -30,8 +30,13 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     )
-    op.create_index("uq_company_name", "company", [sa.text("lower(name)")], unique=True,
-                    postgresql_where=sa.text("deleted_at IS NULL"))
+    op.create_index(
+        "uq_company_name",
+        "company",
+        [sa.text("lower(name)")],
+        unique=True,
+        postgresql_where=sa.text("deleted_at IS NULL"),
+    )
     # The company row itself is scoped too: a tenant user sees only its own company.
     for stmt in rls_policy_sql("company", "id"):
         op.execute(stmt)

@@ -56,7 +56,9 @@ def upgrade() -> None:
         sa.CheckConstraint(_TENANT_ROLE, name="ck_directory_group_role"),
     )
     # One group decides one company: the same group on two companies would be ambiguous at login.
-    op.create_index("uq_directory_group", "company_directory_group", [sa.text("lower(ldap_group)")], unique=True)
+    op.create_index(
+        "uq_directory_group", "company_directory_group", [sa.text("lower(ldap_group)")], unique=True
+    )
     op.create_index("ix_directory_group_company", "company_directory_group", ["company_id"])
     _rls("company_directory_group")
 
@@ -114,24 +116,49 @@ def upgrade() -> None:
         sa.Column("modified_by", sa.Text),
         *_timestamps(),
         sa.Column("deleted_at", sa.DateTime(timezone=True)),
-        sa.CheckConstraint("integration_type IN ('SIEM', 'SOAR', 'ITSM', 'THREAT_INTELLIGENCE')", name="ck_integration_type"),
-        sa.CheckConstraint("subtype IN ('IBM_QRADAR', 'CORTEX_XSOAR', 'MANAGEENGINE_SDP', 'CYWARE')", name="ck_integration_subtype"),
-        sa.CheckConstraint("credential_kind IN ('API_KEY', 'USERNAME_PASSWORD', 'SECRET_KEY_ACCESS_KEY')", name="ck_credential_kind"),
-        sa.CheckConstraint("status IN ('pending', 'active', 'error', 'disabled')", name="ck_integration_status"),
+        sa.CheckConstraint(
+            "integration_type IN ('SIEM', 'SOAR', 'ITSM', 'THREAT_INTELLIGENCE')", name="ck_integration_type"
+        ),
+        sa.CheckConstraint(
+            "subtype IN ('IBM_QRADAR', 'CORTEX_XSOAR', 'MANAGEENGINE_SDP', 'CYWARE')",
+            name="ck_integration_subtype",
+        ),
+        sa.CheckConstraint(
+            "credential_kind IN ('API_KEY', 'USERNAME_PASSWORD', 'SECRET_KEY_ACCESS_KEY')",
+            name="ck_credential_kind",
+        ),
+        sa.CheckConstraint(
+            "status IN ('pending', 'active', 'error', 'disabled')", name="ck_integration_status"
+        ),
         sa.CheckConstraint("polling_interval_seconds BETWEEN 30 AND 86400", name="ck_polling_interval"),
-        sa.CheckConstraint("(integration_type = 'THREAT_INTELLIGENCE') = (company_id IS NOT NULL)", name="ck_ti_company"),
+        sa.CheckConstraint(
+            "(integration_type = 'THREAT_INTELLIGENCE') = (company_id IS NOT NULL)", name="ck_ti_company"
+        ),
     )
-    op.create_index("uq_integration_instance_name", "integration", ["subtype", sa.text("lower(instance_name)")],
-                    unique=True, postgresql_where=sa.text("deleted_at IS NULL"))
+    op.create_index(
+        "uq_integration_instance_name",
+        "integration",
+        ["subtype", sa.text("lower(instance_name)")],
+        unique=True,
+        postgresql_where=sa.text("deleted_at IS NULL"),
+    )
     # The seed's ThreatIntelligenceTenant: one threat-intelligence integration per company.
-    op.create_index("uq_integration_ti_company", "integration", ["company_id"], unique=True,
-                    postgresql_where=sa.text("integration_type = 'THREAT_INTELLIGENCE' AND deleted_at IS NULL"))
+    op.create_index(
+        "uq_integration_ti_company",
+        "integration",
+        ["company_id"],
+        unique=True,
+        postgresql_where=sa.text("integration_type = 'THREAT_INTELLIGENCE' AND deleted_at IS NULL"),
+    )
 
     # --- mappings of vendor tenants to companies -----------------------------------------------
     op.add_column("qradar_mapping", sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()))
     op.add_column("qradar_mapping", sa.Column("inactive_reason", sa.Text))
     op.add_column("qradar_mapping", sa.Column("created_by", sa.Text))
-    op.add_column("qradar_mapping", sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=_NOW))
+    op.add_column(
+        "qradar_mapping",
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=_NOW),
+    )
 
     op.create_table(
         "soar_mapping",
@@ -207,10 +234,13 @@ def upgrade() -> None:
         sa.CheckConstraint(_LEVEL, name="ck_sla_default_level"),
         sa.CheckConstraint(_MINUTES, name="ck_sla_default_minutes"),
     )
-    op.bulk_insert(sla_default, [
-        {"level": level, "tta_minutes": tta, "ttn_minutes": ttn, "ttdn_minutes": ttdn}
-        for level, (tta, ttn, ttdn) in DEFAULT_SLA.items()
-    ])
+    op.bulk_insert(
+        sla_default,
+        [
+            {"level": level, "tta_minutes": tta, "ttn_minutes": ttn, "ttdn_minutes": ttdn}
+            for level, (tta, ttn, ttdn) in DEFAULT_SLA.items()
+        ],
+    )
 
     op.create_table(
         "sla_company",
@@ -228,9 +258,12 @@ def upgrade() -> None:
         sa.CheckConstraint(_LEVEL, name="ck_sla_company_level"),
         sa.CheckConstraint(_MINUTES, name="ck_sla_company_minutes"),
     )
-    op.create_index("uq_sla_company", "sla_company",
-                    ["company_id", sa.text("coalesce(integration_id, '')"), sa.text("coalesce(account, '')"), "level"],
-                    unique=True)
+    op.create_index(
+        "uq_sla_company",
+        "sla_company",
+        ["company_id", sa.text("coalesce(integration_id, '')"), sa.text("coalesce(account, '')"), "level"],
+        unique=True,
+    )
     _rls("sla_company")
 
     # --- support chat ----------------------------------------------------------------------------
@@ -264,8 +297,12 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_NOW),
         sa.Column("done_at", sa.DateTime(timezone=True)),
     )
-    op.create_index("ix_pending_action_due", "pending_action", ["next_attempt_at"],
-                    postgresql_where=sa.text("done_at IS NULL"))
+    op.create_index(
+        "ix_pending_action_due",
+        "pending_action",
+        ["next_attempt_at"],
+        postgresql_where=sa.text("done_at IS NULL"),
+    )
     _rls("pending_action")
 
     # --- transactional outbox: events committed with the change that caused them ---------------
@@ -278,7 +315,9 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_NOW),
         sa.Column("published_at", sa.DateTime(timezone=True)),
     )
-    op.create_index("ix_outbox_unpublished", "outbox", ["id"], postgresql_where=sa.text("published_at IS NULL"))
+    op.create_index(
+        "ix_outbox_unpublished", "outbox", ["id"], postgresql_where=sa.text("published_at IS NULL")
+    )
     # Requests only append to the outbox (and read back the new id); the events (chat messages of every
     # company among them) are read and published by the owner role alone.
     op.execute("""DO $$ BEGIN
@@ -291,11 +330,27 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("outbox", "pending_action", "chat_message", "sla_company", "sla_default",
-                  "integration_sync_report", "itsm_mapping", "soar_mapping", "integration", "tenant_member",
-                  "company_directory_group"):
+    for table in (
+        "outbox",
+        "pending_action",
+        "chat_message",
+        "sla_company",
+        "sla_default",
+        "integration_sync_report",
+        "itsm_mapping",
+        "soar_mapping",
+        "integration",
+        "tenant_member",
+        "company_directory_group",
+    ):
         op.drop_table(table)
     for column in ("updated_at", "created_by", "inactive_reason", "active"):
         op.drop_column("qradar_mapping", column)
-    for column in ("deleted_by", "modified_by", "profile_picture_updated_at", "profile_picture_type", "profile_picture"):
+    for column in (
+        "deleted_by",
+        "modified_by",
+        "profile_picture_updated_at",
+        "profile_picture_type",
+        "profile_picture",
+    ):
         op.drop_column("company", column)
