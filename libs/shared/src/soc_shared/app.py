@@ -18,6 +18,7 @@ from loguru import logger
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from soc_shared.api import ERROR_RESPONSES
 from soc_shared.context import request_id_var
 from soc_shared.errors import error_response, install_error_handlers, is_nul_input
 from soc_shared.logging import setup_logging
@@ -156,6 +157,7 @@ def create_service_app(
         docs_url=None,
         redoc_url=None,
         openapi_url="/openapi.json",
+        responses=ERROR_RESPONSES,
     )
     app.state.settings = settings
     install_error_handlers(app)

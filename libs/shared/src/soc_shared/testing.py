@@ -100,6 +100,7 @@ def prepare_session() -> Stack:
 
     stack = start_containers() if docker_available() else start_local()
     os.environ["SOC_ENV"] = "test"
+    os.environ["SOC_CHECK_RESPONSES"] = "1"
     os.environ["SOC_DB_NAME"] = TEST_DB
     hostport = os.environ.get("SOC_AMQP_HOSTPORT", "127.0.0.1:5672")
     os.environ["SOC_AMQP_URL"] = f"amqp://soc:soc@{hostport}/{TEST_VHOST}"

@@ -21,8 +21,11 @@ from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
 from fastapi import Depends, Query, Request
+from fastapi.datastructures import DefaultPlaceholder
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
+from pydantic import TypeAdapter
+from soc_shared.api import CSV, checking_responses, file_responses
 from soc_shared.errors import ApiError
 from soc_shared.security import CurrentPrincipal, Principal, company_scope, require_permission
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -45,19 +48,47 @@ class FastJSONResponse(JSONResponse):
 
 class ReadRoute(APIRoute):
     """Routes of the read model answer their dicts with a plain ``json.dumps``: the views build
-    JSON-ready dicts already, and FastAPI's validation of ``dict[str, Any]`` return values cost
-    more than the database for a 50-row page."""
+    JSON-ready dicts already, and FastAPI's validation of a response model costs more than the
+    database for a 50-row page. The declared ``response_model`` documents the answer (it becomes
+    the 200 response's schema) and, under ``SOC_CHECK_RESPONSES`` (the tests), every answer is
+    validated against it before it leaves."""
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         original = endpoint
+        model = kwargs.get("response_model")
+        if isinstance(model, DefaultPlaceholder):
+            model = None
+        checker = TypeAdapter(model) if model is not None and checking_responses() else None
+        if model is not None:
+            status = kwargs.get("status_code")
+            status = 200 if status is None or isinstance(status, DefaultPlaceholder) else status
+            responses = dict(kwargs.get("responses") or {})
+            documented = dict(responses.get(status) or {})
+            documented.setdefault("model", model)
+            responses[status] = documented
+            kwargs["responses"] = responses
 
         @functools.wraps(original)
         async def answer(*args: Any, **kw: Any) -> Any:
             result = await original(*args, **kw)
-            return result if isinstance(result, Response) else FastJSONResponse(result)
+            if isinstance(result, Response):
+                return result
+            response = FastJSONResponse(result)
+            if checker is not None:
+                checker.validate_json(response.body)
+            return response
 
         kwargs["response_model"] = None
         super().__init__(path, answer, **kwargs)
+
+
+def list_responses(*, csv: bool = True) -> dict[int | str, Any]:
+    """``responses=`` of a list that also answers ``?format=csv`` (the whole filtered list)."""
+    return (
+        file_responses(CSV, description="The page as JSON, or with ?format=csv the whole list as CSV.")
+        if csv
+        else {}
+    )
 
 
 # -------------------------------------------------------------------------------------- scope
