@@ -6,14 +6,14 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from soc_shared.testing import VENDOR_SAMPLES
 from soc_simulators.sdp import AUTH_TOKEN, OAUTH_TOKEN, SDP_ACCEPT, UDF_SOAR_ID, create_app
 
-SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "vendor-samples" / "sdp"
+SAMPLES = VENDOR_SAMPLES / "sdp"
 ON_PREM = {"authtoken": AUTH_TOKEN, "Accept": SDP_ACCEPT}
 CLOUD = {"Authorization": f"Zoho-oauthtoken {OAUTH_TOKEN}", "Accept": SDP_ACCEPT}
 SUCCESS = {"status_code": 2000, "status": "success"}

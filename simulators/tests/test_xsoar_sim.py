@@ -8,12 +8,12 @@ import json
 import time
 from collections.abc import AsyncIterator
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from jsonschema import Draft4Validator
+from soc_shared.testing import VENDOR_SAMPLES
 from soc_simulators.xsoar import (
     API_KEY,
     API_KEY_V8,
@@ -24,7 +24,7 @@ from soc_simulators.xsoar import (
     parse_time_us,
 )
 
-SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "vendor-samples"
+SAMPLES = VENDOR_SAMPLES
 V6 = {"Authorization": API_KEY}
 V8 = {"Authorization": API_KEY_V8, "x-xdr-auth-id": API_KEY_V8_ID}
 ERROR_KEYS = {"id", "status", "title", "detail", "error", "encrypted", "multires"}

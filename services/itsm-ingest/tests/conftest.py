@@ -26,11 +26,11 @@ from soc_shared.bus import Bus
 from soc_shared.db import Database, migrate
 from soc_shared.events import IncidentSeverity, IncidentStatus, IntegrationChanged, SoarIncident
 from soc_shared.sync import Ingestor
-from soc_shared.testing import EventTap, ServerThread, free_port
+from soc_shared.testing import VENDOR_SAMPLES, EventTap, ServerThread, free_port
 from soc_shared.vendor_http import RetryPolicy
 from soc_simulators import sdp as sdp_sim
 
-SAMPLES = Path(__file__).resolve().parents[3].parent / "shared" / "vendor-samples" / "sdp"
+SAMPLES = VENDOR_SAMPLES / "sdp"
 TOKEN = sdp_sim.AUTH_TOKEN
 OAUTH = sdp_sim.OAUTH_TOKEN
 UDF = f"udf_fields.{sdp_sim.UDF_SOAR_ID}"

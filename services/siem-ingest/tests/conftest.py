@@ -20,13 +20,13 @@ from soc_shared.bus import Bus
 from soc_shared.db import Database, migrate
 from soc_shared.events import IntegrationChanged
 from soc_shared.sync import Ingestor
-from soc_shared.testing import EventTap, ServerThread, free_port
+from soc_shared.testing import VENDOR_SAMPLES, EventTap, ServerThread, free_port
 from soc_shared.vendor_http import RetryPolicy
 from soc_siem_ingest.config import Settings
 from soc_siem_ingest.resources import RESOURCES, client_for
 from soc_simulators import qradar as qradar_sim
 
-SAMPLES = Path(__file__).resolve().parents[3].parent / "shared" / "vendor-samples" / "qradar"
+SAMPLES = VENDOR_SAMPLES / "qradar"
 TOKEN = qradar_sim.DEFAULT_TOKEN
 FAST_RETRY = RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.05, max_retry_after=2)
 

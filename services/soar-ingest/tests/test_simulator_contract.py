@@ -13,22 +13,16 @@ from __future__ import annotations
 import copy
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import httpx
 import jsonschema
 import pytest
+from soc_shared.testing import VENDOR_SAMPLES
 from soc_simulators import xsoar
 from soc_soar_ingest.client import XsoarClient
 
-SWAGGER = (
-    Path(__file__).resolve().parents[3].parent
-    / "shared"
-    / "vendor-samples"
-    / "xsoar"
-    / "server_api_swagger.json"
-)
+SWAGGER = VENDOR_SAMPLES / "xsoar" / "server_api_swagger.json"
 H6 = {"Authorization": xsoar.API_KEY}
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
 

@@ -16,7 +16,8 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[4]
 SHARED_DIR = REPO_ROOT.parent / "shared"
-VENDOR_SAMPLES = SHARED_DIR / "vendor-samples"
+# Recorded vendor answers, copied into the repository (tests never read files outside it).
+VENDOR_SAMPLES = REPO_ROOT / "tests" / "fixtures" / "vendor-samples"
 
 # One database and vhost per test session; override to run two sessions side by side.
 TEST_DB = os.environ.get("SOC_TEST_DB", "soc_test")
