@@ -23,6 +23,10 @@ events they hold, ``BatchConsumer.max_events_in_flight``).
 from __future__ import annotations
 
 import gc
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 GC_THRESHOLDS = (50_000, 20, 100)
 
@@ -33,3 +37,25 @@ def tune_gc(thresholds: tuple[int, int, int] = GC_THRESHOLDS) -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(*thresholds)
+
+
+def run_service(settings: Any, create_app: Callable[[Any], Any], migrations: Path | None = None) -> None:
+    """A service's entry point: ``python -m soc_<service> [serve|migrate]``.
+
+    ``migrate`` upgrades the service's schema and exits (the step an orchestrator runs once per
+    release, before the new pods start); ``serve`` (the default) migrates first unless
+    ``SOC_MIGRATE_ON_START=false`` says another step already did, then serves."""
+    import uvicorn
+
+    from soc_shared.db import migrate
+
+    command = sys.argv[1] if len(sys.argv) > 1 else "serve"
+    if command not in ("serve", "migrate"):
+        sys.exit(f"usage: python -m {settings.__class__.__module__.split('.')[0]} [serve|migrate]")
+    if migrations is not None and (command == "migrate" or settings.migrate_on_start):
+        migrate(settings, migrations)
+    if command == "migrate":
+        return
+    app = create_app(settings)
+    tune_gc()
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)

@@ -42,6 +42,9 @@ class ServiceSettings(BaseSettings):
     db_schema: str = ""
     db_pool_size: int = 10
     db_max_overflow: int = 10
+    # Upgrade this service's schema before serving. Off where migrations run as their own step
+    # (a Kubernetes Job running ``python -m soc_<service> migrate`` before the rollout).
+    migrate_on_start: bool = Field(default_factory=suite_default("MIGRATE_ON_START", "true"))  # type: ignore[arg-type]
 
     amqp_url: SecretStr = Field(
         default_factory=lambda: SecretStr(_env("SOC_AMQP_URL", "amqp://soc:soc@127.0.0.1:5672/soc"))

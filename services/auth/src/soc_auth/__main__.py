@@ -52,7 +52,8 @@ def main() -> None:
         ok = asyncio.run(_set_password(settings, args.username, password))
         print("password changed" if ok else f"no local account named {args.username!r}")  # noqa: T201
         sys.exit(0 if ok else 1)
-    migrate(settings, MIGRATIONS)
+    if settings.migrate_on_start:
+        migrate(settings, MIGRATIONS)
     from soc_auth.main import create_app
 
     app = create_app(settings)

@@ -1,19 +1,13 @@
 from pathlib import Path
 
-import uvicorn
-from soc_shared.db import migrate
-from soc_shared.runtime import tune_gc
+from soc_shared.runtime import run_service
 
 from soc_soar_ingest.config import Settings
 from soc_soar_ingest.main import create_app
 
 
 def main() -> None:
-    settings = Settings()
-    migrate(settings, Path(__file__).parent / "migrations")
-    app = create_app(settings)
-    tune_gc()
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
+    run_service(Settings(), create_app, Path(__file__).parent / "migrations")
 
 
 if __name__ == "__main__":
