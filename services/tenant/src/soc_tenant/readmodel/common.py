@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from enum import IntEnum
 from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
@@ -252,11 +253,26 @@ PageParams = Annotated[Page, Depends(page_params)]
 class TimeRange:
     start: datetime | None
     end: datetime | None
+    preset: int | None = None  # the ``filter_type`` it came from, if any
 
     def bounded(self, days: int = 30) -> TimeRange:
         """The range with defaults filled in: ``days`` back from ``to`` (or now)."""
         end = self.end or datetime.now(UTC)
-        return TimeRange(self.start or end - timedelta(days=days), end)
+        return TimeRange(self.start or end - timedelta(days=days), end, self.preset)
+
+    def previous(self, now: datetime | None = None) -> TimeRange | None:
+        """The period of the same length just before this one (None for an open start)."""
+        if self.start is None:
+            return None
+        end = self.end or now or datetime.now(UTC)
+        if self.preset is not None and self.preset != FilterType.custom:
+            # whole days: today vs yesterday, the last 7 days vs the 7 before, ...
+            days = PRESET_DAYS[FilterType(self.preset)]
+            return TimeRange(self.start - timedelta(days=days), self.start - timedelta(microseconds=1))
+        length = end - self.start
+        return TimeRange(
+            self.start - length - timedelta(microseconds=1), self.start - timedelta(microseconds=1)
+        )
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -265,21 +281,109 @@ def _aware(value: datetime | None) -> datetime | None:
     return value
 
 
+class FilterType(IntEnum):
+    """The original product's time presets (``filter_type``): whole UTC days ending today."""
+
+    today = 1
+    week = 2
+    month = 3
+    custom = 9
+
+
+PRESET_DAYS = {FilterType.today: 1, FilterType.week: 7, FilterType.month: 30}
+
+
+def bad_param(parameter: str, message: str, **details: Any) -> ApiError:
+    """A filter value that cannot be used: 422 naming the query parameter."""
+    return ApiError(422, "invalid_parameter", message, {"parameter": parameter, **details})
+
+
+def parse_day(parameter: str, value: str | None) -> date | None:
+    """A ``YYYY-MM-DD`` query value; an empty value counts as absent (as the original's forms send)."""
+    if value is None or not value.strip():
+        return None
+    try:
+        day = date.fromisoformat(value.strip())
+    except ValueError:
+        raise bad_param(parameter, f"{parameter} must be a date (YYYY-MM-DD)") from None
+    if not (1970 <= day.year <= 9998):
+        raise bad_param(parameter, f"{parameter} must be between 1970 and 9998")
+    return day
+
+
+def day_start(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def day_end(day: date) -> datetime:
+    return day_start(day) + timedelta(days=1) - timedelta(microseconds=1)
+
+
+def preset_window(
+    filter_type: FilterType | None,
+    start_date: date | None,
+    end_date: date | None,
+    now: datetime | None = None,
+) -> TimeRange | None:
+    """The window a ``filter_type`` (and ``start_date``/``end_date``) stands for, None without one.
+
+    1 today, 2 the last 7 days, 3 the last 30 days (each counted in whole UTC days, today included,
+    open-ended at now); 9 from ``start_date`` to ``end_date`` inclusive. Dates without a
+    ``filter_type`` are a custom range as well; with 1/2/3 they are ignored, as the original did."""
+    if filter_type is None and start_date is None and end_date is None:
+        return None
+    if filter_type in PRESET_DAYS:
+        today = (now or datetime.now(UTC)).date()
+        return TimeRange(day_start(today - timedelta(days=PRESET_DAYS[filter_type] - 1)), None, filter_type)
+    if filter_type is FilterType.custom:
+        for name, value in (("start_date", start_date), ("end_date", end_date)):
+            if value is None:
+                raise bad_param(name, f"filter_type=9 (custom range) needs {name}")
+    if start_date is not None and end_date is not None and start_date > end_date:
+        raise bad_param("start_date", "start_date must not be after end_date")
+    return TimeRange(
+        day_start(start_date) if start_date else None,
+        day_end(end_date) if end_date else None,
+        FilterType.custom,
+    )
+
+
 def time_range(
     start: Annotated[datetime | None, Query(alias="from", description="ISO 8601; naive means UTC")] = None,
     end: Annotated[datetime | None, Query(alias="to", description="ISO 8601; naive means UTC")] = None,
+    filter_type: Annotated[
+        FilterType | None,
+        Query(
+            description="the original's presets: 1 today, 2 last 7 days, 3 last 30 days, 9 start_date..end_date"
+        ),
+    ] = None,
+    start_date: Annotated[
+        str | None, Query(max_length=32, description="YYYY-MM-DD, first day (with filter_type=9 or alone)")
+    ] = None,
+    end_date: Annotated[
+        str | None,
+        Query(max_length=32, description="YYYY-MM-DD, last day included (with filter_type=9 or alone)"),
+    ] = None,
 ) -> TimeRange:
     start, end = _aware(start), _aware(end)
+    preset = preset_window(filter_type, parse_day("start_date", start_date), parse_day("end_date", end_date))
+    if preset is not None:
+        if start is not None or end is not None:
+            raise bad_param(
+                "filter_type" if filter_type is not None else "start_date",
+                "use either from/to or filter_type/start_date/end_date, not both",
+            )
+        return preset
     if start is not None and end is not None and start > end:
         raise ApiError(
-            400,
+            422,
             "invalid_range",
             "'from' must not be after 'to'",
-            {"from": start.isoformat(), "to": end.isoformat()},
+            {"parameter": "from", "from": start.isoformat(), "to": end.isoformat()},
         )
-    for value in (start, end):
+    for name, value in (("from", start), ("to", end)):
         if value is not None and not (1970 <= value.year <= 9998):
-            raise ApiError(400, "invalid_range", "dates must be between 1970 and 9998")
+            raise ApiError(422, "invalid_range", "dates must be between 1970 and 9998", {"parameter": name})
     return TimeRange(start, end)
 
 

@@ -6,15 +6,16 @@ within a few dozen milliseconds at millions of offenses and incidents per compan
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from soc_shared.security import AdminPrincipal
 
 from soc_tenant.db import ScopedSession
 from soc_tenant.readmodel import sla as slamath
 from soc_tenant.readmodel import tables as t
+from soc_tenant.readmodel.cards import CARDS, CardFilters, incident_cards_with_change, parse_statuses
 from soc_tenant.readmodel.common import (
     DASHBOARD,
     NO_JIT,
@@ -25,11 +26,13 @@ from soc_tenant.readmodel.common import (
     Scope,
     TimeRange,
     as_dict,
+    bad_param,
+    clean_str,
 )
 from soc_tenant.readmodel.itsm import is_open
 from soc_tenant.readmodel.siem import asset_health, eps_summary
 from soc_tenant.readmodel.sla_views import compliance
-from soc_tenant.readmodel.soar import OPEN_STATUSES, incident_cards
+from soc_tenant.readmodel.soar import OPEN_STATUSES, PriorityList, incident_cards
 from soc_tenant.readmodel.ti import latest_alerts
 
 router = APIRouter(tags=["dashboard"], route_class=ReadRoute)
@@ -41,12 +44,28 @@ def _has(scope: Scope, permission: str) -> bool:
     return p.is_admin or p.is_service or permission in p.permissions
 
 
-async def offense_widget(session: ScopedSession, scope: Scope) -> dict[str, Any]:
-    r = t.offense_totals
+def _days_of(table: sa.Table, window: TimeRange) -> list[Any]:
+    out = []
+    if window.start is not None:
+        out.append(table.c.day >= window.start.astimezone(UTC).date())
+    if window.end is not None:
+        out.append(table.c.day <= window.end.astimezone(UTC).date())
+    return out
+
+
+def _windowed(window: TimeRange) -> bool:
+    return window.start is not None or window.end is not None
+
+
+async def offense_widget(
+    session: ScopedSession, scope: Scope, window: TimeRange = TimeRange(None, None)
+) -> dict[str, Any]:
+    # All time: the totals rollup; a window: the daily one (offenses started on those days).
+    r = t.offense_daily if _windowed(window) else t.offense_totals
     rows = (
         await session.execute(
             sa.select(r.c.status, r.c.severity, sa.func.sum(r.c.n))
-            .where(scope.qradar_filter(r))
+            .where(scope.qradar_filter(r), *(_days_of(r, window) if _windowed(window) else []))
             .group_by(r.c.status, r.c.severity)
         )
     ).all()
@@ -64,15 +83,17 @@ async def offense_widget(session: ScopedSession, scope: Scope) -> dict[str, Any]
     }
 
 
-async def ticket_widget(session: ScopedSession, scope: Scope) -> dict[str, Any]:
-    r = t.ticket_totals
+async def ticket_widget(
+    session: ScopedSession, scope: Scope, window: TimeRange = TimeRange(None, None)
+) -> dict[str, Any]:
+    r = t.ticket_daily if _windowed(window) else t.ticket_totals
     total, open_, overdue = (
         await session.execute(
             sa.select(
                 sa.func.coalesce(sa.func.sum(r.c.n), 0),
                 sa.func.coalesce(sa.func.sum(r.c.n).filter(is_open(r.c.status)), 0),
                 sa.func.coalesce(sa.func.sum(r.c.n).filter(is_open(r.c.status), r.c.is_overdue), 0),
-            ).where(scope.itsm_filter(r))
+            ).where(scope.itsm_filter(r), *(_days_of(r, window) if _windowed(window) else []))
         )
     ).one()
     return {
@@ -83,8 +104,10 @@ async def ticket_widget(session: ScopedSession, scope: Scope) -> dict[str, Any]:
     }
 
 
-async def trends(session: ScopedSession, scope: Scope, days: int = TREND_DAYS) -> dict[str, Any]:
-    today = datetime.now(UTC).date()
+async def trends(
+    session: ScopedSession, scope: Scope, days: int = TREND_DAYS, last: date | None = None
+) -> dict[str, Any]:
+    today = last or datetime.now(UTC).date()
     first = today - timedelta(days=days - 1)
     series = [first + timedelta(days=n) for n in range(days)]
 
@@ -113,19 +136,79 @@ async def trends(session: ScopedSession, scope: Scope, days: int = TREND_DAYS) -
     }
 
 
+OUR_WIDGETS = ("offenses", "incidents", "sla", "tickets", "eps", "assets", "threat_alerts", "trends")
+WIDGETS = (*CARDS, *OUR_WIDGETS)
+MAX_TREND_DAYS = 366
+
+
+def parse_widgets(filters: str | None) -> set[str] | None:
+    """``filters``: the comma-separated widgets to answer (all without it); 422 for an unknown one."""
+    if filters is None or not filters.strip():
+        return None
+    wanted = {f.strip() for f in filters.split(",") if f.strip()}
+    unknown = sorted(wanted - set(WIDGETS))
+    if unknown:
+        raise bad_param("filters", f"unknown widget(s): {', '.join(unknown)}", allowed=list(WIDGETS))
+    return wanted
+
+
 @router.get("/tenant/dashboard/", dependencies=[DASHBOARD])
-async def dashboard(session: ScopedSession, scope: CompanyScope) -> dict[str, Any]:
-    """The summary widgets: open offenses by severity, incidents by priority and status, SLA
-    compliance (incidents of the last 30 days), open and overdue tickets, EPS of the last 24 h
-    against the contract, asset health, the latest threat alerts, and 30-day trends."""
-    sla = await compliance(session, scope, TimeRange(None, None))
-    eps = await eps_summary(session, scope, "hour", TimeRange(None, None))
-    return {
-        "company_id": scope.company_id,
-        "generated_at": datetime.now(UTC).isoformat(),
-        "offenses": await offense_widget(session, scope),
-        "incidents": await incident_cards(session, scope, TimeRange(None, None)),
-        "sla": {
+async def dashboard(
+    session: ScopedSession,
+    scope: CompanyScope,
+    window: Range,
+    filters: Annotated[
+        str | None,
+        Query(max_length=500, description=f"comma-separated widgets, all by default: {', '.join(WIDGETS)}"),
+    ] = None,
+    owner: Annotated[
+        str | None, Query(max_length=200, description="incident cards: this owner's incidents")
+    ] = None,
+    priority: PriorityList = None,
+    status: Annotated[
+        list[str] | None,
+        Query(
+            max_length=100,
+            description="incident cards: 1/open, 2/closed, or pending, active, closed, archived",
+        ),
+    ] = None,
+    incident_id: Annotated[
+        str | None, Query(max_length=200, description="incident cards: one XSOAR incident")
+    ] = None,
+) -> dict[str, Any]:
+    """The summary widgets: the original's incident cards (``total_incidents``, ``open``, ``closed``:
+    count in the window, change against the previous period, new today), open offenses by
+    severity, incidents by priority and status, SLA compliance, open and overdue tickets, EPS
+    against the contract, asset health, the latest threat alerts, and daily trends.
+
+    Window: ``filter_type`` (1 today, 2 last 7 days, 3 last 30 days, 9 ``start_date``..``end_date``)
+    or ``from``/``to``; without one, current totals (SLA: the last 30 days, EPS: the last 24 h,
+    trends: the last 30 days). ``owner``, ``priority``, ``status`` and ``incident_id`` narrow the
+    incident cards; ``filters`` selects widgets."""
+    wanted = parse_widgets(filters)
+
+    def want(name: str) -> bool:
+        return wanted is None or name in wanted
+
+    card_filters = CardFilters(
+        priority=[p.value for p in priority] if priority else None,
+        status=parse_statuses(status),
+        owner=clean_str(owner) or None,
+        incident_id=clean_str(incident_id) or None,
+    )
+    out: dict[str, Any] = {"company_id": scope.company_id, "generated_at": datetime.now(UTC).isoformat()}
+    if window.start or window.end:
+        out["from"] = window.start.isoformat() if window.start else None
+        out["to"] = (window.end or datetime.now(UTC)).isoformat()
+    if wanted is None or wanted & set(CARDS):
+        out.update(await incident_cards_with_change(session, scope, window, card_filters, wanted))
+    if want("offenses"):
+        out["offenses"] = await offense_widget(session, scope, window)
+    if want("incidents"):
+        out["incidents"] = await incident_cards(session, scope, window)
+    if want("sla"):
+        sla = await compliance(session, scope, window)
+        out["sla"] = {
             "from": sla["from"],
             "to": sla["to"],
             "compliance_pct": sla["total"]["overall"]["compliance_pct"],
@@ -139,9 +222,12 @@ async def dashboard(session: ScopedSession, scope: CompanyScope) -> dict[str, An
                 }
                 for p, v in sla["by_priority"].items()
             },
-        },
-        "tickets": await ticket_widget(session, scope),
-        "eps": {
+        }
+    if want("tickets"):
+        out["tickets"] = await ticket_widget(session, scope, window)
+    if want("eps"):
+        eps = await eps_summary(session, scope, "hour", window)
+        out["eps"] = {
             "tenants": eps,
             "average_eps": round(sum(x["average_eps"] or 0 for x in eps), 3),
             "peak_eps": max((x["peak_eps"] or 0 for x in eps), default=0.0),
@@ -149,11 +235,21 @@ async def dashboard(session: ScopedSession, scope: CompanyScope) -> dict[str, An
                 x["contracted_volume"] or 0 for x in eps if x["contracted_volume_type"] == "EPS"
             )
             or None,
-        },
-        "assets": await asset_health(session, scope) if _has(scope, "ASSETS") else None,
-        "threat_alerts": await latest_alerts(session, scope) if _has(scope, "THREAT_INTELLIGENCE") else None,
-        "trends": await trends(session, scope),
-    }
+        }
+    if want("assets"):
+        out["assets"] = await asset_health(session, scope) if _has(scope, "ASSETS") else None
+    if want("threat_alerts"):
+        out["threat_alerts"] = (
+            await latest_alerts(session, scope) if _has(scope, "THREAT_INTELLIGENCE") else None
+        )
+    if want("trends"):
+        if window.start is not None:
+            last = (window.end or datetime.now(UTC)).astimezone(UTC).date()
+            days = min(MAX_TREND_DAYS, (last - window.start.astimezone(UTC).date()).days + 1)
+            out["trends"] = await trends(session, scope, max(1, days), last)
+        else:
+            out["trends"] = await trends(session, scope)
+    return out
 
 
 @router.get("/tenant/last-sync/")

@@ -26,11 +26,12 @@ from soc_tenant.readmodel.common import (
     TextQuery,
     TimeRange,
     as_dict,
+    bad_param,
     ordering,
     run_list,
     text_filter,
 )
-from soc_tenant.readmodel.soar import OPEN_STATUSES, PriorityList
+from soc_tenant.readmodel.soar import OPEN_STATUSES, IncidentFilterParams, IncidentFilters, PriorityList
 
 router = APIRouter(prefix="/tenant/sla", tags=["sla"], route_class=ReadRoute)
 
@@ -153,6 +154,37 @@ def _round(value: Any) -> float | None:
 SLA_SORTS = {"created": i.c.created, "priority": i.c.priority, "status": i.c.status, "id": i.c.id}
 
 
+class SlaTypeParam(StrEnum):
+    tta = "tta"
+    ttn = "ttn"
+    ttdn = "ttdn"
+
+
+class ShowOnlyParam(StrEnum):
+    all = "all"
+    breached = "breached"
+    achieved = "achieved"  # met
+
+
+# The original's SLA levels (``sla_level``): 4 P1 critical … 1 P4 low; P1..P4 are taken as well.
+SLA_LEVELS = {"4": "P1", "3": "P2", "2": "P3", "1": "P4", "P1": "P1", "P2": "P2", "P3": "P3", "P4": "P4"}
+
+
+def parse_sla_levels(values: list[str] | None) -> list[str] | None:
+    if not values:
+        return None
+    out = []
+    for raw in values:
+        for part in raw.split(","):
+            key = part.strip().upper()
+            if not key:
+                continue
+            if key not in SLA_LEVELS:
+                raise bad_param("sla_level", f"unknown sla_level {part.strip()!r}", allowed=list(SLA_LEVELS))
+            out.append(SLA_LEVELS[key])
+    return out or None
+
+
 async def sla_list(
     session: ScopedSession,
     scope: Scope,
@@ -162,16 +194,32 @@ async def sla_list(
     priority: list[Any] | None,
     sla_status: list[Any] | None,
     name: str,
+    incident: IncidentFilters | None = None,
+    sla_type: SlaTypeParam | None = None,
+    show_only: ShowOnlyParam = ShowOnlyParam.all,
+    sla_level: list[str] | None = None,
 ) -> Any:
+    """SLA rows of the window. ``sla_type`` judges one step (tta, ttn or ttdn) instead of the
+    overall status; ``show_only`` keeps the breached or the achieved (met) ones; ``sla_status``
+    keeps the listed statuses."""
     window = window.bounded(30)
     slas = await company_slas(session, scope)
     extra = [text_filter(q, i.c.name, i.c.incident_id)]
     if priority:
         extra.append(i.c.priority.in_([p.value for p in priority]))
+    if sla_level:
+        extra.append(i.c.priority.in_(sla_level))
+    if incident is not None:
+        extra += incident.clauses()
     sub = sla_select(scope, slas, window, datetime.now(UTC), extra=tuple(extra)).subquery("sla_incidents")
+    judged = sub.c[f"{sla_type.value}_status"] if sla_type else sub.c.sla_status
     stmt = sa.select(sub)
     if sla_status:
-        stmt = stmt.where(sub.c.sla_status.in_([s.value for s in sla_status]))
+        stmt = stmt.where(judged.in_([s.value for s in sla_status]))
+    if show_only is ShowOnlyParam.breached:
+        stmt = stmt.where(judged == slamath.BREACHED)
+    elif show_only is ShowOnlyParam.achieved:
+        stmt = stmt.where(judged == slamath.MET)
     sorts = {
         "created": sub.c.created,
         "priority": sub.c.priority,
@@ -184,6 +232,14 @@ async def sla_list(
 
 
 SlaStatusList = Annotated[list[SlaStatusParam] | None, Query()]
+SlaLevelList = Annotated[
+    list[str] | None,
+    Query(max_length=20, description="the original's SLA level: 4 P1, 3 P2, 2 P3, 1 P4 (or P1..P4)"),
+]
+SlaTypeQuery = Annotated[
+    SlaTypeParam | None,
+    Query(description="judge one step only: tta, ttn or ttdn (default: the overall status)"),
+]
 
 
 @router.get("/incidents/", dependencies=[DASHBOARD])
@@ -195,9 +251,27 @@ async def sla_incidents(
     q: TextQuery = None,
     priority: PriorityList = None,
     sla_status: SlaStatusList = None,
+    sla_type: SlaTypeQuery = None,
+    show_only: Annotated[ShowOnlyParam, Query(description="all, breached or achieved")] = ShowOnlyParam.all,
+    sla_level: SlaLevelList = None,
+    incident: IncidentFilterParams = IncidentFilters(),
 ) -> Any:
-    """Incidents with each SLA step met, breached or pending (filter by priority and SLA status)."""
-    return await sla_list(session, scope, page, window, q, priority, sla_status, "sla-incidents")
+    """Incidents with each SLA step met, breached or pending (filter by priority, SLA status, and
+    every incident filter of ``/tenant/soar-incidents/``)."""
+    return await sla_list(
+        session,
+        scope,
+        page,
+        window,
+        q,
+        priority,
+        sla_status,
+        "sla-incidents",
+        incident,
+        sla_type,
+        show_only,
+        parse_sla_levels(sla_level),
+    )
 
 
 @router.get("/breached/", dependencies=[DASHBOARD])
@@ -208,10 +282,29 @@ async def breached_incidents(
     window: Range,
     q: TextQuery = None,
     priority: PriorityList = None,
+    sla_type: SlaTypeQuery = None,
+    show_only: Annotated[
+        ShowOnlyParam, Query(description="breached (default), achieved, or all of the judged incidents")
+    ] = ShowOnlyParam.breached,
+    sla_level: SlaLevelList = None,
+    incident: IncidentFilterParams = IncidentFilters(),
 ) -> Any:
-    """Incidents with at least one breached SLA step."""
+    """Incidents with a breached SLA step — with ``sla_type``, breached at that step only
+    (``show_only=achieved``: met at that step; ``all``: both), with every incident filter of
+    ``/tenant/soar-incidents/``."""
     return await sla_list(
-        session, scope, page, window, q, priority, [SlaStatusParam.breached], "sla-breached"
+        session,
+        scope,
+        page,
+        window,
+        q,
+        priority,
+        [SlaStatusParam.breached, SlaStatusParam.met] if show_only is ShowOnlyParam.all else None,
+        "sla-breached",
+        incident,
+        sla_type,
+        show_only,
+        parse_sla_levels(sla_level),
     )
 
 

@@ -4,12 +4,13 @@ SLA and cross references (offense → incident → ticket), distributions and do
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response
 
 from soc_tenant.db import ScopedSession
@@ -26,10 +27,16 @@ from soc_tenant.readmodel.common import (
     TextQuery,
     TimeRange,
     as_dict,
+    bad_param,
+    clean_str,
     csv_response,
+    day_end,
+    day_start,
     download,
+    like_pattern,
     not_found,
     ordering,
+    parse_day,
     run_list,
     text_filter,
     xlsx_response,
@@ -122,6 +129,139 @@ PriorityList = Annotated[list[PriorityParam] | None, Query()]
 ShortText = Annotated[str | None, Query(max_length=200)]
 
 
+class Preset(StrEnum):
+    """The original's quick filters (``filter``)."""
+
+    all = "all"
+    unassigned = "unassigned"  # no owner
+    pending = "pending"  # status pending (XSOAR 0)
+    false_positive = "false-positive"  # closed with XSOAR's "False Positive" close reason
+    closed = "closed"  # closed or archived
+    error = "error"  # the ITSM sync reported an error
+
+
+@dataclass
+class IncidentFilters:
+    """The original's incident filters, shared by the incident list, its download and the SLA lists."""
+
+    mitre_tactic: str | None = None
+    mitre_technique: str | None = None
+    phase: str | None = None
+    playbook: str | None = None
+    configuration_item: str | None = None
+    sla: int | None = None
+    description: str | None = None
+    occurred_start: date | None = None
+    occurred_end: date | None = None
+    assignee: str | None = None
+    preset: Preset = Preset.all
+
+    @property
+    def active(self) -> bool:
+        return (
+            any(
+                v is not None
+                for v in (
+                    self.mitre_tactic,
+                    self.mitre_technique,
+                    self.phase,
+                    self.playbook,
+                    self.configuration_item,
+                    self.sla,
+                    self.description,
+                    self.occurred_start,
+                    self.occurred_end,
+                    self.assignee,
+                )
+            )
+            or self.preset is not Preset.all
+        )
+
+    def clauses(self) -> list[sa.ColumnElement[bool]]:
+        out: list[sa.ColumnElement[bool]] = []
+        if self.mitre_tactic:
+            out.append(i.c.mitre_tactics.contains(sa.func.jsonb_build_array(self.mitre_tactic)))
+        if self.mitre_technique:
+            out.append(i.c.mitre_techniques.contains(sa.func.jsonb_build_array(self.mitre_technique)))
+        if self.phase:
+            out.append(sa.func.lower(i.c.phase) == self.phase.lower())
+        if self.playbook:
+            out.append(i.c.playbook_id == self.playbook)
+        if self.configuration_item:
+            out.append(i.c.configuration_item.ilike(like_pattern(self.configuration_item), escape="\\"))
+        if self.sla is not None:
+            out.append(i.c.sla == self.sla)
+        if self.description:
+            out.append(i.c.name.ilike(like_pattern(self.description), escape="\\"))
+        if self.occurred_start:
+            out.append(i.c.occurred >= day_start(self.occurred_start))
+        if self.occurred_end:
+            out.append(i.c.occurred <= day_end(self.occurred_end))
+        if self.assignee:
+            out.append(sa.func.lower(i.c.owner) == self.assignee.lower())
+        if self.preset is Preset.unassigned:
+            out.append(sa.func.coalesce(i.c.owner, "") == "")
+        elif self.preset is Preset.pending:
+            out.append(i.c.status == "pending")
+        elif self.preset is Preset.closed:
+            out.append(i.c.status.in_(CLOSED_STATUSES))
+        elif self.preset is Preset.false_positive:
+            out.append(
+                sa.and_(i.c.status.in_(CLOSED_STATUSES), sa.func.lower(i.c.close_reason) == "false positive")
+            )
+        elif self.preset is Preset.error:
+            out.append(sa.func.lower(i.c.itsm_sync_status) == "error")
+        return out
+
+
+def incident_filter_params(
+    mitre_tactic: Annotated[
+        str | None, Query(max_length=200, description="a MITRE ATT&CK tactic of the incident")
+    ] = None,
+    mitre_technique: Annotated[
+        str | None, Query(max_length=200, description="a MITRE ATT&CK technique of the incident")
+    ] = None,
+    phase: Annotated[str | None, Query(max_length=200, description="phase (case-insensitive)")] = None,
+    playbook: Annotated[str | None, Query(max_length=200, description="playbook id")] = None,
+    configuration_item: Annotated[
+        str | None, Query(max_length=200, description="text in the configuration item")
+    ] = None,
+    sla: Annotated[
+        int | None, Query(ge=-(2**31), le=2**31 - 1, description="the incident's SLA field")
+    ] = None,
+    description: Annotated[
+        str | None, Query(max_length=200, description="text in the incident's name")
+    ] = None,
+    occurred_start: Annotated[
+        str | None, Query(max_length=32, description="occurred on or after, YYYY-MM-DD")
+    ] = None,
+    occurred_end: Annotated[
+        str | None, Query(max_length=32, description="occurred on or before, YYYY-MM-DD")
+    ] = None,
+    assignee: Annotated[str | None, Query(max_length=200, description="owner (case-insensitive)")] = None,
+    filter: Annotated[Preset, Query(description="quick filter")] = Preset.all,
+) -> IncidentFilters:
+    first, last = parse_day("occurred_start", occurred_start), parse_day("occurred_end", occurred_end)
+    if first and last and first > last:
+        raise bad_param("occurred_start", "occurred_start must not be after occurred_end")
+    return IncidentFilters(
+        mitre_tactic=clean_str(mitre_tactic) or None,
+        mitre_technique=clean_str(mitre_technique) or None,
+        phase=clean_str(phase) or None,
+        playbook=clean_str(playbook) or None,
+        configuration_item=clean_str(configuration_item) or None,
+        sla=sla,
+        description=clean_str(description) or None,
+        occurred_start=first,
+        occurred_end=last,
+        assignee=clean_str(assignee) or None,
+        preset=filter,
+    )
+
+
+IncidentFilterParams = Annotated[IncidentFilters, Depends(incident_filter_params)]
+
+
 def incident_filters(
     scope: Scope,
     window: TimeRange,
@@ -193,16 +333,20 @@ async def list_incidents(
     type: ShortText = None,
     use_case: ShortText = None,
     offense_id: Annotated[int | None, Query(ge=0, le=BIGINT)] = None,
+    extra: IncidentFilterParams = IncidentFilters(),
 ) -> Any:
-    """SOAR incidents (filter: status, severity, priority, created from/to, owner, type, use case
-    (a rule), offense id, text; sort by a whitelisted field)."""
+    """SOAR incidents (filter: status, severity, priority, created from/to or filter_type, owner,
+    type, use case (a rule), offense id, text, and the original's mitre_tactic, mitre_technique,
+    phase, playbook, configuration_item, sla, description, occurred_start/occurred_end, assignee,
+    ``filter`` presets; sort by a whitelisted field)."""
     filters = incident_filters(
         scope, window, q, status, severity, priority, owner, type, use_case, offense_id
     )
-    stmt = sa.select(*INCIDENT_LIST_COLUMNS).where(*filters)
+    stmt = sa.select(*INCIDENT_LIST_COLUMNS).where(*filters, *extra.clauses())
     total = None
     if (
         not (q or window.start or window.end or owner or type or use_case or offense_id is not None)
+        and not extra.active
         and page.format == "json"
     ):
         total = await rollup_total(session, scope, status, severity, priority)
@@ -399,12 +543,14 @@ async def download_incidents(
     status: StatusList = None,
     severity: SeverityList = None,
     priority: PriorityList = None,
+    extra: IncidentFilterParams = IncidentFilters(),
 ) -> Response:
-    """Incidents (created within from/to, default the last 30 days) as CSV, Excel or JSON."""
+    """Incidents (created within from/to or filter_type, default the last 30 days) as CSV, Excel or
+    JSON, with the list's filters."""
     window = window.bounded(30)
     stmt = (
         sa.select(*INCIDENT_LIST_COLUMNS)
-        .where(*incident_filters(scope, window, q, status, severity, priority))
+        .where(*incident_filters(scope, window, q, status, severity, priority), *extra.clauses())
         .order_by(i.c.created.desc(), i.c.id.desc())
         .limit(100_000)
     )
