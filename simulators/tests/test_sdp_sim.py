@@ -11,12 +11,23 @@ from typing import Any
 import httpx
 import pytest
 from soc_shared.testing import VENDOR_SAMPLES
-from soc_simulators.sdp import AUTH_TOKEN, OAUTH_TOKEN, SDP_ACCEPT, UDF_SOAR_ID, create_app
+from soc_simulators.sdp import (
+    AUTH_TOKEN,
+    LIST_VIEW_COLUMNS,
+    OAUTH_TOKEN,
+    SDP_ACCEPT,
+    UDF_SOAR_ID,
+    create_app,
+)
 
 SAMPLES = VENDOR_SAMPLES / "sdp"
 ON_PREM = {"authtoken": AUTH_TOKEN, "Accept": SDP_ACCEPT}
 CLOUD = {"Authorization": f"Zoho-oauthtoken {OAUTH_TOKEN}", "Accept": SDP_ACCEPT}
 SUCCESS = {"status_code": 2000, "status": "success"}
+# Every field of a request: what a list must name in fields_required to get whole records.
+EVERY_FIELD = list(
+    next(iter(create_app(seed=1, requests=1, xsoar_incidents=10).state.sim.records.values())).doc
+)
 
 
 @pytest.fixture
@@ -45,6 +56,8 @@ async def list_page(
 async def list_all(
     client: httpx.AsyncClient, account_id: str | None = None, **list_info: Any
 ) -> list[dict[str, Any]]:
+    """Every matching request, whole (``fields_required`` naming every field) unless told otherwise."""
+    list_info.setdefault("fields_required", EVERY_FIELD)
     requests: list[dict[str, Any]] = []
     start = 1
     while True:
@@ -139,8 +152,24 @@ async def test_list_and_single_answers_follow_the_recorded_shapes(client: httpx.
     assert isinstance(sample["response_status"], list) and listed["response_status"] == [SUCCESS]
     assert set(sample["list_info"]) <= set(listed["list_info"])
     assert listed["list_info"]["has_more_rows"] is True and listed["list_info"]["start_index"] == 1
+    # A list row carries the list view's columns, exactly the recorded row's keys: no udf_fields,
+    # account, priority or last_updated_time unless fields_required names them.
+    for row in listed["requests"]:
+        assert set(row) == set(sample["requests"][0]) == set(LIST_VIEW_COLUMNS)
+        assert "udf_fields" not in row and "last_updated_time" not in row
     one = (await client.get(f"/api/v3/requests/{listed['requests'][0]['id']}", headers=ON_PREM)).json()
-    assert one["response_status"] == SUCCESS and one["request"] == listed["requests"][0]
+    assert one["response_status"] == SUCCESS
+    assert {k: one["request"][k] for k in LIST_VIEW_COLUMNS} == listed["requests"][0]
+    assert set(json.loads((SAMPLES / "api_v3_requests_get.json").read_text())["request"]) <= set(
+        one["request"]
+    )
+    asked = (
+        await list_page(
+            client, row_count=3, fields_required=["subject", f"udf_fields.{UDF_SOAR_ID}", "account"]
+        )
+    ).json()["requests"]
+    assert [set(r) for r in asked] == [{"id", "subject", "udf_fields", "account"}] * 3
+    assert [r["id"] for r in asked] == [r["id"] for r in listed["requests"]]
     assert_failed(await client.get("/api/v3/requests/1", headers=ON_PREM), 404, 4007)
 
     msp = (await client.get("/api/v3/accounts", headers=ON_PREM)).json()
@@ -197,7 +226,15 @@ async def test_bad_list_info_is_refused(client: httpx.AsyncClient) -> None:
 async def test_search_criteria_on_last_updated_time_finds_exactly_what_changed(
     client: httpx.AsyncClient,
 ) -> None:
-    newest = (await list_page(client, row_count=1, sort_field="last_updated_time", sort_order="desc")).json()
+    newest = (
+        await list_page(
+            client,
+            row_count=1,
+            sort_field="last_updated_time",
+            sort_order="desc",
+            fields_required=EVERY_FIELD,
+        )
+    ).json()
     cursor = newest["requests"][0]["last_updated_time"]["value"]
     changes = (await client.post("/_sim/tick")).json()
     changed = set(changes["created"]) | set(changes["status_changed"]) | set(changes["overdue_changed"])
@@ -355,7 +392,7 @@ async def test_write_errors_use_the_documented_codes(client: httpx.AsyncClient) 
     )
     assert_failed(await post({"subject": "x", "udf_fields": {"udf_sline_1": "y"}}), 400, 4001)
 
-    existing = (await list_page(client, row_count=1)).json()["requests"][0]
+    existing = (await list_page(client, row_count=1, fields_required=EVERY_FIELD)).json()["requests"][0]
     before = existing["last_updated_time"]
     read_only = await client.put(
         f"/api/v3/requests/{existing['id']}",
@@ -427,3 +464,35 @@ async def test_optional_rate_limit_answers_429_with_code_4015() -> None:
         limited = await list_page(http, row_count=1)
     assert_failed(limited, 429, 4015)
     assert int(limited.headers["Retry-After"]) >= 1
+
+
+async def test_faults_that_lose_the_answer_of_a_create_that_happened() -> None:
+    from soc_shared.testing import ServerThread
+
+    app = create_app(seed=7, requests=5, xsoar_incidents=10)
+    sim, board = app.state.sim, app.state.faults
+    body = {
+        "input_data": json.dumps(
+            {"request": {"subject": "lost answer", "account": next(iter(sim.accounts.values())).as_ref()}}
+        )
+    }
+    with ServerThread(app) as server:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", timeout=0.5) as http:
+            for kind in ("500_after", "drop_after", "slow_after"):
+                before = len(sim.records)
+                await http.post(
+                    "/_sim/faults",
+                    json={"kind": kind, "path": "/api/v3/requests", "method": "POST", "hang_seconds": 1},
+                )
+                # A list (GET) on the same path is not touched by a POST-only fault.
+                assert (await list_page(http, row_count=1)).status_code == 200
+                if kind == "500_after":
+                    assert (
+                        await http.post("/api/v3/requests", headers=ON_PREM, data=body)
+                    ).status_code == 500
+                else:
+                    expected = httpx.RemoteProtocolError if kind == "drop_after" else httpx.ReadTimeout
+                    with pytest.raises(expected):
+                        await http.post("/api/v3/requests", headers=ON_PREM, data=body)
+                assert len(sim.records) == before + 1, f"{kind}: the request was created all the same"
+    assert board.fired == {"500_after": 1, "drop_after": 1, "slow_after": 1}

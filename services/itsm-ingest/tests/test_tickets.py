@@ -20,6 +20,11 @@ from soc_simulators.faults import Fault
 from soc_simulators.sdp import ACCOUNTS
 
 SOAR = "soar-test"
+REPRODUCTION = pytest.mark.xfail(
+    strict=True,
+    reason="reproduction: SDP list rows carry no udf_fields unless fields_required names them, so the "
+    "search before a retry never sees the incident's existing request and creates another",
+)
 
 
 class Crash(BaseException):
@@ -128,6 +133,7 @@ async def test_duplicate_deliveries_give_one_ticket(harness: Any, kit: Any) -> N
     assert len(harness.tickets_for(incident_id)) == 1
 
 
+@REPRODUCTION
 async def test_a_crash_between_the_vendor_call_and_the_record_is_reconciled_without_a_second_ticket(
     harness: Any, tap: Any, kit: Any
 ) -> None:
@@ -166,6 +172,7 @@ async def test_a_crash_between_the_vendor_call_and_the_record_is_reconciled_with
     ]
 
 
+@REPRODUCTION
 async def test_the_reconciler_resolves_an_abandoned_request_on_its_own(harness: Any, kit: Any) -> None:
     integration = await harness.add_integration(harness.ingestor([]))
     doomed = harness.tickets(harness.routing(integration), cls=DiesAfterVendorCreate)
@@ -271,6 +278,7 @@ async def test_replicas_consuming_the_bus_create_one_ticket_per_incident_and_com
     assert published == set(wanted)
 
 
+@REPRODUCTION
 async def test_a_ticket_already_in_sdp_is_adopted_not_duplicated(harness: Any, kit: Any) -> None:
     ingestor = harness.ingestor([])
     integration = await harness.add_integration(ingestor)

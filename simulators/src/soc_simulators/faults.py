@@ -4,12 +4,19 @@ Tests, benchmarks and the demo arm faults over a small control API under ``/_sim
 can be exercised against the failure modes real consoles show: rate limiting with Retry-After,
 5xx answers, requests that hang, truncated or non-JSON bodies, and a page whose content shifts
 between two requests. Each armed fault fires ``count`` times on requests whose path contains
-``path`` (any path when empty), then disarms itself.
+``path`` (any path when empty) and whose method is ``method`` (any when empty), each time with
+``probability``, then disarms itself.
+
+Three faults lose the answer of a request the server *did* process, as networks do: ``drop_after``
+(the connection is cut after the response headers), ``500_after`` (the work is done, then a 500
+is answered) and ``slow_after`` (the answer leaves ``hang_seconds`` late, after the client's
+timeout). A client that retries such a write blindly makes a duplicate.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
 from collections import Counter
 from typing import Literal
@@ -18,15 +25,35 @@ from fastapi import APIRouter, FastAPI, Response
 from pydantic import BaseModel, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-FaultKind = Literal["429", "500", "502", "503", "hang", "truncate", "garbage", "shift_page"]
+FaultKind = Literal[
+    "429",
+    "500",
+    "502",
+    "503",
+    "hang",
+    "truncate",
+    "garbage",
+    "shift_page",
+    "drop_after",
+    "500_after",
+    "slow_after",
+]
+AFTER_KINDS = frozenset({"drop_after", "500_after", "slow_after"})
 
 
 class Fault(BaseModel):
     kind: FaultKind
     count: int = Field(default=1, ge=1, le=1_000_000)
     path: str = ""
+    method: str = Field(default="", description="only requests with this method (any when empty)")
+    probability: float = Field(default=1.0, gt=0, le=1, description="chance to fire on a matching request")
     retry_after: int = Field(default=1, ge=0, le=3600)
     hang_seconds: float = Field(default=30.0, ge=0, le=600)
+
+
+class AnswerLost(ConnectionResetError):
+    """Raised inside the server after the response headers went out: the server closes the
+    connection and the client never gets the body (``drop_after``)."""
 
 
 class FaultBoard:
@@ -40,6 +67,11 @@ class FaultBoard:
         # Set while a ``shift_page`` fault fires; a simulator's list endpoint reads it and inserts
         # a new record at the head of the collection before answering, as a live console would.
         self.shift_pending = False
+        self.rng = random.Random(0)
+
+    def seed(self, value: int) -> None:
+        with self._lock:
+            self.rng = random.Random(value)
 
     def arm(self, fault: Fault) -> None:
         with self._lock:
@@ -50,11 +82,15 @@ class FaultBoard:
             self._faults.clear()
             self.shift_pending = False
 
-    def take(self, path: str) -> Fault | None:
+    def take(self, path: str, method: str = "GET") -> Fault | None:
         with self._lock:
             self.requests[path] += 1
             for fault in self._faults:
-                if fault.path in path:
+                if (
+                    fault.path in path
+                    and (not fault.method or fault.method.upper() == method)
+                    and (fault.probability >= 1 or self.rng.random() < fault.probability)
+                ):
                     fault.count -= 1
                     if fault.count <= 0:
                         self._faults.remove(fault)
@@ -80,9 +116,12 @@ class FaultMiddleware:
         if scope["type"] != "http" or scope["path"].startswith("/_sim/"):
             await self.app(scope, receive, send)
             return
-        fault = self.board.take(scope["path"])
+        fault = self.board.take(scope["path"], scope.get("method", "GET"))
         if fault is None:
             await self.app(scope, receive, send)
+            return
+        if fault.kind in AFTER_KINDS:
+            await self._answer_lost(fault, scope, receive, send)
             return
         if fault.kind == "429":
             response = Response(
@@ -128,6 +167,39 @@ class FaultMiddleware:
         headers.append((b"content-length", str(len(content)).encode()))
         await send({"type": "http.response.start", "status": start.get("status", 200), "headers": headers})
         await send({"type": "http.response.body", "body": content})
+
+    async def _answer_lost(self, fault: Fault, scope: Scope, receive: Receive, send: Send) -> None:
+        """The endpoint does its work in full; then its answer is lost on the way back."""
+        start: Message = {}
+        body = bytearray()
+
+        async def capture(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                start = message
+            elif message["type"] == "http.response.body":
+                body.extend(message.get("body", b""))
+
+        await self.app(scope, receive, capture)
+        if fault.kind == "500_after":
+            response = Response(
+                content=b'{"message": "Internal server error"}',
+                status_code=500,
+                media_type="application/json",
+            )
+            await response(scope, receive, send)
+            return
+        if fault.kind == "slow_after":
+            await asyncio.sleep(fault.hang_seconds)
+            try:
+                await send(start)
+                await send({"type": "http.response.body", "body": bytes(body)})
+            except Exception:  # noqa: BLE001 - the client gave up and went away meanwhile
+                pass
+            return
+        # drop_after: the headers leave, the body never does; the server cuts the connection.
+        await send(start)
+        raise AnswerLost("connection dropped after the request was processed")
 
 
 def install_faults(app: FastAPI) -> FaultBoard:

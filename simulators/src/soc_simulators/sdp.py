@@ -9,6 +9,10 @@ What it reproduces, from the product's v3 conventions and the recorded payloads 
 * lists take ``input_data={"list_info": {...}}`` (``row_count`` at most 100, 1-based ``start_index``,
   ``sort_field``/``sort_order``, ``search_criteria``) and answer ``list_info.has_more_rows``; list
   answers carry ``response_status`` as a *list*, single-record answers as an *object* — as recorded.
+* a list row carries the list view's columns only (``LIST_VIEW_COLUMNS``, the recorded list answer's
+  keys): no ``udf_fields``, ``account``, ``priority``, ``last_updated_time`` or ``description``
+  unless ``list_info.fields_required`` names them (then the row is ``id`` plus those fields). The
+  whole record comes from ``GET /requests/{id}``.
 * MSP accounts: ``GET /api/v3/accounts``; ``ACCOUNTID=<id>`` scopes requests to one customer.
 * requests: list, read, create (``POST``, form field ``input_data``), update (``PUT``); every write
   stamps ``last_updated_time`` with a strictly increasing epoch-millisecond value.
@@ -54,6 +58,25 @@ MAX_ROW_COUNT = 100  # the server refuses bigger pages
 DEFAULT_ROW_COUNT = 10
 UDF_SOAR_ID = "udf_sline_4506"  # the single-line user field the SOC keeps the XSOAR incident id in
 KNOWN_UDFS = frozenset({UDF_SOAR_ID})
+# The columns of the default request list view: the keys of the recorded list answer
+# (vendor-samples/sdp/api_v3_requests_list.json). Anything else needs ``fields_required``.
+LIST_VIEW_COLUMNS = (
+    "requester",
+    "template",
+    "created_time",
+    "has_draft",
+    "cancel_flag_comments",
+    "display_id",
+    "subject",
+    "technician",
+    "due_by_time",
+    "is_service_request",
+    "cancellation_requested",
+    "has_notes",
+    "id",
+    "status",
+    "group",
+)
 HISTORY_DAYS = 30
 SUCCESS = {"status_code": 2000, "status": "success"}
 
@@ -873,6 +896,8 @@ class SdpSim:
         fields_required = list_info.get("fields_required")
         if fields_required:
             page = [_project(doc, fields_required) for doc in page]
+        else:
+            page = [{key: doc[key] for key in LIST_VIEW_COLUMNS} for doc in page]
         info: dict[str, Any] = {
             "has_more_rows": last < total,
             "start_index": start_index,

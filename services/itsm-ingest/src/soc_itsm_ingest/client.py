@@ -351,8 +351,12 @@ class SdpClient:
                     {"field": "last_updated_time", "condition": "greater or equal", "value": str(at)}
                 ],
             }
-            if fields_required:
-                list_info["fields_required"] = list(fields_required)
+            # A list row carries the list view's columns only, which has no last_updated_time:
+            # the keyset needs it named, whatever else the caller asks for.
+            wanted = list(fields_required or ())
+            if "last_updated_time" not in wanted:
+                wanted.append("last_updated_time")
+            list_info["fields_required"] = wanted
             return asyncio.ensure_future(
                 self.list_page("requests", "requests", list_info, account_id=account_id)
             )
