@@ -23,8 +23,9 @@ TENANT_APP_ROLE = "soc_tenant_app"
 def admin_dsn(dbname: str = "postgres") -> str:
     host = os.environ.get("SOC_DB_HOST", "127.0.0.1")
     port = os.environ.get("SOC_DB_PORT", "55432")
+    user = os.environ.get("SOC_PG_ADMIN_USER", "soc_admin")
     password = os.environ.get("SOC_PG_ADMIN_PASSWORD", "soc_admin")
-    return f"host={host} port={port} dbname={dbname} user=soc_admin password={password}"
+    return f"host={host} port={port} dbname={dbname} user={user} password={password}"
 
 
 def role_password(role: str) -> str:
@@ -86,7 +87,8 @@ def provision_database(db: str, *, fresh: bool = False) -> None:
 
 def provision_vhost(vhost: str, *, fresh: bool = False) -> None:
     base = os.environ.get("SOC_AMQP_MGMT_URL", "http://127.0.0.1:15672")
-    auth = ("soc", os.environ.get("SOC_AMQP_PASSWORD", "soc"))
+    user = os.environ.get("SOC_AMQP_ADMIN_USER", "soc")
+    auth = (user, os.environ.get("SOC_AMQP_PASSWORD", "soc"))
     with httpx.Client(base_url=base, auth=auth, timeout=30) as client:
         if fresh:
             r = client.delete(f"/api/vhosts/{vhost}")
@@ -94,7 +96,7 @@ def provision_vhost(vhost: str, *, fresh: bool = False) -> None:
                 r.raise_for_status()
         client.put(f"/api/vhosts/{vhost}", json={"description": "SOC Portal"}).raise_for_status()
         client.put(
-            f"/api/permissions/{vhost}/soc", json={"configure": ".*", "write": ".*", "read": ".*"}
+            f"/api/permissions/{vhost}/{user}", json={"configure": ".*", "write": ".*", "read": ".*"}
         ).raise_for_status()
 
 
