@@ -46,6 +46,9 @@ def _env() -> None:
     os.environ["SOC_AMQP_URL"] = f"amqp://soc:soc@{hostport}/{BENCH_VHOST}"
     os.environ.setdefault("SOC_LOG_LEVEL", "WARNING")
     os.environ.setdefault("SOC_ENV", "test")
+    from soc_shared.testing import provide_test_secrets
+
+    provide_test_secrets()
 
 
 _env()

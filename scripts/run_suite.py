@@ -21,6 +21,8 @@ LOGS = ROOT / ".local" / "logs"
 # The generated admin password outlives one run: the admin it created stays in the database, so a
 # second `make up` must log in with the same password (owner-only file, like the data beside it).
 ADMIN_PASSWORD_FILE = ROOT / ".local" / "admin-password"
+# The sealing keys and the service secret, generated on the first run (owner-only), reused after.
+SECRETS_FILE = ROOT / ".local" / "secrets.env"
 
 SIMULATORS = [("qradar", 9101), ("xsoar", 9102), ("sdp", 9103), ("cyware", 9104)]
 # Auth first: everyone else fetches its JWKS and service tokens from it.
@@ -54,6 +56,13 @@ def main() -> None:
     env = dict(os.environ)
     env.setdefault("SOC_ENV", "dev")
     env.setdefault("SOC_ADMIN_USERNAME", "admin")
+    from soc_shared.local_secrets import ensure_secrets_file
+    from soc_shared.settings import DEV_SEALING_KEYS
+
+    # The development keys stay configured as retired keys: a database made by a run from before
+    # this file still opens (`python -m soc_tenant reseal` / `python -m soc_auth reseal` move it on).
+    for name, value in ensure_secrets_file(SECRETS_FILE, retired_keys=DEV_SEALING_KEYS).items():
+        env.setdefault(name, value)
     generated = "SOC_ADMIN_PASSWORD" not in env
     new_password = False
     if generated:

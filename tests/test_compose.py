@@ -32,6 +32,8 @@ SUITE_WIDE = {
     "SOC_DB_PORT",
     "SOC_DB_NAME",
     "SOC_AMQP_URL",
+    "SOC_AMQP_HOSTPORT",
+    "SOC_SECRETS_FILE",
     "SOC_AUTH_URL",
     "SOC_SERVICE_SECRET",
     "SOC_LDAP_URLS",
@@ -84,3 +86,37 @@ def test_every_service_uses_the_one_dockerfile_and_infrastructure_has_health_che
     for infra in ("postgres", "rabbitmq", "openldap"):
         assert "healthcheck" in SERVICES[infra]
     assert SERVICES["gateway"]["ports"] == ["127.0.0.1:8000:8000"]
+
+
+def test_no_secret_is_shipped_in_the_compose_file():
+    text = (ROOT / "deploy" / "compose.yaml").read_text()
+    assert "change-me" not in text and "soc:soc" not in text and "soc_admin:" not in text
+    for name, service in SERVICES.items():
+        env = service.get("environment", {}) or {}
+        for key in env:
+            assert not any(w in key for w in ("PASSWORD", "SECRET", "KEYS")) or key.endswith("_FILE"), (
+                f"{name}: {key} is written in the compose file"
+            )
+        if name in SUITE:
+            assert env["SOC_SECRETS_FILE"] == "/run/soc-secrets/secrets.env"
+            assert "secrets:/run/soc-secrets:ro" in service["volumes"]
+    assert SERVICES["secrets"]["command"][:3] == ["python", "-m", "soc_shared.local_secrets"]
+    # The login throttle sees the client: auth believes X-Forwarded-For from the gateway's fixed address.
+    gateway_ip = SERVICES["gateway"]["networks"]["soc"]["ipv4_address"]
+    assert SERVICES["auth"]["environment"]["SOC_AUTH_TRUSTED_PROXIES"] == gateway_ip
+
+
+def test_secrets_file_is_generated_once_owner_only(tmp_path):
+    import os
+    import stat
+
+    from soc_shared.local_secrets import ensure_secrets_file, read_secrets_file
+    from soc_shared.settings import is_placeholder
+
+    path = tmp_path / "local" / "secrets.env"
+    first = ensure_secrets_file(path, compose=True)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert ensure_secrets_file(path, compose=True) == first == read_secrets_file(path)
+    assert first["SOC_SERVICE_SECRET"] != ensure_secrets_file(tmp_path / "other.env")["SOC_SERVICE_SECRET"]
+    for name in ("SOC_SEALING_KEYS", "SOC_SERVICE_SECRET", "SOC_ADMIN_PASSWORD", "SOC_AMQP_PASSWORD"):
+        assert not is_placeholder(first[name])

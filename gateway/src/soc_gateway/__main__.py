@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import uvicorn
 from soc_shared.runtime import tune_gc
+from soc_shared.settings import load_settings
 
 from soc_gateway.config import Settings
 from soc_gateway.main import create_app
 
 
 def main() -> None:
-    settings = Settings()
+    settings = load_settings(Settings)
     app = create_app(settings)
     tune_gc()
     uvicorn.run(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
@@ -37,6 +37,8 @@ class Settings(ServiceSettings):
 
     service_name: str = "gateway"
     port: int = 8000
+    # No database, no broker, no service credential: nothing secret to refuse.
+    secrets_used: ClassVar[tuple[str, ...]] = ()
 
     # Upstream base URLs by service name: DEFAULT_UPSTREAMS, with auth following the suite-wide
     # SOC_AUTH_URL, overridden entry by entry by SOC_GATEWAY_UPSTREAMS, a JSON object such as

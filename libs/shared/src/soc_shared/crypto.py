@@ -206,3 +206,40 @@ class Sealer:
         if len(nonce) != _NONCE_BYTES or len(sealed) < 16:
             raise SealError("sealed value is corrupt: wrong nonce or ciphertext length")
         return kid, nonce, sealed
+
+
+def reseal_column(
+    database_url: str,
+    table: Any,
+    id_column: str,
+    sealed_column: str,
+    aad_of: Any,
+    sealer: Sealer,
+) -> tuple[int, int]:
+    """Re-seal every value of ``table.sealed_column`` still under an older key with the active one.
+
+    One transaction with the rows locked, so a concurrent writer waits rather than losing its
+    value; returns ``(resealed, total)``. Run after making a new key active with ``!``; once it
+    reports 0 left to do everywhere, the old key can leave the configuration."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(database_url)
+    resealed = total = 0
+    try:
+        with engine.begin() as conn:
+            id_col, sealed_col = table.c[id_column], table.c[sealed_column]
+            rows = conn.execute(
+                sa.select(id_col, sealed_col).where(sealed_col.is_not(None)).with_for_update()
+            ).all()
+            for row_id, token in rows:
+                total += 1
+                if sealer.needs_rotation(token):
+                    conn.execute(
+                        sa.update(table)
+                        .where(id_col == row_id)
+                        .values({sealed_column: sealer.reseal(token, aad_of(row_id))})
+                    )
+                    resealed += 1
+    finally:
+        engine.dispose()
+    return resealed, total

@@ -101,6 +101,9 @@ def provision_vhost(vhost: str, *, fresh: bool = False) -> None:
 
 
 def main() -> None:
+    from soc_shared.local_secrets import apply_secrets_file
+
+    apply_secrets_file()
     parser = argparse.ArgumentParser()
     parser.add_argument("--db", default=os.environ.get("SOC_DB_NAME", "soc"))
     parser.add_argument("--vhost", default="soc")

@@ -95,6 +95,29 @@ def start_local() -> Stack:
     return Stack("local")
 
 
+def provide_test_secrets() -> dict[str, str]:
+    """Secrets for a non-dev run against the local servers, put in the environment (kept if set).
+
+    Outside ``dev`` no service starts on a built-in secret (``soc_shared.settings``): the sealing
+    keys and the service secret are random for each session; the database, broker and directory
+    passwords are those of the local servers (scripts/deps.sh), stated explicitly."""
+    import base64
+    import secrets
+
+    from soc_shared.provision import SERVICE_SCHEMAS, TENANT_APP_ROLE
+
+    values = {
+        "SOC_SEALING_KEYS": f"t{secrets.token_hex(3)}:{base64.b64encode(secrets.token_bytes(32)).decode()}",
+        "SOC_SERVICE_SECRET": secrets.token_urlsafe(24),
+        "SOC_AUTH_LDAP_BIND_PASSWORD": os.environ.get("SOC_LDAP_BIND_PASSWORD", "svc-portal-pass"),
+    }
+    for role in [f"soc_{s}" for s in SERVICE_SCHEMAS] + [TENANT_APP_ROLE]:
+        values[f"SOC_DB_PASSWORD_{role.upper()}"] = role
+    for name, value in values.items():
+        os.environ.setdefault(name, value)
+    return {name: os.environ[name] for name in values}
+
+
 def prepare_session() -> Stack:
     """Start or find the servers, then give this session a fresh database and vhost."""
     from soc_shared.provision import provision_database, provision_vhost
@@ -106,6 +129,7 @@ def prepare_session() -> Stack:
     hostport = os.environ.get("SOC_AMQP_HOSTPORT", "127.0.0.1:5672")
     os.environ["SOC_AMQP_URL"] = f"amqp://soc:soc@{hostport}/{TEST_VHOST}"
     os.environ.setdefault("SOC_LDAP_URLS", "ldap://127.0.0.1:3389")
+    provide_test_secrets()
     provision_database(TEST_DB, fresh=True)
     provision_vhost(TEST_VHOST, fresh=True)
     return stack

@@ -13,6 +13,7 @@ from pathlib import Path
 import uvicorn
 from soc_shared.db import migrate
 from soc_shared.runtime import tune_gc
+from soc_shared.settings import load_settings
 
 from soc_auth.config import Settings
 
@@ -40,10 +41,24 @@ def main() -> None:
     sub.add_parser("migrate", help="upgrade the auth schema and exit")
     set_pw = sub.add_parser("set-password", help="set a local account's password and end its sessions")
     set_pw.add_argument("username")
+    sub.add_parser("reseal", help="re-seal the stored signing keys with the active key of SOC_SEALING_KEYS")
     args = parser.parse_args()
-    settings = Settings()
+    settings = load_settings(Settings)
     if args.command == "migrate":
         migrate(settings, MIGRATIONS)
+        return
+    if args.command == "reseal":
+        from soc_shared.crypto import Sealer, reseal_column
+
+        from soc_auth.token.keys import _aad
+        from soc_auth.token.models import signing_key
+
+        migrate(settings, MIGRATIONS)
+        sealer = Sealer.from_env_value(settings.sealing_keys.get_secret_value())
+        done, total = reseal_column(
+            settings.database_url(), signing_key, "kid", "private_key_sealed", _aad, sealer
+        )
+        print(f"re-sealed {done} of {total} signing keys with key {sealer.active_kid!r}")  # noqa: T201
         return
     if args.command == "set-password":
         password = os.environ.get("SOC_NEW_PASSWORD") or getpass.getpass(

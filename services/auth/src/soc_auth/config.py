@@ -10,16 +10,11 @@ development defaults below.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 from soc_shared.settings import ServiceSettings
-
-# Development only, documented on purpose so that every developer's database opens with the same
-# key: "dev:" + base64("SOC-PORTAL-DEV-ONLY-NOT-FOR-PROD"). Production sets SOC_CRYPTO_KEYS.
-DEV_CRYPTO_KEYS = "dev:U09DLVBPUlRBTC1ERVYtT05MWS1OT1QtRk9SLVBST0Q="
-DEV_SERVICE_SECRET = "dev-service-secret"
 
 SERVICE_CLIENTS = ["tenant", "siem-ingest", "soar-ingest", "itsm-ingest", "threatintel", "gateway"]
 
@@ -46,10 +41,8 @@ class Settings(ServiceSettings):
     access_token_ttl_seconds: int = Field(default=900, ge=30, le=24 * 3600)
     refresh_token_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
     service_token_ttl_seconds: int = Field(default=300, ge=30, le=3600)
-    # Seals the Ed25519 private keys in auth.signing_key ("kid:<base64 32 bytes>[,...]").
-    crypto_keys: SecretStr = Field(
-        default=SecretStr(DEV_CRYPTO_KEYS), validation_alias=_alias("SOC_AUTH_CRYPTO_KEYS", "SOC_CRYPTO_KEYS")
-    )
+    # The Ed25519 private keys in auth.signing_key are sealed with the suite-wide SOC_SEALING_KEYS.
+    secrets_used: ClassVar[tuple[str, ...]] = ServiceSettings.secrets_used + ("sealing_keys",)
     # How often each replica reloads the signing keys (a rotation made by another replica).
     signing_key_reload_seconds: float = 15.0
 
@@ -135,16 +128,23 @@ class Settings(ServiceSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @model_validator(mode="after")
-    def _refuse_dev_secrets_in_prod(self) -> Settings:
-        if self.environment == "prod":
-            if self.crypto_keys.get_secret_value() == DEV_CRYPTO_KEYS:
-                raise ValueError("SOC_CRYPTO_KEYS must be set in production (the development key is public)")
-            if self.service_client_secret.get_secret_value() == DEV_SERVICE_SECRET:
-                raise ValueError(
-                    "SOC_SERVICE_SECRET must be set in production (the development secret is public)"
-                )
-        return self
+    def extra_secrets(self) -> list[tuple[str, str, bool, set[str]]]:
+        specs = [
+            (
+                "SOC_AUTH_LDAP_BIND_PASSWORD",
+                self.ldap_bind_password.get_secret_value(),
+                "ldap_bind_password" in self.model_fields_set,
+                {"svc-portal-pass"},
+            )
+        ]
+        # Unset, the bootstrap admin gets a random password nobody sees; set, it must be a real one.
+        if self.admin_password is not None:
+            specs.append(("SOC_ADMIN_PASSWORD", self.admin_password.get_secret_value(), True, {"admin"}))
+        for client_id, secret in self.service_client_secrets.items():
+            specs.append(
+                (f"SOC_AUTH_SERVICE_CLIENT_SECRETS[{client_id}]", secret.get_secret_value(), True, set())
+            )
+        return specs
 
     def secret_for_client(self, client_id: str) -> str | None:
         if client_id not in self.service_clients:

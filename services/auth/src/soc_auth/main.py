@@ -66,7 +66,7 @@ def init_state(state: Any, settings: Settings) -> None:
     state.throttle = Throttle(settings)
     state.directory = Directory(settings)
     state.trusted_proxies = trusted_networks(settings.trusted_proxies)
-    state.keys = KeyRing(settings, Sealer.from_env_value(settings.crypto_keys.get_secret_value()))
+    state.keys = KeyRing(settings, Sealer.from_env_value(settings.sealing_keys.get_secret_value()))
     state.outbox = None
 
 

@@ -1,13 +1,14 @@
 from pathlib import Path
 
 from soc_shared.runtime import run_service
+from soc_shared.settings import load_settings
 
 from soc_siem_ingest.config import Settings
 from soc_siem_ingest.main import create_app
 
 
 def main() -> None:
-    run_service(Settings(), create_app, Path(__file__).parent / "migrations")
+    run_service(load_settings(Settings), create_app, Path(__file__).parent / "migrations")
 
 
 if __name__ == "__main__":

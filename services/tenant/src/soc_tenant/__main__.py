@@ -1,13 +1,38 @@
+import sys
 from pathlib import Path
 
 from soc_shared.runtime import run_service
+from soc_shared.settings import load_settings
 
 from soc_tenant.config import Settings
 from soc_tenant.main import create_app
 
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def reseal(settings: Settings) -> None:
+    """Re-seal every integration's credentials with the active key of SOC_SEALING_KEYS."""
+    from soc_shared.crypto import Sealer, reseal_column
+
+    from soc_tenant.control.integrations import aad
+    from soc_tenant.control.tables import integration
+
+    sealer = Sealer.from_env_value(settings.sealing_keys.get_secret_value())
+    done, total = reseal_column(settings.database_url(), integration, "id", "credentials_sealed", aad, sealer)
+    print(f"re-sealed {done} of {total} integration credentials with key {sealer.active_kid!r}")  # noqa: T201
+
 
 def main() -> None:
-    run_service(Settings(), create_app, Path(__file__).parent / "migrations")
+    """``python -m soc_tenant [serve|migrate|reseal]``; ``reseal`` moves every sealed credential to
+    the active key of SOC_SEALING_KEYS (after a rotation)."""
+    settings = load_settings(Settings)
+    if sys.argv[1:2] == ["reseal"]:
+        from soc_shared.db import migrate
+
+        migrate(settings, MIGRATIONS)
+        reseal(settings)
+        return
+    run_service(settings, create_app, MIGRATIONS)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 from soc_shared.settings import ServiceSettings
@@ -22,9 +24,23 @@ class Settings(ServiceSettings):
     itsm_ingest_url: str = "http://127.0.0.1:8013"
     threatintel_url: str = "http://127.0.0.1:8014"
 
-    # Credentials of integrations are sealed with these keys ("kid:base64key,..."); set in prod.
-    crypto_keys: SecretStr = SecretStr("dev1:ZGV2LW9ubHktY3JlZGVudGlhbC1rZXktMzItYnl0ZXM=")
+    # Credentials of integrations are sealed with the suite-wide SOC_SEALING_KEYS (base settings).
+    secrets_used: ClassVar[tuple[str, ...]] = ServiceSettings.secrets_used + ("sealing_keys",)
 
     consumer_batch_size: int = 1000
     consumers_enabled: bool = True
     upload_max_bytes: int = 2 * 1024 * 1024
+
+    def resolve_secrets(self) -> None:
+        super().resolve_secrets()
+        self._role_password("app_db_user", "app_db_password")
+
+    def extra_secrets(self) -> list[tuple[str, str, bool, set[str]]]:
+        return [
+            (
+                f"SOC_DB_PASSWORD_{self.app_db_user.upper()}",
+                self.app_db_password.get_secret_value(),
+                "app_db_password" in self.model_fields_set,
+                {self.app_db_user},
+            )
+        ]

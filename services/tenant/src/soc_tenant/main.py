@@ -29,7 +29,7 @@ def create_app(settings: Settings | None = None, *, verifier: TokenVerifier | No
             settings, user=settings.app_db_user, password=settings.app_db_password.get_secret_value()
         )
         app.state.bus = Bus(settings.amqp_url.get_secret_value(), service="tenant")
-        app.state.sealer = Sealer.from_env_value(settings.crypto_keys.get_secret_value())
+        app.state.sealer = Sealer.from_env_value(settings.sealing_keys.get_secret_value())
         app.state.token_verifier = verifier or TokenVerifier(
             settings.jwks_url, settings.jwt_issuer, settings.jwt_audience
         )
