@@ -68,11 +68,6 @@ async def settle(harness: Any, service: Any, integration: str, rounds: int = 12)
             return
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reproduction: the search before a retry asks for no fields_required, SDP list rows carry no "
-    "udf_fields, every match is discarded and the ticket is created again",
-)
 async def test_answers_lost_after_create_never_make_a_second_ticket(
     harness: Any, lossy_sim: tuple[Any, str], kit: Any
 ) -> None:

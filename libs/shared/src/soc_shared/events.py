@@ -273,7 +273,8 @@ class ItsmTicket(Payload):
 
 
 class ItsmTicketCreate(Payload):
-    """Command: open one ticket for a SOAR incident (idempotent on ``incident_id``)."""
+    """Command: open one ticket for a SOAR incident (idempotent on the incident's identity:
+    ``integration_id``, ``soar_integration_id``, ``soar_account``, ``incident_id``)."""
 
     incident_id: str
     integration_id: str
@@ -282,6 +283,8 @@ class ItsmTicketCreate(Payload):
     subject: str
     description: str = ""
     priority: str | None = None
+    soar_integration_id: str = ""
+    soar_account: str = ""
 
 
 # ----------------------------------------------------------------------------------- threat intel

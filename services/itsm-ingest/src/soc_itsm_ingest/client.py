@@ -304,9 +304,25 @@ class SdpClient:
         return request
 
     async def find_requests(
-        self, field_name: str, value: str, *, account_id: str | None = None, limit: int = 10
+        self,
+        field_name: str,
+        value: str,
+        *,
+        account_id: str | None = None,
+        limit: int = 10,
+        fields_required: Sequence[str] | None = None,
+        or_criteria: Sequence[dict[str, Any]] = (),
     ) -> list[dict[str, Any]]:
-        """Requests whose ``field_name`` (dotted, e.g. ``udf_fields.udf_sline_4506``) is ``value``."""
+        """Requests whose ``field_name`` (dotted, e.g. ``udf_fields.udf_sline_4506``) is ``value``
+        (or that meet one of ``or_criteria``), oldest first.
+
+        A list row carries the list view's columns only: ``fields_required`` names what the caller
+        needs to see on the rows (the field searched on is always named)."""
+        wanted = list(fields_required or ())
+        if field_name not in wanted:
+            wanted.append(field_name)
+        criteria: list[dict[str, Any]] = [{"field": field_name, "condition": "is", "value": value}]
+        criteria.extend({**c, "logical_operator": "OR"} for c in or_criteria)
         answer = await self.list_page(
             "requests",
             "requests",
@@ -315,7 +331,8 @@ class SdpClient:
                 "start_index": 1,
                 "sort_field": "created_time",
                 "sort_order": "asc",
-                "search_criteria": [{"field": field_name, "condition": "is", "value": value}],
+                "search_criteria": criteria,
+                "fields_required": wanted,
             },
             account_id=account_id,
         )

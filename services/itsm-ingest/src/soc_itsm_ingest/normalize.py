@@ -9,6 +9,9 @@ fields the list view shows unless ``fields_required`` asked for more, so every f
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +23,32 @@ from soc_itsm_ingest.client import time_ms
 DEFAULT_INCIDENT_ID_FIELD = "udf_fields.udf_sline_4506"
 # XSOAR incident priority → SDP priority name (the SOC's convention; configurable per integration).
 DEFAULT_PRIORITY_MAP = {"P1": "Urgent", "P2": "High", "P3": "Medium", "P4": "Low"}
+
+
+MAX_SUBJECT = 250
+_REFERENCE = re.compile(r"\[(SOC-[A-Z2-7]{16})\]", re.IGNORECASE)
+
+
+def ticket_reference(soar_integration_id: str, soar_account: str, incident_id: str) -> str:
+    """The idempotency reference of the one ticket of an incident: ``SOC-`` and 16 base32
+    characters of SHA-256 over (SOAR integration, XSOAR account, incident id). Written into the
+    request when it is created (subject tag, and the reference field when one is configured), so a
+    request whose create answer was lost is recognised as this incident's, and no other's: XSOAR
+    accounts number their incidents independently, so the incident id alone is ambiguous."""
+    key = "\x1f".join((soar_integration_id, soar_account, incident_id)).encode()
+    return "SOC-" + base64.b32encode(hashlib.sha256(key).digest()).decode()[:16]
+
+
+def tagged_subject(subject: str, reference: str) -> str:
+    """``<subject> [SOC-…]`` within SDP's subject length; the tag is what a search can always
+    filter on (``subject contains``), whatever fields the customer's SDP lets us use."""
+    tag = f" [{reference}]"
+    return subject.strip()[: MAX_SUBJECT - len(tag)] + tag
+
+
+def references_in(text: Any) -> set[str]:
+    """The SOC references tagged in a subject (upper case)."""
+    return {m.upper() for m in _REFERENCE.findall(str(text or ""))}
 
 
 def ms_to_datetime(value: int | None) -> datetime | None:
@@ -126,6 +155,8 @@ def request_fields(
     incident_id_field: str = DEFAULT_INCIDENT_ID_FIELD,
     priority_map: Mapping[str, str] | None = None,
     defaults: Mapping[str, Any] | None = None,
+    reference: str | None = None,
+    reference_field: str | None = None,
 ) -> dict[str, Any]:
     """The ``request`` object of ``POST requests`` for one incident.
 
@@ -143,4 +174,12 @@ def request_fields(
     if isinstance(link[head], dict) and isinstance((defaults or {}).get(head), dict):
         link[head] = {**defaults[head], **link[head]}  # type: ignore[index]
     fields.update(link)
+    if reference:
+        fields["subject"] = tagged_subject(subject, reference)
+        if reference_field:
+            ref = nested(reference_field, reference)
+            head = next(iter(ref))
+            if isinstance(ref[head], dict) and isinstance(fields.get(head), dict):
+                ref[head] = {**fields[head], **ref[head]}
+            fields.update(ref)
     return fields

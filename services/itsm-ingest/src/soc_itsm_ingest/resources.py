@@ -62,6 +62,9 @@ class SyncOptions:
     """Ask lists for the fields the normaliser reads only (``list_info.fields_required``)."""
     priority_map: dict[str, str] = field(default_factory=dict)
     ticket_defaults: dict[str, Any] = field(default_factory=dict)
+    reference_field: str | None = None
+    """A request field (dotted, e.g. ``udf_fields.udf_sline_4507``) that keeps the ticket's
+    idempotency reference besides the subject tag; searched on when set."""
 
     @classmethod
     def resolve(cls, settings: Any, overrides: Mapping[str, Any] | None) -> SyncOptions:
@@ -73,6 +76,7 @@ class SyncOptions:
             fields_required=bool(o.get("fields_required", True)),
             priority_map={str(k): str(v) for k, v in (o.get("priority_map") or {}).items()},
             ticket_defaults=dict(o.get("ticket_defaults") or {}),
+            reference_field=str(o["reference_field"]) if o.get("reference_field") else None,
         )
 
     def list_fields(self) -> list[str] | None:

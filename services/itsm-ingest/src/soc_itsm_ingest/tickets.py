@@ -5,15 +5,25 @@ company's policy gets a ticket) and the ``itsm.ticket.create`` command from its 
 However often an incident is delivered, however many replicas see it and wherever a replica dies,
 one incident gets at most one ticket per ITSM integration:
 
-1. A row in ``itsm_ingest.ticket_request`` keyed (and unique) on ``(integration_id, incident_id)``
-   is inserted as ``pending`` with this replica as owner and a lease, and committed, *before* any
-   vendor call. A replica that loses the insert does nothing while the lease runs.
-2. The owner searches the SDP account for a request whose incident-id field holds the incident
-   (a ticket made by hand or before a crash), creates one only if there is none, then marks the
-   row ``created`` with the ticket id and publishes the ticket (``itsm.ticket.upserted``).
+1. A row in ``itsm_ingest.ticket_request`` keyed (and unique) on the incident's identity —
+   ``(integration_id, soar_integration_id, soar_account, incident_id)``: XSOAR accounts number
+   their incidents independently — is inserted as ``pending`` with this replica as owner, a lease
+   and the incident's idempotency reference (``SOC-…``, see :func:`normalize.ticket_reference`),
+   and committed, *before* any vendor call. A replica that loses the insert does nothing while
+   the lease runs.
+2. The owner searches the SDP account for the incident's request (a ticket made by hand, or one
+   whose create answer was lost): one list call whose criteria match the incident-id field *or*
+   the reference tag in the subject, asking with ``fields_required`` for the fields that carry
+   them (SDP list rows show the list view's columns only), then confirms each candidate on the
+   full record (``GET requests/{id}``): the reference is ours, or the incident id is exact and no
+   other reference is on it. Only when there is none does it write ``create_sent_at`` (committed)
+   and create the request, reference included; then it marks the row ``created`` with the
+   ticket id and publishes the ticket (``itsm.ticket.upserted``).
 3. A ``pending`` row whose lease ran out (its owner crashed between the vendor call and step 2, or
    a failed attempt's backoff elapsed) is taken over, by a redelivery or by the periodic
-   reconciler, and always resolved by that search before anything is created again.
+   reconciler, and always resolved by that search before anything is created again. A create
+   whose outcome is unknown (``create_sent_at`` set: dropped connection, 5xx, timeout, crash) is
+   never repeated without that search, and never before SDP has had time to list it.
 
 A failed attempt keeps the row ``pending`` with a growing backoff (the error and its category on
 the row); after ``max_attempts`` it becomes ``failed``. ``created`` and ``failed`` rows are final.
@@ -31,7 +41,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends
@@ -41,6 +51,7 @@ from soc_shared.bus import BatchConsumer, Bus, Delivery
 from soc_shared.errors import ApiError
 from soc_shared.events import ItsmTicketCreate, SoarIncident
 from soc_shared.sync import ClientFactory, CredentialsProvider, Ingestor, describe_error
+from soc_shared.vendor_http import VendorError, VendorErrorCategory
 from sqlalchemy.dialects.postgresql import JSONB, insert
 
 from soc_itsm_ingest import normalize
@@ -57,10 +68,18 @@ ticket_request_table = sa.Table(
     "ticket_request",
     metadata,
     sa.Column("integration_id", sa.Text, primary_key=True, comment="the ITSM (SDP) integration"),
+    sa.Column(
+        "soar_integration_id", sa.Text, primary_key=True, comment="the SOAR integration ('' if unknown)"
+    ),
+    sa.Column("soar_account", sa.Text, primary_key=True, comment="the XSOAR account (vendor tenant)"),
     sa.Column("incident_id", sa.Text, primary_key=True, comment="the SOAR incident id"),
     sa.Column("account_id", sa.Text, nullable=False, comment="the SDP account the ticket is filed under"),
     sa.Column("company_id", sa.Text),
-    sa.Column("soar_integration_id", sa.Text),
+    sa.Column("reference", sa.Text, comment="the idempotency reference written into the request"),
+    sa.Column(
+        "create_sent_at", sa.DateTime(timezone=True), comment="last create sent (outcome may be unknown)"
+    ),
+    sa.Column("creates", sa.Integer, nullable=False, server_default="0", comment="creates sent"),
     sa.Column("origin", sa.Text, nullable=False, comment="incident (policy) or command"),
     sa.Column(
         "request", JSONB, nullable=False, comment="subject, description, priority of the ticket to open"
@@ -113,6 +132,29 @@ class IntegrationUnavailable(RuntimeError):
         return str(self)
 
 
+class TicketKey(NamedTuple):
+    """An incident's identity, for one ITSM integration: XSOAR accounts (vendor tenants) number
+    their incidents independently, so the account is part of it."""
+
+    integration_id: str
+    soar_integration_id: str
+    soar_account: str
+    incident_id: str
+
+    @classmethod
+    def of(cls, row: Any) -> TicketKey:
+        return cls(row["integration_id"], row["soar_integration_id"], row["soar_account"], row["incident_id"])
+
+    def where(self) -> list[Any]:
+        t = ticket_request_table
+        return [
+            t.c.integration_id == self.integration_id,
+            t.c.soar_integration_id == self.soar_integration_id,
+            t.c.soar_account == self.soar_account,
+            t.c.incident_id == self.incident_id,
+        ]
+
+
 @dataclass(frozen=True)
 class TicketWork:
     """One ticket to make sure of."""
@@ -124,12 +166,17 @@ class TicketWork:
     description: str
     priority: str | None
     company_id: str | None = None
-    soar_integration_id: str | None = None
+    soar_integration_id: str = ""
+    soar_account: str = ""
     origin: str = "incident"
 
     @property
-    def key(self) -> tuple[str, str]:
-        return self.integration_id, self.incident_id
+    def key(self) -> TicketKey:
+        return TicketKey(self.integration_id, self.soar_integration_id, self.soar_account, self.incident_id)
+
+    @property
+    def reference(self) -> str:
+        return normalize.ticket_reference(self.soar_integration_id, self.soar_account, self.incident_id)
 
     @classmethod
     def from_command(cls, command: ItsmTicketCreate) -> TicketWork:
@@ -141,6 +188,8 @@ class TicketWork:
             description=command.description,
             priority=command.priority,
             company_id=command.company_id,
+            soar_integration_id=command.soar_integration_id or "",
+            soar_account=command.soar_account or "",
             origin="command",
         )
 
@@ -181,7 +230,7 @@ class TicketService:
         self._slots = asyncio.Semaphore(concurrency)
         # Keys known to be ``created`` (a final state): later versions of the same incident, the
         # common case, then cost no database round trip. Bounded, oldest forgotten first.
-        self._created: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._created: OrderedDict[TicketKey, None] = OrderedDict()
         self._created_limit = 100_000
         self._consumer: BatchConsumer | None = None
         self._reconciler: asyncio.Task[None] | None = None
@@ -217,7 +266,7 @@ class TicketService:
     async def on_deliveries(self, deliveries: list[Delivery]) -> None:
         """A batch from the queue. Raising makes the consumer retry message by message (and park a
         message that keeps failing); vendor failures do not raise, they are on the row."""
-        work: dict[tuple[str, str], TicketWork] = {}
+        work: dict[TicketKey, TicketWork] = {}
         for delivery in deliveries:
             item = await self.work_for(delivery)
             if item is not None:
@@ -257,6 +306,7 @@ class TicketService:
             priority=incident.priority,
             company_id=route.company_id,
             soar_integration_id=soar_integration_id,
+            soar_account=incident.account or "",
         )
 
     async def handle_incident(self, incident: SoarIncident, soar_integration_id: str) -> Outcome:
@@ -284,7 +334,7 @@ class TicketService:
         TICKET_REQUESTS.labels(outcome.value).inc()
         return outcome
 
-    def _remember_created(self, key: tuple[str, str]) -> None:
+    def _remember_created(self, key: TicketKey) -> None:
         self._created[key] = None
         self._created.move_to_end(key)
         while len(self._created) > self._created_limit:
@@ -300,31 +350,30 @@ class TicketService:
                 account_id=work.account_id,
                 company_id=work.company_id,
                 soar_integration_id=work.soar_integration_id,
+                soar_account=work.soar_account,
+                reference=work.reference,
                 origin=work.origin,
                 request={"subject": work.subject, "description": work.description, "priority": work.priority},
                 state="pending",
                 owner=self.owner,
                 lease_until=sa.func.now() + timedelta(seconds=self.lease_seconds),
             )
-            .on_conflict_do_nothing(index_elements=["integration_id", "incident_id"])
+            .on_conflict_do_nothing(
+                index_elements=["integration_id", "soar_integration_id", "soar_account", "incident_id"]
+            )
             .returning(*t.c)
         )
         async with self.db.session() as session:  # committed before any vendor call
             row = (await session.execute(stmt)).mappings().first()
         return dict(row) if row else None
 
-    async def _take_over(self, key: tuple[str, str]) -> dict[str, Any] | None:
+    async def _take_over(self, key: TicketKey) -> dict[str, Any] | None:
         """Claim a pending row whose lease ran out. The row lock serialises competing replicas and
         PostgreSQL re-checks the lease after the first one committed, so only one wins."""
         t = ticket_request_table
         stmt = (
             sa.update(t)
-            .where(
-                t.c.integration_id == key[0],
-                t.c.incident_id == key[1],
-                t.c.state == "pending",
-                t.c.lease_until < sa.func.now(),
-            )
+            .where(*key.where(), t.c.state == "pending", t.c.lease_until < sa.func.now())
             .values(
                 owner=self.owner,
                 lease_until=sa.func.now() + timedelta(seconds=self.lease_seconds),
@@ -336,19 +385,21 @@ class TicketService:
             row = (await session.execute(stmt)).mappings().first()
         return dict(row) if row else None
 
-    async def _state_of(self, key: tuple[str, str]) -> Outcome:
+    async def _state_of(self, key: TicketKey) -> Outcome:
         t = ticket_request_table
         async with self.db.session() as session:
-            state = (
-                await session.execute(
-                    sa.select(t.c.state).where(t.c.integration_id == key[0], t.c.incident_id == key[1])
-                )
-            ).scalar()
+            state = (await session.execute(sa.select(t.c.state).where(*key.where()))).scalar()
         return {"created": Outcome.ALREADY, "failed": Outcome.FAILED}.get(str(state), Outcome.IN_PROGRESS)
 
     async def _run(self, row: dict[str, Any], *, search: bool) -> Outcome:
         """Owner's work on one pending row: search, create if none, record, publish."""
         integration_id, incident_id = row["integration_id"], row["incident_id"]
+        key = TicketKey.of(row)
+        reference = row.get("reference") or normalize.ticket_reference(
+            key.soar_integration_id, key.soar_account, incident_id
+        )
+        # A create was sent before and its outcome is unknown: never again without the search.
+        search = search or row.get("create_sent_at") is not None
         creating = False
         client = None
         try:
@@ -363,7 +414,7 @@ class TicketService:
                 ticket: dict[str, Any] | None = None
                 if search:
                     ticket = await self._find_existing(
-                        client, options.incident_id_field, incident_id, row["account_id"]
+                        client, options, incident_id, reference, row["account_id"]
                     )
                 found = ticket is not None
                 if ticket is None:
@@ -377,7 +428,10 @@ class TicketService:
                         incident_id_field=options.incident_id_field,
                         priority_map=options.priority_map,
                         defaults=options.ticket_defaults,
+                        reference=reference,
+                        reference_field=options.reference_field,
                     )
+                    await self._mark_create_sent(key)  # committed before the request leaves
                     creating = True
                     ticket = await client.create_request(fields, account_id=row["account_id"])
                     creating = False
@@ -397,25 +451,96 @@ class TicketService:
         )
         return Outcome.FOUND if found else Outcome.CREATED
 
+    async def _mark_create_sent(self, key: TicketKey) -> None:
+        t = ticket_request_table
+        async with self.db.session() as session:
+            await session.execute(
+                sa.update(t)
+                .where(*key.where(), t.c.state == "pending", t.c.owner == self.owner)
+                .values(create_sent_at=sa.func.now(), creates=t.c.creates + 1, updated_at=sa.func.now())
+            )
+
     @staticmethod
     async def _find_existing(
-        client: Any, field_name: str, incident_id: str, account_id: str
+        client: Any, options: Any, incident_id: str, reference: str, account_id: str
     ) -> dict[str, Any] | None:
-        matches = await client.find_requests(field_name, incident_id, account_id=account_id)
-        # SDP's "is" compares text case-insensitively; the incident id must match exactly.
-        exact = [m for m in matches if str(normalize.field_value(m, field_name) or "") == incident_id]
-        return exact[0] if exact else None
+        """The incident's request in the SDP account, confirmed on its full record, or None.
+
+        One list call: the incident-id field ``is`` the incident id, *or* the subject contains the
+        reference tag (*or* the reference field is the reference, when configured), with
+        ``fields_required`` naming those fields — without it SDP list rows carry the list view's
+        columns only and every match would look foreign. A candidate is then read whole and
+        decided on: our reference on it → ours (the oldest such wins); no reference but the exact
+        incident id → a ticket made by hand or by the old portal, adopted; another incident's
+        reference → not ours. An SDP that cannot filter on the incident-id field (4001 and the
+        like) is searched by the subject tag alone.
+        """
+        field_name = options.incident_id_field
+        reference_field = options.reference_field
+        wanted = ["subject", "created_time", field_name, *([reference_field] if reference_field else [])]
+        or_criteria = [{"field": "subject", "condition": "contains", "value": reference}]
+        if reference_field:
+            or_criteria.append({"field": reference_field, "condition": "is", "value": reference})
+        try:
+            rows = await client.find_requests(
+                field_name,
+                incident_id,
+                account_id=account_id,
+                limit=25,
+                fields_required=wanted,
+                or_criteria=or_criteria,
+            )
+        except VendorError as exc:
+            if exc.category != VendorErrorCategory.INVALID_REQUEST:
+                raise
+            logger.warning(
+                "SDP refused a search on {} ({}); searching by the subject tag {} alone",
+                field_name,
+                exc,
+                reference,
+            )
+            rows = await client.find_requests(
+                "subject", reference, account_id=account_id, limit=25, fields_required=wanted
+            )
+            rows = [r for r in rows if reference in normalize.references_in(r.get("subject"))]
+
+        def claim(record: dict[str, Any]) -> int:
+            """2: carries our reference; 1: the exact incident id and no reference; 0: not ours."""
+            refs = normalize.references_in(record.get("subject"))
+            if reference_field:
+                value = normalize.field_value(record, reference_field)
+                if value:
+                    refs.add(str(value).upper())
+            if reference in refs:
+                return 2
+            exact = str(normalize.field_value(record, field_name) or "") == incident_id
+            return 1 if exact and not refs else 0
+
+        candidates = [r for r in rows if claim(r) > 0 or not rows_have(r, field_name)]
+        best: tuple[int, dict[str, Any]] | None = None
+        for row in candidates:
+            try:
+                record = await client.get_request(str(row["id"]), account_id=account_id)
+            except VendorError as exc:
+                if exc.category == VendorErrorCategory.NOT_FOUND:
+                    continue  # deleted between the list and the read
+                raise
+            score = claim(record)
+            account = record.get("account")
+            if isinstance(account, dict) and account.get("id") and str(account["id"]) != account_id:
+                score = 0
+            if score and (best is None or score > best[0]):
+                best = (score, record)
+            if score == 2:
+                break  # oldest first: the first of ours is the one
+        return best[1] if best else None
 
     async def _mark_created(self, row: dict[str, Any], ticket_id: str, *, found: bool) -> None:
         t = ticket_request_table
         async with self.db.session() as session:
             await session.execute(
                 sa.update(t)
-                .where(
-                    t.c.integration_id == row["integration_id"],
-                    t.c.incident_id == row["incident_id"],
-                    t.c.state == "pending",
-                )
+                .where(*TicketKey.of(row).where(), t.c.state == "pending")
                 .values(
                     state="created",
                     ticket_id=ticket_id,
@@ -447,12 +572,7 @@ class TicketService:
         async with self.db.session() as session:
             await session.execute(
                 sa.update(t)
-                .where(
-                    t.c.integration_id == row["integration_id"],
-                    t.c.incident_id == row["incident_id"],
-                    t.c.state == "pending",
-                    t.c.owner == self.owner,
-                )
+                .where(*TicketKey.of(row).where(), t.c.state == "pending", t.c.owner == self.owner)
                 .values(
                     state="failed" if give_up else "pending",
                     attempts=attempts,
@@ -490,7 +610,7 @@ class TicketService:
         each by searching SDP before creating; returns how many were handled."""
         t = ticket_request_table
         due = (
-            sa.select(t.c.integration_id, t.c.incident_id)
+            sa.select(t.c.integration_id, t.c.soar_integration_id, t.c.soar_account, t.c.incident_id)
             .where(t.c.state == "pending", t.c.lease_until < sa.func.now())
             .order_by(t.c.lease_until)
             .limit(limit)
@@ -499,7 +619,12 @@ class TicketService:
         )
         stmt = (
             sa.update(t)
-            .where(t.c.integration_id == due.c.integration_id, t.c.incident_id == due.c.incident_id)
+            .where(
+                t.c.integration_id == due.c.integration_id,
+                t.c.soar_integration_id == due.c.soar_integration_id,
+                t.c.soar_account == due.c.soar_account,
+                t.c.incident_id == due.c.incident_id,
+            )
             .values(
                 owner=self.owner,
                 lease_until=sa.func.now() + timedelta(seconds=self.lease_seconds),
@@ -514,7 +639,7 @@ class TicketService:
             async with self._slots:
                 outcome = await self._run(row, search=True)
             if outcome in (Outcome.CREATED, Outcome.FOUND):
-                self._remember_created((row["integration_id"], row["incident_id"]))
+                self._remember_created(TicketKey.of(row))
             TICKET_REQUESTS.labels(outcome.value).inc()
 
         await asyncio.gather(*(one(r) for r in rows))
@@ -532,7 +657,14 @@ class TicketService:
             except TimeoutError:
                 pass
 
-    async def retry(self, integration_id: str, incident_id: str) -> bool:
+    async def retry(
+        self,
+        integration_id: str,
+        incident_id: str,
+        *,
+        soar_integration_id: str | None = None,
+        soar_account: str | None = None,
+    ) -> bool:
         """Give a ``failed`` request a fresh start now: attempts reset, due at once for the
         reconciler, which searches SDP first as every retry does. Only ``failed``: a ``pending`` row
         may be in a vendor call right now, and its lease is what keeps a second create out."""
@@ -544,6 +676,12 @@ class TicketService:
                     t.c.integration_id == integration_id,
                     t.c.incident_id == incident_id,
                     t.c.state == "failed",
+                    *(
+                        [t.c.soar_integration_id == soar_integration_id]
+                        if soar_integration_id is not None
+                        else []
+                    ),
+                    *([t.c.soar_account == soar_account] if soar_account is not None else []),
                 )
                 .values(
                     state="pending",
@@ -563,6 +701,7 @@ class TicketService:
         incident_id: str | None = None,
         states: Sequence[str] | None = None,
         limit: int = 100,
+        soar_account: str | None = None,
     ) -> list[dict[str, Any]]:
         """Ticket request rows (the internal API and tests)."""
         t = ticket_request_table
@@ -571,10 +710,18 @@ class TicketService:
             stmt = stmt.where(t.c.integration_id == integration_id)
         if incident_id:
             stmt = stmt.where(t.c.incident_id == incident_id)
+        if soar_account is not None:
+            stmt = stmt.where(t.c.soar_account == soar_account)
         if states:
             stmt = stmt.where(t.c.state.in_(list(states)))
         async with self.db.session() as session:
             return [dict(r) for r in (await session.execute(stmt)).mappings().all()]
+
+
+def rows_have(row: dict[str, Any], dotted: str) -> bool:
+    """Whether a list row shows ``dotted`` at all (a row without it cannot be judged unread)."""
+    head = dotted.split(".", 1)[0]
+    return head in row
 
 
 def ticket_router(service_getter: Callable[[], TicketService], service_dep: Any) -> APIRouter:
@@ -585,12 +732,14 @@ def ticket_router(service_getter: Callable[[], TicketService], service_dep: Any)
     async def ticket_requests(
         integration_id: str | None = None,
         incident_id: str | None = None,
+        soar_account: str | None = None,
         state: str | None = None,
         limit: int = 100,
     ) -> dict[str, Any]:
         rows = await service_getter().requests(
             integration_id=integration_id,
             incident_id=incident_id,
+            soar_account=soar_account,
             states=[state] if state else None,
             limit=max(1, min(limit, 1000)),
         )
@@ -599,9 +748,17 @@ def ticket_router(service_getter: Callable[[], TicketService], service_dep: Any)
         return {"items": rows, "total": len(rows)}
 
     @router.post("/ticket-requests/{integration_id}/{incident_id}/retry")
-    async def retry_ticket_request(integration_id: str, incident_id: str) -> dict[str, Any]:
-        """Retry a request that was given up (e.g. after fixing the integration's settings)."""
-        if not await service_getter().retry(integration_id, incident_id):
+    async def retry_ticket_request(
+        integration_id: str,
+        incident_id: str,
+        soar_integration_id: str | None = None,
+        soar_account: str | None = None,
+    ) -> dict[str, Any]:
+        """Retry a request that was given up (e.g. after fixing the integration's settings); the
+        XSOAR account (and SOAR integration) narrow it down when several accounts share the id."""
+        if not await service_getter().retry(
+            integration_id, incident_id, soar_integration_id=soar_integration_id, soar_account=soar_account
+        ):
             raise ApiError(404, "not_found", "no failed ticket request for this incident")
         return {"scheduled": True}
 
