@@ -37,8 +37,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-BENCH_DB = "soc_bench"
-BENCH_VHOST = "soc_bench"
+BENCH_DB = os.environ.get("SOC_BENCH_DB", "soc_bench")  # its own name per concurrent run
+BENCH_VHOST = os.environ.get("SOC_BENCH_VHOST", BENCH_DB)
 QRADAR, SOAR, ITSM = "bench-qradar", "bench-xsoar", "bench-sdp"
 
 
@@ -79,21 +79,25 @@ FROM (SELECT g, random() AS r, now() - random() * interval '365 days' AS st
 
 INCIDENTS = """
 INSERT INTO soar_incident (integration_id, incident_id, account, name, type, status, severity, owner, created, modified,
-    closed, close_reason, phase, priority, tta_at, ttn_at, ttdn_at, rules, offense_ids, mitre_tactics, mitre_techniques,
-    qradar_category, version)
+    occurred, closed, close_reason, phase, priority, tta_at, ttn_at, ttdn_at, rules, offense_ids, mitre_tactics,
+    mitre_techniques, qradar_category, playbook_id, configuration_item, sla, itsm_sync_status, version)
 SELECT %(si)s, %(prefix)s || g, %(acc)s, 'Incident ' || g,
     (ARRAY['Malware','Phishing','Brute Force','Data Loss','Recon','Policy'])[1 + g %% 6],
     CASE WHEN created < now() - interval '2 days' AND r < 0.92 THEN 'closed' WHEN r < 0.97 THEN 'active' ELSE 'pending' END,
-    (ARRAY['low','medium','high','critical','informational'])[1 + (g * 3) %% 5], 'analyst' || (g %% 15),
-    created, created + interval '1 hour',
+    (ARRAY['low','medium','high','critical','informational'])[1 + (g * 3) %% 5],
+    CASE WHEN g %% 50 <> 0 THEN 'analyst' || (g %% 15) END,
+    created, created + interval '1 hour', created - (g %% 30) * interval '1 minute',
     CASE WHEN created < now() - interval '2 days' AND r < 0.92 THEN created + (r * 3000) * interval '1 minute' END,
-    CASE WHEN created < now() - interval '2 days' AND r < 0.92 THEN 'Resolved' END,
-    'Detection', (ARRAY['P1','P2','P3','P4'])[1 + (g * 13) %% 4],
+    CASE WHEN created < now() - interval '2 days' AND r < 0.92
+         THEN CASE WHEN g %% 7 = 0 THEN 'False Positive' ELSE 'Resolved' END END,
+    (ARRAY['Detection','Triage','Containment','Eradication'])[1 + g %% 4], (ARRAY['P1','P2','P3','P4'])[1 + (g * 13) %% 4],
     CASE WHEN r2 < 0.90 THEN created + (r2 * 50) * interval '1 minute' END,
     CASE WHEN r2 < 0.85 THEN created + (r2 * 100) * interval '1 minute' END,
     CASE WHEN r2 < 0.80 THEN created + (r2 * 1500) * interval '1 minute' END,
-    jsonb_build_array('UC-' || (g %% 30)), jsonb_build_array(g), '["TA0001"]'::jsonb, '["T1566"]'::jsonb,
-    'Suspicious Activity', 1
+    jsonb_build_array('UC-' || (g %% 30)), jsonb_build_array(g),
+    jsonb_build_array('TA000' || (1 + g %% 9)), jsonb_build_array('T' || (1000 + g %% 60)),
+    'Suspicious Activity', 'pb-' || (g %% 20), 'host-' || (g %% 500) || '.corp', g %% 4,
+    (ARRAY['Ready','Ready','Ready','Done','Error'])[1 + g %% 5], 1
 FROM (SELECT g, random() AS r, random() AS r2, now() - random() * interval '365 days' AS created
       FROM generate_series(%(lo)s::bigint, %(hi)s::bigint) g) s
 """

@@ -10,9 +10,28 @@ from typing import Any
 import httpx
 import pytest_asyncio
 from soc_shared.bus import Bus
-from soc_shared.events import IncidentSeverity, IncidentStatus, SoarIncident
+from soc_shared.events import (
+    IncidentSeverity,
+    IncidentStatus,
+    ItsmAccount,
+    ItsmTicket,
+    SiemDomain,
+    SiemEventCollector,
+    SiemLogSource,
+    SoarAccount,
+    SoarIncident,
+    TiAlert,
+)
 from soc_tenant.main import create_app
-from soc_tenant.readmodel.testing import add_company, event, eventually, map_soar
+from soc_tenant.readmodel.testing import (
+    add_company,
+    add_ti_integration,
+    event,
+    eventually,
+    map_itsm,
+    map_qradar,
+    map_soar,
+)
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 T0 = datetime(NOW.year, NOW.month, NOW.day, tzinfo=UTC)  # today, 00:00 UTC
@@ -66,6 +85,7 @@ INCIDENTS = {
         occurred=T0 - timedelta(days=1),
         name=f"{MARK} 101 Phishing mail",
         itsm_sync_status="Ready",
+        rules=[f"UC-phish-{RUN}"],
     ),
     # P2 targets 30/60/480: TTA breached only.
     "p2": inc(
@@ -103,6 +123,7 @@ INCIDENTS = {
         ALL_MET,
         owner="alice",
         close_reason="Resolved",
+        rules=[f"UC-phish-{RUN}"],
     ),
     "p6": inc("p6", T0 - timedelta(days=10) + timedelta(hours=2), A, "P4", ALL_MET, owner="bob"),
     "p7": inc("p7", T0 - timedelta(days=40), C, "P1", ALL_MET),
@@ -122,6 +143,23 @@ INCIDENTS = {
 }
 
 
+ASSETS = [  # name, status, average EPS, type name, created, last event
+    ("fw", "SUCCESS", 12.5, "Cisco ASA", NOW - timedelta(days=40), NOW - timedelta(days=2)),
+    ("dc", "ERROR", 3.0, "Microsoft Windows Security Event Log", NOW - timedelta(days=5), NOW),
+    ("proxy", "WARN", 12.5, "Squid Web Proxy", NOW - timedelta(days=20), NOW - timedelta(days=2)),
+]
+TICKETS = [
+    ("tk1", "Jane Analyst", "Parity Corp"),
+    ("tk2", "soc-bot", "Parity Corp EMEA"),
+    ("tk3", "John Doe", "Other Unit"),
+]
+ALERTS = [
+    ("al1", NOW - timedelta(days=1)),
+    ("al2", NOW - timedelta(days=8)),
+    ("al3", NOW - timedelta(days=20)),
+]
+
+
 @pytest_asyncio.fixture(scope="module")
 async def env(migrated, tokens):
     app = create_app(migrated, verifier=tokens.verifier())
@@ -133,24 +171,131 @@ async def env(migrated, tokens):
             db = app.state.db
             company = await add_company(db, f"Parity {RUN}")
             other = await add_company(db, f"Other {RUN}")
-            soar = f"xs-par-{RUN}"
-            await map_soar(db, company, soar, ACC)
-            await map_soar(db, other, soar, OTHER)
-            await bus.publish(
-                [
-                    event(
-                        "soar.incident.upserted", x, soar, x.incident_id, version=1, vendor_tenant=x.account
-                    )
-                    for x in INCIDENTS.values()
-                ]
+            soar, soar2 = f"xs-par-{RUN}", f"xs-par2-{RUN}"
+            qradar, qradar2, itsm, itsm2 = (
+                f"qr-par-{RUN}",
+                f"qr-par2-{RUN}",
+                f"sdp-par-{RUN}",
+                f"sdp-par2-{RUN}",
             )
-            state = {"client": client, "headers": tokens.headers(kind="tenant", company_id=company)}
+            await map_soar(db, company, soar, ACC)
+            await map_soar(db, company, soar2, ACC)
+            await map_soar(db, other, soar, OTHER)
+            await map_qradar(db, company, qradar, 301, collectors=[7])
+            await map_qradar(db, company, qradar2, 302, collectors=[8])
+            await map_qradar(db, other, qradar, 399)
+            await map_itsm(db, company, itsm, "31")
+            await map_itsm(db, company, itsm2, "32")
+            ti = await add_ti_integration(db, company)
+            evs = [
+                event("soar.incident.upserted", x, soar, x.incident_id, version=1, vendor_tenant=x.account)
+                for x in INCIDENTS.values()
+            ]
+            evs += [
+                event("soar.account.upserted", SoarAccount(account_id="1", name=ACC), soar, "a1"),
+                event("soar.account.upserted", SoarAccount(account_id="1", name=ACC), soar2, "a1"),
+                event("siem.domain.upserted", SiemDomain(domain_id=301, name=f"{MARK} d301"), qradar, "301"),
+                event("siem.domain.upserted", SiemDomain(domain_id=302, name=f"{MARK} d302"), qradar2, "302"),
+                event(
+                    "itsm.account.upserted", ItsmAccount(account_id="31", name=f"{MARK} sdp31"), itsm, "31"
+                ),
+                event(
+                    "itsm.account.upserted", ItsmAccount(account_id="32", name=f"{MARK} sdp32"), itsm2, "32"
+                ),
+                event(
+                    "siem.event_collector.upserted",
+                    SiemEventCollector(collector_id=7, name="ec7"),
+                    qradar,
+                    "7",
+                ),
+                event(
+                    "siem.event_collector.upserted",
+                    SiemEventCollector(collector_id=8, name="ec8"),
+                    qradar2,
+                    "8",
+                ),
+            ]
+            for n, (name, status, eps, type_name, created, last) in enumerate(ASSETS, start=1):
+                evs.append(
+                    event(
+                        "siem.log_source.upserted",
+                        SiemLogSource(
+                            log_source_id=3000 + n,
+                            name=f"{MARK}-{name}",
+                            domain_id=301,
+                            type_id=n,
+                            type_name=type_name,
+                            status=status,
+                            average_eps=eps,
+                            creation_time=created,
+                            last_event_time=last,
+                        ),
+                        qradar,
+                        f"ls{n}",
+                    )
+                )
+            for key, created_by, account in TICKETS:
+                evs.append(
+                    event(
+                        "itsm.ticket.upserted",
+                        ItsmTicket(
+                            ticket_id=f"{key}-{RUN}",
+                            account_id="31",
+                            account_name=account,
+                            subject=f"{MARK} {key}",
+                            status="Open",
+                            priority="High",
+                            created_time=NOW - timedelta(hours=1),
+                            last_updated_time=NOW,
+                            created_by_name=created_by,
+                            version=1,
+                        ),
+                        itsm,
+                        key,
+                        version=1,
+                    )
+                )
+            for key, published in ALERTS:
+                evs.append(
+                    event(
+                        "ti.alert.upserted",
+                        TiAlert(
+                            short_id=f"{key}-{RUN}",
+                            title=f"{MARK} {key}",
+                            published_time=published,
+                            version=1,
+                        ),
+                        ti,
+                        key,
+                        version=1,
+                    )
+                )
+            await bus.publish(evs)
+            state = {
+                "client": client,
+                "headers": tokens.headers(kind="tenant", company_id=company),
+                "admin": tokens.headers(kind="admin"),
+                "company": company,
+                "other": other,
+                "integrations": {"soar": soar, "qradar": qradar, "itsm": itsm},
+            }
 
             async def loaded() -> bool:
-                r = await client.get(
-                    "/tenant/soar-incidents/", headers=state["headers"], params={"limit": 100}
-                )
-                return r.status_code == 200 and r.json()["total"] == 8
+                h = state["headers"]
+                checks = [
+                    ("/tenant/soar-incidents/", 8),
+                    ("/tenant/assets/", len(ASSETS)),
+                    ("/tenant/itsm-tickets/", len(TICKETS)),
+                    ("/tenant/threat-alerts/", len(ALERTS)),
+                    ("/tenant/soar-tenants/", 2),
+                    ("/tenant/qradar-tenants/", 2),
+                    ("/tenant/itsm-tenants/", 2),
+                ]
+                for path, n in checks:
+                    r = await client.get(path, headers=h, params={"limit": 100})
+                    if r.status_code != 200 or r.json()["total"] != n:
+                        return False
+                return True
 
             await eventually(loaded, within=30)
             yield state
@@ -364,3 +509,141 @@ async def test_windowed_views_take_filter_type(env):
     assert s["total"] == 2
     owners = await get(env, "/tenant/soar-incidents/owner-distribution/", filter_type=1)
     assert {x["owner"]: x["incidents"] for x in owners["items"]} == {"alice": 1, "Bob": 1}
+
+
+async def test_recent_incidents_window_use_case_and_paging(env):
+    r = await get(env, "/tenant/soar-incidents/recent/", filter_type=2)
+    assert [x["incident_id"].rsplit("-", 1)[0] for x in r["items"]][2:] == ["p4", "p3"] and r["total"] == 4
+    assert keys(await get(env, "/tenant/soar-incidents/recent/", use_case=f"UC-phish-{RUN}")) == {"p1", "p5"}
+    page = await get(env, "/tenant/soar-incidents/recent/", limit=3, offset=3)
+    assert page["total"] == 8 and len(page["items"]) == 3 and page["offset"] == 3
+    assert [x["incident_id"].rsplit("-", 1)[0] for x in page["items"]] == ["p3", "p6", "p5"]
+
+
+async def test_summary_cards_priority(env):
+    s = await get(env, "/tenant/soar-incidents/summary/", priority=4, filter_type=3)
+    assert s["total"] == 2 and s["by_priority"] == {"P1": 2}
+    s = await get(env, "/tenant/soar-incidents/summary/", priority=["P2", "1"])
+    assert s["total"] == 4 and s["by_priority"] == {"P2": 3, "P4": 1}
+    await get(env, "/tenant/soar-incidents/summary/", 422, priority="P9")
+
+
+async def test_threat_alert_published_created_updated_ranges(env):
+    path = "/tenant/threat-alerts/"
+
+    async def alerts(**params: Any) -> set[str]:
+        return {x["short_id"].rsplit("-", 1)[0] for x in (await get(env, path, limit=100, **params))["items"]}
+
+    assert await alerts(published_start_date=day(-9)) == {"al1", "al2"}
+    assert await alerts(published_start_date=day(-9), published_end_date=day(-2)) == {"al2"}
+    assert await alerts(start_date=day(-25), end_date=day(-15)) == {"al3"}
+    assert await alerts(filter_type=2) == {"al1"}
+    # stored today, so only a range including today finds them
+    assert await alerts(created_start_date=day(0)) == {"al1", "al2", "al3"}
+    assert await alerts(created_start_date=day(1)) == set()
+    assert await alerts(created_end_date=day(-1)) == set()
+    assert await alerts(updated_start_date=day(0), updated_end_date=day(0), title="al2") == {"al2"}
+    await get(env, path, 422, created_start_date=day(0), created_end_date=day(-1))
+    await get(env, path, 422, updated_end_date="tomorrow")
+
+
+async def test_vendor_tenant_lists_take_integration_id(env):
+    for path, kind in [
+        ("/tenant/soar-tenants/", "soar"),
+        ("/tenant/qradar-tenants/", "qradar"),
+        ("/tenant/itsm-tenants/", "itsm"),
+    ]:
+        wanted = env["integrations"][kind]
+        both = await get(env, path, limit=100)
+        assert len({x["integration_id"] for x in both["items"]}) == 2
+        one = await get(env, path, limit=100, integration_id=wanted)
+        assert one["total"] == 1 and {x["integration_id"] for x in one["items"]} == {wanted}
+    r = await env["client"].get(
+        "/tenant/event-collectors/",
+        headers=env["admin"],
+        params={"integration_id": env["integrations"]["qradar"], "limit": 500},
+    )
+    assert r.status_code == 200 and r.json()["items"]
+    assert {x["integration_id"] for x in r.json()["items"]} == {env["integrations"]["qradar"]}
+    await get(env, "/tenant/soar-tenants/", 422, integration_id="bad id;")
+
+
+async def test_asset_filters_of_the_original(env):
+    async def assets(path: str = "/tenant/assets/", **params: Any) -> set[str]:
+        return {x["name"].rsplit("-", 1)[1] for x in (await get(env, path, limit=100, **params))["items"]}
+
+    assert await assets(average_eps=12.5) == {"fw", "proxy"}
+    assert await assets(sub_status="err,warn") == {"dc", "proxy"}
+    assert await assets(last_event_date=day(-2)) == {"fw", "proxy"}
+    assert await assets(start_date=day(-25), end_date=day(-1)) == {"dc", "proxy"}
+    assert await assets(start_date=day(-6)) == {"dc"}
+    assert await assets(log_source_type="windows") == {"dc"}
+    assert await assets(log_source_type="proxy", sub_status="warn") == {"proxy"}
+    r = await env["client"].get(
+        "/tenant/assets/export/", headers=env["headers"], params={"file_type": "csv", "average_eps": 3}
+    )
+    assert r.status_code == 200
+    rows = [line for line in r.content.decode("utf-8-sig").splitlines()[1:] if line]
+    assert len(rows) == 1 and f"{MARK}-dc" in rows[0]
+    await get(env, "/tenant/assets/", 422, last_event_date="2024-02-31")
+    await get(env, "/tenant/assets/", 422, start_date=day(0), end_date=day(-3))
+    await get(env, "/tenant/assets/", 422, average_eps="lots")
+
+
+async def test_ticket_created_by_and_account_name(env):
+    async def tickets(**params: Any) -> set[str]:
+        items = (await get(env, "/tenant/itsm-tickets/", limit=100, **params))["items"]
+        return {x["ticket_id"].rsplit("-", 1)[0] for x in items}
+
+    assert await tickets(created_by="analyst") == {"tk1"}
+    assert await tickets(account_name="parity corp") == {"tk1", "tk2"}
+    assert await tickets(account_name="parity", created_by="bot") == {"tk2"}
+    r = await get(env, "/tenant/itsm-tickets/", account_name="emea")
+    assert r["total"] == 1
+
+
+async def test_admin_summaries_company_priority_and_paging(env):
+    admin, company = env["admin"], env["company"]
+
+    async def summary(name: str, **params: Any) -> dict:
+        r = await env["client"].get(f"/admin/summary/{name}/", headers=admin, params=params)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    s = await summary("incident-priority", company_id=company)
+    assert [x["company_id"] for x in s["items"]] == [company] and s["total"] == 1
+    assert s["items"][0]["by_priority"] == {"P1": 3, "P2": 3, "P3": 1, "P4": 1}
+    s = await summary("incident-priority", company_id=company, priority=4)
+    assert s["items"][0]["by_priority"] == {"P1": 3} and s["items"][0]["total"] == 3
+    s = await summary("incident-priority", company_id=company, priority="P3", filter_type=2)
+    assert s["items"][0]["by_priority"] == {"P3": 1}
+    everyone = await summary("incident-priority")
+    assert everyone["total"] >= 2
+    page = await summary("incident-priority", limit=1, offset=1)
+    assert page["total"] == everyone["total"] and page["items"] == everyone["items"][1:2]
+    for name in ("incident-status", "completion-status", "sla-matrix", "eps-utilisation", "assets"):
+        s = await summary(name, company_id=company, limit=10)
+        assert s["items"] and {x["company_id"] for x in s["items"]} == {company}, name
+    s = await summary("incident-status", company_id=company, filter_type=1)
+    assert s["items"][0]["by_status"] == {"active": 1, "closed": 1}
+    r = await env["client"].get("/admin/summary/incident-priority/", headers=admin, params={"priority": "x"})
+    assert r.status_code == 422
+
+
+async def test_file_type_choices_and_the_original_numbers(env):
+    choices = await get(env, "/tenant/file-type-choices/")
+    assert {(c["id"], c["value"]) for c in choices["items"]} == {(2, "xlsx"), (3, "csv"), (4, "json")}
+    r = await env["client"].get(
+        "/tenant/soar-incidents/download/", headers=env["headers"], params={"file_type": 2, "filter_type": 1}
+    )
+    assert r.status_code == 200 and "spreadsheetml" in r.headers["content-type"]
+    from io import BytesIO
+
+    from openpyxl import load_workbook
+
+    sheet = load_workbook(BytesIO(r.content)).active
+    assert sheet.max_row == 3  # header + p1, p2
+    r = await env["client"].get(
+        "/tenant/soar-incidents/download/", headers=env["headers"], params={"file_type": 1}
+    )
+    assert r.status_code == 422

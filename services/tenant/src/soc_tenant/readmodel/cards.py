@@ -188,7 +188,7 @@ async def _from_incidents(
     if f.status:
         filters.append(i.c.status.in_(f.status))
     if f.owner:
-        filters.append(i.c.owner == f.owner)
+        filters.append(sa.func.lower(i.c.owner) == f.owner.lower())
     if f.incident_id:
         filters.append(i.c.incident_id == f.incident_id)
     today = datetime(now.year, now.month, now.day, tzinfo=UTC)

@@ -348,6 +348,38 @@ def preset_window(
     )
 
 
+# The original's SLA levels as numbers (``sla_level``, summary ``priority``): 4 P1 … 1 P4.
+SLA_LEVEL_NUMBERS = {
+    "4": "P1",
+    "3": "P2",
+    "2": "P3",
+    "1": "P4",
+    "P1": "P1",
+    "P2": "P2",
+    "P3": "P3",
+    "P4": "P4",
+}
+
+
+def parse_levels(parameter: str, values: list[str] | None) -> list[str] | None:
+    """P1..P4 or the original's level numbers (comma-separated or repeated) → P1..P4; 422 otherwise."""
+    if not values:
+        return None
+    out: list[str] = []
+    for raw in values:
+        for part in raw.split(","):
+            key = part.strip().upper()
+            if not key:
+                continue
+            if key not in SLA_LEVEL_NUMBERS:
+                raise bad_param(
+                    parameter, f"unknown {parameter} {part.strip()!r}", allowed=list(SLA_LEVEL_NUMBERS)
+                )
+            if SLA_LEVEL_NUMBERS[key] not in out:
+                out.append(SLA_LEVEL_NUMBERS[key])
+    return out or None
+
+
 def time_range(
     start: Annotated[datetime | None, Query(alias="from", description="ISO 8601; naive means UTC")] = None,
     end: Annotated[datetime | None, Query(alias="to", description="ISO 8601; naive means UTC")] = None,
@@ -389,6 +421,9 @@ def time_range(
 
 Range = Annotated[TimeRange, Depends(time_range)]
 TextQuery = Annotated[str | None, Query(max_length=200, description="text search")]
+IntegrationParam = Annotated[
+    str | None, Query(max_length=100, pattern=r"^[A-Za-z0-9._:-]+$", description="one integration's records")
+]
 
 
 def like_pattern(q: str) -> str:

@@ -5,11 +5,13 @@ within a few dozen milliseconds at millions of offenses and incidents per compan
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from soc_shared.security import AdminPrincipal
 
 from soc_tenant.db import ScopedSession
@@ -28,6 +30,7 @@ from soc_tenant.readmodel.common import (
     as_dict,
     bad_param,
     clean_str,
+    parse_levels,
 )
 from soc_tenant.readmodel.itsm import is_open
 from soc_tenant.readmodel.siem import asset_health, eps_summary
@@ -306,7 +309,9 @@ def _day_window(window: TimeRange) -> tuple[date | None, date | None]:
     return (window.start.date() if window.start else None, window.end.date() if window.end else None)
 
 
-async def incidents_per_company(session: ScopedSession, dim: str, window: TimeRange) -> list[dict[str, Any]]:
+async def incidents_per_company(
+    session: ScopedSession, dim: str, window: TimeRange, priorities: list[str] | None = None
+) -> list[dict[str, Any]]:
     await session.execute(NO_JIT)
     first, last = _day_window(window)
     rows = (
@@ -317,8 +322,9 @@ async def incidents_per_company(session: ScopedSession, dim: str, window: TimeRa
         JOIN soar_mapping m ON m.active AND m.integration_id::text = r.integration_id AND m.account = r.account
         JOIN company c ON c.id = m.company_id
         WHERE (CAST(:first AS date) IS NULL OR r.day >= :first) AND (CAST(:last AS date) IS NULL OR r.day <= :last)
+          AND (CAST(:levels AS text[]) IS NULL OR r.priority = ANY(CAST(:levels AS text[])))
         GROUP BY 1, 2, 3 ORDER BY 2, 1, 3"""),
-            {"first": first, "last": last},
+            {"first": first, "last": last, "levels": priorities},
         )
     ).all()
     out: dict[str, dict[str, Any]] = {}
@@ -331,26 +337,66 @@ async def incidents_per_company(session: ScopedSession, dim: str, window: TimeRa
     return list(out.values())
 
 
-def _listing(items: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
-    return {"items": items, "total": len(items), "limit": len(items), "offset": 0, **extra}
+@dataclass
+class SummaryParams:
+    company_id: str | None
+    limit: int
+    offset: int
+
+    def keep(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [x for x in items if self.company_id is None or x.get("company_id") == self.company_id]
+
+
+def summary_params(
+    company_id: Annotated[uuid.UUID | None, Query(description="one company only")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> SummaryParams:
+    return SummaryParams(str(company_id) if company_id else None, limit, offset)
+
+
+Summary = Annotated[SummaryParams, Depends(summary_params)]
+
+
+def _listing(
+    items: list[dict[str, Any]], paging: SummaryParams | None = None, **extra: Any
+) -> dict[str, Any]:
+    """One company per item; ``company_id`` keeps one, ``limit``/``offset`` page them."""
+    if paging is None:
+        return {"items": items, "total": len(items), "limit": len(items), "offset": 0, **extra}
+    items = paging.keep(items)
+    page = items[paging.offset : paging.offset + paging.limit]
+    return {"items": page, "total": len(items), "limit": paging.limit, "offset": paging.offset, **extra}
 
 
 @router.get("/admin/summary/incident-priority/", tags=["admin summaries"])
 async def summary_incident_priority(
-    session: ScopedSession, _: AdminPrincipal, window: Range
+    session: ScopedSession,
+    _: AdminPrincipal,
+    window: Range,
+    paging: Summary,
+    priority: Annotated[
+        list[str] | None, Query(max_length=20, description="P1..P4, or the original's numbers (4 P1 … 1 P4)")
+    ] = None,
 ) -> dict[str, Any]:
-    """Incidents per company and priority (created day within from/to; all time by default)."""
-    return _listing(await incidents_per_company(session, "priority", window))
+    """Incidents per company and priority (created day within from/to or filter_type; all time by
+    default)."""
+    levels = parse_levels("priority", priority)
+    return _listing(await incidents_per_company(session, "priority", window, levels), paging)
 
 
 @router.get("/admin/summary/incident-status/", tags=["admin summaries"])
-async def summary_incident_status(session: ScopedSession, _: AdminPrincipal, window: Range) -> dict[str, Any]:
+async def summary_incident_status(
+    session: ScopedSession, _: AdminPrincipal, window: Range, paging: Summary
+) -> dict[str, Any]:
     """Incidents per company and status."""
-    return _listing(await incidents_per_company(session, "status", window))
+    return _listing(await incidents_per_company(session, "status", window), paging)
 
 
 @router.get("/admin/summary/completion-status/", tags=["admin summaries"])
-async def summary_completion(session: ScopedSession, _: AdminPrincipal, window: Range) -> dict[str, Any]:
+async def summary_completion(
+    session: ScopedSession, _: AdminPrincipal, window: Range, paging: Summary
+) -> dict[str, Any]:
     """Per company: incidents, open, closed and the completed share."""
     items = []
     for entry in await incidents_per_company(session, "status", window):
@@ -366,12 +412,12 @@ async def summary_completion(session: ScopedSession, _: AdminPrincipal, window: 
                 "completion_pct": round(closed * 100.0 / entry["total"], 2) if entry["total"] else None,
             }
         )
-    return _listing(items)
+    return _listing(items, paging)
 
 
 @router.get("/admin/summary/sla-matrix/", tags=["admin summaries"])
 async def summary_sla_matrix(
-    session: ScopedSession, principal: AdminPrincipal, window: Range
+    session: ScopedSession, principal: AdminPrincipal, window: Range, paging: Summary
 ) -> dict[str, Any]:
     """Per company and priority: SLA compliance % of incidents created within from/to (default:
     the last 30 days)."""
@@ -383,8 +429,10 @@ async def summary_sla_matrix(
         await session.execute(
             sa.text(
                 "SELECT m.integration_id::text, m.account::text, m.company_id::text, c.name FROM soar_mapping m "
-                "JOIN company c ON c.id = m.company_id WHERE m.active"
-            )
+                "JOIN company c ON c.id = m.company_id WHERE m.active "
+                "AND (CAST(:company AS text) IS NULL OR m.company_id::text = :company)"
+            ),
+            {"company": paging.company_id},
         )
     ).all()
     names = {company_id: name for _, _, company_id, name in mappings}
@@ -414,22 +462,26 @@ async def summary_sla_matrix(
             "breached": counts["overall"]["breached"],
             "pending": counts["overall"]["pending"],
         }
-    return _listing(list(matrix.values()), **{"from": window.start.isoformat(), "to": window.end.isoformat()})
+    return _listing(
+        list(matrix.values()), paging, **{"from": window.start.isoformat(), "to": window.end.isoformat()}
+    )
 
 
 @router.get("/admin/summary/eps-utilisation/", tags=["admin summaries"])
-async def summary_eps(session: ScopedSession, principal: AdminPrincipal, window: Range) -> dict[str, Any]:
+async def summary_eps(
+    session: ScopedSession, principal: AdminPrincipal, window: Range, paging: Summary
+) -> dict[str, Any]:
     """Per company and QRadar tenant: EPS of the last 24 h (or from/to) against the contract."""
     await session.execute(NO_JIT)
     items = await eps_summary(session, Scope(principal, None), "hour", window)
     names = dict((await session.execute(sa.text("SELECT id::text, name FROM company"))).all())
     for item in items:
         item["company_name"] = names.get(item["company_id"])
-    return _listing(items)
+    return _listing(items, paging)
 
 
 @router.get("/admin/summary/assets/", tags=["admin summaries"])
-async def summary_assets(session: ScopedSession, _: AdminPrincipal) -> dict[str, Any]:
+async def summary_assets(session: ScopedSession, _: AdminPrincipal, paging: Summary) -> dict[str, Any]:
     """Per company: assets (log sources) in total, enabled, per status, and their EPS."""
     await session.execute(NO_JIT)
     rows = (
@@ -461,4 +513,4 @@ async def summary_assets(session: ScopedSession, _: AdminPrincipal) -> dict[str,
         entry["enabled"] += int(r.enabled)
         entry["average_eps"] = round(entry["average_eps"] + float(r.eps), 3)
         entry["by_status"][r.status] = int(r.n)
-    return _listing(list(out.values()))
+    return _listing(list(out.values()), paging)

@@ -12,6 +12,7 @@ from soc_tenant.readmodel import tables as t
 from soc_tenant.readmodel.common import (
     DASHBOARD,
     AnyScope,
+    IntegrationParam,
     PageParams,
     Range,
     ReadRoute,
@@ -38,7 +39,11 @@ def is_open(column: Any) -> sa.ColumnElement[bool]:
 
 @router.get("/itsm-tenants/")
 async def list_itsm_tenants(
-    session: ScopedSession, scope: AnyScope, page: PageParams, q: TextQuery = None
+    session: ScopedSession,
+    scope: AnyScope,
+    page: PageParams,
+    q: TextQuery = None,
+    integration_id: IntegrationParam = None,
 ) -> Any:
     """SDP accounts (the seed's ITSM tenants): all for an admin without ``company_id``, the mapped
     ones for a company."""
@@ -46,6 +51,8 @@ async def list_itsm_tenants(
     stmt = sa.select(a.c.integration_id, a.c.account_id, a.c.name, a.c.updated_at).where(
         scope.itsm_filter(a), text_filter(q, a.c.name)
     )
+    if integration_id:
+        stmt = stmt.where(a.c.integration_id == integration_id)
     order = ordering(page.sort, {"name": a.c.name, "updated_at": a.c.updated_at}, "name", a.c.account_id)
     return await run_list(session, stmt, page, order, principal=scope.principal, name="itsm-tenants")
 
@@ -119,13 +126,22 @@ async def list_tickets(
     is_overdue: bool | None = None,
     open: bool | None = None,
     account_id: ShortText = None,
+    created_by: Annotated[
+        str | None, Query(max_length=200, description="text in the requester's name")
+    ] = None,
+    account_name: Annotated[
+        str | None, Query(max_length=200, description="text in the account's name")
+    ] = None,
 ) -> Any:
-    """ITSM tickets (filter: status, priority, overdue, open, account, created from/to, text)."""
+    """ITSM tickets (filter: status, priority, overdue, open, account, created from/to or
+    filter_type, text, and the original's created_by and account_name)."""
     stmt = sa.select(*TICKET_COLUMNS).where(
-        *ticket_filters(scope, window, q, status, priority, is_overdue, open, account_id)
+        *ticket_filters(scope, window, q, status, priority, is_overdue, open, account_id),
+        text_filter(created_by, k.c.created_by_name),
+        text_filter(account_name, k.c.account_name),
     )
     total = None
-    if not (q or window.start or window.end) and page.format == "json":
+    if not (q or window.start or window.end or created_by or account_name) and page.format == "json":
         # Exact counts per (account, status, priority, overdue) are in the totals rollup.
         r = t.ticket_totals
         filters: list[Any] = [scope.itsm_filter(r)]

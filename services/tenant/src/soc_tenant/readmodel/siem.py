@@ -3,12 +3,13 @@ sources), EPS against the contracted volume, and the event-log catalogue."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response
 from soc_shared.errors import ApiError
 
@@ -19,6 +20,7 @@ from soc_tenant.readmodel.common import (
     DASHBOARD,
     AnyScope,
     CompanyScope,
+    IntegrationParam,
     PageParams,
     Range,
     ReadRoute,
@@ -26,9 +28,14 @@ from soc_tenant.readmodel.common import (
     TextQuery,
     TimeRange,
     as_dict,
+    bad_param,
     csv_response,
+    day_end,
+    day_start,
+    like_pattern,
     not_found,
     ordering,
+    parse_day,
     run_list,
     text_filter,
     xlsx_response,
@@ -50,7 +57,11 @@ class OffenseStatusParam(StrEnum):
 # ------------------------------------------------------------------------------ vendor tenants
 @router.get("/qradar-tenants/")
 async def list_qradar_tenants(
-    session: ScopedSession, scope: AnyScope, page: PageParams, q: TextQuery = None
+    session: ScopedSession,
+    scope: AnyScope,
+    page: PageParams,
+    q: TextQuery = None,
+    integration_id: IntegrationParam = None,
 ) -> Any:
     """QRadar domains (the seed's QRadar tenants): every domain for an admin without ``company_id``
     (to map them), the mapped ones for a company, with the contracted volume."""
@@ -76,6 +87,8 @@ async def list_qradar_tenants(
         .select_from(d.outerjoin(contract_sq, sa.true()))
         .where(scope.qradar_filter(d), text_filter(q, d.c.name, d.c.description))
     )
+    if integration_id:
+        stmt = stmt.where(d.c.integration_id == integration_id)
     order = ordering(
         page.sort,
         {"name": d.c.name, "domain_id": d.c.domain_id, "updated_at": d.c.updated_at},
@@ -87,7 +100,11 @@ async def list_qradar_tenants(
 
 @router.get("/event-collectors/")
 async def list_event_collectors(
-    session: ScopedSession, scope: AnyScope, page: PageParams, q: TextQuery = None
+    session: ScopedSession,
+    scope: AnyScope,
+    page: PageParams,
+    q: TextQuery = None,
+    integration_id: IntegrationParam = None,
 ) -> Any:
     """QRadar event collectors: all for an admin without ``company_id``; for a company, those its
     mappings name, its domains list, or its log sources report through."""
@@ -119,6 +136,8 @@ async def list_event_collectors(
         )
         stmt = stmt.where(sa.or_(by_mapping, by_log_source))
     stmt = stmt.where(text_filter(q, c.c.name, c.c.component_name))
+    if integration_id:
+        stmt = stmt.where(c.c.integration_id == integration_id)
     order = ordering(
         page.sort, {"name": c.c.name, "collector_id": c.c.collector_id}, "name", c.c.collector_id
     )
@@ -404,6 +423,55 @@ TypeParam = Annotated[int | None, Query(ge=0, le=BIGINT)]
 DomainParam = Annotated[int | None, Query(ge=0, le=BIGINT)]
 
 
+@dataclass
+class AssetExtra:
+    """The original's asset filters."""
+
+    clauses: list[sa.ColumnElement[bool]]
+
+
+def asset_extra_params(
+    average_eps: Annotated[float | None, Query(ge=0, le=1e12, description="exactly this average EPS")] = None,
+    sub_status: Annotated[
+        str | None, Query(max_length=200, description="comma-separated texts, any of them in the status")
+    ] = None,
+    last_event_date: Annotated[
+        str | None, Query(max_length=32, description="last event on this day, YYYY-MM-DD")
+    ] = None,
+    start_date: Annotated[
+        str | None, Query(max_length=32, description="created on or after, YYYY-MM-DD")
+    ] = None,
+    end_date: Annotated[
+        str | None, Query(max_length=32, description="created on or before, YYYY-MM-DD")
+    ] = None,
+    log_source_type: Annotated[
+        str | None, Query(max_length=200, description="text in the log source type's name")
+    ] = None,
+) -> AssetExtra:
+    out: list[sa.ColumnElement[bool]] = []
+    if average_eps is not None:
+        out.append(ls.c.average_eps == average_eps)
+    if sub_status and sub_status.replace("\x00", "").strip():
+        parts = [p.strip() for p in sub_status.replace("\x00", "").split(",") if p.strip()]
+        out.append(sa.or_(*[ls.c.status.ilike(like_pattern(p), escape="\\") for p in parts]))
+    day = parse_day("last_event_date", last_event_date)
+    if day is not None:
+        out += [ls.c.last_event_time >= day_start(day), ls.c.last_event_time <= day_end(day)]
+    first, last = parse_day("start_date", start_date), parse_day("end_date", end_date)
+    if first and last and first > last:
+        raise bad_param("start_date", "start_date must not be after end_date")
+    if first:
+        out.append(ls.c.creation_time >= day_start(first))
+    if last:
+        out.append(ls.c.creation_time <= day_end(last))
+    if log_source_type and log_source_type.replace("\x00", "").strip():
+        out.append(ls.c.type_name.ilike(like_pattern(log_source_type.strip()), escape="\\"))
+    return AssetExtra(out)
+
+
+AssetExtraParams = Annotated[AssetExtra, Depends(asset_extra_params)]
+
+
 @router.get("/assets/", dependencies=[ASSETS])
 async def list_assets(
     session: ScopedSession,
@@ -414,9 +482,12 @@ async def list_assets(
     enabled: bool | None = None,
     type_id: TypeParam = None,
     domain_id: DomainParam = None,
+    extra: AssetExtraParams = AssetExtra([]),
 ) -> Any:
-    """Log sources (the seed's assets) with status, type, collector, groups and average EPS."""
-    stmt = asset_select().where(*asset_filters(scope, q, status, enabled, type_id, domain_id))
+    """Log sources (the seed's assets) with status, type, collector, groups and average EPS
+    (filter: text, status, enabled, type, domain, and the original's average_eps, sub_status,
+    last_event_date, start_date/end_date of creation, log_source_type by name)."""
+    stmt = asset_select().where(*asset_filters(scope, q, status, enabled, type_id, domain_id), *extra.clauses)
     order = ordering(page.sort, ASSET_SORTS, "name", ls.c.id)
     return await run_list(session, stmt, page, order, principal=scope.principal, name="assets")
 
@@ -498,11 +569,12 @@ async def export_assets(
     enabled: bool | None = None,
     type_id: TypeParam = None,
     domain_id: DomainParam = None,
+    extra: AssetExtraParams = AssetExtra([]),
 ) -> Response:
     """The asset list as CSV or Excel (the same filters as the list)."""
     stmt = (
         asset_select()
-        .where(*asset_filters(scope, q, status, enabled, type_id, domain_id))
+        .where(*asset_filters(scope, q, status, enabled, type_id, domain_id), *extra.clauses)
         .order_by(ls.c.name, ls.c.id)
     )
     rows = []

@@ -26,8 +26,8 @@ from soc_tenant.readmodel.common import (
     TextQuery,
     TimeRange,
     as_dict,
-    bad_param,
     ordering,
+    parse_levels,
     run_list,
     text_filter,
 )
@@ -166,23 +166,8 @@ class ShowOnlyParam(StrEnum):
     achieved = "achieved"  # met
 
 
-# The original's SLA levels (``sla_level``): 4 P1 critical … 1 P4 low; P1..P4 are taken as well.
-SLA_LEVELS = {"4": "P1", "3": "P2", "2": "P3", "1": "P4", "P1": "P1", "P2": "P2", "P3": "P3", "P4": "P4"}
-
-
 def parse_sla_levels(values: list[str] | None) -> list[str] | None:
-    if not values:
-        return None
-    out = []
-    for raw in values:
-        for part in raw.split(","):
-            key = part.strip().upper()
-            if not key:
-                continue
-            if key not in SLA_LEVELS:
-                raise bad_param("sla_level", f"unknown sla_level {part.strip()!r}", allowed=list(SLA_LEVELS))
-            out.append(SLA_LEVELS[key])
-    return out or None
+    return parse_levels("sla_level", values)
 
 
 async def sla_list(

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response
+from soc_shared.security import CurrentPrincipal
 
 from soc_tenant.db import ScopedSession
 from soc_tenant.readmodel import sla as slamath
@@ -20,6 +21,7 @@ from soc_tenant.readmodel.common import (
     DASHBOARD,
     REPORTS,
     AnyScope,
+    IntegrationParam,
     PageParams,
     Range,
     ReadRoute,
@@ -37,6 +39,7 @@ from soc_tenant.readmodel.common import (
     not_found,
     ordering,
     parse_day,
+    parse_levels,
     run_list,
     text_filter,
     xlsx_response,
@@ -74,7 +77,11 @@ class PriorityParam(StrEnum):
 
 @router.get("/soar-tenants/")
 async def list_soar_tenants(
-    session: ScopedSession, scope: AnyScope, page: PageParams, q: TextQuery = None
+    session: ScopedSession,
+    scope: AnyScope,
+    page: PageParams,
+    q: TextQuery = None,
+    integration_id: IntegrationParam = None,
 ) -> Any:
     """XSOAR accounts (the seed's SOAR tenants): all for an admin without ``company_id``, the
     mapped ones for a company."""
@@ -82,6 +89,8 @@ async def list_soar_tenants(
     stmt = sa.select(a.c.integration_id, a.c.account_id, a.c.name, a.c.display_name, a.c.updated_at).where(
         scope.soar_filter(a, "name"), text_filter(q, a.c.name, a.c.display_name)
     )
+    if integration_id:
+        stmt = stmt.where(a.c.integration_id == integration_id)
     order = ordering(page.sort, {"name": a.c.name, "updated_at": a.c.updated_at}, "name", a.c.account_id)
     return await run_list(session, stmt, page, order, principal=scope.principal, name="soar-tenants")
 
@@ -376,18 +385,34 @@ async def list_all_incidents(
 
 @router.get("/soar-incidents/recent/", dependencies=[DASHBOARD])
 async def recent_incidents(
-    session: ScopedSession, scope: AnyScope, limit: Annotated[int, Query(ge=1, le=100)] = 10
+    session: ScopedSession,
+    scope: AnyScope,
+    window: Range,
+    limit: Annotated[int, Query(ge=1, le=100)] = 10,
+    offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
+    use_case: Annotated[
+        str | None, Query(max_length=200, description="incidents raised by this rule")
+    ] = None,
 ) -> dict[str, Any]:
-    """The newest incidents."""
+    """The newest incidents (created within from/to or filter_type, of one use case), a page at a
+    time."""
+    filters = incident_filters(scope, window, None, None, None, None, use_case=clean_str(use_case) or None)
+    if window.start or window.end or use_case:
+        total = (
+            await session.execute(sa.select(sa.func.count()).select_from(i).where(*filters))
+        ).scalar_one()
+    else:
+        total = await rollup_total(session, scope, None, None, None)
     rows = (
         await session.execute(
             sa.select(*INCIDENT_LIST_COLUMNS)
-            .where(scope.soar_filter(i))
+            .where(*filters)
             .order_by(i.c.created.desc(), i.c.id.desc())
             .limit(limit)
+            .offset(offset)
         )
     ).all()
-    return {"items": [as_dict(r) for r in rows], "total": len(rows), "limit": limit, "offset": 0}
+    return {"items": [as_dict(r) for r in rows], "total": int(total), "limit": limit, "offset": offset}
 
 
 @router.get("/soar-incidents/use-cases/", dependencies=[DASHBOARD])
@@ -424,10 +449,14 @@ def day_filters(table: sa.Table, window: TimeRange) -> list[sa.ColumnElement[boo
     return out
 
 
-async def incident_cards(session: ScopedSession, scope: Scope, window: TimeRange) -> dict[str, Any]:
+async def incident_cards(
+    session: ScopedSession, scope: Scope, window: TimeRange, priorities: list[str] | None = None
+) -> dict[str, Any]:
     # All time: the totals rollup (a few dozen rows); a window: the daily one.
     r = t.incident_daily if (window.start or window.end) else t.incident_totals
     filters = day_filters(r, window) if r is t.incident_daily else []
+    if priorities:
+        filters.append(r.c.priority.in_(priorities))
     rows = (
         await session.execute(
             sa.select(r.c.priority, r.c.severity, r.c.status, sa.func.sum(r.c.n))
@@ -465,10 +494,18 @@ async def incident_cards(session: ScopedSession, scope: Scope, window: TimeRange
 
 
 @router.get("/soar-incidents/summary/", dependencies=[DASHBOARD])
-async def incident_summary(session: ScopedSession, scope: AnyScope, window: Range) -> dict[str, Any]:
+async def incident_summary(
+    session: ScopedSession,
+    scope: AnyScope,
+    window: Range,
+    priority: Annotated[
+        list[str] | None,
+        Query(max_length=20, description="P1..P4, or the original's SLA level numbers (4 P1 … 1 P4)"),
+    ] = None,
+) -> dict[str, Any]:
     """Summary cards: total, open, closed, per status, priority and severity (created day within
-    from/to; all time by default)."""
-    return await incident_cards(session, scope, window)
+    from/to or filter_type; all time by default; ``priority`` narrows them)."""
+    return await incident_cards(session, scope, window, parse_levels("priority", priority))
 
 
 async def facet_distribution(
@@ -533,12 +570,30 @@ DOWNLOAD_COLUMNS = [
 ]
 
 
+# The original's file types by number (2 = Excel; its PDF, 1, was never enabled), and ours.
+FILE_TYPES = [
+    {"value": "xlsx", "label": "EXCEL", "id": 2},
+    {"value": "csv", "label": "CSV", "id": 3},
+    {"value": "json", "label": "JSON", "id": 4},
+]
+FILE_TYPE_BY_ID = {str(f["id"]): str(f["value"]) for f in FILE_TYPES}
+
+
+@router.get("/file-type-choices/")
+async def file_type_choices(_: CurrentPrincipal) -> dict[str, Any]:
+    """The file types ``/tenant/soar-incidents/download/?file_type=`` takes (by value or the
+    original's number)."""
+    return {"items": FILE_TYPES, "total": len(FILE_TYPES), "limit": len(FILE_TYPES), "offset": 0}
+
+
 @router.get("/soar-incidents/download/", dependencies=[REPORTS])
 async def download_incidents(
     session: ScopedSession,
     scope: AnyScope,
     window: Range,
-    file_type: Annotated[Literal["csv", "xlsx", "json"], Query()] = "csv",
+    file_type: Annotated[
+        Literal["csv", "xlsx", "json", "2", "3", "4"], Query(description="csv, xlsx, json (or 2, 3, 4)")
+    ] = "csv",
     q: TextQuery = None,
     status: StatusList = None,
     severity: SeverityList = None,
@@ -548,6 +603,7 @@ async def download_incidents(
     """Incidents (created within from/to or filter_type, default the last 30 days) as CSV, Excel or
     JSON, with the list's filters."""
     window = window.bounded(30)
+    file_type = FILE_TYPE_BY_ID.get(file_type, file_type)  # type: ignore[assignment]
     stmt = (
         sa.select(*INCIDENT_LIST_COLUMNS)
         .where(*incident_filters(scope, window, q, status, severity, priority), *extra.clauses())

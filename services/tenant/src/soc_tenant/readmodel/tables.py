@@ -402,6 +402,7 @@ ti_alert = _t(
     sa.Column("category", JSONB),
     sa.Column("version", sa.BigInteger),
     sa.Column("event_id", sa.Text),
+    sa.Column("created_at", TS),
     sa.Column("updated_at", TS),
 )
 ti_tag = _t(

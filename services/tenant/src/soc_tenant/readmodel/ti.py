@@ -19,8 +19,12 @@ from soc_tenant.readmodel.common import (
     Scope,
     TextQuery,
     as_dict,
+    bad_param,
+    day_end,
+    day_start,
     not_found,
     ordering,
+    parse_day,
     run_list,
     text_filter,
 )
@@ -40,8 +44,26 @@ ALERT_COLUMNS = [
     a.c.groups,
     a.c.category,
     a.c.version,
+    a.c.created_at,
+    a.c.updated_at,
 ]
 ShortText = Annotated[str | None, Query(max_length=200)]
+
+
+def day_range(column: Any, name: str, first: str | None, last: str | None) -> list[Any]:
+    """``<name>_start_date`` / ``<name>_end_date`` (YYYY-MM-DD, inclusive) on ``column``."""
+    start, end = parse_day(f"{name}_start_date", first), parse_day(f"{name}_end_date", last)
+    if start and end and start > end:
+        raise bad_param(f"{name}_start_date", f"{name}_start_date must not be after {name}_end_date")
+    out = []
+    if start:
+        out.append(column >= day_start(start))
+    if end:
+        out.append(column <= day_end(end))
+    return out
+
+
+DateText = Annotated[str | None, Query(max_length=32, description="YYYY-MM-DD")]
 
 
 @router.get("/threat-alerts/", dependencies=[THREAT_INTELLIGENCE])
@@ -53,9 +75,18 @@ async def list_threat_alerts(
     q: TextQuery = None,
     status: ShortText = None,
     tlp: ShortText = None,
+    title: Annotated[str | None, Query(max_length=200, description="text in the title")] = None,
+    published_start_date: DateText = None,
+    published_end_date: DateText = None,
+    created_start_date: DateText = None,
+    created_end_date: DateText = None,
+    updated_start_date: DateText = None,
+    updated_end_date: DateText = None,
 ) -> Any:
-    """Threat-intelligence alerts (filter: status, TLP, published from/to, text)."""
-    filters = [scope.ti_filter(a), text_filter(q, a.c.title, a.c.short_id)]
+    """Threat-intelligence alerts (filter: status, TLP, title, text; published within from/to,
+    filter_type or published_start_date/published_end_date; first stored (created_) and last
+    changed (updated_) within their own date ranges)."""
+    filters = [scope.ti_filter(a), text_filter(q, a.c.title, a.c.short_id), text_filter(title, a.c.title)]
     if status:
         filters.append(sa.func.lower(a.c.status) == status.replace("\x00", "").lower())
     if tlp:
@@ -64,10 +95,20 @@ async def list_threat_alerts(
         filters.append(a.c.published_time >= window.start)
     if window.end:
         filters.append(a.c.published_time <= window.end)
+    filters += day_range(a.c.published_time, "published", published_start_date, published_end_date)
+    filters += day_range(a.c.created_at, "created", created_start_date, created_end_date)
+    filters += day_range(a.c.updated_at, "updated", updated_start_date, updated_end_date)
     stmt = sa.select(*ALERT_COLUMNS).where(*filters)
     order = ordering(
         page.sort,
-        {"published_time": a.c.published_time, "title": a.c.title, "status": a.c.status, "id": a.c.id},
+        {
+            "published_time": a.c.published_time,
+            "created_at": a.c.created_at,
+            "updated_at": a.c.updated_at,
+            "title": a.c.title,
+            "status": a.c.status,
+            "id": a.c.id,
+        },
         "-published_time",
         a.c.id,
     )
