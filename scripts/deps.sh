@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs (if missing), starts, provisions and stops the suite's dependencies on loopback:
 # PostgreSQL 15, RabbitMQ (with management) and OpenLDAP, all from Debian packages, each with its
-# data under $SOC_STATE_DIR so nothing collides with system-wide instances. Idempotent.
+# data under $SOC_STATE_DIR so nothing collides with system-wide instances, and Samba's Active
+# Directory domain controller (scripts/samba-ad.sh; AD's fixed ports 389/636, skipped when they
+# are taken). Idempotent.
 #
 #   scripts/deps.sh install | start | stop | status
 set -euo pipefail
@@ -27,6 +29,9 @@ need_pkgs() {
   command -v slapd >/dev/null || missing+=(slapd)
   command -v ldapadd >/dev/null || missing+=(ldap-utils)
   command -v curl >/dev/null || missing+=(curl)
+  command -v openssl >/dev/null || missing+=(openssl)
+  # Active Directory for the directory tests (Samba's AD DC; winbind is its identity daemon).
+  command -v samba >/dev/null || missing+=(samba samba-ad-dc samba-ad-provision winbind)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -173,6 +178,7 @@ start() {
   rmq_start
   rmq_admin_user
   ldap_start
+  bash "$ROOT/scripts/samba-ad.sh" start || log "Samba AD DC not started (see above): the Active Directory tests will skip"
 }
 
 stop() {
@@ -180,6 +186,7 @@ stop() {
     as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast stop >/dev/null 2>&1 || true
   fi
   if command -v rabbitmqctl >/dev/null; then rmq_env; rabbitmqctl -q shutdown >/dev/null 2>&1 || true; fi
+  bash "$ROOT/scripts/samba-ad.sh" stop || true
   if [ -s "$LDAP_DIR/slapd.pid" ]; then kill "$(cat "$LDAP_DIR/slapd.pid")" 2>/dev/null || true; fi
   # slapd does not always leave its pid file (e.g. after a crash): match our own config file too.
   pkill -f "slapd -f $LDAP_DIR/slapd.conf" 2>/dev/null || true
@@ -195,6 +202,7 @@ status() {
   as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" status >/dev/null 2>&1 && echo "postgres: up ($PG_PORT)" || echo "postgres: down"
   (rmq_env; rabbitmqctl -q status >/dev/null 2>&1) && echo "rabbitmq: up ($AMQP_PORT)" || echo "rabbitmq: down"
   ldapsearch -x -H "ldap://127.0.0.1:$LDAP_PORT" -b "" -s base >/dev/null 2>&1 && echo "slapd: up ($LDAP_PORT)" || echo "slapd: down"
+  bash "$ROOT/scripts/samba-ad.sh" status
 }
 
 case "${1:-start}" in

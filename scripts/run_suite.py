@@ -63,6 +63,8 @@ def main() -> None:
     # this file still opens (`python -m soc_tenant reseal` / `python -m soc_auth reseal` move it on).
     for name, value in ensure_secrets_file(SECRETS_FILE, retired_keys=DEV_SEALING_KEYS).items():
         env.setdefault(name, value)
+    # The demo OpenLDAP (scripts/deps.sh) speaks plain LDAP on loopback: the explicit opt-in.
+    env.setdefault("SOC_AUTH_LDAP_ALLOW_PLAIN", "true")
     generated = "SOC_ADMIN_PASSWORD" not in env
     new_password = False
     if generated:

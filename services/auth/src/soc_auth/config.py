@@ -10,9 +10,9 @@ development defaults below.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 from soc_shared.settings import ServiceSettings
 
@@ -89,6 +89,9 @@ class Settings(ServiceSettings):
         default_factory=lambda: ["ldap://127.0.0.1:3389"],
         validation_alias=_alias("SOC_AUTH_LDAP_URLS", "SOC_LDAP_URLS"),
     )
+    # "auto" asks the server's root DSE (Active Directory announces itself there); the flavour
+    # decides the defaults of the attribute settings below that are left empty.
+    ldap_flavor: Literal["auto", "active_directory", "openldap"] = "auto"
     ldap_base_dn: str = "dc=soc,dc=local"
     ldap_bind_dn: str = "cn=svc-portal,ou=services,dc=soc,dc=local"
     ldap_bind_password: SecretStr = SecretStr("svc-portal-pass")
@@ -96,24 +99,43 @@ class Settings(ServiceSettings):
     ldap_group_search_base: str = "ou=groups,dc=soc,dc=local"
     # `user@<upn_domain>` logs in as `user` (Active Directory's userPrincipalName form).
     ldap_upn_domain: str = "soc.local"
-    ldap_start_tls: bool = False
+    # `DOMAIN\user` (what Windows users type): empty accepts any domain part (the directory's own
+    # base decides who exists), otherwise only this NetBIOS domain name.
+    ldap_netbios_domain: str = ""
+    # Transport: ldaps:// URLs use TLS, ldap:// URLs StartTLS; the server certificate is verified
+    # against ldap_ca_file (the system's CAs when unset). Plain LDAP, which sends passwords in
+    # clear, only with ldap_allow_plain=true (the demo's OpenLDAP on loopback).
+    ldap_allow_plain: bool = False
     ldap_ca_file: str | None = None
     ldap_tls_verify: bool = True
     ldap_connect_timeout: float = 2.0
     ldap_receive_timeout: float = 5.0
     # Seconds a server that failed stays out of the pool before it is tried again.
     ldap_server_retry_seconds: int = 10
-    # Attribute names: OpenLDAP defaults; Active Directory uses sAMAccountName / userPrincipalName / user / group.
-    ldap_login_attribute: str = "uid"
+    # Attribute names and filters; empty = the flavour's default:
+    #   Active Directory: sAMAccountName, userPrincipalName, (&(objectCategory=person)(objectClass=user)),
+    #   nested membership through the in-chain matching rule (1.2.840.113556.1.4.1941);
+    #   OpenLDAP: uid, no UPN, (objectClass=person), memberOf.
+    ldap_login_attribute: str = ""
     ldap_mail_attribute: str = "mail"
     ldap_upn_attribute: str = ""
     ldap_name_attribute: str = "cn"
     ldap_member_of_attribute: str = "memberOf"
-    ldap_user_object_class: str = "person"
+    ldap_user_object_class: str = ""
+    ldap_user_filter: str = ""
     ldap_group_filter: str = "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=group)(objectClass=posixGroup))"
-    ldap_admin_group: str = "cn=soc-admins,ou=groups,dc=soc,dc=local"
-    ldap_read_only_admin_group: str = "cn=soc-read-only-admins,ou=groups,dc=soc,dc=local"
+    # Administrators' groups: a DN, or a bare group name (cn). Membership through nested groups
+    # counts on Active Directory.
+    ldap_admin_group: str = "soc-admins"
+    ldap_read_only_admin_group: str = "soc-read-only-admins"
+    ldap_super_admin_group: str = "soc-super-admins"
     ldap_lookup_size_limit: int = 1000
+    # A directory user's account is looked up again at token refresh when the last look-up is
+    # older than this (removed from its group or disabled: the refresh is refused).
+    ldap_recheck_seconds: float = Field(default=60.0, ge=0)
+    # With the directory unreachable, a refresh is still allowed while the last look-up is
+    # younger than this; after it, 503 directory_unavailable.
+    ldap_recheck_grace_seconds: float = Field(default=3600.0, ge=0)
 
     # --- misc -------------------------------------------------------------------------------------------------
     preferences_max_bytes: int = 16384
@@ -145,6 +167,13 @@ class Settings(ServiceSettings):
                 (f"SOC_AUTH_SERVICE_CLIENT_SECRETS[{client_id}]", secret.get_secret_value(), True, set())
             )
         return specs
+
+    @model_validator(mode="after")
+    def _directory_urls(self) -> Settings:
+        odd = [u for u in self.ldap_urls if not u.lower().startswith(("ldaps://", "ldap://"))]
+        if odd:
+            raise ValueError(f"directory URLs must start with ldap:// or ldaps://: {odd}")
+        return self
 
     def secret_for_client(self, client_id: str) -> str | None:
         if client_id not in self.service_clients:

@@ -29,8 +29,8 @@ GLOBEX = str(uuid.uuid5(uuid.NAMESPACE_DNS, "globex.example"))
 STRONG = "Correct-Horse-42-battery"
 # The auth tests use a database and a vhost of their own: a concurrent test session elsewhere
 # (which recreates the shared soc_test ones) must not pull the floor from under them.
-TEST_DB = "soc_test_auth"
-TEST_VHOST = "soc_test_auth"
+TEST_DB = os.environ.get("SOC_TEST_DB", "soc_test") + "_auth"
+TEST_VHOST = TEST_DB
 
 
 def isolated_targets() -> dict[str, Any]:
@@ -77,6 +77,10 @@ def auth_settings(**overrides: Any) -> Settings:
         "admin_username": "admin",
         "admin_password": SecretStr(ADMIN_PASSWORD),
         "ldap_urls": ["ldap://127.0.0.1:3389"],
+        # The demo OpenLDAP speaks plain LDAP on loopback: the explicit opt-in.
+        "ldap_allow_plain": True,
+        "ldap_admin_group": "cn=soc-admins,ou=groups,dc=soc,dc=local",
+        "ldap_read_only_admin_group": "cn=soc-read-only-admins,ou=groups,dc=soc,dc=local",
         **isolated_targets(),
     }
     return Settings(**{**base, **overrides})

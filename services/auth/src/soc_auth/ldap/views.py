@@ -10,7 +10,14 @@ from soc_shared.errors import ApiError, NotFound
 
 from soc_auth.deps import AdminReader, AppState, PageDep
 from soc_auth.ldap.client import DirectoryUnavailable
-from soc_auth.ldap.models import DirectoryGroupList, DirectoryGroupRead, DirectoryUserList, DirectoryUserRead
+from soc_auth.ldap.models import (
+    DirectoryGroupList,
+    DirectoryGroupRead,
+    DirectoryServerStatus,
+    DirectoryStatus,
+    DirectoryUserList,
+    DirectoryUserRead,
+)
 
 router = APIRouter(prefix="/admin/directory", tags=["admin directory"])
 
@@ -80,3 +87,13 @@ async def directory_group_users(
     return DirectoryUserList(
         items=[_user(p) for p in window], total=len(people), limit=page.limit, offset=page.offset
     )
+
+
+@router.get("/status/", response_model=DirectoryStatus)
+async def directory_status(actor: AdminReader, state: AppState) -> DirectoryStatus:
+    """The directory test: each configured server tried on its own — reachable, TLS (certificate
+    verified), the service account's bind, the flavour — with what failed in words."""
+    if not state.directory.enabled:
+        raise ApiError(503, "directory_unavailable", "no directory (LDAP) server is configured")
+    servers = [DirectoryServerStatus(**s) for s in await asyncio.to_thread(state.directory.diagnose)]
+    return DirectoryStatus(ok=all(s.service_bind for s in servers), servers=servers)

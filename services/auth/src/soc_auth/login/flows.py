@@ -25,7 +25,7 @@ from soc_auth.ldap.models import DirectoryUser
 from soc_auth.login.models import LoginRequest, LoginResponse
 from soc_auth.outbox.service import transaction
 from soc_auth.password import policy
-from soc_auth.role.models import AdminRole, TenantRole
+from soc_auth.role.models import AdminRole, RoleName, TenantRole
 from soc_auth.token import service as tokens
 from soc_auth.token.models import TokenPair
 from soc_auth.user import service as users
@@ -38,6 +38,53 @@ INVALID_CREDENTIALS = "invalid username or password"
 
 def _invalid() -> ApiError:
     return ApiError(401, "invalid_credentials", INVALID_CREDENTIALS)
+
+
+def directory_unavailable() -> ApiError:
+    return ApiError(
+        503,
+        "directory_unavailable",
+        "the directory (LDAP) servers cannot be reached right now, so directory accounts cannot "
+        "sign in; please try again in a few minutes",
+        {"retry_after": 30},
+    )
+
+
+_CHANGE_IT = (
+    "change it where you change your organisation's password (for example when signing in to "
+    "Windows, or on your organisation's password portal), then sign in here again"
+)
+# Active Directory's account states (they are only reported for the right password).
+DIRECTORY_REFUSALS: dict[str, tuple[int, str, str]] = {
+    "account_disabled": (
+        403,
+        "account_disabled",
+        "your directory account is disabled; ask your administrator",
+    ),
+    "account_expired": (403, "account_expired", "your directory account has expired; ask your administrator"),
+    "account_locked": (
+        423,
+        "directory_account_locked",
+        "your directory account is locked after too many failed sign-ins; wait for it to unlock or "
+        "ask your helpdesk to unlock it",
+    ),
+    "password_expired": (403, "password_expired", "your directory password has expired: " + _CHANGE_IT),
+    "password_must_change": (
+        403,
+        "password_change_required",
+        "your directory requires you to set a new password before you sign in: " + _CHANGE_IT,
+    ),
+    "logon_hours_restricted": (
+        403,
+        "logon_hours_restricted",
+        "your directory account may not sign in at this time of day",
+    ),
+    "workstation_restricted": (
+        403,
+        "logon_workstation_restricted",
+        "your directory account may only sign in from specific computers",
+    ),
+}
 
 
 @dataclass
@@ -77,7 +124,12 @@ async def login(
     settings = state.settings
     name = body.username.strip()
     async with state.db.session() as session:
-        local = await users.get_by_login(session, name, upn_domain=settings.ldap_upn_domain)
+        # DOMAIN\\user names the same account as user (the directory checks the domain).
+        local = await users.get_by_login(
+            session, name.rpartition("\\")[2], upn_domain=settings.ldap_upn_domain
+        )
+        if local is not None and "\\" in name and local.auth_source != AuthSource.LDAP:
+            local = None  # a domain-qualified name is a directory account's
         attempt = _Attempt(name, ctx, f"user:{local.id}" if local else f"name:{name.lower()}")
         if local is not None:
             attempt.user_id = local.id
@@ -109,22 +161,28 @@ async def login(
                 state, attempt, _invalid(), "deleted" if local.is_deleted else "disabled", count=True
             )
         try:
-            person = await asyncio.to_thread(state.directory.authenticate, name, body.password)
+            outcome = await asyncio.to_thread(state.directory.authenticate, name, body.password)
         except DirectoryUnavailable:
-            error = ApiError(
-                503,
-                "directory_unavailable",
-                "the directory (LDAP) servers cannot be reached right now, so directory accounts cannot "
-                "sign in; please try again in a few minutes",
-                {"retry_after": 30},
-            )
-            raise await _refuse(state, attempt, error, "directory_unavailable", count=False) from None
-        if person is None:
+            raise await _refuse(
+                state, attempt, directory_unavailable(), "directory_unavailable", count=False
+            ) from None
+        if not outcome.ok:
+            refusal = DIRECTORY_REFUSALS.get(outcome.reason or "")
+            if refusal is not None:
+                # The directory knows the password is right but will not let the account in:
+                # its own state, not a guess, so it does not count toward the portal's lockout.
+                status, code, message = refusal
+                raise await _refuse(
+                    state, attempt, ApiError(status, code, message), str(outcome.reason), count=False
+                )
             # Equalise the time of a wrong directory password with a local account's check.
             await state.passwords.burn(body.password)
-            raise await _refuse(
-                state, attempt, _invalid(), "invalid_password" if local else "unknown_user", count=True
-            )
+            reason = outcome.reason or "invalid_password"
+            if reason == "invalid_password" and local is None and outcome.person is None:
+                reason = "unknown_user"
+            raise await _refuse(state, attempt, _invalid(), reason, count=True)
+        person = outcome.person
+        assert person is not None
         try:
             async with transaction(state) as session:
                 record = await sync_directory_user(state, session, person)
@@ -172,6 +230,17 @@ async def login(
     return LoginResponse(**pair.model_dump(), user=record.read())
 
 
+def directory_admin_role(directory: Any, settings: Any, person: DirectoryUser) -> str | None:
+    """The administrator role the directory's groups give (the strongest), or None."""
+    if directory.is_member(person, settings.ldap_super_admin_group):
+        return RoleName.SUPER_ADMIN
+    if directory.is_member(person, settings.ldap_admin_group):
+        return AdminRole.ADMIN
+    if directory.is_member(person, settings.ldap_read_only_admin_group):
+        return AdminRole.READ_ONLY_ADMIN
+    return None
+
+
 async def sync_directory_user(state: Any, session: Any, person: DirectoryUser) -> UserRecord:
     """Create or refresh the account of a directory user who just proved their password.
 
@@ -195,14 +264,17 @@ async def sync_directory_user(state: Any, session: Any, person: DirectoryUser) -
         "directory_groups": person.member_of,
         "directory_synced_at": now,
     }
-    if directory.is_member(person, settings.ldap_admin_group) or directory.is_member(
-        person, settings.ldap_read_only_admin_group
-    ):
-        read_only = not directory.is_member(person, settings.ldap_admin_group)
-        if existing is not None and existing.is_admin and existing.role and not read_only:
+    admin_role = directory_admin_role(directory, settings, person)
+    if admin_role is not None:
+        if (
+            admin_role == AdminRole.ADMIN
+            and existing is not None
+            and existing.is_admin
+            and existing.role == RoleName.SUPER_ADMIN
+        ):
             role_name = existing.role  # a super admin promoted by hand stays one
         else:
-            role_name = AdminRole.READ_ONLY_ADMIN if read_only else AdminRole.ADMIN
+            role_name = admin_role
         values.update(
             is_admin=True,
             is_tenant=False,
@@ -264,13 +336,46 @@ async def sync_directory_user(state: Any, session: Any, person: DirectoryUser) -
     return await users.update_user(session, existing.id, values, role_name=new_role)
 
 
+async def _recheck_directory(state: Any, user_id: str) -> tuple[DirectoryUser | None, str | None]:
+    """Look a directory user up again when the last look-up is older than the re-check interval.
+
+    Returns ``(person, None)`` for a fresh look-up, ``(None, None)`` when no look-up was due (or
+    the directory is down but the last look-up is within the grace period), ``(None, reason)``
+    when the directory no longer lets this account in."""
+    settings = state.settings
+    if not state.directory.enabled:
+        return None, None
+    async with state.db.session() as session:
+        record = await users.get(session, uuid.UUID(user_id))
+    if record is None or record.auth_source != AuthSource.LDAP or not record.directory_dn:
+        return None, None
+    synced = record.directory_synced_at
+    age = (utcnow() - synced).total_seconds() if synced else float("inf")
+    if age < settings.ldap_recheck_seconds:
+        return None, None
+    try:
+        person = await asyncio.to_thread(state.directory.lookup, record.directory_dn)
+    except DirectoryUnavailable:
+        if age < settings.ldap_recheck_grace_seconds:
+            return None, None
+        raise directory_unavailable() from None
+    if person is None:
+        return None, "directory_account_gone"
+    if not person.enabled:
+        return None, "directory_account_disabled"
+    return person, None
+
+
 async def refresh(state: Any, refresh_token: str, ctx: AttemptContext) -> TokenPair:
     try:
         principal = await tokens.verify(state, refresh_token, expected_type="refresh")
     except InvalidToken:
         raise ApiError(401, "invalid_token", "invalid or expired refresh token") from None
+    # Directory accounts: the directory decides again (disabled, removed from the mapped group).
+    person, gone = await _recheck_directory(state, principal.sub)
     error: ApiError | None = None
     pair: TokenPair | None = None
+    audit_reason: str | None = None
     async with transaction(state) as session:
         row = await tokens.lock_refresh_row(session, refresh_token)
         if row is None or str(row.user_id) != principal.sub:
@@ -293,7 +398,39 @@ async def refresh(state: Any, refresh_token: str, ctx: AttemptContext) -> TokenP
             )
         else:
             record = await users.get(session, row.user_id)
-            if record is None or not record.can_log_in:
+            if record is not None and record.can_log_in and (gone or person is not None):
+                if gone:
+                    audit_reason = gone
+                    error = ApiError(
+                        401,
+                        "directory_access_revoked",
+                        "the directory no longer lets this account in; sign in again",
+                    )
+                else:
+                    try:
+                        async with session.begin_nested():
+                            record = await sync_directory_user(state, session, person)
+                    except ApiError as refused:
+                        audit_reason = refused.code
+                        error = ApiError(
+                            401,
+                            "directory_access_revoked",
+                            "your directory groups no longer give access to the SOC Portal; sign in again",
+                            {"reason": refused.code},
+                        )
+            if error is not None:
+                await tokens.revoke_family(session, row.family_id, "directory_recheck")
+                await audit.record(
+                    session,
+                    username=principal.username or principal.sub,
+                    user_id=row.user_id,
+                    ctx=ctx,
+                    succeeded=False,
+                    method="ldap",
+                    reason=audit_reason,
+                    at=utcnow(),
+                )
+            elif record is None or not record.can_log_in:
                 await tokens.revoke_family(session, row.family_id, "account_disabled")
                 error = ApiError(401, "invalid_token", "invalid or expired refresh token")
             else:
