@@ -6,7 +6,7 @@ SHELL := /bin/bash
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON ?= $(shell command -v python3.11 || command -v python3)
 
-.PHONY: up test deps install stop status lint schemas bench
+.PHONY: up test deps install stop status lint schemas bench backup restore k8s-scan
 
 install:
 	bash scripts/deps.sh install
@@ -37,3 +37,17 @@ schemas:
 
 bench:
 	@for b in bench/*_bench.py; do echo "== $$b"; uv run --frozen python $$b || exit 1; done
+
+# Database dump + broker definitions into .local/backups/<UTC time>/ (or BACKUP_DIR=...).
+backup:
+	uv run --frozen python scripts/backup.py backup $(if $(BACKUP_DIR),--dir $(BACKUP_DIR))
+
+# Into an empty database: make restore BACKUP_DIR=.local/backups/<time> [RESTORE_DB=soc_restored]
+restore:
+	uv run --frozen python scripts/backup.py restore --dir $(BACKUP_DIR) $(if $(RESTORE_DB),--db $(RESTORE_DB))
+
+# checkov over the rendered Kubernetes manifests (downloads checkov into uv's tool cache once).
+k8s-scan:
+	mkdir -p .local/k8s
+	for o in dev prod; do kubectl kustomize deploy/k8s/overlays/$$o > .local/k8s/$$o.yaml; done
+	uvx --from checkov==3.3.30 checkov -d .local/k8s --framework kubernetes --compact --quiet
