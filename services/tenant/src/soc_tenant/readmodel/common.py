@@ -59,7 +59,7 @@ class ReadRoute(APIRoute):
         model = kwargs.get("response_model")
         if isinstance(model, DefaultPlaceholder):
             model = None
-        checker = TypeAdapter(model) if model is not None and checking_responses() else None
+        checker = functools.cache(lambda: TypeAdapter(model)) if model is not None else None
         if model is not None:
             status = kwargs.get("status_code")
             status = 200 if status is None or isinstance(status, DefaultPlaceholder) else status
@@ -75,8 +75,8 @@ class ReadRoute(APIRoute):
             if isinstance(result, Response):
                 return result
             response = FastJSONResponse(result)
-            if checker is not None:
-                checker.validate_json(response.body)
+            if checker is not None and checking_responses():
+                checker().validate_json(response.body)
             return response
 
         kwargs["response_model"] = None

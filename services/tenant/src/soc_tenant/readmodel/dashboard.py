@@ -33,6 +33,17 @@ from soc_tenant.readmodel.common import (
     parse_levels,
 )
 from soc_tenant.readmodel.itsm import is_open
+from soc_tenant.readmodel.responses import (
+    CompanyAssets,
+    CompanyEpsUsage,
+    CompletionStatus,
+    Dashboard,
+    IncidentsPerPriority,
+    IncidentsPerStatus,
+    LastSync,
+    Page,
+    SlaMatrix,
+)
 from soc_tenant.readmodel.siem import asset_health, eps_summary
 from soc_tenant.readmodel.sla_views import compliance
 from soc_tenant.readmodel.soar import OPEN_STATUSES, PriorityList, incident_cards
@@ -155,7 +166,7 @@ def parse_widgets(filters: str | None) -> set[str] | None:
     return wanted
 
 
-@router.get("/tenant/dashboard/", dependencies=[DASHBOARD])
+@router.get("/tenant/dashboard/", dependencies=[DASHBOARD], response_model=Dashboard)
 async def dashboard(
     session: ScopedSession,
     scope: CompanyScope,
@@ -255,7 +266,7 @@ async def dashboard(
     return out
 
 
-@router.get("/tenant/last-sync/")
+@router.get("/tenant/last-sync/", response_model=LastSync)
 async def last_sync(session: ScopedSession, scope: AnyScope) -> dict[str, Any]:
     """The last sync of each (integration, resource) as the ingestors reported it, and the latest
     successful one per source (SIEM, SOAR, ITSM, threat intelligence)."""
@@ -369,7 +380,9 @@ def _listing(
     return {"items": page, "total": len(items), "limit": paging.limit, "offset": paging.offset, **extra}
 
 
-@router.get("/admin/summary/incident-priority/", tags=["admin summaries"])
+@router.get(
+    "/admin/summary/incident-priority/", tags=["admin summaries"], response_model=Page[IncidentsPerPriority]
+)
 async def summary_incident_priority(
     session: ScopedSession,
     _: AdminPrincipal,
@@ -385,7 +398,9 @@ async def summary_incident_priority(
     return _listing(await incidents_per_company(session, "priority", window, levels), paging)
 
 
-@router.get("/admin/summary/incident-status/", tags=["admin summaries"])
+@router.get(
+    "/admin/summary/incident-status/", tags=["admin summaries"], response_model=Page[IncidentsPerStatus]
+)
 async def summary_incident_status(
     session: ScopedSession, _: AdminPrincipal, window: Range, paging: Summary
 ) -> dict[str, Any]:
@@ -393,7 +408,9 @@ async def summary_incident_status(
     return _listing(await incidents_per_company(session, "status", window), paging)
 
 
-@router.get("/admin/summary/completion-status/", tags=["admin summaries"])
+@router.get(
+    "/admin/summary/completion-status/", tags=["admin summaries"], response_model=Page[CompletionStatus]
+)
 async def summary_completion(
     session: ScopedSession, _: AdminPrincipal, window: Range, paging: Summary
 ) -> dict[str, Any]:
@@ -415,7 +432,7 @@ async def summary_completion(
     return _listing(items, paging)
 
 
-@router.get("/admin/summary/sla-matrix/", tags=["admin summaries"])
+@router.get("/admin/summary/sla-matrix/", tags=["admin summaries"], response_model=SlaMatrix)
 async def summary_sla_matrix(
     session: ScopedSession, principal: AdminPrincipal, window: Range, paging: Summary
 ) -> dict[str, Any]:
@@ -467,7 +484,7 @@ async def summary_sla_matrix(
     )
 
 
-@router.get("/admin/summary/eps-utilisation/", tags=["admin summaries"])
+@router.get("/admin/summary/eps-utilisation/", tags=["admin summaries"], response_model=Page[CompanyEpsUsage])
 async def summary_eps(
     session: ScopedSession, principal: AdminPrincipal, window: Range, paging: Summary
 ) -> dict[str, Any]:
@@ -480,7 +497,7 @@ async def summary_eps(
     return _listing(items, paging)
 
 
-@router.get("/admin/summary/assets/", tags=["admin summaries"])
+@router.get("/admin/summary/assets/", tags=["admin summaries"], response_model=Page[CompanyAssets])
 async def summary_assets(session: ScopedSession, _: AdminPrincipal, paging: Summary) -> dict[str, Any]:
     """Per company: assets (log sources) in total, enabled, per status, and their EPS."""
     await session.execute(NO_JIT)

@@ -13,6 +13,7 @@ from soc_shared.security import AdminPrincipal, AdminWriter
 
 from soc_tenant.readmodel.common import ReadRoute
 from soc_tenant.readmodel.ingest import QUEUES, rebuild_rollups
+from soc_tenant.readmodel.responses import DeadLetters, ReplayResult, RollupsRebuilt
 
 router = APIRouter(prefix="/admin", tags=["admin dead letters"], route_class=ReadRoute)
 
@@ -36,7 +37,7 @@ async def _depth(request: Request, queue: str) -> int:
         await channel.close()
 
 
-@router.get("/dead-letters/")
+@router.get("/dead-letters/", response_model=DeadLetters)
 async def dead_letters(
     request: Request,
     _: AdminPrincipal,
@@ -72,14 +73,14 @@ class ReplayRequest(BaseModel):
     limit: int = Field(default=1000, ge=1, le=100_000)
 
 
-@router.post("/dead-letters/replay/")
+@router.post("/dead-letters/replay/", response_model=ReplayResult)
 async def replay(request: Request, _: AdminWriter, body: ReplayRequest) -> dict[str, Any]:
     """Send up to ``limit`` parked messages of ``queue`` back to it (to its consumer only)."""
     replayed = await replay_dead_letters(request.app.state.bus, _queue(body.queue), limit=body.limit)
     return {"queue": body.queue, "replayed": replayed}
 
 
-@router.post("/read-model/rebuild-rollups/")
+@router.post("/read-model/rebuild-rollups/", response_model=RollupsRebuilt)
 async def rebuild(request: Request, _: AdminWriter) -> dict[str, Any]:
     """Recompute the dashboard rollups from the stored rows (after a bulk load or to verify)."""
     await rebuild_rollups(request.app.state.db)

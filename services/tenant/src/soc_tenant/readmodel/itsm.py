@@ -20,11 +20,13 @@ from soc_tenant.readmodel.common import (
     TextQuery,
     TimeRange,
     as_dict,
+    list_responses,
     not_found,
     ordering,
     run_list,
     text_filter,
 )
+from soc_tenant.readmodel.responses import ItsmTenant, Page, TicketDetail, TicketSummary, TicketTotals
 
 router = APIRouter(prefix="/tenant", tags=["itsm"], route_class=ReadRoute)
 BIGINT = 2**63 - 1
@@ -37,7 +39,7 @@ def is_open(column: Any) -> sa.ColumnElement[bool]:
     return sa.func.lower(column).not_in(CLOSED_TICKET_STATUSES)
 
 
-@router.get("/itsm-tenants/")
+@router.get("/itsm-tenants/", response_model=Page[ItsmTenant], responses=list_responses())
 async def list_itsm_tenants(
     session: ScopedSession,
     scope: AnyScope,
@@ -114,7 +116,9 @@ def ticket_filters(
     return filters
 
 
-@router.get("/itsm-tickets/", dependencies=[DASHBOARD])
+@router.get(
+    "/itsm-tickets/", dependencies=[DASHBOARD], response_model=Page[TicketSummary], responses=list_responses()
+)
 async def list_tickets(
     session: ScopedSession,
     scope: AnyScope,
@@ -213,14 +217,14 @@ async def ticket_totals(
     return sorted(out, key=lambda x: (-x["total"], x["account_id"]))
 
 
-@router.get("/itsm-tickets/totals/", dependencies=[DASHBOARD])
+@router.get("/itsm-tickets/totals/", dependencies=[DASHBOARD], response_model=Page[TicketTotals])
 async def tickets_per_tenant(session: ScopedSession, scope: AnyScope, window: Range) -> dict[str, Any]:
     """Tickets per ITSM tenant: total, open, overdue (open ones), closed."""
     items = await ticket_totals(session, scope, window)
     return {"items": items, "total": len(items), "limit": len(items), "offset": 0}
 
 
-@router.get("/itsm-tickets/{ticket_pk:int}/", dependencies=[DASHBOARD])
+@router.get("/itsm-tickets/{ticket_pk:int}/", dependencies=[DASHBOARD], response_model=TicketDetail)
 async def get_ticket(
     session: ScopedSession, scope: AnyScope, ticket_pk: Annotated[int, Path(ge=0, le=BIGINT)]
 ) -> dict[str, Any]:

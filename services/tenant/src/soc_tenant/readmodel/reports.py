@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Path, Query
+from soc_shared.api import PDF, file_responses
 from soc_shared.errors import ApiError
 
 from soc_tenant.db import ScopedSession
@@ -16,6 +17,7 @@ from soc_tenant.readmodel import tables as t
 from soc_tenant.readmodel.common import REPORTS, CompanyScope, Range, ReadRoute, Scope, TimeRange, download
 from soc_tenant.readmodel.dashboard import offense_widget, ticket_widget
 from soc_tenant.readmodel.itsm import ticket_totals
+from soc_tenant.readmodel.responses import Report
 from soc_tenant.readmodel.siem import asset_health, asset_select, eps_series, eps_summary
 from soc_tenant.readmodel.sla_views import company_slas, compliance, overview, sla_row, sla_select
 from soc_tenant.readmodel.soar import facet_distribution, incident_cards
@@ -326,7 +328,12 @@ def render_pdf(title: str, company: str | None, window: TimeRange, sections: lis
     return bytes(pdf.output())
 
 
-@router.get("/{kind}/", dependencies=[REPORTS])
+@router.get(
+    "/{kind}/",
+    dependencies=[REPORTS],
+    response_model=Report,
+    responses=file_responses(PDF, description="The report as JSON, or with ?format=pdf as a PDF document."),
+)
 async def report(
     session: ScopedSession,
     scope: CompanyScope,

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response
+from soc_shared.api import CSV, XLSX, file_responses
 from soc_shared.errors import ApiError
 
 from soc_tenant.db import ScopedSession
@@ -33,12 +34,28 @@ from soc_tenant.readmodel.common import (
     day_end,
     day_start,
     like_pattern,
+    list_responses,
     not_found,
     ordering,
     parse_day,
     run_list,
     text_filter,
     xlsx_response,
+)
+from soc_tenant.readmodel.responses import (
+    Asset,
+    AssetCounts,
+    AssetsPerTenant,
+    EpsGraph,
+    EpsUsage,
+    EventCollector,
+    EventLogFamilies,
+    EventLogSample,
+    OffenseCategoryCount,
+    OffenseDetail,
+    OffenseSummary,
+    Page,
+    QradarTenant,
 )
 
 router = APIRouter(prefix="/tenant", tags=["siem"], route_class=ReadRoute)
@@ -55,7 +72,7 @@ class OffenseStatusParam(StrEnum):
 
 
 # ------------------------------------------------------------------------------ vendor tenants
-@router.get("/qradar-tenants/")
+@router.get("/qradar-tenants/", response_model=Page[QradarTenant], responses=list_responses())
 async def list_qradar_tenants(
     session: ScopedSession,
     scope: AnyScope,
@@ -98,7 +115,7 @@ async def list_qradar_tenants(
     return await run_list(session, stmt, page, order, principal=scope.principal, name="qradar-tenants")
 
 
-@router.get("/event-collectors/")
+@router.get("/event-collectors/", response_model=Page[EventCollector], responses=list_responses())
 async def list_event_collectors(
     session: ScopedSession,
     scope: AnyScope,
@@ -181,7 +198,9 @@ OFFENSE_SORTS = {
 }
 
 
-@router.get("/offenses/", dependencies=[DASHBOARD])
+@router.get(
+    "/offenses/", dependencies=[DASHBOARD], response_model=Page[OffenseSummary], responses=list_responses()
+)
 async def list_offenses(
     session: ScopedSession,
     scope: AnyScope,
@@ -288,7 +307,11 @@ async def offense_detail(
     return offense
 
 
-@router.get("/offenses/by-qradar-id/{integration_id}/{offense_id}/", dependencies=[DASHBOARD])
+@router.get(
+    "/offenses/by-qradar-id/{integration_id}/{offense_id}/",
+    dependencies=[DASHBOARD],
+    response_model=OffenseDetail,
+)
 async def get_offense_by_qradar_id(
     session: ScopedSession,
     scope: AnyScope,
@@ -303,7 +326,7 @@ async def get_offense_by_qradar_id(
     )
 
 
-@router.get("/offenses/{offense_pk:int}/", dependencies=[DASHBOARD])
+@router.get("/offenses/{offense_pk:int}/", dependencies=[DASHBOARD], response_model=OffenseDetail)
 async def get_offense(
     session: ScopedSession, scope: AnyScope, offense_pk: Annotated[int, Path(ge=0, le=BIGINT)]
 ) -> dict[str, Any]:
@@ -312,7 +335,12 @@ async def get_offense(
     return await offense_detail(session, scope, o.c.id == offense_pk)
 
 
-@router.get("/offense-categories/", dependencies=[DASHBOARD])
+@router.get(
+    "/offense-categories/",
+    dependencies=[DASHBOARD],
+    response_model=Page[OffenseCategoryCount],
+    responses=list_responses(),
+)
 async def list_offense_categories(
     session: ScopedSession, scope: AnyScope, page: PageParams, window: Range, q: TextQuery = None
 ) -> Any:
@@ -472,7 +500,7 @@ def asset_extra_params(
 AssetExtraParams = Annotated[AssetExtra, Depends(asset_extra_params)]
 
 
-@router.get("/assets/", dependencies=[ASSETS])
+@router.get("/assets/", dependencies=[ASSETS], response_model=Page[Asset], responses=list_responses())
 async def list_assets(
     session: ScopedSession,
     scope: AnyScope,
@@ -492,7 +520,7 @@ async def list_assets(
     return await run_list(session, stmt, page, order, principal=scope.principal, name="assets")
 
 
-@router.get("/assets/counts/", dependencies=[ASSETS])
+@router.get("/assets/counts/", dependencies=[ASSETS], response_model=AssetCounts)
 async def asset_counts(session: ScopedSession, scope: AnyScope) -> dict[str, Any]:
     """Totals: all, enabled, disabled, per status and per type."""
     return await asset_health(session, scope)
@@ -559,7 +587,9 @@ ASSET_EXPORT_COLUMNS = [
 ]
 
 
-@router.get("/assets/export/", dependencies=[ASSETS])
+@router.get(
+    "/assets/export/", dependencies=[ASSETS], response_class=Response, responses=file_responses(CSV, XLSX)
+)
 async def export_assets(
     session: ScopedSession,
     scope: AnyScope,
@@ -587,7 +617,7 @@ async def export_assets(
     return csv_response(ASSET_EXPORT_COLUMNS, rows, "assets")
 
 
-@router.get("/assets/top-log-sources/", dependencies=[ASSETS])
+@router.get("/assets/top-log-sources/", dependencies=[ASSETS], response_model=Page[Asset])
 async def top_log_sources(
     session: ScopedSession, scope: AnyScope, limit: Annotated[int, Query(ge=1, le=100)] = 10
 ) -> dict[str, Any]:
@@ -603,7 +633,7 @@ async def top_log_sources(
     return {"items": [as_dict(r) for r in rows], "total": len(rows), "limit": limit, "offset": 0}
 
 
-@router.get("/assets/per-tenant/", dependencies=[ASSETS])
+@router.get("/assets/per-tenant/", dependencies=[ASSETS], response_model=Page[AssetsPerTenant])
 async def assets_per_tenant(session: ScopedSession, scope: AnyScope) -> dict[str, Any]:
     """Assets per QRadar tenant (domain): total, enabled, in error, EPS."""
     d = t.qradar_domain
@@ -761,7 +791,7 @@ async def eps_summary(
 Granularity = Annotated[Literal["hour", "day"], Query()]
 
 
-@router.get("/eps/", dependencies=[DASHBOARD])
+@router.get("/eps/", dependencies=[DASHBOARD], response_model=Page[EpsUsage])
 async def eps(
     session: ScopedSession, scope: CompanyScope, window: Range, granularity: Granularity = "hour"
 ) -> dict[str, Any]:
@@ -771,7 +801,7 @@ async def eps(
     return {"items": items, "total": len(items), "limit": len(items), "offset": 0}
 
 
-@router.get("/eps/graph/", dependencies=[DASHBOARD])
+@router.get("/eps/graph/", dependencies=[DASHBOARD], response_model=EpsGraph)
 async def eps_graph(
     session: ScopedSession, scope: CompanyScope, window: Range, granularity: Granularity = "hour"
 ) -> dict[str, Any]:
@@ -842,7 +872,7 @@ EVENT_LOG_FAMILIES = (
 )
 
 
-@router.get("/event-logs/", dependencies=[DASHBOARD])
+@router.get("/event-logs/", dependencies=[DASHBOARD], response_model=EventLogFamilies)
 async def event_log_families() -> dict[str, Any]:
     """The event-log catalogue's families."""
     return {
@@ -853,7 +883,12 @@ async def event_log_families() -> dict[str, Any]:
     }
 
 
-@router.get("/event-logs/{family}/", dependencies=[DASHBOARD])
+@router.get(
+    "/event-logs/{family}/",
+    dependencies=[DASHBOARD],
+    response_model=Page[EventLogSample],
+    responses=list_responses(),
+)
 async def event_logs(
     session: ScopedSession,
     scope: AnyScope,

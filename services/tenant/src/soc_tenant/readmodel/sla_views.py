@@ -26,10 +26,19 @@ from soc_tenant.readmodel.common import (
     TextQuery,
     TimeRange,
     as_dict,
+    list_responses,
     ordering,
     parse_levels,
     run_list,
     text_filter,
+)
+from soc_tenant.readmodel.responses import (
+    Page,
+    SeverityGraph,
+    SeverityMetricsPage,
+    SlaCompliance,
+    SlaIncident,
+    SlaOverview,
 )
 from soc_tenant.readmodel.soar import OPEN_STATUSES, IncidentFilterParams, IncidentFilters, PriorityList
 
@@ -227,7 +236,9 @@ SlaTypeQuery = Annotated[
 ]
 
 
-@router.get("/incidents/", dependencies=[DASHBOARD])
+@router.get(
+    "/incidents/", dependencies=[DASHBOARD], response_model=Page[SlaIncident], responses=list_responses()
+)
 async def sla_incidents(
     session: ScopedSession,
     scope: CompanyScope,
@@ -259,7 +270,9 @@ async def sla_incidents(
     )
 
 
-@router.get("/breached/", dependencies=[DASHBOARD])
+@router.get(
+    "/breached/", dependencies=[DASHBOARD], response_model=Page[SlaIncident], responses=list_responses()
+)
 async def breached_incidents(
     session: ScopedSession,
     scope: CompanyScope,
@@ -357,13 +370,13 @@ async def _compliance(session: ScopedSession, scope: Scope, window: TimeRange) -
     }
 
 
-@router.get("/compliance/", dependencies=[DASHBOARD])
+@router.get("/compliance/", dependencies=[DASHBOARD], response_model=SlaCompliance)
 async def sla_compliance(session: ScopedSession, scope: CompanyScope, window: Range) -> dict[str, Any]:
     """Per priority and step: met, breached, pending and compliance % (met / decided)."""
     return await compliance(session, scope, window)
 
 
-@router.get("/severity-graph/", dependencies=[DASHBOARD])
+@router.get("/severity-graph/", dependencies=[DASHBOARD], response_model=SeverityGraph)
 async def severity_graph(
     session: ScopedSession,
     scope: CompanyScope,
@@ -393,7 +406,7 @@ async def severity_graph(
     }
 
 
-@router.get("/severity-metrics/", dependencies=[DASHBOARD])
+@router.get("/severity-metrics/", dependencies=[DASHBOARD], response_model=SeverityMetricsPage)
 async def severity_metrics(session: ScopedSession, scope: CompanyScope, window: Range) -> dict[str, Any]:
     """Per priority: incidents, open, closed, average minutes to each step, breaches and targets."""
     window = window.bounded(30)
@@ -476,7 +489,7 @@ async def _overview(session: ScopedSession, scope: Scope, window: TimeRange) -> 
     }
 
 
-@router.get("/overview/", dependencies=[DASHBOARD])
+@router.get("/overview/", dependencies=[DASHBOARD], response_model=SlaOverview)
 async def sla_overview(session: ScopedSession, scope: CompanyScope, window: Range) -> dict[str, Any]:
     """Cards: incidents, open, closed, met / breached / pending, compliance %, MTTA, MTTN, MTTDN and
     MTTR (mean minutes from creation to acknowledgement / notification / detailed notification /

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response
+from soc_shared.api import CSV, XLSX, file_responses
 from soc_shared.security import CurrentPrincipal
 
 from soc_tenant.db import ScopedSession
@@ -36,6 +37,7 @@ from soc_tenant.readmodel.common import (
     day_start,
     download,
     like_pattern,
+    list_responses,
     not_found,
     ordering,
     parse_day,
@@ -43,6 +45,17 @@ from soc_tenant.readmodel.common import (
     run_list,
     text_filter,
     xlsx_response,
+)
+from soc_tenant.readmodel.responses import (
+    FileTypeChoice,
+    IncidentCards,
+    IncidentDetail,
+    IncidentOwnerCount,
+    IncidentSummary,
+    IncidentTypeCount,
+    Page,
+    SoarTenant,
+    UseCaseCount,
 )
 
 router = APIRouter(prefix="/tenant", tags=["soar"], route_class=ReadRoute)
@@ -75,7 +88,7 @@ class PriorityParam(StrEnum):
     P4 = "P4"
 
 
-@router.get("/soar-tenants/")
+@router.get("/soar-tenants/", response_model=Page[SoarTenant], responses=list_responses())
 async def list_soar_tenants(
     session: ScopedSession,
     scope: AnyScope,
@@ -328,7 +341,12 @@ async def rollup_total(
     )
 
 
-@router.get("/soar-incidents/", dependencies=[DASHBOARD])
+@router.get(
+    "/soar-incidents/",
+    dependencies=[DASHBOARD],
+    response_model=Page[IncidentSummary],
+    responses=list_responses(),
+)
 async def list_incidents(
     session: ScopedSession,
     scope: AnyScope,
@@ -365,7 +383,12 @@ async def list_incidents(
     )
 
 
-@router.get("/soar-incidents/all/", dependencies=[DASHBOARD])
+@router.get(
+    "/soar-incidents/all/",
+    dependencies=[DASHBOARD],
+    response_model=Page[IncidentSummary],
+    responses=list_responses(),
+)
 async def list_all_incidents(
     session: ScopedSession,
     scope: AnyScope,
@@ -383,7 +406,7 @@ async def list_all_incidents(
     return await run_list(session, stmt, page, order, principal=scope.principal, name="soar-incidents-all")
 
 
-@router.get("/soar-incidents/recent/", dependencies=[DASHBOARD])
+@router.get("/soar-incidents/recent/", dependencies=[DASHBOARD], response_model=Page[IncidentSummary])
 async def recent_incidents(
     session: ScopedSession,
     scope: AnyScope,
@@ -415,7 +438,12 @@ async def recent_incidents(
     return {"items": [as_dict(r) for r in rows], "total": int(total), "limit": limit, "offset": offset}
 
 
-@router.get("/soar-incidents/use-cases/", dependencies=[DASHBOARD])
+@router.get(
+    "/soar-incidents/use-cases/",
+    dependencies=[DASHBOARD],
+    response_model=Page[UseCaseCount],
+    responses=list_responses(),
+)
 async def use_case_incidents(
     session: ScopedSession, scope: AnyScope, page: PageParams, window: Range, q: TextQuery = None
 ) -> Any:
@@ -493,7 +521,7 @@ async def incident_cards(
     }
 
 
-@router.get("/soar-incidents/summary/", dependencies=[DASHBOARD])
+@router.get("/soar-incidents/summary/", dependencies=[DASHBOARD], response_model=IncidentCards)
 async def incident_summary(
     session: ScopedSession,
     scope: AnyScope,
@@ -527,7 +555,9 @@ async def facet_distribution(
     return {"items": items, "total": len(items), "limit": limit, "offset": 0}
 
 
-@router.get("/soar-incidents/type-distribution/", dependencies=[DASHBOARD])
+@router.get(
+    "/soar-incidents/type-distribution/", dependencies=[DASHBOARD], response_model=Page[IncidentTypeCount]
+)
 async def type_distribution(
     session: ScopedSession, scope: AnyScope, window: Range, limit: Annotated[int, Query(ge=1, le=500)] = 50
 ) -> dict[str, Any]:
@@ -535,7 +565,9 @@ async def type_distribution(
     return await facet_distribution(session, scope, "type", window, limit)
 
 
-@router.get("/soar-incidents/owner-distribution/", dependencies=[DASHBOARD])
+@router.get(
+    "/soar-incidents/owner-distribution/", dependencies=[DASHBOARD], response_model=Page[IncidentOwnerCount]
+)
 async def owner_distribution(
     session: ScopedSession, scope: AnyScope, window: Range, limit: Annotated[int, Query(ge=1, le=500)] = 50
 ) -> dict[str, Any]:
@@ -579,14 +611,19 @@ FILE_TYPES = [
 FILE_TYPE_BY_ID = {str(f["id"]): str(f["value"]) for f in FILE_TYPES}
 
 
-@router.get("/file-type-choices/")
+@router.get("/file-type-choices/", response_model=Page[FileTypeChoice])
 async def file_type_choices(_: CurrentPrincipal) -> dict[str, Any]:
     """The file types ``/tenant/soar-incidents/download/?file_type=`` takes (by value or the
     original's number)."""
     return {"items": FILE_TYPES, "total": len(FILE_TYPES), "limit": len(FILE_TYPES), "offset": 0}
 
 
-@router.get("/soar-incidents/download/", dependencies=[REPORTS])
+@router.get(
+    "/soar-incidents/download/",
+    dependencies=[REPORTS],
+    response_class=Response,
+    responses=file_responses(CSV, XLSX, "application/json"),
+)
 async def download_incidents(
     session: ScopedSession,
     scope: AnyScope,
@@ -746,7 +783,7 @@ async def incident_sla_of(
     )
 
 
-@router.get("/soar-incidents/{incident_pk:int}/", dependencies=[DASHBOARD])
+@router.get("/soar-incidents/{incident_pk:int}/", dependencies=[DASHBOARD], response_model=IncidentDetail)
 async def get_incident(
     session: ScopedSession, scope: AnyScope, incident_pk: Annotated[int, Path(ge=0, le=BIGINT)]
 ) -> dict[str, Any]:

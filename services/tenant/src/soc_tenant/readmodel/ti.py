@@ -22,12 +22,14 @@ from soc_tenant.readmodel.common import (
     bad_param,
     day_end,
     day_start,
+    list_responses,
     not_found,
     ordering,
     parse_day,
     run_list,
     text_filter,
 )
+from soc_tenant.readmodel.responses import Page, ThreatAlertDetail, ThreatAlertSummary
 
 router = APIRouter(prefix="/tenant", tags=["threat-intelligence"], route_class=ReadRoute)
 BIGINT = 2**63 - 1
@@ -66,7 +68,12 @@ def day_range(column: Any, name: str, first: str | None, last: str | None) -> li
 DateText = Annotated[str | None, Query(max_length=32, description="YYYY-MM-DD")]
 
 
-@router.get("/threat-alerts/", dependencies=[THREAT_INTELLIGENCE])
+@router.get(
+    "/threat-alerts/",
+    dependencies=[THREAT_INTELLIGENCE],
+    response_model=Page[ThreatAlertSummary],
+    responses=list_responses(),
+)
 async def list_threat_alerts(
     session: ScopedSession,
     scope: AnyScope,
@@ -127,7 +134,9 @@ async def latest_alerts(session: ScopedSession, scope: Scope, limit: int = 5) ->
     return [as_dict(r) for r in rows]
 
 
-@router.get("/threat-alerts/{alert_pk:int}/", dependencies=[THREAT_INTELLIGENCE])
+@router.get(
+    "/threat-alerts/{alert_pk:int}/", dependencies=[THREAT_INTELLIGENCE], response_model=ThreatAlertDetail
+)
 async def get_threat_alert(
     session: ScopedSession, scope: AnyScope, alert_pk: Annotated[int, Path(ge=0, le=BIGINT)]
 ) -> dict[str, Any]:
