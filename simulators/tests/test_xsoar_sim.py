@@ -82,6 +82,11 @@ async def sim_count(client: httpx.AsyncClient) -> int:
     return (await client.get("/_sim/state")).json()["incidents"]
 
 
+def key(incident: dict[str, Any]) -> str:
+    """An incident's identity on a multi-tenant master: ids are per account."""
+    return f"{incident['account']}/{incident['id']}"
+
+
 # ------------------------------------------------------------------------------------------- auth
 
 
@@ -197,7 +202,7 @@ async def test_optional_rate_limit_answers_429_with_retry_after() -> None:
 
 async def test_paging_by_modified_covers_every_incident_once(client: httpx.AsyncClient) -> None:
     incidents = await search_all(client, size=70)
-    ids = [incident["id"] for incident in incidents]
+    ids = [key(incident) for incident in incidents]
     assert len(ids) == len(set(ids)) == await sim_count(client)
     stamps = [parse_time_us(incident["modified"]) for incident in incidents]
     assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
@@ -217,7 +222,7 @@ async def test_paging_by_modified_covers_every_incident_once(client: httpx.Async
         ).json()["data"]
         if not data:
             break
-        seen.extend(incident["id"] for incident in data)
+        seen.extend(key(incident) for incident in data)
         cursor = data[-1]["modified"]
     assert seen == ids
 
@@ -236,10 +241,12 @@ async def test_tick_changes_are_visible_through_a_modified_query(client: httpx.A
     newest = (await search(client, page=0, size=1, sort=[{"field": "modified", "asc": False}])).json()[
         "data"
     ][0]
-    before = {i["id"]: i for i in await search_all(client)}
+    before = {key(i): i for i in await search_all(client)}
     changes = (await client.post("/_sim/tick")).json()
     changed = (
-        set(changes["created"]) | set(changes["advanced"]) | {note.split("@")[1] for note in changes["notes"]}
+        set(changes["created"])
+        | set(changes["advanced"])
+        | {note.split("/")[0] + "/" + note.split("@")[1] for note in changes["notes"]}
     )
     assert changes["created"] and changes["advanced"]
 
@@ -252,16 +259,16 @@ async def test_tick_changes_are_visible_through_a_modified_query(client: httpx.A
             sort=[{"field": "modified", "asc": True}],
         )
     ).json()
-    assert {incident["id"] for incident in answer["data"]} == changed
+    assert {key(incident) for incident in answer["data"]} == changed
     for incident in answer["data"]:
-        if incident["id"] in before:
-            old = before[incident["id"]]
+        if key(incident) in before:
+            old = before[key(incident)]
             assert incident["version"] > old["version"]
             assert parse_time_us(incident["modified"]) > parse_time_us(old["modified"])
         else:
             assert incident["CustomFields"]["incidentphase"] == "Detection"
     for incident_id, phase in changes["advanced"].items():
-        current = next(i for i in answer["data"] if i["id"] == incident_id)
+        current = next(i for i in answer["data"] if key(i) == incident_id)
         assert current["CustomFields"]["incidentphase"] == phase
         if phase == "Closure":
             assert current["status"] == 2 and current["closed"] != NULL_TIME and current["closeReason"]
@@ -276,12 +283,18 @@ async def test_query_subset(client: httpx.AsyncClient) -> None:
     assert all(i["status"] == 2 for i in closed) and all(i["status"] != 2 for i in not_closed)
 
     target = everything[len(everything) // 2]
-    one = (await search(client, page=0, size=10, query=f"id:{target['id']}")).json()
+    one = (
+        await search(client, f"/acc_{target['account']}/incidents/search", page=0, size=10, query=f"id:{target['id']}")
+    ).json()
     assert one["total"] == 1 and one["data"][0]["id"] == target["id"]
+    # At the master's root the id names one incident per tenant that has it.
+    same_id = (await search(client, page=0, size=10, query=f"id:{target['id']}")).json()
+    assert same_id["total"] == sum(1 for i in everything if i["id"] == target["id"]) > 1
+    assert len({i["account"] for i in same_id["data"]}) == same_id["total"]
 
     low, high = everything[10]["modified"], everything[20]["modified"]
     window = await search_all(client, query=f'modified:>="{low}" and modified:<"{high}"')
-    assert [i["id"] for i in window] == [i["id"] for i in everything[10:20]]
+    assert [key(i) for i in window] == [key(i) for i in everything[10:20]]
 
     acme_active = await search_all(client, query="account:acme status:1")
     assert acme_active and all(i["account"] == "acme" and i["status"] == 1 for i in acme_active)
@@ -365,19 +378,14 @@ async def test_investigation_entries_include_notes(client: httpx.AsyncClient) ->
 
 async def test_a_note_added_by_tick_shows_in_the_war_room(client: httpx.AsyncClient) -> None:
     changes = (await client.post("/_sim/tick")).json()
-    note_id = changes["notes"][0]
+    account, note_id = changes["notes"][0].split("/")
     investigation_id = note_id.split("@")[1]
-    everything = (
-        await client.post(f"/investigation/{investigation_id}", headers=V6, json={"pageSize": 1000})
-    ).json()
+    room = f"/acc_{account}/investigation/{investigation_id}"
+    everything = (await client.post(room, headers=V6, json={"pageSize": 1000})).json()
     assert everything["entries"][-1]["id"] == note_id and everything["entries"][-1]["note"] is True
     # fromTime pages the war room: only what came after the given entry.
     after = everything["entries"][-2]["created"]
-    newer = (
-        await client.post(
-            f"/investigation/{investigation_id}", headers=V6, json={"pageSize": 100, "fromTime": after}
-        )
-    ).json()
+    newer = (await client.post(room, headers=V6, json={"pageSize": 100, "fromTime": after})).json()
     assert [entry["id"] for entry in newer["entries"]] == [note_id]
 
 
@@ -398,14 +406,17 @@ async def test_create_update_and_version_conflict(client: httpx.AsyncClient) -> 
     assert created.status_code == 200
     incident = created.json()
     assert incident["version"] == 1 and incident["account"] == "globex"
-    assert int(incident["id"]) > 300 and incident["investigationId"] == incident["id"]
+    globex_before = (await client.get("/_sim/state")).json()["by_account"]["globex"]
+    assert int(incident["id"]) == globex_before and incident["investigationId"] == incident["id"]
     assert incident["CustomFields"]["incidentpriority"] == "P2"
     assert not list(validator("IncidentWrapper").iter_errors(incident))
-    found = (await search(client, page=0, size=5, query=f"id:{incident['id']}")).json()["data"]
+    found = (
+        await search(client, "/acc_globex/incidents/search", page=0, size=5, query=f"id:{incident['id']}")
+    ).json()["data"]
     assert found[0]["name"] == "Suspicious PowerShell on finance laptop"
 
     updated = await client.post(
-        "/incident",
+        "/acc_globex/incident",
         headers=V6,
         json={
             "id": incident["id"],
@@ -421,13 +432,13 @@ async def test_create_update_and_version_conflict(client: httpx.AsyncClient) -> 
     assert parse_time_us(after["modified"]) > parse_time_us(incident["modified"])
 
     stale = await client.post(
-        "/incident", headers=V6, json={"id": incident["id"], "version": 1, "owner": "x"}
+        "/acc_globex/incident", headers=V6, json={"id": incident["id"], "version": 1, "owner": "x"}
     )
     assert stale.status_code == 400
     assert set(stale.json()) == ERROR_KEYS and "version mismatch" in stale.json()["detail"].lower()
 
     forced = await client.post(
-        "/incident",
+        "/acc_globex/incident",
         headers=V6,
         json={"id": incident["id"], "version": -1, "status": 2, "closeReason": "Resolved"},
     )
@@ -439,8 +450,11 @@ async def test_create_update_and_version_conflict(client: httpx.AsyncClient) -> 
 
     unknown = await client.post("/incident", headers=V6, json={"id": "999999", "version": 1})
     assert unknown.status_code == 404 and set(unknown.json()) == ERROR_KEYS
+    # A tenant with fewer incidents has no incident of that number: not found there.
+    counts = (await client.get("/_sim/state")).json()["by_account"]
+    smaller = next(a for a, n in counts.items() if n < int(incident["id"]))
     wrong_tenant = await client.post(
-        "/acc_acme/incident", headers=V6, json={"id": incident["id"], "version": 3}
+        f"/acc_{smaller}/incident", headers=V6, json={"id": incident["id"], "version": 3}
     )
     assert wrong_tenant.status_code == 404
     malformed = await client.post(
@@ -459,8 +473,10 @@ async def test_faults_503_then_success_and_a_shifting_page(client: httpx.AsyncCl
     total = (await search(client, page=0, size=1)).json()["total"]
 
     await client.post("/_sim/faults", json={"kind": "shift_page", "path": "/incidents/search"})
-    shifted = (await search(client, page=0, size=1, sort=[{"field": "id", "asc": False}])).json()
-    assert shifted["total"] == total + 1 and int(shifted["data"][0]["id"]) == await sim_count(client)
+    shifted = (await search(client, page=0, size=1, sort=[{"field": "modified", "asc": False}])).json()
+    state = (await client.get("/_sim/state")).json()
+    newest = shifted["data"][0]
+    assert shifted["total"] == total + 1 and int(newest["id"]) == state["by_account"][newest["account"]]
     assert (await search(client, page=0, size=1)).json()["total"] == total + 1  # only once
 
 
@@ -473,3 +489,26 @@ async def test_bulk_seed_is_fast_and_searchable(client: httpx.AsyncClient) -> No
     assert acme["total"] > 20_000 and len(acme["data"]) == 1000
     bad = await client.post("/_sim/seed", json={"incidents": 5, "account": "nosuch"})
     assert bad.status_code == 400
+
+
+async def test_each_account_numbers_its_incidents_from_one(client: httpx.AsyncClient) -> None:
+    """A multi-tenant master: every tenant counts its own incidents, so ids repeat across accounts
+    and only (account, id) names an incident."""
+    everything = await search_all(client)
+    by_account: dict[str, list[int]] = {}
+    for incident in everything:
+        by_account.setdefault(incident["account"], []).append(int(incident["id"]))
+    assert len(by_account) >= 3
+    for account, ids in by_account.items():
+        assert sorted(ids) == list(range(1, len(ids) + 1)), account
+    shared = set.intersection(*(set(map(str, ids)) for ids in by_account.values()))
+    assert "1" in shared
+    # Each account's war room of incident 1 is its own.
+    rooms = {}
+    for account in by_account:
+        answer = await client.post(f"/acc_{account}/investigation/1", headers=V6, json={"pageSize": 5})
+        assert answer.status_code == 200 and answer.json()["account"] == account
+        rooms[account] = answer.json()["name"]
+    # At the root an id several tenants share names no single incident.
+    ambiguous = await client.post("/investigation/1", headers=V6, json={"pageSize": 5})
+    assert ambiguous.status_code == 404

@@ -131,14 +131,15 @@ async def test_keyset_paging_sees_every_change_once_while_incidents_change_under
         last: Position | None = None
         async for batch, position in read:
             last = position
-            seen.extend((d["id"], d["version"]) for d in batch)
+            # Ids are per account on a multi-tenant master: (account, id) names an incident.
+            seen.extend(((d["account"], d["id"]), d["version"]) for d in batch)
             if len(seen) in (10, 40, 70):  # between pages: change an incident already read and an unread one
                 open_ids = list(state.open_ids)
                 already = next(i for i, _ in seen if i in state.open_ids)
                 unread = next(i for i in open_ids if i not in {s for s, _ in seen})
-                for incident_id in (already, unread):
-                    state.advance(rng, state.records[incident_id])
-        final = {rec.id: rec.doc["version"] for rec in state.records.values()}
+                for key in (already, unread):
+                    state.advance(rng, state.records[key])
+        final = {rec.key: rec.doc["version"] for rec in state.records.values()}
     finally:
         await c.aclose()
     assert {i for i, _ in seen} == set(final)  # nothing skipped
@@ -231,7 +232,7 @@ async def test_create_then_update_with_optimistic_locking(sim) -> None:
 
 async def test_update_retries_a_concurrent_change_when_no_version_was_given(sim) -> None:
     state: xsoar.XsoarSim = sim.state.sim
-    rec = next(r for r in state.records.values() if r.account == "acme" and r.id in state.open_ids)
+    rec = next(r for r in state.records.values() if r.account == "acme" and r.key in state.open_ids)
     calls = {"n": 0}
     inner = httpx.ASGITransport(app=sim)
 

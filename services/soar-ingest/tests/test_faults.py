@@ -18,14 +18,16 @@ def of_type(events: list[dict[str, Any]], routing_key: str) -> list[dict[str, An
     return [e for e in events if e["type"] == f"soc.{routing_key}.v1"]
 
 
-def incident_keys(events: list[dict[str, Any]]) -> Counter[tuple[str, int]]:
+def incident_keys(events: list[dict[str, Any]]) -> Counter[tuple[tuple[str, str], int]]:
+    # Ids are per account: (account, id) names an incident.
     return Counter(
-        (e["data"]["incident_id"], e["data"]["version"]) for e in of_type(events, "soar.incident.upserted")
+        ((e["data"]["account"], e["data"]["incident_id"]), e["data"]["version"])
+        for e in of_type(events, "soar.incident.upserted")
     )
 
 
-def current_versions(state: xsoar.XsoarSim) -> Counter[tuple[str, int]]:
-    return Counter((rec.id, rec.doc["version"]) for rec in state.records.values())
+def current_versions(state: xsoar.XsoarSim) -> Counter[tuple[tuple[str, str], int]]:
+    return Counter((rec.key, rec.doc["version"]) for rec in state.records.values())
 
 
 def acme_in_modified_order(state: xsoar.XsoarSim) -> list[xsoar.IncidentRecord]:
@@ -69,7 +71,7 @@ async def test_retries_exhausted_mid_sync_keep_the_cursor_at_the_last_confirmed_
     assert row["cursor"] == {
         "accounts": {"acme": {"modified": confirmed[-1].doc["modified"], "ids": [confirmed[-1].id]}}
     }
-    assert sorted(incident_keys(events)) == sorted((r.id, r.doc["version"]) for r in confirmed)
+    assert sorted(incident_keys(events)) == sorted((r.key, r.doc["version"]) for r in confirmed)
     reports = [
         e["data"] for e in of_type(events, "ingest.sync.reported") if e["data"]["resource"] == "incidents"
     ]
@@ -110,9 +112,9 @@ async def test_transient_faults_are_retried_without_loss(make_harness, tap_facto
         assert row["last_error"] is None, row
     # shift_page adds incidents while we read: they are there too, every change exactly once.
     assert incident_keys(events) == current_versions(state)
-    notes = Counter(e["data"]["note_id"] for e in of_type(events, "soar.note.added"))
+    notes = Counter((e["data"]["account"], e["data"]["note_id"]) for e in of_type(events, "soar.note.added"))
     expected_notes = {
-        e.doc["id"] for r in state.records.values() for e in state.entries_of(r) if e.doc["note"]
+        (r.account, e.doc["id"]) for r in state.records.values() for e in state.entries_of(r) if e.doc["note"]
     }
     assert set(notes) == expected_notes and max(notes.values()) == 1
 
@@ -176,8 +178,12 @@ async def test_a_war_room_failure_holds_back_notes_only(make_harness, tap_factor
 
     await h.clear_faults()
     await h.sync(integration_id)
-    notes = Counter(e["data"]["note_id"] for e in of_type(await tap.drain(), "soar.note.added"))
-    expected = {e.doc["id"] for r in state.records.values() for e in state.entries_of(r) if e.doc["note"]}
+    notes = Counter(
+        (e["data"]["account"], e["data"]["note_id"]) for e in of_type(await tap.drain(), "soar.note.added")
+    )
+    expected = {
+        (r.account, e.doc["id"]) for r in state.records.values() for e in state.entries_of(r) if e.doc["note"]
+    }
     assert set(notes) == expected and max(notes.values()) == 1
 
 
@@ -205,13 +211,13 @@ async def test_a_publish_failure_does_not_advance_the_cursor(make_harness, tap_f
     first_page = acme_in_modified_order(state)[:40]
     assert row["last_error_category"] == "bus"
     assert row["cursor"]["accounts"]["acme"]["modified"] == first_page[-1].doc["modified"]
-    assert sorted(incident_keys(await tap.drain())) == sorted((r.id, r.doc["version"]) for r in first_page)
+    assert sorted(incident_keys(await tap.drain())) == sorted((r.key, r.doc["version"]) for r in first_page)
 
     h.bus.publish = real_publish  # type: ignore[method-assign]
     await h.sync(integration_id)
     rest = incident_keys(await tap.drain())
-    acme = {(r.id, r.doc["version"]) for r in acme_in_modified_order(state)}
-    assert set(rest) == acme - {(r.id, r.doc["version"]) for r in first_page} and max(rest.values()) == 1
+    acme = {(r.key, r.doc["version"]) for r in acme_in_modified_order(state)}
+    assert set(rest) == acme - {(r.key, r.doc["version"]) for r in first_page} and max(rest.values()) == 1
 
 
 async def test_a_hung_request_times_out_and_is_retried(make_harness, tap_factory, socket_sim):

@@ -34,8 +34,9 @@ def sim_notes(sim_state: xsoar.XsoarSim) -> set[tuple[str, str]]:
     }
 
 
-def sim_versions(sim_state: xsoar.XsoarSim) -> dict[str, int]:
-    return {rec.id: rec.doc["version"] for rec in sim_state.records.values()}
+def sim_versions(sim_state: xsoar.XsoarSim) -> dict[tuple[str, str], int]:
+    # Ids are per account on a multi-tenant master: (account, id) names an incident.
+    return {rec.key: rec.doc["version"] for rec in sim_state.records.values()}
 
 
 async def test_every_change_and_note_arrives_exactly_once_across_runs(make_harness, tap_factory):
@@ -57,12 +58,16 @@ async def test_every_change_and_note_arrives_exactly_once_across_runs(make_harne
     }
     incidents = of_type(events, "soar.incident.upserted")
     assert len(incidents) == len(state.records) == 300
-    assert {(e["data"]["incident_id"], e["data"]["version"]) for e in incidents} == set(
+    assert {((e["data"]["account"], e["data"]["incident_id"]), e["data"]["version"]) for e in incidents} == set(
         sim_versions(state).items()
     )
+    # Every account numbers from 1: the same ids arrive for several accounts, as distinct incidents.
+    assert sum(1 for e in incidents if e["data"]["incident_id"] == "1") == 4
+    assert len({e["id"] for e in incidents}) == len(incidents)
     assert all(e["subject"] == f"{e['data']['account']}/{e['data']['incident_id']}" for e in incidents)
     assert all(
-        e["vendortenant"] == e["data"]["account"] == state.records[e["data"]["incident_id"]].account
+        e["vendortenant"] == e["data"]["account"]
+        and (e["data"]["account"], e["data"]["incident_id"]) in state.records
         for e in incidents
     )
     notes = of_type(events, "soar.note.added")
@@ -82,7 +87,7 @@ async def test_every_change_and_note_arrives_exactly_once_across_runs(make_harne
         changed = {(i, v) for i, v in after.items() if before.get(i) != v}
         assert changed, "the ticks changed nothing"
         got = [
-            (e["data"]["incident_id"], e["data"]["version"])
+            ((e["data"]["account"], e["data"]["incident_id"]), e["data"]["version"])
             for e in of_type(events, "soar.incident.upserted")
         ]
         # Two ticks between runs: an incident changed twice arrives once, at its latest version.
@@ -151,7 +156,7 @@ async def test_incident_lifecycle_arrives_in_order_and_complete(make_harness, ta
         )
     finally:
         await client.aclose()
-    rec = state.records[created["id"]]
+    rec = state.records[("acme", created["id"])]
     assert rec.account == "acme"
     rng = random.Random(1)
     expected: list[tuple[int, str, int]] = []  # (version, phase, status) as each sync saw it
@@ -175,7 +180,9 @@ async def test_incident_lifecycle_arrives_in_order_and_complete(make_harness, ta
 
     events = await tap.drain()
     mine = [
-        e["data"] for e in of_type(events, "soar.incident.upserted") if e["data"]["incident_id"] == rec.id
+        e["data"]
+        for e in of_type(events, "soar.incident.upserted")
+        if (e["data"]["account"], e["data"]["incident_id"]) == rec.key
     ]
     assert [(d["version"], d["phase"]) for d in mine] == [(v, p) for v, p, _ in expected]
     assert [d["status"] for d in mine] == [
@@ -191,7 +198,11 @@ async def test_incident_lifecycle_arrives_in_order_and_complete(make_harness, ta
     assert last["tta_at"] is None or last["tta_at"] >= mine[0]["created"]
 
     war_room = [entry.doc for entry in state.entries_of(rec) if entry.doc["note"]]
-    notes = [e["data"] for e in of_type(events, "soar.note.added") if e["data"]["incident_id"] == rec.id]
+    notes = [
+        e["data"]
+        for e in of_type(events, "soar.note.added")
+        if (e["data"]["account"], e["data"]["incident_id"]) == rec.key
+    ]
     assert war_room, "no notes were written"
     assert [n["note_id"] for n in notes] == [entry["id"] for entry in war_room]  # complete, in order
     assert [n["content"] for n in notes] == [entry["contents"] for entry in war_room]

@@ -7,7 +7,8 @@ It speaks the subset our client uses, the way the product does:
   prefix ``/xsoar/public/v1``.
 * multi-tenancy: ``GET /accounts`` lists the tenants; account-scoped routes are also served under
   ``/acc_<name>/...``, where a search sees only that account's incidents (as the master server
-  addresses a tenant).
+  addresses a tenant). Each tenant numbers its own incidents from 1, so two accounts both have
+  incident ``"1"``: an incident is identified by account and id, never by id alone.
 * ``POST /incidents/search`` with the ``{"filter": {...}}`` body, a subset of the query language
   (``modified:>="..."``, ``account:``, ``status:``, ``-status:``, ``id:``, ... joined by spaces or
   ``and``), 0-based pages of at most 1000, ``{"total", "data"}`` answers that validate against the
@@ -239,6 +240,11 @@ NOTE_TEMPLATES: dict[str, tuple[str, ...]] = {
 _DAY_PREFIX: dict[int, str] = {}
 
 
+def _label(key: tuple[str, str]) -> str:
+    """``<account>/<id>``: how the control routes name an incident (ids are per account)."""
+    return f"{key[0]}/{key[1]}" if key[0] else key[1]
+
+
 def rfc3339(us: int) -> str:
     """XSOAR's time format: RFC 3339 in UTC with a ``Z`` (microsecond precision here).
 
@@ -348,7 +354,9 @@ class IncidentRecord:
 
     __slots__ = (
         "num",
+        "seq",
         "id",
+        "key",
         "account",
         "status",
         "created_us",
@@ -374,8 +382,13 @@ class IncidentRecord:
         doc: dict[str, Any] | None = None,
         plan: HistoryPlan | None = None,
         build: Callable[[IncidentRecord], dict[str, Any]] | None = None,
+        seq: int | None = None,
     ) -> None:
+        # ``num``/``id`` count per account (each tenant numbers its own incidents from 1, as a
+        # multi-tenant master does); ``seq`` is the server-wide creation order (random streams).
         self.num, self.id, self.account, self.status = num, str(num), account, status
+        self.seq = num if seq is None else seq
+        self.key: tuple[str, str] = (account, self.id)
         self.created_us, self.occurred_us, self.modified_us, self.closed_us = (
             created_us,
             occurred_us,
@@ -489,18 +502,38 @@ class XsoarSim:
         # key -> key id the XSOAR 8 ``x-xdr-auth-id`` header must carry (None: XSOAR 6 key, no id).
         self.api_keys: dict[str, str | None] = {api_key: None, api_key_v8: api_key_v8_id}
         self.rate_limiter = RateLimiter(rate_limit_per_minute) if rate_limit_per_minute else None
-        self.records: dict[str, IncidentRecord] = {}
-        self.open_ids: dict[str, None] = {}  # insertion-ordered set of incidents not closed
+        # Keyed by (account, id): incident ids are per tenant, two accounts both have incident "1".
+        self.records: dict[tuple[str, str], IncidentRecord] = {}
+        self.open_ids: dict[tuple[str, str], None] = {}  # insertion-ordered set of incidents not closed
         # ``modified`` order, overall and per account: cursor pages are index slices.
         self._by_modified = ChangeIndex(_modified)
         self._by_account_modified: dict[str, ChangeIndex[IncidentRecord]] = {}
-        self.entries: dict[str, list[EntryRecord]] = {}
-        self.next_num = 1
+        self.entries: dict[tuple[str, str], list[EntryRecord]] = {}
+        self.next_num = 1  # server-wide creation counter
+        self.next_num_by_account: dict[str, int] = {}
         self.ticks = 0
         self.faults: FaultBoard | None = None
         self.seed_incidents(incidents, derive_rng(seed, "xsoar", "history"))
 
     # ----------------------------------------------------------------------------------- generation
+
+    def take_num(self, account: str) -> int:
+        """The next incident number of ``account`` (each tenant counts from 1)."""
+        num = self.next_num_by_account.get(account, 1)
+        self.next_num_by_account[account] = num + 1
+        return num
+
+    def find(self, incident_id: str, scope: str | None) -> IncidentRecord | None:
+        """An incident by id: within ``scope`` (an ``/acc_<name>/`` route), else the master's own
+        incident with that id, else the one tenant incident with that id (ids are per tenant, so
+        an id several tenants use is not addressable at the root)."""
+        if scope is not None:
+            return self.records.get((scope, incident_id))
+        own = self.records.get(("", incident_id))
+        if own is not None:
+            return own
+        found = [rec for account in self.next_num_by_account if (rec := self.records.get((account, incident_id)))]
+        return found[0] if len(found) == 1 else None
 
     def pick_account(self, rng: Random) -> str:
         accounts = list(self.accounts.values())
@@ -521,9 +554,8 @@ class XsoarSim:
         used = {rec.modified_us for rec in self.records.values()}
         made: list[IncidentRecord] = []
         for created_us in created:
-            rec = self._plan_history(
-                rng, self.next_num, account or rand_weighted(rng, names, weights), created_us, now_us
-            )
+            owner = account or rand_weighted(rng, names, weights)
+            rec = self._plan_history(rng, self.take_num(owner), owner, created_us, now_us, self.next_num)
             # No two incidents share a ``modified`` stamp, so a ``>`` cursor never skips a sibling.
             while rec.modified_us in used:
                 rec.modified_us += 1
@@ -538,7 +570,7 @@ class XsoarSim:
         return made
 
     def _plan_history(
-        self, rng: Random, num: int, account: str, created_us: int, now_us: int
+        self, rng: Random, num: int, account: str, created_us: int, now_us: int, seq: int
     ) -> IncidentRecord:
         """An incident as it stands today after its analysts worked on it since ``created_us``."""
         severity = rand_weighted(rng, SEVERITIES, SEVERITY_WEIGHTS)
@@ -575,13 +607,14 @@ class XsoarSim:
             phase_us[5] if phase == 5 else None,
             plan=plan,
             build=self._build_history_doc,
+            seq=seq,
         )
 
     def _build_history_doc(self, rec: IncidentRecord) -> dict[str, Any]:
         """The document of a seeded incident, from its plan and a per-incident random stream."""
         plan = rec.plan
         assert plan is not None
-        rng = FastRandom(self.seed, rec.num)
+        rng = FastRandom(self.seed, rec.seq)
         doc = self._blank_doc(rng, rec.num, rec.account, rec.created_us, rec.occurred_us, plan.severity)
         fields = doc["CustomFields"]
         fields["incidentphase"] = doc["phase"] = doc["rawPhase"] = PHASES[plan.phase]
@@ -751,18 +784,18 @@ class XsoarSim:
     def _set_status(self, rec: IncidentRecord, status: int) -> None:
         rec.doc["status"] = rec.status = status
         if status == 2:
-            self.open_ids.pop(rec.id, None)
+            self.open_ids.pop(rec.key, None)
         else:
-            self.open_ids[rec.id] = None
+            self.open_ids[rec.key] = None
 
     # ----------------------------------------------------------------------------------- bookkeeping
 
     def _store(self, rec: IncidentRecord) -> None:
-        self.records[rec.id] = rec
+        self.records[rec.key] = rec
         if rec.status != 2:
-            self.open_ids[rec.id] = None
+            self.open_ids[rec.key] = None
         else:
-            self.open_ids.pop(rec.id, None)
+            self.open_ids.pop(rec.key, None)
 
     def _rebuild_indexes(self) -> None:
         ordered = sorted(self.records.values(), key=lambda rec: rec.modified_us)
@@ -795,10 +828,11 @@ class XsoarSim:
         now_us = self.clock.next()
         occurred_us = now_us - rand_between(rng, _MINUTE_US, 120 * _MINUTE_US)
         severity = rand_weighted(rng, SEVERITIES, SEVERITY_WEIGHTS)
-        doc = self._blank_doc(rng, self.next_num, account, now_us, occurred_us, severity)
-        rec = IncidentRecord(self.next_num, account, 0, now_us, occurred_us, now_us, None, doc=doc)
+        num = self.take_num(account)
+        doc = self._blank_doc(rng, num, account, now_us, occurred_us, severity)
+        rec = IncidentRecord(num, account, 0, now_us, occurred_us, now_us, None, doc=doc, seq=self.next_num)
         self.next_num += 1
-        self.entries[rec.id] = [
+        self.entries[rec.key] = [
             self._entry(
                 rec,
                 1,
@@ -869,10 +903,10 @@ class XsoarSim:
 
     def entries_of(self, rec: IncidentRecord) -> list[EntryRecord]:
         """The war room of an incident; seeded history is generated on first read (cheap seeding)."""
-        existing = self.entries.get(rec.id)
+        existing = self.entries.get(rec.key)
         if existing is not None:
             return existing
-        rng = derive_rng(self.seed, "xsoar", "entries", rec.id)
+        rng = derive_rng(self.seed, "xsoar", "entries", rec.account, rec.id)
         start, end = rec.created_us, max(rec.history_us, rec.created_us + 1)
         # The seeded phase, not today's: the war room must not depend on when it is first read.
         reached = rec.plan.phase if rec.plan is not None else 0
@@ -916,7 +950,7 @@ class XsoarSim:
         for number, (at_us, user, category, contents, note) in enumerate(planned, start=1):
             last_us = max(at_us, last_us + 1)  # entries of one war room never share a timestamp
             made.append(self._entry(rec, number, last_us, user, category, contents, note))
-        self.entries[rec.id] = made
+        self.entries[rec.key] = made
         return made
 
     def add_note(self, rng: Random, rec: IncidentRecord) -> EntryRecord:
@@ -973,17 +1007,17 @@ class XsoarSim:
             "notes": [],
         }
         for _ in range(rng.randint(1, 3)):
-            changes["created"].append(self.new_live_incident(rng, self.pick_account(rng)).id)
+            changes["created"].append(_label(self.new_live_incident(rng, self.pick_account(rng)).key))
         open_ids = list(self.open_ids)
-        for incident_id in rng.sample(open_ids, min(len(open_ids), rng.randint(3, 6))):
-            rec = self.records[incident_id]
+        for key in rng.sample(open_ids, min(len(open_ids), rng.randint(3, 6))):
+            rec = self.records[key]
             phase = self.advance(rng, rec)
-            changes["advanced"][incident_id] = phase
+            changes["advanced"][_label(key)] = phase
             if phase == "Closure":
-                changes["closed"].append(incident_id)
+                changes["closed"].append(_label(key))
         open_ids = list(self.open_ids)
-        for incident_id in rng.sample(open_ids, min(len(open_ids), rng.randint(1, 3))):
-            changes["notes"].append(self.add_note(rng, self.records[incident_id]).doc["id"])
+        for key in rng.sample(open_ids, min(len(open_ids), rng.randint(1, 3))):
+            changes["notes"].append(f"{key[0]}/{self.add_note(rng, self.records[key]).doc['id']}")
         return changes
 
     # ----------------------------------------------------------------------------------- search
@@ -1217,8 +1251,8 @@ class XsoarSim:
         incident_id = str(body.get("id") or "").strip()
         if not incident_id:
             return self._create(body, scope, times)
-        rec = self.records.get(incident_id)
-        if rec is None or (scope is not None and rec.account != scope):
+        rec = self.find(incident_id, scope)
+        if rec is None:
             raise NotFound(f"Could not find incident with id {incident_id}")
         version = body.get("version")
         if version != -1 and version != rec.doc["version"]:
@@ -1260,7 +1294,7 @@ class XsoarSim:
             times,
             rec.modified_us,
         )
-        self.entries[rec.id] = []
+        self.entries[rec.key] = []
         return doc
 
     def _apply_update(
@@ -1365,7 +1399,7 @@ class XsoarSim:
             "investigations_with_entries_loaded": len(self.entries),
             "accounts": [account.name for account in self.accounts.values()],
             "last_modified": rfc3339(self.clock.last) if self.clock.last else None,
-            "next_id": str(self.next_num),
+            "next_id": {account: str(n) for account, n in sorted(self.next_num_by_account.items())},
             "ticks": self.ticks,
         }
 
@@ -1629,8 +1663,8 @@ def create_app(seed: int = 7, live: bool = False, **config: Any) -> FastAPI:
         scope = scope_of(request)
         body = await _json_body(request)
         investigation_id = request.path_params["investigation_id"]
-        rec = sim.records.get(investigation_id)
-        if rec is None or (scope is not None and rec.account != scope):
+        rec = sim.find(investigation_id, scope)
+        if rec is None:
             raise NotFound(f"Could not find investigation {investigation_id}")
         return JSONResponse(sim.investigation(rec, body))
 
