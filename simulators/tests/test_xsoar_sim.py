@@ -151,7 +151,19 @@ async def test_incidents_carry_the_fields_the_seed_deployment_uses(client: httpx
     for incident in incidents:
         assert fields <= set(incident["CustomFields"])
         assert incident["investigationId"] == incident["id"]
-        assert incident["CustomFields"]["incidentpriority"] in ("P1", "P2", "P3", "P4")
+        # The seed's deployment's labels.
+        assert incident["CustomFields"]["incidentpriority"] in (
+            "P1 Critical",
+            "P2 High",
+            "P3 Medium",
+            "P4 Low",
+        )
+        sync = incident["CustomFields"]["itsmsyncstatus"]
+        if incident["owner"]:
+            expected = "Done" if incident["closeReason"] == "False Positive" else "Ready"
+        else:
+            expected = "Pending"
+        assert sync == expected, (sync, incident["owner"], incident["closeReason"])
         assert 1 <= int(incident["CustomFields"]["offenseid"]) <= 5000
         closed = incident["status"] == 2
         assert (incident["closed"] != NULL_TIME) == closed
@@ -160,6 +172,7 @@ async def test_incidents_carry_the_fields_the_seed_deployment_uses(client: httpx
     progressed = [i for i in incidents if i["CustomFields"]["incidentphase"] in ("Recovery", "Closure")]
     assert any("incidenttta" not in i["CustomFields"] for i in progressed)
     assert any("incidentttdn" in i["CustomFields"] for i in progressed)
+    assert {i["CustomFields"]["itsmsyncstatus"] for i in incidents} == {"Pending", "Ready", "Done"}
     created = sorted(parse_time_us(i["created"]) for i in incidents)
     assert created[-1] - created[0] > 20 * 86_400_000_000  # spread over the last 30 days
 
@@ -284,7 +297,9 @@ async def test_query_subset(client: httpx.AsyncClient) -> None:
 
     target = everything[len(everything) // 2]
     one = (
-        await search(client, f"/acc_{target['account']}/incidents/search", page=0, size=10, query=f"id:{target['id']}")
+        await search(
+            client, f"/acc_{target['account']}/incidents/search", page=0, size=10, query=f"id:{target['id']}"
+        )
     ).json()
     assert one["total"] == 1 and one["data"][0]["id"] == target["id"]
     # At the master's root the id names one incident per tenant that has it.

@@ -58,9 +58,9 @@ async def test_every_change_and_note_arrives_exactly_once_across_runs(make_harne
     }
     incidents = of_type(events, "soar.incident.upserted")
     assert len(incidents) == len(state.records) == 300
-    assert {((e["data"]["account"], e["data"]["incident_id"]), e["data"]["version"]) for e in incidents} == set(
-        sim_versions(state).items()
-    )
+    assert {
+        ((e["data"]["account"], e["data"]["incident_id"]), e["data"]["version"]) for e in incidents
+    } == set(sim_versions(state).items())
     # Every account numbers from 1: the same ids arrive for several accounts, as distinct incidents.
     assert sum(1 for e in incidents if e["data"]["incident_id"] == "1") == 4
     assert len({e["id"] for e in incidents}) == len(incidents)

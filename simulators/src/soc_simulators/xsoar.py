@@ -87,6 +87,12 @@ ANALYSTS = ("a.rahman", "j.smith", "m.chen", "s.okafor", "l.garcia", "p.novak")
 CLOSE_REASONS = ("Resolved", "Resolved", "False Positive", "Duplicate", "Other")
 QRADAR_CLOSE_REASONS = ("Non-Issue", "False-Positive, Tuned", "Policy Violation")
 HOST_ROLES = ("dc", "fs", "web", "sql", "vpn", "fw-edge", "wks", "mail")
+# The priority labels the seed's deployment writes into ``incidentpriority``.
+PRIORITY_LABELS = {"P1": "P1 Critical", "P2": "P2 High", "P3": "P3 Medium", "P4": "P4 Low"}
+# ``itsmsyncstatus`` as the seed's deployment's playbooks set it: "Pending" while the incident is
+# untriaged, "Ready" once an analyst took it (a true positive, ready for its ITSM ticket), "Done"
+# when it was closed as a false positive (nothing to sync).
+SYNC_PENDING, SYNC_READY, SYNC_DONE = "Pending", "Ready", "Done"
 # Minutes the ``ttacalculation`` SLA timer allows, per priority.
 TTA_SLA_MINUTES = {"P1": 15, "P2": 30, "P3": 60, "P4": 240}
 
@@ -532,7 +538,9 @@ class XsoarSim:
         own = self.records.get(("", incident_id))
         if own is not None:
             return own
-        found = [rec for account in self.next_num_by_account if (rec := self.records.get((account, incident_id)))]
+        found = [
+            rec for account in self.next_num_by_account if (rec := self.records.get((account, incident_id)))
+        ]
         return found[0] if len(found) == 1 else None
 
     def pick_account(self, rng: Random) -> str:
@@ -625,6 +633,7 @@ class XsoarSim:
             doc["owner"] = rand_pick(rng, ANALYSTS)
             doc["activated"] = rfc3339(plan.activated_us)
             doc["runStatus"] = "waiting"
+            fields["itsmsyncstatus"] = SYNC_READY
         if plan.tta_us is not None:
             fields["incidenttta"] = doc["activated"]
             self._stop_tta_timer(fields, rec.created_us, plan.tta_us, doc["activated"])
@@ -715,7 +724,7 @@ class XsoarSim:
             "ShardID": 0,
             "CustomFields": {
                 "incidentphase": "Detection",
-                "incidentpriority": priority,
+                "incidentpriority": PRIORITY_LABELS[priority],
                 "initialnotification": False,
                 "listofrulesoffense": [use_case.rule]
                 + ([rand_pick(rng, USE_CASES).rule] if rng.random() < 0.3 else []),
@@ -731,7 +740,7 @@ class XsoarSim:
                 "mitretactics": use_case.tactic,
                 "mitretechnique": use_case.technique,
                 "configurationitem": host,
-                "itsmsyncstatus": "Not Synced",
+                "itsmsyncstatus": SYNC_PENDING,
                 "offenseid": offense_id,
             },
         }
@@ -779,7 +788,7 @@ class XsoarSim:
         fields = doc["CustomFields"]
         fields["incidentphase"] = doc["phase"] = doc["rawPhase"] = "Closure"
         fields["qradarclosereason"] = rand_pick(rng, QRADAR_CLOSE_REASONS)
-        fields["itsmsyncstatus"] = "Synced"
+        fields["itsmsyncstatus"] = SYNC_DONE if doc["closeReason"] == "False Positive" else SYNC_READY
 
     def _set_status(self, rec: IncidentRecord, status: int) -> None:
         rec.doc["status"] = rec.status = status
@@ -983,6 +992,7 @@ class XsoarSim:
             doc["owner"] = doc["owner"] or rand_pick(rng, ANALYSTS)
             doc["activated"] = rfc3339(now_us)
             doc["runStatus"] = "waiting"
+            fields["itsmsyncstatus"] = SYNC_READY
             if rng.random() > 0.10:
                 fields["incidenttta"] = rfc3339(now_us)
                 if isinstance(fields.get("ttacalculation"), dict):

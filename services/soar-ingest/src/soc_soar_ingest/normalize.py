@@ -242,7 +242,9 @@ def severity(value: Any) -> IncidentSeverity:
     return IncidentSeverity.UNKNOWN
 
 
-_PRIORITY = re.compile(r"^\s*p?\s*([1-4])\s*$", re.IGNORECASE)
+# "P2", "p2", "2", and the labels the seed's deployment writes: "P1 Critical", "P2 High",
+# "P3 Medium", "P4 Low" (also "P2 - High"); the number decides.
+_PRIORITY = re.compile(r"^\s*p?\s*([1-4])(?:\s*[-:–]?\s*(?:critical|high|medium|low))?\s*$", re.IGNORECASE)
 
 
 def priority(value: Any) -> Literal["P1", "P2", "P3", "P4"] | None:

@@ -383,6 +383,7 @@ def incident_row(e: CloudEvent, p: SoarIncident) -> Row:
         jsonb(p.custom_fields),
         p.version,
         e.id,
+        p.priority,
     )
 
 
@@ -608,7 +609,8 @@ OFFENSE = Target(
 )
 INCIDENT = Target(
     "soar_incident",
-    ("integration_id", "incident_id"),
+    # Incident ids are per XSOAR account (each tenant counts from 1): the account is part of the key.
+    ("integration_id", "account", "incident_id"),
     (
         "integration_id",
         "incident_id",
@@ -648,9 +650,10 @@ INCIDENT = Target(
         "custom_fields",
         "version",
         "event_id",
+        "vendor_priority",
     ),
     incident_row,
-    rollup_columns=("account", "created", "priority", "severity", "status", "type", "owner"),
+    rollup_columns=("created", "priority", "severity", "status", "type", "owner"),
     rollups=INCIDENT_ROLLUPS,
 )
 TICKET = Target(
@@ -790,7 +793,7 @@ TARGETS: dict[str, Target] = {
     "soar.incident.upserted": INCIDENT,
     "soar.note.added": Target(
         "soar_note",
-        ("integration_id", "note_id"),
+        ("integration_id", "account", "note_id"),
         (
             "integration_id",
             "note_id",

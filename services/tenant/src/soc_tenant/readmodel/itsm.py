@@ -236,7 +236,7 @@ async def get_ticket(
     ticket["incident"] = None
     ticket["offenses"] = []
     if ticket["soar_incident_id"]:
-        from soc_tenant.readmodel.soar import offenses_for_ids
+        from soc_tenant.readmodel.soar import offenses_for_ids, soar_accounts_of_itsm
 
         i = t.soar_incident
         incident = (
@@ -245,6 +245,7 @@ async def get_ticket(
                     i.c.id,
                     i.c.integration_id,
                     i.c.incident_id,
+                    i.c.account,
                     i.c.name,
                     i.c.status,
                     i.c.severity,
@@ -253,7 +254,12 @@ async def get_ticket(
                     i.c.closed,
                     i.c.offense_ids,
                 )
-                .where(i.c.incident_id == ticket["soar_incident_id"], scope.soar_filter(i))
+                .where(
+                    i.c.incident_id == ticket["soar_incident_id"],
+                    scope.soar_filter(i),
+                    # An id names one incident per XSOAR account: the one of the ticket's company.
+                    soar_accounts_of_itsm(ticket["integration_id"], ticket["account_id"]),
+                )
                 .order_by(i.c.id)
                 .limit(1)
             )

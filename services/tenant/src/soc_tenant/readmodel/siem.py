@@ -303,7 +303,7 @@ async def offense_detail(
     }
     from soc_tenant.readmodel.soar import incidents_for_offense
 
-    offense["incidents"] = await incidents_for_offense(session, scope, offense["offense_id"])
+    offense["incidents"] = await incidents_for_offense(session, scope, offense)
     return offense
 
 

@@ -664,11 +664,47 @@ async def download_incidents(
 
 
 # ------------------------------------------------------------------------------ cross references
-async def tickets_for_incidents(
-    session: ScopedSession, scope: Scope, incident_ids: list[str]
-) -> dict[str, list[dict[str, Any]]]:
-    if not incident_ids:
-        return {}
+# Vendor ids repeat across vendor tenants (every XSOAR account numbers its incidents from 1), so a
+# link between records of two vendors holds only within the company both vendor tenants map to.
+def soar_accounts_of_qradar(integration_id: str, domain_id: int) -> sa.ColumnElement[bool]:
+    """The incident belongs to an XSOAR account of the company this QRadar domain maps to."""
+    return sa.tuple_(i.c.integration_id, i.c.account).in_(
+        sa.text(
+            "SELECT sm.integration_id::text, sm.account FROM soar_mapping sm JOIN qradar_mapping qm "
+            "ON qm.company_id = sm.company_id WHERE sm.active AND qm.active "
+            "AND qm.integration_id::text = :link_qi AND qm.domain_id = :link_qd"
+        ).bindparams(link_qi=integration_id, link_qd=domain_id)
+    )
+
+
+def soar_accounts_of_itsm(integration_id: str, account_id: str) -> sa.ColumnElement[bool]:
+    """The incident belongs to an XSOAR account of the company this SDP account maps to."""
+    return sa.tuple_(i.c.integration_id, i.c.account).in_(
+        sa.text(
+            "SELECT sm.integration_id::text, sm.account FROM soar_mapping sm JOIN itsm_mapping im "
+            "ON im.company_id = sm.company_id WHERE sm.active AND im.active "
+            "AND im.integration_id::text = :link_ti AND im.account_id = :link_ta"
+        ).bindparams(link_ti=integration_id, link_ta=account_id)
+    )
+
+
+def itsm_accounts_of_soar(integration_id: str, account: str) -> sa.ColumnElement[bool]:
+    """The ticket belongs to an SDP account of the company this XSOAR account maps to."""
+    k = t.itsm_ticket
+    return sa.tuple_(k.c.integration_id, k.c.account_id).in_(
+        sa.text(
+            "SELECT im.integration_id::text, im.account_id FROM itsm_mapping im JOIN soar_mapping sm "
+            "ON sm.company_id = im.company_id WHERE sm.active AND im.active "
+            "AND sm.integration_id::text = :link_si AND sm.account = :link_sa"
+        ).bindparams(link_si=integration_id, link_sa=account)
+    )
+
+
+async def tickets_for_incident(
+    session: ScopedSession, scope: Scope, incident: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Tickets opened for one incident: the ticket names the incident id, and an id names one
+    incident per XSOAR account, so only tickets of the incident's own company count."""
     k = t.itsm_ticket
     rows = (
         await session.execute(
@@ -683,26 +719,29 @@ async def tickets_for_incidents(
                 k.c.created_time,
                 k.c.soar_incident_id,
             )
-            .where(k.c.soar_incident_id.in_(incident_ids), scope.itsm_filter(k))
+            .where(
+                k.c.soar_incident_id == incident["incident_id"],
+                scope.itsm_filter(k),
+                itsm_accounts_of_soar(incident["integration_id"], incident["account"]),
+            )
             .order_by(k.c.created_time)
         )
     ).all()
-    out: dict[str, list[dict[str, Any]]] = {}
-    for r in rows:
-        out.setdefault(r.soar_incident_id, []).append(as_dict(r))
-    return out
+    return [as_dict(r) for r in rows]
 
 
 async def incidents_for_offense(
-    session: ScopedSession, scope: Scope, offense_id: int
+    session: ScopedSession, scope: Scope, offense: dict[str, Any]
 ) -> list[dict[str, Any]]:
-    """SOAR incidents whose offense ids name this QRadar offense, each with its tickets."""
+    """SOAR incidents of the offense's company whose offense ids name this QRadar offense, each
+    with its tickets."""
     rows = (
         await session.execute(
             sa.select(
                 i.c.id,
                 i.c.integration_id,
                 i.c.incident_id,
+                i.c.account,
                 i.c.name,
                 i.c.status,
                 i.c.severity,
@@ -710,15 +749,18 @@ async def incidents_for_offense(
                 i.c.created,
                 i.c.closed,
             )
-            .where(i.c.offense_ids.contains(sa.func.jsonb_build_array(offense_id)), scope.soar_filter(i))
+            .where(
+                i.c.offense_ids.contains(sa.func.jsonb_build_array(offense["offense_id"])),
+                scope.soar_filter(i),
+                soar_accounts_of_qradar(offense["integration_id"], offense["domain_id"]),
+            )
             .order_by(i.c.created)
             .limit(100)
         )
     ).all()
     incidents = [as_dict(r) for r in rows]
-    tickets = await tickets_for_incidents(session, scope, [x["incident_id"] for x in incidents])
     for incident in incidents:
-        incident["tickets"] = tickets.get(incident["incident_id"], [])
+        incident["tickets"] = await tickets_for_incident(session, scope, incident)
     return incidents
 
 
@@ -801,6 +843,7 @@ async def get_incident(
                 sa.select(n.c.note_id, n.c.author, n.c.created, n.c.content, n.c.category)
                 .where(
                     n.c.integration_id == incident["integration_id"],
+                    n.c.account == incident["account"],
                     n.c.incident_id == incident["incident_id"],
                 )
                 .order_by(n.c.created, n.c.note_id)
@@ -810,7 +853,5 @@ async def get_incident(
     incident["mitre"] = {"tactics": incident["mitre_tactics"], "techniques": incident["mitre_techniques"]}
     incident["sla"] = await incident_sla_of(session, scope, incident)
     incident["offenses"] = await offenses_for_ids(session, scope, incident["offense_ids"])
-    incident["tickets"] = (await tickets_for_incidents(session, scope, [incident["incident_id"]])).get(
-        incident["incident_id"], []
-    )
+    incident["tickets"] = await tickets_for_incident(session, scope, incident)
     return incident

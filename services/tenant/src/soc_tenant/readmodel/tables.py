@@ -21,6 +21,7 @@ company = _t(
     sa.Column("id", sa.Uuid, primary_key=True),
     sa.Column("name", sa.Text),
     sa.Column("is_default_sla", sa.Boolean),
+    sa.Column("sla_clock_start", sa.Text),
     sa.Column("is_active", sa.Boolean),
     sa.Column("deleted_at", TS),
 )
@@ -282,6 +283,7 @@ soar_incident = _t(
     sa.Column("version", sa.BigInteger),
     sa.Column("event_id", sa.Text),
     sa.Column("updated_at", TS),
+    sa.Column("vendor_priority", sa.Text),
 )
 soar_note = _t(
     "soar_note",
