@@ -13,13 +13,13 @@
 * ``company.sla_clock_start``: where SLA steps are measured from, ``occurred`` (the original
   product's rule, the default) or ``created``.
 
-Revision ID: 0004_xsoar_account_keys
+Revision ID: 0005_xsoar_account_keys
 """
 
 from alembic import op
 
-revision = "0004_xsoar_account_keys"
-down_revision = "0003_read_model"
+revision = "0005_xsoar_account_keys"
+down_revision = "0004_read_model_filters"
 branch_labels = None
 depends_on = None
 
