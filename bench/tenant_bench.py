@@ -396,6 +396,10 @@ async def measure(
     return out
 
 
+def _days_ago(n: int) -> str:
+    return (datetime.now(UTC) - timedelta(days=n)).date().isoformat()
+
+
 PATHS = [
     ("dashboard", "/tenant/dashboard/"),
     (
@@ -406,6 +410,46 @@ PATHS = [
     ("incidents: active P1", "/tenant/soar-incidents/?status=active&priority=P1&limit=50"),
     ("tickets: open, overdue", "/tenant/itsm-tickets/?open=true&is_overdue=true&limit=50"),
     ("sla overview (30 days)", "/tenant/sla/overview/"),
+    # the original product's filters and presets
+    ("dashboard: month window, change figures", "/tenant/dashboard/?filter_type=3"),
+    ("dashboard: week, one owner, P1", "/tenant/dashboard/?filter_type=2&owner=analyst3&priority=P1"),
+    (
+        "dashboard: cards only, custom range",
+        f"/tenant/dashboard/?filters=total_incidents,open,closed&filter_type=9&start_date={_days_ago(90)}&end_date={_days_ago(60)}",
+    ),
+    ("incidents: assignee", "/tenant/soar-incidents/?assignee=ANALYST7&limit=50"),
+    (
+        "incidents: mitre tactic, last 30 days",
+        "/tenant/soar-incidents/?mitre_tactic=TA0003&filter_type=3&limit=50",
+    ),
+    ("incidents: phase + playbook", "/tenant/soar-incidents/?phase=triage&playbook=pb-3&limit=50"),
+    ("incidents: unassigned", "/tenant/soar-incidents/?filter=unassigned&limit=50"),
+    (
+        "incidents: false-positive preset, week",
+        "/tenant/soar-incidents/?filter=false-positive&filter_type=2&limit=50",
+    ),
+    (
+        "incidents: configuration item",
+        "/tenant/soar-incidents/?configuration_item=host-42.&filter_type=3&limit=50",
+    ),
+    (
+        "incidents: occurred range",
+        f"/tenant/soar-incidents/?occurred_start={_days_ago(14)}&occurred_end={_days_ago(7)}&limit=50",
+    ),
+    ("recent incidents: use case, week", "/tenant/soar-incidents/recent/?use_case=UC-7&filter_type=2"),
+    ("sla breached: TTA only, week", "/tenant/sla/breached/?sla_type=tta&filter_type=2&limit=50"),
+    (
+        "assets: sub_status + type name",
+        "/tenant/assets/?sub_status=err,warn&log_source_type=type%201&limit=50",
+    ),
+    (
+        "tickets: created_by + account_name",
+        "/tenant/itsm-tickets/?created_by=bot&account_name=bigcorp&limit=50",
+    ),
+    (
+        "threat alerts: published range",
+        f"/tenant/threat-alerts/?published_start_date={_days_ago(30)}&limit=50",
+    ),
 ]
 
 

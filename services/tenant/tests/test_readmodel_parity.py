@@ -16,6 +16,7 @@ from soc_shared.events import (
     ItsmAccount,
     ItsmTicket,
     SiemDomain,
+    SiemEpsSample,
     SiemEventCollector,
     SiemLogSource,
     SoarAccount,
@@ -153,6 +154,7 @@ TICKETS = [
     ("tk2", "soc-bot", "Parity Corp EMEA"),
     ("tk3", "John Doe", "Other Unit"),
 ]
+EPS_PEAKS = [500.0, 1500.0, 999.0, 2000.0]  # against a contract of 1,000 EPS: two intervals over
 ALERTS = [
     ("al1", NOW - timedelta(days=1)),
     ("al2", NOW - timedelta(days=8)),
@@ -270,6 +272,23 @@ async def env(migrated, tokens):
                         version=1,
                     )
                 )
+            for h, peak in enumerate(EPS_PEAKS, start=1):
+                start = (NOW - timedelta(hours=h)).replace(minute=0, second=0)
+                evs.append(
+                    event(
+                        "siem.eps.sampled",
+                        SiemEpsSample(
+                            domain_id=301,
+                            granularity="hour",
+                            window_start=start,
+                            window_end=start + timedelta(hours=1),
+                            average_eps=peak / 2,
+                            peak_eps=peak,
+                        ),
+                        qradar,
+                        f"eps-{h}",
+                    )
+                )
             await bus.publish(evs)
             state = {
                 "client": client,
@@ -291,6 +310,13 @@ async def env(migrated, tokens):
                     ("/tenant/qradar-tenants/", 2),
                     ("/tenant/itsm-tenants/", 2),
                 ]
+                eps = await client.get("/tenant/eps/", headers=h)
+                if (
+                    eps.status_code != 200
+                    or not eps.json()["items"]
+                    or eps.json()["items"][0]["samples"] != 4
+                ):
+                    return False
                 for path, n in checks:
                     r = await client.get(path, headers=h, params={"limit": 100})
                     if r.status_code != 200 or r.json()["total"] != n:
@@ -647,3 +673,33 @@ async def test_file_type_choices_and_the_original_numbers(env):
         "/tenant/soar-incidents/download/", headers=env["headers"], params={"file_type": 1}
     )
     assert r.status_code == 422
+
+
+async def test_consolidated_report_use_cases_closure_trend_and_eps_over_contract(env):
+    r = await get(env, "/tenant/reports/consolidated/", filter_type=3)
+    incidents = r["incidents"]
+    assert incidents["top_use_cases"] == [{"use_case": f"UC-phish-{RUN}", "incidents": 2, "open": 1}]
+    trend = incidents["weekly_closure_trend"]
+    assert sum(w["reported"] for w in trend) == 6 and sum(w["resolved"] for w in trend) == 2
+    assert all(w["pending"] == w["reported"] - w["resolved"] for w in trend)
+    assert [w["week"] for w in trend] == sorted(w["week"] for w in trend)
+    this_week = (T0 - timedelta(days=T0.weekday())).date().isoformat()
+    assert trend[-1]["week"] == this_week
+    over = r["eps"]["over_contract"]
+    assert over["intervals_over_contract"] == 2
+    assert over["tenants"] == [
+        {
+            "integration_id": env["integrations"]["qradar"],
+            "domain_id": 301,
+            "contracted_eps": 1000.0,
+            "intervals": 4,
+            "intervals_over_contract": 2,
+            "max_peak_eps": 2000.0,
+        }
+    ]
+    r = await get(env, "/tenant/reports/consolidated/", filter_type=1)
+    assert r["incidents"]["top_use_cases"] == [{"use_case": f"UC-phish-{RUN}", "incidents": 1, "open": 1}]
+    pdf = await env["client"].get(
+        "/tenant/reports/consolidated/", headers=env["headers"], params={"format": "pdf", "filter_type": 3}
+    )
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")

@@ -20,7 +20,7 @@ from soc_tenant.readmodel.itsm import ticket_totals
 from soc_tenant.readmodel.responses import Report
 from soc_tenant.readmodel.siem import asset_health, asset_select, eps_series, eps_summary
 from soc_tenant.readmodel.sla_views import company_slas, compliance, overview, sla_row, sla_select
-from soc_tenant.readmodel.soar import facet_distribution, incident_cards
+from soc_tenant.readmodel.soar import CLOSED_STATUSES, OPEN_STATUSES, facet_distribution, incident_cards
 from soc_tenant.readmodel.ti import latest_alerts
 
 router = APIRouter(prefix="/tenant/reports", tags=["reports"], route_class=ReadRoute)
@@ -214,6 +214,105 @@ async def assets_report(
     return data, sections
 
 
+async def top_use_cases(
+    session: ScopedSession, scope: Scope, window: TimeRange, limit: int = 5
+) -> list[dict[str, Any]]:
+    """The use cases (QRadar rules) that raised the most incidents created in the window."""
+    i = t.soar_incident
+    rule = sa.func.jsonb_array_elements_text(i.c.rules).table_valued("value").alias("rule")
+    n = sa.func.count().label("incidents")
+    rows = (
+        await session.execute(
+            sa.select(rule.c.value, n, sa.func.count().filter(i.c.status.in_(OPEN_STATUSES)).label("open"))
+            .select_from(i.join(rule, sa.true()))
+            .where(scope.soar_filter(i), i.c.created >= window.start, i.c.created <= window.end)
+            .group_by(rule.c.value)
+            .order_by(n.desc(), rule.c.value)
+            .limit(limit)
+        )
+    ).all()
+    return [{"use_case": v, "incidents": int(c), "open": int(o)} for v, c, o in rows]
+
+
+async def weekly_closure_trend(
+    session: ScopedSession, scope: Scope, window: TimeRange
+) -> list[dict[str, Any]]:
+    """Per week (Monday, UTC) of the window: incidents reported (created), resolved (now closed or
+    archived) and still pending — from the daily rollup."""
+    d = t.incident_daily
+    week = sa.func.date_trunc("week", d.c.day).label("week")
+    resolved = sa.func.coalesce(sa.func.sum(d.c.n).filter(d.c.status.in_(CLOSED_STATUSES)), 0)
+    rows = (
+        await session.execute(
+            sa.select(week, sa.func.sum(d.c.n), resolved)
+            .where(
+                scope.soar_filter(d),
+                d.c.day >= window.start.astimezone(UTC).date(),
+                d.c.day <= window.end.astimezone(UTC).date(),
+            )
+            .group_by(week)
+            .order_by(week)
+        )
+    ).all()
+    return [
+        {
+            "week": w.date().isoformat(),
+            "reported": int(n),
+            "resolved": int(r),
+            "pending": int(n) - int(r),
+        }
+        for w, n, r in rows
+    ]
+
+
+async def eps_over_contract(session: ScopedSession, scope: Scope, window: TimeRange) -> dict[str, Any]:
+    """Hourly EPS intervals of the window whose peak went over the contracted EPS, per QRadar
+    tenant (EPS contracts only; a GB/day contract has no per-interval limit)."""
+    series = eps_series(scope, "hour", window).subquery()
+    m = t.qradar_mapping
+    over = sa.func.count().filter(series.c.peak_eps > m.c.contracted_volume)
+    stmt = (
+        sa.select(
+            series.c.integration_id,
+            series.c.domain_id,
+            m.c.contracted_volume,
+            sa.func.count().label("intervals"),
+            over.label("over"),
+            sa.func.max(series.c.peak_eps).label("max_peak"),
+        )
+        .select_from(
+            series.join(
+                m,
+                sa.and_(
+                    m.c.integration_id == series.c.integration_id,
+                    m.c.domain_id == series.c.domain_id,
+                    m.c.active,
+                    m.c.contracted_volume_type == "EPS",
+                    sa.cast(m.c.company_id, sa.Text) == scope.company_id,
+                ),
+            )
+        )
+        .group_by(series.c.integration_id, series.c.domain_id, m.c.contracted_volume)
+        .order_by(series.c.integration_id, series.c.domain_id)
+    )
+    tenants = [
+        {
+            "integration_id": r.integration_id,
+            "domain_id": r.domain_id,
+            "contracted_eps": float(r.contracted_volume) if r.contracted_volume is not None else None,
+            "intervals": int(r.intervals),
+            "intervals_over_contract": int(r.over),
+            "max_peak_eps": round(float(r.max_peak or 0), 2),
+        }
+        for r in (await session.execute(stmt)).all()
+    ]
+    return {
+        "granularity": "hour",
+        "intervals_over_contract": sum(x["intervals_over_contract"] for x in tenants),
+        "tenants": tenants,
+    }
+
+
 async def consolidated_report(
     session: ScopedSession, scope: Scope, window: TimeRange
 ) -> tuple[dict[str, Any], list[Section]]:
@@ -224,9 +323,13 @@ async def consolidated_report(
     tickets = await ticket_widget(session, scope)
     per_tenant = await ticket_totals(session, scope, window)
     alerts = await latest_alerts(session, scope, 10)
+    use_cases = await top_use_cases(session, scope, window)
+    closure = await weekly_closure_trend(session, scope, window)
+    over = await eps_over_contract(session, scope, window)
+    eps_data = {**eps_data, "over_contract": over}
     data = {
         "offenses": offenses,
-        "incidents": inc_data,
+        "incidents": {**inc_data, "top_use_cases": use_cases, "weekly_closure_trend": closure},
         "tickets": {"summary": tickets, "per_tenant": per_tenant},
         "eps": eps_data,
         "assets": asset_data,
@@ -236,6 +339,8 @@ async def consolidated_report(
         Section("Offenses", {"total": offenses["total"], "open": offenses["open"]}),
         Section("Open offenses by severity", offenses["open_by_severity"]),
         *inc_sections[:5],
+        Section("Top use cases", columns=["use_case", "incidents", "open"], rows=use_cases),
+        Section("Weekly incident closure", columns=["week", "reported", "resolved", "pending"], rows=closure),
         Section("Tickets", tickets),
         Section(
             "Tickets per ITSM tenant",
@@ -243,6 +348,11 @@ async def consolidated_report(
             rows=per_tenant,
         ),
         eps_sections[0],
+        Section(
+            "Hourly EPS intervals over the contracted EPS",
+            columns=["domain_id", "contracted_eps", "intervals", "intervals_over_contract", "max_peak_eps"],
+            rows=over["tenants"],
+        ),
         asset_sections[0],
         asset_sections[1],
         Section(
