@@ -173,3 +173,15 @@ def test_ticket_position_round_trips_through_the_cursor() -> None:
     assert position.cursor() == {"last_updated_time": 1_700_000_000_123, "ids": ["a", "b"]}
     assert TicketPosition.from_cursor(position.cursor(), 0) == position
     assert TicketPosition.from_cursor(None, 42) == TicketPosition(42)
+
+
+def test_the_ticket_link_points_at_the_request_in_sdp_web_ui() -> None:
+    from soc_itsm_ingest.normalize import request_url
+
+    assert request_url("https://sdp.example.com/", "42") == (
+        "https://sdp.example.com/WorkOrder.do?woMode=viewWO&woID=42"
+    )
+    assert request_url("https://sdpondemand.manageengine.com/app/itdesk/api/v3", "42") == (
+        "https://sdpondemand.manageengine.com/app/itdesk/ui/requests/42/details"
+    )
+    assert request_url(None, "42") is None

@@ -641,3 +641,47 @@ async def test_the_search_names_the_fields_it_reads_and_confirms_on_the_whole_re
         True,
         1,
     )
+
+
+async def test_status_technician_and_resolution_changed_in_sdp_flow_back_with_the_ticket_link(
+    harness: Any, tap: Any, kit: Any
+) -> None:
+    ingestor = harness.ingestor(["tickets"])
+    integration = await harness.add_integration(ingestor, base_url="https://sdp.example.com/app/itdesk")
+    service = harness.tickets(harness.routing(integration), ingestor=ingestor)
+    incident = kit.incident()
+    assert await service.handle_incident(incident, SOAR) is Outcome.CREATED
+    [ticket_id] = harness.tickets_for(incident.incident_id)
+    await harness.sync(ingestor, integration)
+    # The service desk works the ticket.
+    harness.state.update(
+        harness.state.records[ticket_id],
+        {
+            "request": {
+                "status": {"name": "Resolved"},
+                "technician": {"name": "Mei Chen"},
+                "resolution": {"content": "Contained: VPN account locked, password reset."},
+            }
+        },
+    )
+    await harness.sync(ingestor, integration)
+    await tap.settle()
+    versions = [
+        e.data for e in tap.of(integration, "itsm.ticket.upserted") if e.data["ticket_id"] == ticket_id
+    ]
+    first, last = versions[0], versions[-1]
+    link = f"https://sdp.example.com/app/itdesk/ui/requests/{ticket_id}/details"
+    reference = ticket_reference(SOAR, kit.ACME.soar_account, incident.incident_id)
+    assert (first["status"], first["technician_name"], first["request_url"], first["reference"]) == (
+        "Open",
+        None,
+        link,
+        reference,
+    )
+    assert (last["status"], last["technician_name"], last["resolution"], last["request_url"]) == (
+        "Resolved",
+        "Mei Chen",
+        "Contained: VPN account locked, password reset.",
+        link,
+    )
+    assert last["soar_incident_id"] == incident.incident_id and last["version"] > first["version"]

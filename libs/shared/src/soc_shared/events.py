@@ -270,6 +270,26 @@ class ItsmTicket(Payload):
     created_by_name: str | None = None
     soar_incident_id: str | None = None
     version: int
+    technician_name: str | None = None
+    resolution: str | None = None
+    request_url: str | None = None
+    """The request in the service desk's web UI (the ticket link)."""
+    reference: str | None = None
+    """The SOC's idempotency reference tagged on the request (``SOC-…``; see
+    :func:`ticket_reference`), None on a request made by hand."""
+
+
+def ticket_reference(soar_integration_id: str, soar_account: str, incident_id: str) -> str:
+    """The idempotency reference of the one ticket of an incident: ``SOC-`` and 16 base32
+    characters of SHA-256 over (SOAR integration, XSOAR account, incident id). itsm-ingest writes
+    it into the request it creates; a reader recomputes it from an incident to find that
+    incident's ticket exactly (XSOAR accounts number their incidents independently, so the
+    incident id alone is ambiguous)."""
+    import base64
+    import hashlib
+
+    key = "\x1f".join((soar_integration_id, soar_account, incident_id)).encode()
+    return "SOC-" + base64.b32encode(hashlib.sha256(key).digest()).decode()[:16]
 
 
 class ItsmTicketCreate(Payload):

@@ -9,14 +9,13 @@ fields the list view shows unless ``fields_required`` asked for more, so every f
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from soc_shared.events import ItsmAccount, ItsmTicket, SoarIncident
+from soc_shared.events import ticket_reference as ticket_reference
 
 from soc_itsm_ingest.client import time_ms
 
@@ -27,16 +26,6 @@ DEFAULT_PRIORITY_MAP = {"P1": "Urgent", "P2": "High", "P3": "Medium", "P4": "Low
 
 MAX_SUBJECT = 250
 _REFERENCE = re.compile(r"\[(SOC-[A-Z2-7]{16})\]", re.IGNORECASE)
-
-
-def ticket_reference(soar_integration_id: str, soar_account: str, incident_id: str) -> str:
-    """The idempotency reference of the one ticket of an incident: ``SOC-`` and 16 base32
-    characters of SHA-256 over (SOAR integration, XSOAR account, incident id). Written into the
-    request when it is created (subject tag, and the reference field when one is configured), so a
-    request whose create answer was lost is recognised as this incident's, and no other's: XSOAR
-    accounts number their incidents independently, so the incident id alone is ambiguous."""
-    key = "\x1f".join((soar_integration_id, soar_account, incident_id)).encode()
-    return "SOC-" + base64.b32encode(hashlib.sha256(key).digest()).decode()[:16]
 
 
 def tagged_subject(subject: str, reference: str) -> str:
@@ -96,9 +85,33 @@ def ticket_version(raw: Mapping[str, Any]) -> int:
     return version
 
 
-def ticket(raw: Mapping[str, Any], *, incident_id_field: str = DEFAULT_INCIDENT_ID_FIELD) -> ItsmTicket:
-    """A request version (the seed's DuITSMFinalTickets row); ``version`` = last_updated_time (ms)."""
+def request_url(base_url: str | None, request_id: Any) -> str | None:
+    """The request in SDP's web UI: ``<base>/ui/requests/<id>/details`` in the cloud edition (base
+    ``https://…/app/<portal>``), ``<base>/WorkOrder.do?woMode=viewWO&woID=<id>`` on premises."""
+    if not base_url or request_id is None:
+        return None
+    base = base_url.rstrip("/").removesuffix("/api/v3")
+    if re.search(r"/app/[^/]+$", base):
+        return f"{base}/ui/requests/{request_id}/details"
+    return f"{base}/WorkOrder.do?woMode=viewWO&woID={request_id}"
+
+
+def _resolution(value: Any) -> str | None:
+    if isinstance(value, dict):
+        value = value.get("content")
+    return _opt_str(value)
+
+
+def ticket(
+    raw: Mapping[str, Any],
+    *,
+    incident_id_field: str = DEFAULT_INCIDENT_ID_FIELD,
+    base_url: str | None = None,
+) -> ItsmTicket:
+    """A request version (the seed's DuITSMFinalTickets row); ``version`` = last_updated_time (ms).
+    ``base_url`` (the integration's) gives the ticket its link into SDP's web UI."""
     version = ticket_version(raw)
+    references = sorted(references_in(raw.get("subject")))
     account_ref = raw.get("account")
     created_by = raw.get("created_by") or raw.get("requester")
     return ItsmTicket(
@@ -115,6 +128,10 @@ def ticket(raw: Mapping[str, Any], *, incident_id_field: str = DEFAULT_INCIDENT_
         created_by_name=_name(created_by),
         soar_incident_id=_opt_str(field_value(raw, incident_id_field)),
         version=version,
+        technician_name=_name(raw.get("technician")),
+        resolution=_resolution(raw.get("resolution")),
+        request_url=request_url(base_url, raw.get("id")),
+        reference=references[0] if references else None,
     )
 
 

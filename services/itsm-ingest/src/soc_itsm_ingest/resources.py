@@ -48,6 +48,8 @@ TICKET_FIELDS = (
     "last_updated_time",
     "created_by",
     "account",
+    "technician",
+    "resolution",
 )
 
 
@@ -165,7 +167,11 @@ async def fetch_tickets(ctx: SyncContext, cursor: dict[str, Any] | None) -> Asyn
 
     def convert(raw: dict[str, Any]) -> CloudEvent:
         return ticket_event(
-            ctx.source, ctx.integration_id, normalize.ticket(raw, incident_id_field=options.incident_id_field)
+            ctx.source,
+            ctx.integration_id,
+            normalize.ticket(
+                raw, incident_id_field=options.incident_id_field, base_url=ctx.integration.get("base_url")
+            ),
         )
 
     async def pages() -> AsyncIterator[Page]:

@@ -445,7 +445,7 @@ class TicketService:
             if client is not None:
                 await client.aclose()
         await self._mark_created(row, str(ticket["id"]), found=found)
-        await self._publish(integration_id, ticket, options.incident_id_field)
+        await self._publish(integration_id, ticket, options.incident_id_field, integration.get("base_url"))
         logger.info(
             "incident {} → SDP request {} ({})", incident_id, ticket["id"], "found" if found else "created"
         )
@@ -594,10 +594,12 @@ class TicketService:
         )
         return Outcome.FAILED if give_up else Outcome.DEFERRED
 
-    async def _publish(self, integration_id: str, raw: dict[str, Any], incident_id_field: str) -> None:
+    async def _publish(
+        self, integration_id: str, raw: dict[str, Any], incident_id_field: str, base_url: str | None = None
+    ) -> None:
         """Publish the ticket at once; a failure only delays it (the ticket sync reads it anyway)."""
         try:
-            ticket = normalize.ticket(raw, incident_id_field=incident_id_field)
+            ticket = normalize.ticket(raw, incident_id_field=incident_id_field, base_url=base_url)
             await self.bus.publish([ticket_event(source_of(integration_id), integration_id, ticket)])
         except Exception as exc:
             logger.warning(
