@@ -8,14 +8,14 @@ import json
 import re
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from soc_shared.testing import VENDOR_SAMPLES
 from soc_simulators.qradar import NO_SEC_MESSAGE, create_app
 
-SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "vendor-samples" / "qradar"
+SAMPLES = VENDOR_SAMPLES / "qradar"
 SEC = {"SEC": "qradar-demo-token", "Version": "16.0", "Accept": "application/json"}
 ANCHOR_MS = 1_750_000_000_000
 CONTENT_RANGE = re.compile(r"^items (\d+)-(-?\d+)/(\d+)$")
@@ -79,10 +79,15 @@ async def test_sec_token_and_basic_auth_both_answer_about(qradar: httpx.AsyncCli
     assert by_token.json()["fips_enabled"] is False
 
 
-async def test_missing_credentials_get_the_no_sec_header_error(qradar: httpx.AsyncClient) -> None:
-    body = _assert_qradar_error(await qradar.get("/api/siem/offenses"), 401, 11)
+async def test_missing_credentials_get_the_recorded_no_sec_header_error(qradar: httpx.AsyncClient) -> None:
+    body = _assert_qradar_error(await qradar.get("/api/siem/offenses"), 401, 18)
     assert body["message"] == NO_SEC_MESSAGE
-    assert body["http_response"]["message"] == "You are unauthorized to access the requested resource."
+    assert body == _sample("error_401_no_sec_header")
+
+
+async def test_unknown_offense_answers_ibm_documented_404(qradar: httpx.AsyncClient) -> None:
+    body = _assert_qradar_error(await qradar.get("/api/siem/offenses/999999", headers=SEC), 404, 1002)
+    assert body["http_response"]["message"] == "We could not find the resource you requested."
 
 
 async def test_wrong_token_and_wrong_password_are_rejected_with_their_own_messages(
@@ -195,18 +200,20 @@ async def test_range_edges_answer_sane_content_range(qradar: httpx.AsyncClient) 
     )
 
 
-async def test_last_updated_time_filter_with_sort_matches_a_reference_scan(qradar: httpx.AsyncClient) -> None:
+async def test_last_persisted_time_filter_with_sort_matches_a_reference_scan(
+    qradar: httpx.AsyncClient,
+) -> None:
     everything = (await qradar.get("/api/siem/offenses", headers=SEC)).json()
-    cursor = sorted(o["last_updated_time"] for o in everything)[150]
+    cursor = sorted(o["last_persisted_time"] for o in everything)[150]
     expected = sorted(
-        (o for o in everything if o["last_updated_time"] > cursor and o["domain_id"] == 2),
-        key=lambda o: (o["last_updated_time"], o["id"]),
+        (o for o in everything if o["last_persisted_time"] > cursor and o["domain_id"] == 2),
+        key=lambda o: (o["last_persisted_time"], o["id"]),
     )
-    params = {"filter": f"last_updated_time > {cursor} and domain_id = 2", "sort": "+last_updated_time"}
+    params = {"filter": f"last_persisted_time > {cursor} and domain_id = 2", "sort": "+last_persisted_time"}
     got = await _all_offenses(qradar, params, page=7)
     assert [o["id"] for o in got] == [o["id"] for o in expected] and expected
     descending = (
-        await qradar.get("/api/siem/offenses", headers=SEC, params={**params, "sort": "-last_updated_time"})
+        await qradar.get("/api/siem/offenses", headers=SEC, params={**params, "sort": "-last_persisted_time"})
     ).json()
     assert [o["id"] for o in descending] == [o["id"] for o in reversed(expected)]
     either = (await qradar.get("/api/siem/offenses", headers=SEC,
@@ -277,35 +284,94 @@ async def test_domains_log_sources_and_collectors_are_consistent(qradar: httpx.A
 # -- life -------------------------------------------------------------------------------------------
 
 
-async def test_tick_updates_and_closures_are_seen_through_the_cursor_filter(
+async def test_tick_events_and_analyst_closures_are_seen_through_the_persisted_time_filter(
     qradar: httpx.AsyncClient,
 ) -> None:
     before = (await qradar.get("/api/siem/offenses", headers=SEC)).json()
-    cursor = max(o["last_updated_time"] for o in before)
+    cursor = max(o["last_persisted_time"] for o in before)
     changes = [(await qradar.post("/_sim/tick")).json() for _ in range(3)]
     created = {i for c in changes for i in c["created"]}
     updated = {i for c in changes for i in c["updated"]}
     closed = {i for c in changes for i in c["closed"]}
+    assigned = {i for c in changes for i in c["assigned"]}
     assert created and updated and closed
     assert all(
         1 <= len(c["created"]) <= 3 and 2 <= len(c["updated"]) <= 5 and 1 <= len(c["closed"]) <= 2
         for c in changes
     )
     seen = await _all_offenses(
-        qradar, {"filter": f"last_updated_time > {cursor}", "sort": "+last_updated_time"}, page=4
+        qradar, {"filter": f"last_persisted_time > {cursor}", "sort": "+last_persisted_time"}, page=4
     )
-    stamps = [o["last_updated_time"] for o in seen]
+    stamps = [o["last_persisted_time"] for o in seen]
     assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)  # strictly increasing
-    assert {o["id"] for o in seen} == created | updated | closed
+    assert {o["id"] for o in seen} == created | updated | closed | assigned
     by_id = {o["id"]: o for o in seen}
     old = {o["id"]: o for o in before}
-    for offense_id in closed:
+    for offense_id in closed - updated - created:
         offense = by_id[offense_id]
-        assert offense["status"] == "CLOSED" and offense["close_time"] == offense["last_updated_time"]
+        assert offense["status"] == "CLOSED" and offense["close_time"] == offense["last_persisted_time"]
         assert offense["closing_reason_id"] in {1, 2, 3, 54, 55} and offense["closing_user"]
-    for offense_id in updated - closed:
+        # closing is an analyst action: the time of the last event does not move
+        assert offense["last_updated_time"] == old[offense_id]["last_updated_time"] < offense["close_time"]
+    for offense_id in updated - closed - created:
         assert by_id[offense_id]["event_count"] > old[offense_id]["event_count"]
-    assert all(by_id[i]["status"] == "OPEN" and i not in old for i in created)
+        assert by_id[offense_id]["last_updated_time"] > cursor
+    assert all(i not in old for i in created)
+    assert all(by_id[i]["status"] == "OPEN" for i in created - closed)
+    # the old order (by last_updated_time) misses every closure
+    by_updated = await _all_offenses(
+        qradar, {"filter": f"last_updated_time > {cursor}", "sort": "+last_updated_time"}, page=50
+    )
+    assert not (closed - updated) & {o["id"] for o in by_updated}
+
+
+async def test_analyst_actions_move_persisted_time_only(qradar: httpx.AsyncClient) -> None:
+    offense = next(
+        o for o in (await qradar.get("/api/siem/offenses", headers=SEC)).json() if o["status"] == "OPEN"
+    )
+    oid, updated = offense["id"], offense["last_updated_time"]
+    last = offense["last_persisted_time"]
+    for params in (
+        {"assigned_to": "soc.l2.priya"},
+        {"follow_up": "true"},
+        {"protected": "true"},
+        {"status": "CLOSED", "closing_reason_id": "1"},
+    ):
+        r = await qradar.post(f"/api/siem/offenses/{oid}", headers=SEC, params=params)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["last_updated_time"] == updated and body["last_persisted_time"] > last
+        last = body["last_persisted_time"]
+    assert body["assigned_to"] == "soc.l2.priya" and body["follow_up"] is True and body["protected"] is True
+    assert body["status"] == "CLOSED" and body["close_time"] == last
+
+
+async def test_offense_notes_list_create_and_errors(qradar: httpx.AsyncClient) -> None:
+    oid = (await qradar.get("/api/siem/offenses", headers={**SEC, "Range": "items=0-0"})).json()[0]["id"]
+    before = await qradar.get(f"/api/siem/offenses/{oid}/notes", headers=SEC)
+    assert before.status_code == 200 and CONTENT_RANGE.match(before.headers["content-range"])
+    created = await qradar.post(f"/api/siem/offenses/{oid}/notes", headers=SEC, params={"note_text": "seen"})
+    assert created.status_code == 201
+    note = created.json()
+    recorded = _sample("siem_offenses_notes_create")
+    assert set(note) == set(recorded) and note["note_text"] == "seen"
+    assert note["username"].startswith("API_")
+    after = (await qradar.get(f"/api/siem/offenses/{oid}/notes", headers=SEC)).json()
+    assert after == [*before.json(), note]
+    one = await qradar.get(f"/api/siem/offenses/{oid}/notes/{note['id']}", headers=SEC)
+    assert one.json() == note
+    _assert_qradar_error(await qradar.post(f"/api/siem/offenses/{oid}/notes", headers=SEC), 422, 1005)
+    _assert_qradar_error(await qradar.get("/api/siem/offenses/999999/notes", headers=SEC), 404, 1002)
+    seeded_notes = (await qradar.get("/_sim/state")).json()["notes"]
+    assert seeded_notes > 10  # the history has notes too
+
+
+async def test_an_answer_may_hold_fewer_items_than_the_range_asked_for() -> None:
+    async with _client(create_app(seed=7, anchor_ms=ANCHOR_MS, max_page_items=40)) as small:
+        r = await small.get("/api/siem/offenses", headers={**SEC, "Range": "items=10-109"})
+        assert len(r.json()) == 40 and r.headers["content-range"] == "items 10-49/300"
+        unranged = await small.get("/api/siem/offenses", headers=SEC)
+        assert unranged.headers["content-range"] == "items 0-39/300"
 
 
 async def test_closing_an_offense_needs_a_reason_and_records_the_caller(qradar: httpx.AsyncClient) -> None:
@@ -341,19 +407,19 @@ async def test_bulk_seed_is_fast_and_pages_stay_fast(qradar: httpx.AsyncClient) 
     assert seeded.status_code == 200 and time.perf_counter() - started < 10
     assert seeded.json()["total"] == 100_300
     params = {
-        "filter": "last_updated_time > 0 and domain_id = 2",
-        "sort": "+last_updated_time",
-        "fields": "id,last_updated_time",
+        "filter": "last_persisted_time > 0 and domain_id = 2",
+        "sort": "+last_persisted_time",
+        "fields": "id,last_persisted_time",
     }
     slowest = 0.0
     stamps: list[int] = []
-    for start in range(0, 5000, 1000):
+    for start in range(0, 5000, 500):  # the console answers at most 500 items at a time
         t = time.perf_counter()
         r = await qradar.get(
-            "/api/siem/offenses", headers={**SEC, "Range": f"items={start}-{start + 999}"}, params=params
+            "/api/siem/offenses", headers={**SEC, "Range": f"items={start}-{start + 499}"}, params=params
         )
         slowest = max(slowest, time.perf_counter() - t)
-        stamps.extend(o["last_updated_time"] for o in r.json())
+        stamps.extend(o["last_persisted_time"] for o in r.json())
     total = int(r.headers["content-range"].split("/")[1])
     assert 10_000 < total < 40_000 and stamps == sorted(stamps) and len(stamps) == 5000
     assert slowest < 0.5  # loose: shared CI machines are noisy; typical is a few ms per projected page
@@ -488,7 +554,9 @@ async def test_recorded_payload_keys_are_a_subset_of_what_the_simulator_returns(
         ("siem_offense_closing_reasons", "/api/siem/offense_closing_reasons"),
     ):
         _assert_covers(_sample(sample), (await qradar.get(path, headers=SEC)).json())
-    offense_keys = set(_sample("siem_offenses")[0])
+    # the recorded list asked for fields without the persisted times; the modified-since one has them
+    offense_keys = set(_sample("siem_offenses")[0]) | set(_sample("siem_offenses_modified_since")[0])
+    offense_keys.add("first_persisted_time")
     assert set((await qradar.get("/api/siem/offenses/1", headers=SEC)).json()) == offense_keys
     reasons = {r["text"] for r in (await qradar.get("/api/siem/offense_closing_reasons", headers=SEC)).json()}
     assert {"False-Positive, Tuned", "Non-Issue", "Policy Violation"} <= reasons

@@ -141,17 +141,69 @@ async def test_offense_keyset_paging_skips_nothing_while_offenses_change(
     rng = random.Random(4)
     seen: list[tuple[int, int]] = []
     async for page in client.offense_pages(
-        OffensePosition(-1, -1), page_size=10, fields="id,last_updated_time"
+        OffensePosition(-1, -1), page_size=10, fields="id,last_persisted_time,last_updated_time"
     ):
-        seen.extend((r["last_updated_time"], r["id"]) for r in page)
+        seen.extend((r["last_persisted_time"], r["id"]) for r in page)
         read = {i for _, i in seen}
         unread = [o for o in state.offenses.values() if o["id"] not in read]
-        if unread:  # one offense already read and one not yet read change while we page
-            state.touch(state.offenses[rng.choice(sorted(read))], event_count=1)
-            state.touch(rng.choice(unread), event_count=2)
+        if unread:  # an offense already read gets events, one not yet read an analyst's change
+            state.add_events(state.offenses[rng.choice(sorted(read))], event_count=1)
+            state.analyst_change(rng.choice(unread), follow_up=True)
     assert seen == sorted(set(seen)), "positions must strictly increase"
-    final = {(o["last_updated_time"], o["id"]) for o in state.offenses.values()}
+    final = {(o["last_persisted_time"], o["id"]) for o in state.offenses.values()}
     assert final <= set(seen), "every offense's latest version is read"
+
+
+async def test_pages_follow_content_range_when_the_console_answers_fewer_items(kit: Any) -> None:
+    sim = qradar_sim.create_app(seed=3, offenses=120, max_page_items=7)
+    client = make_client(sim, kit, page_size=50)
+    try:
+        offenses = [o async for page in client.offense_pages(OffensePosition(-1, -1)) for o in page]
+        sources = await client.collection(LOG_SOURCES)
+    finally:
+        await client.aclose()
+    assert len(offenses) == len({o["id"] for o in offenses}) == 120
+    assert len(sources) == len(sim.state.sim.log_sources)
+
+
+class _Tamper(httpx.AsyncBaseTransport):
+    """Between the client and the console: rewrites the answers of one path (a proxy or a console
+    bug), everything else passes."""
+
+    def __init__(self, app: Any, path: str, rewrite: Any) -> None:
+        self.inner = httpx.ASGITransport(app=app)
+        self.path, self.rewrite = path, rewrite
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        if request.url.path != self.path:
+            return response
+        await response.aread()
+        return self.rewrite(response)
+
+
+async def test_a_page_shorter_than_its_content_range_is_a_bad_response_not_a_skip(sim: Any, kit: Any) -> None:
+    def drop_last_item(response: httpx.Response) -> httpx.Response:
+        items = response.json()[:-1]  # the header still claims the full page
+        return httpx.Response(response.status_code, headers=response.headers, json=items)
+
+    client = QRadarClient(
+        "http://qradar.sim",
+        integration_id="client-test",
+        token=kit.TOKEN,
+        transport=_Tamper(sim, "/api/siem/offenses", drop_last_item),
+        retry=kit.FAST_RETRY,
+        page_size=20,
+    )
+    try:
+        with pytest.raises(VendorError) as caught:
+            async for _ in client.offense_pages(OffensePosition(-1, -1)):
+                pass
+    finally:
+        await client.aclose()
+    assert caught.value.category is VendorErrorCategory.BAD_RESPONSE
+    assert caught.value.details["reason"] == "inconsistent_page"
+    assert caught.value.details["attempts"] == kit.FAST_RETRY.attempts  # retried before giving up
 
 
 async def test_ariel_search_is_deleted_after_results_and_cancelled_on_timeout(kit: Any) -> None:

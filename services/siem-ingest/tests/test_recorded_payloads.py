@@ -271,3 +271,31 @@ def test_qradar_error_body_maps_to_clear_categories() -> None:
     assert invalid_filter is not None and invalid_filter.details["reason"] == "invalid_filter"
     assert not invalid_filter.retryable
     assert qradar_error(httpx.Response(502, content=b"<html>proxy</html>")) is None  # default mapping decides
+
+
+def test_recorded_modified_since_offenses_are_versioned_by_persisted_time(kit: Any) -> None:
+    """The recording a persisted-time query answered: one offense closed long after its last
+    event, one re-persisted without new events — both new versions only by last_persisted_time."""
+    raw = kit.sample("siem_offenses_modified_since.json")
+    offenses = [normalize.offense(r, closing_reasons={}) for r in raw]
+    assert [o.version for o in offenses] == [r["last_persisted_time"] for r in raw]
+    closed = offenses[0]
+    assert closed.status == "CLOSED" and closed.close_time == ms(1633399051536)
+    assert closed.last_updated_time == ms(1613399051536) < closed.close_time
+    login = offenses[1]
+    assert login.version == 1613399051536 > int(login.last_updated_time.timestamp() * 1000)
+
+
+def test_recorded_notes_travel_with_their_offense(kit: Any) -> None:
+    notes = kit.sample("siem_offenses_notes.json")
+    created = kit.sample("siem_offenses_notes_create.json")
+    offense = normalize.offense(
+        kit.sample("siem_offenses_update.json"), closing_reasons={}, notes=[created, *notes]
+    )
+    assert [(n.id, n.text, n.username) for n in offense.notes or []] == [
+        (1, "test note", "test_user"),
+        (5, "test text message", "API_user: test_user"),
+        (6, "test text message", "API_user: test_user"),
+    ]
+    assert offense.notes and offense.notes[0].create_time == ms(1612888858860)
+    assert offense.follow_up is True

@@ -14,14 +14,21 @@ from soc_siem_ingest.resources import RESOURCES
 from soc_simulators.faults import Fault
 
 
+def distinct(events: list[Any]) -> list[Any]:
+    """Events as a consumer keeps them: one per event id (the overlap window re-reads offenses
+    persisted just before the cursor; a re-read version has the same deterministic id)."""
+    return list({e.id: e for e in events}.values())
+
+
 def offense_versions(tap: Any, integration_id: str) -> list[tuple[int, int]]:
     return [
-        (e.data["offense_id"], e.data["version"]) for e in tap.of(integration_id, "siem.offense.upserted")
+        (e.data["offense_id"], e.data["version"])
+        for e in distinct(tap.of(integration_id, "siem.offense.upserted"))
     ]
 
 
 def sim_versions(state: Any) -> set[tuple[int, int]]:
-    return {(o["id"], o["last_updated_time"]) for o in state.offenses.values()}
+    return {(o["id"], o["last_persisted_time"]) for o in state.offenses.values()}
 
 
 async def test_full_sync_publishes_every_resource(harness: Any, tap: Any) -> None:
@@ -65,7 +72,8 @@ async def test_full_sync_publishes_every_resource(harness: Any, tap: Any) -> Non
     for event in offenses:
         raw = sim.offenses[event.data["offense_id"]]
         assert (
-            event.vendortenant == str(raw["domain_id"]) and event.data["version"] == raw["last_updated_time"]
+            event.vendortenant == str(raw["domain_id"])
+            and event.data["version"] == raw["last_persisted_time"]
         )
         assert event.data["closing_reason"] == reasons.get(raw["closing_reason_id"])
     eps = tap.of(integration, "siem.eps.sampled")
@@ -88,9 +96,9 @@ async def test_full_sync_publishes_every_resource(harness: Any, tap: Any) -> Non
             assert all(isinstance(row[d], str | list | None) for d in family.dimensions), (family.name, row)
     assert not sim.searches, "every Ariel search was deleted"
 
-    # Nothing new: a second run publishes no offense and computes no window twice.
+    # Nothing new: a second run publishes no new offense version and computes no window twice.
     def siem_events() -> int:
-        return sum(e.type.startswith("soc.siem.") for e in tap.of(integration))
+        return sum(e.type.startswith("soc.siem.") for e in distinct(tap.of(integration)))
 
     before = siem_events()
     await harness.sync(ingestor, integration, "offenses")
@@ -99,31 +107,34 @@ async def test_full_sync_publishes_every_resource(harness: Any, tap: Any) -> Non
     assert siem_events() == before
 
 
-async def test_offense_synced_updated_and_closed_gives_three_versions(harness: Any, tap: Any) -> None:
+async def test_analyst_assignment_follow_up_and_close_each_give_a_version(harness: Any, tap: Any) -> None:
+    """On a console an analyst's action moves last_persisted_time only: each one still reaches the
+    bus as a new version, although the offense's last_updated_time never moves."""
     sim = harness.state
     ingestor = harness.ingestor(["offenses"])
     integration = await harness.add_integration(ingestor)
     await harness.sync(ingestor, integration)
     offense = sim.new_offense(domain_id=2)
     await harness.sync(ingestor, integration)
-    sim.touch(offense, event_count=offense["event_count"] + 40, assigned_to="soc.l2.priya")
+    sim.analyst_change(offense, assigned_to="soc.l2.priya")
     await harness.sync(ingestor, integration)
+    sim.analyst_change(offense, follow_up=True)
+    await harness.sync(ingestor, integration)
+    sim.add_note(offense, "escalated to the customer", "soc.l2.priya")
     sim.close_offense(offense, 54, "soc.l2.priya")
     await harness.sync(ingestor, integration)
     await tap.settle()
 
-    versions = [
-        e for e in tap.of(integration, "siem.offense.upserted") if e.data["offense_id"] == offense["id"]
-    ]
-    assert len(versions) == 3 and len({e.id for e in versions}) == 3
-    assert [e.data["version"] for e in versions] == sorted(e.data["version"] for e in versions)
-    first, updated, closed = (e.data for e in versions)
-    assert (first["status"], first["assigned_to"]) == ("OPEN", None)
-    assert (updated["status"], updated["assigned_to"], updated["event_count"]) == (
-        "OPEN",
-        "soc.l2.priya",
-        first["event_count"] + 40,
+    versions = distinct(
+        [e for e in tap.of(integration, "siem.offense.upserted") if e.data["offense_id"] == offense["id"]]
     )
+    assert len(versions) == 4
+    assert [e.data["version"] for e in versions] == sorted({e.data["version"] for e in versions})
+    first, assigned, flagged, closed = (e.data for e in versions)
+    assert len({v["last_updated_time"] for v in (first, assigned, flagged, closed)}) == 1
+    assert (first["status"], first["assigned_to"], first["follow_up"]) == ("OPEN", None, False)
+    assert (assigned["assigned_to"], assigned["follow_up"]) == ("soc.l2.priya", False)
+    assert flagged["follow_up"] is True
     assert (
         closed["status"],
         closed["closing_reason_id"],
@@ -136,9 +147,8 @@ async def test_offense_synced_updated_and_closed_gives_three_versions(harness: A
         "soc.l2.priya",
     )
     assert closed["close_time"] is not None and all(e.vendortenant == "2" for e in versions)
-    # The bus is what the tenant reads: its latest version is the closed one.
-    latest = max(versions, key=lambda e: e.data["version"])
-    assert latest.data["status"] == "CLOSED"
+    assert [n["text"] for n in closed["notes"]] == ["escalated to the customer"]
+    assert first["notes"] == []
 
 
 async def test_incremental_sync_sees_every_change_exactly_once(harness: Any, tap: Any) -> None:
@@ -150,14 +160,14 @@ async def test_incremental_sync_sees_every_change_exactly_once(harness: Any, tap
     async with httpx.AsyncClient(transport=harness.transport(), base_url="http://qradar.sim") as control:
         for _ in range(4):
             change = (await control.post("/_sim/tick")).json()
-            expected += len(change["created"]) + len(change["updated"]) + len(change["closed"])
+            expected += len({*change["created"], *change["updated"], *change["closed"], *change["assigned"]})
             await harness.sync(ingestor, integration)
     await tap.settle()
     seen = offense_versions(tap, integration)
     assert len(seen) == len(set(seen)) == expected
     assert sim_versions(sim) <= set(seen)
     cursor = (await harness.state_of(ingestor, integration, "offenses"))["cursor"]
-    assert cursor["last_updated_time"] == max(o["last_updated_time"] for o in sim.offenses.values())
+    assert cursor["last_persisted_time"] == max(o["last_persisted_time"] for o in sim.offenses.values())
 
 
 async def test_every_fault_is_retried_and_nothing_is_lost(harness: Any, tap: Any) -> None:
@@ -177,7 +187,7 @@ async def test_every_fault_is_retried_and_nothing_is_lost(harness: Any, tap: Any
         Fault(kind="hang", count=1, hang_seconds=0.2),
     ):
         if fault.kind != "shift_page":
-            sim.touch(sim.offenses[min(sim.offenses)], event_count=1)  # something new to read this round
+            sim.add_events(sim.offenses[min(sim.offenses)], event_count=1)  # something new to read this round
         board.arm(fault.model_copy(update={"path": "/api/siem/offenses"}))
         states = await harness.sync(ingestor, integration)
         assert all(s["last_error"] is None for s in states), (fault.kind, states)
@@ -225,7 +235,7 @@ async def test_exhausted_retries_keep_the_cursor_on_the_last_confirmed_page(harn
     sim = harness.state
     board = harness.sim.state.faults
     transport = ArmAfter(
-        harness.transport(), board, Fault(kind="500", count=20, path="/api/siem/offenses"), after=3
+        harness.transport(), board, Fault(kind="500", count=10_000, path="/api/siem/offenses"), after=3
     )
     ingestor = harness.ingestor(["offenses"], transport=transport)
     integration = await harness.add_integration(ingestor, settings={"page_size": 25})
@@ -234,9 +244,9 @@ async def test_exhausted_retries_keep_the_cursor_on_the_last_confirmed_page(harn
     assert state["last_error_category"] == "server_error" and state["consecutive_failures"] == 1
     published = offense_versions(tap, integration)
     assert 0 < len(published) < len(sim.offenses)
-    newest = max(sim.offenses[i]["last_updated_time"] for i, _ in published)
+    newest = max(sim.offenses[i]["last_persisted_time"] for i, _ in published)
     last_id = max(i for i, v in published if v == newest)
-    assert state["cursor"] == {"last_updated_time": newest, "id": last_id}
+    assert state["cursor"] == {"last_persisted_time": newest, "id": last_id}
     assert state["total_records"] == len(published)
 
     board.clear()
@@ -273,9 +283,9 @@ async def test_publish_failure_does_not_advance_the_cursor(harness: Any, tap: An
         assert state["last_error_category"] == "bus"
         first_page = offense_versions(tap, integration)
         assert len(first_page) == 50
-        ordered = sorted(sim.offenses.values(), key=lambda o: (o["last_updated_time"], o["id"]))
+        ordered = sorted(sim.offenses.values(), key=lambda o: (o["last_persisted_time"], o["id"]))
         assert state["cursor"] == {
-            "last_updated_time": ordered[49]["last_updated_time"],
+            "last_persisted_time": ordered[49]["last_persisted_time"],
             "id": ordered[49]["id"],
         }
 
@@ -345,12 +355,13 @@ async def test_two_replicas_share_the_work_and_never_run_the_same_resource_at_on
     assert set(runs.values()) == {1}, "each (integration, resource) ran exactly once"
     assert by_replica["a"] > 0 and by_replica["b"] > 0
     for integration in integrations:
-        assert len(tap.of(integration, "siem.offense.upserted")) == len(harness.state.offenses)
+        assert len(distinct(tap.of(integration, "siem.offense.upserted"))) == len(harness.state.offenses)
         states = await first.states(integration)
         assert all(s["lease_owner"] is None and s["last_error"] is None for s in states)
     # The console saw one offense pass per integration, no more.
     after = harness.sim.state.faults.requests
-    pages = -(-len(harness.state.offenses) // harness.settings.page_size)
+    per_answer = min(harness.settings.page_size, 500)  # the console answers at most 500 at a time
+    pages = -(-len(harness.state.offenses) // per_answer)
     assert after["/api/siem/offenses"] - before.get("/api/siem/offenses", 0) == 3 * pages
 
 
@@ -365,15 +376,63 @@ async def test_a_leased_resource_is_not_claimed_by_another_replica(harness: Any)
     assert [r["integration_id"] for r in await second.claim(10)] == [integration]
 
 
-async def test_a_malformed_offense_is_skipped_not_blocking_the_stream(harness: Any, tap: Any) -> None:
+async def test_a_malformed_offense_stops_the_run_before_it_and_is_read_once_fixed(
+    harness: Any, tap: Any
+) -> None:
+    """Garbage in one record: the records in front of it are published, the cursor stays right
+    before it (it neither vanishes nor is skipped), the sync state says bad_response, and the run
+    backs off instead of looping; once the console answers it properly, it is read."""
     sim = harness.state
     ingestor = harness.ingestor(["offenses"])
     integration = await harness.add_integration(ingestor, settings={"page_size": 50})
-    broken = sim.offenses[min(sim.offenses) + 7]
-    sim.touch(broken, severity="very high")  # a console bug: a score that is not a number
+    ordered = sorted(sim.offenses.values(), key=lambda o: (o["last_persisted_time"], o["id"]))
+    broken = ordered[57]
+    broken["severity"] = "very high"  # a console bug: a score that is not a number
     [state] = await harness.sync(ingestor, integration)
     await tap.settle()
     seen = {i for i, _ in offense_versions(tap, integration)}
-    assert state["last_error"] is None
-    assert seen == set(sim.offenses) - {broken["id"]}
-    assert state["cursor"]["id"] == broken["id"]  # the newest change: the stream went past it
+    assert state["last_error_category"] == "bad_response" and str(broken["id"]) in state["last_error"]
+    assert seen == {o["id"] for o in ordered[:57]}
+    assert state["cursor"] == {
+        "last_persisted_time": ordered[56]["last_persisted_time"],
+        "id": ordered[56]["id"],
+    }
+    assert state["consecutive_failures"] == 1 and state["next_run_at"] > state["last_started_at"]
+
+    [state] = await harness.sync(ingestor, integration)  # still broken: no progress, no loss
+    assert state["cursor"]["id"] == ordered[56]["id"] and state["consecutive_failures"] == 2
+
+    sim.add_events(broken, severity=7)
+    [state] = await harness.sync(ingestor, integration)
+    await tap.settle()
+    seen = {i for i, _ in offense_versions(tap, integration)}
+    assert state["last_error"] is None and seen == set(sim.offenses)
+
+
+async def test_an_offense_changing_between_two_pages_is_neither_skipped_nor_lost(
+    harness: Any, tap: Any
+) -> None:
+    sim = harness.state
+    ordered = sorted(sim.offenses.values(), key=lambda o: (o["last_persisted_time"], o["id"]))
+
+    class ChangeBetweenPages(httpx.AsyncBaseTransport):
+        def __init__(self) -> None:
+            self.inner = harness.transport()
+            self.pages = 0
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            response = await self.inner.handle_async_request(request)
+            if request.url.path == "/api/siem/offenses":
+                self.pages += 1
+                if self.pages == 1:  # after the first page: one read and one unread offense change
+                    sim.analyst_change(ordered[3], assigned_to="soc.l1.sara")
+                    sim.close_offense(ordered[40], 1, "soc.l1.omar")
+            return response
+
+    transport = ChangeBetweenPages()
+    ingestor = harness.ingestor(["offenses"], transport=transport)
+    integration = await harness.add_integration(ingestor, settings={"page_size": 20})
+    [state] = await harness.sync(ingestor, integration)
+    await tap.settle()
+    assert state["last_error"] is None and transport.pages > 2
+    assert sim_versions(sim) <= set(offense_versions(tap, integration))

@@ -20,13 +20,21 @@ Decisions a client author needs (QRadar documents little of this precisely):
   objects (``status.status = "ERROR"`` on log sources). Anything else is 422 code 1005.
 * Error body everywhere: ``{"http_response": {"code", "message"}, "code", "message",
   "description", "details"}``; codes used: 401/11 (auth), 403/26 (capability), 404/1002 (unknown id
-  or endpoint), 404/1003 (Ariel results not ready), 406/12 (``Version`` / ``Accept``),
+  or endpoint; http_response message as IBM documents it), 401/18 (no ``SEC`` header: the recorded
+  body), 404/1003 (Ariel results not ready), 406/12 (``Version`` / ``Accept``),
   416/1004 (``Range``), 422/1005 (``filter`` or parameter value), 422/30 (unknown ``fields`` /
   ``sort`` name), 422/2000 (AQL), 429/1010 (optional rate limit, with ``Retry-After``).
-* Every offense change (tick, ``POST /siem/offenses/{id}``) stamps ``last_updated_time`` with a
-  strictly increasing epoch ms, so ``filter=last_updated_time > cursor`` and
-  ``sort=+last_updated_time`` never miss or repeat a change. ``/_sim/seed`` backfills history
-  (times in the last 30 days): sync after seeding, not across it.
+* Two clocks per offense, as on a console: events arriving (``/_sim/tick``) move
+  ``last_updated_time`` *and* ``last_persisted_time``; an analyst's action (close, assign, follow-up,
+  protect, status — ``POST /siem/offenses/{id}`` or a tick's closures and assignments) moves
+  ``last_persisted_time`` only (the recorded ``siem_offenses_modified_since.json`` has an offense
+  closed months after its last update). Each stamp is a strictly increasing epoch ms, so
+  ``filter=last_persisted_time > cursor`` with ``sort=+last_persisted_time`` sees every change.
+  ``/_sim/seed`` backfills history (times in the last 30 days): sync after seeding, not across it.
+* A collection answer holds at most ``max_page_items`` items, whatever the ``Range`` asked for
+  (IBM: the server may return fewer items than requested); ``Content-Range`` says which ones.
+* Offense notes: ``GET /siem/offenses/{id}/notes`` (Range-paged) and ``POST ...?note_text=``
+  answering 201 with the note (``username`` ``API_user: <name>`` for an API caller, as recorded).
 * Ariel: ``POST`` answers 201 ``WAIT``; ``GET`` then reports ``EXECUTE`` (progress 1-99),
   ``SORTING`` briefly when the AQL has ``ORDER BY``, and ``COMPLETED`` after ``ariel_delay`` s.
   ``/results`` before completion is 404 code 1003; results are ``{"events": [...]}`` (``flows``
@@ -34,7 +42,7 @@ Decisions a client author needs (QRadar documents little of this precisely):
 * ``offense_closing_reasons`` hides reserved and deleted reasons unless ``include_reserved`` /
   ``include_deleted`` are ``true``, as the console does.
 * A ``shift_page`` fault creates a new offense, which lands at the head of the default ``-id``
-  order (and at the tail of ``+last_updated_time``, as a live console would do).
+  order (and at the tail of ``+last_persisted_time``, as a live console would do).
 """
 
 from __future__ import annotations
@@ -85,7 +93,7 @@ JSON = dict[str, Any]
 _HTTP_MESSAGES = {
     401: "You are unauthorized to access the requested resource.",
     403: "Your account is not authorized to access the requested resource",
-    404: "We could not find the requested resource.",
+    404: "We could not find the resource you requested.",
     406: "The resource identified by this request is only capable of generating responses with "
     "characteristics not acceptable according to the request",
     409: "The request could not be completed due to a conflict with the current state of the resource.",
@@ -216,6 +224,18 @@ _CLOSABLE_REASON_IDS = (1, 2, 3, 54, 55)
 _CLOSE_REASON_WEIGHTS = (4, 5, 2, 3, 1)
 _CLOSE_REASON_CUMULATIVE = tuple(itertools.accumulate(_CLOSE_REASON_WEIGHTS))
 
+_HISTORY_NOTES = (
+    "Triaged: source is a known vulnerability scanner, monitoring.",
+    "Asked the customer to confirm the change window.",
+    "User contacted; password reset enforced.",
+    "Correlated with an open SOAR incident.",
+)
+_CLOSING_NOTES = (
+    "Reviewed with the customer: expected administrative activity.",
+    "Source blocked on the perimeter firewall; no further events.",
+    "Duplicate of an offense already under investigation.",
+    "Escalated to the customer's incident response team.",
+)
 ANALYSTS = ("soc.l1.sara", "soc.l1.omar", "soc.l2.priya", "soc.l2.james", "soc.l3.fatima")
 USERNAMES = (
     "administrator", "j.smith", "a.khan", "m.ali", "s.fernandes", "r.gupta", "l.chen", "svc_backup",
@@ -1289,12 +1309,14 @@ class QRadarState:
         self.searches: OrderedDict[str, ArielSearch] = OrderedDict()
 
         # Offenses: by id (insertion = ascending id), plus the same records sorted by
-        # (last_updated_time, id) for the incremental-sync query every client makes.
+        # (last_persisted_time, id) for the incremental-sync query every client makes.
         self.offenses: dict[int, JSON] = {}
         self._lut_keys: list[tuple[int, int]] = []
         self._lut_recs: list[JSON] = []
         self._by_domain: dict[int, tuple[list[tuple[int, int]], list[JSON]]] = {}
         self.next_offense_id = 1
+        self.notes: dict[int, list[JSON]] = {}
+        self.next_note_id = 0
         self.version = 0  # bumps on every offense change; keys the query cache
         self._cache: OrderedDict[tuple, list[JSON]] = OrderedDict()
         self._cache_version = -1
@@ -1573,6 +1595,11 @@ class QRadarState:
         n_src = 1 + int((random() ** 4) * 12)
         n_dst = 1 + int((random() ** 3) * 6)
         closed = status == "CLOSED"
+        # Analysts act after the last event: a close (or an assignment) lands hours to days later,
+        # and only last_persisted_time records it.
+        persisted = last_updated
+        if closed or random() < 0.3:
+            persisted = min(now, last_updated + int((random() ** 2) * 5 * DAY_MS))
         return {
             "username_count": 1 if otype == 3 else int(random() * 3),
             "description": template.description,
@@ -1590,11 +1617,13 @@ class QRadarState:
             "destination_networks": domain.network_prefixes[int(random() * len(domain.network_prefixes))],
             "source_network": "other" if external else domain.networks[0],
             "category_count": len(template.categories),
-            "close_time": last_updated if closed else None,
+            "close_time": persisted if closed else None,
             "remote_destination_count": int(random() * 3) if otype == 0 and not external else 0,
             "start_time": start,
             "magnitude": max(1, min(10, round((2 * severity + credibility + relevance) / 4))),
             "last_updated_time": last_updated,
+            "first_persisted_time": start,
+            "last_persisted_time": persisted,
             "credibility": credibility,
             "id": offense_id,
             "categories": template.categories_json,
@@ -1634,17 +1663,29 @@ class QRadarState:
                 rng, self.next_offense_id, domain, template, start, start + duration, until_ms
             )
             self.offenses[self.next_offense_id] = record
+            if random() < 0.15:
+                self._history_notes(rng, record)
             self.next_offense_id += 1
             created.append(record)
         return created
+
+    def _history_notes(self, rng: Any, record: JSON) -> None:
+        low, high = record["start_time"], max(record["start_time"], record["last_persisted_time"])
+        for _ in range(1 + int(rng.random() * 3)):
+            self.next_note_id += 1
+            self.notes.setdefault(record["id"], []).append({
+                "note_text": rng.choice(_HISTORY_NOTES), "create_time": low + int(rng.random() * (high - low)),
+                "id": self.next_note_id, "username": rng.choice(ANALYSTS),
+            })  # fmt: skip
+        self.notes[record["id"]].sort(key=operator.itemgetter("create_time", "id"))
 
     def _generate_history(self, count: int) -> None:
         self._generate_offenses(self.rng, count, None, self.anchor_ms, 30 * DAY_MS)
         self._reindex()
 
     def _reindex(self) -> None:
-        self._lut_recs = sorted(self.offenses.values(), key=operator.itemgetter("last_updated_time", "id"))
-        self._lut_keys = [(r["last_updated_time"], r["id"]) for r in self._lut_recs]
+        self._lut_recs = sorted(self.offenses.values(), key=operator.itemgetter("last_persisted_time", "id"))
+        self._lut_keys = [(r["last_persisted_time"], r["id"]) for r in self._lut_recs]
         self._by_domain = {}
         for key, record in zip(self._lut_keys, self._lut_recs, strict=True):
             keys, recs = self._by_domain.setdefault(record["domain_id"], ([], []))
@@ -1662,7 +1703,7 @@ class QRadarState:
         return [(self._lut_keys, self._lut_recs), self._by_domain.setdefault(record["domain_id"], ([], []))]
 
     def _index_remove(self, record: JSON) -> None:
-        key = (record["last_updated_time"], record["id"])
+        key = (record["last_persisted_time"], record["id"])
         for keys, recs in self._indexes(record):
             i = bisect.bisect_left(keys, key)
             if i < len(keys) and keys[i] == key:
@@ -1670,21 +1711,45 @@ class QRadarState:
                 del recs[i]
 
     def _index_add(self, record: JSON) -> None:
-        key = (record["last_updated_time"], record["id"])
+        key = (record["last_persisted_time"], record["id"])
         for keys, recs in self._indexes(record):
             i = bisect.bisect_right(keys, key)
             keys.insert(i, key)
             recs.insert(i, record)
 
-    def touch(self, record: JSON, **changes: Any) -> JSON:
-        """Apply a change the way the console does: the offense gets a new, strictly later last_updated_time."""
+    def add_events(self, record: JSON, **changes: Any) -> JSON:
+        """New events joined the offense: ``last_updated_time`` and ``last_persisted_time`` move."""
         self._index_remove(record)
         record.update(changes)
-        record["last_updated_time"] = self.clock.next()
+        now = self.clock.next()
+        record["last_updated_time"] = now
+        record["last_persisted_time"] = now
         record["inactive"] = False
         self._index_add(record)
         self.version += 1
         return record
+
+    def analyst_change(self, record: JSON, **changes: Any) -> JSON:
+        """An analyst changed the offense (assign, follow-up, protect, status): only
+        ``last_persisted_time`` moves; ``last_updated_time`` keeps the time of its last event."""
+        self._index_remove(record)
+        record.update(changes)
+        record["last_persisted_time"] = self.clock.next()
+        self._index_add(record)
+        self.version += 1
+        return record
+
+    def add_note(self, record: JSON, text: str, username: str) -> JSON:
+        """A note on an offense (the note's own record; the offense itself is not re-persisted)."""
+        self.next_note_id += 1
+        note = {
+            "note_text": text,
+            "create_time": self.clock.next(),
+            "id": self.next_note_id,
+            "username": username,
+        }
+        self.notes.setdefault(record["id"], []).append(note)
+        return note
 
     def new_offense(self, rng: Any | None = None, domain_id: int | None = None) -> JSON:
         rng = rng or self.rng
@@ -1695,6 +1760,7 @@ class QRadarState:
             rng, self.next_offense_id, self.domain_info[domain_id], template, now, now, now
         )
         record.update(
+            last_persisted_time=now,
             status="OPEN",
             close_time=None,
             closing_reason_id=None,
@@ -1709,10 +1775,12 @@ class QRadarState:
         return record
 
     def close_offense(self, record: JSON, reason_id: int, user: str) -> JSON:
+        """Closing is an analyst action: status, close_time, reason and user change, and
+        ``last_persisted_time`` moves — ``last_updated_time`` does not."""
         now = self.clock.next()
         self._index_remove(record)
         record.update(status="CLOSED", close_time=now, closing_reason_id=reason_id, closing_user=user,
-                      last_updated_time=now, inactive=False)  # fmt: skip
+                      last_persisted_time=now)  # fmt: skip
         self._index_add(record)
         self.version += 1
         return record
@@ -1742,16 +1810,24 @@ class QRadarState:
                 changes["magnitude"] = max(
                     1, min(10, round((2 * severity + record["credibility"] + record["relevance"]) / 4))
                 )
-            self.touch(record, **changes)
+            self.add_events(record, **changes)
             updated.append(record["id"])
         closed = []
         for record in to_close:
             reason = _closing_reason(rng.random())
-            self.close_offense(record, reason, rng.choice(ANALYSTS))
+            analyst = rng.choice(ANALYSTS)
+            if rng.random() < 0.5:
+                self.add_note(record, rng.choice(_CLOSING_NOTES), analyst)
+            self.close_offense(record, reason, analyst)
             closed.append(record["id"])
+        assigned = []
+        for record in recent_open:
+            if record["status"] == "OPEN" and record["assigned_to"] is None and rng.random() < 0.05:
+                self.analyst_change(record, assigned_to=rng.choice(ANALYSTS))
+                assigned.append(record["id"])
         drifted = self._drift_log_sources(rng)
         return {"now": self.clock.last, "created": created, "updated": updated, "closed": closed,
-                "log_sources_updated": drifted}  # fmt: skip
+                "assigned": assigned, "log_sources_updated": drifted}  # fmt: skip
 
     def _drift_log_sources(self, rng: Any) -> int:
         wall = self.clock.wall()
@@ -1789,11 +1865,11 @@ class QRadarState:
         compiled = compile_filter(filter_text, self._offense_kinds) if filter_text else None
         lut_order = (
             bool(sort)
-            and sort[0][0] == "last_updated_time"
+            and sort[0][0] == "last_persisted_time"
             and (len(sort) == 1 or (len(sort) == 2 and sort[1] == ("id", sort[0][1])))
         )
         if lut_order:
-            # The incremental-sync query: bisect the (last_updated_time, id) index, per domain when
+            # The incremental-sync query: bisect the (last_persisted_time, id) index, per domain when
             # the filter pins one, and scan only if some term is beyond what the index answers.
             conjuncts = compiled.conjuncts if compiled else []
             domain_terms = [t for t in conjuncts if t is not None and t[0] == "domain_id" and t[1] == "="]
@@ -1807,7 +1883,7 @@ class QRadarState:
                     residual = residual or term is None
                     continue
                 name, op, value = term
-                if name != "last_updated_time" or op not in _RANGE_OPS:
+                if name != "last_persisted_time" or op not in _RANGE_OPS:
                     residual = True
                 elif op == ">":
                     lo = max(lo, bisect.bisect_right(keys, (value, math.inf)))
@@ -1865,7 +1941,8 @@ class QRadarState:
             "log_sources": len(self.log_sources),
             "event_collectors": len(self.event_collectors),
             "ariel_searches": len(self.searches),
-            "last_updated_time_max": self._lut_keys[-1][0] if self._lut_keys else None,
+            "last_persisted_time_max": self._lut_keys[-1][0] if self._lut_keys else None,
+            "notes": sum(len(n) for n in self.notes.values()),
             "versions_seen": dict(self.versions_seen),
         }
 
@@ -1890,12 +1967,17 @@ def _json(content: Any, status: int = 200, headers: dict[str, str] | None = None
     return JSONResponse(content, status_code=status, headers=headers)
 
 
-def _page(rows: Sequence[Any], rng: tuple[int, int] | None, spec: FieldSpec | None) -> JSONResponse:
+def _page(
+    rows: Sequence[Any], rng: tuple[int, int] | None, spec: FieldSpec | None, max_items: int
+) -> JSONResponse:
+    """One collection answer: at most ``max_items`` items whatever the Range asked for (the server
+    may return fewer items than requested; Content-Range says which ones it returned)."""
     total = len(rows)
     if rng is None:
         start, stop = 0, total
     else:
         start, stop = rng[0], min(rng[1] + 1, total)
+    stop = min(stop, start + max_items)
     page = rows[start:stop] if start < total else []
     if spec is not None:
         page = [project(r, spec) for r in page]
@@ -1918,7 +2000,7 @@ def _fields_spec(request: Request, kinds: dict[str, str]) -> FieldSpec | None:
     return spec
 
 
-def _list(request: Request, records: list[JSON], kinds: dict[str, str]) -> JSONResponse:
+def _list(request: Request, records: list[JSON], kinds: dict[str, str], max_items: int) -> JSONResponse:
     """Filter, sort, project and page a small collection (everything but offenses)."""
     params = request.query_params
     rng = parse_range(request.headers.get("range"))
@@ -1932,7 +2014,7 @@ def _list(request: Request, records: list[JSON], kinds: dict[str, str]) -> JSONR
         rows = [r for r in rows if compiled.predicate(r)]
     if params.get("sort"):
         rows = sort_records(rows, parse_sort(params["sort"], kinds))
-    return _page(rows, rng, spec)
+    return _page(rows, rng, spec, max_items)
 
 
 def _filter_error(text: str, exc: FilterError) -> QRadarError:
@@ -1974,12 +2056,14 @@ def create_app(
     anchor_ms: int | None = None,
     tick_interval: float = 5.0,
     rate_limit_per_minute: int | None = None,
+    max_page_items: int = 500,
 ) -> FastAPI:
     """A QRadar console simulator.
 
     ``offenses`` is the size of the seeded 30-day history; ``anchor_ms`` the epoch ms that history
     ends at (default: now, so the demo looks current); ``ariel_delay`` the seconds an Ariel search
-    takes to complete; ``rate_limit_per_minute`` turns on per-credential throttling (429).
+    takes to complete; ``rate_limit_per_minute`` turns on per-credential throttling (429);
+    ``max_page_items`` caps the items of one collection answer.
     """
     state = QRadarState(seed, offenses=offenses, anchor_ms=anchor_ms, ariel_delay=ariel_delay)
     app = FastAPI(title="IBM QRadar simulator", lifespan=live_lifespan(state.tick, live, tick_interval))
@@ -2026,7 +2110,7 @@ def create_app(
                 )
             principal, full = username, True
         else:
-            raise QRadarError(401, 11, NO_SEC_MESSAGE)
+            raise QRadarError(401, 18, NO_SEC_MESSAGE)
         if limiter is not None:
             wait = limiter.retry_after(principal)
             if wait is not None:
@@ -2086,7 +2170,7 @@ def create_app(
     def register(path: str, what: str, source: Callable[[], list[JSON]]) -> None:
         async def list_route(request: Request) -> JSONResponse:
             records = source()
-            return _list(request, records, state.kinds(what, records))
+            return _list(request, records, state.kinds(what, records), max_page_items)
 
         async def one_route(request: Request, record_id: str) -> JSONResponse:
             records = source()
@@ -2113,7 +2197,7 @@ def create_app(
             rows = state.select_offenses(params.get("filter") or None, sort)
         except FilterError as exc:
             raise _filter_error(params["filter"], exc) from exc
-        return _page(rows, rng, spec)
+        return _page(rows, rng, spec, max_page_items)
 
     @api.get("/siem/offenses/{offense_id}")
     async def get_offense(request: Request, offense_id: str) -> JSONResponse:
@@ -2148,15 +2232,45 @@ def create_app(
             if reason is None:
                 raise QRadarError(409, 1008, "A valid closing_reason_id is required to close an offense.")
             if changes:
-                state.touch(record, **changes)
+                state.analyst_change(record, **changes)
             state.close_offense(record, reason["id"], request.state.principal)
         elif status is not None or changes:
             if status is not None:
                 changes.update(status=status)
                 if status == "OPEN" and record["status"] == "CLOSED":
                     changes.update(close_time=None, closing_reason_id=None, closing_user=None)
-            state.touch(record, **changes)
+            state.analyst_change(record, **changes)
         return _json(project(record, _fields_spec(request, state.offense_kinds())))
+
+    def offense_of(offense_id: str) -> JSON:
+        record = state.offenses.get(_int_path(offense_id, "offense_id"))
+        if record is None:
+            raise _not_found(f"The offense with id {offense_id} does not exist.")
+        return record
+
+    note_kinds = {"id": "number", "note_text": "string", "create_time": "number", "username": "string"}
+
+    @api.get("/siem/offenses/{offense_id}/notes")
+    async def list_offense_notes(request: Request, offense_id: str) -> JSONResponse:
+        record = offense_of(offense_id)
+        return _list(request, state.notes.get(record["id"], []), note_kinds, max_page_items)
+
+    @api.get("/siem/offenses/{offense_id}/notes/{note_id}")
+    async def get_offense_note(request: Request, offense_id: str, note_id: str) -> JSONResponse:
+        record = offense_of(offense_id)
+        return _one(request, state.notes.get(record["id"], []), note_id, "note", note_kinds)
+
+    @api.post("/siem/offenses/{offense_id}/notes")
+    async def create_offense_note(request: Request, offense_id: str) -> JSONResponse:
+        record = offense_of(offense_id)
+        text = request.query_params.get("note_text")
+        if not text:
+            raise QRadarError(422, 1005, 'Missing required parameter "note_text" from query parameters',
+                              "One or more request parameters are invalid in the request.")  # fmt: skip
+        principal = request.state.principal
+        username = principal if principal.startswith("API_") else f"API_user: {principal}"
+        note = state.add_note(record, text, username)
+        return _json(project(note, _fields_spec(request, note_kinds)), 201)
 
     @api.get("/siem/offense_closing_reasons")
     async def list_closing_reasons(request: Request) -> JSONResponse:
@@ -2165,7 +2279,7 @@ def create_app(
         include_deleted = params.get("include_deleted", "false").lower() == "true"
         records = [r for r in state.closing_reasons
                    if (include_reserved or not r["is_reserved"]) and (include_deleted or not r["is_deleted"])]  # fmt: skip
-        return _list(request, records, state.kinds("closing_reason", state.closing_reasons))
+        return _list(request, records, state.kinds("closing_reason", state.closing_reasons), max_page_items)
 
     @api.get("/siem/offense_closing_reasons/{reason_id}")
     async def get_closing_reason(request: Request, reason_id: str) -> JSONResponse:
@@ -2255,7 +2369,7 @@ def create_app(
 
     @api.get("/ariel/searches")
     async def list_searches(request: Request) -> JSONResponse:
-        return _page(list(state.searches), parse_range(request.headers.get("range")), None)
+        return _page(list(state.searches), parse_range(request.headers.get("range")), None, max_page_items)
 
     @api.get("/ariel/searches/{search_id}")
     async def get_search(search_id: str) -> JSONResponse:
@@ -2283,6 +2397,7 @@ def create_app(
         rng = parse_range(request.headers.get("range"))
         total = len(rows)
         start, stop = (0, total) if rng is None else (rng[0], min(rng[1] + 1, total))
+        stop = min(stop, start + max_page_items)
         page = rows[start:stop] if start < total else []
         return _json(
             {search.query.table: page},

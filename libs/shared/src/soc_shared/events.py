@@ -105,9 +105,19 @@ class OffenseLogSource(Payload):
     type_name: str | None = None
 
 
+class OffenseNote(Payload):
+    """A note an analyst (or an API caller) wrote on a QRadar offense."""
+
+    id: int
+    text: str
+    username: str | None = None
+    create_time: datetime
+
+
 class SiemOffense(Payload):
-    """A QRadar offense (≈ OCSF Detection Finding). Each change arrives as a new ``version``
-    (QRadar's ``last_updated_time`` in epoch ms)."""
+    """A QRadar offense (≈ OCSF Detection Finding). Each change arrives as a new ``version``:
+    QRadar's ``last_persisted_time`` in epoch ms, which moves on new events *and* on an analyst's
+    close, assignment, follow-up or protect (``last_updated_time`` moves on events only)."""
 
     offense_id: int
     domain_id: int
@@ -136,6 +146,9 @@ class SiemOffense(Payload):
     closing_user: str | None = None
     follow_up: bool = False
     protected: bool = False
+    last_persisted_time: datetime | None = None
+    notes: list[OffenseNote] | None = None
+    """The offense's notes, oldest first (None: not read with this version)."""
     version: int
 
 

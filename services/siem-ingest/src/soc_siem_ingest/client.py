@@ -1,10 +1,11 @@
 """IBM QRadar REST API client (on the shared vendor HTTP base).
 
 What it knows about QRadar, and nothing else: the two authentications (``SEC`` token or basic),
-the ``Version`` header, ``Range: items=a-b`` paging read back from ``Content-Range``, the
-``filter`` / ``fields`` / ``sort`` parameters, QRadar's JSON error body, keyset paging of offenses
-on ``last_updated_time`` and the Ariel search lifecycle. Retries, timeouts and TLS trust are the
-shared :class:`VendorHttp`'s job.
+the ``Version`` header, ``Range: items=a-b`` paging driven by the ``Content-Range`` the console
+answers (it may return fewer items than asked for), the ``filter`` / ``fields`` / ``sort``
+parameters, QRadar's JSON error body, keyset paging of offenses on ``last_persisted_time`` (the
+time an analyst's close or assignment moves, not only new events), offense notes and the Ariel
+search lifecycle. Retries, timeouts and TLS trust are the shared :class:`VendorHttp`'s job.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ _CONTENT_RANGE = re.compile(r"items\s+(\d+)-(-?\d+)/(\d+|\*)")
 OFFENSE_FIELDS = (
     "id,description,status,severity,magnitude,credibility,relevance,event_count,flow_count,assigned_to,"
     "categories,rules(id,type),offense_source,offense_type,source_address_ids,local_destination_address_ids,"
-    "destination_networks,log_sources(id,name,type_id,type_name),start_time,last_updated_time,close_time,"
+    "destination_networks,log_sources(id,name,type_id,type_name),start_time,last_updated_time,last_persisted_time,"
+    "close_time,"
     "closing_reason_id,closing_user,follow_up,protected,domain_id"
 )
 
@@ -100,6 +102,32 @@ def content_range_total(response: httpx.Response) -> int | None:
     return int(match.group(3))
 
 
+def checked_page(
+    path: str, response: httpx.Response, records: list[Any], asked_start: int
+) -> tuple[int, int | None]:
+    """``(next start, total)`` from the answer's ``Content-Range``, after checking it describes the
+    items in the body: a console may return fewer items than the Range asked for (paging goes on
+    from where its answer ended), but a body holding another number of items than the header
+    says, or items from another position, is a truncated or inconsistent page — paging past it
+    would skip records, so it is a ``bad_response`` (retried, then recorded on the sync state)."""
+    header = response.headers.get("Content-Range", "")
+    match = _CONTENT_RANGE.search(header)
+    if match is None:  # no header: only the body tells how far this answer went
+        return asked_start + len(records), None
+    first, last = int(match.group(1)), int(match.group(2))
+    total = None if match.group(3) == "*" else int(match.group(3))
+    returned = max(0, last - first + 1)
+    if (records and first != asked_start) or returned != len(records):
+        raise VendorError(
+            C.BAD_RESPONSE,
+            f"QRadar {path.split('?')[0]} answered a page whose Content-Range ({header}) does not match "
+            f"its {len(records)} items (asked from item {asked_start}); the page is treated as truncated",
+            status=response.status_code,
+            details={"reason": "inconsistent_page", "content_range": header, "items": len(records)},
+        )
+    return asked_start + len(records), total
+
+
 def _more(records: list[dict[str, Any]], size: int, start: int, total: int | None) -> bool:
     """Whether another page follows: the total says so when known (a console may answer fewer items
     than asked for); otherwise only a full page can have a successor."""
@@ -110,16 +138,27 @@ def _more(records: list[dict[str, Any]], size: int, start: int, total: int | Non
 
 @dataclass(frozen=True, slots=True)
 class OffensePosition:
-    """A keyset position in the (last_updated_time, id) order of offenses."""
+    """A keyset position in the (last_persisted_time, id) order of offenses.
 
-    last_updated_time: int
+    ``last_persisted_time`` is what every change moves — new events and an analyst's close,
+    assignment, follow-up or protect — while ``last_updated_time`` moves on events only: an offense
+    read while open and closed later is seen again only through the persisted time.
+    """
+
+    last_persisted_time: int
     id: int
 
     def filter(self) -> str:
-        t, i = self.last_updated_time, self.id
-        # The leading ">=" lets the console narrow on its last_updated_time index; the rest is the
-        # exact "after (t, id)" condition, so equal times are neither skipped nor re-read.
-        return f"last_updated_time >= {t} and (last_updated_time > {t} or id > {i})"
+        t, i = self.last_persisted_time, self.id
+        # The leading ">=" lets the console narrow on the persisted time; the rest is the exact
+        # "after (t, id)" condition, so equal times are neither skipped nor re-read.
+        return f"last_persisted_time >= {t} and (last_persisted_time > {t} or id > {i})"
+
+
+def persisted_time(raw: dict[str, Any]) -> int:
+    """An offense's position time: ``last_persisted_time`` (``last_updated_time`` if absent)."""
+    value = raw.get("last_persisted_time")
+    return int(value if value is not None else raw["last_updated_time"])
 
 
 class QRadarClient:
@@ -193,23 +232,36 @@ class QRadarClient:
         *,
         params: dict[str, Any] | None = None,
         key: str | None = None,
-    ) -> tuple[list[dict[str, Any]], int | None]:
-        """One ``Range: items=start-(start+size-1)`` page: (records, collection total or None).
+    ) -> tuple[list[dict[str, Any]], int, int | None]:
+        """One ``Range: items=start-(start+size-1)`` page: (records, where the next page starts,
+        collection total or None), checked against the answer's ``Content-Range``.
 
         ``key`` names the list inside an object body (Ariel results: ``events`` or ``flows``).
         """
-        response, body = await self.http.request_with_json(
-            "GET", path, params=params, headers={"Range": f"items={start}-{start + size - 1}"}
-        )
-        if key is not None and isinstance(body, dict):
-            body = body.get(key, body.get("flows") if key == "events" else None)
-        if not isinstance(body, list):
-            raise VendorError(
-                C.BAD_RESPONSE,
-                f"QRadar {path.split('?')[0]} did not answer a list",
-                status=response.status_code,
+        policy = self.http.retry
+        for attempt in range(1, policy.attempts + 1):
+            response, body = await self.http.request_with_json(
+                "GET", path, params=params, headers={"Range": f"items={start}-{start + size - 1}"}
             )
-        return body, content_range_total(response)
+            if key is not None and isinstance(body, dict):
+                body = body.get(key, body.get("flows") if key == "events" else None)
+            try:
+                if not isinstance(body, list):
+                    raise VendorError(
+                        C.BAD_RESPONSE,
+                        f"QRadar {path.split('?')[0]} did not answer a list",
+                        status=response.status_code,
+                    )
+                next_start, total = checked_page(path, response, body, start)
+            except VendorError as exc:
+                # Asked again, a console under load usually answers the whole page.
+                exc.details["attempts"] = attempt
+                if attempt >= policy.attempts:
+                    raise
+                await self._sleep(policy.backoff(attempt))
+                continue
+            return body, next_start, total
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def pages(
         self,
@@ -223,14 +275,13 @@ class QRadarClient:
         on this one (the console serves it while we normalise and publish)."""
         size = page_size or self.page_size
         start = 0
-        pending: asyncio.Task[tuple[list[dict[str, Any]], int | None]] | None = asyncio.ensure_future(
+        pending: asyncio.Task[tuple[list[dict[str, Any]], int, int | None]] | None = asyncio.ensure_future(
             self.get_page(path, start, size, params=params, key=key)
         )
         try:
             while pending is not None:
-                records, total = await pending
+                records, start, total = await pending
                 pending = None
-                start += len(records)
                 more = _more(records, size, start, total)
                 if more:
                     pending = asyncio.ensure_future(self.get_page(path, start, size, params=params, key=key))
@@ -252,18 +303,20 @@ class QRadarClient:
     async def offense_pages(
         self, after: OffensePosition, *, page_size: int | None = None, fields: str | None = OFFENSE_FIELDS
     ) -> AsyncIterator[list[dict[str, Any]]]:
-        """Offenses after ``after`` in (last_updated_time, id) order, page by page.
+        """Offenses after ``after`` in (last_persisted_time, id) order, page by page.
 
-        One keyset filter serves many Range pages (cheap for the console: one query, then slices).
-        Each page after the first starts one item early: that item must be the previous page's last
-        one. If it is not, an offense was updated meanwhile and left its place (updates move an
-        offense to the end of this order), so every later item shifted and offset paging would skip
-        one: paging restarts with a fresh keyset filter from the last offense seen. Nothing is
-        skipped, and the caller's cursor, the last offense of each page, only moves forward.
+        One keyset filter serves many Range pages (cheap for the console: one query, then slices);
+        each next Range starts where the console's ``Content-Range`` said the last answer ended (it
+        may hold fewer items than asked for). Each page after the first starts one item early: that
+        item must be the previous page's last one. If it is not, an offense changed meanwhile and
+        left its place (a change moves an offense to the end of this order), so every later item
+        shifted and offset paging would skip one: paging restarts with a fresh keyset filter from
+        the last offense seen. Nothing is skipped, and the caller's cursor, the last offense of each
+        page, only moves forward.
         """
         size = page_size or self.page_size
         position = after
-        params: dict[str, Any] = {"filter": position.filter(), "sort": "+last_updated_time,+id"}
+        params: dict[str, Any] = {"filter": position.filter(), "sort": "+last_persisted_time,+id"}
         if fields:
             params["fields"] = fields
         start = 0
@@ -279,7 +332,7 @@ class QRadarClient:
         pending: asyncio.Task[Any] | None = request(start, params)
         try:
             while pending is not None:
-                records, total = await pending
+                records, next_start, total = await pending
                 pending = None
                 if start > 0:
                     head = records[0] if records else None
@@ -287,17 +340,17 @@ class QRadarClient:
                         head is None
                         or last is None
                         or head.get("id") != last.get("id")
-                        or head.get("last_updated_time") != last.get("last_updated_time")
+                        or persisted_time(head) != persisted_time(last)
                     ):
                         # The order shifted under us: restart from the last offense handed out.
                         assert last is not None
-                        position = OffensePosition(int(last["last_updated_time"]), int(last["id"]))
+                        position = OffensePosition(persisted_time(last), int(last["id"]))
                         params = {**params, "filter": position.filter()}
                         start = 0
                         pending = request(start, params)
                         continue
                     records = records[1:]
-                start += len(records)
+                start = next_start
                 more = _more(records, size, start, total)
                 if more:
                     pending = request(start, params)
@@ -308,6 +361,10 @@ class QRadarClient:
             if pending is not None:
                 pending.cancel()
                 await asyncio.gather(pending, return_exceptions=True)
+
+    async def offense_notes(self, offense_id: int) -> list[dict[str, Any]]:
+        """The notes of one offense (``siem/offenses/{id}/notes``), every page."""
+        return await self.collection(f"siem/offenses/{int(offense_id)}/notes")
 
     async def closing_reasons(self) -> dict[int, str]:
         """Closing reason id → name, reserved and deleted ones included (old offenses cite them)."""

@@ -28,7 +28,10 @@ class Settings(ServiceSettings):
     offense_backfill_days: int = Field(
         default=0, ge=0, description="first sync: last N days of offenses; 0 = all"
     )
-    offense_overlap_ms: int = Field(default=0, ge=0, description="re-read this much before the cursor")
+    offense_overlap_ms: int = Field(
+        default=60_000, ge=0, description="re-read offenses persisted this long before the cursor"
+    )
+    offense_notes: bool = Field(default=True, description="read the notes of every synced offense")
     ariel_timeout_seconds: float = Field(
         default=120.0, gt=0, description="Ariel searches slower are cancelled"
     )

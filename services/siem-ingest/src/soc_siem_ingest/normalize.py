@@ -131,9 +131,30 @@ def log_source(
 
 
 # ---------------------------------------------------------------------------------------- offenses
-def offense(raw: Mapping[str, Any], *, closing_reasons: Mapping[int, str]) -> SiemOffense:
-    """An offense version; ``version`` is QRadar's ``last_updated_time`` (epoch ms)."""
+def offense_note(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """One ``siem/offenses/{id}/notes`` entry (validated with its offense)."""
+    created = ms_to_datetime(raw["create_time"])
+    if created is None:
+        raise ValueError("a note without create_time")
+    return {
+        "id": int(raw["id"]),
+        "text": str(raw.get("note_text") or ""),
+        "username": _opt_str(raw.get("username")),
+        "create_time": created,
+    }
+
+
+def offense(
+    raw: Mapping[str, Any],
+    *,
+    closing_reasons: Mapping[int, str],
+    notes: Sequence[Mapping[str, Any]] | None = None,
+) -> SiemOffense:
+    """An offense version; ``version`` is QRadar's ``last_persisted_time`` (epoch ms), which an
+    analyst's close or assignment moves too (``last_updated_time`` alone when a console omits it)."""
     last_updated = int(raw["last_updated_time"])
+    persisted_raw = raw.get("last_persisted_time")
+    persisted = int(persisted_raw) if persisted_raw is not None else None
     reason_id = _opt_int(raw.get("closing_reason_id"))
     start = ms_to_datetime(raw.get("start_time")) or ms_to_datetime(last_updated)
     return SiemOffense(
@@ -173,8 +194,14 @@ def offense(raw: Mapping[str, Any], *, closing_reasons: Mapping[int, str]) -> Si
         closing_user=_opt_str(raw.get("closing_user")),
         follow_up=bool(raw.get("follow_up", False)),
         protected=bool(raw.get("protected", False)),
-        version=last_updated,
+        last_persisted_time=ms_to_datetime(persisted) if persisted is not None else None,
+        notes=None if notes is None else sorted((offense_note(n) for n in notes), key=_note_order),  # type: ignore[misc]
+        version=max(last_updated, persisted) if persisted is not None else last_updated,
     )
+
+
+def _note_order(note: dict[str, Any]) -> tuple[datetime, int]:
+    return note["create_time"], note["id"]
 
 
 # ---------------------------------------------------------------------------- Ariel-computed data

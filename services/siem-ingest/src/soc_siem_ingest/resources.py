@@ -11,7 +11,7 @@ confirmed page.
 | log_source_types | 24 h | snapshot | siem.log_source_type.upserted |
 | log_source_groups | 1 h | snapshot | siem.log_source_group.upserted |
 | log_sources | 15 min | snapshot | siem.log_source.upserted |
-| offenses | the integration's polling interval | (last_updated_time, id) | siem.offense.upserted |
+| offenses | the integration's polling interval | (last_persisted_time, id) | siem.offense.upserted |
 | eps | 10 min | end of the last hour / day done | siem.eps.sampled |
 | metric.<family> | 10 min – 1 h | end of the last window done | siem.metric.sampled |
 """
@@ -30,6 +30,7 @@ from prometheus_client import Counter
 from pydantic import ValidationError
 from soc_shared.events import CloudEvent, Payload, make_event
 from soc_shared.sync import Page, Resource, SyncContext
+from soc_shared.vendor_http import VendorError, VendorErrorCategory
 
 from soc_siem_ingest import normalize
 from soc_siem_ingest.catalogue import (
@@ -41,7 +42,7 @@ from soc_siem_ingest.catalogue import (
     due_windows,
     render_eps,
 )
-from soc_siem_ingest.client import OffensePosition, QRadarClient
+from soc_siem_ingest.client import OffensePosition, QRadarClient, persisted_time
 
 T = TypeVar("T")
 
@@ -61,7 +62,9 @@ class SyncOptions:
     """Sync knobs: service defaults (env), overridable per integration through its ``settings``."""
 
     offense_backfill_days: int = 0
-    offense_overlap_ms: int = 0
+    offense_overlap_ms: int = 60_000
+    offense_notes: bool = True
+    """Read each synced offense's notes (one request per offense)."""
     ariel_timeout_seconds: float = 120.0
     metrics_settle_seconds: int = 300
     metrics_catch_up_windows: int = 24
@@ -76,6 +79,7 @@ class SyncOptions:
         return cls(
             offense_backfill_days=int(o.get("offense_backfill_days", settings.offense_backfill_days)),
             offense_overlap_ms=int(o.get("offense_overlap_ms", settings.offense_overlap_ms)),
+            offense_notes=bool(o.get("offense_notes", getattr(settings, "offense_notes", True))),
             ariel_timeout_seconds=float(o.get("ariel_timeout_seconds", settings.ariel_timeout_seconds)),
             metrics_settle_seconds=int(o.get("metrics_settle_seconds", settings.metrics_settle_seconds)),
             metrics_catch_up_windows=int(
@@ -114,24 +118,51 @@ def _event(
     )
 
 
+class Rejects:
+    """Records of a run that could not be normalised. A snapshot resource publishes the others and
+    then fails the run with a ``bad_response`` naming them, so the integration's sync health shows
+    the vendor's bad data instead of a record silently missing."""
+
+    def __init__(self, resource: str) -> None:
+        self.resource = resource
+        self.ids: list[str] = []
+        self.reason = ""
+
+    def add(self, raw: Any, exc: Exception) -> None:
+        REJECTED.labels(self.resource).inc()
+        record_id = str(raw.get("id") if isinstance(raw, dict) else "?")
+        self.ids.append(record_id)
+        self.reason = self.reason or f"{type(exc).__name__}: {str(exc)[:200]}"
+        logger.error("QRadar {} record {} cannot be normalised ({})", self.resource, record_id, self.reason)
+
+    def raise_if_any(self) -> None:
+        if self.ids:
+            shown = ", ".join(self.ids[:10]) + (" …" if len(self.ids) > 10 else "")
+            raise VendorError(
+                VendorErrorCategory.BAD_RESPONSE,
+                f"QRadar answered {len(self.ids)} {self.resource} record(s) that cannot be read "
+                f"(ids {shown}): {self.reason}",
+                retryable=False,
+                details={"reason": "unreadable_record", "resource": self.resource, "ids": self.ids[:50]},
+            )
+
+
 def _normalised(
-    resource: str, records: Iterable[dict[str, Any]], convert: Callable[[dict[str, Any]], T]
+    resource: str,
+    records: Iterable[dict[str, Any]],
+    convert: Callable[[dict[str, Any]], T],
+    rejects: Rejects | None = None,
 ) -> list[T]:
     """Convert every record; one that cannot be converted (a console bug, a field of the wrong type)
-    is logged and skipped instead of stopping the stream behind it forever."""
+    is recorded in ``rejects`` (the run then ends as a ``bad_response``) instead of stopping the
+    records behind it."""
+    rejects = rejects or Rejects(resource)
     out: list[T] = []
     for raw in records:
         try:
             out.append(convert(raw))
         except (KeyError, TypeError, ValueError, ValidationError) as exc:
-            REJECTED.labels(resource).inc()
-            logger.error(
-                "QRadar {} record {} skipped: cannot normalise ({}: {})",
-                resource,
-                raw.get("id") if isinstance(raw, dict) else "?",
-                type(exc).__name__,
-                str(exc)[:200],
-            )
+            rejects.add(raw, exc)
     return out
 
 
@@ -173,16 +204,19 @@ async def _active_domain_ids(client: QRadarClient) -> list[int]:
 # --------------------------------------------------------------------------- reference snapshots
 async def fetch_domains(ctx: SyncContext, cursor: dict[str, Any] | None) -> AsyncIterator[Page]:
     client: QRadarClient = ctx.client
+    rejects = Rejects("domains")
     async for raw_page in client.pages(DOMAINS):
         events = [
             _event(ctx, "siem.domain.upserted", d, str(d.domain_id), vendor_tenant=d.domain_id)
-            for d in _normalised("domains", raw_page, normalize.domain)
+            for d in _normalised("domains", raw_page, normalize.domain, rejects)
         ]
         yield Page(events=events, cursor=None)
+    rejects.raise_if_any()
 
 
 async def fetch_event_collectors(ctx: SyncContext, cursor: dict[str, Any] | None) -> AsyncIterator[Page]:
     client: QRadarClient = ctx.client
+    rejects = Rejects("event_collectors")
     _, _, collector_domain = await _domain_membership(client)
     async for raw_page in client.pages(EVENT_COLLECTORS):
         events = [
@@ -193,34 +227,40 @@ async def fetch_event_collectors(ctx: SyncContext, cursor: dict[str, Any] | None
                 str(c.collector_id),
                 vendor_tenant=collector_domain.get(c.collector_id),
             )
-            for c in _normalised("event_collectors", raw_page, normalize.event_collector)
+            for c in _normalised("event_collectors", raw_page, normalize.event_collector, rejects)
         ]
         yield Page(events=events, cursor=None)
+    rejects.raise_if_any()
 
 
 async def fetch_log_source_types(ctx: SyncContext, cursor: dict[str, Any] | None) -> AsyncIterator[Page]:
     client: QRadarClient = ctx.client
+    rejects = Rejects("log_source_types")
     async for raw_page in client.pages(LOG_SOURCE_TYPES, params={"fields": "id,name,version"}):
         events = [
             _event(ctx, "siem.log_source_type.upserted", t, str(t.type_id))
-            for t in _normalised("log_source_types", raw_page, normalize.log_source_type)
+            for t in _normalised("log_source_types", raw_page, normalize.log_source_type, rejects)
         ]
         yield Page(events=events, cursor=None)
+    rejects.raise_if_any()
 
 
 async def fetch_log_source_groups(ctx: SyncContext, cursor: dict[str, Any] | None) -> AsyncIterator[Page]:
     client: QRadarClient = ctx.client
+    rejects = Rejects("log_source_groups")
     async for raw_page in client.pages(LOG_SOURCE_GROUPS):
         events = [
             _event(ctx, "siem.log_source_group.upserted", g, str(g.group_id))
-            for g in _normalised("log_source_groups", raw_page, normalize.log_source_group)
+            for g in _normalised("log_source_groups", raw_page, normalize.log_source_group, rejects)
         ]
         yield Page(events=events, cursor=None)
+    rejects.raise_if_any()
 
 
 async def fetch_log_sources(ctx: SyncContext, cursor: dict[str, Any] | None) -> AsyncIterator[Page]:
     """Log sources (the seed's assets), with the type name and the domain resolved once per run."""
     client: QRadarClient = ctx.client
+    rejects = Rejects("log_sources")
     types = await client.collection(LOG_SOURCE_TYPES, params={"fields": "id,name"})
     type_names = {int(t["id"]): str(t.get("name") or "") for t in types}
     _, domain_of, _ = await _domain_membership(client)
@@ -228,49 +268,112 @@ async def fetch_log_sources(ctx: SyncContext, cursor: dict[str, Any] | None) -> 
     async for raw_page in client.pages(LOG_SOURCES):
         events = [
             _event(ctx, "siem.log_source.upserted", s, str(s.log_source_id), vendor_tenant=s.domain_id)
-            for s in _normalised("log_sources", raw_page, convert)
+            for s in _normalised("log_sources", raw_page, convert, rejects)
         ]
         yield Page(events=events, cursor=None)
+    rejects.raise_if_any()
 
 
 # ---------------------------------------------------------------------------------------- offenses
 def offense_start(cursor: Mapping[str, Any] | None, options: SyncOptions, now_ms: int) -> OffensePosition:
-    """Where this run starts: after the cursor (less the overlap), or at the backfill horizon."""
-    if cursor and cursor.get("last_updated_time") is not None:
-        position = OffensePosition(int(cursor["last_updated_time"]), int(cursor.get("id") or 0))
+    """Where this run starts: after the cursor less the overlap window, or at the backfill horizon.
+
+    The overlap re-reads offenses persisted shortly before the cursor: a console stamps
+    ``last_persisted_time`` when it persists, and a change persisted a moment after another may
+    carry a slightly earlier time. Re-read versions carry the same event id (version = persisted
+    time), so consumers recognise them.
+    """
+    if cursor and cursor.get("last_persisted_time") is not None:
+        position = OffensePosition(int(cursor["last_persisted_time"]), int(cursor.get("id") or 0))
         if options.offense_overlap_ms:
-            position = OffensePosition(position.last_updated_time - options.offense_overlap_ms, -1)
+            position = OffensePosition(position.last_persisted_time - options.offense_overlap_ms, -1)
         return position
+    if cursor and cursor.get("last_updated_time") is not None:
+        # A cursor from the last_updated_time era: persisted >= updated, so start from there.
+        return OffensePosition(int(cursor["last_updated_time"]) - max(options.offense_overlap_ms, 0), -1)
     since = now_ms - options.offense_backfill_days * DAY_MS if options.offense_backfill_days else 0
     return OffensePosition(since - 1, -1)
 
 
+def _later(cursor: Mapping[str, Any] | None, position: tuple[int, int]) -> dict[str, int]:
+    """The cursor after a page: never behind the saved one (an overlap re-reads older offenses)."""
+    if cursor and cursor.get("last_persisted_time") is not None:
+        saved = (int(cursor["last_persisted_time"]), int(cursor.get("id") or 0))
+        position = max(saved, position)
+    return {"last_persisted_time": position[0], "id": position[1]}
+
+
 async def fetch_offenses(ctx: SyncContext, cursor: dict[str, Any] | None) -> AsyncIterator[Page]:
-    """Offenses incrementally by (last_updated_time, id): every update or closure is a new version."""
+    """Offenses incrementally by (last_persisted_time, id): new events and an analyst's close,
+    assignment, follow-up or protect each arrive as a new version, with the offense's notes.
+
+    An offense that cannot be read stops the run right before it (bad_response on the sync state):
+    the offenses in front of it are published and the cursor stays at the last of them, so it is
+    neither skipped nor lost, and the run is retried with the scheduler's backoff.
+    """
     client: QRadarClient = ctx.client
+    options = _options(ctx)
     reasons = await client.closing_reasons()
     refreshed = False
-    position = offense_start(cursor, _options(ctx), _now_ms())
-
-    def convert(raw: dict[str, Any]) -> CloudEvent:
-        o = normalize.offense(raw, closing_reasons=reasons)
-        return _event(
-            ctx, "siem.offense.upserted", o, str(o.offense_id), version=o.version, vendor_tenant=o.domain_id
-        )
+    position = offense_start(cursor, options, _now_ms())
 
     async for raw_page in client.offense_pages(position):
         if not refreshed and any(
-            r.get("closing_reason_id") is not None and int(r["closing_reason_id"]) not in reasons
+            isinstance(r, dict)
+            and r.get("closing_reason_id") is not None
+            and str(r["closing_reason_id"]).isdigit()
+            and int(r["closing_reason_id"]) not in reasons
             for r in raw_page
         ):
             reasons = await client.closing_reasons()  # a reason created since the run began
             refreshed = True
-        last = raw_page[-1]
-        yield Page(
-            events=_normalised("offenses", raw_page, convert),
-            cursor={"last_updated_time": int(last["last_updated_time"]), "id": int(last["id"])},
-            records=len(raw_page),
-        )
+        notes: list[list[dict[str, Any]] | None] = [None] * len(raw_page)
+        if options.offense_notes:
+            notes = list(
+                await _gather_all(
+                    client.offense_notes(int(r["id"])) if _has_id(r) else _no_notes() for r in raw_page
+                )
+            )
+        events: list[CloudEvent] = []
+        last: tuple[int, int] | None = None
+        for raw, offense_notes in zip(raw_page, notes, strict=True):
+            try:
+                o = normalize.offense(raw, closing_reasons=reasons, notes=offense_notes)
+                here = (persisted_time(raw), int(raw["id"]))
+            except (KeyError, TypeError, ValueError, ValidationError) as exc:
+                REJECTED.labels("offenses").inc()
+                if events and last is not None:
+                    yield Page(events=events, cursor=_later(cursor, last), records=len(events))
+                record_id = raw.get("id") if isinstance(raw, dict) else "?"
+                raise VendorError(
+                    VendorErrorCategory.BAD_RESPONSE,
+                    f"QRadar answered offense {record_id} in a form that cannot be read "
+                    f"({type(exc).__name__}: {str(exc)[:200]}); sync stays before it until it can",
+                    retryable=False,
+                    details={"reason": "unreadable_record", "resource": "offenses", "id": record_id},
+                ) from exc
+            events.append(
+                _event(
+                    ctx,
+                    "siem.offense.upserted",
+                    o,
+                    str(o.offense_id),
+                    version=o.version,
+                    vendor_tenant=o.domain_id,
+                )
+            )
+            last = here
+        if last is not None:
+            cursor = _later(cursor, last)
+            yield Page(events=events, cursor=cursor, records=len(events))
+
+
+def _has_id(raw: Any) -> bool:
+    return isinstance(raw, dict) and isinstance(raw.get("id"), int)
+
+
+async def _no_notes() -> None:
+    return None
 
 
 # ----------------------------------------------------------------------------- Ariel-computed data
@@ -372,7 +475,9 @@ RESOURCES: list[Resource] = [
     Resource("log_source_types", 86_400, fetch_log_source_types, "log source types"),
     Resource("log_source_groups", 3600, fetch_log_source_groups, "log source groups"),
     Resource("log_sources", 900, fetch_log_sources, "log sources (the seed's assets)"),
-    Resource("offenses", 60, fetch_offenses, "offenses, incrementally by last_updated_time"),
+    Resource(
+        "offenses", 60, fetch_offenses, "offenses with their notes, incrementally by last_persisted_time"
+    ),
     Resource("eps", 600, fetch_eps, "EPS per domain, hourly and daily (Ariel)"),
     *(
         Resource(f.resource, CHECK_SECONDS[f.step], partial(fetch_metric, f), f.description)

@@ -305,6 +305,8 @@ def offense_row(e: CloudEvent, p: SiemOffense) -> Row:
         p.protected,
         p.version,
         e.id,
+        p.last_persisted_time,
+        None if p.notes is None else models_json(p.notes),
     )
 
 
@@ -602,6 +604,8 @@ OFFENSE = Target(
         "protected",
         "version",
         "event_id",
+        "last_persisted_time",
+        "notes",
     ),
     offense_row,
     rollup_columns=("domain_id", "start_time", "severity", "status", "categories"),

@@ -178,6 +178,8 @@ qradar_offense = _t(
     sa.Column("version", sa.BigInteger),
     sa.Column("event_id", sa.Text),
     sa.Column("updated_at", TS),
+    sa.Column("last_persisted_time", TS),
+    sa.Column("notes", JSONB),
 )
 eps_sample = _t(
     "eps_sample",
