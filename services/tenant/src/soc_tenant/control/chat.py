@@ -33,6 +33,7 @@ from soc_tenant.control.deps import (
 )
 from soc_tenant.control.live import CLOSE_TOKEN_EXPIRED, Subscriber, dumps
 from soc_tenant.control.models import Strict, storable
+from soc_tenant.control.responses import AdminUnread, ChatMessage, MessagesSeen, Page, TenantUnread
 from soc_tenant.control.tables import chat_message, company
 
 router = APIRouter(tags=["chat"])
@@ -154,7 +155,7 @@ async def mark_seen(tx: Tx, company_id: uuid.UUID, up_to_id: int | None, up_to: 
 
 
 # --- REST ------------------------------------------------------------------------------------------
-@router.get("/tenant/chat/messages/")
+@router.get("/tenant/chat/messages/", response_model=Page[ChatMessage])
 async def list_messages(
     tx: ControlTx,
     principal: Person,
@@ -178,20 +179,20 @@ async def list_messages(
     return page([dict(r) for r in rows], total, paging)
 
 
-@router.post("/tenant/chat/messages/", status_code=201)
+@router.post("/tenant/chat/messages/", status_code=201, response_model=ChatMessage)
 async def post_message_route(tx: ControlTx, principal: UserWriter, body: MessageIn) -> dict[str, Any]:
     cid = _company_for(principal, body.company_id, ["body", "company_id"])
     return await post_message(tx, cid, body.body)
 
 
-@router.post("/tenant/chat/messages/seen/")
+@router.post("/tenant/chat/messages/seen/", response_model=MessagesSeen)
 async def seen_route(tx: ControlTx, principal: UserWriter, body: SeenIn) -> dict[str, Any]:
     """Marks the other side's messages as seen by the caller's side (tenant users or admins)."""
     cid = _company_for(principal, body.company_id, ["body", "company_id"])
     return {"company_id": str(cid), "marked": await mark_seen(tx, cid, body.up_to_id, body.up_to)}
 
 
-@router.get("/tenant/chat/unread/")
+@router.get("/tenant/chat/unread/", response_model=TenantUnread | AdminUnread)
 async def unread(tx: ControlTx, principal: Person, company_id: uuid.UUID | None = None) -> dict[str, Any]:
     """Tenant users: the admins' messages they have not seen. Admins: per company, the tenants' messages
     no admin has seen."""

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Query, Request, Response
+from soc_shared.api import file_responses
 from soc_shared.errors import ApiError
 from soc_shared.events import CompanyChanged, DirectoryGroupRole
 from sqlalchemy.exc import IntegrityError
@@ -43,6 +44,14 @@ from soc_tenant.control.models import (
     Strict,
     TenantRole,
     storable,
+)
+from soc_tenant.control.responses import (
+    Company,
+    CompanyDetail,
+    DirectoryGroup,
+    NameAvailability,
+    Page,
+    PictureStored,
 )
 from soc_tenant.control.tables import (
     company,
@@ -447,7 +456,7 @@ SORTS = {
 }
 
 
-@router.get("/admin/companies/")
+@router.get("/admin/companies/", response_model=Page[Company])
 async def list_companies(
     tx: ControlTx,
     principal: ManagerReader,
@@ -491,7 +500,7 @@ def _like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-@router.get("/admin/companies/name-available/")
+@router.get("/admin/companies/name-available/", response_model=NameAvailability)
 async def company_name_available(
     tx: ControlTx,
     principal: AdminReader,
@@ -505,7 +514,7 @@ async def company_name_available(
     return {"name": clean, "available": not await name_taken(tx.session, clean)}
 
 
-@router.post("/admin/companies/", status_code=201)
+@router.post("/admin/companies/", status_code=201, response_model=CompanyDetail)
 async def create_company_route(tx: ControlTx, principal: AdminWriter, body: CompanyCreate) -> dict[str, Any]:
     company_id = await create_company(tx, body)
     return await company_detail(tx.session, company_id)
@@ -517,12 +526,12 @@ async def company_detail(session: AsyncSession, company_id: uuid.UUID) -> dict[s
     return view
 
 
-@router.get("/admin/companies/{company_id}/")
+@router.get("/admin/companies/{company_id}/", response_model=CompanyDetail)
 async def get_company_route(tx: ControlTx, principal: ManagerReader, company_id: CompanyId) -> dict[str, Any]:
     return await company_detail(tx.session, scoped_company(principal, company_id))
 
 
-@router.put("/admin/companies/{company_id}/")
+@router.put("/admin/companies/{company_id}/", response_model=CompanyDetail)
 async def update_company_route(
     tx: ControlTx, principal: ManagerWriter, company_id: CompanyId, body: CompanyUpdate
 ) -> dict[str, Any]:
@@ -537,7 +546,7 @@ async def delete_company_route(tx: ControlTx, principal: AdminWriter, company_id
     return Response(status_code=204)
 
 
-@router.get("/admin/companies/{company_id}/directory-groups/")
+@router.get("/admin/companies/{company_id}/directory-groups/", response_model=Page[DirectoryGroup])
 async def get_directory_groups(
     tx: ControlTx, principal: ManagerReader, company_id: CompanyId
 ) -> dict[str, Any]:
@@ -546,7 +555,7 @@ async def get_directory_groups(
     return full_list(await directory_groups_of(tx.session, company_id))
 
 
-@router.put("/admin/companies/{company_id}/directory-groups/")
+@router.put("/admin/companies/{company_id}/directory-groups/", response_model=Page[DirectoryGroup])
 async def put_directory_groups(
     tx: ControlTx, principal: AdminWriter, company_id: CompanyId, body: DirectoryGroupsIn
 ) -> dict[str, Any]:
@@ -556,7 +565,7 @@ async def put_directory_groups(
     return full_list(await directory_groups_of(tx.session, company_id))
 
 
-@router.post("/admin/companies/{company_id}/picture/")
+@router.post("/admin/companies/{company_id}/picture/", response_model=PictureStored)
 async def upload_picture(
     request: Request, tx: ControlTx, principal: ManagerWriter, company_id: CompanyId
 ) -> dict[str, Any]:
@@ -591,7 +600,11 @@ async def upload_picture(
     }
 
 
-@router.get("/admin/companies/{company_id}/picture/", response_model=None)
+@router.get(
+    "/admin/companies/{company_id}/picture/",
+    response_class=Response,
+    responses=file_responses("image/png", "image/jpeg", "image/webp", description="The picture."),
+)
 async def get_picture(tx: ControlTx, principal: ManagerReader, company_id: CompanyId) -> Response:
     company_id = scoped_company(principal, company_id)
     row = (

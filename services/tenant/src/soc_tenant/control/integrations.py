@@ -48,6 +48,15 @@ from soc_tenant.control.deps import (
 )
 from soc_tenant.control.models import SearchText, Strict, text
 from soc_tenant.control.options import options
+from soc_tenant.control.responses import (
+    Choice,
+    ConnectionTest,
+    Integration,
+    IntegrationInstances,
+    IntegrationTypeInfo,
+    Page,
+    SyncScheduled,
+)
 from soc_tenant.control.tables import (
     company,
     integration,
@@ -710,18 +719,18 @@ async def start_consumer(app: FastAPI) -> BatchConsumer:
 
 
 # --- routes ----------------------------------------------------------------------------------------
-@router.get("/integration/types/")
+@router.get("/integration/types/", response_model=Page[IntegrationTypeInfo])
 async def integration_types(principal: AdminReader) -> dict[str, Any]:
     """Types, subtypes, the credential kinds each accepts and their fields (which are secret)."""
     return full_list(types_view())
 
 
-@router.get("/integration/credential-types/")
+@router.get("/integration/credential-types/", response_model=Page[Choice])
 async def credential_types(principal: AdminReader) -> dict[str, Any]:
     return full_list([{"value": k, "label": v} for k, v in CREDENTIAL_KIND_LABELS.items()])
 
 
-@router.get("/integration/instances/")
+@router.get("/integration/instances/", response_model=Page[IntegrationInstances])
 async def integration_instances(
     tx: ControlTx,
     principal: AdminReader,
@@ -760,7 +769,7 @@ async def integration_instances(
     return full_list(list(groups.values()))
 
 
-@router.get("/integration/")
+@router.get("/integration/", response_model=Page[Integration])
 async def list_integrations(
     tx: ControlTx,
     principal: AdminReader,
@@ -806,7 +815,7 @@ async def list_integrations(
     return page([integration_view(r, reports.get(str(r["id"]), [])) for r in rows], total, paging)
 
 
-@router.post("/integration/", status_code=201)
+@router.post("/integration/", status_code=201, response_model=Integration)
 async def create_integration_route(
     tx: ControlTx, principal: AdminWriter, body: IntegrationCreate
 ) -> dict[str, Any]:
@@ -814,7 +823,7 @@ async def create_integration_route(
     return integration_view(await get_row(tx.session, integration_id), [])
 
 
-@router.post("/integration/test-connection/")
+@router.post("/integration/test-connection/", response_model=ConnectionTest)
 async def test_connection_route(
     tx: ControlTx, principal: AdminWriter, body: TestConnectionBody
 ) -> dict[str, Any]:
@@ -825,7 +834,7 @@ async def test_connection_route(
     return await test_connection(tx, body)
 
 
-@router.get("/integration/{integration_id}/")
+@router.get("/integration/{integration_id}/", response_model=Integration)
 async def get_integration_route(
     tx: ControlTx, principal: AdminReader, integration_id: uuid.UUID
 ) -> dict[str, Any]:
@@ -835,7 +844,7 @@ async def get_integration_route(
     )
 
 
-@router.put("/integration/{integration_id}/")
+@router.put("/integration/{integration_id}/", response_model=Integration)
 async def update_integration_route(
     tx: ControlTx, principal: AdminWriter, integration_id: uuid.UUID, body: IntegrationUpdate
 ) -> dict[str, Any]:
@@ -843,7 +852,7 @@ async def update_integration_route(
     return await get_integration_route(tx, principal, integration_id)
 
 
-@router.put("/integration/{integration_id}/credentials/")
+@router.put("/integration/{integration_id}/credentials/", response_model=Integration)
 async def rotate_credentials_route(
     tx: ControlTx, principal: AdminWriter, integration_id: uuid.UUID, body: CredentialsRotate
 ) -> dict[str, Any]:
@@ -859,7 +868,7 @@ async def delete_integration_route(
     return Response(status_code=204)
 
 
-@router.post("/integration/{integration_id}/test-connection/")
+@router.post("/integration/{integration_id}/test-connection/", response_model=ConnectionTest)
 async def test_saved_connection_route(
     tx: ControlTx, principal: AdminWriter, integration_id: uuid.UUID
 ) -> dict[str, Any]:
@@ -893,7 +902,7 @@ async def sync_now(
     }
 
 
-@router.post("/admin/integrations/{integration_id}/sync-now/")
+@router.post("/admin/integrations/{integration_id}/sync-now/", response_model=SyncScheduled)
 async def sync_now_route(
     tx: ControlTx, principal: AdminWriter, integration_id: uuid.UUID, body: SyncNowBody | None = None
 ) -> dict[str, Any]:
@@ -921,6 +930,7 @@ for _path, _subtype in (
         _vendor_sync(_subtype),
         methods=["POST"],
         name=f"sync_{_path.replace('-', '_')}",
+        response_model=SyncScheduled,
         tags=["integrations"],
     )
 

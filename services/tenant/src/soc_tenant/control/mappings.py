@@ -17,12 +17,14 @@ from typing import Annotated, Any
 import sqlalchemy as sa
 from fastapi import APIRouter, Response
 from pydantic import Field
+from soc_shared.api import ApiModel
 from soc_shared.errors import ApiError
 from sqlalchemy.exc import DBAPIError, IntegrityError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from soc_tenant.control.deps import AdminReader, AdminWriter, ControlTx, Paging, Tx, invalid, not_found, page
 from soc_tenant.control.models import Strict, VolumeType, text
+from soc_tenant.control.responses import ItsmMapping, Page, QradarMapping, SoarMapping
 from soc_tenant.control.tables import (
     company,
     integration,
@@ -367,7 +369,9 @@ async def mappings_of_company(
 
 
 # --- routes ----------------------------------------------------------------------------------------
-def _routes(kind: MappingKind, body_model: type[Strict], update_model: type[Strict]) -> None:
+def _routes(
+    kind: MappingKind, body_model: type[Strict], update_model: type[Strict], view_model: type[ApiModel]
+) -> None:
     base = f"/admin/mappings/{kind.name}/"
 
     async def list_route(
@@ -404,15 +408,38 @@ def _routes(kind: MappingKind, body_model: type[Strict], update_model: type[Stri
     create_route.__annotations__["body"] = body_model
     update_route.__annotations__["body"] = update_model
     tag = ["mappings"]
-    router.add_api_route(base, list_route, methods=["GET"], name=f"list_{kind.name}_mappings", tags=tag)
     router.add_api_route(
-        base, create_route, methods=["POST"], status_code=201, name=f"create_{kind.name}_mapping", tags=tag
+        base,
+        list_route,
+        methods=["GET"],
+        name=f"list_{kind.name}_mappings",
+        tags=tag,
+        response_model=Page[view_model],  # type: ignore[valid-type]
     )
     router.add_api_route(
-        base + "{mapping_id}/", get_route, methods=["GET"], name=f"get_{kind.name}_mapping", tags=tag
+        base,
+        create_route,
+        methods=["POST"],
+        status_code=201,
+        name=f"create_{kind.name}_mapping",
+        tags=tag,
+        response_model=view_model,
     )
     router.add_api_route(
-        base + "{mapping_id}/", update_route, methods=["PUT"], name=f"update_{kind.name}_mapping", tags=tag
+        base + "{mapping_id}/",
+        get_route,
+        methods=["GET"],
+        name=f"get_{kind.name}_mapping",
+        tags=tag,
+        response_model=view_model,
+    )
+    router.add_api_route(
+        base + "{mapping_id}/",
+        update_route,
+        methods=["PUT"],
+        name=f"update_{kind.name}_mapping",
+        tags=tag,
+        response_model=view_model,
     )
     router.add_api_route(
         base + "{mapping_id}/",
@@ -425,6 +452,6 @@ def _routes(kind: MappingKind, body_model: type[Strict], update_model: type[Stri
     )
 
 
-_routes(QRADAR, QradarMappingIn, QradarMappingUpdate)
-_routes(SOAR, SoarMappingIn, MappingUpdate)
-_routes(ITSM, ItsmMappingIn, MappingUpdate)
+_routes(QRADAR, QradarMappingIn, QradarMappingUpdate, QradarMapping)
+_routes(SOAR, SoarMappingIn, MappingUpdate, SoarMapping)
+_routes(ITSM, ItsmMappingIn, MappingUpdate, ItsmMapping)

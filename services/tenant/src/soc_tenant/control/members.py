@@ -50,6 +50,7 @@ from soc_tenant.control.models import (
     Username,
     choices,
 )
+from soc_tenant.control.responses import Choice, Member, Page, RoleChoice, WhoAmI
 from soc_tenant.control.tables import company, directory_group, tenant_member
 
 router = APIRouter(tags=["tenant users"])
@@ -230,7 +231,7 @@ def auth_changes(body: MemberUpdate) -> dict[str, Any]:
 
 
 # --- routes ----------------------------------------------------------------------------------------
-@router.get("/admin/companies/{company_id}/users/")
+@router.get("/admin/companies/{company_id}/users/", response_model=Page[Member])
 async def list_members(
     tx: ControlTx,
     principal: ManagerReader,
@@ -266,7 +267,7 @@ async def list_members(
     return page([member_view(r) for r in rows], total, paging)
 
 
-@router.post("/admin/companies/{company_id}/users/", status_code=201)
+@router.post("/admin/companies/{company_id}/users/", status_code=201, response_model=Member)
 async def create_member_route(
     tx: ControlTx, principal: ManagerWriter, company_id: CompanyId, body: MemberCreate
 ) -> dict[str, Any]:
@@ -282,7 +283,7 @@ async def create_member_route(
         raise
 
 
-@router.get("/admin/companies/{company_id}/users/{user_id}/")
+@router.get("/admin/companies/{company_id}/users/{user_id}/", response_model=Member)
 async def get_member_route(
     tx: ControlTx, principal: ManagerReader, company_id: CompanyId, user_id: UserId
 ) -> dict[str, Any]:
@@ -290,7 +291,7 @@ async def get_member_route(
     return member_view(await get_member(tx.session, company_id, user_id))
 
 
-@router.put("/admin/companies/{company_id}/users/{user_id}/")
+@router.put("/admin/companies/{company_id}/users/{user_id}/", response_model=Member)
 async def update_member_route(
     tx: ControlTx, principal: ManagerWriter, company_id: CompanyId, user_id: UserId, body: MemberUpdate
 ) -> dict[str, Any]:
@@ -352,7 +353,7 @@ async def delete_member_route(
     return Response(status_code=204)
 
 
-@router.get("/tenant/")
+@router.get("/tenant/", response_model=WhoAmI)
 async def who_am_i(
     tx: ControlTx,
     principal: Person,
@@ -402,12 +403,12 @@ async def who_am_i(
     }
 
 
-@router.get("/tenant/permission-choices/")
+@router.get("/tenant/permission-choices/", response_model=Page[Choice])
 async def permission_choices(principal: Person) -> dict[str, Any]:
     return full_list(choices(PERMISSION_LABELS))
 
 
-@router.get("/tenant/role-choices/")
+@router.get("/tenant/role-choices/", response_model=Page[RoleChoice])
 async def role_choices(principal: Person) -> dict[str, Any]:
     return full_list(
         [

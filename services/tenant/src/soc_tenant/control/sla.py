@@ -30,6 +30,7 @@ from soc_tenant.control.deps import (
     scoped_company,
 )
 from soc_tenant.control.models import SlaLevel, Strict, text
+from soc_tenant.control.responses import CompanySla, Page, SlaLevelTargets
 from soc_tenant.control.tables import company, integration, sla_company, sla_default
 
 router = APIRouter(tags=["sla"])
@@ -188,12 +189,12 @@ def _defaults_view(defaults: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: v for k, v in row.items()} for row in defaults.values()]
 
 
-@router.get("/admin/sla/defaults/")
+@router.get("/admin/sla/defaults/", response_model=Page[SlaLevelTargets])
 async def get_defaults(tx: ControlTx, principal: ManagerReader) -> dict[str, Any]:
     return full_list(_defaults_view(await load_defaults(tx.session)))
 
 
-@router.put("/admin/sla/defaults/")
+@router.put("/admin/sla/defaults/", response_model=Page[SlaLevelTargets])
 async def put_defaults(tx: ControlTx, principal: AdminWriter, body: SlaDefaultsIn) -> dict[str, Any]:
     levels = [i.level for i in body.items]
     if len(set(levels)) != len(levels):
@@ -280,12 +281,12 @@ async def replace_overrides(
         )
 
 
-@router.get("/admin/companies/{company_id}/sla/")
+@router.get("/admin/companies/{company_id}/sla/", response_model=CompanySla)
 async def get_company_sla(tx: ControlTx, principal: ManagerReader, company_id: CompanyId) -> dict[str, Any]:
     return await company_sla_view(tx.session, scoped_company(principal, company_id))
 
 
-@router.put("/admin/companies/{company_id}/sla/")
+@router.put("/admin/companies/{company_id}/sla/", response_model=CompanySla)
 async def put_company_sla(
     tx: ControlTx, principal: AdminWriter, company_id: CompanyId, body: CompanySlaIn
 ) -> dict[str, Any]:

@@ -66,6 +66,16 @@ from soc_tenant.control.models import (
     choices,
     text,
 )
+from soc_tenant.control.responses import (
+    ApiVersion,
+    Choice,
+    Company,
+    CompanyTools,
+    Page,
+    SlaLevelChoice,
+    TenantDetail,
+    TenantListItem,
+)
 from soc_tenant.control.sla import CompanySlaIn, company_sla_view, load_defaults, replace_overrides
 from soc_tenant.control.tables import (
     company,
@@ -266,7 +276,7 @@ async def _tenant_list(tx: Tx, paging: Any, *, inactive: bool, q: str | None) ->
 
 
 # --- routes ----------------------------------------------------------------------------------------
-@router.post("/admin/tenants/", status_code=201)
+@router.post("/admin/tenants/", status_code=201, response_model=TenantDetail)
 async def create_tenant_route(tx: ControlTx, principal: AdminWriter, body: TenantCreate) -> dict[str, Any]:
     """Company, users (created by auth), mappings with contracted volumes, SLA and threat intelligence
     in one step: our side is one transaction; users auth created for a tenant that then fails are
@@ -281,14 +291,14 @@ async def create_tenant_route(tx: ControlTx, principal: AdminWriter, body: Tenan
         raise
 
 
-@router.get("/admin/tenants/")
+@router.get("/admin/tenants/", response_model=Page[TenantListItem])
 async def list_tenants(
     tx: ControlTx, principal: AdminReader, paging: Paging, q: SearchText = None
 ) -> dict[str, Any]:
     return await _tenant_list(tx, paging, inactive=False, q=q)
 
 
-@router.get("/admin/tenants/inactive/")
+@router.get("/admin/tenants/inactive/", response_model=Page[TenantListItem])
 async def list_inactive_tenants(
     tx: ControlTx, principal: AdminReader, paging: Paging, q: SearchText = None
 ) -> dict[str, Any]:
@@ -296,14 +306,14 @@ async def list_inactive_tenants(
     return await _tenant_list(tx, paging, inactive=True, q=q)
 
 
-@router.get("/admin/tenants/{company_id}/")
+@router.get("/admin/tenants/{company_id}/", response_model=TenantDetail)
 async def get_tenant(tx: ControlTx, principal: ManagerReader, company_id: CompanyId) -> dict[str, Any]:
     company_id = scoped_company(principal, company_id)
     await get_company_row(tx.session, company_id)
     return await tenant_detail(tx.session, company_id)
 
 
-@router.put("/admin/tenants/{company_id}/")
+@router.put("/admin/tenants/{company_id}/", response_model=TenantDetail)
 async def update_tenant(
     tx: ControlTx, principal: AdminWriter, company_id: CompanyId, body: TenantUpdate
 ) -> dict[str, Any]:
@@ -315,13 +325,13 @@ async def update_tenant(
     return await tenant_detail(tx.session, company_id)
 
 
-@router.post("/admin/tenants/{company_id}/inactivate/")
+@router.post("/admin/tenants/{company_id}/inactivate/", response_model=Company)
 async def inactivate_tenant(tx: ControlTx, principal: AdminWriter, company_id: CompanyId) -> dict[str, Any]:
     await inactivate_company(tx, company_id)
     return company_view(await get_company_row(tx.session, company_id))
 
 
-@router.post("/admin/tenants/{company_id}/reactivate/")
+@router.post("/admin/tenants/{company_id}/reactivate/", response_model=Company)
 async def reactivate_tenant(tx: ControlTx, principal: AdminWriter, company_id: CompanyId) -> dict[str, Any]:
     await reactivate_company(tx, company_id)
     return company_view(await get_company_row(tx.session, company_id))
@@ -333,7 +343,7 @@ async def delete_tenant(tx: ControlTx, principal: AdminWriter, company_id: Compa
     return Response(status_code=204)
 
 
-@router.get("/admin/summary/tools/")
+@router.get("/admin/summary/tools/", response_model=Page[CompanyTools])
 async def tools_in_use(
     tx: ControlTx, principal: AdminReader, paging: Paging, company_id: uuid.UUID | None = None
 ) -> dict[str, Any]:
@@ -377,12 +387,12 @@ async def tools_in_use(
     return page(items, total, paging)
 
 
-@router.get("/admin/choices/volume-types/")
+@router.get("/admin/choices/volume-types/", response_model=Page[Choice])
 async def volume_types(principal: Person) -> dict[str, Any]:
     return full_list(choices(VOLUME_TYPE_LABELS))
 
 
-@router.get("/admin/choices/sla-levels/")
+@router.get("/admin/choices/sla-levels/", response_model=Page[SlaLevelChoice])
 async def sla_levels(tx: ControlTx, principal: Person) -> dict[str, Any]:
     defaults = await load_defaults(tx.session)
     return full_list(
@@ -400,7 +410,7 @@ async def sla_levels(tx: ControlTx, principal: Person) -> dict[str, Any]:
     )
 
 
-@router.get("/admin/version/")
+@router.get("/admin/version/", response_model=ApiVersion)
 async def api_version(request: Request, principal: Person) -> dict[str, Any]:
     try:
         package = version("soc-tenant")
