@@ -76,26 +76,25 @@ def main() -> None:
             ADMIN_PASSWORD_FILE.touch(mode=0o600)
             ADMIN_PASSWORD_FILE.write_text(env["SOC_ADMIN_PASSWORD"] + "\n")
             new_password = True
-    procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from supervise import Supervisor
+
+    supervisor = Supervisor(log=lambda line: print(f"  {line}; see {LOGS}/", flush=True))
 
     def start(name: str, args: list[str], health: str) -> None:
-        log = open(LOGS / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
-        proc = subprocess.Popen(
-            [sys.executable, *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-        procs.append((name, proc))
+        def spawn() -> subprocess.Popen[bytes]:
+            with open(LOGS / f"{name}.log", "ab") as log:  # the child keeps its own descriptor
+                return subprocess.Popen(
+                    [sys.executable, *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+                )
+
+        proc = spawn()
+        supervisor.add(name, spawn, proc)
         wait_healthy(name, health, proc)
         print(f"  started {name:<12} {health.rsplit('/', 1)[0]}")
 
     def stop(*_: object) -> None:
-        for _name, proc in reversed(procs):
-            if proc.poll() is None:
-                proc.terminate()
-        for _name, proc in reversed(procs):
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        supervisor.stop()
         raise SystemExit(0)
 
     signal.signal(signal.SIGINT, stop)
@@ -121,13 +120,11 @@ def main() -> None:
                 stdout=subprocess.DEVNULL,
             )
         gateway = f"http://127.0.0.1:{SERVICES[-1][2]}"
-        sys.path.insert(0, str(ROOT / "scripts"))
         from demo import seed_demo
 
         logins = seed_demo(gateway, env["SOC_ADMIN_USERNAME"], env["SOC_ADMIN_PASSWORD"])
     except BaseException:
-        for _name, proc in procs:
-            proc.terminate()
+        supervisor.stop()
         raise
     print()
     print(f"Gateway:  {gateway}   (API docs: {gateway}/docs/)")
@@ -137,13 +134,10 @@ def main() -> None:
     )
     for line in logins:
         print(f"          {line}")
-    print("Ctrl-C stops everything.")
+    print("Ctrl-C stops everything; a process that dies is restarted with backoff.")
     while True:
-        for name, proc in procs:
-            if proc.poll() is not None:
-                print(f"{name} exited with {proc.returncode}; see {LOGS / (name + '.log')}; stopping")
-                stop()
-        time.sleep(1)
+        supervisor.tick()
+        time.sleep(0.5)
 
 
 if __name__ == "__main__":
