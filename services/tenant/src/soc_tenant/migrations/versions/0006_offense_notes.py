@@ -1,12 +1,12 @@
 """Offenses keep QRadar's last_persisted_time and their notes (shown with the offense)
 
-Revision ID: 0004_offense_notes
+Revision ID: 0006_offense_notes
 """
 
 from alembic import op
 
-revision = "0004_offense_notes"
-down_revision = "0003_read_model"
+revision = "0006_offense_notes"
+down_revision = "0005_xsoar_account_keys"
 branch_labels = None
 depends_on = None
 
