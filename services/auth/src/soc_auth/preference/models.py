@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from pydantic import RootModel
 from sqlalchemy import Column, DateTime, ForeignKey, Table, Uuid, func
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -14,3 +17,8 @@ user_preference = Table(
     Column("data", JSONB, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
+
+
+class Preferences(RootModel[dict[str, Any]]):
+    """The caller's UI preferences: any JSON object the console stores (at most
+    ``preferences_max_bytes`` once encoded); ``{}`` until something was saved."""

@@ -12,12 +12,12 @@ from sqlalchemy.dialects.postgresql import insert
 
 from soc_auth.database import SessionDep, utcnow
 from soc_auth.deps import CurrentActor
-from soc_auth.preference.models import user_preference
+from soc_auth.preference.models import Preferences, user_preference
 
 router = APIRouter(prefix="/auth/preferences", tags=["preferences"])
 
 
-@router.get("/", response_model=dict[str, Any])
+@router.get("/", response_model=Preferences)
 async def get_preferences(actor: CurrentActor, session: SessionDep) -> dict[str, Any]:
     data = (
         await session.execute(select(user_preference.c.data).where(user_preference.c.user_id == actor.id))
@@ -27,7 +27,7 @@ async def get_preferences(actor: CurrentActor, session: SessionDep) -> dict[str,
 
 @router.put(
     "/",
-    response_model=dict[str, Any],
+    response_model=Preferences,
     openapi_extra={
         "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}
     },

@@ -95,3 +95,20 @@ class SigningKeyRead(BaseModel):
 class RotationResult(BaseModel):
     active: SigningKeyRead
     retired: list[str]
+
+
+class PublicJwk(BaseModel):
+    """One Ed25519 public key (RFC 8037) that verifies access tokens."""
+
+    kty: str = Field(description="`OKP`")
+    crv: str = Field(description="`Ed25519`")
+    x: str = Field(description="the public key, base64url")
+    kid: str = Field(description="the key id tokens name in their header")
+    use: str = Field(description="`sig`")
+    alg: str = Field(description="`EdDSA`")
+
+
+class Jwks(BaseModel):
+    """The active signing key and the retired ones whose tokens may still be valid."""
+
+    keys: list[PublicJwk]

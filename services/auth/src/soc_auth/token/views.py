@@ -13,7 +13,13 @@ from soc_auth.database import utcnow
 from soc_auth.deps import AdminReader, AppState, SuperAdminWriter, client_address
 from soc_auth.outbox.service import transaction
 from soc_auth.token import service as tokens
-from soc_auth.token.models import RotationResult, ServiceTokenRequest, ServiceTokenResponse, SigningKeyRead
+from soc_auth.token.models import (
+    Jwks,
+    RotationResult,
+    ServiceTokenRequest,
+    ServiceTokenResponse,
+    SigningKeyRead,
+)
 
 router = APIRouter(tags=["tokens"])
 
@@ -22,12 +28,14 @@ def _jwks(state: Any) -> JSONResponse:
     return JSONResponse(state.keys.jwks(), headers={"Cache-Control": "public, max-age=60"})
 
 
-@router.get("/.well-known/jwks.json", summary="JWKS: active and still-valid retired public keys")
+@router.get(
+    "/.well-known/jwks.json", response_model=Jwks, summary="JWKS: active and still-valid retired public keys"
+)
 async def well_known_jwks(state: AppState) -> JSONResponse:
     return _jwks(state)
 
 
-@router.get("/auth/jwks/", summary="JWKS (same document as /.well-known/jwks.json)")
+@router.get("/auth/jwks/", response_model=Jwks, summary="JWKS (same document as /.well-known/jwks.json)")
 async def jwks(state: AppState) -> JSONResponse:
     return _jwks(state)
 
