@@ -169,6 +169,12 @@ ldap_start() {
       -w "${SOC_LDAP_ADMIN_PASSWORD:-ldap-admin}" -f "$ROOT/scripts/ldap/directory.ldif" >/dev/null
     log "directory loaded"
   fi
+  if ! ldapsearch -x -H "ldap://127.0.0.1:$LDAP_PORT" -D "cn=admin,dc=soc,dc=local" \
+      -w "${SOC_LDAP_ADMIN_PASSWORD:-ldap-admin}" -b "ou=admins,dc=soc,dc=local" -s base >/dev/null 2>&1; then
+    ldapadd -x -H "ldap://127.0.0.1:$LDAP_PORT" -D "cn=admin,dc=soc,dc=local" \
+      -w "${SOC_LDAP_ADMIN_PASSWORD:-ldap-admin}" -f "$ROOT/scripts/ldap/admin-directory.ldif" >/dev/null
+    log "administrators' directory loaded"
+  fi
 }
 
 start() {

@@ -51,6 +51,18 @@ def wait_healthy(name: str, url: str, proc: subprocess.Popen[bytes], timeout: fl
     raise SystemExit(f"{name} did not become healthy at {url}; see {LOGS / (name + '.log')}")
 
 
+def admin_directory_lines(gateway: str) -> list[str]:
+    """Sign the demo directory's administrators in once, so the demo shows the admin directory working."""
+    lines = []
+    for name, role in (("sofia", "SUPER_ADMIN"), ("andy", "ADMIN"), ("rory", "READ_ONLY")):
+        answer = httpx.post(
+            f"{gateway}/auth/admin/login/", json={"username": name, "password": f"{name}-pass"}, timeout=30
+        )
+        got = answer.json().get("user", {}).get("role") if answer.status_code == 200 else answer.status_code
+        lines.append(f"Admin directory ({role:<11}): {name} / {name}-pass  (admin sign-in: {got})")
+    return lines
+
+
 def main() -> None:
     LOGS.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
@@ -65,6 +77,11 @@ def main() -> None:
         env.setdefault(name, value)
     # The demo OpenLDAP (scripts/deps.sh) speaks plain LDAP on loopback: the explicit opt-in.
     env.setdefault("SOC_AUTH_LDAP_ALLOW_PLAIN", "true")
+    # The administrators' directory (the original's ad_flag=ADMIN): the demo directory's admin tree.
+    env.setdefault("SOC_AUTH_ADMIN_LDAP_URLS", env.get("SOC_LDAP_URLS", "ldap://127.0.0.1:3389"))
+    env.setdefault("SOC_AUTH_ADMIN_LDAP_BASE_DN", "ou=admins,dc=soc,dc=local")
+    env.setdefault("SOC_AUTH_ADMIN_LDAP_USER_SEARCH_BASE", "ou=people,ou=admins,dc=soc,dc=local")
+    env.setdefault("SOC_AUTH_ADMIN_LDAP_GROUP_SEARCH_BASE", "ou=groups,ou=admins,dc=soc,dc=local")
     generated = "SOC_ADMIN_PASSWORD" not in env
     new_password = False
     if generated:
@@ -133,6 +150,8 @@ def main() -> None:
         + ("  (generated)" if generated else "")
     )
     for line in logins:
+        print(f"          {line}")
+    for line in admin_directory_lines(gateway):
         print(f"          {line}")
     print("Ctrl-C stops everything; a process that dies is restarted with backoff.")
     while True:

@@ -137,13 +137,33 @@ class Settings(ServiceSettings):
     # younger than this; after it, 503 directory_unavailable.
     ldap_recheck_grace_seconds: float = Field(default=3600.0, ge=0)
 
+    # --- the administrators' directory (the original's ad_flag=ADMIN) -----------------------------------
+    # Set admin_ldap_urls to give administrators a directory of their own: /auth/admin/login/ and
+    # administrators' refreshes use it, its groups SUPER_ADMIN / ADMIN / READ_ONLY decide the role,
+    # and the customer directory (ldap_*) then makes tenant users only. Empty values below take
+    # the customer directory's; the attribute names are shared.
+    admin_ldap_urls: CommaList = Field(default_factory=list)
+    admin_ldap_flavor: Literal["", "auto", "active_directory", "openldap"] = ""
+    admin_ldap_base_dn: str = ""
+    admin_ldap_bind_dn: str = ""
+    admin_ldap_bind_password: SecretStr | None = None
+    admin_ldap_user_search_base: str = ""
+    admin_ldap_group_search_base: str = ""
+    admin_ldap_upn_domain: str = ""
+    admin_ldap_netbios_domain: str = ""
+    admin_ldap_allow_plain: bool | None = None
+    admin_ldap_ca_file: str | None = None
+    admin_ldap_super_admin_group: str = "SUPER_ADMIN"
+    admin_ldap_admin_group: str = "ADMIN"
+    admin_ldap_read_only_admin_group: str = "READ_ONLY"
+
     # --- misc -------------------------------------------------------------------------------------------------
     preferences_max_bytes: int = 16384
     login_audit_retention_days: int = 180
     maintenance_interval_seconds: float = 300
     consumers_enabled: bool = True
 
-    @field_validator("service_clients", "trusted_proxies", "ldap_urls", mode="before")
+    @field_validator("service_clients", "trusted_proxies", "ldap_urls", "admin_ldap_urls", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -174,6 +194,34 @@ class Settings(ServiceSettings):
         if odd:
             raise ValueError(f"directory URLs must start with ldap:// or ldaps://: {odd}")
         return self
+
+    @property
+    def has_admin_directory(self) -> bool:
+        return bool(self.admin_ldap_urls)
+
+    def admin_directory_settings(self) -> Settings:
+        """These settings with the admin directory's values in the ``ldap_*`` fields."""
+        update: dict[str, Any] = {"ldap_urls": list(self.admin_ldap_urls)}
+        for name in (
+            "flavor",
+            "base_dn",
+            "bind_dn",
+            "user_search_base",
+            "group_search_base",
+            "upn_domain",
+            "netbios_domain",
+            "super_admin_group",
+            "admin_group",
+            "read_only_admin_group",
+        ):
+            value = getattr(self, f"admin_ldap_{name}")
+            if value:
+                update[f"ldap_{name}"] = value
+        for name in ("bind_password", "allow_plain", "ca_file"):
+            value = getattr(self, f"admin_ldap_{name}")
+            if value is not None:
+                update[f"ldap_{name}"] = value
+        return self.model_copy(update=update)
 
     def secret_for_client(self, client_id: str) -> str | None:
         if client_id not in self.service_clients:

@@ -65,6 +65,10 @@ def init_state(state: Any, settings: Settings) -> None:
     )
     state.throttle = Throttle(settings)
     state.directory = Directory(settings)
+    # The administrators' directory (ad_flag=ADMIN); without one, the customer directory serves both.
+    state.admin_directory = (
+        Directory(settings.admin_directory_settings()) if settings.has_admin_directory else state.directory
+    )
     state.trusted_proxies = trusted_networks(settings.trusted_proxies)
     state.keys = KeyRing(settings, Sealer.from_env_value(settings.sealing_keys.get_secret_value()))
     state.outbox = None

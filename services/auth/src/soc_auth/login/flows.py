@@ -140,6 +140,11 @@ async def login(
     if refusal is not None:
         raise await _refuse(state, attempt, refusal, refusal.code, count=False)
 
+    # Administrators have a directory of their own when one is configured (ad_flag=ADMIN).
+    use_admin_directory = settings.has_admin_directory and (
+        admin_only or (local is not None and local.is_admin and local.auth_source == AuthSource.LDAP)
+    )
+    directory = state.admin_directory if use_admin_directory else state.directory
     person: DirectoryUser | None = None
     if attempt.method == "local":
         assert local is not None or not state.directory.enabled
@@ -161,7 +166,7 @@ async def login(
                 state, attempt, _invalid(), "deleted" if local.is_deleted else "disabled", count=True
             )
         try:
-            outcome = await asyncio.to_thread(state.directory.authenticate, name, body.password)
+            outcome = await asyncio.to_thread(directory.authenticate, name, body.password)
         except DirectoryUnavailable:
             raise await _refuse(
                 state, attempt, directory_unavailable(), "directory_unavailable", count=False
@@ -185,7 +190,7 @@ async def login(
         assert person is not None
         try:
             async with transaction(state) as session:
-                record = await sync_directory_user(state, session, person)
+                record = await sync_directory_user(state, session, person, directory)
         except ApiError as error:
             raise await _refuse(state, attempt, error, error.code, count=False) from None
         attempt.user_id = record.id
@@ -230,8 +235,9 @@ async def login(
     return LoginResponse(**pair.model_dump(), user=record.read())
 
 
-def directory_admin_role(directory: Any, settings: Any, person: DirectoryUser) -> str | None:
+def directory_admin_role(directory: Any, person: DirectoryUser) -> str | None:
     """The administrator role the directory's groups give (the strongest), or None."""
+    settings = directory.settings
     if directory.is_member(person, settings.ldap_super_admin_group):
         return RoleName.SUPER_ADMIN
     if directory.is_member(person, settings.ldap_admin_group):
@@ -241,14 +247,16 @@ def directory_admin_role(directory: Any, settings: Any, person: DirectoryUser) -
     return None
 
 
-async def sync_directory_user(state: Any, session: Any, person: DirectoryUser) -> UserRecord:
+async def sync_directory_user(
+    state: Any, session: Any, person: DirectoryUser, directory: Any = None
+) -> UserRecord:
     """Create or refresh the account of a directory user who just proved their password.
 
     Members of the admin groups are administrators; everyone else needs a group mapped to an
     active company (learnt from ``tenant.company.changed``), which decides their company, tenant
     role and permissions."""
-    settings = state.settings
-    directory = state.directory
+    directory = directory or state.directory
+    admin_directory = state.settings.has_admin_directory and directory is state.admin_directory
     existing = await users.get_by_username(session, person.username)
     if existing is not None and existing.auth_source != AuthSource.LDAP:
         raise ApiError(
@@ -264,7 +272,20 @@ async def sync_directory_user(state: Any, session: Any, person: DirectoryUser) -
         "directory_groups": person.member_of,
         "directory_synced_at": now,
     }
-    admin_role = directory_admin_role(directory, settings, person)
+    # With an administrators' directory, the customer directory makes tenant users only, and the
+    # administrators' directory administrators only.
+    admin_role = (
+        directory_admin_role(directory, person)
+        if admin_directory or not state.settings.has_admin_directory
+        else None
+    )
+    if admin_directory and admin_role is None:
+        raise ApiError(
+            403,
+            "admin_required",
+            "your account in the administrators' directory is not in an administrators' group "
+            "(SUPER_ADMIN, ADMIN or READ_ONLY)",
+        )
     if admin_role is not None:
         if (
             admin_role == AdminRole.ADMIN
@@ -336,25 +357,26 @@ async def sync_directory_user(state: Any, session: Any, person: DirectoryUser) -
     return await users.update_user(session, existing.id, values, role_name=new_role)
 
 
-async def _recheck_directory(state: Any, user_id: str) -> tuple[DirectoryUser | None, str | None]:
+async def _recheck_directory(state: Any, user_id: str) -> tuple[Any, str | None]:
     """Look a directory user up again when the last look-up is older than the re-check interval.
 
     Returns ``(person, None)`` for a fresh look-up, ``(None, None)`` when no look-up was due (or
     the directory is down but the last look-up is within the grace period), ``(None, reason)``
     when the directory no longer lets this account in."""
     settings = state.settings
-    if not state.directory.enabled:
-        return None, None
     async with state.db.session() as session:
         record = await users.get(session, uuid.UUID(user_id))
     if record is None or record.auth_source != AuthSource.LDAP or not record.directory_dn:
+        return None, None
+    directory = state.admin_directory if record.is_admin and settings.has_admin_directory else state.directory
+    if not directory.enabled:
         return None, None
     synced = record.directory_synced_at
     age = (utcnow() - synced).total_seconds() if synced else float("inf")
     if age < settings.ldap_recheck_seconds:
         return None, None
     try:
-        person = await asyncio.to_thread(state.directory.lookup, record.directory_dn)
+        person = await asyncio.to_thread(directory.lookup, record.directory_dn)
     except DirectoryUnavailable:
         if age < settings.ldap_recheck_grace_seconds:
             return None, None
@@ -363,7 +385,7 @@ async def _recheck_directory(state: Any, user_id: str) -> tuple[DirectoryUser | 
         return None, "directory_account_gone"
     if not person.enabled:
         return None, "directory_account_disabled"
-    return person, None
+    return (person, directory), None
 
 
 async def refresh(state: Any, refresh_token: str, ctx: AttemptContext) -> TokenPair:
@@ -409,7 +431,7 @@ async def refresh(state: Any, refresh_token: str, ctx: AttemptContext) -> TokenP
                 else:
                     try:
                         async with session.begin_nested():
-                            record = await sync_directory_user(state, session, person)
+                            record = await sync_directory_user(state, session, *person)
                     except ApiError as refused:
                         audit_reason = refused.code
                         error = ApiError(
