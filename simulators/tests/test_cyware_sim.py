@@ -17,7 +17,7 @@ GLOBEX = ("globex-access", "globex-secret")
 
 def signed(tenant: tuple[str, str] = ACME, expires: int | None = None, **params: Any) -> dict[str, Any]:
     access_id, secret = tenant
-    expires = expires if expires is not None else int(time.time()) + 300
+    expires = expires if expires is not None else int(time.time()) + 20
     return {
         "AccessID": access_id,
         "Expires": expires,
@@ -76,7 +76,7 @@ async def test_a_correctly_signed_request_lists_alerts(cyware: httpx.AsyncClient
 async def test_bad_signature_unknown_id_and_missing_parameters_are_401(cyware: httpx.AsyncClient) -> None:
     tampered = {**signed(), "Signature": sign("acme-access", "not-the-secret", int(time.time()) + 300)}
     _assert_auth_error(await cyware.get(f"{API}/list_alert/", params=tampered), "invalid_signature")
-    wrong_expiry = {**signed(), "Expires": int(time.time()) + 299}  # signature was made for +300
+    wrong_expiry = {**signed(), "Expires": int(time.time()) + 19}  # signature was made for +20
     _assert_auth_error(await cyware.get(f"{API}/tag/", params=wrong_expiry), "invalid_signature")
     _assert_auth_error(await cyware.get(f"{API}/tag/", params=signed(("nobody", "x"))), "unknown_access_id")
     _assert_auth_error(await cyware.get(f"{API}/tag/"), "missing_credentials")
@@ -95,7 +95,12 @@ async def test_expired_and_far_future_signatures_say_it_is_a_clock_problem(cywar
         await cyware.get(f"{API}/list_alert/", params=signed(expires=now + 7200)), "expires_too_far"
     )
     assert "clock" in ahead["detail"].lower()
-    assert (await cyware.get(f"{API}/list_alert/", params=signed(expires=now + 3500))).status_code == 200
+    assert (await cyware.get(f"{API}/list_alert/", params=signed(expires=now + 25))).status_code == 200
+    # Cyware: a signature is valid for at most 30 s from issue; five minutes ahead is refused
+    too_far = _assert_auth_error(
+        await cyware.get(f"{API}/list_alert/", params=signed(expires=now + 300)), "expires_too_far"
+    )
+    assert "at most 30 s" in too_far["detail"]
 
 
 async def test_each_access_id_sees_only_its_own_tenant(cyware: httpx.AsyncClient) -> None:

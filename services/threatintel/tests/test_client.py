@@ -32,7 +32,7 @@ def test_signature_is_base64_hmac_sha1_of_access_id_newline_expires() -> None:
         == expected
         == cyware_sim.sign("acme-access", "acme-secret", 1717416300)
     )
-    signer = CywareSigner("acme-access", "acme-secret", margin_seconds=300, clock=lambda: 1717416000.7)
+    signer = CywareSigner("acme-access", "acme-secret", window_seconds=20, clock=lambda: 1717416280.7)
     assert signer.params() == {"AccessID": "acme-access", "Expires": "1717416300", "Signature": expected}
     assert "acme-secret" not in repr(signer)
 
@@ -41,7 +41,7 @@ def test_signed_url_is_url_encoded() -> None:
     # a secret whose signature contains "+", "/" and "=" (base64's URL-unsafe characters)
     secret = next(f"k{i}" for i in range(10_000) if {"+", "/"} <= set(signature("id", f"k{i}", 1000)))
     sig = signature("id", secret, 1000)
-    signer = CywareSigner("id", secret, margin_seconds=100, clock=lambda: 900.0)
+    signer = CywareSigner("id", secret, window_seconds=30, clock=lambda: 970.0)
     request = httpx.Request("GET", "https://acme.cyware.com/api/csap/v1/tag/?page=1")
     signed = next(signer.auth_flow(request))
     raw = signed.url.query.decode()
@@ -67,13 +67,13 @@ async def test_every_attempt_is_signed_with_a_fresh_expires() -> None:
         access_id="a",
         secret_key="s",
         clock=lambda: now[0],
-        expiry_margin_seconds=60,
+        signature_window_seconds=20,
         transport=httpx.MockTransport(handler),
         retry=FAST,
     )
     assert await client.tags() == []
     await client.aclose()
-    assert seen == ["1717416060", "1717416180", "1717416300"]
+    assert seen == ["1717416020", "1717416140", "1717416260"]
 
 
 @pytest.mark.parametrize(
@@ -164,10 +164,42 @@ async def test_a_client_clock_far_ahead_is_a_clock_error_too(sim: Any) -> None:
     assert "ahead of the server" in caught.value.message
 
 
-async def test_a_small_skew_within_the_margin_is_tolerated(sim: Any) -> None:
-    client = client_for_sim(sim, clock=lambda: time.time() - 200, expiry_margin_seconds=300)
+async def test_a_small_skew_within_the_window_is_tolerated(sim: Any) -> None:
+    client = client_for_sim(sim, clock=lambda: time.time() - 8)
     assert len(await client.tags()) == 16
     await client.aclose()
+
+
+def test_the_signature_window_is_short_and_bounded_by_cyware_s_limit() -> None:
+    signer = CywareSigner("a", "s", clock=lambda: 1000.0)
+    assert int(signer.params()["Expires"]) - 1000 == 20
+    for window in (0, 31, 300):
+        with pytest.raises(ValueError):
+            CywareSigner("a", "s", window_seconds=window)
+
+
+async def test_a_server_clock_ahead_of_ours_is_named_as_skew_in_the_error() -> None:
+    """The server's clock runs 95 s ahead: our 20 s signatures arrive expired. The error takes the
+    server's time from its answer and names the skew; it is not retried (it would fail the same)."""
+    ahead = cyware_sim.create_app(seed=5, alerts_per_tenant=5, clock_offset_s=95)
+    client = client_for_sim(ahead)
+    with pytest.raises(VendorError) as caught:
+        await client.tags()
+    await client.aclose()
+    error = caught.value
+    assert error.category is VendorErrorCategory.CLOCK and error.vendor_code == "signature_expired"
+    assert -97 <= error.details["clock_skew_seconds"] <= -93 and error.details["attempts"] == 1
+    assert "behind the server" in error.message and "signed valid for 20 s" in error.message
+
+
+async def test_the_old_five_minute_window_is_refused_by_a_server_enforcing_cyware_s_limit(sim: Any) -> None:
+    client = client_for_sim(sim)
+    client.signer.window_seconds = 300  # what the client used to sign with
+    with pytest.raises(VendorError) as caught:
+        await client.tags()
+    await client.aclose()
+    assert caught.value.category is VendorErrorCategory.CLOCK
+    assert caught.value.vendor_code == "expires_too_far"
 
 
 async def _all_chunks(

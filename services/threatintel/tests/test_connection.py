@@ -155,7 +155,9 @@ async def test_unreachable_tls_bad_ca_and_incomplete_credentials(
     assert (bad_ca["ok"], bad_ca["category"]) == (False, "tls")
     incomplete = await test_connection(threatintel, request(url, secret_key=""))
     assert (incomplete["ok"], incomplete["category"]) == (False, "invalid_request")
-    bad_settings = await test_connection(threatintel, request(url, settings={"expiry_margin_seconds": 7200}))
+    bad_settings = await test_connection(
+        threatintel, request(url, settings={"signature_window_seconds": 300})
+    )
     assert (bad_settings["ok"], bad_settings["category"]) == (False, "invalid_request")
 
 

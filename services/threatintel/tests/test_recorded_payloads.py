@@ -209,7 +209,7 @@ def _response(status: int, body: Any, **headers: str) -> httpx.Response:
 def test_error_bodies_map_to_categories(
     kit: Any, name: str, status: int, category: VendorErrorCategory, code: str
 ) -> None:
-    error = cyware_error(_response(status, kit.fixture(name)), clock=lambda: 1717412700.0, margin=300)
+    error = cyware_error(_response(status, kit.fixture(name)), clock=lambda: 1717412700.0, margin=20)
     assert error is not None and error.category is category and error.vendor_code == code
     assert error.retryable is (category is VendorErrorCategory.RATE_LIMITED)
 
@@ -225,12 +225,12 @@ def test_forbidden_and_codeless_refusals_are_categorised() -> None:
 def test_expired_signature_message_compares_server_time_with_ours(kit: Any) -> None:
     # our clock is 3,300 s behind the server's 2024-06-03 12:00:00 UTC
     error = cyware_error(
-        _response(401, kit.fixture("error_signature_expired.json")), clock=lambda: 1717412700.0, margin=300
+        _response(401, kit.fixture("error_signature_expired.json")), clock=lambda: 1717412700.0, margin=20
     )
     assert error is not None and error.category is VendorErrorCategory.CLOCK
     assert error.message == (
         "Cyware refused the request signature as expired: the Cyware server time is 2024-06-03 12:00:00 UTC but our "
-        "clock says 2024-06-03 11:05:00 UTC (3300 s behind the server) (signatures are made valid for 300 s); "
+        "clock says 2024-06-03 11:05:00 UTC (3300 s behind the server) (each request is signed valid for 20 s); "
         "synchronise this host's clock (NTP)"
     )
     assert error.details == {

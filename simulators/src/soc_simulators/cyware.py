@@ -8,10 +8,13 @@ Decisions a client author needs:
 
 * Auth failures are 401 ``{"detail": "...", "code": "..."}`` with ``code`` one of
   ``missing_credentials``, ``unknown_access_id``, ``invalid_expires``, ``invalid_signature``,
-  ``signature_expired`` (Expires before server time: a client clock or margin problem) and
-  ``expires_too_far`` (more than ``max_expiry_ahead_s``, default 3600 s, ahead of server time).
-  The two time errors also carry ``server_time`` (unix s). The signature is checked before the
-  time window, so a time error always means the credentials themselves are right.
+  ``signature_expired`` (Expires before server time: a client clock problem) and
+  ``expires_too_far`` (more than ``signature_window_s`` ahead of server time). Cyware documents a
+  signature as valid for at most 30 s from issue (the original product signed 20 s ahead), so
+  the window defaults to 30 s: a client signing minutes ahead is refused on every request. The two
+  time errors also carry ``server_time`` (unix s), and every answer carries a ``Date`` header; the
+  signature is checked before the time window, so a time error always means the credentials
+  themselves are right. ``clock_offset_s`` runs the server's clock ahead (or behind) the host's.
 * ``list_alert/`` pages like Django REST framework's page-number pagination:
   ``{"count", "next", "previous", "data"}``; ``page`` from 1 (``page=last`` works), ``page_size``
   default 10, values above 1000 are clamped to 1000 and invalid ones fall back to 10; a page
@@ -38,6 +41,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from email.utils import formatdate
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -480,7 +484,8 @@ def create_app(
     *,
     tenants: dict[str, str] | None = None,
     alerts_per_tenant: int = 120,
-    max_expiry_ahead_s: int = 3600,
+    signature_window_s: int = 30,
+    clock_offset_s: int = 0,
     anchor_s: int | None = None,
     tick_interval: float = 5.0,
     rate_limit_per_minute: int | None = None,
@@ -489,7 +494,9 @@ def create_app(
 
     ``tenants`` maps access id to secret key (default: acme/globex/initech); each tenant gets
     ``alerts_per_tenant`` alerts published over the 60 days before ``anchor_s`` (default: now).
-    ``rate_limit_per_minute`` turns on per-AccessID throttling (429 with Retry-After).
+    ``rate_limit_per_minute`` turns on per-AccessID throttling (429 with Retry-After);
+    ``signature_window_s`` is how far ahead of server time an ``Expires`` may lie;
+    ``clock_offset_s`` skews the server's clock against the host's (seconds, either sign).
     """
     state = CywareState(seed, dict(tenants or DEFAULT_TENANTS), alerts_per_tenant, anchor_s)
     app = FastAPI(title="Cyware CSAP simulator", lifespan=live_lifespan(state.tick, live, tick_interval))
@@ -497,9 +504,16 @@ def create_app(
     board = install_faults(app)
     limiter = RateLimiter(rate_limit_per_minute) if rate_limit_per_minute else None
 
+    def server_now() -> int:
+        return int(time.time()) + clock_offset_s
+
     @app.exception_handler(CywareError)
     async def cyware_error(_: Request, exc: CywareError) -> JSONResponse:
-        return JSONResponse(exc.body, status_code=exc.status, headers=exc.headers)
+        return JSONResponse(
+            exc.body,
+            status_code=exc.status,
+            headers={**exc.headers, "Date": formatdate(server_now(), usegmt=True)},
+        )
 
     async def authenticate(request: Request) -> TenantData:
         """The CSAP signature check (``async``: runs on the event loop, not in a worker thread)."""
@@ -526,13 +540,14 @@ def create_app(
         if not hmac.compare_digest(sign(access_id, tenant.secret, expires_raw), signature):
             raise CywareError(401, "invalid_signature", "Invalid signature: the Signature does not match "
                               "base64(HMAC-SHA1(secret_key, AccessID + '\\n' + Expires)).")  # fmt: skip
-        now = int(time.time())
+        now = server_now()
         if expires < now:
             raise CywareError(401, "signature_expired", f"Signature has expired: Expires={expires} is {now - expires} s "
-                              "before server time. Check the client clock and the expiry margin.", server_time=now)  # fmt: skip
-        if expires > now + max_expiry_ahead_s:
+                              "before server time. Check the client clock.", server_time=now)  # fmt: skip
+        if expires > now + signature_window_s:
             raise CywareError(401, "expires_too_far", f"Expires={expires} is {expires - now} s ahead of server time "
-                              f"(at most {max_expiry_ahead_s} s allowed). Check the client clock.", server_time=now)  # fmt: skip
+                              f"(a signature is valid for at most {signature_window_s} s). Check the client clock "
+                              "and sign each request just before sending it.", server_time=now)  # fmt: skip
         if limiter is not None:
             wait = limiter.retry_after(access_id)
             if wait is not None:
@@ -639,12 +654,12 @@ def create_app(
         return state.counts()
 
     @app.get("/_sim/sign", tags=["simulator control"])
-    async def sim_sign(access_id: str, ttl: int = 300) -> JSONResponse:
+    async def sim_sign(access_id: str, ttl: int = 20) -> JSONResponse:
         """Signed query parameters for a tenant, for curl in the demo (a simulator convenience)."""
         tenant = state.tenants.get(access_id)
         if tenant is None:
             return JSONResponse({"detail": f"unknown access id {access_id!r}"}, status_code=404)
-        expires = int(time.time()) + ttl
+        expires = server_now() + min(ttl, signature_window_s)
         return JSONResponse(
             {"AccessID": access_id, "Expires": expires, "Signature": sign(access_id, tenant.secret, expires)}
         )

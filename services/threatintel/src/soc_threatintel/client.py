@@ -3,14 +3,17 @@
 What it knows about CSAP, and nothing else:
 
 * **Signed requests.** Every request carries the query parameters ``AccessID``, ``Expires`` (unix
-  seconds, now + a margin) and ``Signature = base64(HMAC-SHA1(secret_key, "<AccessID>\\n<Expires>"))``,
-  URL-encoded. :class:`CywareSigner` signs each *attempt* afresh (VendorHttp's ``query_signer``;
-  it is an ``httpx.Auth`` too): a retry after a long back-off never goes out with an ``Expires``
-  that has already passed. The clock
-  is injectable (tests skew it; a deployment could correct it).
+  seconds, now + a short window) and ``Signature = base64(HMAC-SHA1(secret_key, "<AccessID>\\n<Expires>"))``,
+  URL-encoded. Cyware documents a signature as valid for at most 30 s from issue, and a server
+  enforcing that refuses anything signed further ahead, so the window defaults to 20 s (the
+  original product's margin; configurable, at most 30 s). :class:`CywareSigner` signs each
+  *attempt* afresh (VendorHttp's ``query_signer``; it is an ``httpx.Auth`` too): a retry after a
+  back-off never goes out with an ``Expires`` that has already passed. The clock is injectable
+  (tests skew it).
 * **Errors.** CSAP answers ``{"detail", "code"}``; :func:`cyware_error` turns that into categories a
-  person can act on. An expired signature, or one dated too far ahead, is a *clock* problem and its
-  message compares the server's time with ours.
+  person can act on. An expired signature, or one dated too far ahead, is a *clock* problem: the
+  server's time is read from its answer (``server_time``, else the ``Date`` header) and the error
+  names the skew in seconds and which clock is ahead.
 * **Alerts, incrementally.** ``list_alert/`` is ordered by ``published_time`` ascending, filtered by
   an inclusive ``start_time`` and paged by page number. :meth:`CywareClient.alert_chunks` pages it by
   keyset instead: every request starts at the last second handed out (re-read on purpose: more
@@ -44,6 +47,8 @@ from soc_shared.vendor_http import VendorError, VendorErrorCategory, VendorHttp
 C = VendorErrorCategory
 API_PREFIX = "api/csap/v1"
 MAX_PAGE_SIZE = 1000  # CSAP clamps larger page sizes to this
+DEFAULT_SIGNATURE_WINDOW = 20  # seconds an Expires lies ahead (Cyware: valid at most 30 s from issue)
+MAX_SIGNATURE_WINDOW = 30
 
 MISSING_DETAILS = Counter(
     "soc_threatintel_alert_details_missing_total",
@@ -68,18 +73,25 @@ class CywareSigner(httpx.Auth):
     """
 
     def __init__(
-        self, access_id: str, secret_key: str, *, margin_seconds: int = 300, clock: Clock = time.time
+        self,
+        access_id: str,
+        secret_key: str,
+        *,
+        window_seconds: int = DEFAULT_SIGNATURE_WINDOW,
+        clock: Clock = time.time,
     ) -> None:
+        if not 1 <= window_seconds <= MAX_SIGNATURE_WINDOW:
+            raise ValueError(f"the signature window must be 1 to {MAX_SIGNATURE_WINDOW} seconds")
         self.access_id = access_id
         self._secret_key = secret_key
-        self.margin_seconds = margin_seconds
+        self.window_seconds = window_seconds
         self.clock = clock
 
     def __repr__(self) -> str:  # never the secret
-        return f"CywareSigner(access_id={self.access_id!r}, margin_seconds={self.margin_seconds})"
+        return f"CywareSigner(access_id={self.access_id!r}, window_seconds={self.window_seconds})"
 
     def params(self) -> dict[str, str]:
-        expires = int(self.clock()) + self.margin_seconds
+        expires = int(self.clock()) + self.window_seconds
         return {
             "AccessID": self.access_id,
             "Expires": str(expires),
@@ -125,7 +137,7 @@ def _clock_error(
             f"the Cyware server time is {_iso(server)} but our clock says {_iso(ours)} "
             f"({abs(skew)} s {direction} the server)"
         )
-    window = f" (signatures are made valid for {margin} s)" if margin else ""
+    window = f" (each request is signed valid for {margin} s)" if margin else ""
     if code == "expires_too_far":
         what = "Cyware refused the request: its Expires is too far in the future"
     else:
@@ -286,7 +298,7 @@ class AlertChunk:
 
 # -------------------------------------------------------------------------------------- the client
 class CywareClient:
-    """One integration's CSAP API: access id + secret key, ``Expires`` = clock() + margin."""
+    """One integration's CSAP API: access id + secret key, ``Expires`` = clock() + window."""
 
     def __init__(
         self,
@@ -295,7 +307,7 @@ class CywareClient:
         integration_id: str,
         access_id: str,
         secret_key: str,
-        expiry_margin_seconds: int = 300,
+        signature_window_seconds: int = DEFAULT_SIGNATURE_WINDOW,
         clock: Clock = time.time,
         page_size: int = 500,
         verify_tls: bool = True,
@@ -310,7 +322,9 @@ class CywareClient:
             root += "/" + API_PREFIX
         self.page_size = max(1, min(int(page_size), MAX_PAGE_SIZE))
         self.clock = clock
-        self.signer = CywareSigner(access_id, secret_key, margin_seconds=expiry_margin_seconds, clock=clock)
+        self.signer = CywareSigner(
+            access_id, secret_key, window_seconds=signature_window_seconds, clock=clock
+        )
         self.options: Any = None  # the integration's sync options (set by resources.client_for)
         self.http = VendorHttp(
             root + "/",
@@ -320,7 +334,7 @@ class CywareClient:
             verify_tls=verify_tls,
             ca_pem=ca_pem,
             transport=transport,
-            error_mapper=lambda r: cyware_error(r, clock=clock, margin=expiry_margin_seconds),
+            error_mapper=lambda r: cyware_error(r, clock=clock, margin=signature_window_seconds),
             **http_options,
         )
 

@@ -33,11 +33,11 @@ class Settings(ServiceSettings):
         le=128,
         description="requests in flight per integration run (alert details in parallel)",
     )
-    expiry_margin_seconds: int = Field(
-        default=300,
-        ge=5,
-        le=3600,
-        description="Expires = now + this; tolerates a client clock this far behind",
+    signature_window_seconds: int = Field(
+        default=20,
+        ge=1,
+        le=30,
+        description="Expires = now + this: Cyware accepts a signature for at most 30 s from issue",
     )
     alert_backfill_days: int = Field(
         default=0, ge=0, description="first sync: alerts published in the last N days; 0 = all"

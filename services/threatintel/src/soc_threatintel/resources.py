@@ -21,8 +21,8 @@ fingerprint differs from the one it saw last time (on its first run: all of them
 content gives the identical event id, so a consumer recognises the duplicate).
 
 Integration settings (``IntegrationChanged.settings``, all optional, defaults from the service's
-environment): ``page_size`` (1–1000), ``http_concurrency`` (1–128), ``expiry_margin_seconds``
-(5–3600), ``alert_backfill_days``, ``alert_overlap_seconds`` (0–86400), ``alert_revisit_hours``
+environment): ``page_size`` (1–1000), ``http_concurrency`` (1–128), ``signature_window_seconds``
+(1–30), ``alert_backfill_days``, ``alert_overlap_seconds`` (0–86400), ``alert_revisit_hours``
 (0–720), ``resource_intervals`` (the shared scheduler's).
 """
 
@@ -265,17 +265,17 @@ def client_for(
     sync_options = SyncOptions.resolve(settings, overrides)
     try:
         concurrency = int(overrides.get("http_concurrency", settings.http_concurrency))
-        margin = int(overrides.get("expiry_margin_seconds", settings.expiry_margin_seconds))
+        window = int(overrides.get("signature_window_seconds", settings.signature_window_seconds))
         if not 1 <= concurrency <= 128:
             raise ValueError("http_concurrency must be between 1 and 128")
-        if not 5 <= margin <= 3600:
-            raise ValueError("expiry_margin_seconds must be between 5 and 3600")
+        if not 1 <= window <= 30:
+            raise ValueError("signature_window_seconds must be between 1 and 30 (Cyware's limit)")
     except (TypeError, ValueError) as exc:
         raise VendorError(
             VendorErrorCategory.INVALID_REQUEST, f"integration settings: {exc}", retryable=False
         ) from None
     options.setdefault("max_concurrency", concurrency)
-    options.setdefault("expiry_margin_seconds", margin)
+    options.setdefault("signature_window_seconds", window)
     if not access_id or not secret_key:
         raise VendorError(
             VendorErrorCategory.INVALID_REQUEST,
