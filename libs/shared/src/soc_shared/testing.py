@@ -261,8 +261,19 @@ class ServerThread:
         import uvicorn
 
         self.port = port or free_port()
+        # A test's control client may sit idle longer than uvicorn's 5 s keep-alive on a loaded
+        # machine; the server closing that connection just as the client reuses it reads as
+        # "server disconnected" in a test that is about something else.
         self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off", **ssl)
+            uvicorn.Config(
+                app,
+                host="127.0.0.1",
+                port=self.port,
+                log_level="warning",
+                lifespan="off",
+                timeout_keep_alive=120,
+                **ssl,
+            )
         )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

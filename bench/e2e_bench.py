@@ -1,0 +1,233 @@
+"""The whole path, every stage its own process: QRadar simulator → siem-ingest → RabbitMQ →
+tenant read model → PostgreSQL → visible through the gateway.
+
+    uv run --frozen python bench/e2e_bench.py [--offenses 100000]
+
+An admin creates a QRadar integration through the gateway (as a person would, public API only);
+the clock starts then and stops when `GET /tenant/offenses/` through the gateway counts every
+offense the simulator holds. Printed: offenses/s overall (first poll included) and steady (from 10 %
+to 90 % visible), and the CPU each process spent per offense (from /proc: on a shared 2-core
+machine wall-clock rates depend on whatever else runs, CPU per offense does not). PostgreSQL's CPU
+is that of the backends serving this bench's database; its background writers are not counted.
+
+A database and vhost ``soc_bench_e2e`` are (re)created for the run; nothing touches the suite's own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH_DB = BENCH_VHOST = "soc_bench_e2e"
+LOGS = ROOT / ".local" / "logs" / "e2e-bench"
+ADMIN_PASSWORD = "Bench-admin-Passw0rd!"
+MODULES = {
+    "auth": "soc_auth",
+    "tenant": "soc_tenant",
+    "siem-ingest": "soc_siem_ingest",
+    "gateway": "soc_gateway",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def pids_where(predicate) -> list[int]:  # noqa: ANN001
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            comm = (proc / "comm").read_text().strip()
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if predicate(comm, cmdline):
+            found.append(int(proc.name))
+    return found
+
+
+class CpuMeter:
+    """CPU seconds per named process; PostgreSQL backends of the bench database are summed (they
+    come and go with the pools, so each one seen is remembered with its last reading)."""
+
+    def __init__(self, procs: dict[str, int]) -> None:
+        self.procs = procs
+        self.broker = pids_where(lambda comm, _: comm == "beam.smp")
+        self.pg_seen: dict[int, float] = {}
+        self.pg_start: dict[int, float] = {}
+
+    def _pg(self) -> None:
+        for pid in pids_where(lambda comm, cmd: comm.startswith("postgres") and BENCH_DB in cmd):
+            value = cpu_seconds(pid)
+            self.pg_start.setdefault(pid, value if not self.pg_seen else 0.0)
+            self.pg_seen[pid] = value
+
+    def reading(self) -> dict[str, float]:
+        self._pg()
+        values = {name: cpu_seconds(pid) for name, pid in self.procs.items()}
+        values["rabbitmq"] = sum(cpu_seconds(pid) for pid in self.broker)
+        values["postgres"] = sum(v - self.pg_start.get(pid, 0.0) for pid, v in self.pg_seen.items())
+        return values
+
+
+class Suite:
+    def __init__(self) -> None:
+        LOGS.mkdir(parents=True, exist_ok=True)
+        self.ports = {name: free_port() for name in [*MODULES, "sim-qradar"]}
+        hostport = os.environ.get("SOC_AMQP_HOSTPORT", "127.0.0.1:5672")
+        upstreams = {n: self.url(n) for n in MODULES if n != "gateway"}
+        self.env = {
+            **os.environ,
+            "SOC_ENV": "dev",
+            "SOC_LOG_LEVEL": "WARNING",
+            "SOC_DB_NAME": BENCH_DB,
+            "SOC_AMQP_URL": f"amqp://soc:soc@{hostport}/{BENCH_VHOST}",
+            "SOC_ADMIN_USERNAME": "admin",
+            "SOC_ADMIN_PASSWORD": ADMIN_PASSWORD,
+            "SOC_AUTH_URL": self.url("auth"),
+            "SOC_GATEWAY_UPSTREAMS": json.dumps(upstreams),
+            "SOC_TENANT_SIEM_INGEST_URL": self.url("siem-ingest"),
+            "SOC_SIEM_INGEST_TENANT_URL": self.url("tenant"),
+            # The bench is one client polling hard: the gateway's per-user limits would throttle it.
+            "SOC_GATEWAY_RATE_LIMIT_USER_PER_SECOND": "0",
+            "SOC_GATEWAY_RATE_LIMIT_ADDRESS_PER_SECOND": "0",
+        }
+        for name in MODULES:
+            self.env[f"SOC_{name.upper().replace('-', '_')}_PORT"] = str(self.ports[name])
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.ports[name]}"
+
+    def start(self, name: str, args: list[str], health: str) -> None:
+        with open(LOGS / f"{name}.log", "ab") as log:
+            proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=self.env, stdout=log, stderr=log)
+        self.procs[name] = proc
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise SystemExit(f"{name} exited with {proc.returncode}; see {LOGS / (name + '.log')}")
+            try:
+                if httpx.get(health, timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise SystemExit(f"{name} not healthy; see {LOGS / (name + '.log')}")
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs.values()):
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--offenses", type=int, default=100_000)
+    args = parser.parse_args()
+    os.environ["SOC_DB_NAME"] = BENCH_DB
+    from soc_shared.provision import provision_database, provision_vhost
+
+    provision_database(BENCH_DB, fresh=True)
+    provision_vhost(BENCH_VHOST, fresh=True)
+    suite = Suite()
+    try:
+        sim = suite.url("sim-qradar")
+        suite.start(
+            "sim-qradar",
+            ["-m", "soc_simulators", "qradar", "--port", str(suite.ports["sim-qradar"])],
+            f"{sim}/_sim/state",
+        )
+        seeded = httpx.post(f"{sim}/_sim/seed", json={"offenses": args.offenses}, timeout=600).json()
+        total = seeded["total"]
+        for name, module in MODULES.items():
+            suite.start(name, ["-m", module], f"{suite.url(name)}/healthz")
+        gateway = suite.url("gateway")
+        api = httpx.Client(base_url=gateway, timeout=30)
+        token = api.post("/auth/login/", json={"username": "admin", "password": ADMIN_PASSWORD}).json()
+        api.headers["authorization"] = f"Bearer {token['access_token']}"
+        meter = CpuMeter({name: proc.pid for name, proc in suite.procs.items()})
+        before = meter.reading()
+        t0 = time.monotonic()
+        created = api.post(
+            "/integration/",
+            json={
+                "integration_type": "SIEM",
+                "subtype": "IBM_QRADAR",
+                "instance_name": "e2e bench",
+                "base_url": sim,
+                "verify_tls": True,
+                "polling_interval_seconds": 60,
+                "credential_kind": "API_KEY",
+                "credentials": {"api_key": "qradar-demo-token"},
+            },
+        )
+        created.raise_for_status()
+        print(
+            f"{total} offenses in the simulator, {os.cpu_count()} CPU cores; waiting until the API lists them"
+        )
+        marks: dict[float, float] = {}
+        visible = 0
+        deadline = t0 + max(600, total / 500)
+        while visible < total and time.monotonic() < deadline:
+            r = api.get("/tenant/offenses/", params={"limit": 1})
+            if r.status_code == 200:
+                visible = r.json()["total"]
+                for frac in (0.1, 0.9):
+                    if visible >= frac * total and frac not in marks:
+                        marks[frac] = time.monotonic()
+            meter.reading()  # remembers PostgreSQL backends while they exist
+            time.sleep(0.25)
+        t_end = time.monotonic()
+        after = meter.reading()
+        if visible < total:
+            print(f"only {visible} of {total} visible after {t_end - t0:.0f} s")
+        print(
+            f"\noverall   {visible / (t_end - t0):>9,.0f} offenses/s  ({visible} in {t_end - t0:.1f} s, first poll included)"
+        )
+        if 0.1 in marks and 0.9 in marks and marks[0.9] > marks[0.1]:
+            print(
+                f"steady    {0.8 * total / (marks[0.9] - marks[0.1]):>9,.0f} offenses/s  (10 % → 90 % visible)"
+            )
+        print(f"\n{'process':<14}{'CPU s':>8}{'µs/offense':>12}")
+        total_us = 0.0
+        for name in [*suite.procs, "rabbitmq", "postgres"]:
+            used = after.get(name, 0.0) - before.get(name, 0.0)
+            per = used / max(visible, 1) * 1e6
+            total_us += per
+            print(f"{name:<14}{used:>8.1f}{per:>12.1f}")
+        print(
+            f"{'all':<14}{'':>8}{total_us:>12.1f}   (→ {1e6 / max(total_us, 1e-9) * (os.cpu_count() or 1):,.0f} offenses/s on {os.cpu_count()} cores if CPU-bound)"
+        )
+    finally:
+        suite.stop()
+
+
+if __name__ == "__main__":
+    main()
