@@ -9,7 +9,9 @@ from typing import Any
 
 import httpx
 import pytest_asyncio
+import sqlalchemy as sa
 from soc_shared.bus import Bus
+from soc_shared.db import set_company_scope
 from soc_shared.events import (
     IncidentSeverity,
     IncidentStatus,
@@ -297,6 +299,9 @@ async def env(migrated, tokens):
                 "company": company,
                 "other": other,
                 "integrations": {"soar": soar, "qradar": qradar, "itsm": itsm},
+                "app": app,
+                "bus": bus,
+                "tokens": tokens,
             }
 
             async def loaded() -> bool:
@@ -703,3 +708,94 @@ async def test_consolidated_report_use_cases_closure_trend_and_eps_over_contract
         "/tenant/reports/consolidated/", headers=env["headers"], params={"format": "pdf", "filter_type": 3}
     )
     assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+
+
+async def test_default_threat_intel_feed_reaches_flagged_companies_only(env):
+    app, client, admin = env["app"], env["client"], env["admin"]
+    db = app.state.db
+    provider = await add_company(db, f"Provider {RUN}")
+    feed = await add_ti_integration(db, provider)
+    flagged, unflagged = env["company"], env["other"]
+    async with db.session() as s:
+        await s.execute(
+            sa.text("UPDATE company SET is_default_threat_intel = false WHERE id = :c"), {"c": unflagged}
+        )
+    published = NOW - timedelta(hours=2)
+    await env["bus"].publish(
+        [
+            event(
+                "ti.alert.upserted",
+                TiAlert(
+                    short_id=f"fd1-{RUN}", title=f"{MARK} broadcast", published_time=published, version=1
+                ),
+                feed,
+                "fd1",
+                version=1,
+            ),
+            event(
+                "ti.alert.upserted",
+                TiAlert(
+                    short_id=f"fd2-{RUN}",
+                    title=f"{MARK} for the provider only",
+                    published_time=published,
+                    company_id=provider,
+                    version=1,
+                ),
+                feed,
+                "fd2",
+                version=1,
+            ),
+        ]
+    )
+    provider_headers = env["tokens"].headers(kind="tenant", company_id=provider)
+
+    async def feed_alerts(headers: dict) -> set[str]:
+        r = await client.get("/tenant/threat-alerts/", headers=headers, params={"q": MARK, "limit": 100})
+        assert r.status_code == 200, r.text
+        return {x["short_id"].rsplit("-", 1)[0] for x in r.json()["items"] if x["short_id"].startswith("fd")}
+
+    async def arrived() -> bool:
+        return await feed_alerts(provider_headers) == {"fd1", "fd2"}
+
+    await eventually(arrived)
+    other_headers = env["tokens"].headers(kind="tenant", company_id=unflagged)
+    assert await feed_alerts(env["headers"]) == set()  # not a default feed yet
+
+    async def rls_count(company: str) -> int:
+        async with app.state.app_db.session() as s:
+            await set_company_scope(s, company, is_admin=False)
+            return (
+                await s.execute(
+                    sa.text("SELECT count(*) FROM ti_alert WHERE integration_id = :i"), {"i": feed}
+                )
+            ).scalar_one()
+
+    try:
+        r = await client.put(f"/admin/threat-intel/default-feeds/{feed}/", headers=env["headers"])
+        assert r.status_code == 403
+        r = await client.put(f"/admin/threat-intel/default-feeds/{feed}/", headers=admin)
+        assert r.status_code == 200, r.text
+        listed = (await client.get("/admin/threat-intel/default-feeds/", headers=admin)).json()["items"]
+        assert [x["integration_id"] for x in listed if x["integration_id"] == feed] == [feed]
+        # the flagged company now sees the broadcast alert, never the one addressed to the provider
+        assert await feed_alerts(env["headers"]) == {"fd1"}
+        assert await feed_alerts(other_headers) == set()
+        detail = await client.get(
+            "/tenant/threat-alerts/",
+            headers=env["headers"],
+            params={"q": f"fd1-{RUN}"},
+        )
+        assert detail.json()["total"] == 1
+        # row-level security alone gives the same answer
+        assert (
+            await rls_count(flagged) == 1
+            and await rls_count(unflagged) == 0
+            and await rls_count(provider) == 2
+        )
+        # a non-threat-intel integration cannot be a feed; an unknown one is not found
+        r = await client.put("/admin/threat-intel/default-feeds/no-such-integration/", headers=admin)
+        assert r.status_code == 404
+    finally:
+        r = await client.delete(f"/admin/threat-intel/default-feeds/{feed}/", headers=admin)
+        assert r.status_code == 204
+    assert await feed_alerts(env["headers"]) == set() and await rls_count(flagged) == 0

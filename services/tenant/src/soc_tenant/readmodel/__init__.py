@@ -11,6 +11,7 @@ routers: list[APIRouter] = [
     soar.router,
     itsm.router,
     ti.router,
+    ti.admin_router,
     sla_views.router,
     dashboard.router,
     reports.router,

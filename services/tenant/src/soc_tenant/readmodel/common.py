@@ -103,6 +103,7 @@ class Scope:
     soar: list[tuple[str, str]] = field(default_factory=list)
     itsm: list[tuple[str, str]] = field(default_factory=list)
     integrations: list[str] = field(default_factory=list)  # integrations owned by the company (TI)
+    shared_feeds: list[str] = field(default_factory=list)  # the default threat-intel feeds it takes
 
     @property
     def everything(self) -> bool:
@@ -132,9 +133,10 @@ class Scope:
     def ti_filter(self, table: sa.Table) -> sa.ColumnElement[bool]:
         if self.everything:
             return sa.true()
+        broadcast = self.integrations + self.shared_feeds
         owned = (
-            sa.and_(table.c.company_id.is_(None), table.c.integration_id.in_(self.integrations))
-            if self.integrations
+            sa.and_(table.c.company_id.is_(None), table.c.integration_id.in_(broadcast))
+            if broadcast
             else sa.false()
         )
         return sa.or_(table.c.company_id == self.company_id, owned)
@@ -161,6 +163,8 @@ UNION ALL SELECT 'q', integration_id::text, domain_id::text FROM qradar_mapping 
 UNION ALL SELECT 's', integration_id::text, account::text FROM soar_mapping WHERE active AND company_id::text = :company
 UNION ALL SELECT 'i', integration_id::text, account_id::text FROM itsm_mapping WHERE active AND company_id::text = :company
 UNION ALL SELECT 't', id::text, NULL FROM integration WHERE deleted_at IS NULL AND company_id::text = :company
+UNION ALL SELECT 'f', f.integration_id, NULL FROM ti_default_feed f
+    WHERE EXISTS (SELECT 1 FROM company c WHERE c.id::text = :company AND c.is_default_threat_intel)
 """)
 
 
@@ -186,6 +190,8 @@ async def load_scope(session: AsyncSession, principal: Principal, company_id: st
             scope.itsm.append((integration_id, tenant or ""))
         elif kind == "t":
             scope.integrations.append(integration_id)
+        elif kind == "f" and integration_id not in scope.shared_feeds:
+            scope.shared_feeds.append(integration_id)
     return scope
 
 

@@ -7,6 +7,8 @@ from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Path, Query
+from fastapi.responses import Response
+from soc_shared.security import AdminPrincipal
 
 from soc_tenant.db import ScopedSession
 from soc_tenant.readmodel import tables as t
@@ -32,6 +34,7 @@ from soc_tenant.readmodel.common import (
 from soc_tenant.readmodel.responses import Page, ThreatAlertDetail, ThreatAlertSummary
 
 router = APIRouter(prefix="/tenant", tags=["threat-intelligence"], route_class=ReadRoute)
+admin_router = APIRouter(prefix="/admin/threat-intel", tags=["admin"], route_class=ReadRoute)
 BIGINT = 2**63 - 1
 a = t.ti_alert
 ALERT_COLUMNS = [
@@ -209,3 +212,67 @@ async def get_threat_alert(
         if category is not None:
             alert["category"] = {**alert["category"], **as_dict(category)}
     return alert
+
+
+# ------------------------------------------------------------------------- the default feed
+@admin_router.get("/default-feeds/")
+async def list_default_feeds(session: ScopedSession, _: AdminPrincipal) -> dict[str, Any]:
+    """The default threat-intel feeds: their alerts addressed to no company are shown to every
+    company with ``is_default_threat_intel``."""
+    rows = (
+        await session.execute(
+            sa.text(
+                "SELECT f.integration_id, f.set_by, f.set_at, i.instance_name, i.company_id::text AS owner_company_id "
+                "FROM ti_default_feed f LEFT JOIN integration i ON i.id::text = f.integration_id "
+                "ORDER BY f.set_at, f.integration_id"
+            )
+        )
+    ).all()
+    items = [as_dict(r) for r in rows]
+    return {"items": items, "total": len(items), "limit": len(items), "offset": 0}
+
+
+@admin_router.put("/default-feeds/{integration_id}/")
+async def add_default_feed(
+    session: ScopedSession,
+    principal: AdminPrincipal,
+    integration_id: Annotated[str, Path(max_length=100, pattern=r"^[A-Za-z0-9._:-]+$")],
+) -> dict[str, Any]:
+    """Make a threat-intelligence integration a default feed (idempotent)."""
+    kind = (
+        await session.execute(
+            sa.text("SELECT integration_type FROM integration WHERE id::text = :i AND deleted_at IS NULL"),
+            {"i": integration_id},
+        )
+    ).scalar_one_or_none()
+    if kind is None:
+        raise not_found("integration")
+    if kind != "THREAT_INTELLIGENCE":
+        raise bad_param("integration_id", "only a threat-intelligence integration can be a feed", type=kind)
+    await session.execute(
+        sa.text(
+            "INSERT INTO ti_default_feed (integration_id, set_by) VALUES (:i, :by) "
+            "ON CONFLICT (integration_id) DO NOTHING"
+        ),
+        {"i": integration_id, "by": principal.username},
+    )
+    await session.commit()
+    return {"integration_id": integration_id, "default_feed": True}
+
+
+@admin_router.delete("/default-feeds/{integration_id}/", status_code=204)
+async def remove_default_feed(
+    session: ScopedSession,
+    _: AdminPrincipal,
+    integration_id: Annotated[str, Path(max_length=100, pattern=r"^[A-Za-z0-9._:-]+$")],
+) -> Response:
+    removed = (
+        await session.execute(
+            sa.text("DELETE FROM ti_default_feed WHERE integration_id = :i RETURNING 1"),
+            {"i": integration_id},
+        )
+    ).first()
+    if removed is None:
+        raise not_found("default feed")
+    await session.commit()
+    return Response(status_code=204)
