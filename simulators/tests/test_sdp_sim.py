@@ -11,10 +11,10 @@ from typing import Any
 import httpx
 import pytest
 from soc_shared.testing import VENDOR_SAMPLES
+from soc_simulators import zoho
 from soc_simulators.sdp import (
     AUTH_TOKEN,
     LIST_VIEW_COLUMNS,
-    OAUTH_TOKEN,
     SDP_ACCEPT,
     UDF_SOAR_ID,
     create_app,
@@ -22,7 +22,12 @@ from soc_simulators.sdp import (
 
 SAMPLES = VENDOR_SAMPLES / "sdp"
 ON_PREM = {"authtoken": AUTH_TOKEN, "Accept": SDP_ACCEPT}
-CLOUD = {"Authorization": f"Zoho-oauthtoken {OAUTH_TOKEN}", "Accept": SDP_ACCEPT}
+GRANT = {
+    "refresh_token": zoho.REFRESH_TOKEN,
+    "client_id": zoho.CLIENT_ID,
+    "client_secret": zoho.CLIENT_SECRET,
+    "grant_type": "refresh_token",
+}
 SUCCESS = {"status_code": 2000, "status": "success"}
 # Every field of a request: what a list must name in fields_required to get whole records.
 EVERY_FIELD = list(
@@ -35,6 +40,16 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(seed=7, requests=150)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sdp") as http:
         yield http
+
+
+async def access_token(client: httpx.AsyncClient, **params: str) -> httpx.Response:
+    return await client.post("/oauth/v2/token", params={**GRANT, **params})
+
+
+async def cloud(client: httpx.AsyncClient) -> dict[str, str]:
+    """Cloud headers with an access token fresh from the simulated Zoho accounts server."""
+    token = (await access_token(client)).json()["access_token"]
+    return {"Authorization": f"Zoho-oauthtoken {token}", "Accept": SDP_ACCEPT}
 
 
 def input_data(**list_info: Any) -> dict[str, str]:
@@ -88,15 +103,52 @@ def assert_failed(answer: httpx.Response, http_status: int, code: int) -> dict[s
 async def test_on_prem_and_cloud_auth_both_work_and_bad_credentials_get_401(
     client: httpx.AsyncClient,
 ) -> None:
-    for headers in (ON_PREM, CLOUD):
+    cloud_headers = await cloud(client)
+    for headers in (ON_PREM, cloud_headers):
         assert (await list_page(client, headers=headers, row_count=5)).status_code == 200
     for headers in (
         {"Accept": SDP_ACCEPT},
         {"authtoken": "wrong"},
         {"Authorization": "Zoho-oauthtoken wrong"},
-        {"Authorization": f"Bearer {OAUTH_TOKEN}"},
+        {"Authorization": cloud_headers["Authorization"].replace("Zoho-oauthtoken", "Bearer")},
     ):
         assert_failed(await list_page(client, headers=headers, row_count=5), 401, 4022)
+
+
+async def test_zoho_token_refresh_answers_as_recorded_and_tokens_expire(client: httpx.AsyncClient) -> None:
+    answer = await access_token(client)
+    recorded = json.loads((SAMPLES / "zoho_oauth_v2_token_refresh.json").read_text())
+    body = answer.json()
+    # Zoho's refresh answer: the recorded keys (a refresh-token grant does not hand out a new one)
+    assert answer.status_code == 200 and set(body) == set(recorded) - {"refresh_token"}
+    assert (body["token_type"], body["expires_in"]) == (recorded["token_type"], recorded["expires_in"])
+    headers = {"Authorization": f"Zoho-oauthtoken {body['access_token']}", "Accept": SDP_ACCEPT}
+    assert (await list_page(client, headers=headers, row_count=1)).status_code == 200
+    await client.post("/_sim/oauth/expire")  # an hour later
+    expired = await list_page(client, headers=headers, row_count=1)
+    assert_failed(expired, 401, 4022)
+    assert expired.json()["response_status"]["messages"][0]["message"] == "OAuth token expired"
+    # a form body works as well as query parameters
+    form = await client.post("/oauth/v2/token", data=GRANT)
+    assert form.json()["access_token"] != body["access_token"]
+
+
+async def test_zoho_refuses_bad_clients_revoked_tokens_and_too_many_refreshes(
+    client: httpx.AsyncClient,
+) -> None:
+    assert (await access_token(client, client_secret="nope")).json() == {"error": "invalid_client"}
+    assert (await access_token(client, refresh_token="1000.unknown")).json() == {"error": "invalid_code"}
+    assert (await access_token(client, grant_type="password")).json() == {"error": "unsupported_grant_type"}
+    for _ in range(9):  # one more makes ten access tokens from this refresh token in ten minutes
+        assert (await access_token(client)).status_code == 200
+    headers = await cloud(client)
+    throttled = await access_token(client)
+    assert throttled.status_code == 400 and throttled.json()["error"] == "Access Denied"
+    assert "too many requests" in throttled.json()["error_description"]
+    assert (await client.post("/_sim/oauth/revoke", params={"refresh_token": zoho.REFRESH_TOKEN})).json()
+    assert (await access_token(client)).json() == {"error": "invalid_code"}
+    revoked = await list_page(client, headers=headers, row_count=1)
+    assert_failed(revoked, 401, 4022)
 
 
 async def test_a_missing_accept_header_is_answered_and_counted(client: httpx.AsyncClient) -> None:
@@ -176,9 +228,9 @@ async def test_list_and_single_answers_follow_the_recorded_shapes(client: httpx.
     assert msp["response_status"] == [SUCCESS] and len(msp["accounts"]) >= 3
     assert all(account["id"] and account["name"] for account in msp["accounts"])
     # The cloud edition serves the same API under /app/<portal>/.
-    assert (await client.get("/app/itdesk/api/v3/accounts", headers=CLOUD)).json()["accounts"] == msp[
+    assert (await client.get("/app/itdesk/api/v3/accounts", headers=await cloud(client))).json()[
         "accounts"
-    ]
+    ] == msp["accounts"]
 
 
 # ------------------------------------------------------------------------------------------- paging
@@ -334,7 +386,9 @@ async def test_create_then_read_back_then_update(client: httpx.AsyncClient) -> N
     assert request["udf_fields"] == {UDF_SOAR_ID: "4242"} and request["priority"]["name"] == "Urgent"
     assert request["status"]["name"] == "Open"
 
-    read = (await client.get(f"/api/v3/requests/{request['id']}", headers=CLOUD)).json()["request"]
+    read = (await client.get(f"/api/v3/requests/{request['id']}", headers=await cloud(client))).json()[
+        "request"
+    ]
     assert read == request
     wrong_account = await client.get(
         f"/api/v3/requests/{request['id']}",
@@ -362,7 +416,7 @@ async def test_create_then_read_back_then_update(client: httpx.AsyncClient) -> N
     # The account can also come in the body; the cloud header works for writes as well.
     by_body = await client.post(
         "/api/v3/requests",
-        headers=CLOUD,
+        headers=await cloud(client),
         data={
             "input_data": json.dumps(
                 {"request": {"subject": "VPN access", "account": {"name": account["name"]}}}

@@ -29,10 +29,10 @@ from soc_shared.sync import Ingestor
 from soc_shared.testing import VENDOR_SAMPLES, EventTap, ServerThread, free_port
 from soc_shared.vendor_http import RetryPolicy
 from soc_simulators import sdp as sdp_sim
+from soc_simulators import zoho as zoho_sim
 
 SAMPLES = VENDOR_SAMPLES / "sdp"
 TOKEN = sdp_sim.AUTH_TOKEN
-OAUTH = sdp_sim.OAUTH_TOKEN
 UDF = f"udf_fields.{sdp_sim.UDF_SOAR_ID}"
 FAST_RETRY = RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.05, max_retry_after=2)
 SOAR_INTEGRATION = "soar-test"
@@ -41,6 +41,16 @@ ACME = sdp_sim.ACCOUNTS[0]  # the SDP account of the XSOAR account ACME.soar_acc
 
 def sample(name: str) -> Any:
     return json.loads((SAMPLES / name).read_text())
+
+
+def oauth_credentials(**secrets: str) -> dict[str, Any]:
+    """ServiceDesk Plus Cloud credentials: the simulated Zoho client and its refresh token."""
+    base = {
+        "client_id": zoho_sim.CLIENT_ID,
+        "client_secret": zoho_sim.CLIENT_SECRET,
+        "refresh_token": zoho_sim.REFRESH_TOKEN,
+    }
+    return {"credential_kind": "OAUTH_CLIENT", "secrets": {**base, **secrets}, "ca_pem": None}
 
 
 def token_credentials(token: str = TOKEN) -> dict[str, Any]:
@@ -280,12 +290,12 @@ def kit() -> Any:
     return SimpleNamespace(
         sample=sample,
         token_credentials=token_credentials,
+        oauth_credentials=oauth_credentials,
         change=change,
         incident=incident,
         ServerThread=ServerThread,
         FAST_RETRY=FAST_RETRY,
         TOKEN=TOKEN,
-        OAUTH=OAUTH,
         UDF=UDF,
         Tap=Tap,
         SAMPLES=SAMPLES,

@@ -11,8 +11,10 @@ import httpx
 import pytest
 import pytest_asyncio
 from soc_itsm_ingest.client import SDP_ACCEPT, SdpClient, TicketPosition
+from soc_itsm_ingest.oauth import ZohoAuth, ZohoCredentials, ZohoTokens
 from soc_shared.vendor_http import VendorError, VendorErrorCategory
 from soc_simulators import sdp as sdp_sim
+from soc_simulators import zoho as zoho_sim
 
 
 @pytest.fixture
@@ -46,12 +48,16 @@ async def test_authtoken_and_oauth_both_work_with_the_v3_accept_header(sim: Any,
             return await httpx.ASGITransport(app=sim).handle_async_request(request)
 
     on_prem = SdpClient("http://sdp.sim", integration_id="t", token=kit.TOKEN, transport=Spy())
-    # The cloud edition lives under /app/<portal>; the base URL names the portal.
+    # The cloud edition lives under /app/<portal>; the base URL names the portal. Its access token
+    # comes from the (simulated) Zoho accounts server.
+    credentials = ZohoCredentials(
+        zoho_sim.CLIENT_ID, zoho_sim.CLIENT_SECRET, zoho_sim.REFRESH_TOKEN, "https://accounts.zoho.example"
+    )
+    tokens = ZohoTokens()
     cloud = SdpClient(
         "https://sdpondemand.example/app/itdesk",
         integration_id="t",
-        token=kit.OAUTH,
-        auth_style="oauth",
+        oauth=ZohoAuth(tokens, "t", credentials, http_options={"transport": Spy()}),
         transport=Spy(),
     )
     try:
@@ -62,12 +68,14 @@ async def test_authtoken_and_oauth_both_work_with_the_v3_accept_header(sim: Any,
         await on_prem.aclose()
         await cloud.aclose()
     assert seen[0].headers["authtoken"] == kit.TOKEN and "authorization" not in seen[0].headers
+    [grant] = [r for r in seen if r.url.path == "/oauth/v2/token"]
+    assert grant.url.host == "accounts.zoho.example" and grant.url.params["grant_type"] == "refresh_token"
     assert (
-        seen[-1].headers["authorization"] == f"Zoho-oauthtoken {kit.OAUTH}"
+        seen[-1].headers["authorization"] == f"Zoho-oauthtoken {tokens._memory['t'].token}"
         and "authtoken" not in seen[-1].headers
     )
     assert seen[-1].url.path == "/app/itdesk/api/v3/accounts"
-    assert all(r.headers["accept"] == SDP_ACCEPT for r in seen)
+    assert all(r.headers["accept"] == SDP_ACCEPT for r in seen if r is not grant)
     assert sim.state.sim.state()["accept_header_mismatches"] == 0
 
 
@@ -75,9 +83,8 @@ async def test_authtoken_and_oauth_both_work_with_the_v3_accept_header(sim: Any,
     ("options", "category"),
     [
         ({"token": "wrong-key"}, VendorErrorCategory.BAD_CREDENTIALS),
-        ({"token": "wrong-oauth", "auth_style": "oauth"}, VendorErrorCategory.BAD_CREDENTIALS),
-        ({"token": sdp_sim.OAUTH_TOKEN}, VendorErrorCategory.BAD_CREDENTIALS),
-    ],  # an OAuth token sent as authtoken
+        ({"token": zoho_sim.REFRESH_TOKEN}, VendorErrorCategory.BAD_CREDENTIALS),
+    ],  # a refresh token sent as authtoken
 )
 async def test_bad_credentials_are_categorised(
     sim: Any, kit: Any, options: dict[str, Any], category: VendorErrorCategory

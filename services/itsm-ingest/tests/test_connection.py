@@ -19,7 +19,14 @@ from cryptography.x509.oid import NameOID
 from soc_itsm_ingest.config import Settings
 from soc_itsm_ingest.main import create_app
 from soc_simulators import sdp as sdp_sim
+from soc_simulators import zoho as zoho_sim
 from soc_simulators.faults import Fault
+
+ZOHO_CLIENT = {
+    "client_id": zoho_sim.CLIENT_ID,
+    "client_secret": zoho_sim.CLIENT_SECRET,
+    "refresh_token": zoho_sim.REFRESH_TOKEN,
+}
 
 
 def self_signed(directory: Path) -> tuple[Path, Path]:
@@ -54,12 +61,17 @@ class Caller:
         self.client, self.headers = client, headers
 
     async def __call__(
-        self, base_url: str, *, secrets: dict[str, Any] | None = None, settings: dict[str, Any] | None = None
+        self,
+        base_url: str,
+        *,
+        secrets: dict[str, Any] | None = None,
+        settings: dict[str, Any] | None = None,
+        kind: str = "API_KEY",
     ) -> dict[str, Any]:
         body = {
             "subtype": "MANAGEENGINE_SDP",
             "base_url": base_url,
-            "credential_kind": "API_KEY",
+            "credential_kind": kind,
             "credentials": secrets if secrets is not None else {"api_key": sdp_sim.AUTH_TOKEN},
             "settings": settings or {},
         }
@@ -102,20 +114,28 @@ async def test_both_auth_styles_pass_every_check(call: Caller, socket_sim: Any) 
     ]
     assert ok["details"]["accounts"] == len(sdp_sim.ACCOUNTS) and ok["details"]["auth_style"] == "authtoken"
     cloud = await call(
-        base + "/app/itdesk", secrets={"token": sdp_sim.OAUTH_TOKEN}, settings={"auth_style": "oauth"}
+        base + "/app/itdesk",
+        kind="OAUTH_CLIENT",
+        secrets=dict(ZOHO_CLIENT),
+        settings={"accounts_url": base},  # the simulator is its own Zoho accounts server
     )
     assert cloud["ok"] is True and cloud["details"]["auth_style"] == "oauth"
 
 
 async def test_bad_credentials(call: Caller, socket_sim: Any) -> None:
     _, base = socket_sim
-    for secrets, settings in (
-        ({"api_key": "wrong"}, None),
-        ({"api_key": sdp_sim.AUTH_TOKEN}, {"auth_style": "oauth"}),
+    result = await call(base, secrets={"api_key": "wrong"})
+    assert (result["ok"], result["category"]) == (False, "bad_credentials")
+    assert result["details"]["failed_check"] == "accounts" and result["details"]["vendor_code"] == "4022"
+    for secrets, code in (
+        ({**ZOHO_CLIENT, "refresh_token": "1000.revoked"}, "invalid_code"),
+        ({**ZOHO_CLIENT, "client_secret": "wrong"}, "invalid_client"),
     ):
-        result = await call(base, secrets=secrets, settings=settings)
-        assert (result["ok"], result["category"]) == (False, "bad_credentials")
-        assert result["details"]["failed_check"] == "accounts" and result["details"]["vendor_code"] == "4022"
+        refused = await call(base, kind="OAUTH_CLIENT", secrets=secrets, settings={"accounts_url": base})
+        assert (refused["ok"], refused["category"]) == (False, "bad_credentials"), refused
+        assert refused["details"]["vendor_code"] == code and "Zoho" in refused["message"]
+    incomplete = await call(base, kind="OAUTH_CLIENT", secrets={"client_id": "x"})
+    assert (incomplete["ok"], incomplete["category"]) == (False, "invalid_request")
     missing = await call(base, secrets={})
     assert (missing["ok"], missing["category"]) == (False, "invalid_request")
 

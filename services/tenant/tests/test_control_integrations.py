@@ -73,7 +73,14 @@ async def test_types_describe_subtypes_credential_kinds_and_secret_fields(client
     xsoar = types["SOAR"]["subtypes"][0]["credential_kinds"][0]
     assert {f["name"]: f["required"] for f in xsoar["fields"]} == {"api_key": True, "api_key_id": False}
     sdp = types["ITSM"]["subtypes"][0]
-    assert [s for s in sdp["settings"] if s["name"] == "auth_style"][0]["choices"] == ["authtoken", "oauth"]
+    sdp_kinds = {k["kind"]: k for k in sdp["credential_kinds"]}
+    assert [f["name"] for f in sdp_kinds["OAUTH_CLIENT"]["fields"]] == [
+        "client_id",
+        "client_secret",
+        "refresh_token",
+    ]
+    assert all(f["secret"] for f in sdp_kinds["OAUTH_CLIENT"]["fields"])
+    assert "accounts_url" in {s["name"] for s in sdp["settings"]}
     cyware = types["THREAT_INTELLIGENCE"]["subtypes"][0]
     assert (
         cyware["requires_company"] is True
@@ -336,14 +343,17 @@ async def test_test_connection_categories_from_the_ingestor(client, headers, fak
         "subtype": "MANAGEENGINE_SDP",
         "base_url": "https://sdp.example.com",
         "credentials": {"api_key": "sdp-key"},
-        "settings": {"auth_style": "oauth"},
+        "settings": {"accounts_url": "https://accounts.zoho.eu"},
     }
     fake_ingestors.results["MANAGEENGINE_SDP"] = {"ok": True, "message": "connected to ServiceDesk Plus"}
     r = await client.post("/integration/test-connection/", headers=admin, json=unsaved)
     assert r.status_code == 200 and r.json()["ok"] is True and r.json()["saved"] is False
     host, path, sent = fake_ingestors.requests[-1]
     assert (host, path) == ("127.0.0.1:8013", "/internal/test-connection")
-    assert sent["settings"] == {"auth_style": "oauth"} and sent["credential_kind"] == "API_KEY"
+    assert (
+        sent["settings"] == {"accounts_url": "https://accounts.zoho.eu"}
+        and sent["credential_kind"] == "API_KEY"
+    )
 
     for category in ("unreachable", "tls", "bad_credentials", "permission", "bad_response", "timeout"):
         fake_ingestors.results["MANAGEENGINE_SDP"] = {

@@ -3,7 +3,9 @@
 What it reproduces, from the product's v3 conventions and the recorded payloads in
 ``vendor-samples/sdp``:
 
-* auth: on-premises ``authtoken: <technician key>`` or cloud ``Authorization: Zoho-oauthtoken <token>``;
+* auth: on-premises ``authtoken: <technician key>`` or cloud ``Authorization: Zoho-oauthtoken <token>``
+  with an access token the Zoho accounts server issued (``soc_simulators.zoho``, served by this app
+  at ``/oauth/v2/token``): it expires after an hour, and an expired, revoked or unknown one is 401;
   the ``Accept: application/vnd.manageengine.sdp.v3+json`` header is expected (a client that omits it
   is answered anyway and counted in ``/_sim/state``, as the server is lenient there).
 * lists take ``input_data={"list_info": {...}}`` (``row_count`` at most 100, 1-based ``start_index``,
@@ -50,9 +52,9 @@ from soc_simulators.xsoar import (
     rand_pick,
     rand_weighted,
 )
+from soc_simulators.zoho import ZohoAccounts, install_zoho_accounts
 
 AUTH_TOKEN = "sdp-demo-key"
-OAUTH_TOKEN = "sdp-demo-oauth"
 SDP_ACCEPT = "application/vnd.manageengine.sdp.v3+json"
 MAX_ROW_COUNT = 100  # the server refuses bigger pages
 DEFAULT_ROW_COUNT = 10
@@ -430,14 +432,15 @@ class SdpSim:
         requests: int | None = None,
         xsoar_incidents: int = xsoar.DEFAULT_INCIDENTS,
         auth_token: str = AUTH_TOKEN,
-        oauth_token: str = OAUTH_TOKEN,
+        zoho: ZohoAccounts | None = None,
         rate_limit_per_minute: int | None = None,
     ) -> None:
         self.seed = seed
         self.rng = derive_rng(seed, "sdp", "life")
         self.clock = MonotonicClock(units_per_second=1000)
         self.accounts: dict[str, SdpAccount] = {account.id: account for account in ACCOUNTS}
-        self.auth_token, self.oauth_token = auth_token, oauth_token
+        self.auth_token = auth_token
+        self.zoho = zoho or ZohoAccounts()
         self.rate_limiter = RateLimiter(rate_limit_per_minute) if rate_limit_per_minute else None
         self.records: dict[str, TicketRecord] = {}  # insertion order is id order
         self.active_ids: dict[str, None] = {}  # requests not yet closed
@@ -1415,7 +1418,7 @@ def create_app(seed: int = 7, live: bool = False, **config: Any) -> FastAPI:
 
     ``config``: ``requests`` (extra service requests seeded besides the SOAR escalations),
     ``xsoar_incidents`` (size of the XSOAR seed to link to, default 600), ``auth_token``,
-    ``oauth_token``, ``rate_limit_per_minute`` (off by default), ``tick_seconds`` (live period, 5).
+    ``zoho`` (the :class:`ZohoAccounts` issuing cloud OAuth tokens), ``rate_limit_per_minute`` (off by default), ``tick_seconds`` (live period, 5).
     """
     tick_seconds = float(config.pop("tick_seconds", 5.0))
     sim = SdpSim(seed, **config)
@@ -1424,6 +1427,7 @@ def create_app(seed: int = 7, live: bool = False, **config: Any) -> FastAPI:
     )
     app.state.sim = sim
     board = install_faults(app)
+    install_zoho_accounts(app, sim.zoho)
     sim.faults = board
 
     async def answer_error(request: Request, exc: Exception) -> JSONResponse:
@@ -1436,12 +1440,15 @@ def create_app(seed: int = 7, live: bool = False, **config: Any) -> FastAPI:
         token = request.headers.get("authtoken")
         authorization = request.headers.get("authorization", "")
         scheme, _, oauth = authorization.partition(" ")
+        refused = None
+        if scheme == "Zoho-oauthtoken" and token is None:
+            refused = sim.zoho.check(oauth.strip())
         valid = (token is not None and token.strip() == sim.auth_token) or (
-            scheme == "Zoho-oauthtoken" and oauth.strip() == sim.oauth_token
+            scheme == "Zoho-oauthtoken" and token is None and refused is None
         )
         if not valid:
             if authorization:
-                message = "Invalid OAuth token"
+                message = refused or "Invalid OAuth token"
             elif token:
                 message = "Invalid technician key"
             else:

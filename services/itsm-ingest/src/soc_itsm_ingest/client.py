@@ -1,7 +1,8 @@
 """ManageEngine ServiceDesk Plus REST API v3 client (on the shared vendor HTTP base).
 
 What it knows about SDP, and nothing else: the two authentications (on-premises ``authtoken``
-technician key, cloud ``Authorization: Zoho-oauthtoken``), the v3 ``Accept`` media type, the
+technician key, cloud ``Authorization: Zoho-oauthtoken`` with access tokens renewed through Zoho
+OAuth, see :mod:`soc_itsm_ingest.oauth`), the v3 ``Accept`` media type, the
 ``input_data`` JSON parameter with ``list_info`` (row_count ≤ 100, 1-based start_index, sort,
 search_criteria, fields_required) answered with ``has_more_rows``, the MSP ``ACCOUNTID`` scope, the
 form-field ``input_data`` of writes, and the ``response_status`` error body. Retries, timeouts and
@@ -14,7 +15,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 from soc_shared.vendor_http import VendorError, VendorErrorCategory, VendorHttp
@@ -24,7 +25,6 @@ MAX_ROW_COUNT = 100  # SDP refuses bigger pages
 # When a run re-reads a group of requests sharing one last_updated_time, this many rows of the
 # previous page are read again: requests updated meanwhile leave the group and shift it left.
 TIE_OVERLAP = 10
-AuthStyle = Literal["authtoken", "oauth"]
 
 C = VendorErrorCategory
 
@@ -152,30 +152,28 @@ class ListAnswer:
 
 
 class SdpClient:
-    """One ServiceDesk Plus integration: on-premises technician key or cloud OAuth token."""
+    """One ServiceDesk Plus integration: on-premises technician key (``token``) or cloud Zoho OAuth
+    (``oauth``: an ``httpx.Auth`` that keeps the access token valid)."""
 
     def __init__(
         self,
         base_url: str,
         *,
         integration_id: str,
-        token: str,
-        auth_style: AuthStyle = "authtoken",
+        token: str | None = None,
+        oauth: httpx.Auth | None = None,
         verify_tls: bool = True,
         ca_pem: str | None = None,
         page_size: int = MAX_ROW_COUNT,
         transport: httpx.AsyncBaseTransport | None = None,
         **http_options: Any,
     ) -> None:
-        if not token:
-            raise ValueError("ServiceDesk Plus needs a technician key (authtoken) or an OAuth token")
-        if auth_style == "oauth":
-            headers = {"Authorization": f"Zoho-oauthtoken {token}"}
-        elif auth_style == "authtoken":
-            headers = {"authtoken": token}
-        else:
-            raise ValueError(f"auth_style must be 'authtoken' or 'oauth', not {auth_style!r}")
-        headers["Accept"] = SDP_ACCEPT
+        if (oauth is None) == (not token):
+            raise ValueError("ServiceDesk Plus needs either a technician key (authtoken) or Zoho OAuth")
+        headers = (
+            {"Accept": SDP_ACCEPT} if oauth is not None else {"authtoken": str(token), "Accept": SDP_ACCEPT}
+        )
+        self.auth_style = "oauth" if oauth is not None else "authtoken"
         root = base_url.rstrip("/")
         if not root.endswith("/api/v3"):
             root += "/api/v3"
@@ -186,6 +184,7 @@ class SdpClient:
             vendor="ServiceDesk Plus",
             integration_id=integration_id,
             headers=headers,
+            auth=oauth,
             verify_tls=verify_tls,
             ca_pem=ca_pem,
             transport=transport,

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
@@ -12,6 +12,9 @@ class Settings(ServiceSettings):
     integration's ``settings`` (see :class:`soc_itsm_ingest.resources.SyncOptions` and README.md)."""
 
     model_config = SettingsConfigDict(env_prefix="SOC_ITSM_INGEST_", extra="ignore")
+
+    # Zoho OAuth access tokens are sealed in the shared token store.
+    secrets_used: ClassVar[tuple[str, ...]] = ServiceSettings.secrets_used + ("sealing_keys",)
 
     service_name: str = "itsm-ingest"
     port: int = 8013
@@ -28,10 +31,11 @@ class Settings(ServiceSettings):
         default=100, ge=1, le=100, description="row_count per list page (SDP allows at most 100)"
     )
     http_concurrency: int = Field(default=4, ge=1, description="HTTP requests in flight per integration")
-    auth_style: Literal["authtoken", "oauth"] = Field(
-        default="authtoken",
-        description="default when an integration's settings do not say: on-premises "
-        "technician key (authtoken header) or cloud OAuth (Authorization: Zoho-oauthtoken)",
+    oauth_renew_ahead_seconds: float = Field(
+        default=300,
+        ge=0,
+        le=3000,
+        description="renew a Zoho OAuth access token this long before it expires (tokens live 3600 s)",
     )
     incident_id_field: str = Field(
         default="udf_fields.udf_sline_4506",

@@ -98,6 +98,6 @@ async def test_connection(
         details={
             "accounts": state.get("accounts", 0),
             "passed_checks": passed,
-            "auth_style": str((request.settings or {}).get("auth_style") or settings.auth_style),
+            "auth_style": client.auth_style,
         },
     )

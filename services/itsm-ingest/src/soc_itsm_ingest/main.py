@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from soc_shared.crypto import Sealer
 from soc_shared.security import ServiceTokenProvider, TokenVerifier, require_service
 from soc_shared.sync import CredentialsProvider, create_ingestor_app
 from soc_shared.vendor_http import RetryPolicy
@@ -14,6 +15,7 @@ from soc_shared.vendor_http import RetryPolicy
 from soc_itsm_ingest.config import Settings
 from soc_itsm_ingest.connection import test_connection
 from soc_itsm_ingest.mapping import TicketRouting, routing_from_settings
+from soc_itsm_ingest.oauth import ZohoTokens
 from soc_itsm_ingest.resources import RESOURCES, client_for
 from soc_itsm_ingest.tickets import TicketService, ticket_router
 
@@ -32,6 +34,17 @@ def create_app(
 ) -> FastAPI:
     settings = settings or Settings()
 
+    def oauth_tokens(app: FastAPI) -> ZohoTokens:
+        """Zoho OAuth access tokens of the cloud integrations, shared with every replica."""
+        tokens: ZohoTokens | None = getattr(app.state, "oauth_tokens", None)
+        if tokens is None:
+            tokens = app.state.oauth_tokens = ZohoTokens(
+                app.state.db,
+                Sealer.from_env_value(settings.sealing_keys.get_secret_value()),
+                renew_ahead_seconds=settings.oauth_renew_ahead_seconds,
+            )
+        return tokens
+
     @asynccontextmanager
     async def tickets(app: FastAPI, tokens: ServiceTokenProvider) -> AsyncIterator[None]:
         """Tickets from incidents, next to the sync (exactly one ticket per qualifying incident)."""
@@ -40,7 +53,7 @@ def create_app(
             ingestor=app.state.ingestor,
             routing=routing or routing_from_settings(settings, tokens.token, tokens.invalidate),
             client_factory=lambda integration, creds: client_for(
-                integration, creds, settings, **ticket_options
+                integration, creds, settings, oauth_tokens=oauth_tokens(app), **ticket_options
             ),
             queue=settings.ticket_queue,
             lease_seconds=settings.ticket_lease_seconds,
@@ -67,7 +80,7 @@ def create_app(
         title="SOC Portal — itsm-ingest (ManageEngine ServiceDesk Plus)",
         resources=RESOURCES,
         client_factory=lambda app, integration, creds: client_for(
-            integration, creds, settings, **(client_options or {})
+            integration, creds, settings, oauth_tokens=oauth_tokens(app), **(client_options or {})
         ),
         tester=lambda req: test_connection(req, settings, client_options),
         verifier=verifier,

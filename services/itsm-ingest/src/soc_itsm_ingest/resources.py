@@ -23,9 +23,11 @@ from prometheus_client import Counter
 from pydantic import ValidationError
 from soc_shared.events import CloudEvent, ItsmTicket, make_event
 from soc_shared.sync import Page, Resource, SyncContext
+from soc_shared.vendor_http import VendorError, VendorErrorCategory
 
 from soc_itsm_ingest import normalize
 from soc_itsm_ingest.client import SdpClient, TicketPosition
+from soc_itsm_ingest.oauth import OAUTH_KIND, ZohoAuth, ZohoCredentials, ZohoTokens, accounts_url_for
 
 T = TypeVar("T")
 DAY_MS = 86_400_000
@@ -219,26 +221,53 @@ RESOURCES: list[Resource] = [
 
 
 def credential_token(credentials: Mapping[str, Any]) -> str | None:
-    """The technician key or OAuth token from the secrets the tenant service handed over."""
+    """The technician key from the secrets the tenant service handed over."""
     secrets = credentials.get("secrets") or {}
-    for key in ("api_key", "token", "authtoken", "technician_key", "oauth_token", "access_token"):
+    for key in ("api_key", "token", "authtoken", "technician_key"):
         if secrets.get(key):
             return str(secrets[key])
     return None
 
 
 def client_for(
-    integration: dict[str, Any], credentials: dict[str, Any], settings: Any, **options: Any
+    integration: dict[str, Any],
+    credentials: dict[str, Any],
+    settings: Any,
+    *,
+    oauth_tokens: ZohoTokens | None = None,
+    **options: Any,
 ) -> SdpClient:
-    """Build a client from an integration row and its credentials. ``settings["auth_style"]``
-    chooses ``authtoken`` (on-premises technician key) or ``oauth`` (cloud, Zoho OAuth token)."""
+    """Build a client from an integration row and its credentials.
+
+    ``OAUTH_CLIENT`` credentials (client id, client secret, refresh token: ServiceDesk Plus Cloud)
+    authenticate with Zoho OAuth access tokens from ``oauth_tokens`` (the service's store shared by
+    every replica; without it, tokens live in this process only, as for test-connection); any
+    other kind sends the on-premises technician key in the ``authtoken`` header.
+    """
     overrides = integration.get("settings") or {}
     options.setdefault("max_concurrency", settings.http_concurrency)
+    kind = credentials.get("credential_kind") or integration.get("credential_kind")
+    token: str | None = None
+    oauth: ZohoAuth | None = None
+    if kind == OAUTH_KIND:
+        zoho = ZohoCredentials.from_secrets(
+            credentials.get("secrets") or {},
+            accounts_url_for(integration["base_url"], overrides.get("accounts_url")),
+        )
+        oauth = ZohoAuth(oauth_tokens or ZohoTokens(), str(integration["id"]), zoho, http_options=options)
+    else:
+        token = credential_token(credentials) or ""
+        if not token:
+            raise VendorError(
+                VendorErrorCategory.INVALID_REQUEST,
+                "ServiceDesk Plus needs a technician key (API_KEY) or Zoho OAuth credentials (OAUTH_CLIENT)",
+                retryable=False,
+            )
     client = SdpClient(
         integration["base_url"],
         integration_id=str(integration["id"]),
-        token=credential_token(credentials) or "",
-        auth_style=str(overrides.get("auth_style") or settings.auth_style),  # type: ignore[arg-type]
+        token=token,
+        oauth=oauth,
         verify_tls=integration.get("verify_tls", True),
         ca_pem=credentials.get("ca_pem"),
         page_size=int(overrides.get("page_size", settings.page_size)),

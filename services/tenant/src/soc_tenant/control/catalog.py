@@ -21,10 +21,10 @@ class CredentialField:
 
 @dataclass(frozen=True)
 class CredentialKind:
-    kind: str  # API_KEY | USERNAME_PASSWORD | SECRET_KEY_ACCESS_KEY
+    kind: str  # API_KEY | USERNAME_PASSWORD | SECRET_KEY_ACCESS_KEY | OAUTH_CLIENT
     label: str
     fields: tuple[CredentialField, ...]
-    # settings this kind requires, e.g. SDP's OAuth token is an API_KEY with auth_style "oauth"
+    # settings this kind requires
     settings: dict[str, Any] = field(default_factory=dict)
     description: str = ""
 
@@ -132,21 +132,29 @@ SUBTYPES: dict[str, Subtype] = {
             (
                 CredentialKind(
                     "API_KEY",
-                    "Technician key or OAuth token",
+                    "Technician key (on-premises)",
+                    (CredentialField("api_key", "Technician authtoken", secret=True),),
+                    description="on-premises ServiceDesk Plus: the technician key goes in the authtoken header",
+                ),
+                CredentialKind(
+                    "OAUTH_CLIENT",
+                    "Zoho OAuth client (ServiceDesk Plus Cloud)",
                     (
-                        CredentialField(
-                            "api_key",
-                            "Technician authtoken (on-premises) or OAuth access token (cloud)",
-                            secret=True,
-                        ),
+                        CredentialField("client_id", "Client id", secret=True),
+                        CredentialField("client_secret", "Client secret", secret=True),
+                        CredentialField("refresh_token", "Refresh token", secret=True),
                     ),
-                    description='settings.auth_style: "authtoken" (on-premises technician key, default) or "oauth" '
-                    "(cloud, Authorization: Zoho-oauthtoken)",
+                    description="ServiceDesk Plus Cloud: access tokens (valid one hour) are obtained with the "
+                    "refresh token from the Zoho accounts server of the data centre (settings.accounts_url, "
+                    "default from the base URL) and renewed before they expire",
                 ),
             ),
             (
                 SettingSpec(
-                    "auth_style", "Authentication style", "enum", ("authtoken", "oauth"), default="authtoken"
+                    "accounts_url",
+                    "Zoho accounts server (cloud)",
+                    "string",
+                    description="e.g. https://accounts.zoho.eu; default: the data centre of the base URL",
                 ),
                 SettingSpec(
                     "soar_id_field",
@@ -190,6 +198,7 @@ CREDENTIAL_KIND_LABELS = {
     "API_KEY": "API key / token",
     "USERNAME_PASSWORD": "Username and password",
     "SECRET_KEY_ACCESS_KEY": "Access key and secret key",
+    "OAUTH_CLIENT": "OAuth client id, client secret and refresh token",
 }
 
 

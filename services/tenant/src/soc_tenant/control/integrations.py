@@ -72,7 +72,7 @@ internal_router = APIRouter(prefix="/internal", tags=["internal"])
 
 IntegrationType = Literal["SIEM", "SOAR", "ITSM", "THREAT_INTELLIGENCE"]
 SubtypeName = Literal["IBM_QRADAR", "CORTEX_XSOAR", "MANAGEENGINE_SDP", "CYWARE"]
-CredentialKindName = Literal["API_KEY", "USERNAME_PASSWORD", "SECRET_KEY_ACCESS_KEY"]
+CredentialKindName = Literal["API_KEY", "USERNAME_PASSWORD", "SECRET_KEY_ACCESS_KEY", "OAUTH_CLIENT"]
 Status = Literal["pending", "active", "error", "disabled"]
 InstanceName = text(100)
 
