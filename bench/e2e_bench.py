@@ -1,7 +1,7 @@
 """The whole path, every stage its own process: QRadar simulator → siem-ingest → RabbitMQ →
 tenant read model → PostgreSQL → visible through the gateway.
 
-    uv run --frozen python bench/e2e_bench.py [--offenses 100000]
+    uv run --frozen python bench/e2e_bench.py [--offenses 100000] [--no-notes]
 
 An admin creates a QRadar integration through the gateway (as a person would, public API only);
 the clock starts then and stops when `GET /tenant/offenses/` through the gateway counts every
@@ -150,6 +150,11 @@ class Suite:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--offenses", type=int, default=100_000)
+    parser.add_argument(
+        "--no-notes",
+        action="store_true",
+        help="integration setting offense_notes=false (no request per offense)",
+    )
     args = parser.parse_args()
     os.environ["SOC_DB_NAME"] = BENCH_DB
     from soc_shared.provision import provision_database, provision_vhost
@@ -186,6 +191,7 @@ def main() -> None:
                 "polling_interval_seconds": 60,
                 "credential_kind": "API_KEY",
                 "credentials": {"api_key": "qradar-demo-token"},
+                "settings": {"offense_notes": False} if args.no_notes else {},
             },
         )
         created.raise_for_status()
