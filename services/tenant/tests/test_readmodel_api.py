@@ -111,6 +111,7 @@ def incident(
     **extra: Any,
 ) -> SoarIncident:
     at = lambda minutes: created + timedelta(minutes=minutes) if minutes is not None else None  # noqa: E731
+    extra.setdefault("occurred", created)  # XSOAR always has it; the SLA clock starts there
     return SoarIncident(
         incident_id=incident_id,
         account=account,
@@ -332,6 +333,7 @@ class World:
                 ttdn=1000,
                 status=IncidentStatus.CLOSED,
                 closed=NOW - timedelta(days=3) + timedelta(minutes=1200),
+                itsm_sync_status="Ready",  # a true positive: counted in compliance
             ),
             # P4 (240/480/2880), a day old, no TTA/TTN/TTDN at all: TTA and TTN breached, TTDN pending.
             "a4": incident(
@@ -362,6 +364,7 @@ class World:
                 ttn=6,
                 ttdn=7,
                 offense_ids=[900],
+                itsm_sync_status="Ready",
             ),
         }
         for inc in self.incidents.values():
@@ -853,25 +856,42 @@ async def test_sla_met_breached_and_pending_including_missing_timestamps(loaded)
     breached = await get(env, "/tenant/sla/breached/", ha)
     assert sorted(x["incident_id"].split("-")[0] for x in breached["items"]) == ["a1", "a4"]
     compliance = await get(env, "/tenant/sla/compliance/", ha)
-    assert compliance["by_priority"]["P1"]["incidents"] == 2
-    assert compliance["by_priority"]["P1"]["tta"] == {
+    # Only a3 is a true positive (ITSM sync status Ready, all three times): the original's figures
+    # count it alone; ours keep every incident's steps.
+    assert (
+        compliance["by_priority"]["P1"]["incidents"] == 2 and compliance["by_priority"]["P1"]["counted"] == 0
+    )
+    assert compliance["by_priority"]["P1"]["tta"] == {"met": 0, "breached": 0, "compliance_pct": None}
+    assert compliance["by_priority"]["P1"]["ours"]["steps"]["tta"] == {
         "met": 1,
         "breached": 0,
         "pending": 1,
+        "breaching": 0,
         "no_sla": 0,
+        "no_start": 0,
+    }
+    assert compliance["by_priority"]["P3"]["counted"] == 1
+    assert compliance["total"]["overall"] == {
+        "fully_compliant": 1,
+        "partially_compliant": 0,
+        "non_compliant": 0,
         "compliance_pct": 100.0,
     }
-    assert compliance["total"]["overall"]["met"] == 1 and compliance["total"]["overall"]["breached"] == 2
-    assert compliance["total"]["overall"]["compliance_pct"] == round(100 / 3, 2)
+    ours = compliance["total"]["ours"]
+    assert ours["overall"]["met"] == 1 and ours["overall"]["breached"] == 2 and ours["not_counted"] == 4
+    assert ours["steps"]["tta"]["breaching"] == 1  # a4: no TTA, a day past its 4 h target
     overview = await get(env, "/tenant/sla/overview/", ha)
     assert overview["total_incidents"] == 5 and overview["breached"] == 2 and overview["pending"] == 2
+    assert overview["counted"] == 1 and overview["compliance_pct"] == 100.0
     assert overview["mtta_minutes"] == 20.0  # (10 + 30) / 2
     assert overview["mttr_minutes"] == 1200.0
     metrics = {x["priority"]: x for x in (await get(env, "/tenant/sla/severity-metrics/", ha))["items"]}
     assert (
         metrics["P1"]["incidents"] == 2
-        and metrics["P1"]["tta_breached"] == 0
-        and metrics["P1"]["ttn_breached"] == 1
+        and metrics["P1"]["counted"] == 0
+        and metrics["P1"]["ttn_breached"] == 0  # a1's late TTN is not counted: not a true positive
+        and metrics["P3"]["counted"] == 1
+        and metrics["P3"]["ttdn_met"] == 1
     )
     graph = await get(env, "/tenant/sla/severity-graph/", ha)
     assert sum(sum(p["counts"].values()) for p in graph["points"]) == 5
@@ -930,7 +950,11 @@ async def test_dashboard_numbers_match_independent_counts(loaded):
     assert dash["incidents"]["by_status"] == by_status and dash["incidents"]["by_priority"] == by_priority
     assert dash["incidents"]["total"] == 5 and dash["incidents"]["open"] == 4
     assert dash["tickets"] == {"total": 2, "open": 1, "overdue": 1, "closed": 1}
-    assert dash["sla"]["overall"]["breached"] == 2 and dash["sla"]["overall"]["met"] == 1
+    assert dash["sla"]["counted"] == 1 and dash["sla"]["overall"]["fully_compliant"] == 1
+    assert (
+        dash["sla"]["by_priority"]["P1"]["breached"] == 1
+        and dash["sla"]["by_priority"]["P4"]["breached"] == 1
+    )
     assert (
         dash["assets"]["total"] == 3
         and dash["assets"]["enabled"] == 2

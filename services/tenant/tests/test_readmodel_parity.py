@@ -173,7 +173,8 @@ async def env(migrated, tokens):
             bus = Bus(migrated.amqp_url.get_secret_value(), service="parity-tests")
             await bus.connect()
             db = app.state.db
-            company = await add_company(db, f"Parity {RUN}")
+            # This data has no `occurred`: its SLA is measured from `created` (a company setting).
+            company = await add_company(db, f"Parity {RUN}", sla_clock_start="created")
             other = await add_company(db, f"Other {RUN}")
             soar, soar2 = f"xs-par-{RUN}", f"xs-par2-{RUN}"
             qradar, qradar2, itsm, itsm2 = (

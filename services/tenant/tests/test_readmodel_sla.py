@@ -11,6 +11,7 @@ from soc_tenant.readmodel.sla import (
     BREACHED,
     MET,
     NO_SLA,
+    NO_START,
     PENDING,
     SlaTarget,
     choose_target,
@@ -78,10 +79,25 @@ def test_incidents_without_any_timestamp_are_kept_and_judged():
     assert [old[s]["status"] for s in ("tta", "ttn", "ttdn")] == [BREACHED, BREACHED, PENDING]
 
 
-def test_compliance_counts_only_decided_steps():
-    assert compliance_pct(3, 1) == 75.0
+def test_compliance_is_met_over_counted():
+    assert compliance_pct(3, 4) == 75.0
     assert compliance_pct(0, 0) is None
-    assert compliance_pct(1, 2) == 33.33
+    assert compliance_pct(1, 3) == 33.33
+
+
+def test_without_a_clock_start_a_step_cannot_be_judged():
+    assert step_status(None, at(5), 15, now=at(5)) == NO_START
+    out = incident_sla(None, {"tta": at(1), "ttn": at(2), "ttdn": at(3)}, P1, at(4), true_positive=True)
+    assert out["overall"] == NO_START and out["counted"] is False and out["compliance"] is None
+
+
+def test_counted_only_when_a_true_positive_with_every_step_judged():
+    done = {"tta": at(10), "ttn": at(20), "ttdn": at(300)}
+    out = incident_sla(CREATED, done, P1, at(400), true_positive=True)
+    assert out["counted"] and out["compliance"] == "partially_compliant"  # ttdn 300 > 240
+    assert incident_sla(CREATED, done, P1, at(400), true_positive=False)["counted"] is False
+    late = {"tta": at(16), "ttn": at(31), "ttdn": at(241)}
+    assert incident_sla(CREATED, late, P1, at(400), true_positive=True)["compliance"] == "non_compliant"
 
 
 def test_the_company_target_wins_only_when_the_company_is_off_the_default():
@@ -138,6 +154,11 @@ def test_a_batch_keeps_the_highest_version_of_each_record_whatever_the_order():
 def test_the_upsert_never_lets_an_older_version_win():
     sql = ingest.TARGETS["siem.offense.upserted"].sql()
     assert "WHERE t.version <= EXCLUDED.version" in sql and "ON CONFLICT (integration_id, offense_id)" in sql
+    # XSOAR ids are per account: the account is part of the incident's and the note's key.
+    assert (
+        "ON CONFLICT (integration_id, account, incident_id)" in ingest.TARGETS["soar.incident.upserted"].sql()
+    )
+    assert "ON CONFLICT (integration_id, account, note_id)" in ingest.TARGETS["soar.note.added"].sql()
 
 
 def test_incident_priority_falls_back_on_severity():

@@ -27,6 +27,12 @@ class Settings(ServiceSettings):
     # Credentials of integrations are sealed with the suite-wide SOC_SEALING_KEYS (base settings).
     secrets_used: ClassVar[tuple[str, ...]] = ServiceSettings.secrets_used + ("sealing_keys",)
 
+    # The true/false-positive rule (readmodel.positives): the ITSM sync status of each kind and what a
+    # true positive must have (any of owner, tta, ttn, ttdn, priority).
+    true_positive_status: str = "Ready"
+    false_positive_status: str = "Done"
+    true_positive_requires: str = "owner,tta,ttn,ttdn,priority"
+
     consumer_batch_size: int = 1000
     consumers_enabled: bool = True
     upload_max_bytes: int = 2 * 1024 * 1024

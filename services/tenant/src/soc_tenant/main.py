@@ -15,12 +15,15 @@ from soc_shared.security import ServiceTokenProvider, TokenVerifier
 
 from soc_tenant import control, readmodel
 from soc_tenant.config import Settings
+from soc_tenant.readmodel import positives
 
 PARTS = (control, readmodel)
 
 
 def create_app(settings: Settings | None = None, *, verifier: TokenVerifier | None = None) -> FastAPI:
     settings = settings or Settings()
+    # The deployment's true/false-positive rule (a wrong setting stops the start, naming it).
+    positives.configure(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
 from fastapi import APIRouter
@@ -179,6 +179,11 @@ class SlaOverrideIn(SlaLevelIn):
 
 class CompanySlaIn(Strict):
     is_default_sla: bool | None = None
+    sla_clock_start: Literal["occurred", "created"] | None = Field(
+        default=None,
+        description="where SLA steps are measured from: the incident's `occurred` (the original "
+        "product's rule, the default) or its `created` (when XSOAR fetched it)",
+    )
     overrides: list[SlaOverrideIn] | None = Field(
         default=None, max_length=400, description="replaces every override"
     )
@@ -222,6 +227,9 @@ async def company_sla_view(session: AsyncSession, company_id: uuid.UUID) -> dict
     return {
         "company_id": str(company_id),
         "is_default_sla": row["is_default_sla"],
+        "sla_clock_start": (
+            await session.execute(sa.select(company.c.sla_clock_start).where(company.c.id == company_id))
+        ).scalar_one(),
         "defaults": _defaults_view(defaults),
         "overrides": [{k: v for k, v in o.items() if k not in ("company_id",)} for o in overrides],
         "effective": {level: t.as_dict() for level, t in effective.items()},
@@ -296,6 +304,12 @@ async def put_company_sla(
             sa.update(company)
             .where(company.c.id == company_id)
             .values(is_default_sla=body.is_default_sla, updated_at=sa.func.now(), modified_by=principal.sub)
+        )
+    if body.sla_clock_start is not None:
+        await tx.session.execute(
+            sa.update(company)
+            .where(company.c.id == company_id)
+            .values(sla_clock_start=body.sla_clock_start, updated_at=sa.func.now(), modified_by=principal.sub)
         )
     if body.overrides is not None:
         await replace_overrides(tx.session, company_id, body.overrides, principal.sub, ["body", "overrides"])

@@ -29,6 +29,7 @@ company = sa.Table(
     sa.Column("industry", sa.Text),
     sa.Column("country", sa.Text),
     sa.Column("is_default_sla", sa.Boolean),
+    sa.Column("sla_clock_start", sa.Text),
     sa.Column("is_default_threat_intel", sa.Boolean),
     sa.Column("is_active", sa.Boolean),
     sa.Column("deleted_at", sa.DateTime(timezone=True)),

@@ -225,14 +225,19 @@ async def dashboard(
         out["sla"] = {
             "from": sla["from"],
             "to": sla["to"],
+            "clock_start": sla["clock_start"],
+            # The original's: fully compliant ÷ counted (true positives with all three step times).
+            "counted": sla["total"]["counted"],
             "compliance_pct": sla["total"]["overall"]["compliance_pct"],
             "overall": sla["total"]["overall"],
             "by_priority": {
                 p: {
-                    "incidents": v["incidents"],
+                    "counted": v["counted"],
                     "compliance_pct": v["overall"]["compliance_pct"],
-                    "breached": v["overall"]["breached"],
-                    "pending": v["overall"]["pending"],
+                    # Ours: every incident of the level, with a breached / a pending step.
+                    "incidents": v["incidents"],
+                    "breached": v["ours"]["overall"]["breached"],
+                    "pending": v["ours"]["overall"]["pending"],
                 }
                 for p, v in sla["by_priority"].items()
             },
@@ -436,8 +441,11 @@ async def summary_completion(
 async def summary_sla_matrix(
     session: ScopedSession, principal: AdminPrincipal, window: Range, paging: Summary
 ) -> dict[str, Any]:
-    """Per company and priority: SLA compliance % of incidents created within from/to (default:
-    the last 30 days)."""
+    """Per company and priority, incidents created within from/to (default: the last 30 days): the
+    original's matrix — counted incidents (true positives with all three step times), per step met
+    / breached / compliance % (met ÷ counted), overall fully / partially / non compliant and
+    compliance % (fully compliant ÷ counted), each company on its own clock start and targets —
+    and ours: every incident, with a breached step, with a pending step."""
     from soc_tenant.readmodel.sla_views import counts_sql, shape_counts, sla_select
 
     window = window.bounded(30)
@@ -473,11 +481,20 @@ async def summary_sla_matrix(
     for r in rows:
         counts = shape_counts(r)
         matrix[r.company_id]["priorities"][r.priority] = {
-            "incidents": counts["incidents"],
+            # The original's matrix cell (counted incidents).
+            "priority_label": slamath.LEVEL_LABELS.get(r.priority),
+            "counted": counts["counted"],
             "compliance_pct": counts["overall"]["compliance_pct"],
+            "fully_compliant": counts["overall"]["fully_compliant"],
+            "partially_compliant": counts["overall"]["partially_compliant"],
+            "non_compliant": counts["overall"]["non_compliant"],
+            **{f"{s}_met": counts[s]["met"] for s in slamath.STEPS},
+            **{f"{s}_breached": counts[s]["breached"] for s in slamath.STEPS},
             **{f"{s}_compliance_pct": counts[s]["compliance_pct"] for s in slamath.STEPS},
-            "breached": counts["overall"]["breached"],
-            "pending": counts["overall"]["pending"],
+            # Ours (every incident of the window).
+            "incidents": counts["incidents"],
+            "breached": counts["ours"]["overall"][slamath.BREACHED],
+            "pending": counts["ours"]["overall"][slamath.PENDING],
         }
     return _listing(
         list(matrix.values()), paging, **{"from": window.start.isoformat(), "to": window.end.isoformat()}

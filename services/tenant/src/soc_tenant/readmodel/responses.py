@@ -343,10 +343,10 @@ class IncidentOwnerCount(ApiModel):
 
 
 class SlaStep(ApiModel):
-    status: str = Field(description="`met`, `breached`, `pending` or `no_sla`")
-    elapsed_minutes: float | None = Field(description="from creation to the step, when it happened")
+    status: str = Field(description="`met`, `breached`, `pending`, `no_sla` or `no_start` (no clock start)")
+    elapsed_minutes: float | None = Field(description="from the clock start to the step, when it happened")
     target_minutes: int | None
-    deadline: datetime | None = Field(description="creation + target")
+    deadline: datetime | None = Field(description="clock start + target")
 
 
 class IncidentSla(ApiModel):
@@ -354,10 +354,19 @@ class IncidentSla(ApiModel):
 
     level: str | None = Field(description="the SLA level applied (`P1`-`P4`)")
     source: str | None = Field(description="`default` or `company`: whose targets applied")
+    clock_start: str = Field(description="`occurred` (default) or `created`: the company's clock start")
+    started: datetime | None = Field(description="the clock start of this incident")
     tta: SlaStep
     ttn: SlaStep
     ttdn: SlaStep
-    overall: str = Field(description="the worst step status: `breached`, `pending`, `met` or `no_sla`")
+    overall: str = Field(
+        description="the worst step status: `breached`, `pending`, `met`, `no_start` or `no_sla`"
+    )
+    counted: bool = Field(description="counted in compliance (a true positive with all three step times)")
+    compliance: str | None = Field(
+        description="when counted: `fully_compliant`, `partially_compliant` or `non_compliant`"
+    )
+    positive: str = Field(description="`true_positive`, `false_positive` or `not_counted`")
 
 
 class IncidentNote(ApiModel):
@@ -532,8 +541,8 @@ class ThreatAlertDetail(ThreatAlertSummary):
 
 # ------------------------------------------------------------------------------------------- sla
 class SlaStepOfIncident(ApiModel):
-    status: str | None = Field(description="`met`, `breached`, `pending` or `no_sla`")
-    elapsed_minutes: float | None = Field(description="from creation to the step, when it happened")
+    status: str | None = Field(description="`met`, `breached`, `pending`, `no_sla` or `no_start`")
+    elapsed_minutes: float | None = Field(description="from the clock start to the step, when it happened")
     target_minutes: int | None
 
 
@@ -542,6 +551,12 @@ class SlaOfIncident(ApiModel):
     ttn: SlaStepOfIncident = Field(description="time to notify")
     ttdn: SlaStepOfIncident = Field(description="time to the detailed notification")
     overall: str | None = Field(description="the worst step status")
+    clock_start: str = Field(description="`occurred` or `created`: the company's clock start")
+    started: datetime | None = Field(description="the clock start of this incident")
+    counted: bool = Field(description="counted in compliance (a true positive with all three step times)")
+    compliance: str | None = Field(
+        description="when counted: `fully_compliant`, `partially_compliant` or `non_compliant`"
+    )
 
 
 class SlaIncident(ApiModel):
@@ -557,30 +572,64 @@ class SlaIncident(ApiModel):
     priority: str
     owner: str | None
     created: datetime
+    occurred: datetime | None
     closed: datetime | None
     tta_at: datetime | None
     ttn_at: datetime | None
     ttdn_at: datetime | None
-    resolution_minutes: float | None = Field(description="from creation to closure")
+    itsm_sync_status: str | None
+    positive: str = Field(description="`true_positive`, `false_positive` or `not_counted`")
+    resolution_minutes: float | None = Field(description="from the clock start to closure")
     sla: SlaOfIncident
 
 
-class SlaCounts(ApiModel):
-    """Incidents per step outcome; `compliance_pct` = met / (met + breached), null when none decided."""
+class SlaStepCounts(ApiModel):
+    """The original's figures for one step, over the counted incidents."""
+
+    met: int = Field(description="counted incidents that reached the step within the target (inclusive)")
+    breached: int = Field(description="counted incidents that reached it later")
+    compliance_pct: float | None = Field(description="met ÷ counted, in %; null when nothing is counted")
+
+
+class SlaOverallCounts(ApiModel):
+    """The original's overall figures, over the counted incidents."""
+
+    fully_compliant: int = Field(description="all three steps met")
+    partially_compliant: int = Field(description="one or two steps breached")
+    non_compliant: int = Field(description="all three steps breached")
+    compliance_pct: float | None = Field(description="fully compliant ÷ counted, in %")
+
+
+class OurStepCounts(ApiModel):
+    """Ours, for one step, over every incident of the window (counted or not)."""
 
     met: int
-    breached: int
-    pending: int
-    no_sla: int
-    compliance_pct: float | None
+    breached: int = Field(description="done, later than the target")
+    pending: int = Field(description="not done, target not passed yet")
+    breaching: int = Field(description="not done and the target already passed: a breach in progress")
+    no_sla: int = Field(description="no target for the incident's level")
+    no_start: int = Field(description="no clock start (e.g. no `occurred`)")
+
+
+class OurSlaCounts(ApiModel):
+    """Figures the original did not have, kept apart from its own."""
+
+    true_positives: int
+    false_positives: int
+    not_counted: int = Field(description="incidents of the window outside the compliance figures")
+    missing_timestamps: int = Field(description="no clock start or a step without its time")
+    steps: dict[str, OurStepCounts] = Field(description="`tta`, `ttn`, `ttdn` -> counts")
+    overall: dict[str, int] = Field(description="incidents by their worst step status")
 
 
 class SlaCountsByStep(ApiModel):
-    incidents: int
-    tta: SlaCounts
-    ttn: SlaCounts
-    ttdn: SlaCounts
-    overall: SlaCounts
+    incidents: int = Field(description="ours: every incident of the window")
+    counted: int = Field(description="the original's: true positives with all three step times")
+    tta: SlaStepCounts
+    ttn: SlaStepCounts
+    ttdn: SlaStepCounts
+    overall: SlaOverallCounts
+    ours: OurSlaCounts
 
 
 class SlaStepTargets(ApiModel):
@@ -594,6 +643,8 @@ class SlaCompliance(ApiModel):
 
     from_: datetime = Field(alias="from")
     to: datetime
+    clock_start: str = Field(description="`occurred` (the original's, default) or `created`")
+    counted_rule: dict[str, Any] = Field(description="the deployment's true/false-positive rule")
     by_priority: dict[str, SlaCountsByStep] = Field(description="priority (`P1`-`P4`) -> counts")
     total: SlaCountsByStep
     default_targets: dict[str, SlaStepTargets | None] = Field(description="level -> the default targets")
@@ -613,10 +664,15 @@ class SeverityGraph(ApiModel):
 
 
 class SeverityMetrics(ApiModel):
-    """One priority's incidents within the window; averages in minutes from creation."""
+    """One priority's incidents within the window; averages in minutes from the clock start.
+    `counted`, `*_met`, `*_breached`: the original's (counted incidents); the rest ours."""
 
     priority: str
     incidents: int
+    counted: int
+    tta_met: int
+    ttn_met: int
+    ttdn_met: int
     open: int
     closed: int
     avg_tta_minutes: float | None
@@ -637,23 +693,32 @@ class SeverityMetricsPage(Page[SeverityMetrics]):
 
 
 class SlaOverview(ApiModel):
-    """SLA cards for the window; the `mtt*_minutes` are means in minutes from creation."""
+    """SLA cards for the window. The original's: `counted`, fully / partially / non compliant,
+    `compliance_pct` (fully compliant ÷ counted), `steps`. Ours: the rest; `mtt*_minutes` are means
+    in minutes from the clock start."""
 
     from_: datetime = Field(alias="from")
     to: datetime
+    clock_start: str
+    counted: int
+    fully_compliant: int
+    partially_compliant: int
+    non_compliant: int
+    compliance_pct: float | None
+    steps: dict[str, SlaStepCounts] = Field(description="`tta`, `ttn`, `ttdn` -> the original's counts")
     total_incidents: int
     open_incidents: int
     closed_incidents: int
-    met: int
-    breached: int
-    pending: int
-    no_sla: int
-    compliance_pct: float | None
+    true_positives: int
+    false_positives: int
+    missing_timestamps: int
+    pending: int = Field(description="incidents with a pending step and none breached")
+    breached: int = Field(description="incidents with a breached step (done late or overdue)")
+    breaching: int = Field(description="steps not done and already overdue")
     mtta_minutes: float | None = Field(description="mean time to acknowledge")
     mttn_minutes: float | None = Field(description="mean time to notify")
     mttdn_minutes: float | None = Field(description="mean time to the detailed notification")
     mttr_minutes: float | None = Field(description="mean time to resolve (closure)")
-    steps: dict[str, SlaCounts] = Field(description="`tta`, `ttn`, `ttdn` -> counts")
 
 
 # ------------------------------------------------------------------------------------- dashboard
@@ -665,17 +730,20 @@ class OffenseWidget(ApiModel):
 
 
 class DashboardSlaPriority(ApiModel):
-    incidents: int
-    compliance_pct: float | None
-    breached: int
-    pending: int
+    counted: int = Field(description="the original's: true positives with all three step times")
+    compliance_pct: float | None = Field(description="the original's: fully compliant ÷ counted")
+    incidents: int = Field(description="ours: every incident of the level")
+    breached: int = Field(description="ours: incidents with a breached step")
+    pending: int = Field(description="ours: incidents with a pending step and none breached")
 
 
 class DashboardSla(ApiModel):
     from_: datetime = Field(alias="from")
     to: datetime
-    compliance_pct: float | None
-    overall: SlaCounts
+    clock_start: str
+    counted: int
+    compliance_pct: float | None = Field(description="the original's: fully compliant ÷ counted")
+    overall: SlaOverallCounts
     by_priority: dict[str, DashboardSlaPriority]
 
 
@@ -786,11 +854,24 @@ class CompletionStatus(IncidentsPerStatus):
 
 
 class SlaMatrixCell(ApiModel):
-    incidents: int
-    compliance_pct: float | None
+    """The original's cell (counted incidents), then ours (`incidents`, `breached`, `pending`)."""
+
+    priority_label: str | None = Field(description="the original's label, e.g. `P1 Critical`")
+    counted: int
+    compliance_pct: float | None = Field(description="fully compliant ÷ counted")
+    fully_compliant: int
+    partially_compliant: int
+    non_compliant: int
+    tta_met: int
+    ttn_met: int
+    ttdn_met: int
+    tta_breached: int
+    ttn_breached: int
+    ttdn_breached: int
     tta_compliance_pct: float | None
     ttn_compliance_pct: float | None
     ttdn_compliance_pct: float | None
+    incidents: int
     breached: int
     pending: int
 

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Query
 
 from soc_tenant.db import ScopedSession
+from soc_tenant.readmodel import positives
 from soc_tenant.readmodel import sla as slamath
 from soc_tenant.readmodel import tables as t
 from soc_tenant.readmodel.common import (
@@ -78,6 +79,7 @@ class SlaStatusParam(StrEnum):
     breached = "breached"
     pending = "pending"
     no_sla = "no_sla"
+    no_start = "no_start"
 
 
 async def company_slas(session: ScopedSession, scope: Scope) -> dict[str, slamath.CompanySla]:
@@ -94,7 +96,8 @@ def sla_select(
     inner: bool = False,
     extra: tuple[Any, ...] = (),
 ) -> sa.Select[Any]:
-    """Incidents created within the window with their targets and the status of each step."""
+    """Incidents created within the window with their targets, the status of each step measured
+    from the company's clock start, and the true/false-positive classification."""
     if pairs is None:
         pairs = [(integration_id, account, scope.company_id) for integration_id, account in scope.soar]
     targets = slamath.targets_values(pairs, slas).subquery("sla_targets")
@@ -103,7 +106,9 @@ def sla_select(
         targets.c.account == i.c.account,
         targets.c.level == i.c.priority,
     )
-    minutes = {s: (sa.extract("epoch", i.c[f"{s}_at"] - i.c.created) / 60.0) for s in STEPS}
+    start = slamath.start_sql(targets.c.clock, i.c.occurred, i.c.created)
+    minutes = {s: (sa.extract("epoch", i.c[f"{s}_at"] - start) / 60.0) for s in STEPS}
+    rule = positives.rule()
     filters = [i.c.created >= window.start, i.c.created <= window.end, *extra]
     if not inner:
         filters.append(scope.soar_filter(i))
@@ -119,25 +124,40 @@ def sla_select(
             i.c.priority,
             i.c.owner,
             i.c.created,
+            i.c.occurred,
             i.c.closed,
             i.c.tta_at,
             i.c.ttn_at,
             i.c.ttdn_at,
+            i.c.itsm_sync_status,
             targets.c.company_id,
+            sa.func.coalesce(targets.c.clock, slamath.CLOCK_OCCURRED).label("clock_start"),
+            start.label("started"),
+            rule.true_sql(i).label("true_positive"),
+            rule.false_sql(i).label("false_positive"),
+            sa.or_(start.is_(None), *[i.c[f"{s}_at"].is_(None) for s in STEPS]).label("missing_timestamps"),
             *[sa.cast(targets.c[f"{s}_minutes"], sa.Integer).label(f"{s}_target_minutes") for s in STEPS],
             *[minutes[s].label(f"{s}_minutes") for s in STEPS],
             *[
-                slamath.status_sql(i.c.created, i.c[f"{s}_at"], targets.c[f"{s}_minutes"], now).label(
-                    f"{s}_status"
-                )
+                slamath.status_sql(start, i.c[f"{s}_at"], targets.c[f"{s}_minutes"], now).label(f"{s}_status")
                 for s in STEPS
             ],
-            (sa.extract("epoch", i.c.closed - i.c.created) / 60.0).label("resolution_minutes"),
+            (sa.extract("epoch", i.c.closed - start) / 60.0).label("resolution_minutes"),
         )
         .select_from(i.join(targets, on) if inner else i.outerjoin(targets, on))
         .where(*filters)
     ).subquery("sla_steps")
-    return sa.select(steps, slamath.overall_sql(*[steps.c[f"{s}_status"] for s in STEPS]).label("sla_status"))
+    judged = sa.and_(*[steps.c[f"{s}_status"].in_((slamath.MET, slamath.BREACHED)) for s in STEPS])
+    breaches = sum(
+        (sa.cast(steps.c[f"{s}_status"] == slamath.BREACHED, sa.Integer) for s in STEPS), sa.literal(0)
+    )
+    return sa.select(
+        steps,
+        slamath.overall_sql(*[steps.c[f"{s}_status"] for s in STEPS]).label("sla_status"),
+        # The original's population: true positives whose three steps can be judged.
+        sa.and_(steps.c.true_positive.is_(True), judged).label("counted"),
+        breaches.label("breaches"),
+    )
 
 
 def sla_row(row: Any) -> dict[str, Any]:
@@ -151,6 +171,29 @@ def sla_row(row: Any) -> dict[str, Any]:
         for s in STEPS
     }
     d["sla"]["overall"] = d.pop("sla_status")
+    d["sla"]["clock_start"] = d.pop("clock_start")
+    d["sla"]["started"] = d.pop("started")
+    breaches = d.pop("breaches")
+    d["sla"]["counted"] = bool(d["counted"])
+    d["sla"]["compliance"] = (
+        None
+        if not d["counted"]
+        else "fully_compliant"
+        if breaches == 0
+        else "non_compliant"
+        if breaches == len(STEPS)
+        else "partially_compliant"
+    )
+    d["positive"] = (
+        positives.TRUE_POSITIVE
+        if d.pop("true_positive")
+        else positives.FALSE_POSITIVE
+        if d.pop("false_positive")
+        else positives.NOT_COUNTED
+    )
+    d.pop("false_positive", None)
+    d.pop("counted")
+    d.pop("missing_timestamps", None)
     d["resolution_minutes"] = _round(d["resolution_minutes"])
     d.pop("company_id", None)
     return d
@@ -307,27 +350,80 @@ async def breached_incidents(
 
 
 def counts_sql(sub: Any) -> list[Any]:
-    cols = [sa.func.count().label("incidents")]
+    """One aggregate row: the original's figures over the counted incidents, ours over all."""
+    counted = sub.c.counted.is_(True)
+    cols = [
+        sa.func.count().label("incidents"),
+        sa.func.count().filter(counted).label("counted"),
+        sa.func.count().filter(sub.c.true_positive.is_(True)).label("true_positives"),
+        sa.func.count().filter(sub.c.false_positive.is_(True)).label("false_positives"),
+        sa.func.count().filter(sub.c.missing_timestamps.is_(True)).label("missing_timestamps"),
+    ]
     for s in STEPS:
-        for status in (slamath.MET, slamath.BREACHED, slamath.PENDING, slamath.NO_SLA):
-            cols.append(sa.func.count().filter(sub.c[f"{s}_status"] == status).label(f"{s}_{status}"))
-    for status in (slamath.MET, slamath.BREACHED, slamath.PENDING, slamath.NO_SLA):
+        status = sub.c[f"{s}_status"]
+        done = sub.c[f"{s}_at"].is_not(None)
+        cols += [
+            sa.func.count().filter(counted, status == slamath.MET).label(f"{s}_met"),
+            sa.func.count().filter(counted, status == slamath.BREACHED).label(f"{s}_breached"),
+            sa.func.count().filter(status == slamath.MET).label(f"{s}_all_met"),
+            sa.func.count().filter(status == slamath.BREACHED, done).label(f"{s}_all_breached"),
+            sa.func.count().filter(status == slamath.PENDING).label(f"{s}_pending"),
+            sa.func.count().filter(status == slamath.BREACHED, sa.not_(done)).label(f"{s}_breaching"),
+            sa.func.count().filter(status == slamath.NO_SLA).label(f"{s}_no_sla"),
+            sa.func.count().filter(status == slamath.NO_START).label(f"{s}_no_start"),
+        ]
+    cols += [
+        sa.func.count().filter(counted, sub.c.breaches == 0).label("fully_compliant"),
+        sa.func.count()
+        .filter(counted, sub.c.breaches.between(1, len(STEPS) - 1))
+        .label("partially_compliant"),
+        sa.func.count().filter(counted, sub.c.breaches == len(STEPS)).label("non_compliant"),
+    ]
+    for status in slamath.STATUSES:
         cols.append(sa.func.count().filter(sub.c.sla_status == status).label(f"overall_{status}"))
     return cols
 
 
 def shape_counts(row: Any) -> dict[str, Any]:
+    """The original's figures (``counted``, per step ``met``/``breached``/``compliance_pct``,
+    ``overall``) and, under ``ours``, the figures the original did not have."""
     m = row if isinstance(row, dict) else row._mapping
-    out: dict[str, Any] = {"incidents": int(m["incidents"])}
-    for s in (*STEPS, "overall"):
-        met, breached = int(m[f"{s}_met"]), int(m[f"{s}_breached"])
+    n = {k: int(v or 0) for k, v in m.items() if k not in ("priority", "company_id")}
+    counted = n["counted"]
+    out: dict[str, Any] = {
+        "incidents": n["incidents"],
+        "counted": counted,
+    }
+    for s in STEPS:
         out[s] = {
-            "met": met,
-            "breached": breached,
-            "pending": int(m[f"{s}_pending"]),
-            "no_sla": int(m[f"{s}_no_sla"]),
-            "compliance_pct": slamath.compliance_pct(met, breached),
+            "met": n[f"{s}_met"],
+            "breached": n[f"{s}_breached"],
+            "compliance_pct": slamath.compliance_pct(n[f"{s}_met"], counted),
         }
+    out["overall"] = {
+        "fully_compliant": n["fully_compliant"],
+        "partially_compliant": n["partially_compliant"],
+        "non_compliant": n["non_compliant"],
+        "compliance_pct": slamath.compliance_pct(n["fully_compliant"], counted),
+    }
+    out["ours"] = {
+        "true_positives": n["true_positives"],
+        "false_positives": n["false_positives"],
+        "not_counted": n["incidents"] - counted,
+        "missing_timestamps": n["missing_timestamps"],
+        "steps": {
+            s: {
+                "met": n[f"{s}_all_met"],
+                "breached": n[f"{s}_all_breached"],
+                "pending": n[f"{s}_pending"],
+                "breaching": n[f"{s}_breaching"],
+                "no_sla": n[f"{s}_no_sla"],
+                "no_start": n[f"{s}_no_start"],
+            }
+            for s in STEPS
+        },
+        "overall": {status: n[f"overall_{status}"] for status in slamath.STATUSES},
+    }
     return out
 
 
@@ -363,6 +459,8 @@ async def _compliance(session: ScopedSession, scope: Scope, window: TimeRange) -
     return {
         "from": window.start.isoformat(),
         "to": window.end.isoformat(),
+        "clock_start": slas[scope.company_id or ""].clock_start,
+        "counted_rule": positives.rule().describe(),
         "by_priority": by_priority,
         "total": shape_counts(total_row),
         "default_targets": targets,
@@ -372,7 +470,11 @@ async def _compliance(session: ScopedSession, scope: Scope, window: TimeRange) -
 
 @router.get("/compliance/", dependencies=[DASHBOARD], response_model=SlaCompliance)
 async def sla_compliance(session: ScopedSession, scope: CompanyScope, window: Range) -> dict[str, Any]:
-    """Per priority and step: met, breached, pending and compliance % (met / decided)."""
+    """Per priority and step, the original's figures over the counted incidents (true positives
+    with all three step times): met, breached, compliance % = met ÷ counted; overall: fully /
+    partially / non compliant, compliance % = fully compliant ÷ counted. Under ``ours``: every
+    incident of the window by step status (pending, breaches in progress, …), false positives,
+    incidents missing a timestamp."""
     return await compliance(session, scope, window)
 
 
@@ -408,7 +510,10 @@ async def severity_graph(
 
 @router.get("/severity-metrics/", dependencies=[DASHBOARD], response_model=SeverityMetricsPage)
 async def severity_metrics(session: ScopedSession, scope: CompanyScope, window: Range) -> dict[str, Any]:
-    """Per priority: incidents, open, closed, average minutes to each step, breaches and targets."""
+    """Per priority — the original's figures over the counted incidents (true positives with all
+    three step times): ``counted``, ``<step>_met``, ``<step>_breached``; ours over every incident
+    of the window: incidents, open, closed, average minutes from the clock start to each step and
+    to closure; and the targets."""
     window = window.bounded(30)
     slas = await company_slas(session, scope)
     sub = sla_select(scope, slas, window, datetime.now(UTC)).subquery()
@@ -417,11 +522,20 @@ async def severity_metrics(session: ScopedSession, scope: CompanyScope, window: 
             sa.select(
                 sub.c.priority,
                 sa.func.count().label("incidents"),
+                sa.func.count().filter(sub.c.counted.is_(True)).label("counted"),
                 sa.func.count().filter(sub.c.status.in_(OPEN_STATUSES)).label("open"),
                 *[sa.func.avg(sub.c[f"{s}_minutes"]).label(f"avg_{s}_minutes") for s in STEPS],
                 sa.func.avg(sub.c.resolution_minutes).label("avg_resolution_minutes"),
                 *[
-                    sa.func.count().filter(sub.c[f"{s}_status"] == slamath.BREACHED).label(f"{s}_breached")
+                    sa.func.count()
+                    .filter(sub.c.counted.is_(True), sub.c[f"{s}_status"] == slamath.MET)
+                    .label(f"{s}_met")
+                    for s in STEPS
+                ],
+                *[
+                    sa.func.count()
+                    .filter(sub.c.counted.is_(True), sub.c[f"{s}_status"] == slamath.BREACHED)
+                    .label(f"{s}_breached")
                     for s in STEPS
                 ],
                 *[sa.func.max(sub.c[f"{s}_target_minutes"]).label(f"{s}_target_minutes") for s in STEPS],
@@ -468,30 +582,44 @@ async def _overview(session: ScopedSession, scope: Scope, window: TimeRange) -> 
             )
         )
     ).one()
-    counts = shape_counts(row)
-    m = row._mapping
+    mapping = dict(row._mapping)
+    means = {k: mapping.pop(k) for k in ("mean_tta", "mean_ttn", "mean_ttdn", "mean_resolution")}
+    open_count = int(mapping.pop("open") or 0)
+    counts = shape_counts(mapping)
+    ours = counts["ours"]
     return {
         "from": window.start.isoformat(),
         "to": window.end.isoformat(),
-        "total_incidents": counts["incidents"],
-        "open_incidents": int(m["open"]),
-        "closed_incidents": counts["incidents"] - int(m["open"]),
-        "met": counts["overall"]["met"],
-        "breached": counts["overall"]["breached"],
-        "pending": counts["overall"]["pending"],
-        "no_sla": counts["overall"]["no_sla"],
+        "clock_start": slas[scope.company_id or ""].clock_start,
+        # The original's figures (counted incidents).
+        "counted": counts["counted"],
+        "fully_compliant": counts["overall"]["fully_compliant"],
+        "partially_compliant": counts["overall"]["partially_compliant"],
+        "non_compliant": counts["overall"]["non_compliant"],
         "compliance_pct": counts["overall"]["compliance_pct"],
-        "mtta_minutes": _round(m["mean_tta"]),
-        "mttn_minutes": _round(m["mean_ttn"]),
-        "mttdn_minutes": _round(m["mean_ttdn"]),
-        "mttr_minutes": _round(m["mean_resolution"]),
         "steps": {s: counts[s] for s in STEPS},
+        # Ours.
+        "total_incidents": counts["incidents"],
+        "open_incidents": open_count,
+        "closed_incidents": counts["incidents"] - open_count,
+        "true_positives": ours["true_positives"],
+        "false_positives": ours["false_positives"],
+        "missing_timestamps": ours["missing_timestamps"],
+        "pending": ours["overall"][slamath.PENDING],
+        "breached": ours["overall"][slamath.BREACHED],
+        "breaching": sum(ours["steps"][s]["breaching"] for s in STEPS),
+        "mtta_minutes": _round(means["mean_tta"]),
+        "mttn_minutes": _round(means["mean_ttn"]),
+        "mttdn_minutes": _round(means["mean_ttdn"]),
+        "mttr_minutes": _round(means["mean_resolution"]),
     }
 
 
 @router.get("/overview/", dependencies=[DASHBOARD], response_model=SlaOverview)
 async def sla_overview(session: ScopedSession, scope: CompanyScope, window: Range) -> dict[str, Any]:
-    """Cards: incidents, open, closed, met / breached / pending, compliance %, MTTA, MTTN, MTTDN and
-    MTTR (mean minutes from creation to acknowledgement / notification / detailed notification /
-    closure)."""
+    """Cards. The original's: ``counted`` incidents (true positives with all three step times),
+    fully / partially / non compliant, ``compliance_pct`` = fully compliant ÷ counted, per step met
+    and breached. Ours: every incident of the window (total, open, closed, true and false
+    positives, missing timestamps, with a pending step, with a breached step, steps breaching
+    now), MTTA, MTTN, MTTDN and MTTR (mean minutes from the clock start)."""
     return await overview(session, scope, window)

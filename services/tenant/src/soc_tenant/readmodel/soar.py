@@ -16,6 +16,7 @@ from soc_shared.api import CSV, XLSX, file_responses
 from soc_shared.security import CurrentPrincipal
 
 from soc_tenant.db import ScopedSession
+from soc_tenant.readmodel import positives
 from soc_tenant.readmodel import sla as slamath
 from soc_tenant.readmodel import tables as t
 from soc_tenant.readmodel.common import (
@@ -177,6 +178,11 @@ class IncidentFilters:
     occurred_end: date | None = None
     assignee: str | None = None
     preset: Preset = Preset.all
+    # The original's true/false-positive selection (readmodel.positives): ``false_positives`` true
+    # → only false positives, false → only true positives; ``include_fp`` false → only true
+    # positives, true → true and false positives (the original's lists).
+    false_positives: bool | None = None
+    include_fp: bool | None = None
 
     @property
     def active(self) -> bool:
@@ -194,6 +200,8 @@ class IncidentFilters:
                     self.occurred_start,
                     self.occurred_end,
                     self.assignee,
+                    self.false_positives,
+                    self.include_fp,
                 )
             )
             or self.preset is not Preset.all
@@ -233,6 +241,11 @@ class IncidentFilters:
             )
         elif self.preset is Preset.error:
             out.append(sa.func.lower(i.c.itsm_sync_status) == "error")
+        rule = positives.rule()
+        if self.false_positives is not None:
+            out.append(rule.false_sql(i) if self.false_positives else rule.true_sql(i))
+        if self.include_fp is not None:
+            out.append(sa.or_(rule.true_sql(i), rule.false_sql(i)) if self.include_fp else rule.true_sql(i))
         return out
 
 
@@ -262,6 +275,18 @@ def incident_filter_params(
     ] = None,
     assignee: Annotated[str | None, Query(max_length=200, description="owner (case-insensitive)")] = None,
     filter: Annotated[Preset, Query(description="quick filter")] = Preset.all,
+    false_positives: Annotated[
+        bool | None,
+        Query(
+            description="the original's: true = only false positives (ITSM sync status Done), "
+            "false = only true positives (Ready with owner, TTA, TTN, TTDN and priority); "
+            "absent = every incident"
+        ),
+    ] = None,
+    include_fp: Annotated[
+        bool | None,
+        Query(description="the original's: false = only true positives, true = true and false positives"),
+    ] = None,
 ) -> IncidentFilters:
     first, last = parse_day("occurred_start", occurred_start), parse_day("occurred_end", occurred_end)
     if first and last and first > last:
@@ -278,6 +303,8 @@ def incident_filter_params(
         occurred_end=last,
         assignee=clean_str(assignee) or None,
         preset=filter,
+        false_positives=false_positives,
+        include_fp=include_fp,
     )
 
 
@@ -817,12 +844,26 @@ async def incident_sla_of(
     company_sla = await slamath.load_company_sla(session, company_id)
     target = company_sla.target(incident["priority"], incident["integration_id"], incident["account"])
     parse = lambda v: datetime.fromisoformat(v) if v else None  # noqa: E731
-    return slamath.incident_sla(
-        parse(incident["created"]),
-        {s: parse(incident[f"{s}_at"]) for s in slamath.STEPS},
+    done = {s: parse(incident[f"{s}_at"]) for s in slamath.STEPS}
+    positive = positives.rule().classify(
+        itsm_sync_status=incident["itsm_sync_status"],
+        owner=incident["owner"],
+        tta_at=done["tta"],
+        ttn_at=done["ttn"],
+        ttdn_at=done["ttdn"],
+        priority=incident["vendor_priority"],
+    )
+    clock = company_sla.clock_start
+    out = slamath.incident_sla(
+        slamath.clock_start(clock, parse(incident["occurred"]), parse(incident["created"])),
+        done,
         target,
         datetime.now(UTC),
+        clock=clock,
+        true_positive=positive == positives.TRUE_POSITIVE,
     )
+    out["positive"] = positive
+    return out
 
 
 @router.get("/soar-incidents/{incident_pk:int}/", dependencies=[DASHBOARD], response_model=IncidentDetail)

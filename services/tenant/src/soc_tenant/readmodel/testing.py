@@ -23,12 +23,16 @@ def migrate_schema(settings: Settings) -> None:
     migrate(settings, MIGRATIONS)
 
 
-async def add_company(db: Database, name: str, *, is_default_sla: bool = True) -> str:
+async def add_company(
+    db: Database, name: str, *, is_default_sla: bool = True, sla_clock_start: str = "occurred"
+) -> str:
     company_id = str(uuid.uuid4())
     async with db.session() as s:
         await s.execute(
-            sa.text("INSERT INTO company (id, name, is_default_sla) VALUES (:id, :name, :sla)"),
-            {"id": company_id, "name": name, "sla": is_default_sla},
+            sa.text(
+                "INSERT INTO company (id, name, is_default_sla, sla_clock_start) VALUES (:id, :name, :sla, :clock)"
+            ),
+            {"id": company_id, "name": name, "sla": is_default_sla, "clock": sla_clock_start},
         )
     return company_id
 
