@@ -479,7 +479,8 @@ class UserChanged(Payload):
 class LoginAttempt(Payload):
     username: str
     user_id: str | None = None
-    method: Literal["local", "ldap"]
+    # local / ldap: the password step; mfa: the second factor; oidc: a sign-in at an identity provider.
+    method: Literal["local", "ldap", "oidc", "mfa"]
     client_ip: str | None = None
     user_agent: str | None = None
     outcome: Literal["succeeded", "failed"]

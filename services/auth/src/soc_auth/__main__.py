@@ -41,7 +41,10 @@ def main() -> None:
     sub.add_parser("migrate", help="upgrade the auth schema and exit")
     set_pw = sub.add_parser("set-password", help="set a local account's password and end its sessions")
     set_pw.add_argument("username")
-    sub.add_parser("reseal", help="re-seal the stored signing keys with the active key of SOC_SEALING_KEYS")
+    sub.add_parser(
+        "reseal",
+        help="re-seal the stored signing keys and MFA secrets with the active key of SOC_SEALING_KEYS",
+    )
     args = parser.parse_args()
     settings = load_settings(Settings)
     if args.command == "migrate":
@@ -59,6 +62,12 @@ def main() -> None:
             settings.database_url(), signing_key, "kid", "private_key_sealed", _aad, sealer
         )
         print(f"re-sealed {done} of {total} signing keys with key {sealer.active_kid!r}")  # noqa: T201
+        from soc_auth.mfa.models import mfa_factor
+
+        done, total = reseal_column(
+            settings.database_url(), mfa_factor, "user_id", "secret_sealed", lambda uid: f"mfa:{uid}", sealer
+        )
+        print(f"re-sealed {done} of {total} MFA secrets with key {sealer.active_kid!r}")  # noqa: T201
         return
     if args.command == "set-password":
         password = os.environ.get("SOC_NEW_PASSWORD") or getpass.getpass(

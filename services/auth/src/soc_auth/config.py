@@ -137,6 +137,16 @@ class Settings(ServiceSettings):
     # younger than this; after it, 503 directory_unavailable.
     ldap_recheck_grace_seconds: float = Field(default=3600.0, ge=0)
 
+    # --- multi-factor authentication (TOTP, RFC 6238) -----------------------------------------------------
+    # optional: who enrolled answers a code; admins: administrators must (enrolment at sign-in);
+    # everyone: every password sign-in must.
+    mfa_policy: Literal["optional", "admins", "everyone"] = "optional"
+    mfa_issuer: str = "SOC Portal"
+    mfa_challenge_ttl_seconds: int = Field(default=300, ge=30, le=3600)
+    # Wrong codes one challenge accepts before it is spent (the account's lockout counts them too).
+    mfa_challenge_max_attempts: int = Field(default=5, ge=1, le=20)
+    mfa_recovery_codes: int = Field(default=10, ge=4, le=20)
+
     # --- the administrators' directory (the original's ad_flag=ADMIN) -----------------------------------
     # Set admin_ldap_urls to give administrators a directory of their own: /auth/admin/login/ and
     # administrators' refreshes use it, its groups SUPER_ADMIN / ADMIN / READ_ONLY decide the role,

@@ -33,6 +33,8 @@ from soc_auth.ldap.client import Directory
 from soc_auth.ldap.views import router as directory_router
 from soc_auth.login.throttle import Throttle
 from soc_auth.login.views import router as login_router
+from soc_auth.mfa import service as mfa
+from soc_auth.mfa.views import router as mfa_router
 from soc_auth.outbox.service import OutboxRelay
 from soc_auth.password.hashing import Passwords
 from soc_auth.preference.views import router as preference_router
@@ -45,6 +47,7 @@ from soc_auth.user.views import router as user_router
 
 ROUTERS = [
     login_router,
+    mfa_router,
     token_router,
     user_router,
     role_router,
@@ -92,6 +95,7 @@ async def _maintenance(state: Any) -> None:
                 last_prune = time.monotonic()
                 async with state.db.session() as session:
                     await tokens.prune(session)
+                    await mfa.prune(session)
                     await state.throttle.prune(session, utcnow())
                     await session.execute(
                         delete(login_attempt).where(

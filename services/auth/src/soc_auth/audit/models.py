@@ -39,7 +39,7 @@ class LoginAttemptRead(BaseModel):
     client_ip: str | None
     user_agent: str | None
     outcome: Literal["succeeded", "failed"]
-    method: Literal["local", "ldap"]
+    method: Literal["local", "ldap", "oidc", "mfa"]
     reason: str | None
     endpoint: str
 

@@ -23,6 +23,8 @@ from soc_auth.database import utcnow
 from soc_auth.ldap.client import DirectoryUnavailable
 from soc_auth.ldap.models import DirectoryUser
 from soc_auth.login.models import LoginRequest, LoginResponse
+from soc_auth.mfa import service as mfa
+from soc_auth.mfa.models import MfaChallengeResponse
 from soc_auth.outbox.service import transaction
 from soc_auth.password import policy
 from soc_auth.role.models import AdminRole, RoleName, TenantRole
@@ -120,7 +122,7 @@ async def _refuse(state: Any, attempt: _Attempt, error: ApiError, reason: str, *
 
 async def login(
     state: Any, body: LoginRequest, ctx: AttemptContext, *, admin_only: bool = False
-) -> LoginResponse:
+) -> LoginResponse | MfaChallengeResponse:
     settings = state.settings
     name = body.username.strip()
     async with state.db.session() as session:
@@ -208,30 +210,86 @@ async def login(
             count=False,
         )
 
-    values: dict[str, Any] = {}
     if record.auth_source == AuthSource.LOCAL and state.passwords.needs_rehash(record.password_hash):
         # The Argon2 parameters changed since this hash was made: store one with the current ones.
-        values["password_hash"] = await state.passwords.hash(body.password)
+        new_hash = await state.passwords.hash(body.password)
+        async with transaction(state) as session:
+            await session.execute(
+                update(users_table).where(users_table.c.id == record.id).values(password_hash=new_hash)
+            )
+
     async with transaction(state) as session:
-        now = utcnow()
-        values["last_login_at"] = now
-        await session.execute(update(users_table).where(users_table.c.id == record.id).values(**values))
-        await state.throttle.success(session, attempt.account_key)
-        if attempt.account_key != f"user:{record.id}":
-            await state.throttle.success(session, f"user:{record.id}")
-        pair = await tokens.issue_pair(
-            session, state.keys, settings, record.claims(), client_ip=ctx.client_ip, user_agent=ctx.user_agent
+        purpose = await mfa.requirement(session, settings, record)
+        if purpose is not None:
+            # The password was right; the tokens wait for the second factor. The account's failure
+            # counter is not cleared here: codes count toward the same lockout.
+            challenge = await mfa.create_challenge(
+                session,
+                settings,
+                record,
+                purpose=purpose,
+                method=attempt.method,
+                endpoint=ctx.endpoint,
+                username=name,
+            )
+            await audit.record(
+                session,
+                username=name,
+                user_id=record.id,
+                ctx=ctx,
+                succeeded=True,
+                method=attempt.method,
+                reason="mfa_required",
+                at=utcnow(),
+            )
+    if purpose is not None:
+        return MfaChallengeResponse(
+            challenge=challenge,
+            purpose=purpose,  # type: ignore[arg-type]
+            expires_in=settings.mfa_challenge_ttl_seconds,
+            methods=["totp"] if purpose == "enrol" else ["totp", "recovery_code"],
         )
-        await audit.record(
-            session,
-            username=name,
-            user_id=record.id,
-            ctx=ctx,
-            succeeded=True,
-            method=attempt.method,
-            reason=None,
-            at=now,
+    async with transaction(state) as session:
+        return await complete_login(
+            session, state, record, ctx, username=name, method=attempt.method, account_key=attempt.account_key
         )
+
+
+async def complete_login(
+    session: Any,
+    state: Any,
+    record: UserRecord,
+    ctx: AttemptContext,
+    *,
+    username: str,
+    method: str,
+    account_key: str | None = None,
+    reason: str | None = None,
+) -> LoginResponse:
+    """The last step of every sign-in: tokens, last login, counters cleared, audited."""
+    now = utcnow()
+    await session.execute(update(users_table).where(users_table.c.id == record.id).values(last_login_at=now))
+    if account_key is not None and account_key != f"user:{record.id}":
+        await state.throttle.success(session, account_key)
+    await state.throttle.success(session, f"user:{record.id}")
+    pair = await tokens.issue_pair(
+        session,
+        state.keys,
+        state.settings,
+        record.claims(),
+        client_ip=ctx.client_ip,
+        user_agent=ctx.user_agent,
+    )
+    await audit.record(
+        session,
+        username=username,
+        user_id=record.id,
+        ctx=ctx,
+        succeeded=True,
+        method=method,
+        reason=reason,
+        at=now,
+    )
     return LoginResponse(**pair.model_dump(), user=record.read())
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import Column, DateTime, Integer, String, Table
 
@@ -40,6 +42,7 @@ class LoginRequest(BaseModel):
 
 
 class LoginResponse(BaseModel):
+    mfa_required: Literal[False] = False
     access_token: str
     refresh_token: str
     token_type: str = "Bearer"

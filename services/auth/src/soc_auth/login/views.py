@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request, Response
 from soc_auth.deps import AppState, CurrentActor, OptionalPrincipal, attempt_context
 from soc_auth.login import flows
 from soc_auth.login.models import ChangePasswordRequest, LoginRequest, LoginResponse
+from soc_auth.mfa.models import MfaChallengeResponse
 from soc_auth.token.models import LogoutRequest, RefreshRequest, TokenPair
 from soc_auth.user.models import UserRead
 
@@ -19,22 +20,32 @@ _LOGIN_ERRORS: dict[int | str, dict[str, Any]] = {
         "description": "wrong user name or password (`invalid_credentials`) — the same answer for unknown users"
     },
     403: {
-        "description": "`no_company_mapping`, `company_inactive`, `ambiguous_company_mapping`, `admin_required`"
+        "description": "`no_company_mapping`, `company_inactive`, `ambiguous_company_mapping`, `admin_required`; "
+        "Active Directory's refusals: `account_disabled`, `account_expired`, `password_expired`, "
+        "`password_change_required`, `logon_hours_restricted`, `logon_workstation_restricted`"
     },
-    423: {"description": "`account_locked` after repeated failures (Retry-After)"},
+    423: {
+        "description": "`account_locked` after repeated failures (Retry-After); `directory_account_locked`"
+    },
     429: {"description": "`too_many_attempts`: slow down (Retry-After)"},
     503: {"description": "`directory_unavailable`: no LDAP server answers"},
 }
 
 
-@router.post("/login/", response_model=LoginResponse, responses=_LOGIN_ERRORS)
-async def login(body: LoginRequest, request: Request, state: AppState) -> LoginResponse:
-    """Sign in with a user name, an e-mail address or `user@domain`, and a password (local or directory)."""
+@router.post("/login/", response_model=LoginResponse | MfaChallengeResponse, responses=_LOGIN_ERRORS)
+async def login(
+    body: LoginRequest, request: Request, state: AppState
+) -> LoginResponse | MfaChallengeResponse:
+    """Sign in with a user name, an e-mail address, `user@domain` or `DOMAIN\\user`, and a password
+    (local or directory). With MFA the answer is a challenge (`mfa_required: true`), not tokens:
+    finish with POST /auth/mfa/verify/."""
     return await flows.login(state, body, attempt_context(request, "login"))
 
 
-@router.post("/admin/login/", response_model=LoginResponse, responses=_LOGIN_ERRORS)
-async def admin_login(body: LoginRequest, request: Request, state: AppState) -> LoginResponse:
+@router.post("/admin/login/", response_model=LoginResponse | MfaChallengeResponse, responses=_LOGIN_ERRORS)
+async def admin_login(
+    body: LoginRequest, request: Request, state: AppState
+) -> LoginResponse | MfaChallengeResponse:
     """The administrators' sign-in: refuses every account that is not an administrator."""
     return await flows.login(state, body, attempt_context(request, "admin_login"), admin_only=True)
 
