@@ -436,3 +436,33 @@ async def test_an_offense_changing_between_two_pages_is_neither_skipped_nor_lost
     await tap.settle()
     assert state["last_error"] is None and transport.pages > 2
     assert sim_versions(sim) <= set(offense_versions(tap, integration))
+
+
+async def test_a_refused_token_is_a_credential_error_that_keeps_the_cursor_and_backs_off(
+    harness: Any, tap: Any
+) -> None:
+    sim = harness.state
+    ingestor = harness.ingestor(["offenses"])
+    integration = await harness.add_integration(ingestor)
+    [state] = await harness.sync(ingestor, integration)
+    cursor = state["cursor"]
+    assert state["last_error"] is None and cursor
+    harness.credentials = {"credential_kind": "API_KEY", "secrets": {"api_key": "revoked"}, "ca_pem": None}
+    sim.add_events(sim.offenses[min(sim.offenses)], event_count=1)
+    requests_before = harness.sim.state.faults.requests["/api/siem/offense_closing_reasons"]
+    [state] = await harness.sync(ingestor, integration)
+    assert (
+        state["last_error_category"] == "bad_credentials"
+        and "QRadar rejected the credentials" in (state["last_error"])
+    )
+    assert state["cursor"] == cursor and state["consecutive_failures"] == 1
+    assert state["next_run_at"] > state["last_started_at"]
+    # a refused credential is not retried in line: one request, then the run backs off
+    assert harness.sim.state.faults.requests["/api/siem/offense_closing_reasons"] == requests_before + 1
+    await tap.settle()
+    reports = [
+        e.data
+        for e in tap.events
+        if e.type == "soc.ingest.sync.reported.v1" and e.data["integration_id"] == integration
+    ]
+    assert reports[-1]["error_category"] == "bad_credentials"

@@ -464,3 +464,73 @@ async def test_a_leased_resource_is_not_claimed_by_another_replica(harness: Any)
     await first.run_one(claimed[0])
     await first.trigger(integration)
     assert [r["integration_id"] for r in await second.claim(10)] == [integration]
+
+
+class Garble(httpx.AsyncBaseTransport):
+    """The simulator, with one alert's detail answered unreadably (no usable short_id) while
+    ``broken`` is set — a vendor bug in one record."""
+
+    def __init__(self, app: Any, victim: str) -> None:
+        self.inner = httpx.ASGITransport(app=app)
+        self.victim, self.broken = victim, True
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        if self.broken and request.url.path.endswith(f"/get_alert_detail/{self.victim}/"):
+            await response.aread()
+            body = {**response.json(), "short_id": "   "}
+            return httpx.Response(
+                response.status_code, headers={"content-type": "application/json"}, json=body
+            )
+        return response
+
+
+async def test_an_unreadable_alert_stops_the_run_before_it_and_is_read_once_fixed(
+    harness: Any, tap: Any
+) -> None:
+    """Garbage in one alert: the alerts in front of it are published, the cursor stays right before
+    it (it neither vanishes nor is skipped), the sync state says bad_response naming it, the run
+    backs off instead of looping; once Cyware answers it properly it is read."""
+    tenant = harness.tenant()
+    order = listed(tenant)
+    victim = order[37]
+    transport = Garble(harness.sim, victim)
+    ingestor = harness.ingestor(["alerts"], transport=transport)
+    integration = await harness.add_integration(ingestor, settings={"page_size": 25})
+    [state] = await harness.sync(ingestor, integration)
+    await tap.settle()
+    assert state["last_error_category"] == "bad_response" and victim in state["last_error"]
+    assert tap.alerts(integration) == order[:37]
+    assert state["cursor"]["short_ids"][-1] == order[36] and state["consecutive_failures"] == 1
+    assert state["next_run_at"] > state["last_started_at"]
+
+    [state] = await harness.sync(ingestor, integration)  # still broken: no progress, nothing lost
+    assert state["cursor"]["short_ids"][-1] == order[36] and state["consecutive_failures"] == 2
+
+    transport.broken = False
+    [state] = await harness.sync(ingestor, integration)
+    await tap.settle()
+    seen = tap.alerts(integration)
+    assert state["last_error"] is None and set(seen) == set(order) and seen[37] == victim
+
+
+async def test_an_unreadable_tag_is_reported_after_the_others_are_published(harness: Any, tap: Any) -> None:
+    class BadTag(httpx.AsyncBaseTransport):
+        def __init__(self, app: Any) -> None:
+            self.inner = httpx.ASGITransport(app=app)
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            response = await self.inner.handle_async_request(request)
+            if request.url.path.endswith("/tag/"):
+                await response.aread()
+                tags = response.json()
+                tags[0] = {**tags[0], "tag_name": None, "name": None}
+                return httpx.Response(200, headers={"content-type": "application/json"}, json=tags)
+            return response
+
+    ingestor = harness.ingestor(["tags"], transport=BadTag(harness.sim))
+    integration = await harness.add_integration(ingestor)
+    [state] = await harness.sync(ingestor, integration)
+    await tap.settle()
+    assert state["last_error_category"] == "bad_response" and "tags record(s)" in state["last_error"]
+    assert len(tap.of(integration, "ti.tag.upserted")) == len(harness.tenant().tags) - 1

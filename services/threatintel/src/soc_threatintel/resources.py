@@ -111,32 +111,74 @@ def _event(
     )
 
 
-def _normalised(resource: str, records: Iterable[T], convert: Callable[[T], Any]) -> list[Any]:
+_UNREADABLE = (KeyError, TypeError, ValueError, ValidationError)
+
+
+class Rejects:
+    """Records of a run that cannot be normalised: the run publishes the others, then ends as a
+    ``bad_response`` naming them, so the integration's sync health shows the vendor's bad data
+    instead of a record silently missing."""
+
+    def __init__(self, resource: str) -> None:
+        self.resource = resource
+        self.ids: list[str] = []
+        self.reason = ""
+
+    def add(self, raw: Any, exc: Exception) -> None:
+        REJECTED.labels(self.resource).inc()
+        first = raw[0] if isinstance(raw, tuple) and raw else raw  # (summary, detail) pairs
+        ident = None
+        if isinstance(first, dict):
+            ident = next(
+                (
+                    first.get(k)
+                    for k in ("short_id", "tag_id", "group_id", "category_id", "field_id")
+                    if first.get(k)
+                ),
+                None,
+            )
+        self.ids.append(str(ident or "?"))
+        self.reason = self.reason or f"{type(exc).__name__}: {str(exc)[:200]}"
+        logger.error(
+            "Cyware {} record {} cannot be normalised ({})", self.resource, self.ids[-1], self.reason
+        )
+
+    def raise_if_any(self) -> None:
+        if self.ids:
+            shown = ", ".join(self.ids[:10]) + (" …" if len(self.ids) > 10 else "")
+            raise VendorError(
+                VendorErrorCategory.BAD_RESPONSE,
+                f"Cyware answered {len(self.ids)} {self.resource} record(s) that cannot be read "
+                f"({shown}): {self.reason}",
+                retryable=False,
+                details={"reason": "unreadable_record", "resource": self.resource, "ids": self.ids[:50]},
+            )
+
+
+def _normalised(
+    resource: str, records: Iterable[T], convert: Callable[[T], Any], rejects: Rejects | None = None
+) -> list[Any]:
     """Convert every record; one that cannot be converted (a vendor bug, a field of the wrong type)
-    is logged and skipped instead of holding the stream behind it back forever."""
+    goes to ``rejects`` (the run then ends as a ``bad_response``) instead of holding the others."""
+    rejects = rejects or Rejects(resource)
     out: list[Any] = []
     for raw in records:
         try:
             out.append(convert(raw))
-        except (KeyError, TypeError, ValueError, ValidationError) as exc:
-            REJECTED.labels(resource).inc()
-            first = raw[0] if isinstance(raw, tuple) and raw else raw  # (summary, detail) pairs
-            ident = first.get("short_id") if isinstance(first, dict) else None
-            logger.error(
-                "Cyware {} record {} skipped: cannot normalise ({}: {})",
-                resource,
-                ident or "?",
-                type(exc).__name__,
-                str(exc)[:200],
-            )
+        except _UNREADABLE as exc:
+            rejects.add(raw, exc)
     return out
 
 
 def _alert_payloads(
-    resource: str, summaries: Sequence[JSON], details: Sequence[JSON | None], company_id: str | None
+    resource: str,
+    summaries: Sequence[JSON],
+    details: Sequence[JSON | None],
+    company_id: str | None,
+    rejects: Rejects,
 ) -> list[TiAlert]:
     pairs = [(s, d) for s, d in zip(summaries, details, strict=True) if d is not None]
-    return _normalised(resource, pairs, lambda p: normalize.alert(p[1], p[0], company_id=company_id))
+    return _normalised(resource, pairs, lambda p: normalize.alert(p[1], p[0], company_id=company_id), rejects)
 
 
 def _alert_event(ctx: SyncContext, alert: TiAlert, digest: str | None = None) -> CloudEvent:
@@ -154,7 +196,13 @@ def alert_start(cursor: Mapping[str, Any] | None, options: SyncOptions, now_s: i
 
 
 async def fetch_alerts(ctx: SyncContext, cursor: dict[str, Any] | None) -> AsyncIterator[Page]:
-    """New alerts by (published_time, short id), each with its details; one page per list page."""
+    """New alerts by (published_time, short id), each with its details; one page per list page.
+
+    An alert that cannot be read stops the run right before it (bad_response on the sync state):
+    the alerts in front of it are published and the cursor stays at the last of them, so it is
+    neither skipped nor lost, and the scheduler retries with its backoff. An alert whose detail
+    answers 404 was deleted meanwhile and is passed over.
+    """
     client: CywareClient = ctx.client
     options = _options(ctx)
     company_id = _company(ctx)
@@ -164,13 +212,33 @@ async def fetch_alerts(ctx: SyncContext, cursor: dict[str, Any] | None) -> Async
             ctx.integration_id,
         )
     position = alert_start(cursor, options, int(time.time()))
+    previous = position
     async for chunk in client.alert_chunks(position, page_size=options.page_size):
-        alerts = _alert_payloads("alerts", chunk.summaries, chunk.details, company_id)
-        yield Page(
-            events=[_alert_event(ctx, a) for a in alerts],
-            cursor=chunk.position.to_cursor(),
-            records=len(chunk.summaries),
-        )
+        events: list[CloudEvent] = []
+        for index, (summary, detail) in enumerate(zip(chunk.summaries, chunk.details, strict=True)):
+            if detail is None:
+                continue
+            try:
+                alert = normalize.alert(detail, summary, company_id=company_id)
+            except _UNREADABLE as exc:
+                REJECTED.labels("alerts").inc()
+                if index:
+                    done = previous.advanced(chunk.summaries[:index])
+                    yield Page(events=events, cursor=done.to_cursor(), records=index)
+                raise VendorError(
+                    VendorErrorCategory.BAD_RESPONSE,
+                    f"Cyware answered alert {summary.get('short_id')} in a form that cannot be read "
+                    f"({type(exc).__name__}: {str(exc)[:200]}); sync stays before it until it can",
+                    retryable=False,
+                    details={
+                        "reason": "unreadable_record",
+                        "resource": "alerts",
+                        "id": summary.get("short_id"),
+                    },
+                ) from exc
+            events.append(_alert_event(ctx, alert))
+        yield Page(events=events, cursor=chunk.position.to_cursor(), records=len(chunk.summaries))
+        previous = chunk.position
 
 
 async def fetch_alert_updates(ctx: SyncContext, cursor: dict[str, Any] | None) -> AsyncIterator[Page]:
@@ -184,60 +252,77 @@ async def fetch_alert_updates(ctx: SyncContext, cursor: dict[str, Any] | None) -
     since = int(time.time()) - options.alert_revisit_hours * 3600
     current: dict[str, str] = {}
     changed: list[CloudEvent] = []
+    rejects = Rejects("alert_updates")
     async for summaries in client.alerts_between(since, page_size=options.page_size):
         fresh = [s for s in summaries if str(s["short_id"]) not in current]
         details = await client.alert_details([str(s["short_id"]) for s in fresh])
-        for alert in _alert_payloads("alert_updates", fresh, details, company_id):
+        for alert in _alert_payloads("alert_updates", fresh, details, company_id, rejects):
             digest = normalize.alert_digest(alert)
             current[alert.short_id] = digest
             if known.get(alert.short_id) != digest:
                 changed.append(_alert_event(ctx, alert, digest))
     # One page at the end: the window is small, and a run that fails half way simply starts over.
     yield Page(events=changed, cursor={"digests": current, "since": since}, records=len(changed))
+    rejects.raise_if_any()
 
 
 # ----------------------------------------------------------------------------- reference snapshots
 async def fetch_tags(ctx: SyncContext, cursor: dict[str, Any] | None) -> AsyncIterator[Page]:
     client: CywareClient = ctx.client
     company_id = _company(ctx)
-    tags = _normalised("tags", await client.tags(), lambda r: normalize.tag(r, company_id=company_id))
+    rejects = Rejects("tags")
+    tags = _normalised(
+        "tags", await client.tags(), lambda r: normalize.tag(r, company_id=company_id), rejects
+    )
     yield Page(events=[_event(ctx, "ti.tag.upserted", t, t.tag_id) for t in tags], cursor=None)
+    rejects.raise_if_any()
 
 
 async def fetch_recipient_groups(ctx: SyncContext, cursor: dict[str, Any] | None) -> AsyncIterator[Page]:
     client: CywareClient = ctx.client
     company_id = _company(ctx)
+    rejects = Rejects("recipient_groups")
     groups = _normalised(
         "recipient_groups",
         await client.recipient_groups(),
         lambda r: normalize.group(r, company_id=company_id),
+        rejects,
     )
     yield Page(events=[_event(ctx, "ti.group.upserted", g, g.group_id) for g in groups], cursor=None)
+    rejects.raise_if_any()
 
 
 async def fetch_categories(ctx: SyncContext, cursor: dict[str, Any] | None) -> AsyncIterator[Page]:
     client: CywareClient = ctx.client
     company_id = _company(ctx)
+    rejects = Rejects("categories")
     categories = _normalised(
-        "categories", await client.categories(), lambda r: normalize.category(r, company_id=company_id)
+        "categories",
+        await client.categories(),
+        lambda r: normalize.category(r, company_id=company_id),
+        rejects,
     )
     yield Page(
         events=[_event(ctx, "ti.category.upserted", c, c.category_id) for c in categories], cursor=None
     )
+    rejects.raise_if_any()
 
 
 async def fetch_custom_fields(ctx: SyncContext, cursor: dict[str, Any] | None) -> AsyncIterator[Page]:
     client: CywareClient = ctx.client
     company_id = _company(ctx)
     fields: list[TiCustomField] = []
+    rejects = Rejects("custom_fields")
     for raw_group in await client.additional_fields():
         is_system = normalize.is_system_key(raw_group.get("key"))
         fields += _normalised(
             "custom_fields",
             raw_group.get("values") or [],
             partial(normalize.custom_field, is_system=is_system, company_id=company_id),
+            rejects,
         )
     yield Page(events=[_event(ctx, "ti.custom_field.upserted", f, f.field_id) for f in fields], cursor=None)
+    rejects.raise_if_any()
 
 
 RESOURCES: list[Resource] = [
