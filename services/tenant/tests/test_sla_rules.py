@@ -125,7 +125,7 @@ def raw(key: str) -> dict[str, Any]:
         "modified": write(created + timedelta(minutes=500)),
         "closed": write(created + timedelta(minutes=600)),
         "version": 3,
-        "CustomFields": custom,
+        "CustomFields": {**custom, "qradarcategory": f"cat-{RUN}-{'fp' if sync == 'Done' else 'x'}"},
     }
 
 
@@ -271,6 +271,15 @@ async def test_false_positive_filters_change_the_list(companies, client, tokens)
     assert await ids(include_fp="true") == true_positives | {"false_pos"}
     bad = await client.get("/tenant/soar-incidents/", headers=headers, params={"false_positives": "maybe"})
     assert bad.status_code == 422
+
+    # The original's offense categories: incidents per QRadar category, true positives (+ false).
+    async def categories(**params: Any) -> dict[str, int]:
+        items = (await get(client, "/tenant/offense-categories/", headers, q=RUN, **params))["items"]
+        return {x["category"].removeprefix(f"cat-{RUN}-"): x["offenses"] for x in items}
+
+    assert await categories(include_fp="true") == {"x": len(true_positives), "fp": 1}
+    assert await categories(include_fp="false") == {"x": len(true_positives)}
+    assert await categories() == {}  # ours: QRadar offenses, none in this company
 
 
 @pytest.mark.parametrize(

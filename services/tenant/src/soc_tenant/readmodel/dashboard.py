@@ -226,6 +226,9 @@ async def dashboard(
             "from": sla["from"],
             "to": sla["to"],
             "clock_start": sla["clock_start"],
+            # The original's dashboard counts true and false positives (readmodel.positives).
+            "true_positives": sla["total"]["ours"]["true_positives"],
+            "false_positives": sla["total"]["ours"]["false_positives"],
             # The original's: fully compliant ÷ counted (true positives with all three step times).
             "counted": sla["total"]["counted"],
             "compliance_pct": sla["total"]["overall"]["compliance_pct"],

@@ -741,6 +741,8 @@ class DashboardSla(ApiModel):
     from_: datetime = Field(alias="from")
     to: datetime
     clock_start: str
+    true_positives: int = Field(description="incidents of the window the true-positive rule admits")
+    false_positives: int = Field(description="incidents of the window the false-positive rule admits")
     counted: int
     compliance_pct: float | None = Field(description="the original's: fully compliant ÷ counted")
     overall: SlaOverallCounts

@@ -342,9 +342,44 @@ async def get_offense(
     responses=list_responses(),
 )
 async def list_offense_categories(
-    session: ScopedSession, scope: AnyScope, page: PageParams, window: Range, q: TextQuery = None
+    session: ScopedSession,
+    scope: AnyScope,
+    page: PageParams,
+    window: Range,
+    q: TextQuery = None,
+    include_fp: Annotated[
+        bool | None,
+        Query(
+            description="the original's view: count the SOAR incidents per QRadar category (created "
+            "within from/to) — true positives, plus false positives unless false"
+        ),
+    ] = None,
 ) -> Any:
-    """Offense categories with the number of offenses in each (start day within from/to)."""
+    """Offense categories with the number of offenses in each (start day within from/to). With
+    ``include_fp`` (the original's parameter), the original's figure instead: incidents per
+    ``qradar_category``, counting true positives and, with ``include_fp=true``, false positives."""
+    if include_fp is not None:
+        from soc_tenant.readmodel import positives
+
+        i = t.soar_incident
+        rule = positives.rule()
+        counted = sa.or_(rule.true_sql(i), rule.false_sql(i)) if include_fp else rule.true_sql(i)
+        filters = [scope.soar_filter(i), counted, i.c.qradar_category.is_not(None)]
+        filters.append(text_filter(q, i.c.qradar_category))
+        if window.start:
+            filters.append(i.c.created >= window.start)
+        if window.end:
+            filters.append(i.c.created <= window.end)
+        n = sa.func.count().label("offenses")
+        stmt = (
+            sa.select(i.c.qradar_category.label("category"), n).where(*filters).group_by(i.c.qradar_category)
+        )
+        order = ordering(
+            page.sort, {"offenses": n, "category": i.c.qradar_category}, "-offenses", i.c.qradar_category
+        )
+        return await run_list(
+            session, stmt, page, order, principal=scope.principal, name="offense-categories"
+        )
     r = t.offense_category_daily
     filters = [scope.qradar_filter(r), text_filter(q, r.c.category)]
     if window.start:
