@@ -39,6 +39,7 @@ from soc_auth.outbox.service import OutboxRelay
 from soc_auth.password.hashing import Passwords
 from soc_auth.preference.views import router as preference_router
 from soc_auth.role.views import router as role_router
+from soc_auth.session.views import router as session_router
 from soc_auth.token import service as tokens
 from soc_auth.token.keys import KeyRing
 from soc_auth.token.views import router as token_router
@@ -48,6 +49,7 @@ from soc_auth.user.views import router as user_router
 ROUTERS = [
     login_router,
     mfa_router,
+    session_router,
     token_router,
     user_router,
     role_router,

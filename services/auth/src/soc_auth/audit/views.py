@@ -24,7 +24,7 @@ async def login_audit(
     username: Annotated[str | None, Query(max_length=255)] = None,
     user_id: uuid.UUID | None = None,
     outcome: Literal["succeeded", "failed"] | None = None,
-    method: Literal["local", "ldap"] | None = None,
+    method: Literal["local", "ldap", "oidc", "mfa"] | None = None,
     client_ip: Annotated[str | None, Query(max_length=64)] = None,
     since: Annotated[datetime | None, Query(description="inclusive, ISO 8601")] = None,
     until: Annotated[datetime | None, Query(description="exclusive, ISO 8601")] = None,

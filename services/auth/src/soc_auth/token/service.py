@@ -91,7 +91,8 @@ async def issue_pair(
         )
     )
     return TokenPair(
-        access_token=access_token(ring, settings, identity),
+        # sid: the session (refresh-token family), so the sessions list can mark the caller's own.
+        access_token=access_token(ring, settings, {**identity, "sid": str(family_id)}),
         refresh_token=refresh,
         expires_in=settings.access_token_ttl_seconds,
         refresh_expires_in=settings.refresh_token_ttl_seconds,
