@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from soc_tenant.db import ScopedSession
 from soc_tenant.readmodel import tables as t
-from soc_tenant.readmodel.common import Scope, TimeRange, bad_param
+from soc_tenant.readmodel.common import Scope, TimeRange, bad_param, spellings
 
 CARDS: dict[str, tuple[str, ...] | None] = {
     "total_incidents": None,  # every status
@@ -188,7 +188,7 @@ async def _from_incidents(
     if f.status:
         filters.append(i.c.status.in_(f.status))
     if f.owner:
-        filters.append(sa.func.lower(i.c.owner) == f.owner.lower())
+        filters.append(i.c.owner.in_(spellings(f.owner)))
     if f.incident_id:
         filters.append(i.c.incident_id == f.incident_id)
     today = datetime(now.year, now.month, now.day, tzinfo=UTC)

@@ -432,6 +432,13 @@ IntegrationParam = Annotated[
 ]
 
 
+def spellings(value: str) -> list[str]:
+    """The usual spellings of a name (as given, lower, upper, capitalised): the case-insensitive
+    match the original made, as plain equality — under row-level security only leakproof
+    conditions such as text ``=`` can use an index, ``lower()`` and ``ILIKE`` cannot."""
+    return list(dict.fromkeys([value, value.lower(), value.upper(), value.capitalize(), value.title()]))
+
+
 def like_pattern(q: str) -> str:
     """``%q%`` with LIKE's wildcards escaped (use with ``escape='\\\\'``)."""
     q = q.replace("\x00", "")

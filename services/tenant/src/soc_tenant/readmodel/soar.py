@@ -44,6 +44,7 @@ from soc_tenant.readmodel.common import (
     parse_day,
     parse_levels,
     run_list,
+    spellings,
     text_filter,
     xlsx_response,
 )
@@ -214,7 +215,7 @@ class IncidentFilters:
         if self.mitre_technique:
             out.append(i.c.mitre_techniques.contains(sa.func.jsonb_build_array(self.mitre_technique)))
         if self.phase:
-            out.append(sa.func.lower(i.c.phase) == self.phase.lower())
+            out.append(i.c.phase.in_(spellings(self.phase)))
         if self.playbook:
             out.append(i.c.playbook_id == self.playbook)
         if self.configuration_item:
@@ -228,9 +229,10 @@ class IncidentFilters:
         if self.occurred_end:
             out.append(i.c.occurred <= day_end(self.occurred_end))
         if self.assignee:
-            out.append(sa.func.lower(i.c.owner) == self.assignee.lower())
+            out.append(i.c.owner.in_(spellings(self.assignee)))
         if self.preset is Preset.unassigned:
-            out.append(sa.func.coalesce(i.c.owner, "") == "")
+            # as two conditions on lower(owner), so that the owner index answers them
+            out.append(sa.or_(i.c.owner.is_(None), i.c.owner == ""))
         elif self.preset is Preset.pending:
             out.append(i.c.status == "pending")
         elif self.preset is Preset.closed:
