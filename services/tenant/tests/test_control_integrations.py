@@ -450,6 +450,39 @@ async def test_sync_now_reaches_the_owning_ingestor(client, headers, fake_ingest
     assert r.status_code == 409
 
 
+async def test_sync_now_for_every_integration_of_a_vendor(client, headers, fake_ingestors):
+    admin = headers(kind="admin")
+    first = await create(client, headers, qradar_body())
+    second = await create(client, headers, qradar_body())
+    disabled = await create(client, headers, qradar_body())
+    await client.put(f"/integration/{disabled['id']}/", headers=admin, json={"enabled": False})
+    before = len(fake_ingestors.requests)
+    r = await client.post("/admin/sync/qradar/", headers=admin)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    asked = {x["integration_id"] for x in body["integrations"]}
+    # every enabled QRadar integration (other tests' too), never the disabled one nor another vendor's
+    assert {first["id"], second["id"]} <= asked and disabled["id"] not in asked
+    sent = [
+        b["integration_id"]
+        for host, path, b in fake_ingestors.requests[before:]
+        if path == "/internal/sync-now"
+    ]
+    assert sorted(sent) == sorted(asked) and all(
+        host == "127.0.0.1:8011" for host, *_ in fake_ingestors.requests[before:]
+    )
+    assert body["subtype"] == "IBM_QRADAR" and body["failed"] == []
+    # the resource is passed on; an unreachable ingestor is reported per integration
+    fake_ingestors.down.add("127.0.0.1:8011")
+    try:
+        r = await client.post("/admin/sync/qradar/", headers=admin, json={"resource": "offenses"})
+    finally:
+        fake_ingestors.down.discard("127.0.0.1:8011")
+    assert r.status_code == 200 and r.json()["integrations"] == []
+    assert {x["integration_id"] for x in r.json()["failed"]} == asked
+    assert {x["code"] for x in r.json()["failed"]} == {"ingestor_unavailable"}
+
+
 async def test_sync_reports_drive_status_and_are_shown_per_resource(app, client, headers, event_tap):
     admin = headers(kind="admin")
     created = await create(client, headers, qradar_body())

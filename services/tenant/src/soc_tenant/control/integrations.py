@@ -56,6 +56,7 @@ from soc_tenant.control.responses import (
     IntegrationTypeInfo,
     Page,
     SyncScheduled,
+    VendorSyncStarted,
 )
 from soc_tenant.control.tables import (
     company,
@@ -165,7 +166,9 @@ class SyncNowBody(Strict):
 
 
 class VendorSyncBody(SyncNowBody):
-    integration_id: uuid.UUID
+    integration_id: uuid.UUID | None = Field(
+        default=None, description="one integration; without it, every enabled integration of the vendor"
+    )
 
 
 class RepublishBody(Strict):
@@ -909,12 +912,46 @@ async def sync_now_route(
     return await sync_now(tx, integration_id, body.resource if body else None)
 
 
+async def sync_vendor(tx: Tx, subtype: str, resource: str | None) -> dict[str, Any]:
+    """Sync now every enabled integration of one vendor (the original's ``/admin/sync_qradar/``
+    and its siblings); one that cannot be reached is reported, the others are still asked."""
+    ids = (
+        await tx.session.execute(
+            sa.text(
+                "SELECT id FROM integration WHERE subtype = :s AND deleted_at IS NULL AND status <> 'disabled' "
+                "ORDER BY id"
+            ),
+            {"s": subtype},
+        )
+    ).scalars()
+    scheduled: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
+    for integration_id in list(ids):
+        try:
+            scheduled.append(await sync_now(tx, integration_id, resource, subtype=subtype))
+        except ApiError as exc:
+            failed.append({"integration_id": str(integration_id), "code": exc.code, "message": exc.message})
+    label = SUBTYPES[subtype].label
+    return {
+        "subtype": subtype,
+        "message": f"sync of {len(scheduled)} {label} integration(s) started"
+        + (f", {len(failed)} could not be asked" if failed else ""),
+        "integrations": scheduled,
+        "failed": failed,
+    }
+
+
 def _vendor_sync(subtype: str):  # noqa: ANN202 - a route factory
-    async def route(tx: ControlTx, principal: AdminWriter, body: VendorSyncBody) -> dict[str, Any]:
-        return await sync_now(tx, body.integration_id, body.resource, subtype=subtype)
+    async def route(
+        tx: ControlTx, principal: AdminWriter, body: VendorSyncBody | None = None
+    ) -> dict[str, Any]:
+        if body is not None and body.integration_id is not None:
+            return await sync_now(tx, body.integration_id, body.resource, subtype=subtype)
+        return await sync_vendor(tx, subtype, body.resource if body else None)
 
     route.__doc__ = (
-        f"Sync a {SUBTYPES[subtype].label} integration now (``integration_id``, optional ``resource``)."
+        f"Sync {SUBTYPES[subtype].label} now: one integration (``integration_id``) or, without it, every "
+        "enabled one of the vendor (optional ``resource``)."
     )
     return route
 
@@ -930,7 +967,7 @@ for _path, _subtype in (
         _vendor_sync(_subtype),
         methods=["POST"],
         name=f"sync_{_path.replace('-', '_')}",
-        response_model=SyncScheduled,
+        response_model=SyncScheduled | VendorSyncStarted,
         tags=["integrations"],
     )
 

@@ -377,6 +377,19 @@ class SyncScheduled(ApiModel):
     scheduled: Any = Field(description="what the ingestor scheduled (resource names)")
 
 
+class SyncFailed(ApiModel):
+    integration_id: str
+    code: str
+    message: str
+
+
+class VendorSyncStarted(ApiModel):
+    subtype: str
+    message: str
+    integrations: list[SyncScheduled] = Field(description="the integrations whose sync was started")
+    failed: list[SyncFailed] = Field(description="the integrations whose ingestor could not be asked")
+
+
 # -------------------------------------------------------------------------------------- tenants
 class TenantListItem(Company):
     user_count: int = Field(description="active tenant users")
