@@ -30,6 +30,9 @@ need_pkgs() {
   command -v ldapadd >/dev/null || missing+=(ldap-utils)
   command -v curl >/dev/null || missing+=(curl)
   command -v openssl >/dev/null || missing+=(openssl)
+  # The OpenID provider of the SSO tests (scripts/oidc-provider: the oidc-provider package on Node).
+  command -v node >/dev/null || missing+=(nodejs)
+  command -v npm >/dev/null || missing+=(npm)
   # Active Directory for the directory tests (Samba's AD DC; winbind is its identity daemon).
   command -v samba >/dev/null || missing+=(samba samba-ad-dc samba-ad-provision winbind)
   if [ ${#missing[@]} -gt 0 ]; then
@@ -53,6 +56,7 @@ install_python() {
   fi
   export UV_PYTHON_DOWNLOADS=never
   (cd "$ROOT" && uv sync --frozen --all-packages -q)
+  (cd "$ROOT/scripts/oidc-provider" && npm ci --no-audit --no-fund --silent)
 }
 
 as_pg() { runuser -u postgres -- "$@"; }

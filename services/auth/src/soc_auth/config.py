@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 from soc_shared.settings import ServiceSettings
 
@@ -23,6 +23,35 @@ CommaList = Annotated[list[str], NoDecode]
 
 def _alias(*names: str) -> Any:
     return AliasChoices(*names)
+
+
+class OidcProvider(BaseModel):
+    """One OpenID Connect identity provider (an MSSP's own, or a customer's)."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$", description="the provider's id in URLs")
+    display_name: str = ""
+    issuer: str
+    client_id: str
+    client_secret: SecretStr | None = None
+    # Where the IdP sends the browser back (the console's callback page), registered at the IdP.
+    redirect_uri: str
+    scopes: list[str] = Field(default_factory=lambda: ["openid", "email", "profile", "groups"])
+    username_claim: str = "preferred_username"
+    email_claim: str = "email"
+    name_claim: str = "name"
+    groups_claim: str = "groups"
+    # Group → administrator role; other users need a group mapped to a company (as directory groups).
+    super_admin_groups: list[str] = Field(default_factory=list)
+    admin_groups: list[str] = Field(default_factory=list)
+    read_only_admin_groups: list[str] = Field(default_factory=list)
+    # Plain http issuers only for a provider on loopback (tests, demo).
+    allow_http: bool = False
+
+    @model_validator(mode="after")
+    def _https(self) -> OidcProvider:
+        if not self.issuer.startswith("https://") and not self.allow_http:
+            raise ValueError(f"identity provider {self.name}: the issuer must be an https:// URL")
+        return self
 
 
 class Settings(ServiceSettings):
@@ -146,6 +175,11 @@ class Settings(ServiceSettings):
     # Wrong codes one challenge accepts before it is spent (the account's lockout counts them too).
     mfa_challenge_max_attempts: int = Field(default=5, ge=1, le=20)
     mfa_recovery_codes: int = Field(default=10, ge=4, le=20)
+
+    # --- OpenID Connect identity providers (JSON list of OidcProvider) -----------------------------------
+    oidc_providers: list[OidcProvider] = Field(default_factory=list)
+    oidc_login_ttl_seconds: int = Field(default=600, ge=60, le=3600)
+    oidc_http_timeout_seconds: float = 10.0
 
     # --- the administrators' directory (the original's ad_flag=ADMIN) -----------------------------------
     # Set admin_ldap_urls to give administrators a directory of their own: /auth/admin/login/ and

@@ -35,6 +35,8 @@ from soc_auth.login.throttle import Throttle
 from soc_auth.login.views import router as login_router
 from soc_auth.mfa import service as mfa
 from soc_auth.mfa.views import router as mfa_router
+from soc_auth.oidc.service import OidcClient
+from soc_auth.oidc.views import router as oidc_router
 from soc_auth.outbox.service import OutboxRelay
 from soc_auth.password.hashing import Passwords
 from soc_auth.preference.views import router as preference_router
@@ -50,6 +52,7 @@ ROUTERS = [
     login_router,
     mfa_router,
     session_router,
+    oidc_router,
     token_router,
     user_router,
     role_router,
@@ -74,6 +77,9 @@ def init_state(state: Any, settings: Settings) -> None:
     state.admin_directory = (
         Directory(settings.admin_directory_settings()) if settings.has_admin_directory else state.directory
     )
+    state.oidc_clients = {
+        p.name: OidcClient(p, settings.oidc_http_timeout_seconds) for p in settings.oidc_providers
+    }
     state.trusted_proxies = trusted_networks(settings.trusted_proxies)
     state.keys = KeyRing(settings, Sealer.from_env_value(settings.sealing_keys.get_secret_value()))
     state.outbox = None

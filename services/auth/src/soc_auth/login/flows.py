@@ -315,21 +315,6 @@ async def sync_directory_user(
     role and permissions."""
     directory = directory or state.directory
     admin_directory = state.settings.has_admin_directory and directory is state.admin_directory
-    existing = await users.get_by_username(session, person.username)
-    if existing is not None and existing.auth_source != AuthSource.LDAP:
-        raise ApiError(
-            409,
-            "account_conflict",
-            "a local account already uses this directory user name; ask an administrator to resolve it",
-        )
-    now = utcnow()
-    values: dict[str, Any] = {
-        "email": person.email,
-        "full_name": person.full_name[:255],
-        "directory_dn": person.dn,
-        "directory_groups": person.member_of,
-        "directory_synced_at": now,
-    }
     # With an administrators' directory, the customer directory makes tenant users only, and the
     # administrators' directory administrators only.
     admin_role = (
@@ -344,6 +329,31 @@ async def sync_directory_user(
             "your account in the administrators' directory is not in an administrators' group "
             "(SUPER_ADMIN, ADMIN or READ_ONLY)",
         )
+    return await sync_external_user(session, person, admin_role=admin_role, source=AuthSource.LDAP)
+
+
+async def sync_external_user(
+    session: Any, person: DirectoryUser, *, admin_role: str | None, source: str
+) -> UserRecord:
+    """Create or refresh the account of someone a directory or an identity provider vouches for:
+    ``admin_role`` makes an administrator, otherwise their groups' company mapping decides."""
+    existing = await users.get_by_username(session, person.username)
+    if existing is not None and (
+        existing.auth_source != source or (source == AuthSource.OIDC and existing.directory_dn != person.dn)
+    ):
+        raise ApiError(
+            409,
+            "account_conflict",
+            "another account already uses this user name; ask an administrator to resolve it",
+        )
+    now = utcnow()
+    values: dict[str, Any] = {
+        "email": person.email,
+        "full_name": person.full_name[:255],
+        "directory_dn": person.dn,
+        "directory_groups": person.member_of,
+        "directory_synced_at": now,
+    }
     if admin_role is not None:
         if (
             admin_role == AdminRole.ADMIN
@@ -400,7 +410,7 @@ async def sync_directory_user(
         )
     if existing is None:
         return await users.insert_user(
-            session, {**values, "username": person.username, "auth_source": AuthSource.LDAP}, role_name
+            session, {**values, "username": person.username, "auth_source": str(source)}, role_name
         )
     if existing.disabled_by_company and not existing.is_deleted:
         # Its company was inactivated; the directory now places it in an active one.

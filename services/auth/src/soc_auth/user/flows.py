@@ -72,6 +72,10 @@ async def create(session: AsyncSession, state: Any, actor: Actor, body: UserCrea
         raise ApiError(422, "company_required", "a tenant user belongs to a company: company_id is required")
     if kind == "admin" and company_id:
         raise ApiError(422, "invalid_company", "administrators do not belong to a company")
+    if body.auth_source == AuthSource.OIDC:
+        raise ApiError(
+            422, "invalid_auth_source", "identity-provider accounts are created at their first sign-in"
+        )
     password_hash = None
     if body.auth_source == AuthSource.LOCAL:
         if not body.password:

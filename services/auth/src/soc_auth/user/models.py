@@ -32,6 +32,7 @@ from soc_auth.role.models import AdminRole, Permission, TenantRole
 class AuthSource(StrEnum):
     LOCAL = "local"
     LDAP = "ldap"
+    OIDC = "oidc"
 
 
 users = Table(
@@ -63,7 +64,7 @@ users = Table(
     Column("last_login_at", DateTime(timezone=True)),
     Column("password_changed_at", DateTime(timezone=True)),
     Column("directory_synced_at", DateTime(timezone=True)),
-    CheckConstraint("auth_source IN ('local', 'ldap')", name="auth_source"),
+    CheckConstraint("auth_source IN ('local', 'ldap', 'oidc')", name="auth_source"),
     CheckConstraint("NOT (is_admin AND is_tenant)", name="one_kind"),
     CheckConstraint("NOT is_tenant OR company_id IS NOT NULL", name="tenant_has_company"),
 )
