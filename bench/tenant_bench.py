@@ -80,7 +80,8 @@ FROM (SELECT g, random() AS r, now() - random() * interval '365 days' AS st
 INCIDENTS = """
 INSERT INTO soar_incident (integration_id, incident_id, account, name, type, status, severity, owner, created, modified,
     occurred, closed, close_reason, phase, priority, tta_at, ttn_at, ttdn_at, rules, offense_ids, mitre_tactics,
-    mitre_techniques, qradar_category, playbook_id, configuration_item, sla, itsm_sync_status, version)
+    mitre_techniques, qradar_category, playbook_id, configuration_item, sla, itsm_sync_status, version,
+    vendor_priority)
 SELECT %(si)s, %(prefix)s || g, %(acc)s, 'Incident ' || g,
     (ARRAY['Malware','Phishing','Brute Force','Data Loss','Recon','Policy'])[1 + g %% 6],
     CASE WHEN created < now() - interval '2 days' AND r < 0.92 THEN 'closed' WHEN r < 0.97 THEN 'active' ELSE 'pending' END,
@@ -97,7 +98,8 @@ SELECT %(si)s, %(prefix)s || g, %(acc)s, 'Incident ' || g,
     jsonb_build_array('UC-' || (g %% 30)), jsonb_build_array(g),
     jsonb_build_array('TA000' || (1 + g %% 9)), jsonb_build_array('T' || (1000 + g %% 60)),
     'Suspicious Activity', 'pb-' || (g %% 20), 'host-' || (g %% 500) || '.corp', g %% 4,
-    (ARRAY['Ready','Ready','Ready','Done','Error'])[1 + g %% 5], 1
+    (ARRAY['Ready','Ready','Ready','Done','Error'])[1 + g %% 5], 1,
+    CASE WHEN g %% 20 <> 0 THEN (ARRAY['P1','P2','P3','P4'])[1 + (g * 13) %% 4] END
 FROM (SELECT g, random() AS r, random() AS r2, now() - random() * interval '365 days' AS created
       FROM generate_series(%(lo)s::bigint, %(hi)s::bigint) g) s
 """
@@ -439,6 +441,17 @@ PATHS = [
     ),
     ("recent incidents: use case, week", "/tenant/soar-incidents/recent/?use_case=UC-7&filter_type=2"),
     ("sla breached: TTA only, week", "/tenant/sla/breached/?sla_type=tta&filter_type=2&limit=50"),
+    # the true/false-positive rule
+    ("incidents: true positives only", "/tenant/soar-incidents/?false_positives=false&limit=50"),
+    (
+        "incidents: false positives, month",
+        "/tenant/soar-incidents/?false_positives=true&filter_type=3&limit=50",
+    ),
+    ("sla compliance (30 days)", "/tenant/sla/compliance/"),
+    (
+        "offense categories: incidents, include_fp",
+        "/tenant/offense-categories/?include_fp=true&filter_type=3",
+    ),
     (
         "assets: sub_status + type name",
         "/tenant/assets/?sub_status=err,warn&log_source_type=type%201&limit=50",

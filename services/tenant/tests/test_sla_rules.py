@@ -264,6 +264,10 @@ async def test_false_positive_filters_change_the_list(companies, client, tokens)
         return {x["incident_id"].removesuffix(f"-{RUN}") for x in listed["items"]}
 
     assert await ids() == set(CASES)
+    listed = (await get(client, "/tenant/soar-incidents/", headers, limit=100))["items"]
+    assert {x["incident_id"].removesuffix(f"-{RUN}"): x["positive"] for x in listed} == {
+        k: v[3] for k, v in EXPECTED_A.items()
+    }
     assert await ids(false_positives="true") == {"false_pos"}
     true_positives = {k for k, v in EXPECTED_A.items() if v[3] == "true_positive"}
     assert await ids(false_positives="false") == true_positives

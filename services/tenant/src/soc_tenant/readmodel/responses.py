@@ -305,6 +305,9 @@ class IncidentSummary(ApiModel):
     mitre_techniques: list[Any]
     qradar_category: str | None
     version: int = Field(description="grows with every change XSOAR reports")
+    positive: str = Field(
+        description="`true_positive`, `false_positive` or `not_counted` (the deployment's rule)"
+    )
 
 
 class FileTypeChoice(ApiModel):

@@ -136,6 +136,19 @@ INCIDENT_LIST_COLUMNS = [
     i.c.qradar_category,
     i.c.version,
 ]
+
+
+def positive_column() -> sa.ColumnElement[str]:
+    """The incident's class under the deployment's true/false-positive rule (built per query: the
+    rule is configured when the service starts)."""
+    rule = positives.rule()
+    return sa.case(
+        (rule.true_sql(i), sa.literal(positives.TRUE_POSITIVE)),
+        (rule.false_sql(i), sa.literal(positives.FALSE_POSITIVE)),
+        else_=sa.literal(positives.NOT_COUNTED),
+    ).label("positive")
+
+
 INCIDENT_SORTS = {
     "created": i.c.created,
     "modified": i.c.modified,
@@ -398,7 +411,7 @@ async def list_incidents(
     filters = incident_filters(
         scope, window, q, status, severity, priority, owner, type, use_case, offense_id
     )
-    stmt = sa.select(*INCIDENT_LIST_COLUMNS).where(*filters, *extra.clauses())
+    stmt = sa.select(*INCIDENT_LIST_COLUMNS, positive_column()).where(*filters, *extra.clauses())
     total = None
     if (
         not (q or window.start or window.end or owner or type or use_case or offense_id is not None)
@@ -430,7 +443,7 @@ async def list_all_incidents(
 ) -> Any:
     """Every incident of the company, oldest first (the seed's "all incidents")."""
     filters = incident_filters(scope, window, q, status, severity, priority)
-    stmt = sa.select(*INCIDENT_LIST_COLUMNS).where(*filters)
+    stmt = sa.select(*INCIDENT_LIST_COLUMNS, positive_column()).where(*filters)
     order = ordering(page.sort, INCIDENT_SORTS, "created", i.c.id)
     return await run_list(session, stmt, page, order, principal=scope.principal, name="soar-incidents-all")
 
@@ -457,7 +470,7 @@ async def recent_incidents(
         total = await rollup_total(session, scope, None, None, None)
     rows = (
         await session.execute(
-            sa.select(*INCIDENT_LIST_COLUMNS)
+            sa.select(*INCIDENT_LIST_COLUMNS, positive_column())
             .where(*filters)
             .order_by(i.c.created.desc(), i.c.id.desc())
             .limit(limit)
@@ -671,7 +684,7 @@ async def download_incidents(
     window = window.bounded(30)
     file_type = FILE_TYPE_BY_ID.get(file_type, file_type)  # type: ignore[assignment]
     stmt = (
-        sa.select(*INCIDENT_LIST_COLUMNS)
+        sa.select(*INCIDENT_LIST_COLUMNS, positive_column())
         .where(*incident_filters(scope, window, q, status, severity, priority), *extra.clauses())
         .order_by(i.c.created.desc(), i.c.id.desc())
         .limit(100_000)
@@ -895,6 +908,15 @@ async def get_incident(
     ]
     incident["mitre"] = {"tactics": incident["mitre_tactics"], "techniques": incident["mitre_techniques"]}
     incident["sla"] = await incident_sla_of(session, scope, incident)
+    parse = lambda v: datetime.fromisoformat(v) if v else None  # noqa: E731
+    incident["positive"] = positives.rule().classify(
+        itsm_sync_status=incident["itsm_sync_status"],
+        owner=incident["owner"],
+        tta_at=parse(incident["tta_at"]),
+        ttn_at=parse(incident["ttn_at"]),
+        ttdn_at=parse(incident["ttdn_at"]),
+        priority=incident["vendor_priority"],
+    )
     incident["offenses"] = await offenses_for_ids(session, scope, incident["offense_ids"])
     incident["tickets"] = await tickets_for_incident(session, scope, incident)
     return incident
