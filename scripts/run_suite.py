@@ -6,6 +6,7 @@ Dependencies (PostgreSQL, RabbitMQ, OpenLDAP) are started before by ``make up``.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -61,6 +62,67 @@ def admin_directory_lines(gateway: str) -> list[str]:
         got = answer.json().get("user", {}).get("role") if answer.status_code == 200 else answer.status_code
         lines.append(f"Admin directory ({role:<11}): {name} / {name}-pass  (admin sign-in: {got})")
     return lines
+
+
+MFA_DEMO_FILE = ROOT / ".local" / "mfa-demo"
+MFA_DEMO_USER = "mfa-demo"
+
+
+def mfa_demo_lines(gateway: str, admin_username: str, admin_password: str) -> list[str]:
+    """A demo administrator with TOTP MFA: created and enrolled on the first run (the secret and a
+    recovery code kept in .local/mfa-demo, 0600), then signed in through the challenge step."""
+    import pyotp
+
+    api = httpx.Client(base_url=gateway, timeout=30)
+    if not MFA_DEMO_FILE.exists():
+        admin = api.post("/auth/login/", json={"username": admin_username, "password": admin_password}).json()
+        headers = {"Authorization": f"Bearer {admin['access_token']}"}
+        password = secrets.token_urlsafe(12) + "-Mfa1"
+        created = api.post(
+            "/admin/users/",
+            json={
+                "username": MFA_DEMO_USER,
+                "password": password,
+                "kind": "admin",
+                "role": "READ_ONLY_ADMIN",
+            },
+            headers=headers,
+        )
+        if created.status_code != 201:
+            return [f"MFA demo: {MFA_DEMO_USER} exists without {MFA_DEMO_FILE.name}; skipped"]
+        own = api.post("/auth/login/", json={"username": MFA_DEMO_USER, "password": password}).json()
+        own_headers = {"Authorization": f"Bearer {own['access_token']}"}
+        enrolment = api.post("/auth/mfa/enrol/", headers=own_headers).json()
+        api.post(
+            "/auth/mfa/confirm/", json={"code": pyotp.TOTP(enrolment["secret"]).now()}, headers=own_headers
+        )
+        MFA_DEMO_FILE.parent.mkdir(parents=True, exist_ok=True)
+        MFA_DEMO_FILE.touch(mode=0o600)
+        MFA_DEMO_FILE.write_text(
+            json.dumps(
+                {
+                    "password": password,
+                    "secret": enrolment["secret"],
+                    "provisioning_uri": enrolment["provisioning_uri"],
+                    "recovery_codes": enrolment["recovery_codes"],
+                }
+            )
+        )
+    saved = json.loads(MFA_DEMO_FILE.read_text())
+    step = api.post("/auth/login/", json={"username": MFA_DEMO_USER, "password": saved["password"]}).json()
+    outcome = "no challenge?"
+    if step.get("mfa_required"):
+        # The code of the next time step: the confirmation may have used the current one.
+        code = pyotp.TOTP(saved["secret"]).at(time.time() + 30)
+        done = api.post("/auth/mfa/verify/", json={"challenge": step["challenge"], "code": code})
+        outcome = (
+            "challenge → code → tokens" if done.status_code == 200 else f"verify answered {done.status_code}"
+        )
+    return [
+        f"MFA (TOTP) demo: {MFA_DEMO_USER} / {saved['password']}  ({outcome})",
+        f"          authenticator: {saved['provisioning_uri']}",
+        f"          recovery codes and secret in {MFA_DEMO_FILE.relative_to(ROOT)}",
+    ]
 
 
 def main() -> None:
@@ -152,6 +214,8 @@ def main() -> None:
     for line in logins:
         print(f"          {line}")
     for line in admin_directory_lines(gateway):
+        print(f"          {line}")
+    for line in mfa_demo_lines(gateway, env["SOC_ADMIN_USERNAME"], env["SOC_ADMIN_PASSWORD"]):
         print(f"          {line}")
     print("Ctrl-C stops everything; a process that dies is restarted with backoff.")
     while True:
