@@ -296,3 +296,82 @@ async def test_the_app_role_cannot_read_the_outbox(app):
             async with session.begin():
                 await set_company_scope(session, None, is_admin=True)
                 await session.execute(sa.text("SELECT event FROM outbox LIMIT 1"))
+
+
+class FakeMetrics:
+    """The services' Prometheus ``/metrics``: siem-ingest answers and its CPU time grows by half a
+    second per scrape; the others are down."""
+
+    def __init__(self) -> None:
+        self.cpu = 10.0
+
+    async def handle(self, request: httpx.Request) -> httpx.Response:
+        if request.url.port == 8011 and request.url.path == "/metrics":
+            self.cpu += 0.5
+            return httpx.Response(
+                200,
+                text=(
+                    "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n"
+                    f"process_cpu_seconds_total {self.cpu}\n"
+                    "process_resident_memory_bytes 5.24288e+07\n"
+                ),
+            )
+        raise httpx.ConnectError("down (test)", request=request)
+
+
+async def test_admin_live_feed_figures(client, headers, tokens, make_app, serve_app):
+    from soc_tenant.readmodel.testing import add_ti_integration
+
+    replica = make_app()
+    replica.state.control_options.live_metrics_seconds = 0.3
+    replica.state.metrics_transport = httpx.MockTransport(FakeMetrics().handle)
+    analyst = tokens.token(kind="admin", username="analyst")
+    a = await new_company(client, headers)
+    alice = tokens.token(kind="tenant", company_id=a, roles=["TENANT_USER"], username="alice")
+    async with serve_app(replica) as host:
+        async with (
+            connect(f"ws://{host}/ws/chat/?token={analyst}&metrics=true") as w_admin,
+            connect(f"ws://{host}/ws/chat/?token={alice}&metrics=true") as w_alice,
+            connect(f"ws://{host}/ws/chat/?token={analyst}") as w_plain,
+        ):
+            for w in (w_admin, w_alice, w_plain):
+                await frame(w, "hello")
+            first = await frame(w_admin, "metrics")
+            assert first["companies"]["total"] >= 1 and first["companies"]["active"] >= 1
+            assert set(first["integrations"]) >= {"total", "active", "error", "disabled", "by_type"}
+            assert first["host"]["memory_percent"] is None or 0 < first["host"]["memory_percent"] <= 100
+            services = {s["service"]: s for s in first["services"]}
+            assert set(services) == {
+                "tenant",
+                "auth",
+                "siem-ingest",
+                "soar-ingest",
+                "itsm-ingest",
+                "threatintel",
+            }
+            assert services["siem-ingest"]["up"] and services["siem-ingest"]["rss_bytes"] == 52428800
+            assert not services["auth"]["up"] and services["auth"]["cpu_percent"] is None
+            # a new company and a new integration show in the next frames
+            await new_company(client, headers)
+            await add_ti_integration(replica.state.db, a)
+
+            async def updated() -> dict[str, Any]:
+                while True:
+                    f = await frame(w_admin, "metrics")
+                    if f["companies"]["total"] == first["companies"]["total"] + 1:
+                        return f
+
+            later = await asyncio.wait_for(updated(), 10)
+            assert later["integrations"]["total"] == first["integrations"]["total"] + 1
+            assert later["integrations"]["by_type"]["THREAT_INTELLIGENCE"] == (
+                first["integrations"]["by_type"].get("THREAT_INTELLIGENCE", 0) + 1
+            )
+            # CPU is a rate between two scrapes: siem-ingest used 0.5 s of CPU per interval
+            siem = {s["service"]: s for s in later["services"]}["siem-ingest"]
+            assert siem["cpu_percent"] is not None and siem["cpu_percent"] > 0
+            assert later["host"]["cpu_count"] >= 1
+            # a tenant user, and an admin who did not ask, get no figures
+            for w in (w_alice, w_plain):
+                await w.send(json.dumps({"type": "ping", "ref": "x"}))
+                got = json.loads(await asyncio.wait_for(w.recv(), 5))
+                assert got["type"] == "pong", got

@@ -265,12 +265,15 @@ async def _room(app: FastAPI, principal: Principal, company_id: str | None) -> s
 
 
 @router.websocket("/ws/chat/")
-async def chat_socket(websocket: WebSocket, token: str | None = None, company_id: str | None = None) -> None:
+async def chat_socket(
+    websocket: WebSocket, token: str | None = None, company_id: str | None = None, metrics: bool = False
+) -> None:
     """Live chat and admin notifications. Authenticate with ``?token=`` or ``Authorization: Bearer``.
     Tenant users join their company's room; admins every room, or one with ``?company_id=``.
 
-    Server frames: ``hello``, ``chat.message``, ``notification`` (admins), ``ack``, ``seen``, ``pong``,
-    ``error``. Client frames: ``{"type": "message", "body": ..., "company_id"?}``,
+    Server frames: ``hello``, ``chat.message``, ``notification`` (admins), ``metrics`` (admins with
+    ``?metrics=true``: integration, company and tenant-user counts, host and per-service CPU and
+    memory, on connect and periodically), ``ack``, ``seen``, ``pong``, ``error``. Client frames: ``{"type": "message", "body": ..., "company_id"?}``,
     ``{"type": "seen", "up_to_id"?, "company_id"?}``, ``{"type": "ping"}``.
     Close codes: 4401 bad or expired token, 4403 not allowed, 4404 unknown company.
     """
@@ -294,7 +297,7 @@ async def chat_socket(websocket: WebSocket, token: str | None = None, company_id
         return
     hub = app.state.live_hub
     await websocket.accept()
-    subscriber = Subscriber(websocket, principal, room)
+    subscriber = Subscriber(websocket, principal, room, metrics=metrics and principal.is_admin)
     hub.add(subscriber)
     await websocket.send_text(
         dumps(
@@ -306,6 +309,11 @@ async def chat_socket(websocket: WebSocket, token: str | None = None, company_id
             }
         )
     )
+    if subscriber.metrics:
+        try:
+            await websocket.send_text(await hub.metrics_frame())
+        except Exception as exc:  # noqa: BLE001 - the periodic frames follow anyway
+            logger.warning("live metrics on connect: {}", exc)
     try:
         while True:
             text = await websocket.receive_text()

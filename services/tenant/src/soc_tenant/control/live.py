@@ -23,6 +23,7 @@ from soc_shared.bus import EVENTS_EXCHANGE, declare_exchanges, decode_message
 from soc_shared.events import ChatMessagePosted, IntegrationChanged, InvalidEvent
 from soc_shared.security import Principal
 
+from soc_tenant.control.live_metrics import MetricsSampler
 from soc_tenant.control.options import options
 
 LIVE_KEYS = ("tenant.chat.posted", "tenant.integration.changed")
@@ -34,6 +35,7 @@ class Subscriber:
     socket: WebSocket
     principal: Principal
     company_id: str | None  # None: an admin watching every company
+    metrics: bool = False  # an admin who asked for the live figures
 
     def wants_company(self, company_id: str) -> bool:
         return self.company_id is None or self.company_id == company_id
@@ -96,6 +98,8 @@ class LiveHub:
         self._channel: AbstractChannel | None = None
         self._queue: AbstractQueue | None = None
         self._tag: str | None = None
+        self._metrics_task: asyncio.Task[None] | None = None
+        self.sampler = MetricsSampler(app)
 
     async def start(self) -> None:
         self._channel = await self.app.state.bus.channel(prefetch=500)
@@ -110,9 +114,28 @@ class LiveHub:
         for key in LIVE_KEYS:
             await self._queue.bind(EVENTS_EXCHANGE, routing_key=key)
         self._tag = await self._queue.consume(self._on_message, no_ack=True)
+        self._metrics_task = asyncio.create_task(self._metrics_loop())
         logger.info("live fan-out on {}", self.queue_name)
 
+    async def metrics_frame(self) -> str:
+        return dumps(await self.sampler.frame())
+
+    async def _metrics_loop(self) -> None:
+        while True:
+            await asyncio.sleep(options(self.app).live_metrics_seconds)
+            targets = [s for s in self.subscribers if s.metrics]
+            if not targets:
+                continue
+            try:
+                frame = await self.metrics_frame()
+            except Exception as exc:  # noqa: BLE001 - figures are best effort; the next round retries
+                logger.warning("live metrics: {}", exc)
+                continue
+            await self._send(targets, frame)
+
     async def stop(self) -> None:
+        if self._metrics_task is not None:
+            self._metrics_task.cancel()
         for sub in list(self.subscribers):
             try:
                 await sub.socket.close(code=1012)  # service restart: clients reconnect to another replica

@@ -27,6 +27,8 @@ class ControlOptions:
     error_after_failures: int = 3
     # Live sockets: a client that does not take a frame within this time is dropped.
     live_send_timeout_seconds: float = 5.0
+    # Admin sockets opened with ?metrics=true get the live figures this often.
+    live_metrics_seconds: float = 10.0
     background_tasks: bool = True
     # The control plane's bus consumers (auth.user.changed, ingest.sync.reported): None follows the
     # service's ``consumers_enabled`` setting; tests may run them while the read model's are off.
