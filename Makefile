@@ -6,7 +6,7 @@ SHELL := /bin/bash
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON ?= $(shell command -v python3.11 || command -v python3)
 
-.PHONY: up test deps install stop status lint schemas bench backup restore k8s-scan
+.PHONY: up test deps install stop status lint schemas bench backup restore k8s-scan chaos
 
 install:
 	bash scripts/deps.sh install
@@ -51,3 +51,7 @@ k8s-scan:
 	mkdir -p .local/k8s
 	for o in dev prod; do kubectl kustomize deploy/k8s/overlays/$$o > .local/k8s/$$o.yaml; done
 	uvx --from checkov==3.3.30 checkov -d .local/k8s --framework kubernetes --compact --quiet
+
+# Faults against a sandboxed suite (own PostgreSQL/RabbitMQ/processes); non-zero if anything is lost.
+chaos: install
+	uv run --frozen python scripts/chaos.py $(CHAOS_ARGS)

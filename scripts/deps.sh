@@ -108,7 +108,7 @@ SQL
 
 rmq_env() {
   export HOME="$RMQ_DIR/home"
-  export RABBITMQ_NODENAME="soc@localhost"
+  export RABBITMQ_NODENAME="${SOC_AMQP_NODE:-soc@localhost}"
   export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
   export RABBITMQ_NODE_PORT="$AMQP_PORT"
   export RABBITMQ_DIST_PORT="${SOC_AMQP_DIST_PORT:-25672}"
@@ -215,10 +215,23 @@ status() {
   bash "$ROOT/scripts/samba-ad.sh" status
 }
 
+# PostgreSQL and RabbitMQ only, and the single-server operations `make chaos` performs on its own
+# instances (its own SOC_STATE_DIR, ports and broker node name).
+start_core() { need_pkgs; pg_start; pg_admin_role; rmq_start; rmq_admin_user; }
+stop_core() {
+  if [ -s "$PG_DATA/PG_VERSION" ]; then as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast stop >/dev/null 2>&1 || true; fi
+  rmq_env; rabbitmqctl -q shutdown >/dev/null 2>&1 || true
+}
+
 case "${1:-start}" in
   install) need_pkgs; install_python ;;
   start) start ;;
   stop) stop ;;
   status) status ;;
-  *) echo "usage: $0 install|start|stop|status" >&2; exit 2 ;;
+  start-core) start_core ;;
+  stop-core) stop_core ;;
+  broker-stop) rmq_env; rabbitmqctl -q shutdown >/dev/null ;;
+  broker-start) rmq_start ;;
+  pg-restart) as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w -t 60 restart -l "$STATE/pg/server.log" >/dev/null ;;
+  *) echo "usage: $0 install|start|stop|status|start-core|stop-core|broker-stop|broker-start|pg-restart" >&2; exit 2 ;;
 esac
