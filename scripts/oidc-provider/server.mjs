@@ -7,6 +7,8 @@
 // config.json: {"port": 0, "clients": [oidc-provider client metadata...],
 //               "accounts": {"<login>": {"password": "...", "claims": {"email": ..., "groups": [...]}}}}
 // Prints one line {"issuer": "http://127.0.0.1:<port>"} once it listens.
+// With "control": true, the provider's user store can be changed while it runs (as an IdP
+// administrator would): PUT /control/accounts/<login> {"password", "claims"}, DELETE removes.
 import { generateKeyPair, exportJWK } from "jose";
 import { readFileSync } from "node:fs";
 import http from "node:http";
@@ -38,6 +40,8 @@ const provider = new Provider(issuer, {
   features: { devInteractions: { enabled: false } },
   interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
   cookies: { keys: ["soc-portal-test-oidc-cookie-key"] },
+  // Refresh tokens for every client allowed the grant (the relying party re-checks users with it).
+  issueRefreshToken: async (ctx, client) => client.grantTypeAllowed("refresh_token"),
   async findAccount(ctx, id) {
     const account = accounts[id];
     if (!account) return undefined;
@@ -55,6 +59,17 @@ function readForm(req) {
 }
 
 provider.use(async (ctx, next) => {
+  const control = ctx.path.match(/^\/control\/accounts\/([^/]+)$/);
+  if (control && config.control) {
+    if (ctx.method === "DELETE") delete accounts[control[1]];
+    else if (ctx.method === "PUT") accounts[control[1]] = JSON.parse(await new Promise((resolve) => {
+      let data = "";
+      ctx.req.on("data", (chunk) => { data += chunk; });
+      ctx.req.on("end", () => resolve(data));
+    }));
+    ctx.status = 204;
+    return undefined;
+  }
   const match = ctx.path.match(/^\/interaction\/([^/]+)(\/login)?$/);
   if (!match) return next();
   const details = await provider.interactionDetails(ctx.req, ctx.res);

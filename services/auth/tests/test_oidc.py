@@ -71,11 +71,12 @@ def oidc_issuer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                         "client_id": "soc-portal",
                         "client_secret": CLIENT_SECRET,
                         "redirect_uris": [REDIRECT],
-                        "grant_types": ["authorization_code"],
+                        "grant_types": ["authorization_code", "refresh_token"],
                         "response_types": ["code"],
                     }
                 ],
                 "accounts": ACCOUNTS,
+                "control": True,
             }
         )
     )
@@ -321,3 +322,60 @@ async def test_forged_expired_and_foreign_id_tokens(sso: Running) -> None:
     assert await reason(token, nonce="another") == "nonce_mismatch"
     assert await reason("not-a-jwt") == "malformed"
     await asyncio.sleep(0)
+
+
+async def test_refresh_asks_the_provider_again(sso: Running, oidc_issuer: str) -> None:
+    async with running(oidc_settings(oidc_issuer, ldap_recheck_seconds=0)) as service:
+        ACCOUNTS["mona"] = {
+            "password": "mona-pass",
+            "claims": {"email": "mona@acme.example", "groups": ["acme-soc-users"]},
+        }
+        ACCOUNTS["ned"] = {
+            "password": "ned-pass",
+            "claims": {"email": "ned@acme.example", "groups": ["acme-soc-users"]},
+        }
+        async with httpx.AsyncClient() as idp:
+            for name in ("mona", "ned"):
+                assert (
+                    await idp.put(f"{oidc_issuer}/control/accounts/{name}", json=ACCOUNTS[name])
+                ).status_code == 204
+            mona = (await sign_in(service, "mona", "mona-pass"))[0].json()
+            ned = (await sign_in(service, "ned", "ned-pass"))[0].json()
+            # Still in the group: the provider answers, the session goes on (its claims refreshed).
+            again = await service.client.post(
+                "/auth/token/refresh/", json={"refresh_token": mona["refresh_token"]}
+            )
+            assert again.status_code == 200, again.text
+            # Removed from the mapped group at the provider: the next refresh ends the session.
+            moved = {
+                "password": "mona-pass",
+                "claims": {"email": "mona@acme.example", "groups": ["elsewhere"]},
+            }
+            await idp.put(f"{oidc_issuer}/control/accounts/mona", json=moved)
+            gone = await service.client.post(
+                "/auth/token/refresh/", json={"refresh_token": again.json()["refresh_token"]}
+            )
+            assert gone.status_code == 401, gone.text
+            assert gone.json()["error"]["code"] == "directory_access_revoked"
+            assert gone.json()["error"]["details"]["reason"] == "no_company_mapping"
+            # Deleted at the provider: its refresh token no longer works there, nor the session here.
+            await idp.delete(f"{oidc_issuer}/control/accounts/ned")
+            refused = await service.client.post(
+                "/auth/token/refresh/", json={"refresh_token": ned["refresh_token"]}
+            )
+            assert (
+                refused.status_code == 401 and refused.json()["error"]["code"] == "directory_access_revoked"
+            )
+        async with service.state.db.session() as session:
+            reasons = (
+                (
+                    await session.execute(
+                        select(login_attempt.c.reason).where(
+                            login_attempt.c.method == "oidc", login_attempt.c.endpoint == "refresh"
+                        )
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        assert {"no_company_mapping", "identity_provider_refused"} <= set(reasons)

@@ -68,6 +68,17 @@ def main() -> None:
             settings.database_url(), mfa_factor, "user_id", "secret_sealed", lambda uid: f"mfa:{uid}", sealer
         )
         print(f"re-sealed {done} of {total} MFA secrets with key {sealer.active_kid!r}")  # noqa: T201
+        from soc_auth.oidc.models import oidc_session
+
+        done, total = reseal_column(
+            settings.database_url(),
+            oidc_session,
+            "user_id",
+            "refresh_token_sealed",
+            lambda uid: f"oidc:{uid}",
+            sealer,
+        )
+        print(f"re-sealed {done} of {total} identity-provider refresh tokens")  # noqa: T201
         return
     if args.command == "set-password":
         password = os.environ.get("SOC_NEW_PASSWORD") or getpass.getpass(

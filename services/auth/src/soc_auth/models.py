@@ -5,7 +5,7 @@ from soc_auth.company.models import company, directory_group
 from soc_auth.database import metadata
 from soc_auth.login.models import login_throttle
 from soc_auth.mfa.models import mfa_challenge, mfa_factor, mfa_recovery_code
-from soc_auth.oidc.models import oidc_login
+from soc_auth.oidc.models import oidc_login, oidc_session
 from soc_auth.outbox.models import outbox
 from soc_auth.preference.models import user_preference
 from soc_auth.role.models import role, role_permission, user_role
@@ -22,6 +22,7 @@ __all__ = [
     "mfa_factor",
     "mfa_recovery_code",
     "oidc_login",
+    "oidc_session",
     "outbox",
     "refresh_token",
     "role",

@@ -434,6 +434,10 @@ async def _recheck_directory(state: Any, user_id: str) -> tuple[Any, str | None]
     settings = state.settings
     async with state.db.session() as session:
         record = await users.get(session, uuid.UUID(user_id))
+    if record is not None and record.auth_source == AuthSource.OIDC and record.directory_dn:
+        from soc_auth.oidc.recheck import recheck_oidc_user
+
+        return await recheck_oidc_user(state, record)
     if record is None or record.auth_source != AuthSource.LDAP or not record.directory_dn:
         return None, None
     directory = state.admin_directory if record.is_admin and settings.has_admin_directory else state.directory
@@ -453,7 +457,11 @@ async def _recheck_directory(state: Any, user_id: str) -> tuple[Any, str | None]
         return None, "directory_account_gone"
     if not person.enabled:
         return None, "directory_account_disabled"
-    return (person, directory), None
+
+    async def apply(session: Any) -> UserRecord:
+        return await sync_directory_user(state, session, person, directory)
+
+    return apply, None
 
 
 async def refresh(state: Any, refresh_token: str, ctx: AttemptContext) -> TokenPair:
@@ -461,8 +469,8 @@ async def refresh(state: Any, refresh_token: str, ctx: AttemptContext) -> TokenP
         principal = await tokens.verify(state, refresh_token, expected_type="refresh")
     except InvalidToken:
         raise ApiError(401, "invalid_token", "invalid or expired refresh token") from None
-    # Directory accounts: the directory decides again (disabled, removed from the mapped group).
-    person, gone = await _recheck_directory(state, principal.sub)
+    # Directory and identity-provider accounts: asked again (disabled, removed from the mapped group).
+    apply, gone = await _recheck_directory(state, principal.sub)
     error: ApiError | None = None
     pair: TokenPair | None = None
     audit_reason: str | None = None
@@ -488,7 +496,7 @@ async def refresh(state: Any, refresh_token: str, ctx: AttemptContext) -> TokenP
             )
         else:
             record = await users.get(session, row.user_id)
-            if record is not None and record.can_log_in and (gone or person is not None):
+            if record is not None and record.can_log_in and (gone or apply is not None):
                 if gone:
                     audit_reason = gone
                     error = ApiError(
@@ -499,7 +507,7 @@ async def refresh(state: Any, refresh_token: str, ctx: AttemptContext) -> TokenP
                 else:
                     try:
                         async with session.begin_nested():
-                            record = await sync_directory_user(state, session, *person)
+                            record = await apply(session)
                     except ApiError as refused:
                         audit_reason = refused.code
                         error = ApiError(
@@ -516,7 +524,7 @@ async def refresh(state: Any, refresh_token: str, ctx: AttemptContext) -> TokenP
                     user_id=row.user_id,
                     ctx=ctx,
                     succeeded=False,
-                    method="ldap",
+                    method="oidc" if record is not None and record.auth_source == AuthSource.OIDC else "ldap",
                     reason=audit_reason,
                     at=utcnow(),
                 )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Column, DateTime, Index, LargeBinary, String, Table, Text, func
+from sqlalchemy import Column, DateTime, ForeignKey, Index, LargeBinary, String, Table, Text, Uuid, func
 
 from soc_auth.database import metadata
 
@@ -20,6 +20,18 @@ oidc_login = Table(
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("used_at", DateTime(timezone=True)),
     Index("ix_oidc_login_expires_at", "expires_at"),
+)
+
+
+# The identity provider's refresh token of an OIDC user (sealed): at a portal refresh it asks the
+# provider again whether the user still exists and which groups they are in.
+oidc_session = Table(
+    "oidc_session",
+    metadata,
+    Column("user_id", Uuid, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("provider", String(32), nullable=False),
+    Column("refresh_token_sealed", Text, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
 

@@ -115,14 +115,28 @@ class OidcClient:
         return f"{meta['authorization_endpoint']}?{urlencode(query)}"
 
     async def exchange(self, code: str, code_verifier: str, redirect_uri: str) -> dict[str, Any]:
+        return await self._token_request(
+            {
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": redirect_uri,
+                "code_verifier": code_verifier,
+                "client_id": self.provider.client_id,
+            }
+        )
+
+    async def refresh(self, refresh_token: str) -> dict[str, Any]:
+        """A new id_token (and usually a rotated refresh token) for a signed-in user."""
+        return await self._token_request(
+            {
+                "grant_type": "refresh_token",
+                "refresh_token": refresh_token,
+                "client_id": self.provider.client_id,
+            }
+        )
+
+    async def _token_request(self, data: dict[str, str]) -> dict[str, Any]:
         meta = await self.metadata()
-        data = {
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": redirect_uri,
-            "code_verifier": code_verifier,
-            "client_id": self.provider.client_id,
-        }
         auth = None
         if self.provider.client_secret is not None:
             auth = (self.provider.client_id, self.provider.client_secret.get_secret_value())
@@ -157,7 +171,9 @@ class OidcClient:
             )
         return body
 
-    async def validate_id_token(self, token: str, nonce: str, *, now: float | None = None) -> dict[str, Any]:
+    async def validate_id_token(
+        self, token: str, nonce: str | None, *, now: float | None = None
+    ) -> dict[str, Any]:
         """The id_token's claims once signature (provider's JWKS), iss, aud/azp, exp/iat and nonce hold."""
         try:
             header = jwt.get_unverified_header(token)
@@ -198,7 +214,8 @@ class OidcClient:
         audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
         if len(audiences) > 1 and claims.get("azp") != self.provider.client_id:
             raise _bad_token("audience", "the id_token was issued for another client")
-        if not secrets.compare_digest(str(claims.get("nonce", "")), nonce):
+        # A refreshed id_token answers no authentication request: it carries no nonce to check.
+        if nonce is not None and not secrets.compare_digest(str(claims.get("nonce", "")), nonce):
             raise OidcError(
                 "nonce_mismatch",
                 ApiError(

@@ -23,7 +23,6 @@ from soc_auth.audit import service as audit
 from soc_auth.database import utcnow
 from soc_auth.deps import AppState, attempt_context
 from soc_auth.ldap.dn import group_key
-from soc_auth.ldap.models import DirectoryUser
 from soc_auth.login.flows import complete_login, sync_external_user
 from soc_auth.login.models import LoginResponse
 from soc_auth.mfa.service import digest
@@ -34,7 +33,8 @@ from soc_auth.oidc.models import (
     OidcStart,
     oidc_login,
 )
-from soc_auth.oidc.service import OidcClient, OidcError, claim_list, pkce_pair
+from soc_auth.oidc.recheck import person_from_claims, store_refresh_token
+from soc_auth.oidc.service import OidcClient, OidcError, pkce_pair
 from soc_auth.outbox.service import transaction
 from soc_auth.role.models import AdminRole
 from soc_auth.user.models import AuthSource
@@ -101,7 +101,7 @@ async def start(provider: ProviderName, state: AppState) -> OidcStart:
     return OidcStart(authorization_url=url, state=login_state, expires_in=ttl)
 
 
-def _admin_role(client: OidcClient, groups: list[str]) -> str | None:
+def admin_role_of(client: OidcClient, groups: list[str]) -> str | None:
     keys = {group_key(g) for g in groups}
     p = client.provider
     for role, wanted in (
@@ -185,24 +185,18 @@ async def callback(
     except OidcError as refused:
         raise await refuse(refused.reason, refused.error) from None
 
-    p = client.provider
-    sub = str(claims["sub"])
-    username = str(claims.get(p.username_claim) or claims.get(p.email_claim) or sub)[:150]
-    groups = claim_list(claims, p.groups_claim)
-    person = DirectoryUser(
-        dn=f"oidc:{provider}:{sub}",
-        username=username,
-        email=str(claims[p.email_claim]) if claims.get(p.email_claim) else None,
-        full_name=str(claims.get(p.name_claim) or username),
-        member_of=groups,
-    )
+    person = person_from_claims(provider, client.provider, claims)
+    username = person.username
+    groups = person.member_of
     try:
         async with transaction(state) as session:
             record = await sync_external_user(
-                session, person, admin_role=_admin_role(client, groups), source=AuthSource.OIDC
+                session, person, admin_role=admin_role_of(client, groups), source=AuthSource.OIDC
             )
             if not record.can_log_in:
                 raise ApiError(401, "account_disabled", "this account is disabled in the SOC Portal")
+            # Kept to ask the provider again at portal refreshes (removed from a group, disabled).
+            await store_refresh_token(session, state, record.id, provider, answer.get("refresh_token"))
             return await complete_login(session, state, record, ctx, username=username, method="oidc")
     except ApiError as error:
         raise await refuse(error.code, error) from None
