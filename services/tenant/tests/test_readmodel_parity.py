@@ -107,6 +107,7 @@ INCIDENTS = {
         occurred=T0 - timedelta(days=5),
         name=f"{MARK} 102 Malware beacon",
         close_reason="False Positive",
+        itsm_sync_status="Done",
     ),
     "p3": inc(
         "p3",
@@ -502,6 +503,26 @@ async def test_dashboard_cards_with_change_and_new_counts(env):
     d = await get(env, "/tenant/dashboard/")  # all time: no change figure
     assert d["total_incidents"]["count"] == 8 and d["total_incidents"]["change"] is None
     assert d["total_incidents"]["new"] == 2
+
+
+async def test_dashboard_true_and_false_positive_cards(env):
+    # p1: Ready with owner, TTA/TTN/TTDN and a priority -> true positive; p2: Done -> false positive;
+    # p3: its ITSM status is Error -> neither
+    d = await get(env, "/tenant/dashboard/", filter_type=1)
+    assert d["truePositives"]["count"] == 1 and d["truePositives"]["new"] == 1
+    assert d["falsePositives"]["count"] == 1 and d["falsePositives"]["previous"] == 0
+    assert d["incompleteIncidents"]["count"] == 0
+    d = await get(
+        env, "/tenant/dashboard/", filter_type=2, filters="truePositives,falsePositives,incompleteIncidents"
+    )
+    assert set(d) >= {"truePositives", "falsePositives", "incompleteIncidents"} and "total_incidents" not in d
+    assert (d["truePositives"]["count"], d["falsePositives"]["count"]) == (1, 1)
+    d = await get(
+        env, "/tenant/dashboard/", filter_type=2, owner="bob", filters="truePositives,falsePositives"
+    )
+    assert (d["truePositives"]["count"], d["falsePositives"]["count"]) == (0, 1)
+    d = await get(env, "/tenant/dashboard/")  # all time without asking: not computed
+    assert "truePositives" not in d
 
 
 async def test_dashboard_owner_priority_status_incident_filters_and_widget_selection(env):

@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from soc_tenant.db import ScopedSession
+from soc_tenant.readmodel import positives
 from soc_tenant.readmodel import tables as t
 from soc_tenant.readmodel.common import Scope, TimeRange, bad_param, spellings
 
@@ -24,6 +25,9 @@ CARDS: dict[str, tuple[str, ...] | None] = {
     "open": ("pending", "active"),
     "closed": ("closed", "archived"),
 }
+# The original's cards under the true/false-positive rule (readmodel.positives), counted from the
+# incidents themselves (the rule reads fields no rollup keeps).
+POSITIVE_CARDS = ("truePositives", "falsePositives", "incompleteIncidents")
 PERIOD_NAMES = {1: "day", 2: "week", 3: "month"}
 
 # ``status`` as the original took it (1 open, 2 closed) or as XSOAR names/numbers them.
@@ -243,5 +247,78 @@ async def incident_cards_with_change(
             "change_pct": round((count - before) * 100.0 / before, 1) if before else None,
             "change": change_text(count, before, period) if before is not None else None,
             "new": total(new),
+        }
+    return out
+
+
+async def positive_cards(
+    session: ScopedSession, scope: Scope, window: TimeRange, f: CardFilters, wanted: set[str] | None
+) -> dict[str, Any]:
+    """``truePositives`` and ``falsePositives`` (count, change, new) and ``incompleteIncidents``
+    (the true-positive status with a required field missing) of the window."""
+    i = t.soar_incident
+    rule = positives.rule()
+    now = datetime.now(UTC)
+    today = datetime(now.year, now.month, now.day, tzinfo=UTC)
+    previous = window.previous(now)
+    kind = sa.case(
+        (rule.true_sql(i), sa.literal(positives.TRUE_POSITIVE)),
+        (rule.false_sql(i), sa.literal(positives.FALSE_POSITIVE)),
+        (sa.func.lower(i.c.itsm_sync_status) == rule.true_status.lower(), sa.literal("incomplete")),
+        else_=sa.literal("other"),
+    ).label("kind")
+    filters: list[Any] = [scope.soar_filter(i)]
+    if f.priority:
+        filters.append(i.c.priority.in_(f.priority))
+    if f.status:
+        filters.append(i.c.status.in_(f.status))
+    if f.owner:
+        filters.append(i.c.owner.in_(spellings(f.owner)))
+    if f.incident_id:
+        filters.append(i.c.incident_id == f.incident_id)
+
+    def within(w: TimeRange) -> Any:
+        return sa.and_(
+            sa.true(),
+            *([i.c.created >= w.start] if w.start is not None else []),
+            *([i.c.created <= w.end] if w.end is not None else []),
+        )
+
+    lo = [x for x in (window.start, previous.start if previous else None, today) if x is not None]
+    bounds = [i.c.created >= min(lo)] if window.start is not None else []
+    rows = (
+        await session.execute(
+            sa.select(
+                kind,
+                sa.func.count().filter(within(window)),
+                sa.func.count().filter(within(previous)) if previous is not None else sa.literal(0),
+                sa.func.count().filter(i.c.created >= today),
+            )
+            .where(*filters, *bounds)
+            .group_by(kind)
+        )
+    ).all()
+    counts = {k: (int(c), int(p), int(n)) for k, c, p, n in rows}
+    period = PERIOD_NAMES.get(window.preset or 0, "period")
+    out: dict[str, Any] = {}
+    for card, key in (
+        ("truePositives", positives.TRUE_POSITIVE),
+        ("falsePositives", positives.FALSE_POSITIVE),
+    ):
+        if wanted is not None and card not in wanted:
+            continue
+        count, before, new = counts.get(key, (0, 0, 0))
+        prior = before if previous is not None else None
+        out[card] = {
+            "count": count,
+            "previous": prior,
+            "change_pct": round((count - prior) * 100.0 / prior, 1) if prior else None,
+            "change": change_text(count, prior, period) if prior is not None else None,
+            "new": new,
+        }
+    if wanted is None or "incompleteIncidents" in wanted:
+        out["incompleteIncidents"] = {
+            "count": counts.get("incomplete", (0, 0, 0))[0],
+            "description": f"incidents with the {rule.true_status} status missing a field the true-positive rule requires",
         }
     return out

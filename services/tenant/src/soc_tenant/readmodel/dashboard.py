@@ -17,7 +17,14 @@ from soc_shared.security import AdminPrincipal
 from soc_tenant.db import ScopedSession
 from soc_tenant.readmodel import sla as slamath
 from soc_tenant.readmodel import tables as t
-from soc_tenant.readmodel.cards import CARDS, CardFilters, incident_cards_with_change, parse_statuses
+from soc_tenant.readmodel.cards import (
+    CARDS,
+    POSITIVE_CARDS,
+    CardFilters,
+    incident_cards_with_change,
+    parse_statuses,
+    positive_cards,
+)
 from soc_tenant.readmodel.common import (
     DASHBOARD,
     NO_JIT,
@@ -151,7 +158,7 @@ async def trends(
 
 
 OUR_WIDGETS = ("offenses", "incidents", "sla", "tickets", "eps", "assets", "threat_alerts", "trends")
-WIDGETS = (*CARDS, *OUR_WIDGETS)
+WIDGETS = (*CARDS, *POSITIVE_CARDS, *OUR_WIDGETS)
 MAX_TREND_DAYS = 366
 
 
@@ -216,6 +223,11 @@ async def dashboard(
         out["to"] = (window.end or datetime.now(UTC)).isoformat()
     if wanted is None or wanted & set(CARDS):
         out.update(await incident_cards_with_change(session, scope, window, card_filters, wanted))
+    # the true/false-positive cards read the incidents themselves: with a window, or when asked for
+    if (wanted is None and (window.start or window.end)) or (
+        wanted is not None and wanted & set(POSITIVE_CARDS)
+    ):
+        out.update(await positive_cards(session, scope, window, card_filters, wanted))
     if want("offenses"):
         out["offenses"] = await offense_widget(session, scope, window)
     if want("incidents"):

@@ -790,8 +790,15 @@ class IncidentCard(ApiModel):
     count: int
     previous: int | None = Field(description="the same count over the previous period (presets only)")
     change_pct: float | None = Field(description="change against the previous period, in %")
-    change: str | None = Field(description="the change for a person, e.g. `+3 since last week`")
+    change: str | None = Field(
+        description="the change in the original's words, e.g. `↑ 12.5% from previous week` (bounded to ±100 %)"
+    )
     new: int = Field(description="created today (UTC)")
+
+
+class IncompleteCard(ApiModel):
+    count: int
+    description: str
 
 
 class Dashboard(ApiModel):
@@ -805,6 +812,15 @@ class Dashboard(ApiModel):
     total_incidents: IncidentCard | None = None
     open: IncidentCard | None = None
     closed: IncidentCard | None = None
+    truePositives: IncidentCard | None = Field(  # noqa: N815 - the original's name
+        default=None, description="with a window or when named in `filters`"
+    )
+    falsePositives: IncidentCard | None = Field(
+        default=None, description="with a window or when named in `filters`"
+    )  # noqa: N815
+    incompleteIncidents: IncompleteCard | None = Field(  # noqa: N815
+        default=None, description="the true-positive status with a required field missing"
+    )
     offenses: OffenseWidget | None = None
     incidents: IncidentCards | None = None
     sla: DashboardSla | None = None
@@ -1016,3 +1032,16 @@ class ReplayResult(ApiModel):
 
 class RollupsRebuilt(ApiModel):
     rebuilt: bool
+
+
+class DefaultFeed(ApiModel):
+    integration_id: str
+    set_by: str | None
+    set_at: datetime
+    instance_name: str | None
+    owner_company_id: str | None
+
+
+class DefaultFeedSet(ApiModel):
+    integration_id: str
+    default_feed: bool

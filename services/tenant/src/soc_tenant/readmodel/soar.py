@@ -172,7 +172,7 @@ class Preset(StrEnum):
     all = "all"
     unassigned = "unassigned"  # no owner
     pending = "pending"  # status pending (XSOAR 0)
-    false_positive = "false-positive"  # closed with XSOAR's "False Positive" close reason
+    false_positive = "false-positive"  # a false positive under the true/false-positive rule
     closed = "closed"  # closed or archived
     error = "error"  # the ITSM sync reported an error
 
@@ -251,9 +251,7 @@ class IncidentFilters:
         elif self.preset is Preset.closed:
             out.append(i.c.status.in_(CLOSED_STATUSES))
         elif self.preset is Preset.false_positive:
-            out.append(
-                sa.and_(i.c.status.in_(CLOSED_STATUSES), sa.func.lower(i.c.close_reason) == "false positive")
-            )
+            out.append(positives.rule().false_sql(i))
         elif self.preset is Preset.error:
             out.append(sa.func.lower(i.c.itsm_sync_status) == "error")
         rule = positives.rule()

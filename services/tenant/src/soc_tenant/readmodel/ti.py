@@ -31,7 +31,13 @@ from soc_tenant.readmodel.common import (
     run_list,
     text_filter,
 )
-from soc_tenant.readmodel.responses import Page, ThreatAlertDetail, ThreatAlertSummary
+from soc_tenant.readmodel.responses import (
+    DefaultFeed,
+    DefaultFeedSet,
+    Page,
+    ThreatAlertDetail,
+    ThreatAlertSummary,
+)
 
 router = APIRouter(prefix="/tenant", tags=["threat-intelligence"], route_class=ReadRoute)
 admin_router = APIRouter(prefix="/admin/threat-intel", tags=["admin"], route_class=ReadRoute)
@@ -215,7 +221,7 @@ async def get_threat_alert(
 
 
 # ------------------------------------------------------------------------- the default feed
-@admin_router.get("/default-feeds/")
+@admin_router.get("/default-feeds/", response_model=Page[DefaultFeed])
 async def list_default_feeds(session: ScopedSession, _: AdminPrincipal) -> dict[str, Any]:
     """The default threat-intel feeds: their alerts addressed to no company are shown to every
     company with ``is_default_threat_intel``."""
@@ -232,7 +238,7 @@ async def list_default_feeds(session: ScopedSession, _: AdminPrincipal) -> dict[
     return {"items": items, "total": len(items), "limit": len(items), "offset": 0}
 
 
-@admin_router.put("/default-feeds/{integration_id}/")
+@admin_router.put("/default-feeds/{integration_id}/", response_model=DefaultFeedSet)
 async def add_default_feed(
     session: ScopedSession,
     principal: AdminPrincipal,
