@@ -685,3 +685,75 @@ async def test_status_technician_and_resolution_changed_in_sdp_flow_back_with_th
         link,
     )
     assert last["soar_incident_id"] == incident.incident_id and last["version"] > first["version"]
+
+
+def test_a_rule_in_the_original_words_and_with_incident_types(kit: Any) -> None:
+    from soc_itsm_ingest.mapping import RouteModel
+
+    route = RouteModel.model_validate(
+        {
+            "company_id": "c",
+            "itsm_integration_id": "s",
+            "account_id": "a",
+            "policy": {"priorities": ["P1 Critical", "P2 - High", 2, "bogus"], "types": ["Phishing"]},
+        }
+    ).route()
+    policy = route.policy
+    assert policy.priorities == frozenset({"P1", "P2", "P3"})
+    assert policy.statuses == frozenset({"pending", "active"})  # not given: today's rule
+    phishing = kit.incident(priority="P3").model_copy(update={"type": "phishing"})
+    assert policy.applies(phishing)
+    assert not policy.applies(phishing.model_copy(update={"type": "Malware"}))
+    assert not policy.applies(phishing.model_copy(update={"priority": "P4"}))
+    any_type = RouteModel.model_validate(
+        {"company_id": "c", "itsm_integration_id": "s", "account_id": "a", "policy": {"types": None}}
+    ).route()
+    assert any_type.policy.applies(kit.incident(priority="P1").model_copy(update={"type": None}))
+
+
+async def test_incidents_skipped_as_unmapped_get_their_ticket_once_the_mapping_is_made(
+    harness: Any, kit: Any
+) -> None:
+    from soc_itsm_ingest.mapping import StaticRouteModel
+    from soc_itsm_ingest.tickets import ticket_unrouted_table
+
+    ingestor = harness.ingestor([])
+    integration = await harness.add_integration(ingestor)
+    account = f"late-{uuid.uuid4().hex[:6]}"
+    routing = StaticTicketRouting([])  # the account is not mapped yet
+    service = harness.tickets(routing, ingestor=ingestor)
+    waiting = kit.incident(account=account, priority="P1")
+    low = kit.incident(account=account, priority="P4")
+    closed = kit.incident(account=account, priority="P1", status=IncidentStatus.CLOSED)
+    reopened = kit.incident(account=account, priority="P2")
+    for incident in (waiting, low, closed, reopened):
+        assert await service.handle_incident(incident, SOAR) is Outcome.SKIPPED
+    # The reopened one is closed in a later version: nothing to remember for it any more.
+    closing = reopened.model_copy(update={"status": IncidentStatus.CLOSED, "version": 2})
+    assert await service.handle_incident(closing, SOAR) is Outcome.SKIPPED
+    u = ticket_unrouted_table
+    async with harness.db.session() as session:
+        kept = set(
+            (await session.execute(sa.select(u.c.incident_id).where(u.c.soar_account == account))).scalars()
+        )
+    assert kept == {waiting.incident_id, low.incident_id}
+    assert await service.reconsider_unrouted() == 0  # still unmapped: nothing happens
+
+    # The admin maps the account: the incidents already ingested are judged by the rule now,
+    # without waiting for them to change.
+    routing.routes.append(
+        StaticRouteModel(
+            soar_integration_id=SOAR,
+            account=account,
+            company_id="company-late",
+            itsm_integration_id=integration,
+            account_id=kit.ACME.id,
+        )
+    )
+    assert await service.reconsider_unrouted() == 2
+    assert len(harness.tickets_for(waiting.incident_id)) == 1
+    assert [len(harness.tickets_for(i.incident_id)) for i in (low, closed, reopened)] == [0, 0, 0]
+    [row] = await service.requests(integration_id=integration, incident_id=waiting.incident_id)
+    assert (row["state"], row["soar_account"], row["company_id"]) == ("created", account, "company-late")
+    assert await service.reconsider_unrouted() == 0  # forgotten once reconsidered
+    assert await service.handle_incident(waiting.model_copy(update={"version": 3}), SOAR) is Outcome.ALREADY

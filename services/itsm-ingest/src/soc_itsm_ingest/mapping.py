@@ -9,7 +9,7 @@ module only asks. :class:`TenantTicketRouting` calls the tenant service's intern
     Authorization: Bearer <service token>
 
     200 {"company_id": "…", "itsm_integration_id": "…", "account_id": "<SDP account id>",
-         "policy": {"priorities": ["P1", "P2"], "statuses": ["pending", "active"]}}
+         "policy": {"priorities": ["P1", "P2"], "statuses": ["pending", "active"], "types": null}}
     404 the incident's (integration, account) is not mapped to a company with an ITSM mapping
 
 ``policy`` and its keys are optional (defaults below). :class:`StaticTicketRouting` reads the same
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -37,26 +38,54 @@ DEFAULT_PRIORITIES = frozenset({"P1", "P2"})
 DEFAULT_STATUSES = frozenset({"pending", "active"})
 
 
+# "P1", "p1", "P1 Critical", "P2 - High", "Critical" (the original product's labels), 4..1 (its
+# level numbers, 4 = P1).
+_P_LABEL = re.compile(r"^\s*p\s*([1-4])(?:\s*[-:–]?\s*(?:critical|high|medium|low))?\s*$", re.IGNORECASE)
+_NAMES = {"critical": "P1", "high": "P2", "medium": "P3", "low": "P4"}
+_LEVELS = {4: "P1", 3: "P2", 2: "P3", 1: "P4"}
+
+
+def priority_of(label: Any) -> str | None:
+    """A priority as a rule may write it → ``P1``..``P4`` (None: not a priority)."""
+    if isinstance(label, bool):
+        return None
+    if isinstance(label, int):
+        return _LEVELS.get(label)
+    value = str(label).strip()
+    if value.isdigit():
+        return _LEVELS.get(int(value))
+    match = _P_LABEL.match(value)
+    return f"P{match.group(1)}" if match else _NAMES.get(value.lower())
+
+
 @dataclass(frozen=True)
 class TicketPolicy:
-    """A company's ticketing policy: which incidents get a ticket (and only ever one)."""
+    """A company's (or XSOAR account's) rule: which incidents get a ticket (and only ever one) —
+    priorities, statuses and, when given, incident types (None: any type)."""
 
     priorities: frozenset[str] = DEFAULT_PRIORITIES
     statuses: frozenset[str] = DEFAULT_STATUSES
+    types: frozenset[str] | None = None
 
     def applies(self, incident: SoarIncident) -> bool:
-        return incident.priority in self.priorities and incident.status.value in self.statuses
+        return (
+            incident.priority in self.priorities
+            and incident.status.value in self.statuses
+            and (self.types is None or (incident.type or "").lower() in self.types)
+        )
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any] | None) -> TicketPolicy:
         raw = raw or {}
         priorities = raw.get("priorities")
         statuses = raw.get("statuses")
+        types = raw.get("types")
         return cls(
             priorities=DEFAULT_PRIORITIES
             if priorities is None
-            else frozenset(str(p).upper() for p in priorities),
+            else frozenset(p for p in (priority_of(x) for x in priorities) if p),
             statuses=DEFAULT_STATUSES if statuses is None else frozenset(str(s).lower() for s in statuses),
+            types=None if types is None else frozenset(str(t).lower() for t in types),
         )
 
 
@@ -78,8 +107,9 @@ class RoutingUnavailable(RuntimeError):
 
 
 class _PolicyModel(BaseModel):
-    priorities: list[str] | None = None
+    priorities: list[str | int] | None = None
     statuses: list[str] | None = None
+    types: list[str] | None = None
 
 
 class RouteModel(BaseModel):
@@ -91,7 +121,9 @@ class RouteModel(BaseModel):
     policy: _PolicyModel | None = None
 
     def route(self) -> TicketRoute:
-        policy = TicketPolicy.from_mapping(self.policy.model_dump(exclude_none=True) if self.policy else None)
+        policy = TicketPolicy.from_mapping(
+            self.policy.model_dump(exclude_unset=True) if self.policy else None
+        )
         return TicketRoute(self.itsm_integration_id, self.account_id, self.company_id, policy)
 
 

@@ -105,6 +105,19 @@ ticket_request_table = sa.Table(
 )
 
 
+ticket_unrouted_table = sa.Table(
+    "ticket_unrouted",
+    metadata,
+    sa.Column("soar_integration_id", sa.Text, primary_key=True),
+    sa.Column("soar_account", sa.Text, primary_key=True),
+    sa.Column("incident_id", sa.Text, primary_key=True),
+    sa.Column("version", sa.BigInteger, nullable=False),
+    sa.Column("incident", JSONB, nullable=False, comment="the incident as last delivered"),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+OPEN_STATUSES = frozenset({"pending", "active"})
+
+
 class Outcome(StrEnum):
     CREATED = "created"
     """This call created the ticket."""
@@ -267,16 +280,21 @@ class TicketService:
         """A batch from the queue. Raising makes the consumer retry message by message (and park a
         message that keeps failing); vendor failures do not raise, they are on the row."""
         work: dict[TicketKey, TicketWork] = {}
+        unrouted: list[tuple[SoarIncident, str]] = []
         for delivery in deliveries:
-            item = await self.work_for(delivery)
+            item = await self.work_for(delivery, unrouted)
             if item is not None:
                 work[item.key] = item  # the newest version of an incident in the batch wins
+        if unrouted:
+            await self._remember_unrouted(unrouted)
         results = await asyncio.gather(*(self.ensure(w) for w in work.values()), return_exceptions=True)
         failures = [r for r in results if isinstance(r, BaseException)]
         if failures:
             raise failures[0]
 
-    async def work_for(self, delivery: Delivery) -> TicketWork | None:
+    async def work_for(
+        self, delivery: Delivery, unrouted: list[tuple[SoarIncident, str]] | None = None
+    ) -> TicketWork | None:
         payload = delivery.payload
         if isinstance(payload, ItsmTicketCreate):
             return TicketWork.from_command(payload)
@@ -289,11 +307,23 @@ class TicketService:
                 payload.incident_id,
             )
             return None
-        return await self.work_for_incident(payload, soar_integration_id)
+        return await self.work_for_incident(payload, soar_integration_id, unrouted)
 
-    async def work_for_incident(self, incident: SoarIncident, soar_integration_id: str) -> TicketWork | None:
-        """The ticket an incident needs under its company's policy, or None."""
+    async def work_for_incident(
+        self,
+        incident: SoarIncident,
+        soar_integration_id: str,
+        unrouted: list[tuple[SoarIncident, str]] | None = None,
+    ) -> TicketWork | None:
+        """The ticket an incident needs under its company's policy, or None. An open incident of an
+        account not mapped yet is remembered (``unrouted``: collected by the caller, else written
+        now) and reconsidered once the mapping exists (:meth:`reconsider_unrouted`)."""
         route = await self.routing.resolve(incident, soar_integration_id=soar_integration_id)
+        if route is None:
+            if unrouted is None:
+                await self._remember_unrouted([(incident, soar_integration_id)])
+            else:
+                unrouted.append((incident, soar_integration_id))
         if route is None or not route.policy.applies(incident):
             TICKET_REQUESTS.labels(Outcome.SKIPPED.value).inc()
             return None
@@ -647,11 +677,109 @@ class TicketService:
         await asyncio.gather(*(one(r) for r in rows))
         return len(rows)
 
+    # ------------------------------------------------------------------ incidents not routed yet
+    async def _remember_unrouted(self, items: list[tuple[SoarIncident, str]]) -> None:
+        """Keep open incidents of unmapped accounts (newest version wins); forget closed ones."""
+        u = ticket_unrouted_table
+        latest: dict[tuple[str, str, str], tuple[SoarIncident, str]] = {}
+        for incident, soar_integration_id in items:
+            key = (soar_integration_id, incident.account or "", incident.incident_id)
+            if key not in latest or latest[key][0].version <= incident.version:
+                latest[key] = (incident, soar_integration_id)
+        keep = [
+            {
+                "soar_integration_id": key[0],
+                "soar_account": key[1],
+                "incident_id": key[2],
+                "version": incident.version,
+                "incident": incident.model_dump(mode="json"),
+            }
+            for key, (incident, _) in latest.items()
+            if incident.status.value in OPEN_STATUSES
+        ]
+        gone = [key for key, (incident, _) in latest.items() if incident.status.value not in OPEN_STATUSES]
+        async with self.db.session() as session:
+            if keep:
+                stmt = insert(u).values(keep)
+                await session.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=["soar_integration_id", "soar_account", "incident_id"],
+                        set_={
+                            "version": stmt.excluded.version,
+                            "incident": stmt.excluded.incident,
+                            "updated_at": sa.func.now(),
+                        },
+                        where=u.c.version <= stmt.excluded.version,
+                    )
+                )
+            if gone:
+                await session.execute(
+                    sa.delete(u).where(
+                        sa.tuple_(u.c.soar_integration_id, u.c.soar_account, u.c.incident_id).in_(gone)
+                    )
+                )
+
+    async def reconsider_unrouted(self, limit: int = 500) -> int:
+        """Incidents skipped because their account was not mapped: once a mapping routes their
+        (SOAR integration, account), each is judged by the company's rule as if it had just
+        arrived (a mapping applies to data already ingested) and forgotten. Returns how many
+        were reconsidered."""
+        u = ticket_unrouted_table
+        async with self.db.session() as session:
+            pairs = (
+                await session.execute(sa.select(u.c.soar_integration_id, u.c.soar_account).distinct())
+            ).all()
+        handled = 0
+        for soar_integration_id, account in pairs:
+            async with self.db.session() as session:
+                rows = (
+                    await session.execute(
+                        sa.select(u.c.incident_id, u.c.version, u.c.incident)
+                        .where(u.c.soar_integration_id == soar_integration_id, u.c.soar_account == account)
+                        .order_by(u.c.updated_at)
+                        .limit(limit)
+                    )
+                ).all()
+            if not rows:
+                continue
+            incidents = [SoarIncident.model_validate(r.incident) for r in rows]
+            route = await self.routing.resolve(incidents[0], soar_integration_id=soar_integration_id)
+            if route is None:
+                continue
+            work = [
+                w
+                for i in incidents
+                if (w := await self.work_for_incident(i, soar_integration_id)) is not None
+            ]
+            results = await asyncio.gather(*(self.ensure(w) for w in work), return_exceptions=True)
+            for failure in [r for r in results if isinstance(r, BaseException)]:
+                logger.warning("reconsidering an unrouted incident failed: {}", failure)
+            async with self.db.session() as session:  # a later version meanwhile stays for the next pass
+                await session.execute(
+                    sa.delete(u).where(
+                        u.c.soar_integration_id == soar_integration_id,
+                        u.c.soar_account == account,
+                        sa.tuple_(u.c.incident_id, u.c.version).in_(
+                            [(r.incident_id, r.version) for r in rows]
+                        ),
+                    )
+                )
+            handled += len(rows)
+            logger.info(
+                "{} incident(s) of {}/{} reconsidered now that the account is mapped ({} qualify)",
+                len(rows),
+                soar_integration_id,
+                account or "-",
+                len(work),
+            )
+        return handled
+
     async def _reconcile_forever(self) -> None:
         while not self._stop.is_set():
             try:
                 while await self.reconcile_once():
                     pass
+                await self.reconsider_unrouted()
             except Exception as exc:  # the database may be briefly away: keep the loop alive
                 logger.warning("ticket reconciler: {}", exc)
             try:
@@ -774,5 +902,6 @@ __all__ = [
     "TicketWork",
     "metadata",
     "ticket_request_table",
+    "ticket_unrouted_table",
     "ticket_router",
 ]

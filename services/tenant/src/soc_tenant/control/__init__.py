@@ -13,7 +13,18 @@ import contextlib
 
 from fastapi import APIRouter, FastAPI
 
-from soc_tenant.control import chat, company, integrations, mappings, members, outbox, pending, sla, tenants
+from soc_tenant.control import (
+    chat,
+    company,
+    integrations,
+    mappings,
+    members,
+    outbox,
+    pending,
+    sla,
+    tenants,
+    ticket_policy,
+)
 from soc_tenant.control.live import LiveHub
 from soc_tenant.control.options import options
 
@@ -24,6 +35,7 @@ routers: list[APIRouter] = [
     integrations.internal_router,
     mappings.router,
     sla.router,
+    ticket_policy.router,
     tenants.router,
     chat.router,
 ]

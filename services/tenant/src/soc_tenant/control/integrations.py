@@ -66,6 +66,7 @@ from soc_tenant.control.tables import (
     soar_mapping,
     sync_report,
 )
+from soc_tenant.control.ticket_policy import resolve_rule
 from soc_tenant.control.validation import Connection, ca_summary, check_connection
 
 router = APIRouter(tags=["integrations"])
@@ -1055,7 +1056,8 @@ async def internal_ticket_routing(
     account: Annotated[str, Query(max_length=200)] = "",
 ) -> dict[str, Any]:
     """Where a ticket for an incident of (SOAR integration, account) goes (itsm-ingest asks this):
-    the company mapped to that SOAR account, that company's active ITSM mapping, and its policy.
+    the company mapped to that SOAR account, that company's active ITSM mapping, and the ticket
+    rule that applies to that account (see :mod:`soc_tenant.control.ticket_policy`).
     404 when the incident's company has no ITSM mapping (no ticket is created)."""
     stmt = (
         sa.select(soar_mapping.c.company_id, itsm_mapping.c.integration_id, itsm_mapping.c.account_id)
@@ -1081,5 +1083,5 @@ async def internal_ticket_routing(
         "company_id": str(row["company_id"]),
         "itsm_integration_id": str(row["integration_id"]),
         "account_id": row["account_id"],
-        "policy": {"priorities": ["P1", "P2"], "statuses": ["pending", "active"]},
+        "policy": await resolve_rule(tx.session, row["company_id"], soar_integration_id, account),
     }

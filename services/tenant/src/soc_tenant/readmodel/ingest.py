@@ -428,6 +428,10 @@ def ticket_row(e: CloudEvent, p: ItsmTicket) -> Row:
         text(p.soar_incident_id),
         p.version,
         e.id,
+        text(p.technician_name),
+        text(p.resolution),
+        text(p.request_url),
+        text(p.reference),
     )
 
 
@@ -679,6 +683,10 @@ TICKET = Target(
         "soar_incident_id",
         "version",
         "event_id",
+        "technician_name",
+        "resolution",
+        "request_url",
+        "reference",
     ),
     ticket_row,
     rollup_columns=("account_id", "created_time", "status", "priority", "is_overdue"),

@@ -75,6 +75,9 @@ TICKET_COLUMNS = [
     k.c.created_by_name,
     k.c.soar_incident_id,
     k.c.version,
+    k.c.technician_name,
+    k.c.resolution,
+    k.c.request_url,
 ]
 TICKET_SORTS = {
     "created_time": k.c.created_time,

@@ -115,6 +115,12 @@ class TicketRef(ApiModel):
     is_overdue: bool
     created_time: datetime
     soar_incident_id: str | None
+    last_updated_time: datetime | None = None
+    technician_name: str | None = Field(default=None, description="the technician working the ticket")
+    resolution: str | None = Field(default=None, description="the resolution the service desk wrote")
+    request_url: str | None = Field(
+        default=None, description="the ticket link: the request in ServiceDesk Plus"
+    )
 
 
 class OffenseIncident(ApiModel):
@@ -453,6 +459,11 @@ class TicketSummary(ApiModel):
     created_by_name: str | None
     soar_incident_id: str | None = Field(description="the XSOAR incident the ticket was opened for")
     version: int
+    technician_name: str | None = Field(default=None, description="the technician working the ticket")
+    resolution: str | None = Field(default=None, description="the resolution the service desk wrote")
+    request_url: str | None = Field(
+        default=None, description="the ticket link: the request in ServiceDesk Plus"
+    )
 
 
 class TicketTotals(ApiModel):

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response
 from soc_shared.api import CSV, XLSX, file_responses
+from soc_shared.events import ticket_reference
 from soc_shared.security import CurrentPrincipal
 
 from soc_tenant.db import ScopedSession
@@ -743,9 +744,15 @@ def itsm_accounts_of_soar(integration_id: str, account: str) -> sa.ColumnElement
 async def tickets_for_incident(
     session: ScopedSession, scope: Scope, incident: dict[str, Any]
 ) -> list[dict[str, Any]]:
-    """Tickets opened for one incident: the ticket names the incident id, and an id names one
-    incident per XSOAR account, so only tickets of the incident's own company count."""
+    """Tickets opened for one incident, with what the service desk did on them (status,
+    technician, resolution) and the link into SDP. A ticket the SOC opened carries the incident's
+    reference (over SOAR integration, XSOAR account and incident id), which names exactly this
+    incident; one made by hand names the incident id only, and an id names one incident per
+    XSOAR account, so only such tickets of the incident's own company count."""
     k = t.itsm_ticket
+    reference = ticket_reference(
+        str(incident["integration_id"]), incident.get("account") or "", str(incident["incident_id"])
+    )
     rows = (
         await session.execute(
             sa.select(
@@ -757,12 +764,17 @@ async def tickets_for_incident(
                 k.c.priority,
                 k.c.is_overdue,
                 k.c.created_time,
+                k.c.last_updated_time,
                 k.c.soar_incident_id,
+                k.c.technician_name,
+                k.c.resolution,
+                k.c.request_url,
             )
             .where(
                 k.c.soar_incident_id == incident["incident_id"],
                 scope.itsm_filter(k),
                 itsm_accounts_of_soar(incident["integration_id"], incident["account"]),
+                sa.or_(k.c.reference.is_(None), k.c.reference == reference),
             )
             .order_by(k.c.created_time)
         )

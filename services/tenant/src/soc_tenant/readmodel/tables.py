@@ -358,6 +358,10 @@ itsm_ticket = _t(
     sa.Column("version", sa.BigInteger),
     sa.Column("event_id", sa.Text),
     sa.Column("updated_at", TS),
+    sa.Column("technician_name", sa.Text),
+    sa.Column("resolution", sa.Text),
+    sa.Column("request_url", sa.Text),
+    sa.Column("reference", sa.Text),
 )
 ticket_daily = _t(
     "ticket_daily",
