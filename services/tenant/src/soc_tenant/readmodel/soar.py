@@ -245,8 +245,8 @@ class IncidentFilters:
         if self.assignee:
             out.append(i.c.owner.in_(spellings(self.assignee)))
         if self.preset is Preset.unassigned:
-            # as two conditions on lower(owner), so that the owner index answers them
-            out.append(sa.or_(i.c.owner.is_(None), i.c.owner == ""))
+            # soar-ingest stores a blank owner as NULL: one IS NULL, answered from the owner index alone
+            out.append(i.c.owner.is_(None))
         elif self.preset is Preset.pending:
             out.append(i.c.status == "pending")
         elif self.preset is Preset.closed:
