@@ -294,6 +294,13 @@ async def test_sla_defaults_and_company_overrides(client, headers):
     qr = await integration(client, headers, "IBM_QRADAR")
     url = f"/admin/companies/{c['id']}/sla/"
     assert (await client.get(url, headers=admin)).json()["effective"]["P1"]["source"] == "default"
+    # The SLA clock start: the original's `occurred` by default, `created` on request.
+    assert (await client.get(url, headers=admin)).json()["sla_clock_start"] == "occurred"
+    clock = await client.put(url, headers=admin, json={"sla_clock_start": "created"})
+    assert clock.status_code == 200 and clock.json()["sla_clock_start"] == "created"
+    refused = await client.put(url, headers=admin, json={"sla_clock_start": "modified"})
+    assert refused.status_code == 422 and refused.json()["error"]["code"]
+    assert (await client.get(url, headers=admin)).json()["sla_clock_start"] == "created"
     r = await client.put(
         url,
         headers=admin,

@@ -189,6 +189,9 @@ class EffectiveSla(ApiModel):
 class CompanySla(ApiModel):
     company_id: uuid.UUID
     is_default_sla: bool
+    sla_clock_start: str = Field(
+        description="where SLA steps are measured from: `occurred` (the original's rule, default) or `created`"
+    )
     defaults: list[SlaLevelTargets]
     overrides: list[SlaOverride]
     effective: dict[str, EffectiveSla] = Field(description="level -> the targets that apply company-wide")
