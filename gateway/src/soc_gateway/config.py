@@ -90,7 +90,8 @@ class Settings(ServiceSettings):
 
     # Merged OpenAPI document: refreshed in the background, on demand at most every N seconds.
     openapi_refresh_seconds: float = 300.0
-    openapi_fetch_timeout: float = 5.0
+    # A service builds its document on first request (seconds for a large one): wait for it.
+    openapi_fetch_timeout: float = 30.0
     openapi_min_refresh_interval: float = 5.0
 
     # Readiness probe: how long each upstream /healthz may take.

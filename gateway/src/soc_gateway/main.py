@@ -36,6 +36,10 @@ def is_own_path(path: str) -> bool:
     return path.rstrip("/") in OWN_PATHS or path.startswith(STATIC_URL + "/")
 
 
+# JWKS and health checks; OpenAPI documents pass their own (longer) timeout.
+CONTROL_TIMEOUT = 5.0
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -48,7 +52,7 @@ def create_app(
     upstreams = Upstreams(settings, transport_overrides)
     # Control-plane HTTP (JWKS, OpenAPI documents, health checks) has its own small client, so that
     # it never queues behind proxied traffic in the shared pool.
-    control_http = httpx.AsyncClient(trust_env=False, timeout=settings.openapi_fetch_timeout)
+    control_http = httpx.AsyncClient(trust_env=False, timeout=CONTROL_TIMEOUT)
     verifier = TokenVerifier(settings.jwks_url, settings.jwt_issuer, settings.jwt_audience, http=control_http)
     authenticator = Authenticator(verifier, settings.token_cache_size)
     gateway = Gateway(settings, table, authenticator, upstreams)
@@ -142,7 +146,7 @@ def _is_fastapi_openapi_route(route: object) -> bool:
     endpoint = getattr(route, "endpoint", None)
     return (
         getattr(route, "path", None) == "/openapi.json"
-        and getattr(endpoint, "__module__", "") == "fastapi.applications"
+        and getattr(endpoint, "__module__", "") in ("fastapi.applications", "soc_shared.app")
     )
 
 

@@ -264,7 +264,9 @@ class OpenApiAggregator:
                 await self.refresh()
             except Exception as exc:  # the refresher must outlive any one bad document
                 logger.opt(exception=exc).error("merging the OpenAPI documents failed")
-            await asyncio.sleep(interval)
+            # A service still starting (or down) is asked again soon, not after the full interval.
+            missing = any(spec.status != "ok" for spec in self.upstreams.values())
+            await asyncio.sleep(min(interval, max(self.min_refresh_interval, 1.0)) if missing else interval)
 
     async def _fetch(self, spec: UpstreamSpec) -> None:
         url = f"{self.upstream_urls.get(spec.service, '')}/openapi.json"

@@ -6,6 +6,7 @@ shape, Prometheus ``/metrics``, ``/healthz`` and ``/readyz``.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -126,6 +127,24 @@ def ops_router(checks: dict[str, ReadinessCheck]) -> APIRouter:
     return router
 
 
+def openapi_router(app: FastAPI) -> APIRouter:
+    """``/openapi.json``, built once off the event loop: FastAPI builds the document on the first
+    request, which takes seconds for a service with many response models and would stall every
+    request the service is serving meanwhile."""
+    router = APIRouter()
+    lock = asyncio.Lock()
+
+    @router.get("/openapi.json", include_in_schema=False)
+    async def openapi_document() -> JSONResponse:
+        if app.openapi_schema is None:
+            async with lock:
+                if app.openapi_schema is None:
+                    await asyncio.to_thread(app.openapi)
+        return JSONResponse(app.openapi_schema)
+
+    return router
+
+
 def create_service_app(
     settings: ServiceSettings,
     *,
@@ -156,7 +175,7 @@ def create_service_app(
         lifespan=_lifespan,
         docs_url=None,
         redoc_url=None,
-        openapi_url="/openapi.json",
+        openapi_url=None,
         responses=ERROR_RESPONSES,
     )
     app.state.settings = settings
@@ -164,6 +183,7 @@ def create_service_app(
     for router in routers:
         app.include_router(router)
     app.include_router(ops_router(readiness or {}))
+    app.include_router(openapi_router(app))
     try:
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
