@@ -144,9 +144,9 @@ def _tracing_middleware() -> list[Middleware]:
 
 def _is_fastapi_openapi_route(route: object) -> bool:
     endpoint = getattr(route, "endpoint", None)
-    return (
-        getattr(route, "path", None) == "/openapi.json"
-        and getattr(endpoint, "__module__", "") in ("fastapi.applications", "soc_shared.app")
+    return getattr(route, "path", None) == "/openapi.json" and getattr(endpoint, "__module__", "") in (
+        "fastapi.applications",
+        "soc_shared.app",
     )
 
 
