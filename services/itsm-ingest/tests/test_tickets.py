@@ -621,7 +621,7 @@ async def test_the_search_names_the_fields_it_reads_and_confirms_on_the_whole_re
         and s[2]["list_info"]["search_criteria"][0]["value"] == incident.incident_id
     ]
     list_info = search[2]["list_info"]
-    assert {"subject", kit.UDF} <= set(list_info["fields_required"])
+    assert {"subject", "udf_fields"} <= set(list_info["fields_required"])
     criteria = list_info["search_criteria"]
     reference = ticket_reference(SOAR, kit.ACME.soar_account, incident.incident_id)
     assert criteria[0] == {"field": kit.UDF, "condition": "is", "value": incident.incident_id}

@@ -318,8 +318,9 @@ class SdpClient:
         A list row carries the list view's columns only: ``fields_required`` names what the caller
         needs to see on the rows (the field searched on is always named)."""
         wanted = list(fields_required or ())
-        if field_name not in wanted:
-            wanted.append(field_name)
+        head = field_name.split(".", 1)[0]  # a user field comes with its group, udf_fields
+        if field_name not in wanted and head not in wanted:
+            wanted.append(head)
         criteria: list[dict[str, Any]] = [{"field": field_name, "condition": "is", "value": value}]
         criteria.extend({**c, "logical_operator": "OR"} for c in or_criteria)
         answer = await self.list_page(

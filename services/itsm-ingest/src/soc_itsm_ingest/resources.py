@@ -63,7 +63,7 @@ class SyncOptions:
     ticket_backfill_days: int = 0
     ticket_overlap_ms: int = 0
     fields_required: bool = True
-    """Ask lists for the fields the normaliser reads only (``list_info.fields_required``)."""
+    """Kept for compatibility: lists always name the fields they read (see :meth:`list_fields`)."""
     priority_map: dict[str, str] = field(default_factory=dict)
     ticket_defaults: dict[str, Any] = field(default_factory=dict)
     reference_field: str | None = None
@@ -83,9 +83,10 @@ class SyncOptions:
             reference_field=str(o["reference_field"]) if o.get("reference_field") else None,
         )
 
-    def list_fields(self) -> list[str] | None:
-        if not self.fields_required:
-            return None
+    def list_fields(self) -> list[str]:
+        """The fields a ticket list names: SDP list rows carry the list view's columns only (no
+        priority, account, last_updated_time or user fields), so they are always named (the
+        ``fields_required`` setting is kept for compatibility and no longer turns this off)."""
         head = self.incident_id_field.split(".", 1)[0]
         return [*TICKET_FIELDS, *([head] if head not in TICKET_FIELDS else [])]
 

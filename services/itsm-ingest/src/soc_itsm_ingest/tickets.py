@@ -507,7 +507,9 @@ class TicketService:
         """
         field_name = options.incident_id_field
         reference_field = options.reference_field
-        wanted = ["subject", "created_time", field_name, *([reference_field] if reference_field else [])]
+        # User fields are asked for by their group (``udf_fields``), as the ticket sync does.
+        heads = {f.split(".", 1)[0] for f in (field_name, *([reference_field] if reference_field else []))}
+        wanted = ["subject", "created_time", *sorted(heads)]
         or_criteria = [{"field": "subject", "condition": "contains", "value": reference}]
         if reference_field:
             or_criteria.append({"field": reference_field, "condition": "is", "value": reference})
