@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import json
 import os
+import secrets
 import socket
 import statistics
 import subprocess
@@ -213,6 +214,8 @@ def run(args: argparse.Namespace) -> int:
         env = {
             **os.environ,
             "SOC_ENV": "prod",
+            "SOC_SERVICE_SECRET": secrets.token_urlsafe(24),
+            "SOC_GATEWAY_REVOCATION_POLL_SECONDS": "0",  # no auth service behind this bench
             "SOC_GATEWAY_PORT": str(gateway_port),
             "SOC_GATEWAY_UPSTREAMS": json.dumps({"auth": upstream_url, "tenant": upstream_url}),
             # One client drives thousands of requests per second: the abuse guards must not trip.

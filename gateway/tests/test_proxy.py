@@ -292,3 +292,14 @@ def test_a_route_declared_without_slash_answers_without_a_redirect_loop(
             file_like = client.get("/tenant/export.v2", headers=tokens.headers())
     assert (plain.status_code, plain.json()) == (200, {"reached": "yes"})
     assert file_like.status_code == 200
+
+
+def test_service_tokens_are_refused_from_outside(gateway, tokens) -> None:
+    import httpx
+
+    r = httpx.get(
+        f"{gateway.url}/tenant/qradar-tenants/",
+        headers=tokens.headers(kind="service", sub="siem-ingest", roles=[], permissions=[]),
+        timeout=10,
+    )
+    assert r.status_code == 403 and r.json()["error"]["code"] == "service_token_refused"

@@ -51,6 +51,8 @@ class Suite:
         self.env.update(
             {
                 "SOC_ENV": "test",
+                # The tests sign in many times from one address within a minute.
+                "SOC_GATEWAY_RATE_LIMIT_LOGIN_BURST": "100",
                 "SOC_LOG_LEVEL": "INFO",
                 "SOC_ADMIN_USERNAME": "admin",
                 "SOC_ADMIN_PASSWORD": ADMIN_PASSWORD,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uvicorn
-from soc_shared.runtime import tune_gc
+from soc_shared.runtime import tls_options, tune_gc
 from soc_shared.settings import load_settings
 
 from soc_gateway.config import Settings
@@ -24,6 +24,7 @@ def main() -> None:
         proxy_headers=False,  # X-Forwarded-For is judged by the gateway against SOC_GATEWAY_TRUSTED_PROXIES
         ws_max_size=settings.max_body_bytes,
         timeout_keep_alive=5,
+        **tls_options(settings),
     )
 
 

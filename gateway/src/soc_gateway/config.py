@@ -37,8 +37,10 @@ class Settings(ServiceSettings):
 
     service_name: str = "gateway"
     port: int = 8000
-    # No database, no broker, no service credential: nothing secret to refuse.
-    secrets_used: ClassVar[tuple[str, ...]] = ()
+    # No database, no broker: its service credential reads the revocation list from auth.
+    secrets_used: ClassVar[tuple[str, ...]] = ("service_client_secret",)
+    # Revoked users' tokens are refused within this many seconds (0: no revocation polling).
+    revocation_poll_seconds: float = Field(default=1.0, ge=0, le=5)
 
     # Upstream base URLs by service name: DEFAULT_UPSTREAMS, with auth following the suite-wide
     # SOC_AUTH_URL, overridden entry by entry by SOC_GATEWAY_UPSTREAMS, a JSON object such as

@@ -55,6 +55,10 @@ class Authenticator:
         if cached is not None:
             principal, valid_until = cached
             if now < valid_until:
+                # A cached token of a user revoked since is refused at once (not at cache expiry).
+                if self.verifier.revocations.revoked(principal):
+                    del self._cache[token]
+                    raise InvalidToken()
                 return principal
             del self._cache[token]
         principal = await self.verifier.verify(token)

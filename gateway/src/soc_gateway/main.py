@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 import httpx
 from fastapi import FastAPI
 from soc_shared.app import RequestContextMiddleware, create_service_app, instrument_httpx
-from soc_shared.security import TokenVerifier
+from soc_shared.security import RevocationFeed, ServiceTokenProvider, TokenVerifier
+from soc_shared.settings import internal_tls
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Mount
@@ -52,7 +53,7 @@ def create_app(
     upstreams = Upstreams(settings, transport_overrides)
     # Control-plane HTTP (JWKS, OpenAPI documents, health checks) has its own small client, so that
     # it never queues behind proxied traffic in the shared pool.
-    control_http = httpx.AsyncClient(trust_env=False, timeout=CONTROL_TIMEOUT)
+    control_http = httpx.AsyncClient(trust_env=False, timeout=CONTROL_TIMEOUT, verify=internal_tls())
     verifier = TokenVerifier(settings.jwks_url, settings.jwt_issuer, settings.jwt_audience, http=control_http)
     authenticator = Authenticator(verifier, settings.token_cache_size)
     gateway = Gateway(settings, table, authenticator, upstreams)
@@ -66,14 +67,31 @@ def create_app(
         version=VERSION,
     )
 
+    service_tokens = ServiceTokenProvider(
+        settings.service_token_url,
+        "gateway",
+        settings.service_client_secret.get_secret_value(),
+        http=control_http,
+    )
+    feed = RevocationFeed(
+        verifier.revocations,
+        settings.revocations_url,
+        service_tokens.token,
+        http=control_http,
+        interval=settings.revocation_poll_seconds or 1.0,
+    )
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         refresher = asyncio.create_task(
             aggregator.run(settings.openapi_refresh_seconds), name="openapi-refresh"
         )
+        if settings.revocation_poll_seconds > 0:
+            feed.start()
         try:
             yield
         finally:
+            await feed.stop()
             refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await refresher

@@ -21,6 +21,7 @@ from soc_shared.context import request_id_var
 from soc_shared.errors import error_response
 from soc_shared.http_transport import Http1Transport
 from soc_shared.security import Principal
+from soc_shared.settings import internal_tls
 from starlette.types import Receive, Scope, Send
 
 from soc_gateway import metrics
@@ -167,6 +168,7 @@ class Upstreams:
             max_connections=settings.upstream_max_connections,
             max_keepalive=settings.upstream_max_keepalive,
             keepalive_expiry=settings.upstream_keepalive_expiry,
+            verify=internal_tls(),  # https upstreams: the system store plus SOC_TLS_CA_FILE
         )
         self.overrides = dict(transport_overrides or {})
 
@@ -275,6 +277,10 @@ class Gateway:
                     "invalid or expired token",
                     headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
                 ) from None
+            if principal.is_service:
+                # Service tokens are for service-to-service calls inside: one presented from
+                # outside (a leaked or stolen one) opens nothing here.
+                raise Rejection(403, "service_token_refused", "service tokens are not accepted from outside")
             if info is not None:
                 info["user_id"] = principal.sub
             self._limit(self.user_buckets, principal.sub, "too many requests for this user")

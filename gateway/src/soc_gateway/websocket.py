@@ -1,9 +1,11 @@
 """WebSocket pass-through: the handshake is admitted like any request, then frames are relayed.
 
-Browsers cannot set an Authorization header on a WebSocket, so the token may also come as the
-``token`` query parameter or as a subprotocol: ``Sec-WebSocket-Protocol: bearer, <token>`` (or the
-single entry ``bearer.<token>``). The upstream gets it as ``Authorization: Bearer`` either way and
-verifies it again. A refused handshake is accepted and closed at once with a 4xxx code (4401 for a
+Browsers cannot set an Authorization header on a WebSocket, so the token travels as a subprotocol
+(never in the URL, which proxies and access logs keep): the client offers
+``["soc.v1", "access_token.<jwt>"]`` and the handshake answers ``soc.v1``. ``bearer, <token>`` and
+``bearer.<token>`` are understood too. The ``?token=`` query parameter is deprecated and accepted
+only with ``SOC_ENV=dev``. The upstream gets the token as ``Authorization: Bearer`` and verifies it
+again. A refused handshake is accepted and closed at once with a 4xxx code (4401 for a
 missing or bad token) — a browser sees a close code, never a bare HTTP status.
 """
 
@@ -34,6 +36,8 @@ HANDSHAKE = frozenset(
     }
 )
 BEARER_PROTOCOL = "bearer"
+SOC_PROTOCOL = "soc.v1"
+TOKEN_PROTOCOL_PREFIX = "access_token."
 # RFC 6455 §7.4.1: 1005, 1006 and 1015 are reported, never sent.
 _UNSENDABLE = {1005: 1000, 1006: 1011, 1015: 1011}
 BAD_GATEWAY = 1014
@@ -52,8 +56,11 @@ def sendable(code: int | None) -> int:
     return _UNSENDABLE.get(code, code)
 
 
-def token_from_handshake(scope: Scope) -> tuple[str | None, str | None, list[str]]:
-    """(token, subprotocol to answer with, subprotocols left for the upstream)."""
+def token_from_handshake(
+    scope: Scope, *, query_token: bool = False
+) -> tuple[str | None, str | None, list[str]]:
+    """(token, subprotocol to answer with, subprotocols left for the upstream). ``query_token``
+    admits the deprecated ``?token=`` (development only)."""
     offered: list[str] = list(scope.get("subprotocols") or [])
     token: str | None = None
     answer: str | None = None
@@ -64,15 +71,20 @@ def token_from_handshake(scope: Scope) -> tuple[str | None, str | None, list[str
             skip_next = False
             continue
         lowered = protocol.lower()
-        if lowered == BEARER_PROTOCOL and index + 1 < len(offered):
+        if lowered.startswith(TOKEN_PROTOCOL_PREFIX):
+            token = protocol[len(TOKEN_PROTOCOL_PREFIX) :]
+        elif lowered == BEARER_PROTOCOL and index + 1 < len(offered):
             token, answer, skip_next = offered[index + 1], protocol, True
         elif lowered.startswith(BEARER_PROTOCOL + "."):
             token, answer = protocol[len(BEARER_PROTOCOL) + 1 :], protocol
         else:
             remaining.append(protocol)
-    if token is None:
+    if SOC_PROTOCOL in remaining:
+        answer = SOC_PROTOCOL
+    if token is None and query_token:
         query = parse_qs((scope.get("query_string") or b"").decode("latin-1"))
         if query.get("token"):
+            logger.warning("WebSocket token in the URL (?token=): deprecated, development only")
             token = query["token"][0]
     return token or None, answer, remaining
 
@@ -86,7 +98,9 @@ class WebSocketRelay:
         if message["type"] != "websocket.connect":
             return
         headers = dict(scope["headers"])
-        token, answer, remaining = token_from_handshake(scope)
+        token, answer, remaining = token_from_handshake(
+            scope, query_token=self.gateway.settings.environment == "dev"
+        )
         try:
             admission = await self.gateway.admit(scope, headers, token=token)
             if not admission.route.websocket:

@@ -90,7 +90,7 @@ async def _app_caller(tokens: Any, client_options: dict[str, Any] | None = None)
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://itsm-ingest") as client,
     ):
-        yield Caller(client, tokens.headers(kind="service"))
+        yield Caller(client, tokens.headers(kind="service", sub="tenant"))
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -23,7 +23,7 @@ async def siem(tokens: Any, settings: Settings) -> AsyncIterator[httpx.AsyncClie
         httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app),
             base_url="http://siem-ingest",
-            headers=tokens.headers(kind="service"),
+            headers=tokens.headers(kind="service", sub="tenant"),
         ) as client,
     ):
         yield client

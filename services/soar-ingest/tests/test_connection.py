@@ -23,7 +23,7 @@ async def _test(make_harness, tokens, socket_sim, body: dict[str, Any]) -> dict[
         transport=httpx.ASGITransport(app=h.app), base_url="http://soar-ingest"
     ) as client:
         response = await client.post(
-            "/internal/test-connection", json=request, headers=tokens.headers(kind="service")
+            "/internal/test-connection", json=request, headers=tokens.headers(kind="service", sub="tenant")
         )
     assert response.status_code == 200, response.text
     return response.json()

@@ -115,15 +115,20 @@ async def test_live_chat_and_notifications_across_two_replicas(client, headers, 
 
     async with serve_app(make_app()) as one, serve_app(make_app()) as two:
 
-        def ws(host: str, token: str | None, extra: str = "") -> str:
-            return f"ws://{host}/ws/chat/?" + (f"token={token}" if token else "") + extra
+        def ws(host: str, token: str | None, extra: str = "") -> dict[str, Any]:
+            # The token as a subprotocol, as browsers send it (never in the URL).
+            return {
+                "uri": f"ws://{host}/ws/chat/?" + extra.lstrip("&"),
+                "subprotocols": ["soc.v1", f"access_token.{token}"] if token else None,
+            }
 
         async with (
-            connect(ws(one, alice)) as w_alice,
-            connect(ws(two, None), additional_headers={"Authorization": f"Bearer {analyst}"}) as w_admin,
-            connect(ws(two, bob)) as w_bob,
-            connect(ws(one, analyst, f"&company_id={b}")) as w_admin_b,
+            connect(**ws(one, alice)) as w_alice,
+            connect(**ws(two, None), additional_headers={"Authorization": f"Bearer {analyst}"}) as w_admin,
+            connect(**ws(two, bob)) as w_bob,
+            connect(**ws(one, analyst, f"&company_id={b}")) as w_admin_b,
         ):
+            assert w_alice.subprotocol == "soc.v1"
             hellos = [await frame(w, "hello") for w in (w_alice, w_admin, w_bob, w_admin_b)]
             assert [h["room"] for h in hellos] == [a, "all", b, b]
             assert hellos[0]["replica"] != hellos[1]["replica"]  # two replicas, two fan-out queues
@@ -211,8 +216,9 @@ async def test_live_chat_and_notifications_across_two_replicas(client, headers, 
             (ws(one, tokens.token(kind="service", roles=[])), 4403),
             (ws(one, None), 4401),
             (ws(two, analyst, f"&company_id={uuid.uuid4()}"), 4404),
+            ({"uri": f"ws://{one}/ws/chat/?token={alice}"}, 4401),  # the URL is not read outside dev
         ):
-            async with connect(url) as refused:
+            async with connect(**url) as refused:
                 assert json.loads(await refused.recv())["type"] == "error"
                 with pytest.raises(ConnectionClosed) as closed:
                     await refused.recv()
@@ -330,9 +336,13 @@ async def test_admin_live_feed_figures(client, headers, tokens, make_app, serve_
     alice = tokens.token(kind="tenant", company_id=a, roles=["TENANT_USER"], username="alice")
     async with serve_app(replica) as host:
         async with (
-            connect(f"ws://{host}/ws/chat/?token={analyst}&metrics=true") as w_admin,
-            connect(f"ws://{host}/ws/chat/?token={alice}&metrics=true") as w_alice,
-            connect(f"ws://{host}/ws/chat/?token={analyst}") as w_plain,
+            connect(
+                f"ws://{host}/ws/chat/?metrics=true", subprotocols=["soc.v1", f"access_token.{analyst}"]
+            ) as w_admin,
+            connect(
+                f"ws://{host}/ws/chat/?metrics=true", subprotocols=["soc.v1", f"access_token.{alice}"]
+            ) as w_alice,
+            connect(f"ws://{host}/ws/chat/", subprotocols=["soc.v1", f"access_token.{analyst}"]) as w_plain,
         ):
             for w in (w_admin, w_alice, w_plain):
                 await frame(w, "hello")

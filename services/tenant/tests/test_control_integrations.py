@@ -194,6 +194,8 @@ async def test_credentials_are_sealed_masked_never_returned_published_or_logged(
     assert internal.status_code == 200
     assert internal.json() == {
         "integration_id": iid,
+        "origin": "https://qradar.example.com:443",
+        "base_url": "https://qradar.example.com",
         "credential_kind": "USERNAME_PASSWORD",
         "secrets": {"username": "svc-portal", "password": password},
         "ca_pem": None,
@@ -226,7 +228,8 @@ async def test_credentials_are_sealed_masked_never_returned_published_or_logged(
             .values(credentials_sealed=row["credentials_sealed"])
         )
     r = await client.get(
-        f"/internal/integrations/{other['id']}/credentials", headers=headers(kind="service", roles=[])
+        f"/internal/integrations/{other['id']}/credentials",
+        headers=headers(kind="service", sub="siem-ingest", roles=[]),
     )
     assert (
         r.status_code == 500

@@ -29,7 +29,7 @@ async def service(tokens: Any, settings: Settings, **client_options: Any) -> Asy
         httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app),
             base_url="http://threatintel",
-            headers=tokens.headers(kind="service"),
+            headers=tokens.headers(kind="service", sub="tenant"),
         ) as client,
     ):
         yield client

@@ -215,16 +215,18 @@ def reseal_column(
     sealed_column: str,
     aad_of: Any,
     sealer: Sealer,
-) -> tuple[int, int]:
+) -> tuple[int, int, list[Any]]:
     """Re-seal every value of ``table.sealed_column`` still under an older key with the active one.
 
     One transaction with the rows locked, so a concurrent writer waits rather than losing its
-    value; returns ``(resealed, total)``. Run after making a new key active with ``!``; once it
+    value; returns ``(resealed, total, ids of values that do not open)`` — those are left as they
+    are and reported (a key missing from the configuration, or a corrupt value). Run after making a new key active with ``!``; once it
     reports 0 left to do everywhere, the old key can leave the configuration."""
     import sqlalchemy as sa
 
     engine = sa.create_engine(database_url)
     resealed = total = 0
+    unreadable: list[Any] = []
     try:
         with engine.begin() as conn:
             id_col, sealed_col = table.c[id_column], table.c[sealed_column]
@@ -233,13 +235,15 @@ def reseal_column(
             ).all()
             for row_id, token in rows:
                 total += 1
-                if sealer.needs_rotation(token):
-                    conn.execute(
-                        sa.update(table)
-                        .where(id_col == row_id)
-                        .values({sealed_column: sealer.reseal(token, aad_of(row_id))})
-                    )
-                    resealed += 1
+                try:
+                    if not sealer.needs_rotation(token):
+                        continue
+                    fresh = sealer.reseal(token, aad_of(row_id))
+                except SealError:
+                    unreadable.append(row_id)
+                    continue
+                conn.execute(sa.update(table).where(id_col == row_id).values({sealed_column: fresh}))
+                resealed += 1
     finally:
         engine.dispose()
-    return resealed, total
+    return resealed, total, unreadable

@@ -474,6 +474,9 @@ class UserChanged(Payload):
     read_only: bool = False
     roles: list[str] = Field(default_factory=list)
     changed_at: datetime
+    # Set when the user's sessions were revoked (disabled, deleted, demoted, password or company
+    # changed, logout everywhere, company deactivated): tokens issued before it are refused.
+    tokens_not_before: datetime | None = None
 
 
 class LoginAttempt(Payload):

@@ -271,15 +271,31 @@ class _Pool:
                 continue
             return connection, True
         loop = asyncio.get_running_loop()
+        egress = self.transport.egress
         try:
             async with asyncio.timeout(connect_timeout):
-                _, protocol = await loop.create_connection(
-                    lambda: _Connection(loop),
-                    self.host,
-                    self.port,
-                    ssl=self.tls,
-                    server_hostname=self.host if self.tls is not None else None,
+                # With an egress policy the name is resolved once and the connection goes to an
+                # address the policy admitted (TLS still checks the certificate against the name).
+                addresses = (
+                    [self.host] if egress is None else await egress.admitted_addresses(self.host, self.port)
                 )
+                last: OSError | None = None
+                for address in addresses:
+                    try:
+                        _, protocol = await loop.create_connection(
+                            lambda: _Connection(loop),
+                            address,
+                            self.port,
+                            ssl=self.tls,
+                            server_hostname=self.host if self.tls is not None else None,
+                        )
+                        break
+                    except ssl.SSLError:
+                        raise
+                    except OSError as exc:
+                        last = exc
+                else:
+                    raise last or OSError("no address to connect to")
         except TimeoutError:
             raise httpx.ConnectTimeout(f"connecting to {self.host}:{self.port} timed out") from None
         except ssl.SSLError as exc:
@@ -323,7 +339,10 @@ class Http1Transport(httpx.AsyncBaseTransport):
         max_keepalive: int = 256,
         keepalive_expiry: float = 4.0,
         verify: ssl.SSLContext | bool = True,
+        egress: Any = None,
     ) -> None:
+        # soc_shared.egress.EgressPolicy for vendor connections (None: internal hosts, no policy).
+        self.egress = egress
         self._verify = verify
         self._tls: ssl.SSLContext | None = verify if isinstance(verify, ssl.SSLContext) else None
         self.max_keepalive = max_keepalive

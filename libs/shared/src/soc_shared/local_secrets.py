@@ -7,19 +7,21 @@ environment wins over the file.
 
 ``python -m soc_shared.local_secrets --file PATH [--compose DIR]`` creates or completes the file
 (``--compose`` also writes the PostgreSQL admin password file and the RabbitMQ default-user
-configuration next to it).
+configuration next to it, and generates a broker user password and a service-client secret per
+service).
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import json
 import os
 import secrets
 from datetime import UTC, datetime
 from pathlib import Path
 
-from soc_shared.provision import SERVICE_SCHEMAS, TENANT_APP_ROLE
+from soc_shared.provision import BUS_RIGHTS, SERVICE_SCHEMAS, TENANT_APP_ROLE, bus_user
 
 __all__ = ["apply_secrets_file", "ensure_secrets_file", "generate"]
 
@@ -44,6 +46,16 @@ def generate(*, compose: bool = False, retired_keys: str = "") -> dict[str, str]
         values["SOC_AUTH_LDAP_BIND_PASSWORD"] = "svc-portal-pass"  # the demo directory's (deploy/ldap)
         for role in [f"soc_{s}" for s in SERVICE_SCHEMAS] + [TENANT_APP_ROLE]:
             values[f"SOC_DB_PASSWORD_{role.upper()}"] = secrets.token_urlsafe(24)
+        # One broker user per service (provision creates them with their topic permissions) and
+        # one service-client secret per service (auth knows them all).
+        client_secrets = {}
+        for service in BUS_RIGHTS:
+            env = service.upper().replace("-", "_")
+            values[f"SOC_AMQP_PASSWORD_{env}"] = secrets.token_urlsafe(24)
+            client_secrets[service] = values[f"SOC_{env}_SERVICE_CLIENT_SECRET"] = secrets.token_urlsafe(32)
+        client_secrets["gateway"] = values["SOC_GATEWAY_SERVICE_CLIENT_SECRET"] = secrets.token_urlsafe(32)
+        del client_secrets["auth"]
+        values["SOC_AUTH_SERVICE_CLIENT_SECRETS"] = json.dumps(client_secrets, separators=(",", ":"))
     return values
 
 
@@ -84,10 +96,12 @@ def apply_secrets_file(path: str | os.PathLike[str] | None = None) -> None:
         return
     for name, value in read_secrets_file(Path(target)).items():
         os.environ.setdefault(name, value)
-    if "SOC_AMQP_PASSWORD" in os.environ and "SOC_AMQP_URL" not in os.environ:
-        host = os.environ.get("SOC_AMQP_HOSTPORT", "rabbitmq:5672")
-        user = os.environ.get("SOC_AMQP_USER", "soc")
-        os.environ["SOC_AMQP_URL"] = f"amqp://{user}:{os.environ['SOC_AMQP_PASSWORD']}@{host}/soc"
+    host = os.environ.get("SOC_AMQP_HOSTPORT", "rabbitmq:5672")
+    for service in BUS_RIGHTS:
+        env = service.upper().replace("-", "_")
+        password = os.environ.get(f"SOC_AMQP_PASSWORD_{env}")
+        if password:  # each service connects as its own broker user (soc_shared.provision)
+            os.environ.setdefault(f"SOC_{env}_AMQP_URL", f"amqp://{bus_user(service)}:{password}@{host}/soc")
 
 
 def main() -> None:

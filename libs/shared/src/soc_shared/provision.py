@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 
 import httpx
 import psycopg
@@ -89,7 +90,7 @@ def provision_vhost(vhost: str, *, fresh: bool = False) -> None:
     base = os.environ.get("SOC_AMQP_MGMT_URL", "http://127.0.0.1:15672")
     user = os.environ.get("SOC_AMQP_ADMIN_USER", "soc")
     auth = (user, os.environ.get("SOC_AMQP_PASSWORD", "soc"))
-    with httpx.Client(base_url=base, auth=auth, timeout=30) as client:
+    with httpx.Client(base_url=base, auth=auth, timeout=30, trust_env=False) as client:
         if fresh:
             r = client.delete(f"/api/vhosts/{vhost}")
             if r.status_code not in (204, 404):
@@ -98,6 +99,60 @@ def provision_vhost(vhost: str, *, fresh: bool = False) -> None:
         client.put(
             f"/api/permissions/{vhost}/{user}", json={"configure": ".*", "write": ".*", "read": ".*"}
         ).raise_for_status()
+
+
+# One broker user per service: what it may publish (topic permissions on soc.events/soc.commands,
+# RabbitMQ topic authorisation) and which routing keys its queues may bind. A service's queues
+# and their dead-letter queues are named "<service>.*".
+_ALL_DATA = r"siem\..*|soar\..*|itsm\..*|ti\..*|ingest\..*|tenant\..*"
+BUS_RIGHTS: dict[str, tuple[str, str]] = {
+    # service: (routing keys it may publish, routing keys its queues may bind)
+    "auth": (r"auth\..*", r"tenant\.company\.changed"),
+    # The tenant service replays dead letters of the data it reads (never auth.*).
+    "tenant": (_ALL_DATA, r"siem\..*|soar\..*|itsm\..*|ti\..*|ingest\..*|tenant\..*|auth\.user\.changed"),
+    "siem-ingest": (r"siem\..*|ingest\.sync\.reported", r"tenant\.integration\.changed"),
+    "soar-ingest": (r"soar\..*|ingest\.sync\.reported", r"tenant\.integration\.changed"),
+    "itsm-ingest": (
+        r"itsm\.account\..*|itsm\.ticket\.upserted|ingest\.sync\.reported",
+        r"tenant\.integration\.changed|itsm\.ticket\.create|soar\.incident\.upserted",
+    ),
+    "threatintel": (r"ti\..*|ingest\.sync\.reported", r"tenant\.integration\.changed"),
+}
+
+
+def bus_user(service: str, prefix: str = "soc-") -> str:
+    return f"{prefix}{service}"
+
+
+def provision_bus_users(vhost: str, passwords: dict[str, str], *, prefix: str = "soc-") -> dict[str, str]:
+    """Create (or update) one broker user per service in ``passwords`` with permissions on
+    ``vhost`` limited to its own queues and its own routing keys; answers service → user name."""
+    base = os.environ.get("SOC_AMQP_MGMT_URL", "http://127.0.0.1:15672")
+    admin = (os.environ.get("SOC_AMQP_ADMIN_USER", "soc"), os.environ.get("SOC_AMQP_PASSWORD", "soc"))
+    users: dict[str, str] = {}
+    with httpx.Client(base_url=base, auth=admin, timeout=30, trust_env=False) as client:
+        for service, password in passwords.items():
+            write_keys, read_keys = BUS_RIGHTS[service]
+            user = bus_user(service, prefix)
+            queues = re.escape(service) + r"\..*"
+            resources = rf"^({queues}|soc\.(events|commands|dlx))$"
+            client.put(f"/api/users/{user}", json={"password": password, "tags": ""}).raise_for_status()
+            client.put(
+                f"/api/permissions/{vhost}/{user}",
+                json={"configure": resources, "write": resources, "read": resources},
+            ).raise_for_status()
+            for exchange in ("soc.events", "soc.commands"):
+                client.put(
+                    f"/api/topic-permissions/{vhost}/{user}",
+                    json={"exchange": exchange, "write": f"^({write_keys})$", "read": f"^({read_keys})$"},
+                ).raise_for_status()
+            # Dead-letter queues bind soc.dlx under their own queue's name.
+            client.put(
+                f"/api/topic-permissions/{vhost}/{user}",
+                json={"exchange": "soc.dlx", "write": "^$", "read": f"^{queues}$"},
+            ).raise_for_status()
+            users[service] = user
+    return users
 
 
 def main() -> None:
@@ -111,6 +166,14 @@ def main() -> None:
     args = parser.parse_args()
     provision_database(args.db, fresh=args.fresh)
     provision_vhost(args.vhost, fresh=args.fresh)
+    # Per-service broker users when their passwords are configured (compose generates them).
+    passwords = {
+        service: os.environ[f"SOC_AMQP_PASSWORD_{service.upper().replace('-', '_')}"]
+        for service in BUS_RIGHTS
+        if os.environ.get(f"SOC_AMQP_PASSWORD_{service.upper().replace('-', '_')}")
+    }
+    if passwords:
+        provision_bus_users(args.vhost, passwords)
 
 
 if __name__ == "__main__":

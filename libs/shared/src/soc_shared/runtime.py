@@ -58,4 +58,18 @@ def run_service(settings: Any, create_app: Callable[[Any], Any], migrations: Pat
         return
     app = create_app(settings)
     tune_gc()
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        **tls_options(settings),
+    )
+
+
+def tls_options(settings: Any) -> dict[str, str]:
+    """uvicorn's TLS options when the service has a certificate (``SOC_TLS_CERTFILE``/``KEYFILE``)."""
+    if getattr(settings, "tls_certfile", "") and getattr(settings, "tls_keyfile", ""):
+        return {"ssl_certfile": settings.tls_certfile, "ssl_keyfile": settings.tls_keyfile}
+    return {}

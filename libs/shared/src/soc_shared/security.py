@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 import time
@@ -45,6 +46,7 @@ from loguru import logger
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from soc_shared.errors import ApiError
+from soc_shared.settings import internal_tls
 
 __all__ = [
     "AdminPrincipal",
@@ -52,6 +54,8 @@ __all__ = [
     "CurrentPrincipal",
     "InvalidToken",
     "Principal",
+    "RevocationFeed",
+    "RevocationList",
     "ServicePrincipal",
     "ServiceTokenAuth",
     "ServiceTokenError",
@@ -66,6 +70,8 @@ __all__ = [
     "require_admin",
     "require_admin_write",
     "require_permission",
+    "require_caller",
+    "require_scope",
     "require_service",
     "require_super_admin",
     "require_write",
@@ -98,6 +104,16 @@ class Principal(BaseModel):
     read_only: bool = False
     jti: str
     exp: int
+    iat: int = 0
+    # Service tokens: space-separated scopes (RFC 8693 style), e.g. "tenant.credentials:CYWARE".
+    scope: str = ""
+    # Issue time in milliseconds (tokens of the auth service carry it): compared with a user's
+    # revocation time, so a token issued in the same second as a revocation is judged right.
+    iat_ms: int | None = None
+
+    @property
+    def issued_ms(self) -> int:
+        return self.iat_ms if self.iat_ms is not None else self.iat * 1000
 
     @model_validator(mode="before")
     @classmethod
@@ -122,6 +138,9 @@ class Principal(BaseModel):
     @property
     def is_service(self) -> bool:
         return self.kind == "service"
+
+    def has_scope(self, scope: str) -> bool:
+        return self.is_service and scope in self.scope.split()
 
 
 # --- signing helpers (the auth service and tests) --------------------------------------------
@@ -192,6 +211,112 @@ def _keys_from_jwks(jwks: Any) -> dict[str, Ed25519PublicKey]:
     return keys
 
 
+# --- revocation -----------------------------------------------------------------------------------
+
+
+class RevocationList:
+    """Per-user "not before" times: a token of that user issued earlier is refused.
+
+    The auth service sets a user's time when the account is disabled, deleted, demoted, changes
+    password or company, logs out everywhere, or its company is deactivated; it publishes it on
+    ``auth.user.changed`` (``tokens_not_before``) and serves the list on
+    ``/auth/internal/revocations``. Every verifier holds the list (:class:`RevocationFeed` keeps
+    it current), so a revoked access token stops working everywhere within seconds instead of at
+    its expiry. Entries older than the longest access-token lifetime are dropped.
+    """
+
+    def __init__(self, retention_seconds: float = 24 * 3600) -> None:
+        self._not_before: dict[str, int] = {}
+        self.retention_ms = int(retention_seconds * 1000)
+
+    def __len__(self) -> int:
+        return len(self._not_before)
+
+    def apply(self, user_id: str, not_before_ms: int) -> None:
+        if not_before_ms > self._not_before.get(user_id, 0):
+            self._not_before[user_id] = int(not_before_ms)
+
+    def not_before(self, user_id: str) -> int | None:
+        return self._not_before.get(user_id)
+
+    def revoked(self, principal: Principal) -> bool:
+        not_before = self._not_before.get(principal.sub)
+        return not_before is not None and principal.issued_ms < not_before
+
+    def prune(self, now_ms: int | None = None) -> None:
+        cutoff = (now_ms if now_ms is not None else int(time.time() * 1000)) - self.retention_ms
+        for user_id in [u for u, t in self._not_before.items() if t < cutoff]:
+            del self._not_before[user_id]
+
+
+class RevocationFeed:
+    """Keeps a :class:`RevocationList` current by polling the auth service's revocation list every
+    ``interval`` seconds (incrementally, with an overlap for transactions that committed late)."""
+
+    def __init__(
+        self,
+        revocations: RevocationList,
+        url: str,
+        token: Callable[[], Coroutine[Any, Any, str]],
+        *,
+        http: httpx.AsyncClient | None = None,
+        interval: float = 1.0,
+        overlap_ms: int = 10_000,
+    ) -> None:
+        self.revocations = revocations
+        self.url = url
+        self.token = token
+        self.interval = interval
+        self.overlap_ms = overlap_ms
+        self._owns_http = http is None
+        self._http = http or httpx.AsyncClient(trust_env=False, timeout=5, verify=internal_tls())
+        self._since = 0
+        self._task: asyncio.Task[None] | None = None
+        self.loaded = asyncio.Event()
+
+    async def poll_once(self) -> int:
+        response = await self._http.get(
+            self.url,
+            params={"since_ms": max(0, self._since - self.overlap_ms)},
+            headers={"Authorization": f"Bearer {await self.token()}"},
+        )
+        response.raise_for_status()
+        items = response.json().get("items", [])
+        for item in items:
+            not_before = int(item["not_before_ms"])
+            self.revocations.apply(str(item["user_id"]), not_before)
+            self._since = max(self._since, not_before)
+        self.revocations.prune()
+        self.loaded.set()
+        return len(items)
+
+    async def _run(self) -> None:
+        last_warning = 0.0
+        while True:
+            try:
+                await self.poll_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - keep polling; the list keeps what it has
+                if time.monotonic() - last_warning >= 60:  # once a minute while auth is away
+                    last_warning = time.monotonic()
+                    logger.warning("cannot refresh the revocation list ({})", type(exc).__name__)
+            await asyncio.sleep(self.interval)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="revocation-feed")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._owns_http:
+            await self._http.aclose()
+
+
 # --- verification -------------------------------------------------------------------------------
 
 
@@ -221,7 +346,11 @@ class TokenVerifier:
         self._issuer = issuer
         self._audience = audience
         self._owns_http = http is None and bool(jwks_url)
-        self._http = http if http is not None else (httpx.AsyncClient() if jwks_url else None)
+        self._http = (
+            http
+            if http is not None
+            else (httpx.AsyncClient(trust_env=False, verify=internal_tls()) if jwks_url else None)
+        )
         self._cache_ttl = cache_ttl
         self._min_refresh_interval = min_refresh_interval
         self._leeway = leeway
@@ -234,6 +363,8 @@ class TokenVerifier:
         # just fetched and does not fetch again.
         self._generation = 0
         self._lock = asyncio.Lock()
+        # Per-user revocation times (kept current by a RevocationFeed or the auth.user.changed events).
+        self.revocations = RevocationList()
 
     @classmethod
     def from_keys(
@@ -287,7 +418,10 @@ class TokenVerifier:
             raise ValueError(
                 f"token type {str(claims.get('typ'))[:16]!r} where {expected_type!r} is expected"
             )
-        return Principal.model_validate(claims)
+        principal = Principal.model_validate(claims)
+        if self.revocations.revoked(principal):
+            raise ValueError("token issued before its user's sessions were revoked")
+        return principal
 
     async def _key(self, kid: str) -> Ed25519PublicKey | None:
         if self._jwks_url is None:
@@ -362,7 +496,7 @@ class ServiceTokenProvider:
         self._client_id = client_id
         self._client_secret = client_secret
         self._owns_http = http is None
-        self._http = http or httpx.AsyncClient()
+        self._http = http or httpx.AsyncClient(trust_env=False, verify=internal_tls())
         self._refresh_margin = refresh_margin
         self._timeout = timeout
         self._token: str | None = None
@@ -509,6 +643,42 @@ def require_permission(permission: str) -> Callable[[Principal], Coroutine[Any, 
         )
 
     dependency.__name__ = f"require_permission_{permission.lower()}"
+    return dependency
+
+
+def require_scope(*scopes: str) -> Callable[[Principal], Coroutine[Any, Any, Principal]]:
+    """A dependency admitting service tokens that hold one of ``scopes``; 403 ``scope_required``."""
+
+    async def dependency(principal: CurrentPrincipal) -> Principal:
+        if principal.is_service and any(principal.has_scope(s) for s in scopes):
+            return principal
+        raise ApiError(
+            403,
+            "scope_required",
+            "this internal endpoint needs another service scope",
+            {"scopes": list(scopes)},
+        )
+
+    dependency.__name__ = "require_scope_" + "_".join(s.replace(".", "_").replace(":", "_") for s in scopes)
+    return dependency
+
+
+def require_caller(
+    *clients: str, scope: str | None = None
+) -> Callable[[Principal], Coroutine[Any, Any, Principal]]:
+    """A dependency admitting the service tokens of ``clients`` only (and, when the token carries
+    scopes, only with ``scope``); 403 ``caller_not_allowed`` for any other caller."""
+
+    async def dependency(principal: CurrentPrincipal) -> Principal:
+        if (
+            principal.is_service
+            and principal.sub in clients
+            and not (scope and principal.scope and not principal.has_scope(scope))
+        ):
+            return principal
+        raise ApiError(403, "caller_not_allowed", "this internal endpoint is not for this caller")
+
+    dependency.__name__ = "require_caller_" + "_".join(c.replace("-", "_") for c in clients)
     return dependency
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import ssl
 import sys
 from typing import Any, ClassVar, Literal, TypeVar
 from urllib.parse import urlsplit
@@ -83,6 +84,12 @@ class ServiceSettings(BaseSettings):
     db_user: str = ""
     db_password: SecretStr = SecretStr("")
     db_schema: str = ""
+    # TLS to PostgreSQL: libpq's sslmode (disable, require, verify-ca, verify-full) and CA file.
+    db_sslmode: str = Field(default_factory=suite_default("DB_SSLMODE", ""))
+    db_sslrootcert: str = Field(default_factory=suite_default("DB_SSLROOTCERT", ""))
+    # TLS of this service's own listener (inter-service HTTPS): certificate and key files.
+    tls_certfile: str = Field(default_factory=suite_default("TLS_CERTFILE", ""))
+    tls_keyfile: str = Field(default_factory=suite_default("TLS_KEYFILE", ""))
     db_pool_size: int = 10
     db_max_overflow: int = 10
     # Upgrade this service's schema before serving. Off where migrations run as their own step
@@ -202,6 +209,10 @@ class ServiceSettings(BaseSettings):
         return f"{self.auth_url.rstrip('/')}/.well-known/jwks.json"
 
     @property
+    def revocations_url(self) -> str:
+        return f"{self.auth_url.rstrip('/')}/auth/internal/revocations"
+
+    @property
     def service_token_url(self) -> str:
         return f"{self.auth_url.rstrip('/')}/auth/internal/token"
 
@@ -212,7 +223,23 @@ class ServiceSettings(BaseSettings):
     def database_url(self, *, user: str | None = None, password: str | None = None) -> str:
         user = user or self.db_user
         password = password if password is not None else self.db_password.get_secret_value()
-        return f"postgresql+psycopg://{user}:{password}@{self.db_host}:{self.db_port}/{self.db_name}"
+        url = f"postgresql+psycopg://{user}:{password}@{self.db_host}:{self.db_port}/{self.db_name}"
+        params = [f"sslmode={self.db_sslmode}"] if self.db_sslmode else []
+        if self.db_sslrootcert:
+            params.append(f"sslrootcert={self.db_sslrootcert}")
+        return url + ("?" + "&".join(params) if params else "")
+
+
+def internal_tls() -> ssl.SSLContext | bool:
+    """What internal HTTPS clients trust: ``SOC_TLS_CA_FILE`` (the suite's own CA) on top of the
+    system store, or the system store alone. Internal clients ignore proxy variables, and with them
+    SSL_CERT_FILE: this is their one setting."""
+    ca_file = os.environ.get("SOC_TLS_CA_FILE")
+    if not ca_file:
+        return True
+    context = ssl.create_default_context()
+    context.load_verify_locations(cafile=ca_file)
+    return context
 
 
 def load_settings(cls: type[S], **overrides: Any) -> S:

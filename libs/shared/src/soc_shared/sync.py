@@ -30,6 +30,7 @@ from sqlalchemy.dialects.postgresql import JSONB, insert
 from soc_shared.bus import BatchConsumer, Bus, Delivery, PublishError
 from soc_shared.db import Database
 from soc_shared.events import CloudEvent, IntegrationChanged, SyncReported, make_event
+from soc_shared.settings import internal_tls
 
 SYNC_RUNS = Counter("soc_sync_runs_total", "Sync runs", ["ingestor", "resource", "outcome"])
 SYNC_SECONDS = Histogram(
@@ -577,7 +578,7 @@ class TenantCredentials:
     async def __call__(self, integration_id: str) -> dict[str, Any]:
         import httpx
 
-        client = self.http or httpx.AsyncClient(timeout=10)
+        client = self.http or httpx.AsyncClient(timeout=10, trust_env=False, verify=internal_tls())
         try:
             response = await client.get(
                 f"{self.tenant_url.rstrip('/')}/internal/integrations/{integration_id}/credentials",
@@ -588,7 +589,32 @@ class TenantCredentials:
                 await client.aclose()
         if response.status_code != 200:
             raise RuntimeError(f"credentials for {integration_id} unavailable (HTTP {response.status_code})")
-        return dict(response.json())
+        answer = dict(response.json())
+        if not answer.get("origin"):
+            raise CredentialsOriginError(
+                f"credentials for {integration_id} came without the origin they belong to"
+            )
+        return answer
+
+
+class CredentialsOriginError(RuntimeError):
+    """Credentials were about to be sent to another origin than the one they were entered for."""
+
+    category = "credentials_origin"
+
+
+def bind_credentials(integration: dict[str, Any], credentials: dict[str, Any]) -> dict[str, Any]:
+    """Refuse credentials bound to another origin than the integration's current base URL (the URL
+    changed after they were fetched, or the tenant service and this ingestor disagree)."""
+    from soc_shared.egress import origin_of
+
+    bound = credentials.get("origin") if isinstance(credentials, dict) else None
+    if bound is not None and bound != origin_of(str(integration.get("base_url") or "")):
+        raise CredentialsOriginError(
+            f"the credentials of integration {integration.get('id')} belong to {bound}, "
+            f"not to {origin_of(str(integration.get('base_url') or ''))}: not sent"
+        )
+    return credentials
 
 
 # --------------------------------------------------------------------------------- ingestor app
@@ -620,7 +646,7 @@ def create_ingestor_app(
     from contextlib import AsyncExitStack, asynccontextmanager
 
     from soc_shared.app import create_service_app, instrument_httpx
-    from soc_shared.security import ServiceTokenProvider, TokenVerifier, require_service
+    from soc_shared.security import RevocationFeed, ServiceTokenProvider, TokenVerifier, require_caller
 
     @asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
@@ -635,6 +661,12 @@ def create_ingestor_app(
             settings.service_client_secret.get_secret_value(),
         )
         app.state.service_tokens = tokens
+        feed = None
+        if verifier is None:
+            feed = RevocationFeed(
+                app.state.token_verifier.revocations, settings.revocations_url, tokens.token
+            )
+            feed.start()
         app.state.ingestor = Ingestor(
             name=settings.service_name,
             vendor=vendor,
@@ -642,7 +674,10 @@ def create_ingestor_app(
             db=app.state.db,
             bus=app.state.bus,
             resources=resources,
-            client_factory=lambda integration, creds: client_factory(app, integration, creds),
+            # Every vendor client is built here: credentials go to the origin they were entered for only.
+            client_factory=lambda integration, creds: client_factory(
+                app, integration, bind_credentials(integration, creds)
+            ),
             credentials=credentials or TenantCredentials(settings.tenant_url, tokens.token),
             concurrency=settings.concurrency,
             lease_seconds=getattr(settings, "lease_seconds", 120),
@@ -655,12 +690,17 @@ def create_ingestor_app(
                     await stack.enter_async_context(extension(app, tokens))
                 yield
         finally:
+            if feed is not None:
+                await feed.stop()
             await app.state.ingestor.stop()
             await app.state.bus.close()
             await app.state.db.dispose()
 
     app: Any = None
-    routers: list[APIRouter] = [internal_router(lambda: app.state.ingestor, tester, require_service)]
+    # Test-connection and sync-now are the tenant service's to ask (with the ingest.control scope).
+    routers: list[APIRouter] = [
+        internal_router(lambda: app.state.ingestor, tester, require_caller("tenant", scope="ingest.control"))
+    ]
     app = create_service_app(
         settings,
         title=title,

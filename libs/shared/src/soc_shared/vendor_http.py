@@ -31,6 +31,7 @@ import httpx
 from loguru import logger
 from prometheus_client import Counter, Histogram
 
+from soc_shared.egress import EgressDenied, EgressPolicy
 from soc_shared.http_transport import Http1Transport
 
 __all__ = [
@@ -83,6 +84,8 @@ class VendorErrorCategory(StrEnum):
     BAD_RESPONSE = "bad_response"
     CLOCK = "clock"
     """Signature, token expiry or time skew between us and the vendor."""
+    EGRESS_DENIED = "egress_denied"
+    """The URL resolves to an address the egress policy refuses (soc_shared.egress)."""
 
 
 _RETRYABLE_CATEGORIES = frozenset(
@@ -264,6 +267,7 @@ class VendorHttp:
         transport: httpx.AsyncBaseTransport | None = None,
         error_mapper: Callable[[httpx.Response], VendorError | None] | None = None,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        egress: EgressPolicy | None = None,
     ) -> None:
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1")
@@ -281,12 +285,20 @@ class VendorHttp:
         if not verify_tls:
             self._log.warning("TLS certificate verification is disabled for this integration")
         verify = build_ssl_context(verify_tls, ca_pem)
-        if transport is None and not _proxied(base_url):
+        # Egress policy (SOC_EGRESS_ALLOW): checked by the transport on the address it connects to.
+        # An injected transport (tests, in-process apps) opens no socket of ours and has none.
+        self._egress = (egress or EgressPolicy.from_env()) if transport is None else egress
+        self._egress_checked = False
+        self._proxied = transport is None and _proxied(base_url)
+        if transport is None and not self._proxied:
             # The lean transport: httpx's default one costs ~0.65 ms more CPU per request, which
             # is most of an ingestor's CPU when every record needs a detail call (Cyware alerts).
             # It speaks no proxy protocol: behind an HTTP(S)_PROXY httpx's own transport is kept.
             transport = Http1Transport(
-                max_connections=max_concurrency, max_keepalive=max_concurrency, verify=verify
+                max_connections=max_concurrency,
+                max_keepalive=max_concurrency,
+                verify=verify,
+                egress=self._egress,
             )
         self._client = httpx.AsyncClient(
             base_url=base_url,
@@ -439,6 +451,18 @@ class VendorHttp:
                 connect=base.connect, read=read_timeout, write=base.write, pool=base.pool
             )
         policy = self.retry
+        if self._proxied and self._egress is not None and not self._egress_checked:
+            # Through a proxy the proxy connects: the destination name is checked here instead.
+            url = self._client.base_url
+            try:
+                await self._egress.admitted_addresses(
+                    url.host, url.port or (443 if url.scheme == "https" else 80)
+                )
+            except EgressDenied as exc:
+                raise self._transport_error(exc) from None
+            except OSError:
+                pass  # unresolvable here: the proxy may still resolve it
+            self._egress_checked = True
 
         for attempt in range(1, policy.attempts + 1):
             started = time.perf_counter()
@@ -518,6 +542,15 @@ class VendorHttp:
         # (an API key) and a URL may carry a signed query string. Its type name is enough to debug.
         cause = {"cause": type(exc).__name__}
         C = VendorErrorCategory
+        if isinstance(exc, EgressDenied):
+            return VendorError(
+                C.EGRESS_DENIED,
+                f"{self.vendor} at {self._host} resolves to {', '.join(exc.addresses[:4]) or 'no address'}: "
+                "internal addresses (loopback, link-local, private) are not allowed for vendor "
+                "connections; an operator may admit them with SOC_EGRESS_ALLOW",
+                retryable=False,
+                details={**cause, "addresses": exc.addresses[:8]},
+            )
         if isinstance(exc, httpx.TimeoutException):
             phase = {
                 httpx.ConnectTimeout: "connecting",

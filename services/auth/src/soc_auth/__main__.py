@@ -12,7 +12,7 @@ from pathlib import Path
 
 import uvicorn
 from soc_shared.db import migrate
-from soc_shared.runtime import tune_gc
+from soc_shared.runtime import tls_options, tune_gc
 from soc_shared.settings import load_settings
 
 from soc_auth.config import Settings
@@ -58,19 +58,23 @@ def main() -> None:
 
         migrate(settings, MIGRATIONS)
         sealer = Sealer.from_env_value(settings.sealing_keys.get_secret_value())
-        done, total = reseal_column(
+        done, total, unreadable = reseal_column(
             settings.database_url(), signing_key, "kid", "private_key_sealed", _aad, sealer
         )
-        print(f"re-sealed {done} of {total} signing keys with key {sealer.active_kid!r}")  # noqa: T201
+        print(
+            f"re-sealed {done} of {total} signing keys with key {sealer.active_kid!r}; {len(unreadable)} do not open"
+        )  # noqa: T201
         from soc_auth.mfa.models import mfa_factor
 
-        done, total = reseal_column(
+        done, total, unreadable = reseal_column(
             settings.database_url(), mfa_factor, "user_id", "secret_sealed", lambda uid: f"mfa:{uid}", sealer
         )
-        print(f"re-sealed {done} of {total} MFA secrets with key {sealer.active_kid!r}")  # noqa: T201
+        print(
+            f"re-sealed {done} of {total} MFA secrets with key {sealer.active_kid!r}; {len(unreadable)} do not open"
+        )  # noqa: T201
         from soc_auth.oidc.models import oidc_session
 
-        done, total = reseal_column(
+        done, total, unreadable = reseal_column(
             settings.database_url(),
             oidc_session,
             "user_id",
@@ -78,7 +82,7 @@ def main() -> None:
             lambda uid: f"oidc:{uid}",
             sealer,
         )
-        print(f"re-sealed {done} of {total} identity-provider refresh tokens")  # noqa: T201
+        print(f"re-sealed {done} of {total} identity-provider refresh tokens; {len(unreadable)} do not open")  # noqa: T201
         return
     if args.command == "set-password":
         password = os.environ.get("SOC_NEW_PASSWORD") or getpass.getpass(
@@ -93,7 +97,14 @@ def main() -> None:
 
     app = create_app(settings)
     tune_gc()
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        **tls_options(settings),
+    )
 
 
 if __name__ == "__main__":

@@ -17,6 +17,21 @@ from pydantic_settings import NoDecode, SettingsConfigDict
 from soc_shared.settings import ServiceSettings
 
 SERVICE_CLIENTS = ["tenant", "siem-ingest", "soar-ingest", "itsm-ingest", "threatintel", "gateway"]
+# What each service client may do on the others' internal APIs (the `scope` claim of its tokens).
+# The callee checks it; a stolen ingestor credential reads its own vendor's credentials, no more.
+SERVICE_SCOPES: dict[str, list[str]] = {
+    "tenant": ["auth.users:write", "auth.revocations:read", "ingest.control"],
+    "siem-ingest": ["tenant.credentials:IBM_QRADAR", "tenant.integrations:read", "auth.revocations:read"],
+    "soar-ingest": ["tenant.credentials:CORTEX_XSOAR", "tenant.integrations:read", "auth.revocations:read"],
+    "itsm-ingest": [
+        "tenant.credentials:MANAGEENGINE_SDP",
+        "tenant.integrations:read",
+        "tenant.tickets",
+        "auth.revocations:read",
+    ],
+    "threatintel": ["tenant.credentials:CYWARE", "tenant.integrations:read", "auth.revocations:read"],
+    "gateway": ["auth.revocations:read"],
+}
 
 CommaList = Annotated[list[str], NoDecode]
 
@@ -74,6 +89,8 @@ class Settings(ServiceSettings):
     secrets_used: ClassVar[tuple[str, ...]] = ServiceSettings.secrets_used + ("sealing_keys",)
     # How often each replica reloads the signing keys (a rotation made by another replica).
     signing_key_reload_seconds: float = 15.0
+    # How often each replica reads the per-user revocation times set by the others.
+    revocation_poll_seconds: float = Field(default=1.0, gt=0, le=5)
 
     # --- service clients (client-credentials for service tokens) ---------------------------------------
     service_clients: CommaList = Field(default_factory=lambda: list(SERVICE_CLIENTS))

@@ -64,6 +64,16 @@ async def service_principal(principal: AuthPrincipal) -> Principal:
 ServiceCaller = Annotated[Principal, Depends(service_principal)]
 
 
+async def tenant_service(principal: Annotated[Principal, Depends(service_principal)]) -> Principal:
+    """The tenant service alone manages tenant users (a stolen ingestor credential cannot)."""
+    if principal.sub != "tenant" or (principal.scope and not principal.has_scope("auth.users:write")):
+        raise ApiError(403, "tenant_service_required", "only the tenant service manages tenant users")
+    return principal
+
+
+TenantServiceCaller = Annotated[Principal, Depends(tenant_service)]
+
+
 @dataclass(frozen=True)
 class Actor:
     """A signed-in person, with their account as it is now."""

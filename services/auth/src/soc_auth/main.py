@@ -7,7 +7,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
@@ -19,6 +19,7 @@ from soc_shared.bus import Bus
 from soc_shared.crypto import Sealer
 from soc_shared.db import Database
 from soc_shared.errors import error_response
+from soc_shared.security import RevocationList
 from sqlalchemy import delete
 from sqlalchemy.exc import DataError
 
@@ -83,6 +84,28 @@ def init_state(state: Any, settings: Settings) -> None:
     state.trusted_proxies = trusted_networks(settings.trusted_proxies)
     state.keys = KeyRing(settings, Sealer.from_env_value(settings.sealing_keys.get_secret_value()))
     state.outbox = None
+    state.revocations = RevocationList()
+    state.revocations_cursor = datetime.fromtimestamp(0, UTC)
+
+
+async def sync_revocations(state: Any) -> int:
+    """Read the per-user revocation times set since the last round (by any replica) into
+    ``state.revocations``; a few seconds of overlap catch transactions that committed late."""
+    async with state.db.session() as session:
+        rows = await tokens.revocations_since(session, state.revocations_cursor - timedelta(seconds=10))
+    for user_id, not_before in rows:
+        state.revocations.apply(str(user_id), tokens.to_ms(not_before))
+        state.revocations_cursor = max(state.revocations_cursor, not_before)
+    return len(rows)
+
+
+async def _revocation_loop(state: Any) -> None:
+    while True:
+        await asyncio.sleep(state.settings.revocation_poll_seconds)
+        try:
+            await sync_revocations(state)
+        except Exception as exc:  # keep polling
+            logger.warning("revocation sync failed: {}", type(exc).__name__)
 
 
 async def load_keys(state: Any) -> None:
@@ -150,6 +173,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         consumer = None
         try:
             await load_keys(state)
+            await sync_revocations(state)
             await ensure_super_admin(state)
             await state.bus.connect()
             state.outbox = OutboxRelay(state.db, state.bus)
@@ -159,6 +183,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 consumer = company_consumer(state)
                 await consumer.start()
             background.append(asyncio.create_task(_maintenance(state), name="auth-maintenance"))
+            background.append(asyncio.create_task(_revocation_loop(state), name="auth-revocations"))
             yield
         finally:
             for task in background:

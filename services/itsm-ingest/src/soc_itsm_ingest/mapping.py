@@ -31,6 +31,7 @@ import httpx
 from loguru import logger
 from pydantic import BaseModel, Field, ValidationError
 from soc_shared.events import SoarIncident
+from soc_shared.settings import internal_tls
 
 DEFAULT_PRIORITIES = frozenset({"P1", "P2"})
 # A closed or archived incident gets no new ticket: the first sync of an XSOAR integration
@@ -173,7 +174,7 @@ class TenantTicketRouting:
         self.token = token
         self.ttl = ttl
         self.invalidate_token = invalidate_token
-        self._http = http or httpx.AsyncClient(timeout=timeout)
+        self._http = http or httpx.AsyncClient(timeout=timeout, trust_env=False, verify=internal_tls())
         self._owns_http = http is None
         self._cache: dict[tuple[str, str], tuple[float, TicketRoute | None]] = {}
         self._inflight: dict[tuple[str, str], asyncio.Future[TicketRoute | None]] = {}

@@ -18,8 +18,12 @@ def reseal(settings: Settings) -> None:
     from soc_tenant.control.tables import integration
 
     sealer = Sealer.from_env_value(settings.sealing_keys.get_secret_value())
-    done, total = reseal_column(settings.database_url(), integration, "id", "credentials_sealed", aad, sealer)
+    done, total, unreadable = reseal_column(
+        settings.database_url(), integration, "id", "credentials_sealed", aad, sealer
+    )
     print(f"re-sealed {done} of {total} integration credentials with key {sealer.active_kid!r}")  # noqa: T201
+    for row_id in unreadable:
+        print(f"integration {row_id}: sealed credentials do not open with the configured keys")  # noqa: T201
 
 
 def main() -> None:

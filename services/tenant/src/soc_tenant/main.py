@@ -11,7 +11,7 @@ from soc_shared.app import create_service_app, instrument_httpx
 from soc_shared.bus import Bus
 from soc_shared.crypto import Sealer
 from soc_shared.db import Database
-from soc_shared.security import ServiceTokenProvider, TokenVerifier
+from soc_shared.security import RevocationFeed, ServiceTokenProvider, TokenVerifier
 
 from soc_tenant import control, readmodel
 from soc_tenant.config import Settings
@@ -39,6 +39,14 @@ def create_app(settings: Settings | None = None, *, verifier: TokenVerifier | No
         app.state.service_tokens = ServiceTokenProvider(
             settings.service_token_url, "tenant", settings.service_client_secret.get_secret_value()
         )
+        feed = None
+        if verifier is None:
+            feed = RevocationFeed(
+                app.state.token_verifier.revocations,
+                settings.revocations_url,
+                lambda: app.state.service_tokens.token(),
+            )
+            feed.start()
         await app.state.bus.connect()
         started = []
         try:
@@ -49,6 +57,8 @@ def create_app(settings: Settings | None = None, *, verifier: TokenVerifier | No
         finally:
             for part in reversed(started):
                 await part.stop(app)
+            if feed is not None:
+                await feed.stop()
             await app.state.bus.close()
             await app.state.db.dispose()
             await app.state.app_db.dispose()

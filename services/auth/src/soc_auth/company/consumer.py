@@ -35,6 +35,13 @@ def company_consumer(state: Any) -> BatchConsumer:
     async def handler(batch: list[Delivery]) -> None:
         # Oldest first: the stored version check then keeps only the newest.
         for delivery in sorted(batch, key=lambda d: d.envelope.time):
+            # Group mappings decide who becomes tenant admin where: only the tenant service says so.
+            if delivery.envelope.source != "/tenant":
+                logger.warning(
+                    "tenant.company.changed from {!r} ignored: only /tenant publishes it",
+                    delivery.envelope.source[:64],
+                )
+                continue
             if isinstance(delivery.payload, CompanyChanged):
                 await handle_company_changed(state, delivery.payload)
 

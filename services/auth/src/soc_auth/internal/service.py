@@ -110,6 +110,7 @@ async def patch(session: AsyncSession, state: Any, user_id: uuid.UUID, body: Int
         revoke = True
     if changes.get("permissions") is not None:
         values["permissions"] = users.valid_permissions([str(p) for p in changes["permissions"]])
+        revoke = revoke or values["permissions"] != sorted(target.row.permissions or [])
     if changes.get("is_active") is not None and changes["is_active"] != target.is_active:
         values["is_active"] = changes["is_active"]
         values["disabled_by_company"] = False
@@ -128,6 +129,7 @@ async def patch(session: AsyncSession, state: Any, user_id: uuid.UUID, body: Int
     if changes.get("password"):
         new_hash = await _password_hash(state, target.username, changes["password"], target.auth_source)
         await set_password_hash(session, target.id, new_hash or "")
+    revoke = revoke or role_name is not None  # tokens and refresh families state the old role
     record = await users.update_user(session, target.id, values, role_name=role_name)
     if revoke:
         await tokens.revoke_user(session, target.id, "account_changed")

@@ -42,6 +42,17 @@ Index("ix_refresh_token_family_id", refresh_token.c.family_id)
 Index("ix_refresh_token_user_id", refresh_token.c.user_id)
 Index("ix_refresh_token_expires_at", refresh_token.c.expires_at)
 
+# A user's access tokens issued before `not_before` are refused by every verifier (the list is
+# served on /auth/internal/revocations and carried on auth.user.changed).
+token_revocation = Table(
+    "token_revocation",
+    metadata,
+    Column("user_id", Uuid, primary_key=True),
+    Column("not_before", DateTime(timezone=True), nullable=False),
+    Column("reason", String(32), nullable=False),
+)
+Index("ix_token_revocation_not_before", token_revocation.c.not_before)
+
 
 class TokenPair(BaseModel):
     access_token: str

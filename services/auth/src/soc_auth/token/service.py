@@ -12,12 +12,13 @@ from typing import Any
 import jwt
 from soc_shared.security import InvalidToken, Principal
 from sqlalchemy import insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from soc_auth.config import Settings
 from soc_auth.database import utcnow
 from soc_auth.token.keys import KeyRing
-from soc_auth.token.models import TokenPair, refresh_token
+from soc_auth.token.models import TokenPair, refresh_token, token_revocation
 
 # An unknown kid makes a replica re-read the keys (another replica rotated), at most this often.
 _RELOAD_INTERVAL = 5.0
@@ -28,10 +29,12 @@ def token_hash(token: str) -> bytes:
 
 
 def _standard(settings: Settings, ttl: int, typ: str) -> dict[str, Any]:
-    now = int(time.time())
+    now_ms = int(time.time() * 1000)
+    now = now_ms // 1000
     return {
         "jti": uuid.uuid4().hex,
         "iat": now,
+        "iat_ms": now_ms,
         "nbf": now,
         "exp": now + ttl,
         "iss": settings.jwt_issuer,
@@ -47,6 +50,8 @@ def access_token(
 
 
 def service_token(ring: KeyRing, settings: Settings, client_id: str) -> str:
+    from soc_auth.config import SERVICE_SCOPES
+
     identity = {
         "sub": client_id,
         "username": client_id,
@@ -55,6 +60,7 @@ def service_token(ring: KeyRing, settings: Settings, client_id: str) -> str:
         "permissions": [],
         "company_id": None,
         "read_only": False,
+        "scope": " ".join(SERVICE_SCOPES.get(client_id, [])),
     }
     return access_token(ring, settings, identity, ttl=settings.service_token_ttl_seconds)
 
@@ -104,11 +110,15 @@ async def verify(state: Any, token: str, *, expected_type: str = "access") -> Pr
     by another replica) makes it re-read the keys once."""
     ring: KeyRing = state.keys
     try:
-        return await ring.verifier.verify(token, expected_type=expected_type)
+        principal = await ring.verifier.verify(token, expected_type=expected_type)
     except InvalidToken:
         if not await reload_for_unknown_kid(state, token):
             raise
-    return await ring.verifier.verify(token, expected_type=expected_type)
+        principal = await ring.verifier.verify(token, expected_type=expected_type)
+    revocations = getattr(state, "revocations", None)
+    if expected_type == "access" and revocations is not None and revocations.revoked(principal):
+        raise InvalidToken()
+    return principal
 
 
 async def reload_for_unknown_kid(state: Any, token: str) -> bool:
@@ -159,16 +169,47 @@ async def revoke_family(session: AsyncSession, family_id: uuid.UUID, reason: str
 
 
 async def revoke_user(session: AsyncSession, user_id: uuid.UUID, reason: str) -> int:
+    """End every session of the user: refresh tokens revoked, and access tokens issued until now
+    refused everywhere within seconds (the per-user not-before, on the bus and on
+    /auth/internal/revocations)."""
+    now = utcnow()
     result = await session.execute(
         update(refresh_token)
         .where(
             refresh_token.c.user_id == user_id,
             refresh_token.c.revoked_at.is_(None),
-            refresh_token.c.expires_at > utcnow(),
+            refresh_token.c.expires_at > now,
         )
-        .values(revoked_at=utcnow(), revoked_reason=reason)
+        .values(revoked_at=now, revoked_reason=reason)
     )
+    await session.execute(
+        pg_insert(token_revocation)
+        .values(user_id=user_id, not_before=now, reason=reason[:32])
+        .on_conflict_do_update(
+            index_elements=[token_revocation.c.user_id],
+            set_={"not_before": now, "reason": reason[:32]},
+            where=token_revocation.c.not_before < now,
+        )
+    )
+    from soc_auth.user import service as users
+
+    record = await users.get(session, user_id)
+    if record is not None:
+        await users.publish_changed(session, record, tokens_not_before=now)
     return getattr(result, "rowcount", 0) or 0
+
+
+async def revocations_since(session: AsyncSession, since: datetime) -> list[tuple[uuid.UUID, datetime]]:
+    rows = await session.execute(
+        select(token_revocation.c.user_id, token_revocation.c.not_before)
+        .where(token_revocation.c.not_before > since)
+        .order_by(token_revocation.c.not_before)
+    )
+    return [(r.user_id, r.not_before) for r in rows]
+
+
+def to_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
 
 
 async def prune(session: AsyncSession) -> None:
@@ -176,4 +217,8 @@ async def prune(session: AsyncSession) -> None:
 
     await session.execute(
         delete(refresh_token).where(refresh_token.c.expires_at < utcnow() - timedelta(days=1))
+    )
+    # Older than any access token could live: nothing left to refuse.
+    await session.execute(
+        delete(token_revocation).where(token_revocation.c.not_before < utcnow() - timedelta(days=2))
     )

@@ -133,6 +133,7 @@ async def change(
             values["is_read_only"] = role_name == AdminRole.READ_ONLY_ADMIN
         if target.is_super_admin and role_name != RoleName.SUPER_ADMIN:
             await _keep_a_super_admin(session, actor, target, "demote")
+        revoke = True  # tokens and refresh families state the old role
     if "company_id" in changes and changes["company_id"] != target.company_id:
         company_id = changes["company_id"]
         if target.is_admin:
@@ -149,6 +150,7 @@ async def change(
             revoke = True
     if target.is_tenant and changes.get("permissions") is not None:
         values["permissions"] = users.valid_permissions([str(p) for p in changes["permissions"]])
+        revoke = revoke or values["permissions"] != sorted(target.row.permissions or [])
     if changes.get("is_active") is not None and changes["is_active"] != target.is_active:
         if not changes["is_active"]:
             await _keep_a_super_admin(session, actor, target, "disable")

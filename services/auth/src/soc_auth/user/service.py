@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from soc_shared.errors import ApiError
@@ -292,7 +293,9 @@ def _conflict(exc: IntegrityError) -> ApiError:
     return ApiError(409, "conflict", "the change conflicts with another user")
 
 
-async def publish_changed(session: AsyncSession, record: UserRecord) -> None:
+async def publish_changed(
+    session: AsyncSession, record: UserRecord, *, tokens_not_before: datetime | None = None
+) -> None:
     r = record.row
     await enqueue(
         session,
@@ -308,6 +311,7 @@ async def publish_changed(session: AsyncSession, record: UserRecord) -> None:
             read_only=r.is_read_only,
             roles=sorted(record.roles),
             changed_at=r.updated_at,
+            tokens_not_before=tokens_not_before,
         ),
         subject=str(r.id),
     )

@@ -232,16 +232,32 @@ async def unread(tx: ControlTx, principal: Person, company_id: uuid.UUID | None 
 
 
 # --- WebSocket ---------------------------------------------------------------------------------------
+# Browsers put the token in a subprotocol: the client offers ["soc.v1", "access_token.<jwt>"] and the
+# handshake answers "soc.v1" (a URL with a token ends up in proxy and access logs).
+SOC_PROTOCOL = "soc.v1"
+TOKEN_PROTOCOL_PREFIX = "access_token."
+
+
 def _token_of(websocket: WebSocket, token: str | None) -> str | None:
-    if token:
-        return token
+    for protocol in websocket.scope.get("subprotocols") or []:
+        if protocol.startswith(TOKEN_PROTOCOL_PREFIX) and len(protocol) > len(TOKEN_PROTOCOL_PREFIX):
+            return protocol[len(TOKEN_PROTOCOL_PREFIX) :]
     header = websocket.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
-    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    settings = getattr(websocket.app.state, "settings", None)
+    if token and getattr(settings, "environment", "prod") == "dev":
+        return token  # deprecated: ?token= in development only
+    return None
+
+
+def _protocol_of(websocket: WebSocket) -> str | None:
+    return SOC_PROTOCOL if SOC_PROTOCOL in (websocket.scope.get("subprotocols") or []) else None
 
 
 async def _refuse(websocket: WebSocket, code: int, error: str, message: str) -> None:
-    await websocket.accept()
+    await websocket.accept(subprotocol=_protocol_of(websocket))
     await websocket.send_text(dumps({"type": "error", "error": {"code": error, "message": message}}))
     await websocket.close(code=code, reason=error)
 
@@ -268,7 +284,9 @@ async def _room(app: FastAPI, principal: Principal, company_id: str | None) -> s
 async def chat_socket(
     websocket: WebSocket, token: str | None = None, company_id: str | None = None, metrics: bool = False
 ) -> None:
-    """Live chat and admin notifications. Authenticate with ``?token=`` or ``Authorization: Bearer``.
+    """Live chat and admin notifications. Authenticate with the subprotocols
+    ``["soc.v1", "access_token.<jwt>"]`` (answered ``soc.v1``) or ``Authorization: Bearer``
+    (``?token=`` is deprecated and read with ``SOC_ENV=dev`` only).
     Tenant users join their company's room; admins every room, or one with ``?company_id=``.
 
     Server frames: ``hello``, ``chat.message``, ``notification`` (admins), ``metrics`` (admins with
@@ -296,7 +314,7 @@ async def chat_socket(
         await _refuse(websocket, 4404 if exc.status_code == 404 else 4403, exc.code, exc.message)
         return
     hub = app.state.live_hub
-    await websocket.accept()
+    await websocket.accept(subprotocol=_protocol_of(websocket))
     subscriber = Subscriber(websocket, principal, room, metrics=metrics and principal.is_admin)
     hub.add(subscriber)
     await websocket.send_text(

@@ -17,6 +17,7 @@ import httpx
 from fastapi import FastAPI
 from soc_shared.errors import ApiError
 from soc_shared.security import ServiceTokenError
+from soc_shared.settings import internal_tls
 
 from soc_tenant.control.options import options
 
@@ -71,7 +72,12 @@ async def call_service(
     token = await _service_token(app, service)
     try:
         async with httpx.AsyncClient(
-            base_url=base_url.rstrip("/"), transport=transport, timeout=timeout_seconds
+            # Internal hosts: never through HTTP(S)_PROXY (which would see the service token).
+            base_url=base_url.rstrip("/"),
+            transport=transport,
+            timeout=timeout_seconds,
+            trust_env=False,
+            verify=internal_tls(),
         ) as http:
             response = await http.request(
                 method, path, json=json, headers={"Authorization": f"Bearer {token}"}

@@ -18,6 +18,7 @@ from loguru import logger
 from pydantic import Field
 from soc_shared.bus import BatchConsumer, Delivery
 from soc_shared.crypto import SealError, mask
+from soc_shared.egress import origin_of
 from soc_shared.errors import ApiError
 from soc_shared.events import IntegrationChanged, SyncReported
 from soc_shared.security import ServicePrincipal
@@ -94,7 +95,31 @@ HINTS = {
     "bad_response": "The vendor's answer was not what its API should return: is this the right product and URL?",
     "clock": "A signature or token was refused for its time: check the clocks.",
     "invalid_request_settings": "The ingestor could not build a client from these settings.",
+    "egress_denied": "The URL resolves to an internal address (loopback, link-local, private): an operator "
+    "must admit it with SOC_EGRESS_ALLOW.",
 }
+
+# A saved integration's credentials were entered for one origin (scheme, host, port): sending them
+# anywhere else needs them typed again, or whoever can edit an integration could aim the stored
+# secret at a host of their own.
+CREDENTIALS_REQUIRED = "credentials_required_for_new_origin"
+
+
+def require_credentials_for(old_url: str, new_url: str, has_credentials: bool) -> None:
+    if has_credentials or origin_of(old_url) == origin_of(new_url):
+        return
+    raise ApiError(
+        422,
+        CREDENTIALS_REQUIRED,
+        "the scheme, host or port changed: enter the credentials again for the new address",
+        {
+            "errors": [
+                {"loc": ["body", "credentials"], "msg": "required for a new origin", "type": "missing"}
+            ],
+            "saved_origin": origin_of(old_url),
+            "new_origin": origin_of(new_url),
+        },
+    )
 
 
 # --- bodies ----------------------------------------------------------------------------------------
@@ -425,6 +450,7 @@ async def update_integration(tx: Tx, integration_id: uuid.UUID, body: Integratio
         or conn.verify_tls != row["verify_tls"]
         or conn.ca_pem != row["ca_pem"]
     )
+    require_credentials_for(row["base_url"], conn.base_url, "credentials" in changes)
     if "credentials" in changes:
         values.update(_rotation_values(tx, row, conn))
         connection_changed = True
@@ -580,6 +606,7 @@ async def test_connection(tx: Tx, body: TestConnectionBody) -> dict[str, Any]:
         else open_credentials(tx.app, row),
         settings=overrides["settings"] if overrides.get("settings") is not None else row["settings"],
     )
+    require_credentials_for(row["base_url"], conn.base_url, overrides.get("credentials") is not None)
     result = await ask_ingestor_to_test(tx.app, conn)
     view = result_view(result)
     if overrides:
@@ -979,8 +1006,17 @@ for _path, _subtype in (
 async def internal_credentials(
     tx: ControlTx, principal: ServicePrincipal, integration_id: str
 ) -> dict[str, Any]:
-    """The one place credentials come out: to an ingestor, just in time, with a service token."""
+    """The one place credentials come out: to the ingestor of the integration's vendor only, just in
+    time, with its service token (and its ``tenant.credentials:<subtype>`` scope when it has scopes)."""
     row = await get_row(tx.session, as_uuid(integration_id, "integration"))
+    owner = INGESTOR_BY_SUBTYPE[row["subtype"]][0]
+    if principal.sub != owner or (
+        principal.scope and not principal.has_scope(f"tenant.credentials:{row['subtype']}")
+    ):
+        logger.warning("credentials of integration {} refused to {}", row["id"], principal.sub)
+        raise ApiError(
+            403, "not_credential_owner", f"only the {owner} service reads this integration's credentials"
+        )
     secrets = open_credentials(tx.app, row)
     logger.info(
         "credentials of integration {} (v{}) handed to {}",
@@ -990,6 +1026,9 @@ async def internal_credentials(
     )
     return {
         "integration_id": str(row["id"]),
+        # The only origin these secrets may be sent to: the ingestor refuses any other.
+        "origin": origin_of(row["base_url"]),
+        "base_url": row["base_url"],
         "credential_kind": row["credential_kind"],
         "secrets": secrets,
         "ca_pem": row["ca_pem"],

@@ -518,9 +518,21 @@ def _uuid_or_none(value: str | None) -> uuid.UUID | None:
 
 async def start_consumer(app: FastAPI) -> BatchConsumer:
     async def handle(deliveries: list[Delivery]) -> None:
-        await apply_user_changes(
-            app.state.db, [d.payload for d in deliveries if isinstance(d.payload, UserChanged)]
-        )
+        changes: list[UserChanged] = []
+        for d in deliveries:
+            if not isinstance(d.payload, UserChanged):
+                continue
+            if d.envelope.source != "/auth":  # accounts are the auth service's word alone
+                logger.warning("auth.user.changed from {!r} ignored", d.envelope.source[:64])
+                continue
+            changes.append(d.payload)
+            if d.payload.tokens_not_before is not None:
+                verifier = getattr(app.state, "token_verifier", None)
+                if verifier is not None:
+                    verifier.revocations.apply(
+                        d.payload.user_id, int(d.payload.tokens_not_before.timestamp() * 1000)
+                    )
+        await apply_user_changes(app.state.db, changes)
 
     consumer = BatchConsumer(
         app.state.bus, "tenant.control.users", ["auth.user.changed"], handle, batch_size=200

@@ -13,6 +13,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
+from soc_shared.egress import EgressPolicy
+from soc_shared.errors import ApiError
 
 from soc_tenant.control.catalog import SUBTYPES, Subtype
 from soc_tenant.control.deps import invalid
@@ -205,9 +207,21 @@ def check_connection(
     loc = loc or ["body"]
     spec = subtype_of(subtype, integration_type, loc)
     kind, secrets = check_credentials(spec, credential_kind, credentials, loc)
+    url = normalise_base_url(base_url, port, loc)
+    # Addresses written in the URL are refused at once; names are checked by the ingestor on the
+    # address it actually connects to (soc_shared.egress).
+    refused = EgressPolicy.from_env().check_literal(url)
+    if refused is not None:
+        raise ApiError(
+            422,
+            "egress_denied",
+            f"{refused}: vendor connections to internal addresses are not allowed "
+            "(an operator may admit them with SOC_EGRESS_ALLOW)",
+            {"errors": [{"loc": loc + ["base_url"], "msg": refused, "type": "egress_denied"}]},
+        )
     return Connection(
         subtype=spec.subtype,
-        base_url=normalise_base_url(base_url, port, loc),
+        base_url=url,
         verify_tls=verify_tls,
         ca_pem=check_ca_pem(ca_pem, loc),
         credential_kind=kind,

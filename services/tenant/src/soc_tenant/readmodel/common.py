@@ -515,7 +515,8 @@ def _is_number(text: str) -> bool:
 def csv_bytes(columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> bytes:
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(columns)
+    # Header cells too: a column may be named after vendor data (custom fields).
+    writer.writerow([_cell(c) for c in columns])
     for row in rows:
         writer.writerow([_cell(row.get(c)) for c in columns])
     return buf.getvalue().encode("utf-8-sig")
@@ -526,7 +527,7 @@ def xlsx_bytes(columns: Sequence[str], rows: Iterable[dict[str, Any]], title: st
 
     wb = Workbook(write_only=True)
     ws = wb.create_sheet(title[:31] or "export")
-    ws.append(list(columns))
+    ws.append([_cell(c) for c in columns])
     for row in rows:
         ws.append([_cell(row.get(c)) for c in columns])
     buf = io.BytesIO()
