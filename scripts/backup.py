@@ -55,19 +55,19 @@ def _mgmt() -> httpx.Client:
     )
 
 
-def row_counts(db: str) -> dict[str, int]:
+def row_counts(db: str, conn: psycopg.Connection | None = None) -> dict[str, int]:
     """Rows per table of every service schema: what a restore is checked against."""
+    if conn is None:
+        with psycopg.connect(admin_dsn(db), autocommit=True) as own:
+            return row_counts(db, own)
     counts: dict[str, int] = {}
-    with psycopg.connect(admin_dsn(db), autocommit=True) as conn:
-        tables = conn.execute(
-            "SELECT schemaname, tablename FROM pg_tables WHERE schemaname = ANY(%s) ORDER BY 1, 2",
-            (list(SERVICE_SCHEMAS),),
-        ).fetchall()
-        for schema, table in tables:
-            query = sql.SQL("SELECT count(*) FROM {}.{}").format(
-                sql.Identifier(schema), sql.Identifier(table)
-            )
-            counts[f"{schema}.{table}"] = conn.execute(query).fetchone()[0]
+    tables = conn.execute(
+        "SELECT schemaname, tablename FROM pg_tables WHERE schemaname = ANY(%s) ORDER BY 1, 2",
+        (list(SERVICE_SCHEMAS),),
+    ).fetchall()
+    for schema, table in tables:
+        query = sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(schema), sql.Identifier(table))
+        counts[f"{schema}.{table}"] = conn.execute(query).fetchone()[0]
     return counts
 
 
@@ -75,22 +75,31 @@ def backup(target: Path, db: str, vhost: str) -> Path:
     target.mkdir(parents=True, exist_ok=True)
     os.chmod(target, 0o700)  # the dump holds sealed credentials and password hashes
     dump = target / "database.dump"
-    subprocess.run(
-        [_pg_tool("pg_dump"), "--format=custom", "--no-password", f"--file={dump}", f"--dbname={db}"],
-        env=_pg_env(),
-        check=True,
-    )
+    # The suite keeps writing while it is backed up: the dump and the row counts of the manifest
+    # read one snapshot (exported by this transaction, which stays open until pg_dump is done).
+    with psycopg.connect(admin_dsn(db)) as conn:
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+        subprocess.run(
+            [
+                _pg_tool("pg_dump"),
+                "--format=custom",
+                "--no-password",
+                f"--snapshot={snapshot}",
+                f"--file={dump}",
+                f"--dbname={db}",
+            ],
+            env=_pg_env(),
+            check=True,
+        )
+        rows = row_counts(db, conn)
+        conn.rollback()
     os.chmod(dump, 0o600)
     with _mgmt() as client:
         r = client.get(f"/api/definitions/{vhost}")
         r.raise_for_status()
         (target / "broker-definitions.json").write_text(json.dumps(r.json(), indent=1, sort_keys=True))
-    manifest = {
-        "taken_at": dt.datetime.now(dt.UTC).isoformat(),
-        "database": db,
-        "vhost": vhost,
-        "rows": row_counts(db),
-    }
+    manifest = {"taken_at": dt.datetime.now(dt.UTC).isoformat(), "database": db, "vhost": vhost, "rows": rows}
     (target / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
     return target
 

@@ -73,16 +73,25 @@ def _script() -> Any:
 
 
 @pytest.fixture(scope="module")
-def migrated() -> None:
+def source_db() -> str:
+    """A database of this test alone, every service's schema migrated into it: the session's own
+    database keeps changing under the other tests' consumers."""
+    from soc_shared.provision import provision_database
+
+    db = f"soc_backup_src_{uuid.uuid4().hex[:8]}"
+    provision_database(db, fresh=True)
     for package, config in SERVICES.items():
-        settings = importlib.import_module(config).Settings()
+        settings = importlib.import_module(config).Settings(db_name=db)
         migrate(settings, Path(importlib.import_module(package).__file__).parent / "migrations")
+    yield db
+    with psycopg.connect(admin_dsn(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
 
 
 def test_backup_restores_every_row_policy_and_queue(
-    migrated: None, tmp_path: Path, restored_names: tuple[str, str]
+    source_db: str, tmp_path: Path, restored_names: tuple[str, str]
 ) -> None:
-    source_db, source_vhost = os.environ["SOC_DB_NAME"], os.environ["SOC_AMQP_URL"].rsplit("/", 1)[1]
+    source_vhost = os.environ["SOC_AMQP_URL"].rsplit("/", 1)[1]
     marker = f"backup-{uuid.uuid4().hex[:8]}"
     with psycopg.connect(admin_dsn(source_db), autocommit=True) as conn:
         conn.execute(
@@ -136,7 +145,7 @@ def test_backup_restores_every_row_policy_and_queue(
         client.delete(f"/api/queues/{source_vhost}/{queue}")
 
 
-def test_restore_refuses_a_database_that_already_holds_tables(migrated: None, tmp_path: Path) -> None:
+def test_restore_refuses_a_database_that_already_holds_tables(source_db: str, tmp_path: Path) -> None:
     backup_dir = tmp_path / "b"
     backup_dir.mkdir()
     done = subprocess.run(
@@ -147,7 +156,7 @@ def test_restore_refuses_a_database_that_already_holds_tables(migrated: None, tm
             "--dir",
             str(backup_dir),
             "--db",
-            os.environ["SOC_DB_NAME"],
+            source_db,
             "--vhost",
             "unused",
         ],
