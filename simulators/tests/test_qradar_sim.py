@@ -606,3 +606,14 @@ async def test_live_mode_keeps_the_console_changing() -> None:
     grown = app.state.sim.counts()["offenses"]
     await asyncio.sleep(0.15)
     assert grown > 300 and app.state.sim.counts()["offenses"] == grown  # the ticker stops with the app
+
+
+async def test_injected_console_errors_answer_in_the_console_s_error_body(qradar: httpx.AsyncClient) -> None:
+    for kind, code in (("500", 1020), ("429", 1010)):
+        armed = await qradar.post("/_sim/faults", json={"kind": kind, "path": "/api/siem/offenses"})
+        assert armed.status_code == 201
+        _assert_qradar_error(await qradar.get("/api/siem/offenses", headers=SEC), int(kind), code)
+    # a 502 comes from a proxy in front of the console: not the console's body
+    await qradar.post("/_sim/faults", json={"kind": "502", "path": "/api/siem/offenses"})
+    proxied = await qradar.get("/api/siem/offenses", headers=SEC)
+    assert proxied.status_code == 502 and "http_response" not in proxied.json()

@@ -19,6 +19,7 @@ import asyncio
 import random
 import threading
 from collections import Counter
+from collections.abc import Callable
 from typing import Literal
 
 from fastapi import APIRouter, FastAPI, Response
@@ -57,7 +58,12 @@ class AnswerLost(ConnectionResetError):
 
 
 class FaultBoard:
-    """Armed faults and request counters of one simulator instance (thread-safe)."""
+    """Armed faults and request counters of one simulator instance (thread-safe).
+
+    ``error_body(status)``, when a simulator sets it, answers an injected 429/5xx in that vendor's
+    own error body (None: the generic one, e.g. a proxy's 502)."""
+
+    error_body: Callable[[int], bytes | None] | None = None
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -98,6 +104,10 @@ class FaultBoard:
                     return fault
             return None
 
+    def body_for(self, status: int, default: bytes) -> bytes:
+        body = self.error_body(status) if self.error_body is not None else None
+        return default if body is None else body
+
     def armed(self) -> list[Fault]:
         with self._lock:
             return [f.model_copy() for f in self._faults]
@@ -125,7 +135,7 @@ class FaultMiddleware:
             return
         if fault.kind == "429":
             response = Response(
-                content=b'{"message": "Too many requests"}',
+                content=self.board.body_for(429, b'{"message": "Too many requests"}'),
                 status_code=429,
                 headers={"Retry-After": str(fault.retry_after), "Content-Type": "application/json"},
             )
@@ -133,7 +143,7 @@ class FaultMiddleware:
             return
         if fault.kind in ("500", "502", "503"):
             response = Response(
-                content=b'{"message": "Internal server error"}',
+                content=self.board.body_for(int(fault.kind), b'{"message": "Internal server error"}'),
                 status_code=int(fault.kind),
                 media_type="application/json",
             )
@@ -183,7 +193,7 @@ class FaultMiddleware:
         await self.app(scope, receive, capture)
         if fault.kind == "500_after":
             response = Response(
-                content=b'{"message": "Internal server error"}',
+                content=self.board.body_for(500, b'{"message": "Internal server error"}'),
                 status_code=500,
                 media_type="application/json",
             )

@@ -53,6 +53,7 @@ import bisect
 import datetime as dt
 import hmac
 import itertools
+import json
 import math
 import operator
 import re
@@ -97,6 +98,7 @@ _HTTP_MESSAGES = {
     406: "The resource identified by this request is only capable of generating responses with "
     "characteristics not acceptable according to the request",
     409: "The request could not be completed due to a conflict with the current state of the resource.",
+    500: "Unexpected internal server error",
     416: "The requested range is not satisfiable.",
     422: "The request was well-formed but was unable to be followed due to semantic errors",
     429: "Too many requests were sent to the server.",
@@ -1985,6 +1987,18 @@ def _page(
     return _json(page, headers={"Content-Range": f"items {start}-{start + len(page) - 1}/{total}"})
 
 
+def _fault_body(status: int) -> bytes | None:
+    """An injected 429 or 500 in the console's error body (a 502/503 comes from a proxy in front)."""
+    if status == 429:
+        return json.dumps(QRadarError(429, 1010, "Rate limit exceeded; retry later.").body()).encode()
+    if status == 500:
+        error = QRadarError(
+            500, 1020, "An error occurred during the attempt to retrieve the requested resources.", ""
+        )
+        return json.dumps(error.body()).encode()
+    return None
+
+
 def _fields_spec(request: Request, kinds: dict[str, str]) -> FieldSpec | None:
     text = request.query_params.get("fields")
     if not text:
@@ -2069,6 +2083,7 @@ def create_app(
     app = FastAPI(title="IBM QRadar simulator", lifespan=live_lifespan(state.tick, live, tick_interval))
     app.state.sim = state
     board = install_faults(app)
+    board.error_body = _fault_body
     limiter = RateLimiter(rate_limit_per_minute) if rate_limit_per_minute else None
 
     @app.exception_handler(QRadarError)
