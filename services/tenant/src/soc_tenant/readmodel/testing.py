@@ -88,6 +88,21 @@ async def map_itsm(db: Database, company_id: str, integration_id: str, account_i
         )
 
 
+def sealed_test_credentials(integration_id: str) -> str:
+    """Credentials sealed with the session's keys (``SOC_SEALING_KEYS``), as the control plane
+    stores them, so that key rotation and re-sealing see a well-formed value."""
+    import os
+
+    keys = os.environ.get("SOC_SEALING_KEYS")
+    if not keys:
+        return "sealed"
+    from soc_shared.crypto import Sealer
+
+    from soc_tenant.control.integrations import aad
+
+    return Sealer.from_env_value(keys).seal({"access_id": "test", "secret_key": "test"}, aad(integration_id))
+
+
 async def add_ti_integration(db: Database, company_id: str) -> str:
     integration_id = str(uuid.uuid4())
     async with db.session() as s:
@@ -95,9 +110,14 @@ async def add_ti_integration(db: Database, company_id: str) -> str:
             sa.text(
                 "INSERT INTO integration (id, integration_type, subtype, instance_name, base_url, credential_kind, "
                 "credentials_sealed, company_id, status) VALUES (:id, 'THREAT_INTELLIGENCE', 'CYWARE', :name, "
-                "'https://cyware.example', 'SECRET_KEY_ACCESS_KEY', 'sealed', :c, 'active')"
+                "'https://cyware.example', 'SECRET_KEY_ACCESS_KEY', :sealed, :c, 'active')"
             ),
-            {"id": integration_id, "name": f"cyware-{integration_id[:8]}", "c": company_id},
+            {
+                "id": integration_id,
+                "name": f"cyware-{integration_id[:8]}",
+                "c": company_id,
+                "sealed": sealed_test_credentials(integration_id),
+            },
         )
     return integration_id
 
