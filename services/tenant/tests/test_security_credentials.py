@@ -180,3 +180,40 @@ def test_csv_and_xlsx_escape_formulas_in_header_cells_too():
     sheet = load_workbook(io.BytesIO(xlsx_bytes(columns, rows))).active
     cells = [c.value for c in next(sheet.iter_rows())]
     assert cells[0].startswith("'=") and cells[1].startswith("'+") and cells[3] == "-1"
+
+
+async def test_row_level_security_is_forced_on_the_table_owner_too(app, client, headers):
+    from soc_shared.db import set_company_scope
+
+    admin = headers(kind="admin")
+    ids = []
+    for _ in range(2):
+        r = await client.post(
+            "/admin/companies/", json={"name": f"RLS {uuid.uuid4().hex[:8]}"}, headers=admin
+        )
+        assert r.status_code == 201, r.text
+        ids.append(r.json()["id"])
+    async with app.state.db.session() as session:  # the owner role
+        unforced = (
+            await session.execute(
+                sa.text(
+                    "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE n.nspname = 'tenant' AND c.relrowsecurity AND NOT c.relforcerowsecurity"
+                )
+            )
+        ).all()
+        assert unforced == []
+        everything = (await session.execute(sa.text("SELECT id::text FROM company"))).scalars().all()
+        assert set(ids) <= set(everything)  # unscoped owner work (consumers) still sees every row
+    async with app.state.db.session() as session:
+        await set_company_scope(session, ids[0], is_admin=False)
+        seen = (await session.execute(sa.text("SELECT id::text FROM company"))).scalars().all()
+        assert seen == [ids[0]]  # scoped, the owner is held to the company policy
+        touched = await session.execute(
+            sa.text("UPDATE company SET name = 'x' WHERE id::text = :id RETURNING id"), {"id": ids[1]}
+        )
+        assert touched.all() == []  # another company's row cannot be changed
+        with pytest.raises(Exception, match="row-level security"):
+            await session.execute(
+                sa.text("INSERT INTO company (id, name) VALUES (gen_random_uuid(), 'forged')")
+            )

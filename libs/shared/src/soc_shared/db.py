@@ -70,9 +70,14 @@ async def set_company_scope(session: AsyncSession, company_id: str | None, *, is
 
     ``app.is_admin`` lets an administrator read across companies; a tenant user only ever gets its
     own ``app.company_id``, so a query that forgot its filter still cannot see another company.
+    ``app.trusted = off`` holds the table owner to the same policies (tables FORCE row-level
+    security), should a scoped session ever run as the owner.
     """
     await session.execute(
-        text("SELECT set_config('app.company_id', :cid, true), set_config('app.is_admin', :adm, true)"),
+        text(
+            "SELECT set_config('app.company_id', :cid, true), set_config('app.is_admin', :adm, true),"
+            " set_config('app.trusted', 'off', true)"
+        ),
         {"cid": company_id or "", "adm": "on" if is_admin else "off"},
     )
 
