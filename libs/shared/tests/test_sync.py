@@ -218,3 +218,51 @@ def test_ingest_role_cannot_touch_another_schema():
     )
     with psycopg.connect(dsn) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
         conn.execute("CREATE TABLE auth.intruder (id int)")
+
+
+async def test_a_live_run_keeps_its_lease_however_long_a_page_takes(db, bus):
+    """The heartbeat renews the lease while the run lives: a page slower than the lease does not
+    hand the work to another replica mid-run."""
+    vendor = Vendor(3, size=3)
+    original = vendor.fetch
+
+    async def slow_fetch(ctx: SyncContext, cursor: dict[str, Any] | None) -> AsyncIterator[Page]:
+        await asyncio.sleep(3.5)  # longer than the 2 s lease
+        async for page in original(ctx, cursor):
+            yield page
+
+    a = Ingestor(
+        name="test-ingest",
+        vendor="fake",
+        subtype="IBM_QRADAR",
+        db=db,
+        bus=bus,
+        resources=[Resource("records", 60, slow_fetch)],
+        client_factory=lambda i, c: None,
+        credentials=_credentials,
+        lease_seconds=2,
+    )
+    b = _ingestor(db, bus, vendor, lease_seconds=2)
+    iid = f"beat-{uuid.uuid4().hex[:6]}"
+    await _add_integration(a, iid)
+    [row] = [r for r in await a.claim(10) if r["integration_id"] == iid]
+    run = asyncio.create_task(a.run_one(row))
+    await asyncio.sleep(2.8)
+    assert not [r for r in await b.claim(10) if r["integration_id"] == iid], "lease lapsed during a live run"
+    await run
+    state = await _state(db, iid)
+    assert state["cursor"] == {"after": 3} and state["lease_owner"] is None
+
+
+async def test_a_dead_replicas_lease_lapses_within_lease_seconds(db, bus):
+    """A replica killed mid-run renews nothing: another replica takes the work over once the short
+    lease has passed, not after a long fixed one."""
+    vendor = Vendor(2)
+    dead, alive = _ingestor(db, bus, vendor, lease_seconds=1), _ingestor(db, bus, vendor, lease_seconds=1)
+    iid = f"dead-{uuid.uuid4().hex[:6]}"
+    await _add_integration(dead, iid)
+    assert [r for r in await dead.claim(10) if r["integration_id"] == iid]  # claims, then "dies"
+    assert not [r for r in await alive.claim(10) if r["integration_id"] == iid]
+    await asyncio.sleep(1.5)
+    taken = [r for r in await alive.claim(10) if r["integration_id"] == iid]
+    assert taken and (await _state(db, iid))["lease_owner"] == alive.owner

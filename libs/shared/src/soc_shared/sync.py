@@ -165,7 +165,7 @@ class Ingestor:
         resources: Sequence[Resource],
         client_factory: ClientFactory,
         credentials: CredentialsProvider,
-        lease_seconds: int = 120,
+        lease_seconds: int = 60,
         concurrency: int = 4,
         poll_seconds: float = 1.0,
         failure_backoff_max: int = 900,
@@ -360,6 +360,34 @@ class Ingestor:
             )
         return dict(row) if row else None
 
+    async def _renew_lease(self, row: dict[str, Any]) -> bool:
+        s = sync_state_table
+        async with self.db.session() as session:
+            result = await session.execute(
+                sa.update(s)
+                .where(
+                    s.c.integration_id == row["integration_id"],
+                    s.c.resource == row["resource"],
+                    s.c.lease_owner == self.owner,
+                )
+                .values(lease_until=sa.func.now() + timedelta(seconds=self.lease_seconds))
+            )
+        return bool(result.rowcount)
+
+    async def _heartbeat(self, row: dict[str, Any]) -> None:
+        """Keeps this run's lease while the run lives, so the lease can be short: a replica that
+        dies (kill -9, node lost) leaves its work to the others within ``lease_seconds``, however
+        long a page or an Ariel search of a live run takes."""
+        while True:
+            await asyncio.sleep(max(self.lease_seconds / 3, 0.5))
+            try:
+                if not await self._renew_lease(row):
+                    return  # another replica holds it now; the next save notices and stops the run
+            except Exception as exc:  # a database hiccup: try again at the next beat
+                logger.warning(
+                    "lease renewal for {} {} failed: {}", row["integration_id"], row["resource"], exc
+                )
+
     async def run_one(self, row: dict[str, Any]) -> None:
         resource = self.resources[row["resource"]]
         started_at = datetime.now(UTC)
@@ -368,6 +396,7 @@ class Ingestor:
         error: ErrorInfo | None = None
         integration = await self.load_integration(row["integration_id"])
         client = None
+        heartbeat = asyncio.create_task(self._heartbeat(row))
         try:
             if integration is None:
                 raise RuntimeError("integration unknown to this ingestor")
@@ -399,6 +428,7 @@ class Ingestor:
                 error.message,
             )
         finally:
+            heartbeat.cancel()
             if client is not None and hasattr(client, "aclose"):
                 await client.aclose()
         failures = await self._finish(row, ok=error is None, records=records, error=error)
@@ -680,7 +710,7 @@ def create_ingestor_app(
             ),
             credentials=credentials or TenantCredentials(settings.tenant_url, tokens.token),
             concurrency=settings.concurrency,
-            lease_seconds=getattr(settings, "lease_seconds", 120),
+            lease_seconds=getattr(settings, "lease_seconds", 60),
         )
         await app.state.bus.connect()
         await app.state.ingestor.start(run_scheduler=settings.scheduler_enabled)

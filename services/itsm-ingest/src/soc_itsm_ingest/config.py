@@ -26,7 +26,8 @@ class Settings(ServiceSettings):
     concurrency: int = Field(
         default=4, ge=1, description="(integration, resource) runs in parallel per replica"
     )
-    lease_seconds: int = Field(default=120, ge=10)
+    # A run renews its lease every third of this while it lives; a dead replica's work moves on after it.
+    lease_seconds: int = Field(default=60, ge=10)
     page_size: int = Field(
         default=100, ge=1, le=100, description="row_count per list page (SDP allows at most 100)"
     )

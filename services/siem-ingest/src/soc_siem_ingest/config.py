@@ -19,9 +19,9 @@ class Settings(ServiceSettings):
     tenant_url: str = "http://127.0.0.1:8002"
     scheduler_enabled: bool = True
     concurrency: int = Field(default=4, ge=1, description="(integration, resource) runs at once per replica")
-    # A run keeps its lease until its next page is confirmed; an Ariel window of N domains may take
-    # ceil(N / ariel_concurrency) x ariel_timeout_seconds before that page: keep the lease above it.
-    lease_seconds: int = Field(default=600, ge=10)
+    # A live run renews its lease every third of this (however long an Ariel window takes before
+    # its page); a replica that dies leaves its work to the others after at most this long.
+    lease_seconds: int = Field(default=60, ge=10)
     qradar_api_version: str = "16.0"
     page_size: int = Field(default=1000, ge=1, le=10_000, description="Range page size of QRadar lists")
     http_concurrency: int = Field(default=4, ge=1, description="HTTP requests in flight per integration run")

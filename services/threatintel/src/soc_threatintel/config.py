@@ -23,7 +23,8 @@ class Settings(ServiceSettings):
     concurrency: int = Field(
         default=4, ge=1, description="(integration, resource) runs in parallel per replica"
     )
-    lease_seconds: int = Field(default=120, ge=10)
+    # A run renews its lease every third of this while it lives; a dead replica's work moves on after it.
+    lease_seconds: int = Field(default=60, ge=10)
     page_size: int = Field(
         default=500, ge=1, le=1000, description="list_alert page_size (CSAP caps it at 1000)"
     )
