@@ -223,10 +223,9 @@ async def dashboard(
         out["to"] = (window.end or datetime.now(UTC)).isoformat()
     if wanted is None or wanted & set(CARDS):
         out.update(await incident_cards_with_change(session, scope, window, card_filters, wanted))
-    # the true/false-positive cards read the incidents themselves: with a window, or when asked for
-    if (wanted is None and (window.start or window.end)) or (
-        wanted is not None and wanted & set(POSITIVE_CARDS)
-    ):
+    # the true/false-positive cards read every incident of the window and the period before (the
+    # rule needs fields no rollup keeps): only when named in ``filters``
+    if wanted is not None and wanted & set(POSITIVE_CARDS):
         out.update(await positive_cards(session, scope, window, card_filters, wanted))
     if want("offenses"):
         out["offenses"] = await offense_widget(session, scope, window)

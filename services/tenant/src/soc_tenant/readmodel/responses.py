@@ -824,13 +824,14 @@ class Dashboard(ApiModel):
     open: IncidentCard | None = None
     closed: IncidentCard | None = None
     truePositives: IncidentCard | None = Field(  # noqa: N815 - the original's name
-        default=None, description="with a window or when named in `filters`"
+        default=None, description="when named in `filters`"
     )
     falsePositives: IncidentCard | None = Field(
         default=None, description="with a window or when named in `filters`"
     )  # noqa: N815
     incompleteIncidents: IncompleteCard | None = Field(  # noqa: N815
-        default=None, description="the true-positive status with a required field missing"
+        default=None,
+        description="when named in `filters`: the true-positive status with a required field missing",
     )
     offenses: OffenseWidget | None = None
     incidents: IncidentCards | None = None
