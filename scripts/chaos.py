@@ -351,7 +351,10 @@ def main() -> None:
                 time.sleep(args.vendor_seconds)
                 vendor.client.delete("/_sim/faults")
             elif fault == "upstream":
-                note = upstream_fault(box, api)
+                try:
+                    note = upstream_fault(box, api, args.recover_timeout)
+                except TimeoutError as exc:
+                    note = f"({exc})"
             time.sleep(2)
             vendor.stop_ticking()
             seconds, lost, duplicated = converge(vendor, integration_id, args.recover_timeout)
@@ -373,7 +376,7 @@ def main() -> None:
     sys.exit(1 if bad or len(outcomes) < len(chosen) else 0)
 
 
-def upstream_fault(box: Sandbox, api: httpx.Client) -> str:
+def upstream_fault(box: Sandbox, api: httpx.Client, timeout: float) -> str:
     """Kill the tenant service under a stream of API calls: count what the callers saw."""
     statuses: dict[int, int] = {}
     bad_shape = 0
@@ -401,9 +404,11 @@ def upstream_fault(box: Sandbox, api: httpx.Client) -> str:
     time.sleep(2)
     killed_at = time.monotonic()
     box.kill9("tenant")
-    wait_until(lambda: bool(recovered_at), 120, "serving again")
-    stop.set()
-    thread.join()
+    try:
+        wait_until(lambda: bool(recovered_at), timeout, "serving again")
+    finally:
+        stop.set()
+        thread.join()
     wrong = sum(n for s, n in statuses.items() if s == 0 or (s >= 500 and s not in (502, 503, 504)))
     return (
         f"(callers saw {dict(sorted(statuses.items()))}; {wrong} wrong answers, {bad_shape} outside the error"
