@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import aio_pika
 import aiormq
@@ -82,6 +82,11 @@ class _TypedCloudEvent(CloudEvent):
 
 
 @functools.cache
+def header_int(message: AbstractIncomingMessage, name: str, default: int) -> int:
+    """An integer AMQP header (``ce-count``, ``x-delivery-count``); absent or empty is ``default``."""
+    return int(cast(Any, (message.headers or {}).get(name, default) or default))
+
+
 def _typed_batch(event_type: str) -> TypeAdapter[list[Any]] | None:
     """A validator for a batch whose events are all of ``event_type``, payloads included: one pass
     over the body builds the payload models directly, without an intermediate dict per event
@@ -89,13 +94,12 @@ def _typed_batch(event_type: str) -> TypeAdapter[list[Any]] | None:
     spec = BY_TYPE.get(event_type)
     if spec is None:
         return None
-    typed = create_model(  # type: ignore[call-overload]
-        f"{spec.model.__name__}CloudEvent",
-        __base__=_TypedCloudEvent,
-        type=(Literal[event_type], ...),  # a batch mixing types falls back to the general path
-        data=(spec.model, ...),
-    )
-    return TypeAdapter(list[typed])
+    fields: dict[str, Any] = {
+        "type": (Literal[event_type], ...),  # a batch mixing types falls back to the general path
+        "data": (spec.model, ...),
+    }
+    typed: Any = create_model(f"{spec.model.__name__}CloudEvent", __base__=_TypedCloudEvent, **fields)
+    return TypeAdapter(cast(Any, list)[typed])
 
 
 def decode_delivery(
@@ -275,8 +279,13 @@ class Bus:
             else:
                 body, properties = batch_body(group), self.batch_properties(group)
             await channel.basic_publish(
-                body, exchange=target, routing_key=routing_key, properties=properties, wait=False, timeout=30
-            )
+                body,
+                exchange=target,
+                routing_key=routing_key,
+                properties=properties,
+                wait=False,  # aiormq's fire-and-confirm: the confirmation is awaited by the channel
+                timeout=30,
+            )  # type: ignore[call-arg]
             return routing_key, len(group)
 
         results = await asyncio.gather(*(one(*g) for g in groups), return_exceptions=True)
@@ -476,7 +485,7 @@ class BatchConsumer:
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         self._unsettled += 1
         try:
-            declared = max(1, int((message.headers or {}).get("ce-count", 1) or 1))
+            declared = max(1, header_int(message, "ce-count", 1))
         except (TypeError, ValueError):
             declared = 1
         if not await self._reserve(declared):
@@ -584,7 +593,7 @@ class BatchConsumer:
                 try:
                     await self.handler([delivery])
                 except Exception as exc:
-                    count = int((message.headers or {}).get("x-delivery-count", 0) or 0)
+                    count = header_int(message, "x-delivery-count", 0)
                     if count + 1 >= self.delivery_limit:
                         await self.park(
                             message, delivery.envelope.to_bytes(), f"handler failed {count + 1} times: {exc}"
@@ -727,7 +736,7 @@ async def queued_event_count(bus: Bus, queue: str) -> int:
             if message is None:
                 break
             held.append(message)
-            events += int((message.headers or {}).get("ce-count", 1) or 1)
+            events += header_int(message, "ce-count", 1)
     finally:
         for message in held:
             await message.nack(requeue=True)

@@ -7,6 +7,7 @@ import json
 import logging as std_logging
 import re
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from loguru import logger
@@ -45,7 +46,7 @@ def _patch(record: dict[str, Any]) -> None:
     record["extra"] = scrub(record["extra"])
 
 
-def _json_sink_factory(service: str):  # noqa: ANN202
+def _json_sink_factory(service: str) -> Callable[[Any], None]:
     def sink(message: Any) -> None:
         record = message.record
         out = {

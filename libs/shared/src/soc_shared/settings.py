@@ -11,6 +11,7 @@ import ipaddress
 import os
 import ssl
 import sys
+from collections.abc import Callable
 from typing import Any, ClassVar, Literal, TypeVar
 from urllib.parse import urlsplit
 
@@ -62,8 +63,9 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(name, default)
 
 
-def suite_default(name: str, default: str):  # noqa: ANN201 - a pydantic default factory
-    """Default factory reading a suite-wide ``SOC_<NAME>`` variable at instantiation time."""
+def suite_default(name: str, default: str) -> Callable[[], Any]:
+    """Default factory reading a suite-wide ``SOC_<NAME>`` variable at instantiation time (a string
+    that the field's own type validates, hence ``Any``)."""
     return lambda: _env(f"SOC_{name}", default)
 
 
@@ -71,7 +73,7 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SOC_SERVICE_", extra="ignore")
 
     service_name: str = "service"
-    environment: Literal["dev", "test", "prod"] = Field(default_factory=suite_default("ENV", "dev"))  # type: ignore[arg-type]
+    environment: Literal["dev", "test", "prod"] = Field(default_factory=suite_default("ENV", "dev"))
     host: str = "127.0.0.1"
     port: int = 8080
     log_level: str = Field(default_factory=suite_default("LOG_LEVEL", "INFO"))
@@ -79,7 +81,7 @@ class ServiceSettings(BaseSettings):
 
     # PostgreSQL: one database, one schema and one role per service.
     db_host: str = Field(default_factory=suite_default("DB_HOST", "127.0.0.1"))
-    db_port: int = Field(default_factory=suite_default("DB_PORT", "55432"))  # type: ignore[arg-type]
+    db_port: int = Field(default_factory=suite_default("DB_PORT", "55432"))
     db_name: str = Field(default_factory=suite_default("DB_NAME", "soc"))
     db_user: str = ""
     db_password: SecretStr = SecretStr("")
@@ -94,7 +96,7 @@ class ServiceSettings(BaseSettings):
     db_max_overflow: int = 10
     # Upgrade this service's schema before serving. Off where migrations run as their own step
     # (a Kubernetes Job running ``python -m soc_<service> migrate`` before the rollout).
-    migrate_on_start: bool = Field(default_factory=suite_default("MIGRATE_ON_START", "true"))  # type: ignore[arg-type]
+    migrate_on_start: bool = Field(default_factory=suite_default("MIGRATE_ON_START", "true"))
 
     amqp_url: SecretStr = Field(
         default_factory=lambda: SecretStr(_env("SOC_AMQP_URL", "amqp://soc:soc@127.0.0.1:5672/soc"))
@@ -123,7 +125,7 @@ class ServiceSettings(BaseSettings):
 
     otel_exporter: Literal["none", "console", "otlp"] = Field(
         default_factory=suite_default("OTEL_EXPORTER", "none")
-    )  # type: ignore[arg-type]
+    )
     otel_endpoint: str = Field(default_factory=suite_default("OTEL_ENDPOINT", "http://127.0.0.1:4318"))
 
     @model_validator(mode="after")

@@ -18,7 +18,10 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import CursorResult
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends
@@ -312,7 +315,7 @@ class Ingestor:
                     total_records=s.c.total_records + records,
                 )
             )
-        return bool(result.rowcount)
+        return bool(cast("CursorResult[Any]", result).rowcount)
 
     async def _finish(self, row: dict[str, Any], *, ok: bool, records: int, error: ErrorInfo | None) -> int:
         s = sync_state_table
@@ -482,7 +485,7 @@ class Ingestor:
         async with self.db.session() as session:
             result = await session.execute(stmt)
         self._wake.set()
-        return int(result.rowcount or 0)
+        return int(cast("CursorResult[Any]", result).rowcount or 0)
 
     async def _loop(self) -> None:
         sem = asyncio.Semaphore(self.concurrency)

@@ -12,7 +12,10 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from soc_shared.security import TokenVerifier
 
 REPO_ROOT = Path(__file__).resolve().parents[4]
 SHARED_DIR = REPO_ROOT.parent / "shared"
@@ -146,7 +149,7 @@ class TokenFactory:
         self.key, self.kid = generate_signing_key()
         self.jwks = {"keys": [public_jwk(self.key, self.kid)]}
 
-    def verifier(self):  # noqa: ANN201
+    def verifier(self) -> TokenVerifier:
         from soc_shared.security import TokenVerifier
 
         return TokenVerifier.from_keys(self.jwks, self.issuer, self.audience)

@@ -204,7 +204,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         routers=ROUTERS,
         lifespan=lifespan,
         # The directory is not a readiness condition: local administrators must still sign in without it.
-        readiness={"database": lambda: app.state.db.ping(), "broker": lambda: app.state.bus.ping()},  # type: ignore[has-type]
+        readiness={"database": lambda: app.state.db.ping(), "broker": lambda: app.state.bus.ping()},
     )
     add_slashless_aliases(app)
 

@@ -171,13 +171,13 @@ def offense(
         assigned_to=_opt_str(raw.get("assigned_to")),
         categories=[str(c) for c in raw.get("categories") or ()],
         # Plain dicts: validated once with the offense instead of one model call each (hot path).
-        rules=[{"id": int(r["id"]), "type": _opt_str(r.get("type"))} for r in raw.get("rules") or ()],  # type: ignore[misc]
+        rules=[{"id": int(r["id"]), "type": _opt_str(r.get("type"))} for r in raw.get("rules") or ()],
         offense_source=_opt_str(raw.get("offense_source")),
         offense_type=_opt_int(raw.get("offense_type")),
         source_address_ids=_ints(raw.get("source_address_ids")),
         local_destination_address_ids=_ints(raw.get("local_destination_address_ids")),
         destination_networks=[str(n) for n in raw.get("destination_networks") or ()],
-        log_sources=[  # type: ignore[misc]
+        log_sources=[
             {
                 "id": int(s["id"]),
                 "name": _opt_str(s.get("name")),
@@ -195,7 +195,7 @@ def offense(
         follow_up=bool(raw.get("follow_up", False)),
         protected=bool(raw.get("protected", False)),
         last_persisted_time=ms_to_datetime(persisted) if persisted is not None else None,
-        notes=None if notes is None else sorted((offense_note(n) for n in notes), key=_note_order),  # type: ignore[misc]
+        notes=None if notes is None else sorted((offense_note(n) for n in notes), key=_note_order),
         version=max(last_updated, persisted) if persisted is not None else last_updated,
     )
 

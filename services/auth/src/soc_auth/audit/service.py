@@ -51,10 +51,10 @@ async def record(
         LoginAttempt(
             username=values["username"],
             user_id=str(user_id) if user_id else None,
-            method=method,  # type: ignore[arg-type]
+            method=method,
             client_ip=values["client_ip"],
             user_agent=values["user_agent"],
-            outcome=outcome,  # type: ignore[arg-type]
+            outcome=outcome,
             reason=reason,
             at=at,
         ),

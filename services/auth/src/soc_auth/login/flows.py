@@ -245,7 +245,7 @@ async def login(
     if purpose is not None:
         return MfaChallengeResponse(
             challenge=challenge,
-            purpose=purpose,  # type: ignore[arg-type]
+            purpose=purpose,
             expires_in=settings.mfa_challenge_ttl_seconds,
             methods=["totp"] if purpose == "enrol" else ["totp", "recovery_code"],
         )

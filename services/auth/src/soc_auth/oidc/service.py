@@ -142,7 +142,9 @@ class OidcClient:
             auth = (self.provider.client_id, self.provider.client_secret.get_secret_value())
         try:
             async with httpx.AsyncClient(timeout=self.timeout) as client:
-                response = await client.post(meta["token_endpoint"], data=data, auth=auth)
+                response = await client.post(
+                    meta["token_endpoint"], data=data, auth=auth or httpx.USE_CLIENT_DEFAULT
+                )
         except httpx.HTTPError as exc:
             logger.warning(
                 "identity provider {}: token request failed: {}", self.provider.name, type(exc).__name__

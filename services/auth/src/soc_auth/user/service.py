@@ -99,7 +99,7 @@ class UserRecord:
             username=r.username,
             email=r.email,
             full_name=r.full_name,
-            kind=self.kind,  # type: ignore[arg-type]
+            kind=self.kind,
             auth_source=r.auth_source,
             roles=sorted(self.roles),
             role=self.role,
@@ -304,7 +304,7 @@ async def publish_changed(
             user_id=str(r.id),
             username=r.username,
             email=r.email,
-            kind=record.kind,  # type: ignore[arg-type]
+            kind=record.kind,
             company_id=r.company_id,
             active=bool(r.is_active and not r.is_deleted),
             deleted=r.is_deleted,
