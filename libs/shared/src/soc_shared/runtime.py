@@ -68,7 +68,7 @@ def run_service(settings: Any, create_app: Callable[[Any], Any], migrations: Pat
     )
 
 
-def tls_options(settings: Any) -> dict[str, str]:
+def tls_options(settings: Any) -> dict[str, Any]:
     """uvicorn's TLS options when the service has a certificate (``SOC_TLS_CERTFILE``/``KEYFILE``)."""
     if getattr(settings, "tls_certfile", "") and getattr(settings, "tls_keyfile", ""):
         return {"ssl_certfile": settings.tls_certfile, "ssl_keyfile": settings.tls_keyfile}
