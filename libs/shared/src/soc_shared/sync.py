@@ -375,7 +375,7 @@ class Ingestor:
                 )
                 .values(lease_until=sa.func.now() + timedelta(seconds=self.lease_seconds))
             )
-        return bool(result.rowcount)
+        return bool(cast("CursorResult[Any]", result).rowcount)
 
     async def _heartbeat(self, row: dict[str, Any]) -> None:
         """Keeps this run's lease while the run lives, so the lease can be short: a replica that
