@@ -379,3 +379,35 @@ async def test_refresh_asks_the_provider_again(sso: Running, oidc_issuer: str) -
                 .all()
             )
         assert {"no_company_mapping", "identity_provider_refused"} <= set(reasons)
+
+
+async def test_several_providers_keep_their_sign_ins_and_users_apart(sso: Running, oidc_issuer: str) -> None:
+    def provider(name: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "issuer": oidc_issuer,
+            "client_id": "soc-portal",
+            "client_secret": CLIENT_SECRET,
+            "redirect_uri": REDIRECT,
+            "allow_http": True,
+        }
+
+    known = (await sign_in(sso, "olivia", "olivia-pass"))[0]
+    assert known.status_code == 200, known.text  # olivia is known through "testidp"
+    settings = auth_settings(
+        oidc_providers=[provider("customer-a"), provider("customer-b")], consumers_enabled=False
+    )
+    async with running(settings) as service:
+        names = [p["name"] for p in (await service.client.get("/auth/oidc/providers/")).json()["items"]]
+        assert names == ["customer-a", "customer-b"]
+        started = (await service.client.post("/auth/oidc/customer-a/start/")).json()
+        back = await browser(started["authorization_url"], "gary", "gary-pass")
+        # A's sign-in cannot be finished at B (the state belongs to A)...
+        crossed = await service.client.post("/auth/oidc/customer-b/callback/", json=back)
+        assert crossed.status_code == 400 and crossed.json()["error"]["code"] == "invalid_state"
+        # ...and olivia, already known through another provider, is not taken over by this one.
+        started = (await service.client.post("/auth/oidc/customer-a/start/")).json()
+        back = await browser(started["authorization_url"], "olivia", "olivia-pass")
+        taken = await service.client.post("/auth/oidc/customer-a/callback/", json=back)
+        assert taken.status_code == 409, taken.text
+        assert taken.json()["error"]["code"] == "account_conflict"
