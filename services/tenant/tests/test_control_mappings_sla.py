@@ -179,7 +179,7 @@ async def test_soar_and_itsm_mappings_many_to_many(app, client, headers):
 
     # itsm-ingest asks where an incident's ticket goes: the company of the SOAR account that has an
     # ITSM mapping (b serves the same account but has none), never for users.
-    service = headers(kind="service")
+    service = headers(kind="service", sub="itsm-ingest")
     r = await client.get(
         "/internal/ticket-routing",
         headers=service,

@@ -217,3 +217,19 @@ async def test_row_level_security_is_forced_on_the_table_owner_too(app, client, 
             await session.execute(
                 sa.text("INSERT INTO company (id, name) VALUES (gen_random_uuid(), 'forged')")
             )
+
+
+async def test_internal_routes_name_their_callers(client, headers):
+    def svc(sub: str, **kw) -> dict:
+        return headers(kind="service", sub=sub, roles=[], permissions=[], **kw)
+
+    for caller in (svc("gateway"), svc("tenant"), svc("siem-ingest", scope="auth.revocations:read")):
+        r = await client.get("/internal/integrations/", headers=caller)
+        assert r.status_code == 403 and r.json()["error"]["code"] == "caller_not_allowed", r.text
+    assert (await client.get("/internal/integrations/", headers=svc("threatintel"))).status_code == 200
+    r = await client.get(
+        "/internal/ticket-routing",
+        headers=svc("siem-ingest"),
+        params={"soar_integration_id": str(uuid.uuid4())},
+    )
+    assert r.status_code == 403 and r.json()["error"]["code"] == "caller_not_allowed"

@@ -56,7 +56,7 @@ async def discovered(app, *, soar=None, itsm=None) -> None:
 async def route(client, headers, soar_id: str, account: str) -> dict:
     r = await client.get(
         "/internal/ticket-routing",
-        headers=headers(kind="service"),
+        headers=headers(kind="service", sub="itsm-ingest"),
         params={"soar_integration_id": soar_id, "account": account},
     )
     assert r.status_code == 200, r.text

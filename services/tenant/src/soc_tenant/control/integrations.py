@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
-from fastapi import APIRouter, FastAPI, Query, Response
+from fastapi import APIRouter, Depends, FastAPI, Query, Response
 from loguru import logger
 from pydantic import Field
 from soc_shared.bus import BatchConsumer, Delivery
@@ -21,7 +21,7 @@ from soc_shared.crypto import SealError, mask
 from soc_shared.egress import origin_of
 from soc_shared.errors import ApiError
 from soc_shared.events import IntegrationChanged, SyncReported
-from soc_shared.security import ServicePrincipal
+from soc_shared.security import Principal, ServicePrincipal, require_caller
 from soc_shared.sync import ConnectionTestRequest, ConnectionTestResult, SyncNowRequest
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
@@ -1001,6 +1001,17 @@ for _path, _subtype in (
 
 
 # --- internal API for the ingestors -----------------------------------------------------------------
+# Each internal route names its callers (client id of the service token, and its scope when the
+# token carries scopes): a stolen credential of one service opens no more than that service needs.
+IngestorCaller = Annotated[
+    Principal,
+    Depends(
+        require_caller(*(name for name, _ in INGESTOR_BY_SUBTYPE.values()), scope="tenant.integrations:read")
+    ),
+]
+TicketCaller = Annotated[Principal, Depends(require_caller("itsm-ingest", scope="tenant.tickets"))]
+
+
 @internal_router.get("/integrations/{integration_id}/credentials/", include_in_schema=False)
 @internal_router.get("/integrations/{integration_id}/credentials")
 async def internal_credentials(
@@ -1040,7 +1051,7 @@ async def internal_credentials(
 @internal_router.get("/integrations/")
 async def internal_integrations(
     tx: ControlTx,
-    principal: ServicePrincipal,
+    principal: IngestorCaller,
     subtype: SubtypeName | None = None,
     include_deleted: bool = False,
     limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
@@ -1074,7 +1085,7 @@ async def internal_integrations(
 @internal_router.post("/integrations/republish/", include_in_schema=False)
 @internal_router.post("/integrations/republish")
 async def internal_republish(
-    tx: ControlTx, principal: ServicePrincipal, body: RepublishBody | None = None
+    tx: ControlTx, principal: IngestorCaller, body: RepublishBody | None = None
 ) -> dict[str, Any]:
     """Publish ``tenant.integration.changed`` again for every integration (deleted ones included)."""
     stmt = sa.select(integration.c.id)
@@ -1090,7 +1101,7 @@ async def internal_republish(
 @internal_router.get("/ticket-routing")
 async def internal_ticket_routing(
     tx: ControlTx,
-    principal: ServicePrincipal,
+    principal: TicketCaller,
     soar_integration_id: Annotated[str, Query(min_length=1, max_length=200)],
     account: Annotated[str, Query(max_length=200)] = "",
 ) -> dict[str, Any]:
