@@ -85,3 +85,34 @@ async def test_directory_group_mappings_from_another_source_are_ignored(auth):
         await asyncio.sleep(0.1)
     else:
         raise AssertionError("the tenant service's mapping was not applied")
+
+
+async def test_a_company_deactivation_revokes_its_users_access_tokens(auth, service_headers):
+    company = f"co-{uuid.uuid4().hex[:8]}"
+    username, password = f"u-{uuid.uuid4().hex[:8]}", "Str0ng-" + uuid.uuid4().hex
+    r = await auth.client.post(
+        "/auth/internal/users",
+        json={"username": username, "company_id": company, "password": password},
+        headers=service_headers,
+    )
+    assert r.status_code == 201, r.text
+    user_id = r.json()["user"]["id"]
+    token = await auth.token(username, password)
+    assert (
+        await auth.client.get("/auth/me/", headers={"Authorization": f"Bearer {token}"})
+    ).status_code == 200
+    r = await auth.client.post(
+        f"/auth/internal/companies/{company}/disable-users", json={"disabled": True}, headers=service_headers
+    )
+    assert r.status_code == 200, r.text
+    gateway = await _service_headers(auth, "gateway")
+    listed = (await auth.client.get("/auth/internal/revocations", headers=gateway)).json()["items"]
+    assert user_id in {item["user_id"] for item in listed}
+    for _ in range(50):  # the replica's list is refreshed every second
+        if (
+            await auth.client.get("/auth/me/", headers={"Authorization": f"Bearer {token}"})
+        ).status_code == 401:
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("the deactivated company's user still has a working token")
