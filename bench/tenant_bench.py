@@ -457,7 +457,7 @@ PATHS = [
         "/tenant/assets/?sub_status=err,warn&log_source_type=type%201&limit=50",
     ),
     (
-        "tickets: created_by + account_name",
+        "tickets: created_by + account_name, month",
         "/tenant/itsm-tickets/?created_by=bot&account_name=bigcorp&filter_type=3&limit=50",
     ),
     (
@@ -467,6 +467,12 @@ PATHS = [
 ]
 
 
+def selected_paths(args: argparse.Namespace) -> list[tuple[str, str]]:
+    if not args.only:
+        return PATHS
+    return [(label, path) for label, path in PATHS if any(word in label for word in args.only.split(","))]
+
+
 def http_figures(args: argparse.Namespace, tokens: Any, big: dict[str, Any]) -> list[dict[str, Any]]:
     headers = (
         {"Authorization": f"Bearer {args.token}"}
@@ -474,7 +480,7 @@ def http_figures(args: argparse.Namespace, tokens: Any, big: dict[str, Any]) -> 
         else tokens.headers(kind="tenant", company_id=big["id"], ttl=3600)
     )
     if args.gateway:
-        return asyncio.run(measure(args.gateway.rstrip("/"), headers, PATHS, args.requests))
+        return asyncio.run(measure(args.gateway.rstrip("/"), headers, selected_paths(args), args.requests))
     import httpx
 
     port = args.port
@@ -491,7 +497,7 @@ def http_figures(args: argparse.Namespace, tokens: Any, big: dict[str, Any]) -> 
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
-        return asyncio.run(measure(f"http://127.0.0.1:{port}", headers, PATHS, args.requests))
+        return asyncio.run(measure(f"http://127.0.0.1:{port}", headers, selected_paths(args), args.requests))
     finally:
         child.terminate()
         child.wait(timeout=30)
@@ -654,6 +660,9 @@ def main() -> None:
     parser.add_argument("--skip-load", action="store_true", help="reuse the data of the previous run")
     parser.add_argument("--skip-consumer", action="store_true")
     parser.add_argument("--skip-http", action="store_true")
+    parser.add_argument(
+        "--only", help="comma-separated words: measure only the endpoints whose label has one"
+    )
     parser.add_argument("--load-only", action="store_true", help="generate the data and stop")
     args = parser.parse_args()
     if args.command == "serve":
