@@ -34,6 +34,7 @@ SUITE_WIDE = {
     "SOC_AMQP_URL",
     "SOC_AMQP_HOSTPORT",
     "SOC_SECRETS_FILE",
+    "SOC_EGRESS_ALLOW",
     "SOC_AUTH_URL",
     "SOC_SERVICE_SECRET",
     "SOC_LDAP_URLS",
@@ -104,6 +105,11 @@ def test_no_secret_is_shipped_in_the_compose_file():
     # The login throttle sees the client: auth believes X-Forwarded-For from the gateway's fixed address.
     gateway_ip = SERVICES["gateway"]["networks"]["soc"]["ipv4_address"]
     assert SERVICES["auth"]["environment"]["SOC_AUTH_TRUSTED_PROXIES"] == gateway_ip
+    # Vendor egress: the simulators are admitted by name, nothing else on the private network.
+    from soc_shared.egress import EgressPolicy
+
+    policy = EgressPolicy.from_env({"SOC_ENV": "prod", **SERVICES["siem-ingest"]["environment"]})
+    assert policy.host_admitted("sim-qradar") and not policy.address_admitted("172.28.0.5")
 
 
 def test_secrets_file_is_generated_once_owner_only(tmp_path):
