@@ -672,6 +672,7 @@ LIST_VIEWS = [
     "/tenant/itsm-tickets/",
     "/tenant/itsm-tickets/totals/",
     "/tenant/threat-alerts/",
+    "/tenant/ti-matches/",
     "/tenant/eps/",
     "/tenant/eps/graph/",
     "/tenant/event-logs/event_counts/",

@@ -379,6 +379,25 @@ class TiCustomField(Payload):
     company_id: str | None = None
 
 
+class TiMatchFound(Payload):
+    """An indicator of a company's offense or incident is named by a threat-intel alert the company
+    is entitled to (its own feed, or the shared feed it takes). Published once per (company,
+    record, alert, indicator), when first seen."""
+
+    company_id: str
+    record_type: Literal["offense", "incident"]
+    integration_id: str
+    record_scope: str = Field(description="QRadar domain id or XSOAR account of the record")
+    record_id: str = Field(description="QRadar offense id or XSOAR incident id")
+    alert_integration_id: str
+    alert_short_id: str
+    alert_title: str | None = None
+    alert_tlp: str | None = None
+    indicator_kind: Literal["ipv4", "ipv6", "domain", "url", "email", "md5", "sha1", "sha256", "cve", "mitre"]
+    indicator: str
+    first_seen: datetime
+
+
 class TiCategory(Payload):
     category_id: str
     category_name: str
@@ -531,6 +550,9 @@ _SPECS = [
     EventSpec("ti.group.upserted", TiGroup),
     EventSpec("ti.category.upserted", TiCategory),
     EventSpec("ti.custom_field.upserted", TiCustomField),
+    EventSpec(
+        "ti.match.found", TiMatchFound, description="an offense or incident matched threat intelligence"
+    ),
     EventSpec("tenant.integration.changed", IntegrationChanged),
     EventSpec("tenant.company.changed", CompanyChanged),
     EventSpec("tenant.membership.changed", TenantMembershipChanged),

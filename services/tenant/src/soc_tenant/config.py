@@ -34,6 +34,10 @@ class Settings(ServiceSettings):
     true_positive_requires: str = "owner,tta,ttn,ttdn,priority"
 
     consumer_batch_size: int = 1000
+    # Threat-intel matching: a new alert is matched against the offenses and incidents seen within
+    # this many days; a new offense or incident against the alerts published within the other.
+    ti_match_lookback_days: int = 30
+    ti_alert_max_age_days: int = 365
     consumers_enabled: bool = True
     upload_max_bytes: int = 2 * 1024 * 1024
 

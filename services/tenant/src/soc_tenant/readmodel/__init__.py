@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
 
-from soc_tenant.readmodel import dashboard, deadletters, ingest, itsm, reports, siem, sla_views, soar, ti
+from soc_tenant.readmodel import (
+    dashboard,
+    deadletters,
+    ingest,
+    itsm,
+    reports,
+    siem,
+    sla_views,
+    soar,
+    ti,
+    timatches,
+)
 
 routers: list[APIRouter] = [
     siem.router,
@@ -12,6 +23,7 @@ routers: list[APIRouter] = [
     itsm.router,
     ti.router,
     ti.admin_router,
+    timatches.router,
     sla_views.router,
     dashboard.router,
     reports.router,

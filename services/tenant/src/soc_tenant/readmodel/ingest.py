@@ -945,24 +945,48 @@ def rows_by_target(deliveries: Iterable[tuple[CloudEvent, Payload, str]]) -> lis
     return [(TARGETS[rk], latest(TARGETS[rk], grouped[rk])) for rk in TARGETS if rk in grouped]
 
 
-async def store(db: Database, deliveries: Iterable[tuple[CloudEvent, Payload, str]]) -> int:
-    """Write one batch in one transaction; return the number of rows merged."""
+async def store(
+    db: Database,
+    deliveries: Iterable[tuple[CloudEvent, Payload, str]],
+    *,
+    bus: Any = None,
+    record_days: int = 30,
+    alert_days: int = 365,
+) -> int:
+    """Write one batch in one transaction (with the records' observables and their new threat-intel
+    matches, published on ``bus`` before the commit); return the number of rows merged."""
+    from soc_tenant.readmodel import timatch
+
+    deliveries = list(deliveries)
     work = rows_by_target(deliveries)
     if not work:
         return 0
+    records = timatch.latest_records(deliveries, integration_of)
     async with db.engine.begin() as conn:
         raw = await conn.get_raw_connection()
         pg = raw.driver_connection
         for target, rows in work:
             await write(pg, target, rows)
+        matches = await timatch.write_and_match(pg, records, record_days=record_days, alert_days=alert_days)
+        if matches and bus is not None:
+            await bus.publish(timatch.match_events(matches))
     return sum(len(rows) for _, rows in work)
 
 
-def consumer_handler(db: Database) -> Callable[[list[Delivery]], Any]:
+def consumer_handler(db: Database, bus: Any = None, settings: Any = None) -> Callable[[list[Delivery]], Any]:
+    record_days = getattr(settings, "ti_match_lookback_days", 30)
+    alert_days = getattr(settings, "ti_alert_max_age_days", 365)
+
     async def handle(batch: list[Delivery]) -> None:
         # The envelope's type names the event: a replayed dead letter arrives with the queue's name
         # as its routing key.
-        await store(db, ((d.envelope, d.payload, d.envelope.routing_key) for d in batch))
+        await store(
+            db,
+            ((d.envelope, d.payload, d.envelope.routing_key) for d in batch),
+            bus=bus,
+            record_days=record_days,
+            alert_days=alert_days,
+        )
 
     return handle
 
@@ -985,7 +1009,7 @@ async def start_consumers(app: FastAPI) -> None:
             app.state.bus,
             queue,
             keys,
-            consumer_handler(app.state.db),
+            consumer_handler(app.state.db, app.state.bus, settings),
             batch_size=settings.consumer_batch_size,
             prefetch_batches=PREFETCH_BATCHES,
             concurrency=CONCURRENT_BATCHES,

@@ -35,7 +35,7 @@ KINDS = ("ipv4", "ipv6", "domain", "url", "email", "md5", "sha1", "sha256", "cve
 MAX_TEXT = 65_536
 MAX_PER_RECORD = 2_000
 MAX_DEPTH = 6
-MAX_URL = 2_048
+MAX_URL = 1_000
 MAX_DOMAIN = 253
 
 

@@ -1,0 +1,316 @@
+"""Threat-intel matches as the API shows them: per offense, per incident (with the MITRE techniques
+the matched alerts name, beside the incident's own) and as a list.
+
+A match is shown only while its alert is visible to the caller (the alert's own row-level security
+and ``Scope.ti_filter``), and only for the caller's company (``ti_match`` is company-scoped)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Path, Query
+from pydantic import Field
+from soc_shared.api import ApiModel, Page
+from sqlalchemy.dialects.postgresql import UUID
+
+from soc_tenant.db import ScopedSession
+from soc_tenant.readmodel import tables as t
+from soc_tenant.readmodel.common import (
+    DASHBOARD,
+    THREAT_INTELLIGENCE,
+    AnyScope,
+    PageParams,
+    ReadRoute,
+    Scope,
+    as_dict,
+    list_responses,
+    not_found,
+    ordering,
+    run_list,
+)
+
+router = APIRouter(prefix="/tenant", tags=["threat-intelligence"], route_class=ReadRoute)
+BIGINT = 2**63 - 1
+
+ti_match = sa.Table(
+    "ti_match",
+    t.md,
+    sa.Column("id", sa.BigInteger),
+    sa.Column("company_id", UUID(as_uuid=False)),
+    sa.Column("record_type", sa.Text),
+    sa.Column("integration_id", sa.Text),
+    sa.Column("scope", sa.Text),
+    sa.Column("record_key", sa.Text),
+    sa.Column("alert_integration_id", sa.Text),
+    sa.Column("alert_short_id", sa.Text),
+    sa.Column("kind", sa.Text),
+    sa.Column("value", sa.Text),
+    sa.Column("first_seen", t.TS),
+    sa.Column("last_seen", t.TS),
+)
+ti_observable = sa.Table(
+    "ti_observable",
+    t.md,
+    sa.Column("record_type", sa.Text),
+    sa.Column("integration_id", sa.Text),
+    sa.Column("scope", sa.Text),
+    sa.Column("record_key", sa.Text),
+    sa.Column("kind", sa.Text),
+    sa.Column("value", sa.Text),
+    sa.Column("private", sa.Boolean),
+)
+m = ti_match
+a = t.ti_alert
+o = t.qradar_offense
+i = t.soar_incident
+
+IndicatorKind = Literal["ipv4", "ipv6", "domain", "url", "email", "md5", "sha1", "sha256", "cve"]
+
+
+# ------------------------------------------------------------------------------------- responses
+class TiMatch(ApiModel):
+    """One indicator of a record named by one threat-intel alert."""
+
+    id: int = Field(description="the match's id")
+    record_type: Literal["offense", "incident"]
+    integration_id: str = Field(description="the offense's QRadar / incident's XSOAR integration")
+    record_scope: str = Field(description="QRadar domain id / XSOAR account of the record")
+    record_id: str = Field(description="QRadar's offense id / XSOAR's incident id")
+    indicator_kind: str = Field(description="ipv4, ipv6, domain, url, email, md5, sha1, sha256, cve")
+    indicator: str = Field(description="the normalised indicator (refanged, lower-cased where case is noise)")
+    first_seen: datetime = Field(description="when the match was first found")
+    last_seen: datetime = Field(description="when it was last confirmed (record or alert changed)")
+    alert_id: int = Field(description="our id of the alert (the threat-alert detail route's `alert_pk`)")
+    alert_integration_id: str
+    alert_short_id: str = Field(description="Cyware's alert id")
+    alert_title: str
+    alert_tlp: str | None = Field(description="traffic light protocol of the alert")
+    alert_published_time: datetime | None
+    alert_link: str = Field(description="the portal's route of the alert's detail")
+
+
+class RecordMatches(ApiModel):
+    """The threat-intel matches of one offense or incident."""
+
+    record_type: Literal["offense", "incident"]
+    id: int = Field(description="our id of the offense / incident")
+    items: list[TiMatch]
+    total: int
+
+
+class IncidentMatches(RecordMatches):
+    """An incident's matches, with the MITRE ATT&CK techniques the matched alerts name beside the
+    incident's own tactics and techniques."""
+
+    mitre_tactics: list[str] = Field(description="the incident's own MITRE tactics")
+    mitre_techniques: list[str] = Field(description="the incident's own MITRE techniques")
+    alert_mitre_techniques: list[str] = Field(description="technique ids named in the matched alerts")
+
+
+# ---------------------------------------------------------------------------------------- queries
+MATCH_COLUMNS = [
+    m.c.id,
+    m.c.record_type,
+    m.c.integration_id,
+    m.c.scope.label("record_scope"),
+    m.c.record_key.label("record_id"),
+    m.c.kind.label("indicator_kind"),
+    m.c.value.label("indicator"),
+    m.c.first_seen,
+    m.c.last_seen,
+    a.c.id.label("alert_id"),
+    m.c.alert_integration_id,
+    m.c.alert_short_id,
+    a.c.title.label("alert_title"),
+    a.c.tlp.label("alert_tlp"),
+    a.c.published_time.label("alert_published_time"),
+]
+
+
+def visible(scope: Scope) -> list[Any]:
+    out = [scope.ti_filter(a)]
+    if not scope.everything:
+        out.append(m.c.company_id == scope.company_id)
+    return out
+
+
+def matches_select(scope: Scope, *conditions: Any) -> sa.Select[Any]:
+    joined = m.join(
+        a, sa.and_(a.c.integration_id == m.c.alert_integration_id, a.c.short_id == m.c.alert_short_id)
+    )
+    return sa.select(*MATCH_COLUMNS).select_from(joined).where(*visible(scope), *conditions)
+
+
+def serialize(row: Any) -> dict[str, Any]:
+    out = as_dict(row)
+    out["alert_link"] = f"/tenant/threat-alerts/{out['alert_id']}/"
+    return out
+
+
+def has_match(record_type: str, integration_id: Any, scope_value: Any, record_key: Any, scope: Scope) -> Any:
+    """EXISTS a visible match of the record (for the lists' ``has_ti_match``)."""
+    return (
+        sa.select(1)
+        .select_from(
+            m.join(
+                a, sa.and_(a.c.integration_id == m.c.alert_integration_id, a.c.short_id == m.c.alert_short_id)
+            )
+        )
+        .where(
+            m.c.record_type == record_type,
+            m.c.integration_id == integration_id,
+            m.c.scope == sa.cast(scope_value, sa.Text),
+            m.c.record_key == sa.cast(record_key, sa.Text),
+            *visible(scope),
+        )
+        .exists()
+    )
+
+
+def offense_has_match(scope: Scope) -> Any:
+    return has_match("offense", o.c.integration_id, o.c.domain_id, o.c.offense_id, scope)
+
+
+def incident_has_match(scope: Scope) -> Any:
+    return has_match("incident", i.c.integration_id, i.c.account, i.c.incident_id, scope)
+
+
+async def record_matches(
+    session: Any, scope: Scope, record_type: str, integration: str, scope_value: str, key: str
+) -> list[dict[str, Any]]:
+    rows = (
+        await session.execute(
+            matches_select(
+                scope,
+                m.c.record_type == record_type,
+                m.c.integration_id == integration,
+                m.c.scope == scope_value,
+                m.c.record_key == key,
+            )
+            .order_by(m.c.first_seen.desc(), m.c.id.desc())
+            .limit(500)
+        )
+    ).all()
+    return [serialize(r) for r in rows]
+
+
+# ----------------------------------------------------------------------------------------- routes
+@router.get(
+    "/offenses/{offense_pk:int}/ti-matches/",
+    dependencies=[DASHBOARD, THREAT_INTELLIGENCE],
+    response_model=RecordMatches,
+)
+async def offense_matches(
+    session: ScopedSession, scope: AnyScope, offense_pk: Annotated[int, Path(ge=0, le=BIGINT)]
+) -> dict[str, Any]:
+    """The threat-intel alerts naming this offense's indicators (title, TLP, link), newest first."""
+    row = (
+        await session.execute(
+            sa.select(o.c.integration_id, o.c.domain_id, o.c.offense_id).where(
+                o.c.id == offense_pk, scope.qradar_filter(o)
+            )
+        )
+    ).first()
+    if row is None:
+        raise not_found("offense")
+    items = await record_matches(
+        session, scope, "offense", row.integration_id, str(row.domain_id), str(row.offense_id)
+    )
+    return {"record_type": "offense", "id": offense_pk, "items": items, "total": len(items)}
+
+
+@router.get(
+    "/soar-incidents/{incident_pk:int}/ti-matches/",
+    dependencies=[DASHBOARD, THREAT_INTELLIGENCE],
+    response_model=IncidentMatches,
+)
+async def incident_matches(
+    session: ScopedSession, scope: AnyScope, incident_pk: Annotated[int, Path(ge=0, le=BIGINT)]
+) -> dict[str, Any]:
+    """The threat-intel alerts naming this incident's indicators (title, TLP, link), and the MITRE
+    techniques those alerts name beside the incident's own tactics and techniques."""
+    row = (
+        await session.execute(
+            sa.select(
+                i.c.integration_id, i.c.account, i.c.incident_id, i.c.mitre_tactics, i.c.mitre_techniques
+            ).where(i.c.id == incident_pk, scope.soar_filter(i))
+        )
+    ).first()
+    if row is None:
+        raise not_found("incident")
+    items = await record_matches(session, scope, "incident", row.integration_id, row.account, row.incident_id)
+    techniques: list[str] = []
+    alerts = sorted({(x["alert_integration_id"], x["alert_short_id"]) for x in items})
+    if alerts:
+        ob = ti_observable
+        techniques = list(
+            (
+                await session.execute(
+                    sa.select(ob.c.value)
+                    .where(
+                        ob.c.record_type == "alert",
+                        ob.c.kind == "mitre",
+                        sa.tuple_(ob.c.integration_id, ob.c.record_key).in_(alerts),
+                    )
+                    .distinct()
+                    .order_by(ob.c.value)
+                )
+            ).scalars()
+        )
+    return {
+        "record_type": "incident",
+        "id": incident_pk,
+        "items": items,
+        "total": len(items),
+        "mitre_tactics": row.mitre_tactics or [],
+        "mitre_techniques": row.mitre_techniques or [],
+        "alert_mitre_techniques": techniques,
+    }
+
+
+@router.get(
+    "/ti-matches/",
+    dependencies=[DASHBOARD, THREAT_INTELLIGENCE],
+    response_model=Page[TiMatch],
+    responses=list_responses(),
+)
+async def list_matches(
+    session: ScopedSession,
+    scope: AnyScope,
+    page: PageParams,
+    record_type: Literal["offense", "incident"] | None = None,
+    indicator_kind: IndicatorKind | None = None,
+    indicator: Annotated[
+        str | None, Query(max_length=1100, description="an exact indicator (normalised)")
+    ] = None,
+) -> Any:
+    """Every threat-intel match of the company's offenses and incidents (filter: record type,
+    indicator kind, exact indicator — given defanged, it is refanged first)."""
+    conditions: list[Any] = []
+    if record_type:
+        conditions.append(m.c.record_type == record_type)
+    if indicator_kind:
+        conditions.append(m.c.kind == indicator_kind)
+    if indicator:
+        from soc_tenant.readmodel.observables import extract_text
+
+        found = sorted(extract_text(indicator))
+        values = [x.value for x in found] or [indicator.replace("\x00", "").strip()]
+        conditions.append(m.c.value.in_(values))
+    order = ordering(
+        page.sort,
+        {"first_seen": m.c.first_seen, "last_seen": m.c.last_seen, "id": m.c.id},
+        "-first_seen",
+        m.c.id,
+    )
+    return await run_list(
+        session,
+        matches_select(scope, *conditions),
+        page,
+        order,
+        principal=scope.principal,
+        name="ti-matches",
+        serialize=serialize,
+    )

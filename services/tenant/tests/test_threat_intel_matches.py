@@ -1,0 +1,348 @@
+"""Threat-intel matching end to end: recorded-shape QRadar offenses, XSOAR incidents and Cyware alerts
+published on the real bus, consumed into PostgreSQL, matched both ways under each company's
+entitlement (own integration, the shared feed when flagged, alerts addressed to another company
+never), published as ti.match.found once, and shown through the API to their company only."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest_asyncio
+import sqlalchemy as sa
+from soc_shared.bus import Bus
+from soc_shared.events import (
+    IncidentSeverity,
+    IncidentStatus,
+    OffenseLogSource,
+    OffenseRule,
+    OffenseStatus,
+    SiemOffense,
+    SoarIncident,
+    TiAlert,
+    TiRef,
+)
+from soc_tenant.main import create_app
+from soc_tenant.readmodel.testing import (
+    add_company,
+    add_ti_integration,
+    event,
+    eventually,
+    map_qradar,
+    map_soar,
+)
+
+FIXTURES = Path(__file__).resolve().parents[3] / "tests" / "fixtures" / "vendor-samples"
+RUN = uuid.uuid4().hex[:8]
+NOW = datetime.now(UTC).replace(microsecond=0)
+EVIL = f"evil-{RUN}.com"
+BAD_URL = f"http://bad-{RUN}.net/x"
+RECORDED = json.loads((FIXTURES / "qradar" / "siem_offenses.json").read_text())[0]
+RECORDED_IP = RECORDED["offense_source"]  # 39.116.161.122
+FEED_IP = "45.33.32.156"
+
+
+def recorded_offense(offense_id: int, domain_id: int, raw: dict[str, Any], **changes: Any) -> SiemOffense:
+    """QRadar's recorded offense as siem-ingest publishes it (times in epoch ms → UTC, recent)."""
+    fields: dict[str, Any] = {
+        "offense_id": offense_id,
+        "domain_id": domain_id,
+        "description": raw["description"],
+        "status": OffenseStatus(raw["status"]),
+        "severity": raw["severity"],
+        "magnitude": raw["magnitude"],
+        "credibility": raw["credibility"],
+        "relevance": raw["relevance"],
+        "event_count": raw["event_count"],
+        "flow_count": raw["flow_count"],
+        "categories": raw["categories"],
+        "rules": [OffenseRule(id=r["id"], type=r["type"]) for r in raw["rules"]],
+        "offense_source": raw["offense_source"],
+        "offense_type": raw["offense_type"],
+        "source_address_ids": raw["source_address_ids"],
+        "local_destination_address_ids": raw["local_destination_address_ids"],
+        "destination_networks": raw["destination_networks"],
+        "log_sources": [OffenseLogSource(**s) for s in raw["log_sources"]],
+        "start_time": NOW - timedelta(hours=2),
+        "last_updated_time": NOW - timedelta(hours=1),
+        "version": 1,
+    }
+    fields.update(changes)
+    return SiemOffense(**fields)
+
+
+def cyware_alert(short_id: str, title: str, content: str, *, company_id: str | None = None) -> TiAlert:
+    """A Cyware CSAP alert as threatintel publishes it (HTML content, defanged indicators)."""
+    return TiAlert(
+        short_id=short_id,
+        title=title,
+        status="PUBLISHED",
+        tlp="AMBER",
+        published_time=NOW - timedelta(minutes=30),
+        content=content,
+        tags=[TiRef(id="t1", name="phishing")],
+        category=TiRef(id="c1", name="Threat Advisory"),
+        company_id=company_id,
+        version=1,
+    )
+
+
+class World:
+    def __init__(self) -> None:
+        self.qradar = f"qr-ti-{RUN}"
+        self.soar = f"xs-ti-{RUN}"
+        self.account = f"acme-ti-{RUN}"
+        self.a = self.b = self.c = ""
+        self.ti_a = self.ti_feed = ""
+
+
+@pytest_asyncio.fixture(scope="module")
+async def env(migrated, tokens):
+    app = create_app(migrated, verifier=tokens.verifier())
+    async with app.router.lifespan_context(app):
+        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://tenant.test")
+        bus = Bus(migrated.amqp_url.get_secret_value(), service="ti-match-tests")
+        await bus.connect()
+        async with client:
+            w = World()
+            db = app.state.db
+            w.a = await add_company(db, f"Acme TI {RUN}")
+            w.b = await add_company(db, f"Globex TI {RUN}")
+            w.c = await add_company(db, f"Initech TI {RUN}")
+            async with db.session() as s:
+                # (the flag's default is on: A and C opt out of the shared feed)
+                await s.execute(
+                    sa.text(
+                        "UPDATE company SET is_default_threat_intel = (id = :b) WHERE id IN (:a, :b, :c)"
+                    ),
+                    {"a": w.a, "b": w.b, "c": w.c},
+                )
+            await map_qradar(db, w.a, w.qradar, 10)
+            await map_qradar(db, w.b, w.qradar, 20)
+            await map_soar(db, w.a, w.soar, w.account)
+            w.ti_a = await add_ti_integration(db, w.a)
+            w.ti_feed = await add_ti_integration(db, w.c)
+            async with db.session() as s:
+                await s.execute(
+                    sa.text("INSERT INTO ti_default_feed (integration_id, set_by) VALUES (:i, 'test')"),
+                    {"i": w.ti_feed},
+                )
+            yield {"app": app, "client": client, "bus": bus, "world": w, "tokens": tokens}
+        await bus.close()
+
+
+def tenant(env: dict, company: str) -> dict[str, str]:
+    return env["tokens"].headers(kind="tenant", company_id=company)
+
+
+async def get(env: dict, path: str, headers: dict[str, str], expect: int = 200, **params: Any) -> Any:
+    response = await env["client"].get(path, headers=headers, params=params)
+    assert response.status_code == expect, (path, response.status_code, response.text[:500])
+    return response.json()
+
+
+async def matches_in_db(env: dict, w: World) -> set[tuple[str, str, str, str, str]]:
+    async with env["app"].state.db.session() as s:
+        rows = (
+            await s.execute(
+                sa.text(
+                    "SELECT company_id::text, record_type, record_key, alert_short_id, value FROM ti_match "
+                    "WHERE company_id IN (:a, :b, :c)"
+                ),
+                {"a": w.a, "b": w.b, "c": w.c},
+            )
+        ).all()
+    return {tuple(r) for r in rows}
+
+
+async def test_matches_both_ways_under_entitlement_once_and_isolated(env, event_tap):
+    w: World = env["world"]
+    bus: Bus = env["bus"]
+    async with event_tap("ti.match.found") as tap:
+        # 1. offenses first: A's recorded one, A's and B's naming the feed's address
+        a1 = recorded_offense(1, 10, RECORDED)
+        a2 = recorded_offense(2, 10, RECORDED, offense_source=FEED_IP, description="beacon\n")
+        await bus.publish(
+            [
+                event("siem.offense.upserted", a1, w.qradar, "1", version=1, vendor_tenant=10),
+                event("siem.offense.upserted", a2, w.qradar, "2", version=1, vendor_tenant=10),
+            ]
+        )
+        ha, hb, hc = tenant(env, w.a), tenant(env, w.b), tenant(env, w.c)
+
+        async def offenses_in() -> bool:
+            return (await get(env, "/tenant/offenses/", ha))["total"] == 2
+
+        await eventually(offenses_in)
+
+        # 2. alerts: A's own broadcast alert (defanged), the shared feed's, one addressed to C only
+        own = cyware_alert(
+            f"A-{RUN}",
+            f"Brute force campaign {RUN}",
+            f"<p>Source 39.116.161[.]122 (also seen as hxxp://{EVIL.replace('.', '[.]')}/login), "
+            "internal relay 192.168.1.3; technique T1110.</p>",
+        )
+        feed = cyware_alert(f"F-{RUN}", f"Shared feed C2 {RUN}", f"C2 at {FEED_IP} and {BAD_URL}")
+        only_c = cyware_alert(f"C-{RUN}", f"For Initech only {RUN}", f"Seen: {RECORDED_IP}", company_id=w.c)
+        await bus.publish(
+            [
+                event("ti.alert.upserted", own, w.ti_a, own.short_id, version=1),
+                event("ti.alert.upserted", feed, w.ti_feed, feed.short_id, version=1),
+                event("ti.alert.upserted", only_c, w.ti_feed, only_c.short_id, version=1),
+            ]
+        )
+
+        async def alerts_in() -> bool:
+            return (await get(env, "/tenant/threat-alerts/", ha))["total"] == 1 and (
+                await get(env, "/tenant/threat-alerts/", hb)
+            )["total"] == 1
+
+        await eventually(alerts_in)
+
+        # 3. records after the alerts: B's offense with the feed's address, A's incident
+        b1 = recorded_offense(7, 20, RECORDED, offense_source=FEED_IP)
+        inc = SoarIncident(
+            incident_id="207461",
+            account=w.account,
+            name=f"Brute force from {RECORDED_IP}",
+            type="Authentication",
+            status=IncidentStatus.ACTIVE,
+            severity=IncidentSeverity.HIGH,
+            created=NOW - timedelta(minutes=10),
+            modified=NOW - timedelta(minutes=5),
+            occurred=NOW - timedelta(minutes=10),
+            source_ips=[RECORDED_IP, "10.0.0.5"],
+            mitre_tactics=["Credential Access"],
+            mitre_techniques=["T1078"],
+            custom_fields={"relatedurls": [f"https://{EVIL}/login"], "detectionsla": {"sla": 20}},
+            version=1,
+        )
+        await bus.publish(
+            [
+                event("siem.offense.upserted", b1, w.qradar, "7", version=1, vendor_tenant=20),
+                event("soar.incident.upserted", inc, w.soar, "207461", version=1, vendor_tenant=w.account),
+            ]
+        )
+        expected = {
+            (w.a, "offense", "1", own.short_id, RECORDED_IP),  # alert → stored offense
+            (w.a, "incident", "207461", own.short_id, RECORDED_IP),  # incident → stored alert
+            (w.a, "incident", "207461", own.short_id, EVIL),
+            (w.b, "offense", "7", feed.short_id, FEED_IP),  # B takes the shared feed
+        }
+
+        async def all_matched() -> bool:
+            return await matches_in_db(env, w) == expected
+
+        await eventually(all_matched, within=20)
+        seen = await tap.wait_for(lambda es: len(es) >= 4 and es)
+        published = {
+            (p.company_id, p.record_type, p.record_id, p.alert_short_id, p.indicator)
+            for p in tap.of("ti.match.found")
+        }
+        assert published == expected
+        assert all(p.alert_tlp == "AMBER" and p.alert_title for p in tap.of("ti.match.found"))
+
+        # Re-delivered and changed records do not match twice: stored and published once.
+        a1_again = recorded_offense(1, 10, RECORDED, version=2, last_updated_time=NOW)
+        await bus.publish(
+            [event("siem.offense.upserted", a1_again, w.qradar, "1", version=2, vendor_tenant=10)]
+        )
+
+        async def version_two() -> bool:
+            detail = await get(env, "/tenant/offenses/", ha, sort="id")
+            return any(x["offense_id"] == 1 and x["version"] == 2 for x in detail["items"])
+
+        await eventually(version_two)
+        assert await matches_in_db(env, w) == expected
+        assert len([e for e in seen if e.type == "soc.ti.match.found.v1"]) == 4
+
+    # The API: A's offense lists its alert with title, TLP and link.
+    offenses = {x["offense_id"]: x for x in (await get(env, "/tenant/offenses/", ha))["items"]}
+    shown = await get(env, f"/tenant/offenses/{offenses[1]['id']}/ti-matches/", ha)
+    assert shown["total"] == 1
+    match = shown["items"][0]
+    assert (match["indicator_kind"], match["indicator"], match["alert_title"], match["alert_tlp"]) == (
+        "ipv4",
+        RECORDED_IP,
+        own.title,
+        "AMBER",
+    )
+    alert = await get(env, match["alert_link"], ha)
+    assert alert["short_id"] == own.short_id
+    assert (await get(env, f"/tenant/offenses/{offenses[2]['id']}/ti-matches/", ha))["total"] == 0
+    incidents = (await get(env, "/tenant/soar-incidents/", ha))["items"]
+    inc_pk = next(x["id"] for x in incidents if x["incident_id"] == "207461")
+    inc_matches = await get(env, f"/tenant/soar-incidents/{inc_pk}/ti-matches/", ha)
+    assert {x["indicator"] for x in inc_matches["items"]} == {RECORDED_IP, EVIL}
+    assert inc_matches["mitre_techniques"] == ["T1078"]
+    assert inc_matches["alert_mitre_techniques"] == ["T1110"]
+    # The list, with filters; a defanged indicator is refanged before the look-up.
+    assert (await get(env, "/tenant/ti-matches/", ha))["total"] == 3
+    assert (await get(env, "/tenant/ti-matches/", ha, record_type="incident"))["total"] == 2
+    assert (await get(env, "/tenant/ti-matches/", ha, indicator="39.116.161[.]122"))["total"] == 2
+    assert (await get(env, "/tenant/ti-matches/", ha, indicator_kind="domain"))["total"] == 1
+    await get(env, "/tenant/ti-matches/", ha, 422, indicator_kind="drop table")
+
+    # Isolation: B sees its own match only, none of A's; A's records' routes answer 404 to B.
+    b_list = await get(env, "/tenant/ti-matches/", hb)
+    assert [x["indicator"] for x in b_list["items"]] == [FEED_IP]
+    assert own.short_id not in json.dumps(b_list)
+    for path in (
+        f"/tenant/offenses/{offenses[1]['id']}/ti-matches/",
+        f"/tenant/soar-incidents/{inc_pk}/ti-matches/",
+    ):
+        assert (await get(env, path, hb, 404))["error"]["code"] == "not_found"
+    assert (await get(env, "/tenant/ti-matches/", hc))["total"] == 0
+    # Without the THREAT_INTELLIGENCE permission the routes are refused.
+    limited = env["tokens"].headers(kind="tenant", company_id=w.a, permissions=["DASHBOARD"])
+    assert (await env["client"].get("/tenant/ti-matches/", headers=limited)).status_code == 403
+    # Admins see every company's.
+    admin = env["tokens"].headers(kind="admin")
+    assert (await get(env, "/tenant/ti-matches/", admin, indicator=FEED_IP))["total"] == 1
+
+    # Row-level security alone: B's scope on the API role sees neither A's matches nor observables.
+    from soc_shared.db import set_company_scope
+
+    async with env["app"].state.app_db.session() as s:
+        await set_company_scope(s, w.b, is_admin=False)
+        companies = set(
+            (await s.execute(sa.text("SELECT DISTINCT company_id::text FROM ti_match"))).scalars()
+        )
+        assert companies == {w.b}
+        leaked = (
+            await s.execute(
+                sa.text("SELECT count(*) FROM ti_observable WHERE value IN (:e, :u)"),
+                {"e": EVIL, "u": BAD_URL},
+            )
+        ).scalar_one()
+        # B sees the feed's URL (it takes the feed), never A's domain
+        assert leaked == 1
+        assert (await s.execute(sa.text("DELETE FROM ti_match"))).rowcount == 0
+
+
+async def test_private_addresses_are_stored_flagged_and_never_matched(env):
+    w: World = env["world"]
+
+    async def stored() -> Any:
+        async with env["app"].state.db.session() as s:
+            return (
+                await s.execute(
+                    sa.text(
+                        "SELECT record_type, private FROM ti_observable WHERE value = '192.168.1.3' "
+                        "AND integration_id IN (:q, :t)"
+                    ),
+                    {"q": w.qradar, "t": w.ti_a},
+                )
+            ).all()
+
+    rows = await eventually(stored)
+    assert {r.record_type for r in rows} >= {"offense", "alert"} and all(r.private for r in rows)
+    async with env["app"].state.db.session() as s:
+        n = (
+            await s.execute(sa.text("SELECT count(*) FROM ti_match WHERE value = '192.168.1.3'"))
+        ).scalar_one()
+    assert n == 0
