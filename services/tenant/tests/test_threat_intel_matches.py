@@ -287,6 +287,28 @@ async def test_matches_both_ways_under_entitlement_once_and_isolated(env, event_
     assert (await get(env, "/tenant/ti-matches/", ha, indicator_kind="domain"))["total"] == 1
     await get(env, "/tenant/ti-matches/", ha, 422, indicator_kind="drop table")
 
+    # Lists take has_ti_match; the dashboard's figures count open records with matches.
+    flagged = await get(env, "/tenant/offenses/", ha, has_ti_match="true")
+    assert [x["offense_id"] for x in flagged["items"]] == [1] and flagged["total"] == 1
+    assert [
+        x["offense_id"] for x in (await get(env, "/tenant/offenses/", ha, has_ti_match="false"))["items"]
+    ] == [2]
+    assert [
+        x["incident_id"]
+        for x in (await get(env, "/tenant/soar-incidents/", ha, has_ti_match="true"))["items"]
+    ] == ["207461"]
+    assert (await get(env, "/tenant/soar-incidents/", ha, has_ti_match="false"))["total"] == 0
+    summary = await get(env, "/tenant/ti-matches/summary/", ha)
+    assert summary == {
+        "open_incidents_with_matches": 1,
+        "open_offenses_with_matches": 1,
+        "matches": 3,
+        "alerts_matched": 1,
+        "by_kind": {"ipv4": 2, "domain": 1},
+    }
+    assert (await get(env, "/tenant/ti-matches/summary/", hb))["open_offenses_with_matches"] == 1
+    assert (await get(env, "/tenant/ti-matches/summary/", hb))["open_incidents_with_matches"] == 0
+
     # Isolation: B sees its own match only, none of A's; A's records' routes answer 404 to B.
     b_list = await get(env, "/tenant/ti-matches/", hb)
     assert [x["indicator"] for x in b_list["items"]] == [FEED_IP]

@@ -16,6 +16,7 @@ from soc_shared.errors import ApiError
 
 from soc_tenant.db import ScopedSession
 from soc_tenant.readmodel import tables as t
+from soc_tenant.readmodel import timatches
 from soc_tenant.readmodel.common import (
     ASSETS,
     DASHBOARD,
@@ -212,8 +213,13 @@ async def list_offenses(
     severity_max: Annotated[int | None, Query(ge=0, le=10)] = None,
     domain_id: Annotated[int | None, Query(ge=0, le=BIGINT)] = None,
     assigned_to: Annotated[str | None, Query(max_length=200)] = None,
+    has_ti_match: Annotated[
+        bool | None,
+        Query(description="only offenses a threat-intel alert names (true) or none names (false)"),
+    ] = None,
 ) -> Any:
-    """QRadar offenses of the company (filter: status, severity range, start time from/to, text)."""
+    """QRadar offenses of the company (filter: status, severity range, start time from/to, text,
+    threat-intel match)."""
     filters = [scope.qradar_filter(o)]
     r = t.offense_totals
     rollup_filters = [scope.qradar_filter(r)]
@@ -236,9 +242,15 @@ async def list_offenses(
     if assigned_to:
         filters.append(o.c.assigned_to == assigned_to.replace("\x00", ""))
     filters.append(text_filter(q, o.c.description, o.c.offense_source, o.c.offense_id))
+    if has_ti_match is not None:
+        matched = timatches.offense_has_match(scope)
+        filters.append(matched if has_ti_match else ~matched)
     stmt = sa.select(*OFFENSE_LIST_COLUMNS).where(*filters)
     total = None
-    if not (q or window.start or window.end or assigned_to) and page.format == "json":
+    if (
+        not (q or window.start or window.end or assigned_to or has_ti_match is not None)
+        and page.format == "json"
+    ):
         # The rollup holds exact counts per (domain, day, severity, status): no 1M-row count.
         total = int(
             (

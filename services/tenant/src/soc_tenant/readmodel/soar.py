@@ -17,7 +17,7 @@ from soc_shared.events import ticket_reference
 from soc_shared.security import CurrentPrincipal
 
 from soc_tenant.db import ScopedSession
-from soc_tenant.readmodel import positives
+from soc_tenant.readmodel import positives, timatches
 from soc_tenant.readmodel import sla as slamath
 from soc_tenant.readmodel import tables as t
 from soc_tenant.readmodel.common import (
@@ -402,6 +402,10 @@ async def list_incidents(
     use_case: ShortText = None,
     offense_id: Annotated[int | None, Query(ge=0, le=BIGINT)] = None,
     extra: IncidentFilterParams = IncidentFilters(),
+    has_ti_match: Annotated[
+        bool | None,
+        Query(description="only incidents a threat-intel alert names (true) or none names (false)"),
+    ] = None,
 ) -> Any:
     """SOAR incidents (filter: status, severity, priority, created from/to or filter_type, owner,
     type, use case (a rule), offense id, text, and the original's mitre_tactic, mitre_technique,
@@ -410,10 +414,14 @@ async def list_incidents(
     filters = incident_filters(
         scope, window, q, status, severity, priority, owner, type, use_case, offense_id
     )
+    if has_ti_match is not None:
+        matched = timatches.incident_has_match(scope)
+        filters.append(matched if has_ti_match else ~matched)
     stmt = sa.select(*INCIDENT_LIST_COLUMNS, positive_column()).where(*filters, *extra.clauses())
     total = None
     if (
         not (q or window.start or window.end or owner or type or use_case or offense_id is not None)
+        and has_ti_match is None
         and not extra.active
         and page.format == "json"
     ):

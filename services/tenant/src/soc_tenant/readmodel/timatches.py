@@ -314,3 +314,69 @@ async def list_matches(
         name="ti-matches",
         serialize=serialize,
     )
+
+
+class MatchSummary(ApiModel):
+    """The dashboard's threat-intel figures for the company (admins: every company)."""
+
+    open_incidents_with_matches: int = Field(
+        description="pending or active incidents a threat-intel alert names"
+    )
+    open_offenses_with_matches: int = Field(description="open offenses a threat-intel alert names")
+    matches: int = Field(description="stored matches (record, alert, indicator)")
+    alerts_matched: int = Field(description="distinct alerts with at least one match")
+    by_kind: dict[str, int] = Field(description="matches per indicator kind")
+
+
+@router.get(
+    "/ti-matches/summary/",
+    dependencies=[DASHBOARD, THREAT_INTELLIGENCE],
+    response_model=MatchSummary,
+)
+async def match_summary(session: ScopedSession, scope: AnyScope) -> dict[str, Any]:
+    """How many open incidents and offenses threat intelligence names, and the matches by kind."""
+    from soc_tenant.readmodel.soar import OPEN_STATUSES
+
+    incidents = (
+        await session.execute(
+            sa.select(sa.func.count()).where(
+                scope.soar_filter(i), i.c.status.in_(list(OPEN_STATUSES)), incident_has_match(scope)
+            )
+        )
+    ).scalar_one()
+    offenses = (
+        await session.execute(
+            sa.select(sa.func.count()).where(
+                scope.qradar_filter(o), o.c.status == "OPEN", offense_has_match(scope)
+            )
+        )
+    ).scalar_one()
+    visible_matches = matches_select(scope).subquery()
+    by_kind = {
+        r.indicator_kind: int(r.n)
+        for r in (
+            await session.execute(
+                sa.select(visible_matches.c.indicator_kind, sa.func.count().label("n")).group_by(
+                    visible_matches.c.indicator_kind
+                )
+            )
+        ).all()
+    }
+    alerts = (
+        await session.execute(
+            sa.select(
+                sa.func.count(
+                    sa.distinct(
+                        sa.tuple_(visible_matches.c.alert_integration_id, visible_matches.c.alert_short_id)
+                    )
+                )
+            )
+        )
+    ).scalar_one()
+    return {
+        "open_incidents_with_matches": int(incidents),
+        "open_offenses_with_matches": int(offenses),
+        "matches": sum(by_kind.values()),
+        "alerts_matched": int(alerts),
+        "by_kind": by_kind,
+    }
