@@ -165,13 +165,13 @@ async def test_each_company_sees_every_one_of_its_incidents_at_its_version(loade
         got = {x["incident_id"]: x["version"] for x in listed["items"]}
         assert got == expected(loaded, account)
         assert {x["account"] for x in listed["items"]} == {account}
-    # The admin sees both incident 1s, side by side.
+    # The admin sees both incident 1s, each under its own company.
     admin = loaded["tokens"].headers(kind="admin")
-    ones = [
-        x
-        for x in (await get(loaded, "/tenant/soar-incidents/", admin, q="1", limit=500))["items"]
-        if x["incident_id"] == "1" and x["integration_id"] == SOAR
-    ]
+    ones = []
+    for account in ("acme", "globex"):
+        company = loaded["companies"][account]
+        listed = await get(loaded, "/tenant/soar-incidents/", admin, company_id=company, limit=500)
+        ones += [x for x in listed["items"] if x["incident_id"] == "1" and x["integration_id"] == SOAR]
     assert sorted(x["account"] for x in ones) == ["acme", "globex"]
 
 
@@ -221,9 +221,11 @@ async def test_a_ticket_links_to_the_incident_of_its_own_company(loaded):
     admin = loaded["tokens"].headers(kind="admin")
     tickets = [
         x
-        for x in (await get(loaded, "/tenant/itsm-tickets/", admin, limit=500))["items"]
+        for company in loaded["companies"].values()
+        for x in (await get(loaded, "/tenant/itsm-tickets/", admin, company_id=company, limit=50))["items"]
         if x["integration_id"] == ITSM
     ]
+    assert len(tickets) == 2
     for ticket in tickets:
         detail = await get(loaded, f"/tenant/itsm-tickets/{ticket['id']}/", admin)
         assert detail["incident"]["account"] == {"11": "acme", "22": "globex"}[ticket["account_id"]]
