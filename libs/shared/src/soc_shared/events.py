@@ -446,6 +446,26 @@ class CompanyChanged(Payload):
     changed_at: datetime
 
 
+class AuditRecorded(Payload):
+    """A change made through the portal, as written to the audit trail (secrets already masked)."""
+
+    id: int
+    at: datetime
+    company_id: str | None = None
+    actor_id: str
+    actor_username: str
+    actor_kind: str
+    actor_company_id: str | None = None
+    action: str
+    target_type: str
+    target_id: str | None = None
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+    client_address: str | None = None
+    request_id: str | None = None
+    trace_id: str | None = None
+
+
 class TenantMembershipChanged(Payload):
     """A user's membership of a company (the seed's Tenant mapping) was set or removed."""
 
@@ -557,6 +577,7 @@ _SPECS = [
     EventSpec("tenant.company.changed", CompanyChanged),
     EventSpec("tenant.membership.changed", TenantMembershipChanged),
     EventSpec("tenant.chat.posted", ChatMessagePosted),
+    EventSpec("audit.recorded", AuditRecorded, description="a change made through the portal"),
     EventSpec("ingest.sync.reported", SyncReported),
     EventSpec("auth.user.changed", UserChanged),
     EventSpec("auth.login.succeeded", LoginAttempt),

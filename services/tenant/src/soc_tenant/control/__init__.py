@@ -14,6 +14,7 @@ import contextlib
 from fastapi import APIRouter, FastAPI
 
 from soc_tenant.control import (
+    audit,
     chat,
     company,
     integrations,
@@ -38,6 +39,7 @@ routers: list[APIRouter] = [
     ticket_policy.router,
     tenants.router,
     chat.router,
+    audit.router,
 ]
 
 

@@ -18,7 +18,7 @@ from soc_shared.events import CompanyChanged, DirectoryGroupRole
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from soc_tenant.control import pending
+from soc_tenant.control import audit, pending
 from soc_tenant.control.deps import (
     AdminReader,
     AdminWriter,
@@ -517,7 +517,9 @@ async def company_name_available(
 @router.post("/admin/companies/", status_code=201, response_model=CompanyDetail)
 async def create_company_route(tx: ControlTx, principal: AdminWriter, body: CompanyCreate) -> dict[str, Any]:
     company_id = await create_company(tx, body)
-    return await company_detail(tx.session, company_id)
+    view = await company_detail(tx.session, company_id)
+    await audit.record(tx, "company.created", "company", company_id, company_id=company_id, after=view)
+    return view
 
 
 async def company_detail(session: AsyncSession, company_id: uuid.UUID) -> dict[str, Any]:
@@ -536,13 +538,20 @@ async def update_company_route(
     tx: ControlTx, principal: ManagerWriter, company_id: CompanyId, body: CompanyUpdate
 ) -> dict[str, Any]:
     company_id = scoped_company(principal, company_id)
+    before = await company_detail(tx.session, company_id)
     await update_company(tx, company_id, body)
-    return await company_detail(tx.session, company_id)
+    view = await company_detail(tx.session, company_id)
+    await audit.record(
+        tx, "company.updated", "company", company_id, company_id=company_id, before=before, after=view
+    )
+    return view
 
 
 @router.delete("/admin/companies/{company_id}/", status_code=204)
 async def delete_company_route(tx: ControlTx, principal: AdminWriter, company_id: CompanyId) -> Response:
+    before = await company_detail(tx.session, company_id)
     await delete_company(tx, company_id)
+    await audit.record(tx, "company.deleted", "company", company_id, company_id=company_id, before=before)
     return Response(status_code=204)
 
 
@@ -560,9 +569,20 @@ async def put_directory_groups(
     tx: ControlTx, principal: AdminWriter, company_id: CompanyId, body: DirectoryGroupsIn
 ) -> dict[str, Any]:
     await require_live_company(tx.session, company_id)
+    before = await directory_groups_of(tx.session, company_id)
     await replace_directory_groups(tx.session, company_id, body.items)
     await publish_company_changed(tx, company_id)
-    return full_list(await directory_groups_of(tx.session, company_id))
+    after = await directory_groups_of(tx.session, company_id)
+    await audit.record(
+        tx,
+        "company.directory_groups_replaced",
+        "company",
+        company_id,
+        company_id=company_id,
+        before={"directory_groups": before},
+        after={"directory_groups": after},
+    )
+    return full_list(after)
 
 
 @router.post("/admin/companies/{company_id}/picture/", response_model=PictureStored)

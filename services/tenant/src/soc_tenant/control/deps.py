@@ -34,6 +34,9 @@ class Tx:
     principal: Principal
     outbox_ids: list[int] = field(default_factory=list)
     after_commit: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
+    # Where the request came from (the audit trail records it): the peer and X-Forwarded-For as sent.
+    client_address: str | None = None
+    forwarded_for: str | None = None
 
     async def publish(
         self, routing_key: str, payload: Payload, subject: str, *, integration_id: str | None = None
@@ -75,6 +78,8 @@ async def control_tx(request: Request, principal: CurrentPrincipal) -> AsyncIter
     """:func:`scoped_tx` for a route, committed *before* the response is sent (function scope), so a
     client never reads before our write is visible and a failed commit is an error, not a lie."""
     async with scoped_tx(request.app, principal) as tx:
+        tx.client_address = request.client.host if request.client else None
+        tx.forwarded_for = request.headers.get("x-forwarded-for") or None
         yield tx
 
 

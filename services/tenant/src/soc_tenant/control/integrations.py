@@ -27,6 +27,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from soc_tenant.control import audit
 from soc_tenant.control.catalog import CREDENTIAL_KIND_LABELS, SUBTYPES, TYPES, types_view
 from soc_tenant.control.clients import (
     INGESTOR_BY_SUBTYPE,
@@ -851,7 +852,12 @@ async def create_integration_route(
     tx: ControlTx, principal: AdminWriter, body: IntegrationCreate
 ) -> dict[str, Any]:
     integration_id = await create_integration(tx, body)
-    return integration_view(await get_row(tx.session, integration_id), [])
+    row = await get_row(tx.session, integration_id)
+    view = integration_view(row, [])
+    await audit.record(
+        tx, "integration.created", "integration", integration_id, company_id=row["company_id"], after=view
+    )
+    return view
 
 
 @router.post("/integration/test-connection/", response_model=ConnectionTest)
@@ -879,23 +885,54 @@ async def get_integration_route(
 async def update_integration_route(
     tx: ControlTx, principal: AdminWriter, integration_id: uuid.UUID, body: IntegrationUpdate
 ) -> dict[str, Any]:
+    before = await get_integration_route(tx, principal, integration_id)
     await update_integration(tx, integration_id, body)
-    return await get_integration_route(tx, principal, integration_id)
+    view = await get_integration_route(tx, principal, integration_id)
+    await audit.record(
+        tx,
+        "integration.updated",
+        "integration",
+        integration_id,
+        company_id=view.get("company_id"),
+        before=before,
+        after=view,
+    )
+    return view
 
 
 @router.put("/integration/{integration_id}/credentials/", response_model=Integration)
 async def rotate_credentials_route(
     tx: ControlTx, principal: AdminWriter, integration_id: uuid.UUID, body: CredentialsRotate
 ) -> dict[str, Any]:
+    before = await get_integration_route(tx, principal, integration_id)
     await rotate_credentials(tx, integration_id, body)
-    return await get_integration_route(tx, principal, integration_id)
+    view = await get_integration_route(tx, principal, integration_id)
+    await audit.record(
+        tx,
+        "integration.credentials_rotated",
+        "integration",
+        integration_id,
+        company_id=view.get("company_id"),
+        before=before,
+        after=view,
+    )
+    return view
 
 
 @router.delete("/integration/{integration_id}/", status_code=204)
 async def delete_integration_route(
     tx: ControlTx, principal: AdminWriter, integration_id: uuid.UUID
 ) -> Response:
+    before = await get_integration_route(tx, principal, integration_id)
     await delete_integration(tx, integration_id)
+    await audit.record(
+        tx,
+        "integration.deleted",
+        "integration",
+        integration_id,
+        company_id=before.get("company_id"),
+        before=before,
+    )
     return Response(status_code=204)
 
 

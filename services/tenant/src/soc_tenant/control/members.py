@@ -22,6 +22,7 @@ from soc_shared.events import TenantMembershipChanged, UserChanged
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from soc_tenant.control import audit
 from soc_tenant.control.clients import UpstreamRejected, UpstreamUnavailable, auth_directory, auth_error
 from soc_tenant.control.company import company_view, get_company_row
 from soc_tenant.control.deps import (
@@ -277,7 +278,11 @@ async def create_member_route(
         raise ApiError(409, "company_inactive", "the company is inactive; reactivate it before adding users")
     created: list[str] = []
     try:
-        return member_view(await create_member(tx, company_id, body, compensations=created))
+        view = member_view(await create_member(tx, company_id, body, compensations=created))
+        await audit.record(
+            tx, "tenant_user.created", "tenant_user", view["user_id"], company_id=company_id, after=view
+        )
+        return view
     except Exception:
         await undo_created_users(tx.app, created)
         raise
@@ -297,6 +302,7 @@ async def update_member_route(
 ) -> dict[str, Any]:
     company_id = scoped_company(principal, company_id)
     member = await get_member(tx.session, company_id, user_id, for_update=True)
+    before = member_view(member)
     for key in ("tenant_role", "active", "permissions"):
         if key in body.model_fields_set and getattr(body, key) is None:
             raise ApiError(
@@ -327,6 +333,12 @@ async def update_member_route(
     member = await get_member(tx.session, company_id, user_id)
     if values.keys() & {"tenant_role", "permissions", "active"}:
         await publish_membership(tx, member)
+    after = member_view(member)
+    if body.password is not None:
+        after["password_changed"] = True
+    await audit.record(
+        tx, "tenant_user.updated", "tenant_user", user_id, company_id=company_id, before=before, after=after
+    )
     return member_view(member)
 
 
@@ -336,7 +348,7 @@ async def delete_member_route(
 ) -> Response:
     """Removes the user from the company: auth soft-deletes the account; the membership is kept, inactive."""
     company_id = scoped_company(principal, company_id)
-    await get_member(tx.session, company_id, user_id, for_update=True)
+    before = member_view(await get_member(tx.session, company_id, user_id, for_update=True))
     if user_id == principal.sub:
         raise ApiError(409, "cannot_demote_self", "you cannot remove your own account")
     try:
@@ -349,7 +361,17 @@ async def delete_member_route(
         .where(tenant_member.c.user_id == user_id)
         .values(active=False, updated_at=sa.func.now())
     )
-    await publish_membership(tx, await get_member(tx.session, company_id, user_id))
+    member = await get_member(tx.session, company_id, user_id)
+    await publish_membership(tx, member)
+    await audit.record(
+        tx,
+        "tenant_user.deleted",
+        "tenant_user",
+        user_id,
+        company_id=company_id,
+        before=before,
+        after=member_view(member),
+    )
     return Response(status_code=204)
 
 
