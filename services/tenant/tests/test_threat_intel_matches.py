@@ -309,6 +309,19 @@ async def test_matches_both_ways_under_entitlement_once_and_isolated(env, event_
     assert (await get(env, "/tenant/ti-matches/summary/", hb))["open_offenses_with_matches"] == 1
     assert (await get(env, "/tenant/ti-matches/summary/", hb))["open_incidents_with_matches"] == 0
 
+    # The consolidated report's section (JSON, and a PDF built with it).
+    reported = await get(env, "/tenant/reports/consolidated/", ha)
+    assert {(x["record_type"], x["indicator"]) for x in reported["threat_intel_matches"]} == {
+        ("offense", RECORDED_IP),
+        ("incident", RECORDED_IP),
+        ("incident", EVIL),
+    }
+    pdf = await env["client"].get("/tenant/reports/consolidated/", headers=ha, params={"format": "pdf"})
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+    assert [
+        x["indicator"] for x in (await get(env, "/tenant/reports/consolidated/", hb))["threat_intel_matches"]
+    ] == [FEED_IP]
+
     # Isolation: B sees its own match only, none of A's; A's records' routes answer 404 to B.
     b_list = await get(env, "/tenant/ti-matches/", hb)
     assert [x["indicator"] for x in b_list["items"]] == [FEED_IP]

@@ -22,6 +22,7 @@ from soc_tenant.readmodel.siem import asset_health, asset_select, eps_series, ep
 from soc_tenant.readmodel.sla_views import company_slas, compliance, overview, sla_row, sla_select
 from soc_tenant.readmodel.soar import CLOSED_STATUSES, OPEN_STATUSES, facet_distribution, incident_cards
 from soc_tenant.readmodel.ti import latest_alerts
+from soc_tenant.readmodel.timatches import window_matches
 
 router = APIRouter(prefix="/tenant/reports", tags=["reports"], route_class=ReadRoute)
 KINDS = ("incident", "detailed-incident", "eps", "assets", "consolidated")
@@ -345,6 +346,7 @@ async def consolidated_report(
     closure = await weekly_closure_trend(session, scope, window)
     over = await eps_over_contract(session, scope, window)
     eps_data = {**eps_data, "over_contract": over}
+    matches = await window_matches(session, scope, window.start, window.end)
     data = {
         "offenses": offenses,
         "incidents": {**inc_data, "top_use_cases": use_cases, "weekly_closure_trend": closure},
@@ -352,6 +354,7 @@ async def consolidated_report(
         "eps": eps_data,
         "assets": asset_data,
         "threat_alerts": alerts,
+        "threat_intel_matches": matches,
     }
     sections = [
         Section("Offenses", {"total": offenses["total"], "open": offenses["open"]}),
@@ -377,6 +380,19 @@ async def consolidated_report(
             "Latest threat alerts",
             columns=["short_id", "title", "status", "tlp", "published_time"],
             rows=alerts,
+        ),
+        Section(
+            "Threat intelligence matches",
+            columns=[
+                "record_type",
+                "record_id",
+                "indicator_kind",
+                "indicator",
+                "alert_title",
+                "alert_tlp",
+                "first_seen",
+            ],
+            rows=matches,
         ),
     ]
     return data, sections

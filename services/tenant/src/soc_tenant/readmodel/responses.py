@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 from soc_shared.api import ApiModel, Page
@@ -1005,6 +1005,9 @@ class Report(ApiModel):
     tickets: TicketReportData | None = None
     eps: EpsReportData | None = None
     assets: AssetReportData | None = None
+    threat_intel_matches: list[TiMatch] | None = Field(
+        default=None, description="consolidated: the company's threat-intel matches first seen in the window"
+    )
     threat_alerts: list[LatestThreatAlert] | None = None
 
 
@@ -1057,3 +1060,58 @@ class DefaultFeed(ApiModel):
 class DefaultFeedSet(ApiModel):
     integration_id: str
     default_feed: bool
+
+
+# ------------------------------------------------------------------------------ threat-intel matches
+class TiMatch(ApiModel):
+    """One indicator of a record named by one threat-intel alert."""
+
+    id: int = Field(description="the match's id")
+    record_type: Literal["offense", "incident"]
+    integration_id: str = Field(description="the offense's QRadar / incident's XSOAR integration")
+    record_scope: str = Field(description="QRadar domain id / XSOAR account of the record")
+    record_id: str = Field(description="QRadar's offense id / XSOAR's incident id")
+    indicator_kind: str = Field(description="ipv4, ipv6, domain, url, email, md5, sha1, sha256, cve")
+    indicator: str = Field(description="the normalised indicator (refanged, lower-cased where case is noise)")
+    first_seen: datetime = Field(description="when the match was first found")
+    last_seen: datetime = Field(description="when it was last confirmed (record or alert changed)")
+    alert_id: int = Field(description="our id of the alert (the threat-alert detail route's `alert_pk`)")
+    alert_integration_id: str
+    alert_short_id: str = Field(description="Cyware's alert id")
+    alert_title: str
+    alert_tlp: str | None = Field(description="traffic light protocol of the alert")
+    alert_published_time: datetime | None
+    alert_link: str = Field(description="the portal's route of the alert's detail")
+
+
+class RecordMatches(ApiModel):
+    """The threat-intel matches of one offense or incident."""
+
+    record_type: Literal["offense", "incident"]
+    id: int = Field(description="our id of the offense / incident")
+    items: list[TiMatch]
+    total: int
+
+
+class IncidentMatches(RecordMatches):
+    """An incident's matches, with the MITRE ATT&CK techniques the matched alerts name beside the
+    incident's own tactics and techniques."""
+
+    mitre_tactics: list[str] = Field(description="the incident's own MITRE tactics")
+    mitre_techniques: list[str] = Field(description="the incident's own MITRE techniques")
+    alert_mitre_techniques: list[str] = Field(description="technique ids named in the matched alerts")
+
+
+class MatchSummary(ApiModel):
+    """The dashboard's threat-intel figures for the company (admins: every company)."""
+
+    open_incidents_with_matches: int = Field(
+        description="pending or active incidents a threat-intel alert names"
+    )
+    open_offenses_with_matches: int = Field(description="open offenses a threat-intel alert names")
+    matches: int = Field(description="stored matches (record, alert, indicator)")
+    alerts_matched: int = Field(description="distinct alerts with at least one match")
+    by_kind: dict[str, int] = Field(description="matches per indicator kind")
+
+
+Report.model_rebuild()

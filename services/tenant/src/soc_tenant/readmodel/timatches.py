@@ -6,13 +6,11 @@ and ``Scope.ti_filter``), and only for the caller's company (``ti_match`` is com
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Path, Query
-from pydantic import Field
-from soc_shared.api import ApiModel, Page
+from soc_shared.api import Page
 from sqlalchemy.dialects.postgresql import UUID
 
 from soc_tenant.db import ScopedSession
@@ -30,6 +28,7 @@ from soc_tenant.readmodel.common import (
     ordering,
     run_list,
 )
+from soc_tenant.readmodel.responses import IncidentMatches, MatchSummary, RecordMatches, TiMatch
 
 router = APIRouter(prefix="/tenant", tags=["threat-intelligence"], route_class=ReadRoute)
 BIGINT = 2**63 - 1
@@ -67,46 +66,6 @@ o = t.qradar_offense
 i = t.soar_incident
 
 IndicatorKind = Literal["ipv4", "ipv6", "domain", "url", "email", "md5", "sha1", "sha256", "cve"]
-
-
-# ------------------------------------------------------------------------------------- responses
-class TiMatch(ApiModel):
-    """One indicator of a record named by one threat-intel alert."""
-
-    id: int = Field(description="the match's id")
-    record_type: Literal["offense", "incident"]
-    integration_id: str = Field(description="the offense's QRadar / incident's XSOAR integration")
-    record_scope: str = Field(description="QRadar domain id / XSOAR account of the record")
-    record_id: str = Field(description="QRadar's offense id / XSOAR's incident id")
-    indicator_kind: str = Field(description="ipv4, ipv6, domain, url, email, md5, sha1, sha256, cve")
-    indicator: str = Field(description="the normalised indicator (refanged, lower-cased where case is noise)")
-    first_seen: datetime = Field(description="when the match was first found")
-    last_seen: datetime = Field(description="when it was last confirmed (record or alert changed)")
-    alert_id: int = Field(description="our id of the alert (the threat-alert detail route's `alert_pk`)")
-    alert_integration_id: str
-    alert_short_id: str = Field(description="Cyware's alert id")
-    alert_title: str
-    alert_tlp: str | None = Field(description="traffic light protocol of the alert")
-    alert_published_time: datetime | None
-    alert_link: str = Field(description="the portal's route of the alert's detail")
-
-
-class RecordMatches(ApiModel):
-    """The threat-intel matches of one offense or incident."""
-
-    record_type: Literal["offense", "incident"]
-    id: int = Field(description="our id of the offense / incident")
-    items: list[TiMatch]
-    total: int
-
-
-class IncidentMatches(RecordMatches):
-    """An incident's matches, with the MITRE ATT&CK techniques the matched alerts name beside the
-    incident's own tactics and techniques."""
-
-    mitre_tactics: list[str] = Field(description="the incident's own MITRE tactics")
-    mitre_techniques: list[str] = Field(description="the incident's own MITRE techniques")
-    alert_mitre_techniques: list[str] = Field(description="technique ids named in the matched alerts")
 
 
 # ---------------------------------------------------------------------------------------- queries
@@ -316,18 +275,6 @@ async def list_matches(
     )
 
 
-class MatchSummary(ApiModel):
-    """The dashboard's threat-intel figures for the company (admins: every company)."""
-
-    open_incidents_with_matches: int = Field(
-        description="pending or active incidents a threat-intel alert names"
-    )
-    open_offenses_with_matches: int = Field(description="open offenses a threat-intel alert names")
-    matches: int = Field(description="stored matches (record, alert, indicator)")
-    alerts_matched: int = Field(description="distinct alerts with at least one match")
-    by_kind: dict[str, int] = Field(description="matches per indicator kind")
-
-
 @router.get(
     "/ti-matches/summary/",
     dependencies=[DASHBOARD, THREAT_INTELLIGENCE],
@@ -380,3 +327,17 @@ async def match_summary(session: ScopedSession, scope: AnyScope) -> dict[str, An
         "alerts_matched": int(alerts),
         "by_kind": by_kind,
     }
+
+
+async def window_matches(
+    session: Any, scope: Scope, start: Any, end: Any, limit: int = 100
+) -> list[dict[str, Any]]:
+    """The matches first seen within [start, end], newest first (the consolidated report's section)."""
+    rows = (
+        await session.execute(
+            matches_select(scope, m.c.first_seen >= start, m.c.first_seen <= end)
+            .order_by(m.c.first_seen.desc(), m.c.id.desc())
+            .limit(limit)
+        )
+    ).all()
+    return [serialize(r) for r in rows]
