@@ -200,3 +200,73 @@ async def test_the_api_role_can_append_and_read_but_never_change_or_remove(app, 
             )
     records = (await audit(client, h, target_id=company["id"]))["items"]
     assert [x["action"] for x in records] == ["company.created"]
+
+
+async def test_mappings_and_sla_settings_are_recorded(app, client, headers):
+    h, _, _ = admin_headers(headers)
+    company = await create_company(client, h)
+    cid = company["id"]
+    r = await client.post(
+        "/integration/",
+        headers=h,
+        json={
+            "subtype": "CORTEX_XSOAR",
+            "instance_name": uniq("XSOAR"),
+            "base_url": "https://xsoar.example.com",
+            "credential_kind": "API_KEY",
+            "credentials": {"api_key": f"xs-{uuid.uuid4().hex}"},
+        },
+    )
+    assert r.status_code == 201, r.text
+    xs = r.json()["id"]
+    async with app.state.db.session() as s:
+        await s.execute(
+            sa.text(
+                "INSERT INTO soar_account (integration_id, account_id, name, version) VALUES (:i, 'acme', 'acme', 1)"
+            ),
+            {"i": xs},
+        )
+    r = await client.post(
+        "/admin/mappings/soar/", headers=h, json={"company_id": cid, "integration_id": xs, "account": "acme"}
+    )
+    assert r.status_code == 201, r.text
+    mid = r.json()["id"]
+    assert (
+        await client.put(f"/admin/mappings/soar/{mid}/", headers=h, json={"active": False})
+    ).status_code == 200
+    assert (await client.delete(f"/admin/mappings/soar/{mid}/", headers=h)).status_code == 204
+    # A refused mapping (unknown vendor account) leaves no record.
+    r = await client.post(
+        "/admin/mappings/soar/", headers=h, json={"company_id": cid, "integration_id": xs, "account": "nope"}
+    )
+    assert r.status_code == 422
+    mapped = (await audit(client, h, target_type="mapping", company_id=cid))["items"]
+    assert [x["action"] for x in mapped] == [
+        "mapping.soar.deleted",
+        "mapping.soar.updated",
+        "mapping.soar.created",
+    ]
+    assert mapped[1]["before"]["active"] is True and mapped[1]["after"]["active"] is False
+
+    r = await client.put(f"/admin/companies/{cid}/sla/", headers=h, json={"sla_clock_start": "created"})
+    assert r.status_code == 200, r.text
+    sla = (await audit(client, h, action="sla.company_updated", target_id=cid))["items"]
+    assert len(sla) == 1 and sla[0]["after"]["sla_clock_start"] == "created"
+    assert sla[0]["before"]["sla_clock_start"] != "created"
+
+
+async def test_sla_defaults_change_is_recorded_for_admins_only(client, headers):
+    h, sub, _ = admin_headers(headers)
+    defaults = (await client.get("/admin/sla/defaults/", headers=h)).json()["items"]
+    p3 = next(d for d in defaults if d["level"] == "P3")
+    item = {k: p3[k] for k in ("level", "tta_minutes", "ttn_minutes", "ttdn_minutes")}
+    try:
+        changed = {**item, "tta_minutes": item["tta_minutes"] + 1}
+        r = await client.put("/admin/sla/defaults/", headers=h, json={"items": [changed]})
+        assert r.status_code == 200, r.text
+    finally:
+        await client.put("/admin/sla/defaults/", headers=headers(kind="admin"), json={"items": [item]})
+    records = (await audit(client, h, actor=sub, action="sla.defaults_updated"))["items"]
+    assert len(records) == 1 and records[0]["company_id"] is None
+    after = next(d for d in records[0]["after"]["items"] if d["level"] == "P3")
+    assert after["tta_minutes"] == item["tta_minutes"] + 1

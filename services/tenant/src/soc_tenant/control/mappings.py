@@ -22,6 +22,7 @@ from soc_shared.errors import ApiError
 from sqlalchemy.exc import DBAPIError, IntegrityError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from soc_tenant.control import audit
 from soc_tenant.control.deps import AdminReader, AdminWriter, ControlTx, Paging, Tx, invalid, not_found, page
 from soc_tenant.control.models import Strict, VolumeType, text
 from soc_tenant.control.responses import ItsmMapping, Page, QradarMapping, SoarMapping
@@ -388,7 +389,16 @@ def _routes(
 
     async def create_route(tx: ControlTx, principal: AdminWriter, body: body_model) -> dict[str, Any]:  # type: ignore[valid-type]
         mapping_id = await create_mapping(tx, kind, body.model_dump())  # type: ignore[attr-defined]
-        return (await views(tx.session, kind, [await get_mapping(tx.session, kind, mapping_id)]))[0]
+        view = (await views(tx.session, kind, [await get_mapping(tx.session, kind, mapping_id)]))[0]
+        await audit.record(
+            tx,
+            f"mapping.{kind.name}.created",
+            "mapping",
+            mapping_id,
+            company_id=view["company_id"],
+            after=view,
+        )
+        return view
 
     async def get_route(tx: ControlTx, principal: AdminReader, mapping_id: uuid.UUID) -> dict[str, Any]:
         return (await views(tx.session, kind, [await get_mapping(tx.session, kind, mapping_id)]))[0]
@@ -396,12 +406,32 @@ def _routes(
     async def update_route(
         tx: ControlTx, principal: AdminWriter, mapping_id: uuid.UUID, body: update_model
     ) -> dict[str, Any]:  # type: ignore[valid-type]
+        before = (await views(tx.session, kind, [await get_mapping(tx.session, kind, mapping_id)]))[0]
         await update_mapping(tx, kind, mapping_id, body.model_dump(exclude_unset=True))  # type: ignore[attr-defined]
-        return (await views(tx.session, kind, [await get_mapping(tx.session, kind, mapping_id)]))[0]
+        view = (await views(tx.session, kind, [await get_mapping(tx.session, kind, mapping_id)]))[0]
+        await audit.record(
+            tx,
+            f"mapping.{kind.name}.updated",
+            "mapping",
+            mapping_id,
+            company_id=view["company_id"],
+            before=before,
+            after=view,
+        )
+        return view
 
     async def delete_route(tx: ControlTx, principal: AdminWriter, mapping_id: uuid.UUID) -> Response:
-        await get_mapping(tx.session, kind, mapping_id, for_update=True)
+        row = await get_mapping(tx.session, kind, mapping_id, for_update=True)
+        before = (await views(tx.session, kind, [row]))[0]
         await tx.session.execute(sa.delete(kind.table).where(kind.table.c.id == mapping_id))
+        await audit.record(
+            tx,
+            f"mapping.{kind.name}.deleted",
+            "mapping",
+            mapping_id,
+            company_id=row["company_id"],
+            before=before,
+        )
         return Response(status_code=204)
 
     # Postponed annotations name closure variables, which FastAPI cannot resolve: give it the classes.

@@ -19,6 +19,7 @@ from fastapi import APIRouter
 from pydantic import Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from soc_tenant.control import audit
 from soc_tenant.control.company import get_company_row, require_live_company
 from soc_tenant.control.deps import (
     AdminWriter,
@@ -204,6 +205,7 @@ async def put_defaults(tx: ControlTx, principal: AdminWriter, body: SlaDefaultsI
     levels = [i.level for i in body.items]
     if len(set(levels)) != len(levels):
         raise invalid(["body", "items"], "each level at most once")
+    before = _defaults_view(await load_defaults(tx.session))
     for item in body.items:
         await tx.session.execute(
             sa.update(sla_default)
@@ -216,7 +218,11 @@ async def put_defaults(tx: ControlTx, principal: AdminWriter, body: SlaDefaultsI
                 updated_at=sa.func.now(),
             )
         )
-    return full_list(_defaults_view(await load_defaults(tx.session)))
+    after = _defaults_view(await load_defaults(tx.session))
+    await audit.record(
+        tx, "sla.defaults_updated", "sla_defaults", None, before={"items": before}, after={"items": after}
+    )
+    return full_list(after)
 
 
 async def company_sla_view(session: AsyncSession, company_id: uuid.UUID) -> dict[str, Any]:
@@ -299,6 +305,7 @@ async def put_company_sla(
     tx: ControlTx, principal: AdminWriter, company_id: CompanyId, body: CompanySlaIn
 ) -> dict[str, Any]:
     await require_live_company(tx.session, company_id)
+    before = await company_sla_view(tx.session, company_id)
     if body.is_default_sla is not None:
         await tx.session.execute(
             sa.update(company)
@@ -313,7 +320,17 @@ async def put_company_sla(
         )
     if body.overrides is not None:
         await replace_overrides(tx.session, company_id, body.overrides, principal.sub, ["body", "overrides"])
-    return await company_sla_view(tx.session, company_id)
+    after = await company_sla_view(tx.session, company_id)
+    await audit.record(
+        tx,
+        "sla.company_updated",
+        "company_sla",
+        company_id,
+        company_id=company_id,
+        before=before,
+        after=after,
+    )
+    return after
 
 
 __all__ = ["SlaTargets", "effective_sla", "load_effective_sla", "router"]
