@@ -213,24 +213,35 @@ async def write_and_match(
                             (rtype, integration, scope, key, o.kind, o.value, o.private, version, seen_at)
                         )
         await cur.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
-        # what a record no longer names (the same or a newer version arrived) goes
+        # What a record no longer names (the same or a newer version arrived) goes. Both statements
+        # probe ti_observable's key per batch record (LATERAL, scalar max): joined plainly, the
+        # planner knows nothing of the temp tables and scans every stored observable (seconds at
+        # 1M records; bench/ti_match_bench.py).
+        await cur.execute("SET LOCAL enable_hashjoin = off")
         await cur.execute("""
-DELETE FROM ti_observable o USING _in_ti_rec r
-WHERE o.record_type = r.record_type AND o.integration_id = r.integration_id AND o.scope = r.scope
-  AND o.record_key = r.record_key AND o.version <= r.version
-  AND NOT EXISTS (SELECT 1 FROM _in_ti_obs i
-                  WHERE i.record_type = o.record_type AND i.integration_id = o.integration_id
-                    AND i.scope = o.scope AND i.record_key = o.record_key AND i.kind = o.kind AND i.value = o.value)""")
+DELETE FROM ti_observable o
+USING (SELECT x.ctid AS row_id
+       FROM _in_ti_rec r
+       CROSS JOIN LATERAL (
+           SELECT n.ctid, n.kind, n.value FROM ti_observable n
+           WHERE n.record_type = r.record_type AND n.integration_id = r.integration_id
+             AND n.scope = r.scope AND n.record_key = r.record_key AND n.version <= r.version) x
+       WHERE NOT EXISTS (SELECT 1 FROM _in_ti_obs i
+                         WHERE i.record_type = r.record_type AND i.integration_id = r.integration_id
+                           AND i.scope = r.scope AND i.record_key = r.record_key
+                           AND i.kind = x.kind AND i.value = x.value)) gone
+WHERE o.ctid = gone.row_id""")
+        await cur.execute("SET LOCAL enable_hashjoin = on")
         # an older version never overwrites a newer one's observables
         await cur.execute("""
 INSERT INTO ti_observable AS o (record_type, integration_id, scope, record_key, kind, value, private, version,
                                 seen_at)
 SELECT i.record_type, i.integration_id, i.scope, i.record_key, i.kind, i.value, i.private, i.version,
        coalesce(i.seen_at, now())
-FROM _in_ti_obs i
-WHERE NOT EXISTS (SELECT 1 FROM ti_observable n
-                  WHERE n.record_type = i.record_type AND n.integration_id = i.integration_id
-                    AND n.scope = i.scope AND n.record_key = i.record_key AND n.version > i.version)
+FROM _in_ti_obs i JOIN _in_ti_rec r USING (record_type, integration_id, scope, record_key)
+WHERE r.version >= coalesce((SELECT max(n.version) FROM ti_observable n
+                             WHERE n.record_type = r.record_type AND n.integration_id = r.integration_id
+                               AND n.scope = r.scope AND n.record_key = r.record_key), 0)
 ON CONFLICT (record_type, integration_id, scope, record_key, kind, value) DO UPDATE
 SET private = EXCLUDED.private, version = EXCLUDED.version, seen_at = EXCLUDED.seen_at, last_seen = now()
 WHERE o.version <= EXCLUDED.version""")
