@@ -270,3 +270,24 @@ async def test_sla_defaults_change_is_recorded_for_admins_only(client, headers):
     assert len(records) == 1 and records[0]["company_id"] is None
     after = next(d for d in records[0]["after"]["items"] if d["level"] == "P3")
     assert after["tta_minutes"] == item["tta_minutes"] + 1
+
+
+async def test_lifecycle_changes_are_recorded_once_and_no_ops_not_at_all(client, headers):
+    h, _, _ = admin_headers(headers)
+    cid = (await create_company(client, h))["id"]
+    for _ in range(2):
+        assert (await client.post(f"/admin/tenants/{cid}/inactivate/", headers=h)).status_code == 200
+    assert (await client.post(f"/admin/tenants/{cid}/reactivate/", headers=h)).status_code == 200
+    assert (
+        await client.put(f"/admin/companies/{cid}/", headers=h, json={"country": None})
+    ).status_code == 200
+    for _ in range(2):
+        assert (await client.delete(f"/admin/tenants/{cid}/", headers=h)).status_code == 204
+    records = (await audit(client, h, target_id=cid))["items"]
+    assert [x["action"] for x in records] == [
+        "company.deleted",
+        "company.reactivated",
+        "company.inactivated",
+        "company.created",
+    ]
+    assert records[2]["after"]["status"] != records[2]["before"]["status"]

@@ -121,9 +121,13 @@ async def record(
     company_id: Any = None,
     before: dict[str, Any] | None = None,
     after: dict[str, Any] | None = None,
-) -> int:
-    """Write one audit record in ``tx`` (the change's own transaction) and stage its event."""
+) -> int | None:
+    """Write one audit record in ``tx`` (the change's own transaction) and stage its event. Given
+    both sides and nothing differs (a repeated delete, an update to the same values), nothing
+    changed and nothing is written."""
     b, a = changes(before, after)
+    if before is not None and after is not None and not b and not a:
+        return None
     p = tx.principal
     values = {
         "company_id": _uuid_or_none(company_id),

@@ -551,7 +551,10 @@ async def update_company_route(
 async def delete_company_route(tx: ControlTx, principal: AdminWriter, company_id: CompanyId) -> Response:
     before = await company_detail(tx.session, company_id)
     await delete_company(tx, company_id)
-    await audit.record(tx, "company.deleted", "company", company_id, company_id=company_id, before=before)
+    after = await company_detail(tx.session, company_id)
+    await audit.record(
+        tx, "company.deleted", "company", company_id, company_id=company_id, before=before, after=after
+    )
     return Response(status_code=204)
 
 

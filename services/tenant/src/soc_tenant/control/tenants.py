@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from soc_tenant.control import pending
+from soc_tenant.control import audit, pending
 from soc_tenant.control.company import (
     CompanyCreate,
     CompanyUpdate,
@@ -284,7 +284,9 @@ async def create_tenant_route(tx: ControlTx, principal: AdminWriter, body: Tenan
     created: list[str] = []
     try:
         company_id = await create_tenant(tx, body, created)
-        return await tenant_detail(tx.session, company_id)
+        view = await tenant_detail(tx.session, company_id)
+        await audit.record(tx, "tenant.created", "company", company_id, company_id=company_id, after=view)
+        return view
     except Exception:
         if created:
             await undo_created_users(tx.app, created)
@@ -318,28 +320,48 @@ async def update_tenant(
     tx: ControlTx, principal: AdminWriter, company_id: CompanyId, body: TenantUpdate
 ) -> dict[str, Any]:
     await get_company_row(tx.session, company_id, include_deleted=False)
+    before = await tenant_detail(tx.session, company_id)
     if body.company is not None:
         await update_company(tx, company_id, body.company)
     if body.sla is not None:
         await _apply_sla(tx, company_id, body.sla)
-    return await tenant_detail(tx.session, company_id)
+    view = await tenant_detail(tx.session, company_id)
+    await audit.record(
+        tx, "tenant.updated", "company", company_id, company_id=company_id, before=before, after=view
+    )
+    return view
 
 
 @router.post("/admin/tenants/{company_id}/inactivate/", response_model=Company)
 async def inactivate_tenant(tx: ControlTx, principal: AdminWriter, company_id: CompanyId) -> dict[str, Any]:
+    before = company_view(await get_company_row(tx.session, company_id))
     await inactivate_company(tx, company_id)
-    return company_view(await get_company_row(tx.session, company_id))
+    view = company_view(await get_company_row(tx.session, company_id))
+    await audit.record(
+        tx, "company.inactivated", "company", company_id, company_id=company_id, before=before, after=view
+    )
+    return view
 
 
 @router.post("/admin/tenants/{company_id}/reactivate/", response_model=Company)
 async def reactivate_tenant(tx: ControlTx, principal: AdminWriter, company_id: CompanyId) -> dict[str, Any]:
+    before = company_view(await get_company_row(tx.session, company_id))
     await reactivate_company(tx, company_id)
-    return company_view(await get_company_row(tx.session, company_id))
+    view = company_view(await get_company_row(tx.session, company_id))
+    await audit.record(
+        tx, "company.reactivated", "company", company_id, company_id=company_id, before=before, after=view
+    )
+    return view
 
 
 @router.delete("/admin/tenants/{company_id}/", status_code=204)
 async def delete_tenant(tx: ControlTx, principal: AdminWriter, company_id: CompanyId) -> Response:
+    before = company_view(await get_company_row(tx.session, company_id))
     await delete_company(tx, company_id)
+    after = company_view(await get_company_row(tx.session, company_id))
+    await audit.record(
+        tx, "company.deleted", "company", company_id, company_id=company_id, before=before, after=after
+    )
     return Response(status_code=204)
 
 
