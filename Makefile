@@ -12,7 +12,7 @@ TYPED_PACKAGES := gateway/src/soc_gateway services/auth/src/soc_auth services/si
 	services/soar-ingest/src/soc_soar_ingest services/itsm-ingest/src/soc_itsm_ingest \
 	services/threatintel/src/soc_threatintel
 
-.PHONY: up test deps install stop status lint schemas bench backup restore k8s-scan chaos
+.PHONY: up test deps install stop status lint schemas bench backup restore k8s-scan chaos web client
 
 install:
 	bash scripts/deps.sh install
@@ -21,10 +21,10 @@ deps: install
 	bash scripts/deps.sh start
 	uv run --frozen python -m soc_shared.provision --db soc --vhost soc
 
-up: deps
+up: deps web
 	uv run --frozen python scripts/run_suite.py
 
-test: install
+test: install web
 	bash scripts/deps.sh start
 	uv run --frozen pytest $(PYTEST_ARGS)
 
@@ -42,6 +42,14 @@ lint:
 
 schemas:
 	uv run --frozen python -m soc_shared.events
+
+# The web console (web/dist, served by the gateway at /); rebuilt only when its sources changed.
+web:
+	bash scripts/build_web.sh
+
+# The console's typed API client from the gateway's merged OpenAPI (web/src/api/schema.d.ts).
+client:
+	bash scripts/gen_client.sh
 
 bench:
 	@for b in bench/*_bench.py; do echo "== $$b"; uv run --frozen python $$b || exit 1; done

@@ -19,16 +19,18 @@ from typing import Any
 import httpx
 
 SIMULATOR_HOST = os.environ.get("SOC_DEMO_SIMULATOR_HOST", "127.0.0.1")
+# Where the vendor simulators listen (make up's fixed ports; the browser tests pass their own).
+SIMULATOR_PORTS = {"qradar": 9101, "xsoar": 9102, "sdp": 9103, "cyware": 9104}
 DISCOVERY_TIMEOUT = float(os.environ.get("SOC_DEMO_DISCOVERY_TIMEOUT", "120"))
 
 INTEGRATIONS = [
-    # (instance name, subtype, port, credential kind, credentials, settings)
-    ("Demo QRadar", "IBM_QRADAR", 9101, "API_KEY", {"api_key": "qradar-demo-token"}, {}),
-    ("Demo XSOAR", "CORTEX_XSOAR", 9102, "API_KEY", {"api_key": "xsoar-demo-key"}, {}),
+    # (instance name, subtype, simulator, credential kind, credentials, settings)
+    ("Demo QRadar", "IBM_QRADAR", "qradar", "API_KEY", {"api_key": "qradar-demo-token"}, {}),
+    ("Demo XSOAR", "CORTEX_XSOAR", "xsoar", "API_KEY", {"api_key": "xsoar-demo-key"}, {}),
     (
         "Demo ServiceDesk Plus",
         "MANAGEENGINE_SDP",
-        9103,
+        "sdp",
         "API_KEY",
         {"api_key": "sdp-demo-key"},
         {"auth_style": "authtoken"},
@@ -264,7 +266,13 @@ def ensure_mapping(api: Api, kind: str, body: dict[str, Any]) -> None:
             api.call("PUT", f"/admin/mappings/{kind}/{mapping_id}/", json={**extra, "active": True})
 
 
-def seed_demo(gateway_url: str, admin_username: str, admin_password: str) -> list[str]:
+def seed_demo(
+    gateway_url: str,
+    admin_username: str,
+    admin_password: str,
+    simulator_ports: dict[str, int] | None = None,
+) -> list[str]:
+    ports = {**SIMULATOR_PORTS, **(simulator_ports or {})}
     api = Api(gateway_url)
     say("seeding demo data")
     try:
@@ -274,9 +282,9 @@ def seed_demo(gateway_url: str, admin_username: str, admin_password: str) -> lis
 
     created = {
         subtype: ensure_integration(
-            api, name, subtype, f"http://{SIMULATOR_HOST}:{port}", kind, creds, settings
+            api, name, subtype, f"http://{SIMULATOR_HOST}:{ports[simulator]}", kind, creds, settings
         )
-        for name, subtype, port, kind, creds, settings in INTEGRATIONS
+        for name, subtype, simulator, kind, creds, settings in INTEGRATIONS
     }
     companies = [(demo, ensure_company(api, demo)) for demo in COMPANIES]
     for demo, company in companies:
@@ -284,7 +292,7 @@ def seed_demo(gateway_url: str, admin_username: str, admin_password: str) -> lis
             api,
             f"Cyware ({demo.name})",
             "CYWARE",
-            f"http://{SIMULATOR_HOST}:9104",
+            f"http://{SIMULATOR_HOST}:{ports['cyware']}",
             "SECRET_KEY_ACCESS_KEY",
             {"access_key": demo.cyware_access, "secret_key": demo.cyware_secret},
             {},

@@ -35,6 +35,11 @@ need_pkgs() {
   command -v npm >/dev/null || missing+=(npm)
   # Active Directory for the directory tests (Samba's AD DC; winbind is its identity daemon).
   command -v samba >/dev/null || missing+=(samba samba-ad-dc samba-ad-provision winbind)
+  # The web console: its build (Node.js 20.19+ and npm; Debian's nodejs is used only when there is
+  # no node at all) and its browser tests (Debian's Chromium; pdftoppm renders the PDF reports).
+  command -v node >/dev/null || missing+=(nodejs npm)
+  command -v chromium >/dev/null || missing+=(chromium)
+  command -v pdftoppm >/dev/null || missing+=(poppler-utils)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive

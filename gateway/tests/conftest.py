@@ -348,6 +348,7 @@ def gateway_settings(auth_url: str, tenant_url: str, routes_file: Path, **overri
         "rate_limit_login_per_minute": 6000,
         "rate_limit_login_burst": 1000,
         "openapi_min_refresh_interval": 0,
+        "console_dir": None,  # the console has its own tests (test_console.py), with a build of its own
     }
     values.update(overrides)
     return Settings(**values)

@@ -20,6 +20,8 @@ DEFAULT_UPSTREAMS: dict[str, str] = {
 }
 
 DEFAULT_ROUTES_FILE = Path(__file__).with_name("routes.yaml")
+# The web console's build (`web/dist`, made by `npm run build`) in a checkout of the repository.
+DEFAULT_CONSOLE_DIR = Path(__file__).resolve().parents[3] / "web" / "dist"
 
 
 def _split_list(value: Any) -> Any:
@@ -48,6 +50,8 @@ class Settings(ServiceSettings):
     upstreams: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     # The routing table (YAML shipped in the package unless pointed elsewhere).
     routes_file: Path = DEFAULT_ROUTES_FILE
+    # The web console's static build, served at `/` (unset or missing: no console, API only).
+    console_dir: Path | None = DEFAULT_CONSOLE_DIR
 
     # Upstream connections: one shared keep-alive pool for every upstream.
     upstream_max_connections: int = 512

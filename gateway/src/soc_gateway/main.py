@@ -14,9 +14,10 @@ from soc_shared.settings import internal_tls
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Mount
-from starlette.types import Scope
+from starlette.types import ASGIApp, Scope
 
 from soc_gateway.config import Settings
+from soc_gateway.console import ConsoleApp
 from soc_gateway.docs import STATIC_URL, docs_router, static_files
 from soc_gateway.health import readiness_router
 from soc_gateway.identity import Authenticator
@@ -120,10 +121,12 @@ def create_app(
     app.router.redirect_slashes = True  # /docs -> /docs/ for the gateway's own pages only
     app.router.default = gateway  # safety net: the dispatch middleware sends proxied paths directly
 
-    _arrange_middleware(app, settings, gateway)
+    console = ConsoleApp(gateway, table, settings.console_dir)
+    _arrange_middleware(app, settings, console)
     instrument_httpx()  # client spans for the control-plane clients (JWKS, OpenAPI, health)
 
     app.state.gateway = gateway
+    app.state.console = console
     app.state.openapi = aggregator
     app.state.route_table = table
     app.state.token_verifier = verifier
@@ -168,7 +171,7 @@ def _is_fastapi_openapi_route(route: object) -> bool:
     )
 
 
-def _arrange_middleware(app: FastAPI, settings: Settings, gateway: Gateway) -> None:
+def _arrange_middleware(app: FastAPI, settings: Settings, gateway: ASGIApp) -> None:
     """Tracing -> SecurityHeaders -> RequestContext -> AccessLog -> CORS -> Dispatch (outermost first)."""
     if getattr(app, "_is_instrumented_by_opentelemetry", False):
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor

@@ -1,0 +1,154 @@
+"""Browser tests: Debian's Chromium driven by Playwright against the whole suite (tests/browser/console_stack.py)
+with the demo data, the console built by scripts/build_web.sh and served by the gateway.
+
+Screenshots land in .local/artefacts/browser/ (kept by CI as test artefacts, never committed)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import httpx
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from console_stack import ADMIN_PASSWORD, ADMIN_USERNAME, ROOT, ConsoleStack  # noqa: E402
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTEFACTS = ROOT / ".local" / "artefacts" / "browser"
+AXE = ROOT / "web" / "node_modules" / "axe-core" / "axe.min.js"
+
+USERS = {
+    "admin": (ADMIN_USERNAME, ADMIN_PASSWORD),
+    "acme.admin": ("acme.admin", "Acme-Admin-Demo-42"),
+    "acme.user": ("acme.user", "Acme-User-Demo-42"),
+    "globex.user": ("globex.user", "Globex-User-Demo-42"),
+    # A directory (OpenLDAP) account of the demo: member of acme-soc-users.
+    "alice": ("alice", "alice-pass"),
+}
+
+
+@pytest.fixture(scope="session")
+def console_build() -> Path:
+    subprocess.run(["bash", str(ROOT / "scripts" / "build_web.sh")], check=True)
+    return ROOT / "web" / "dist"
+
+
+@pytest.fixture(scope="session")
+def stack(console_build: Path) -> Iterator[Any]:
+    running = os.environ.get("SOC_CONSOLE_STACK_URL")
+    if running:  # a stack already started with `python tests/browser/console_stack.py` (development)
+        yield SimpleNamespace(gateway=running.rstrip("/"))
+        return
+    suite = ConsoleStack()
+    try:
+        suite.start()
+        yield suite
+    finally:
+        suite.stop()
+
+
+class Api:
+    def __init__(self, gateway: str) -> None:
+        self.http = httpx.Client(base_url=gateway, timeout=60, trust_env=False)
+        self.tokens: dict[str, str] = {}
+
+    def token(self, user: str) -> str:
+        if user not in self.tokens:
+            username, password = USERS[user]
+            answer = self.http.post("/auth/login/", json={"username": username, "password": password})
+            answer.raise_for_status()
+            self.tokens[user] = answer.json()["access_token"]
+        return self.tokens[user]
+
+    def get(self, user: str, path: str, **params: Any) -> Any:
+        answer = self.http.get(path, params=params, headers={"Authorization": f"Bearer {self.token(user)}"})
+        answer.raise_for_status()
+        return answer.json()
+
+    def send(self, user: str, method: str, path: str, body: Any = None) -> Any:
+        answer = self.http.request(
+            method, path, json=body, headers={"Authorization": f"Bearer {self.token(user)}"}
+        )
+        answer.raise_for_status()
+        return answer.json() if answer.content else None
+
+
+@pytest.fixture(scope="session")
+def api(stack: ConsoleStack) -> Api:
+    return Api(stack.gateway)
+
+
+@pytest.fixture(scope="session")
+def browser(stack: ConsoleStack) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+class Console:
+    """One browser context signed in as one user."""
+
+    def __init__(self, browser: Any, gateway: str, **context: Any) -> None:
+        self.gateway = gateway
+        self.context = browser.new_context(base_url=gateway, accept_downloads=True, **context)
+        self.page = self.context.new_page()
+        self.errors: list[str] = []
+        self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+
+    def sign_in(self, user: str | tuple[str, str]) -> Console:
+        username, password = USERS[user] if isinstance(user, str) else user
+        self.page.goto("/sign-in")
+        self.page.get_by_label("User name or e-mail").fill(username)
+        self.page.get_by_label("Password").fill(password)
+        self.page.get_by_role("button", name="Sign in").click()
+        self.page.get_by_role("button", name="Sign out").wait_for()
+        return self
+
+    def open(self, path: str) -> Any:
+        self.page.goto(path)
+        self.page.wait_for_load_state("networkidle")
+        return self.page
+
+    def screenshot(self, name: str) -> Path:
+        path = ARTEFACTS / f"{name}.png"
+        self.page.screenshot(path=str(path), full_page=True)
+        return path
+
+    def close(self) -> None:
+        self.context.close()
+
+
+@pytest.fixture
+def console(browser: Any, stack: ConsoleStack) -> Iterator[Any]:
+    opened: list[Console] = []
+
+    def make(user: str | tuple[str, str] | None = None, **context: Any) -> Console:
+        session = Console(browser, stack.gateway, **context)
+        opened.append(session)
+        return session.sign_in(user) if user else session
+
+    yield make
+    for session in opened:
+        assert not session.errors, f"uncaught errors in the page: {session.errors}"
+        session.close()
