@@ -279,6 +279,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/admin/directory/status/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Directory Status
+         * @description The directory test: each configured server tried on its own — reachable, TLS (certificate
+         *     verified), the service account's bind, the flavour — with what failed in words.
+         */
+        get: operations["directory_status_admin_directory_status__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/admin/directory/users/": {
         parameters: {
             query?: never;
@@ -606,7 +627,8 @@ export interface paths {
         };
         /**
          * Summary Incident Priority
-         * @description Incidents per company and priority (created day within from/to; all time by default).
+         * @description Incidents per company and priority (created day within from/to or filter_type; all time by
+         *     default).
          */
         get: operations["summary_incident_priority_admin_summary_incident_priority__get"];
         put?: never;
@@ -1289,7 +1311,9 @@ export interface paths {
         };
         /**
          * List Assets
-         * @description Log sources (the seed's assets) with status, type, collector, groups and average EPS.
+         * @description Log sources (the seed's assets) with status, type, collector, groups and average EPS
+         *     (filter: text, status, enabled, type, domain, and the original's average_eps, sub_status,
+         *     last_event_date, start_date/end_date of creation, log_source_type by name).
          */
         get: operations["list_assets_tenant_assets__get"];
         put?: never;
@@ -1451,9 +1475,15 @@ export interface paths {
         };
         /**
          * Dashboard
-         * @description The summary widgets: open offenses by severity, incidents by priority and status, SLA
-         *     compliance (incidents of the last 30 days), open and overdue tickets, EPS of the last 24 h
-         *     against the contract, asset health, the latest threat alerts, and 30-day trends.
+         * @description The summary widgets: the original's incident cards (``total_incidents``, ``open``, ``closed``:
+         *     count in the window, change against the previous period, new today), open offenses by
+         *     severity, incidents by priority and status, SLA compliance, open and overdue tickets, EPS
+         *     against the contract, asset health, the latest threat alerts, and daily trends.
+         *
+         *     Window: ``filter_type`` (1 today, 2 last 7 days, 3 last 30 days, 9 ``start_date``..``end_date``)
+         *     or ``from``/``to``; without one, current totals (SLA: the last 30 days, EPS: the last 24 h,
+         *     trends: the last 30 days). ``owner``, ``priority``, ``status`` and ``incident_id`` narrow the
+         *     incident cards; ``filters`` selects widgets.
          */
         get: operations["dashboard_tenant_dashboard__get"];
         put?: never;
@@ -1567,6 +1597,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/tenant/file-type-choices/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * File Type Choices
+         * @description The file types ``/tenant/soar-incidents/download/?file_type=`` takes (by value or the
+         *     original's number).
+         */
+        get: operations["file_type_choices_tenant_file_type_choices__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/tenant/itsm-tenants/": {
         parameters: {
             query?: never;
@@ -1597,7 +1648,8 @@ export interface paths {
         };
         /**
          * List Tickets
-         * @description ITSM tickets (filter: status, priority, overdue, open, account, created from/to, text).
+         * @description ITSM tickets (filter: status, priority, overdue, open, account, created from/to or
+         *     filter_type, text, and the original's created_by and account_name).
          */
         get: operations["list_tickets_tenant_itsm_tickets__get"];
         put?: never;
@@ -1834,7 +1886,9 @@ export interface paths {
         };
         /**
          * Breached Incidents
-         * @description Incidents with at least one breached SLA step.
+         * @description Incidents with a breached SLA step — with ``sla_type``, breached at that step only
+         *     (``show_only=achieved``: met at that step; ``all``: both), with every incident filter of
+         *     ``/tenant/soar-incidents/``.
          */
         get: operations["breached_incidents_tenant_sla_breached__get"];
         put?: never;
@@ -1874,7 +1928,8 @@ export interface paths {
         };
         /**
          * Sla Incidents
-         * @description Incidents with each SLA step met, breached or pending (filter by priority and SLA status).
+         * @description Incidents with each SLA step met, breached or pending (filter by priority, SLA status, and
+         *     every incident filter of ``/tenant/soar-incidents/``).
          */
         get: operations["sla_incidents_tenant_sla_incidents__get"];
         put?: never;
@@ -1956,8 +2011,10 @@ export interface paths {
         };
         /**
          * List Incidents
-         * @description SOAR incidents (filter: status, severity, priority, created from/to, owner, type, use case
-         *     (a rule), offense id, text; sort by a whitelisted field).
+         * @description SOAR incidents (filter: status, severity, priority, created from/to or filter_type, owner,
+         *     type, use case (a rule), offense id, text, and the original's mitre_tactic, mitre_technique,
+         *     phase, playbook, configuration_item, sla, description, occurred_start/occurred_end, assignee,
+         *     ``filter`` presets; sort by a whitelisted field).
          */
         get: operations["list_incidents_tenant_soar_incidents__get"];
         put?: never;
@@ -1997,7 +2054,8 @@ export interface paths {
         };
         /**
          * Download Incidents
-         * @description Incidents (created within from/to, default the last 30 days) as CSV, Excel or JSON.
+         * @description Incidents (created within from/to or filter_type, default the last 30 days) as CSV, Excel or
+         *     JSON, with the list's filters.
          */
         get: operations["download_incidents_tenant_soar_incidents_download__get"];
         put?: never;
@@ -2037,7 +2095,8 @@ export interface paths {
         };
         /**
          * Recent Incidents
-         * @description The newest incidents.
+         * @description The newest incidents (created within from/to or filter_type, of one use case), a page at a
+         *     time.
          */
         get: operations["recent_incidents_tenant_soar_incidents_recent__get"];
         put?: never;
@@ -2058,7 +2117,7 @@ export interface paths {
         /**
          * Incident Summary
          * @description Summary cards: total, open, closed, per status, priority and severity (created day within
-         *     from/to; all time by default).
+         *     from/to or filter_type; all time by default; ``priority`` narrows them).
          */
         get: operations["incident_summary_tenant_soar_incidents_summary__get"];
         put?: never;
@@ -2161,7 +2220,9 @@ export interface paths {
         };
         /**
          * List Threat Alerts
-         * @description Threat-intelligence alerts (filter: status, TLP, published from/to, text).
+         * @description Threat-intelligence alerts (filter: status, TLP, title, text; published within from/to,
+         *     filter_type or published_start_date/published_end_date; first stored (created_) and last
+         *     changed (updated_) within their own date ranges).
          */
         get: operations["list_threat_alerts_tenant_threat_alerts__get"];
         put?: never;
@@ -2203,16 +2264,329 @@ export interface components {
          */
         AdminRole: "SUPER_ADMIN" | "ADMIN" | "READ_ONLY_ADMIN";
         /**
+         * AdminUnread
+         * @description For admins: per company, the tenants' messages no admin has seen.
+         */
+        AdminUnread: {
+            /** Items */
+            items: components["schemas"]["CompanyUnread"][];
+            /**
+             * Total
+             * @description how many items match, over every page
+             */
+            total: number;
+            /**
+             * Limit
+             * @description the page size asked for (or the whole list's length)
+             */
+            limit: number;
+            /**
+             * Offset
+             * @description how many matching items come before this page
+             */
+            offset: number;
+            /** Unread Total */
+            unread_total: number;
+        };
+        /** ApiVersion */
+        ApiVersion: {
+            /** Service */
+            service: string;
+            /** Api Version */
+            api_version: string;
+            /**
+             * Version
+             * @description the installed package's version
+             */
+            version: string;
+        };
+        /**
+         * Asset
+         * @description A QRadar log source (the seed's "asset").
+         */
+        Asset: {
+            /** Id */
+            id: number;
+            /** Integration Id */
+            integration_id: string;
+            /**
+             * Log Source Id
+             * @description QRadar's log source id
+             */
+            log_source_id: number;
+            /** Name */
+            name: string;
+            /** Description */
+            description: string;
+            /** Domain Id */
+            domain_id: number | null;
+            /** Domain Name */
+            domain_name: string | null;
+            /** Type Id */
+            type_id: number | null;
+            /** Type Name */
+            type_name: string | null;
+            /** Event Collector Id */
+            event_collector_id: number | null;
+            /** Event Collector Name */
+            event_collector_name: string | null;
+            /** Sending Ip */
+            sending_ip: string | null;
+            /** Enabled */
+            enabled: boolean;
+            /**
+             * Status
+             * @description QRadar's status, e.g. `SUCCESS`, `WARN`, `ERROR`, `NA`
+             */
+            status: string | null;
+            /** Status Messages */
+            status_messages: unknown[];
+            /** Group Ids */
+            group_ids: number[];
+            /** Groups */
+            groups: components["schemas"]["LogSourceGroup"][];
+            /**
+             * Average Eps
+             * @description events per second, as QRadar averages them
+             */
+            average_eps: number;
+            /** Creation Time */
+            creation_time: string | null;
+            /** Modified Time */
+            modified_time: string | null;
+            /** Last Event Time */
+            last_event_time: string | null;
+        };
+        /** AssetCounts */
+        AssetCounts: {
+            /** Total */
+            total: number;
+            /** Enabled */
+            enabled: number;
+            /** Disabled */
+            disabled: number;
+            /**
+             * Total Average Eps
+             * @description the sum of the log sources' average EPS
+             */
+            total_average_eps: number;
+            /**
+             * By Status
+             * @description upper-case status (`UNKNOWN` when none) -> count
+             */
+            by_status: {
+                [key: string]: number;
+            };
+            /**
+             * By Type
+             * @description the 50 commonest types, most first
+             */
+            by_type: components["schemas"]["AssetTypeCount"][];
+        };
+        /** AssetReportData */
+        AssetReportData: {
+            health: components["schemas"]["AssetCounts"];
+            /** Top Log Sources */
+            top_log_sources: components["schemas"]["TopLogSource"][];
+        };
+        /** AssetTypeCount */
+        AssetTypeCount: {
+            /** Type Name */
+            type_name: string;
+            /** Count */
+            count: number;
+        };
+        /** AssetsPerTenant */
+        AssetsPerTenant: {
+            /** Integration Id */
+            integration_id: string;
+            /** Domain Id */
+            domain_id: number | null;
+            /** Domain Name */
+            domain_name: string | null;
+            /** Total */
+            total: number;
+            /** Enabled */
+            enabled: number;
+            /**
+             * Error
+             * @description log sources whose status is ERROR
+             */
+            error: number;
+            /** Average Eps */
+            average_eps: number;
+        };
+        /**
          * AuthSource
          * @enum {string}
          */
         AuthSource: "local" | "ldap";
+        /** CaCertificate */
+        CaCertificate: {
+            /** Subject */
+            subject: string;
+            /** Issuer */
+            issuer: string;
+            /**
+             * Not After
+             * Format: date-time
+             */
+            not_after: string;
+            /** Fingerprint Sha256 */
+            fingerprint_sha256: string;
+        };
+        /** CallerUser */
+        CallerUser: {
+            /** Id */
+            id: string;
+            /** Username */
+            username: string | null;
+            /**
+             * Kind
+             * @description `admin`, `tenant` or `service`
+             */
+            kind: string;
+            /** Read Only */
+            read_only: boolean;
+        };
         /** ChangePasswordRequest */
         ChangePasswordRequest: {
             /** Current Password */
             current_password: string;
             /** New Password */
             new_password: string;
+        };
+        /** ChatMessage */
+        ChatMessage: {
+            /**
+             * Id
+             * @description grows with every message of every company
+             */
+            id: number;
+            /**
+             * Company Id
+             * Format: uuid
+             */
+            company_id: string;
+            /** Sender Id */
+            sender_id: string;
+            /** Sender Name */
+            sender_name: string | null;
+            /**
+             * Sender Kind
+             * @description `admin` or `tenant`
+             */
+            sender_kind: string;
+            /** Body */
+            body: string;
+            /**
+             * Sent At
+             * Format: date-time
+             */
+            sent_at: string;
+            /**
+             * Admin Seen At
+             * @description when an admin first saw it
+             */
+            admin_seen_at: string | null;
+            /**
+             * Tenant Seen At
+             * @description when a tenant user first saw it
+             */
+            tenant_seen_at: string | null;
+        };
+        /** Choice */
+        Choice: {
+            /**
+             * Value
+             * @description what the API accepts
+             */
+            value: string;
+            /**
+             * Label
+             * @description what a person reads
+             */
+            label: string;
+        };
+        /**
+         * Company
+         * @description A customer company.
+         */
+        Company: {
+            /**
+             * Id
+             * Format: uuid
+             */
+            id: string;
+            /** Name */
+            name: string;
+            /** Phone Number */
+            phone_number: string | null;
+            /** Industry */
+            industry: string | null;
+            /** Country */
+            country: string | null;
+            /**
+             * Is Default Sla
+             * @description uses the default SLA targets (not its own)
+             */
+            is_default_sla: boolean;
+            /**
+             * Is Default Threat Intel
+             * @description gets the shared threat-intelligence feed
+             */
+            is_default_threat_intel: boolean;
+            /** Is Active */
+            is_active: boolean;
+            /**
+             * Status
+             * @description `active`, `inactive` (its users cannot log in) or `deleted`
+             */
+            status: string;
+            /** Deleted At */
+            deleted_at: string | null;
+            /** Deleted By */
+            deleted_by: string | null;
+            /** Created By */
+            created_by: string | null;
+            /** Modified By */
+            modified_by: string | null;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /**
+             * Updated At
+             * Format: date-time
+             */
+            updated_at: string;
+            /** Profile Picture Updated At */
+            profile_picture_updated_at: string | null;
+            /** Has Profile Picture */
+            has_profile_picture: boolean;
+            /**
+             * Profile Picture Url
+             * @description relative URL of the picture, when there is one
+             */
+            profile_picture_url: string | null;
+        };
+        /** CompanyAssets */
+        CompanyAssets: {
+            /** Company Id */
+            company_id: string;
+            /** Company Name */
+            company_name: string | null;
+            /** Total */
+            total: number;
+            /** Enabled */
+            enabled: number;
+            /** Average Eps */
+            average_eps: number;
+            /** By Status */
+            by_status: {
+                [key: string]: number;
+            };
         };
         /** CompanyCreate */
         CompanyCreate: {
@@ -2240,6 +2614,161 @@ export interface components {
              */
             directory_groups: components["schemas"]["DirectoryGroupIn"][];
         };
+        /** CompanyDetail */
+        CompanyDetail: {
+            /**
+             * Id
+             * Format: uuid
+             */
+            id: string;
+            /** Name */
+            name: string;
+            /** Phone Number */
+            phone_number: string | null;
+            /** Industry */
+            industry: string | null;
+            /** Country */
+            country: string | null;
+            /**
+             * Is Default Sla
+             * @description uses the default SLA targets (not its own)
+             */
+            is_default_sla: boolean;
+            /**
+             * Is Default Threat Intel
+             * @description gets the shared threat-intelligence feed
+             */
+            is_default_threat_intel: boolean;
+            /** Is Active */
+            is_active: boolean;
+            /**
+             * Status
+             * @description `active`, `inactive` (its users cannot log in) or `deleted`
+             */
+            status: string;
+            /** Deleted At */
+            deleted_at: string | null;
+            /** Deleted By */
+            deleted_by: string | null;
+            /** Created By */
+            created_by: string | null;
+            /** Modified By */
+            modified_by: string | null;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /**
+             * Updated At
+             * Format: date-time
+             */
+            updated_at: string;
+            /** Profile Picture Updated At */
+            profile_picture_updated_at: string | null;
+            /** Has Profile Picture */
+            has_profile_picture: boolean;
+            /**
+             * Profile Picture Url
+             * @description relative URL of the picture, when there is one
+             */
+            profile_picture_url: string | null;
+            /** Directory Groups */
+            directory_groups: components["schemas"]["DirectoryGroup"][];
+        };
+        /** CompanyEpsUsage */
+        CompanyEpsUsage: {
+            /** Company Id */
+            company_id: string;
+            /** Integration Id */
+            integration_id: string;
+            /** Domain Id */
+            domain_id: number;
+            /** Domain Name */
+            domain_name: string | null;
+            /**
+             * Granularity
+             * @description `hour` or `day`: the samples averaged
+             */
+            granularity: string;
+            /**
+             * From
+             * Format: date-time
+             * @description the window's start
+             */
+            from: string;
+            /**
+             * To
+             * Format: date-time
+             * @description the window's end
+             */
+            to: string;
+            /**
+             * Average Eps
+             * @description the mean of the samples' average EPS; null without samples
+             */
+            average_eps: number | null;
+            /** Peak Eps */
+            peak_eps: number | null;
+            /** Samples */
+            samples: number;
+            /** Last Window End */
+            last_window_end: string | null;
+            /**
+             * Contracted Volume Type
+             * @description `EPS` or `GB_PER_DAY`
+             */
+            contracted_volume_type: string | null;
+            /** Contracted Volume */
+            contracted_volume: number | null;
+            /**
+             * Estimated Gb Per Day
+             * @description average EPS × 86 400 s × 700 bytes (QRadar reports no event sizes), in GB (10^9 bytes)
+             */
+            estimated_gb_per_day: number;
+            /**
+             * Utilisation Pct
+             * @description average against the contract, in %
+             */
+            utilisation_pct: number | null;
+            /**
+             * Peak Utilisation Pct
+             * @description peak EPS against an EPS contract, in %
+             */
+            peak_utilisation_pct: number | null;
+            /** Company Name */
+            company_name: string | null;
+        };
+        /** CompanyMappings */
+        CompanyMappings: {
+            /** Qradar */
+            qradar: components["schemas"]["QradarMapping"][];
+            /** Soar */
+            soar: components["schemas"]["SoarMapping"][];
+            /** Itsm */
+            itsm: components["schemas"]["ItsmMapping"][];
+        };
+        /** CompanySla */
+        CompanySla: {
+            /**
+             * Company Id
+             * Format: uuid
+             */
+            company_id: string;
+            /** Is Default Sla */
+            is_default_sla: boolean;
+            /** Defaults */
+            defaults: components["schemas"]["SlaLevelTargets"][];
+            /** Overrides */
+            overrides: components["schemas"]["SlaOverride"][];
+            /**
+             * Effective
+             * @description level -> the targets that apply company-wide
+             */
+            effective: {
+                [key: string]: components["schemas"]["EffectiveSla"];
+            };
+        };
         /** CompanySlaIn */
         CompanySlaIn: {
             /** Is Default Sla */
@@ -2249,6 +2778,36 @@ export interface components {
              * @description replaces every override
              */
             overrides?: components["schemas"]["SlaOverrideIn"][] | null;
+        };
+        /** CompanyTools */
+        CompanyTools: {
+            /**
+             * Company Id
+             * Format: uuid
+             */
+            company_id: string;
+            /** Company Name */
+            company_name: string;
+            /** Is Active */
+            is_active: boolean;
+            /** Tools */
+            tools: components["schemas"]["ToolInUse"][];
+            /** Types */
+            types: string[];
+        };
+        /** CompanyUnread */
+        CompanyUnread: {
+            /**
+             * Company Id
+             * Format: uuid
+             */
+            company_id: string;
+            /** Company Name */
+            company_name: string;
+            /** Unread */
+            unread: number;
+            /** Last Message Id */
+            last_message_id: number;
         };
         /**
          * CompanyUpdate
@@ -2288,6 +2847,101 @@ export interface components {
              */
             disabled: boolean;
         };
+        /** CompletionStatus */
+        CompletionStatus: {
+            /** Company Id */
+            company_id: string;
+            /** Company Name */
+            company_name: string | null;
+            /** Total */
+            total: number;
+            /** By Status */
+            by_status: {
+                [key: string]: number;
+            };
+            /** Open */
+            open: number;
+            /** Closed */
+            closed: number;
+            /**
+             * Completion Pct
+             * @description closed / total, in %
+             */
+            completion_pct: number | null;
+        };
+        /**
+         * ConnectionTest
+         * @description The vendor reached (or not) by the owning ingestor.
+         */
+        ConnectionTest: {
+            /** Ok */
+            ok: boolean;
+            /**
+             * Category
+             * @description on failure: `unreachable`, `timeout`, `tls`, `bad_credentials`, `permission`, `not_found`, `rate_limited`, `server_error`, `bad_response`, ...
+             */
+            category: string | null;
+            /** Message */
+            message: string;
+            /**
+             * Hint
+             * @description what to check, for a person
+             */
+            hint: string | null;
+            /** Details */
+            details: {
+                [key: string]: unknown;
+            };
+            /**
+             * Tested At
+             * Format: date-time
+             */
+            tested_at: string;
+            /**
+             * Integration Id
+             * @description the saved integration tested, if any
+             */
+            integration_id: string | null;
+            /**
+             * Saved
+             * @description the result was recorded on the saved integration
+             */
+            saved: boolean;
+            /**
+             * Status
+             * @description the saved integration's status afterwards
+             */
+            status?: string | null;
+        };
+        /** CredentialField */
+        CredentialField: {
+            /** Name */
+            name: string;
+            /** Label */
+            label: string;
+            /**
+             * Secret
+             * @description never returned once saved (masked)
+             */
+            secret: boolean;
+            /** Required */
+            required: boolean;
+            /** Max Length */
+            max_length: number | null;
+        };
+        /** CredentialKind */
+        CredentialKind: {
+            /** Kind */
+            kind: string;
+            /** Label */
+            label: string;
+            /** Description */
+            description: string | null;
+            /** Settings */
+            settings?: unknown;
+            /** Fields */
+            fields: components["schemas"]["CredentialField"][];
+        };
         /** CredentialsRotate */
         CredentialsRotate: {
             /** Credential Kind */
@@ -2296,6 +2950,159 @@ export interface components {
             credentials: {
                 [key: string]: unknown;
             };
+        };
+        /**
+         * Dashboard
+         * @description The summary widgets. With `filters`, only the widgets named there are present; `from`/`to`
+         *     only when a window was asked for.
+         */
+        Dashboard: {
+            /** Company Id */
+            company_id: string | null;
+            /**
+             * Generated At
+             * Format: date-time
+             */
+            generated_at: string;
+            /** From */
+            from?: string | null;
+            /** To */
+            to?: string | null;
+            total_incidents?: components["schemas"]["IncidentCard"] | null;
+            open?: components["schemas"]["IncidentCard"] | null;
+            closed?: components["schemas"]["IncidentCard"] | null;
+            offenses?: components["schemas"]["OffenseWidget"] | null;
+            incidents?: components["schemas"]["IncidentCards"] | null;
+            sla?: components["schemas"]["DashboardSla"] | null;
+            tickets?: components["schemas"]["TicketWidget"] | null;
+            eps?: components["schemas"]["DashboardEps"] | null;
+            /** @description null without the ASSETS permission */
+            assets?: components["schemas"]["AssetCounts"] | null;
+            /**
+             * Threat Alerts
+             * @description null without THREAT_INTELLIGENCE
+             */
+            threat_alerts?: components["schemas"]["LatestThreatAlert"][] | null;
+            trends?: components["schemas"]["Trends"] | null;
+        };
+        /** DashboardEps */
+        DashboardEps: {
+            /**
+             * Tenants
+             * @description per mapped QRadar domain, the last 24 h
+             */
+            tenants: components["schemas"]["EpsUsage"][];
+            /** Average Eps */
+            average_eps: number;
+            /** Peak Eps */
+            peak_eps: number;
+            /** Contracted Eps */
+            contracted_eps: number | null;
+        };
+        /** DashboardSla */
+        DashboardSla: {
+            /**
+             * From
+             * Format: date-time
+             */
+            from: string;
+            /**
+             * To
+             * Format: date-time
+             */
+            to: string;
+            /** Compliance Pct */
+            compliance_pct: number | null;
+            overall: components["schemas"]["SlaCounts"];
+            /** By Priority */
+            by_priority: {
+                [key: string]: components["schemas"]["DashboardSlaPriority"];
+            };
+        };
+        /** DashboardSlaPriority */
+        DashboardSlaPriority: {
+            /** Incidents */
+            incidents: number;
+            /** Compliance Pct */
+            compliance_pct: number | null;
+            /** Breached */
+            breached: number;
+            /** Pending */
+            pending: number;
+        };
+        /** DeadLetter */
+        DeadLetter: {
+            /** Message Id */
+            message_id: string | null;
+            /** Event Id */
+            event_id: string | null;
+            /** Event Type */
+            event_type: string | null;
+            /** Routing Key */
+            routing_key: string | null;
+            /**
+             * Reason
+             * @description why the consumer parked it
+             */
+            reason: string;
+            /**
+             * Dead At
+             * @description when it was parked (ISO 8601)
+             */
+            dead_at: string | null;
+            /**
+             * Body Preview
+             * @description the first 500 bytes of the message
+             */
+            body_preview: string;
+        };
+        /** DeadLetterQueue */
+        DeadLetterQueue: {
+            /** Queue */
+            queue: string;
+            /** Dead Letter Queue */
+            dead_letter_queue: string;
+            /**
+             * Bindings
+             * @description the routing keys the queue consumes
+             */
+            bindings: string[];
+            /**
+             * Parked
+             * @description messages parked in the dead-letter queue
+             */
+            parked: number;
+        };
+        /**
+         * DeadLetters
+         * @description Without `queue`: the read-model queues (`items` are DeadLetterQueue); with it: that queue's
+         *     parked messages (`items` are DeadLetter, `total` the queue's depth).
+         */
+        DeadLetters: {
+            /** Queue */
+            queue?: string | null;
+            /** Items */
+            items: components["schemas"]["DeadLetter"][] | components["schemas"]["DeadLetterQueue"][];
+            /** Total */
+            total: number;
+            /** Limit */
+            limit: number;
+            /** Offset */
+            offset: number;
+        };
+        /**
+         * DirectoryGroup
+         * @description A directory (LDAP/AD) group whose members log in as the company's tenant users.
+         */
+        DirectoryGroup: {
+            /**
+             * Ldap Group
+             * @description the group's DN or name, as the directory reports it in memberOf
+             */
+            ldap_group: string;
+            tenant_role: components["schemas"]["TenantRole"];
+            /** Permissions */
+            permissions: components["schemas"]["Permission"][];
         };
         /** DirectoryGroupIn */
         DirectoryGroupIn: {
@@ -2333,6 +3140,48 @@ export interface components {
             /** Items */
             items: components["schemas"]["DirectoryGroupIn"][];
         };
+        /** DirectoryServerStatus */
+        DirectoryServerStatus: {
+            /** Url */
+            url: string;
+            /**
+             * Transport
+             * @description ldaps, starttls or plain (the explicit opt-in)
+             */
+            transport: string;
+            /** Reachable */
+            reachable: boolean;
+            /**
+             * Tls
+             * @description TLS established and the certificate verified
+             */
+            tls: boolean | null;
+            /**
+             * Service Bind
+             * @description the service account's bind succeeded
+             */
+            service_bind: boolean;
+            /**
+             * Flavor
+             * @description active_directory or openldap (from the root DSE)
+             */
+            flavor: string | null;
+            /**
+             * Error
+             * @description what failed, in words (TLS, bind, network)
+             */
+            error: string | null;
+        };
+        /** DirectoryStatus */
+        DirectoryStatus: {
+            /**
+             * Ok
+             * @description every server answered over the configured transport and accepted the bind
+             */
+            ok: boolean;
+            /** Servers */
+            servers: components["schemas"]["DirectoryServerStatus"][];
+        };
         /** DirectoryUserList */
         DirectoryUserList: {
             /** Items */
@@ -2357,16 +3206,822 @@ export interface components {
             /** Groups */
             groups: string[];
         };
-        /** HTTPValidationError */
-        HTTPValidationError: {
-            /** Detail */
-            detail?: components["schemas"]["ValidationError"][];
+        /** EffectiveSla */
+        EffectiveSla: {
+            /** Tta Minutes */
+            tta_minutes: number;
+            /** Ttn Minutes */
+            ttn_minutes: number;
+            /** Ttdn Minutes */
+            ttdn_minutes: number;
+            /**
+             * Source
+             * @description `default`, `company`, `integration` or `account`: the most specific that applies
+             */
+            source: string;
+        };
+        /** EpsGraph */
+        EpsGraph: {
+            /**
+             * Granularity
+             * @description `hour` or `day`
+             */
+            granularity: string;
+            /**
+             * From
+             * Format: date-time
+             */
+            from: string;
+            /**
+             * To
+             * Format: date-time
+             */
+            to: string;
+            /**
+             * Contracted Eps
+             * @description the sum of the company's EPS contracts
+             */
+            contracted_eps: number | null;
+            /** Points */
+            points: components["schemas"]["EpsPoint"][];
+        };
+        /** EpsPoint */
+        EpsPoint: {
+            /**
+             * Window Start
+             * Format: date-time
+             */
+            window_start: string;
+            /** Average Eps */
+            average_eps: number;
+            /** Peak Eps */
+            peak_eps: number;
+        };
+        /** EpsReportData */
+        EpsReportData: {
+            /** Daily */
+            daily: components["schemas"]["EpsUsage"][];
+            /** Hourly */
+            hourly: components["schemas"]["EpsUsage"][];
+            /** Series */
+            series: components["schemas"]["EpsReportPoint"][];
+        };
+        /** EpsReportPoint */
+        EpsReportPoint: {
+            /**
+             * Day
+             * Format: date
+             */
+            day: string;
+            /** Average Eps */
+            average_eps: number;
+            /** Peak Eps */
+            peak_eps: number;
+        };
+        /**
+         * EpsUsage
+         * @description EPS of one mapped QRadar domain over a window, against its contract.
+         */
+        EpsUsage: {
+            /** Company Id */
+            company_id: string;
+            /** Integration Id */
+            integration_id: string;
+            /** Domain Id */
+            domain_id: number;
+            /** Domain Name */
+            domain_name: string | null;
+            /**
+             * Granularity
+             * @description `hour` or `day`: the samples averaged
+             */
+            granularity: string;
+            /**
+             * From
+             * Format: date-time
+             * @description the window's start
+             */
+            from: string;
+            /**
+             * To
+             * Format: date-time
+             * @description the window's end
+             */
+            to: string;
+            /**
+             * Average Eps
+             * @description the mean of the samples' average EPS; null without samples
+             */
+            average_eps: number | null;
+            /** Peak Eps */
+            peak_eps: number | null;
+            /** Samples */
+            samples: number;
+            /** Last Window End */
+            last_window_end: string | null;
+            /**
+             * Contracted Volume Type
+             * @description `EPS` or `GB_PER_DAY`
+             */
+            contracted_volume_type: string | null;
+            /** Contracted Volume */
+            contracted_volume: number | null;
+            /**
+             * Estimated Gb Per Day
+             * @description average EPS × 86 400 s × 700 bytes (QRadar reports no event sizes), in GB (10^9 bytes)
+             */
+            estimated_gb_per_day: number;
+            /**
+             * Utilisation Pct
+             * @description average against the contract, in %
+             */
+            utilisation_pct: number | null;
+            /**
+             * Peak Utilisation Pct
+             * @description peak EPS against an EPS contract, in %
+             */
+            peak_utilisation_pct: number | null;
+        };
+        /** ErrorDetail */
+        ErrorDetail: {
+            /**
+             * Code
+             * @description stable snake_case code a client can branch on, e.g. `not_found`, `validation_error`, `permission_denied`, `rate_limited`
+             */
+            code: string;
+            /**
+             * Message
+             * @description for a person; wording may change
+             */
+            message: string;
+            /**
+             * Details
+             * @description machine-readable context, e.g. `errors` (a list of `{loc, msg, type}`) for `validation_error`, `retry_after` (seconds) for `rate_limited`
+             */
+            details?: {
+                [key: string]: unknown;
+            };
+            /**
+             * Request Id
+             * @description the X-Request-ID of the request, to quote when reporting a problem
+             */
+            request_id?: string | null;
+        };
+        /**
+         * ErrorResponse
+         * @description Every error, from every service and the gateway.
+         */
+        ErrorResponse: {
+            error: components["schemas"]["ErrorDetail"];
+        };
+        /** EventCollector */
+        EventCollector: {
+            /** Integration Id */
+            integration_id: string;
+            /**
+             * Collector Id
+             * @description QRadar's event collector id
+             */
+            collector_id: number;
+            /** Name */
+            name: string;
+            /** Host Id */
+            host_id: number | null;
+            /** Component Name */
+            component_name: string | null;
+            /**
+             * Updated At
+             * Format: date-time
+             */
+            updated_at: string;
+        };
+        /**
+         * EventLogFamilies
+         * @description The event-log catalogue's family names.
+         */
+        EventLogFamilies: {
+            /** Items */
+            items: string[];
+            /**
+             * Total
+             * @description how many items match, over every page
+             */
+            total: number;
+            /**
+             * Limit
+             * @description the page size asked for (or the whole list's length)
+             */
+            limit: number;
+            /**
+             * Offset
+             * @description how many matching items come before this page
+             */
+            offset: number;
+        };
+        /**
+         * EventLogSample
+         * @description One AQL query's result for one domain and window.
+         */
+        EventLogSample: {
+            /** Integration Id */
+            integration_id: string;
+            /** Domain Id */
+            domain_id: number;
+            /** Family */
+            family: string;
+            /**
+             * Granularity
+             * @description `hour`, `day`, `week`, `month` or `window`
+             */
+            granularity: string;
+            /**
+             * Window Start
+             * Format: date-time
+             */
+            window_start: string;
+            /**
+             * Window End
+             * Format: date-time
+             */
+            window_end: string;
+            /**
+             * Rows
+             * @description the query's dimensions and values per row
+             */
+            rows: {
+                [key: string]: unknown;
+            }[];
+        };
+        /** FileTypeChoice */
+        FileTypeChoice: {
+            /**
+             * Value
+             * @description what `file_type` takes: `xlsx`, `csv` or `json`
+             */
+            value: string;
+            /** Label */
+            label: string;
+            /**
+             * Id
+             * @description the original product's number for it (also accepted)
+             */
+            id: number;
+        };
+        /**
+         * FilterType
+         * @description The original product's time presets (``filter_type``): whole UTC days ending today.
+         * @enum {integer}
+         */
+        FilterType: 1 | 2 | 3 | 9;
+        /**
+         * IncidentCard
+         * @description One of the original product's incident cards, over the window.
+         */
+        IncidentCard: {
+            /** Count */
+            count: number;
+            /**
+             * Previous
+             * @description the same count over the previous period (presets only)
+             */
+            previous: number | null;
+            /**
+             * Change Pct
+             * @description change against the previous period, in %
+             */
+            change_pct: number | null;
+            /**
+             * Change
+             * @description the change for a person, e.g. `+3 since last week`
+             */
+            change: string | null;
+            /**
+             * New
+             * @description created today (UTC)
+             */
+            new: number;
+        };
+        /**
+         * IncidentCards
+         * @description Summary cards; the `by_*` maps go from a status/priority/severity value to a count.
+         */
+        IncidentCards: {
+            /** Total */
+            total: number;
+            /**
+             * Open
+             * @description pending or active
+             */
+            open: number;
+            /**
+             * Closed
+             * @description closed or archived
+             */
+            closed: number;
+            /** By Status */
+            by_status: {
+                [key: string]: number;
+            };
+            /** By Priority */
+            by_priority: {
+                [key: string]: number;
+            };
+            /** Open By Priority */
+            open_by_priority: {
+                [key: string]: number;
+            };
+            /** By Severity */
+            by_severity: {
+                [key: string]: number;
+            };
+            /**
+             * Critical Open
+             * @description open incidents of critical severity
+             */
+            critical_open: number;
+        };
+        /**
+         * IncidentDetail
+         * @description One incident with its notes, SLA, offenses and tickets.
+         */
+        IncidentDetail: {
+            /**
+             * Id
+             * @description our id (the detail route's `incident_pk`)
+             */
+            id: number;
+            /** Integration Id */
+            integration_id: string;
+            /**
+             * Incident Id
+             * @description XSOAR's incident id
+             */
+            incident_id: string;
+            /**
+             * Account
+             * @description the XSOAR account (tenant) the incident belongs to
+             */
+            account: string;
+            /** Name */
+            name: string;
+            /** Type */
+            type: string | null;
+            /**
+             * Status
+             * @description `pending`, `active`, `closed` or `archived`
+             */
+            status: string;
+            /**
+             * Severity
+             * @description `unknown`, `informational`, `low`, `medium`, `high` or `critical`
+             */
+            severity: string;
+            /**
+             * Priority
+             * @description `P1` (critical) to `P4` (low)
+             */
+            priority: string;
+            /** Owner */
+            owner: string | null;
+            /** Phase */
+            phase: string | null;
+            /**
+             * Created
+             * Format: date-time
+             */
+            created: string;
+            /**
+             * Modified
+             * Format: date-time
+             */
+            modified: string;
+            /** Occurred */
+            occurred: string | null;
+            /** Closed */
+            closed: string | null;
+            /** Close Reason */
+            close_reason: string | null;
+            /**
+             * Tta At
+             * @description when the incident was acknowledged (time to acknowledge)
+             */
+            tta_at: string | null;
+            /**
+             * Ttn At
+             * @description when the customer was notified (time to notify)
+             */
+            ttn_at: string | null;
+            /**
+             * Ttdn At
+             * @description when the detailed notification went out
+             */
+            ttdn_at: string | null;
+            /**
+             * Offense Ids
+             * @description QRadar offense ids the incident came from
+             */
+            offense_ids: number[];
+            /** Mitre Tactics */
+            mitre_tactics: unknown[];
+            /** Mitre Techniques */
+            mitre_techniques: unknown[];
+            /** Qradar Category */
+            qradar_category: string | null;
+            /**
+             * Version
+             * @description grows with every change XSOAR reports
+             */
+            version: number;
+            /** Playbook Id */
+            playbook_id: string | null;
+            /** Investigation Id */
+            investigation_id: string | null;
+            /** Close Notes */
+            close_notes: string | null;
+            /** Closing User Id */
+            closing_user_id: string | null;
+            /** Initial Notification At */
+            initial_notification_at: string | null;
+            /**
+             * Rules
+             * @description the QRadar rules (use cases) that raised it
+             */
+            rules: string[];
+            /** Log Source Types */
+            log_source_types: unknown[];
+            /** Source Ips */
+            source_ips: unknown[];
+            /** Qradar Subcategory */
+            qradar_subcategory: string | null;
+            /** Low Level Categories */
+            low_level_categories: string[];
+            /** Configuration Item */
+            configuration_item: string | null;
+            /** Itsm Sync Status */
+            itsm_sync_status: string | null;
+            /** @description null when the incident's account maps to no company */
+            sla: components["schemas"]["IncidentSla"] | null;
+            /** Custom Fields */
+            custom_fields: {
+                [key: string]: unknown;
+            };
+            /** Event Id */
+            event_id: string | null;
+            /**
+             * Updated At
+             * Format: date-time
+             */
+            updated_at: string;
+            /** Notes */
+            notes: components["schemas"]["IncidentNote"][];
+            mitre: components["schemas"]["IncidentMitre"];
+            /** Offenses */
+            offenses: components["schemas"]["IncidentOffense"][];
+            /** Tickets */
+            tickets: components["schemas"]["TicketRef"][];
+        };
+        /** IncidentMitre */
+        IncidentMitre: {
+            /** Tactics */
+            tactics: unknown[];
+            /** Techniques */
+            techniques: unknown[];
+        };
+        /** IncidentNote */
+        IncidentNote: {
+            /** Note Id */
+            note_id: string;
+            /** Author */
+            author: string | null;
+            /**
+             * Created
+             * Format: date-time
+             */
+            created: string;
+            /** Content */
+            content: string;
+            /** Category */
+            category: string | null;
+        };
+        /**
+         * IncidentOffense
+         * @description A QRadar offense an incident came from.
+         */
+        IncidentOffense: {
+            /** Id */
+            id: number;
+            /** Integration Id */
+            integration_id: string;
+            /** Offense Id */
+            offense_id: number;
+            /** Domain Id */
+            domain_id: number;
+            /** Description */
+            description: string;
+            /** Status */
+            status: string;
+            /** Severity */
+            severity: number;
+            /** Magnitude */
+            magnitude: number;
+            /**
+             * Start Time
+             * Format: date-time
+             */
+            start_time: string;
+            /** Close Time */
+            close_time: string | null;
+        };
+        /** IncidentOwnerCount */
+        IncidentOwnerCount: {
+            /** Owner */
+            owner: string | null;
+            /** Incidents */
+            incidents: number;
+        };
+        /** IncidentReportData */
+        IncidentReportData: {
+            summary: components["schemas"]["IncidentCards"];
+            sla: components["schemas"]["SlaCompliance"];
+            sla_overview: components["schemas"]["SlaOverview"];
+            /** Types */
+            types: components["schemas"]["IncidentTypeCount"][];
+            /** Owners */
+            owners: components["schemas"]["IncidentOwnerCount"][];
+            /**
+             * Incidents
+             * @description detailed-incident only
+             */
+            incidents?: components["schemas"]["SlaIncident"][] | null;
+            /**
+             * Incidents Truncated
+             * @description detailed-incident: more than 2000
+             */
+            incidents_truncated?: boolean | null;
+        };
+        /**
+         * IncidentSla
+         * @description An incident's SLA per step: acknowledge (tta), notify (ttn), detailed notification (ttdn).
+         */
+        IncidentSla: {
+            /**
+             * Level
+             * @description the SLA level applied (`P1`-`P4`)
+             */
+            level: string | null;
+            /**
+             * Source
+             * @description `default` or `company`: whose targets applied
+             */
+            source: string | null;
+            tta: components["schemas"]["SlaStep"];
+            ttn: components["schemas"]["SlaStep"];
+            ttdn: components["schemas"]["SlaStep"];
+            /**
+             * Overall
+             * @description the worst step status: `breached`, `pending`, `met` or `no_sla`
+             */
+            overall: string;
         };
         /**
          * IncidentStatusParam
          * @enum {string}
          */
         IncidentStatusParam: "pending" | "active" | "closed" | "archived";
+        /**
+         * IncidentSummary
+         * @description An XSOAR incident as lists show it.
+         */
+        IncidentSummary: {
+            /**
+             * Id
+             * @description our id (the detail route's `incident_pk`)
+             */
+            id: number;
+            /** Integration Id */
+            integration_id: string;
+            /**
+             * Incident Id
+             * @description XSOAR's incident id
+             */
+            incident_id: string;
+            /**
+             * Account
+             * @description the XSOAR account (tenant) the incident belongs to
+             */
+            account: string;
+            /** Name */
+            name: string;
+            /** Type */
+            type: string | null;
+            /**
+             * Status
+             * @description `pending`, `active`, `closed` or `archived`
+             */
+            status: string;
+            /**
+             * Severity
+             * @description `unknown`, `informational`, `low`, `medium`, `high` or `critical`
+             */
+            severity: string;
+            /**
+             * Priority
+             * @description `P1` (critical) to `P4` (low)
+             */
+            priority: string;
+            /** Owner */
+            owner: string | null;
+            /** Phase */
+            phase: string | null;
+            /**
+             * Created
+             * Format: date-time
+             */
+            created: string;
+            /**
+             * Modified
+             * Format: date-time
+             */
+            modified: string;
+            /** Occurred */
+            occurred: string | null;
+            /** Closed */
+            closed: string | null;
+            /** Close Reason */
+            close_reason: string | null;
+            /**
+             * Tta At
+             * @description when the incident was acknowledged (time to acknowledge)
+             */
+            tta_at: string | null;
+            /**
+             * Ttn At
+             * @description when the customer was notified (time to notify)
+             */
+            ttn_at: string | null;
+            /**
+             * Ttdn At
+             * @description when the detailed notification went out
+             */
+            ttdn_at: string | null;
+            /**
+             * Offense Ids
+             * @description QRadar offense ids the incident came from
+             */
+            offense_ids: number[];
+            /** Mitre Tactics */
+            mitre_tactics: unknown[];
+            /** Mitre Techniques */
+            mitre_techniques: unknown[];
+            /** Qradar Category */
+            qradar_category: string | null;
+            /**
+             * Version
+             * @description grows with every change XSOAR reports
+             */
+            version: number;
+        };
+        /** IncidentTypeCount */
+        IncidentTypeCount: {
+            /** Type */
+            type: string | null;
+            /** Incidents */
+            incidents: number;
+        };
+        /** IncidentsPerPriority */
+        IncidentsPerPriority: {
+            /** Company Id */
+            company_id: string;
+            /** Company Name */
+            company_name: string | null;
+            /** Total */
+            total: number;
+            /** By Priority */
+            by_priority: {
+                [key: string]: number;
+            };
+        };
+        /** IncidentsPerStatus */
+        IncidentsPerStatus: {
+            /** Company Id */
+            company_id: string;
+            /** Company Name */
+            company_name: string | null;
+            /** Total */
+            total: number;
+            /** By Status */
+            by_status: {
+                [key: string]: number;
+            };
+        };
+        /**
+         * Integration
+         * @description A connection to a vendor product. Secrets are never returned: `credentials` is masked.
+         */
+        Integration: {
+            /**
+             * Id
+             * Format: uuid
+             */
+            id: string;
+            /**
+             * Integration Type
+             * @description `SIEM`, `SOAR`, `ITSM` or `THREAT_INTELLIGENCE`
+             */
+            integration_type: string;
+            /** Subtype */
+            subtype: string;
+            /** Instance Name */
+            instance_name: string;
+            /** Base Url */
+            base_url: string;
+            /** Verify Tls */
+            verify_tls: boolean;
+            /** Polling Interval Seconds */
+            polling_interval_seconds: number;
+            /** Credential Kind */
+            credential_kind: string;
+            /**
+             * Credentials
+             * @description field -> masked value (secrets as `****`)
+             */
+            credentials: {
+                [key: string]: unknown;
+            };
+            /**
+             * Credentials Version
+             * @description grows with every rotation
+             */
+            credentials_version: number;
+            /** Credentials Rotated At */
+            credentials_rotated_at: string | null;
+            /** Settings */
+            settings: {
+                [key: string]: unknown;
+            };
+            /**
+             * Status
+             * @description `pending` (not tested yet), `active`, `error` or `disabled`
+             */
+            status: string;
+            /** Status Message */
+            status_message: string | null;
+            /**
+             * Status Changed At
+             * Format: date-time
+             */
+            status_changed_at: string;
+            /**
+             * Health Since
+             * Format: date-time
+             */
+            health_since: string;
+            /**
+             * Company Id
+             * @description threat intelligence: the company it belongs to
+             */
+            company_id: string | null;
+            /** Last Tested At */
+            last_tested_at: string | null;
+            /**
+             * Last Test
+             * @description the last connection test's result
+             */
+            last_test: {
+                [key: string]: unknown;
+            } | null;
+            /** Created By */
+            created_by: string | null;
+            /** Modified By */
+            modified_by: string | null;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /**
+             * Updated At
+             * Format: date-time
+             */
+            updated_at: string;
+            /** Deleted At */
+            deleted_at: string | null;
+            /**
+             * Ca
+             * @description the custom CA bundle's certificates, if any
+             */
+            ca: components["schemas"]["CaCertificate"][] | null;
+            /** Has Custom Ca */
+            has_custom_ca: boolean;
+            /** Ingestor */
+            ingestor: string;
+            /** Deleted */
+            deleted: boolean;
+            /** Sync */
+            sync?: components["schemas"]["IntegrationSync"][] | null;
+            /** Last Sync At */
+            last_sync_at?: string | null;
+        };
         /** IntegrationCreate */
         IntegrationCreate: {
             /** Base Url */
@@ -2418,6 +4073,106 @@ export interface components {
              * @description threat intelligence: the company it belongs to
              */
             company_id?: string | null;
+        };
+        /** IntegrationInstance */
+        IntegrationInstance: {
+            /**
+             * Id
+             * Format: uuid
+             */
+            id: string;
+            /** Instance Name */
+            instance_name: string;
+            /** Status */
+            status: string;
+            /** Company Id */
+            company_id: string | null;
+        };
+        /** IntegrationInstances */
+        IntegrationInstances: {
+            /** Integration Type */
+            integration_type: string;
+            /** Subtype */
+            subtype: string;
+            /** Label */
+            label: string;
+            /** Instances */
+            instances: components["schemas"]["IntegrationInstance"][];
+        };
+        /** IntegrationSubtype */
+        IntegrationSubtype: {
+            /**
+             * Subtype
+             * @description e.g. `IBM_QRADAR`, `CORTEX_XSOAR`, `MANAGEENGINE_SDP`, `CYWARE`
+             */
+            subtype: string;
+            /** Label */
+            label: string;
+            /** Vendor */
+            vendor: string;
+            /**
+             * Ingestor
+             * @description the service that syncs it
+             */
+            ingestor: string;
+            /** One Per Company */
+            one_per_company: boolean;
+            /** Requires Company */
+            requires_company: boolean;
+            /** Credential Kinds */
+            credential_kinds: components["schemas"]["CredentialKind"][];
+            /** Settings */
+            settings: components["schemas"]["SubtypeSetting"][];
+        };
+        /**
+         * IntegrationSync
+         * @description The last sync of one resource of the integration, as its ingestor reported it.
+         */
+        IntegrationSync: {
+            /** Resource */
+            resource: string;
+            /**
+             * Outcome
+             * @description `ok` or `error`
+             */
+            outcome: string;
+            /**
+             * Started At
+             * Format: date-time
+             */
+            started_at: string;
+            /**
+             * Finished At
+             * Format: date-time
+             */
+            finished_at: string;
+            /** Records */
+            records: number;
+            /** Error Category */
+            error_category: string | null;
+            /** Error Message */
+            error_message: string | null;
+            /** Consecutive Failures */
+            consecutive_failures: number;
+            /** Last Success At */
+            last_success_at: string | null;
+            /**
+             * Received At
+             * Format: date-time
+             */
+            received_at: string;
+        };
+        /** IntegrationTypeInfo */
+        IntegrationTypeInfo: {
+            /**
+             * Integration Type
+             * @description `SIEM`, `SOAR`, `ITSM` or `THREAT_INTELLIGENCE`
+             */
+            integration_type: string;
+            /** Label */
+            label: string;
+            /** Subtypes */
+            subtypes: components["schemas"]["IntegrationSubtype"][];
         };
         /**
          * IntegrationUpdate
@@ -2515,6 +4270,57 @@ export interface components {
             created: boolean;
             user: components["schemas"]["UserRead"];
         };
+        /**
+         * ItsmMapping
+         * @description A ServiceDesk Plus account attributed to a company.
+         */
+        ItsmMapping: {
+            /**
+             * Id
+             * Format: uuid
+             */
+            id: string;
+            /**
+             * Company Id
+             * Format: uuid
+             */
+            company_id: string;
+            /** Company Name */
+            company_name: string | null;
+            /** Integration Id */
+            integration_id: string;
+            /**
+             * Integration Name
+             * @description the integration's instance name
+             */
+            integration_name: string | null;
+            /**
+             * Active
+             * @description data is attributed to the company only through active mappings
+             */
+            active: boolean;
+            /**
+             * Inactive Reason
+             * @description e.g. `company_deleted`
+             */
+            inactive_reason: string | null;
+            /** Created By */
+            created_by: string | null;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /**
+             * Updated At
+             * Format: date-time
+             */
+            updated_at: string;
+            /** Account Id */
+            account_id: string;
+            /** Account Name */
+            account_name: string | null;
+        };
         /** ItsmMappingIn */
         ItsmMappingIn: {
             /**
@@ -2529,6 +4335,80 @@ export interface components {
             integration_id: string;
             /** Account Id */
             account_id: string;
+        };
+        /**
+         * ItsmTenant
+         * @description A ServiceDesk Plus account (the seed's "ITSM tenant").
+         */
+        ItsmTenant: {
+            /** Integration Id */
+            integration_id: string;
+            /** Account Id */
+            account_id: string;
+            /** Name */
+            name: string;
+            /**
+             * Updated At
+             * Format: date-time
+             */
+            updated_at: string;
+        };
+        /**
+         * Jwks
+         * @description The active signing key and the retired ones whose tokens may still be valid.
+         */
+        Jwks: {
+            /** Keys */
+            keys: components["schemas"]["PublicJwk"][];
+        };
+        /** LastSync */
+        LastSync: {
+            /** Items */
+            items: components["schemas"]["SyncReport"][];
+            /**
+             * Total
+             * @description how many items match, over every page
+             */
+            total: number;
+            /**
+             * Limit
+             * @description the page size asked for (or the whole list's length)
+             */
+            limit: number;
+            /**
+             * Offset
+             * @description how many matching items come before this page
+             */
+            offset: number;
+            /**
+             * By Source
+             * @description source -> its latest successful sync
+             */
+            by_source: {
+                [key: string]: string | null;
+            };
+        };
+        /** LatestThreatAlert */
+        LatestThreatAlert: {
+            /** Id */
+            id: number;
+            /** Short Id */
+            short_id: string;
+            /** Title */
+            title: string;
+            /** Status */
+            status: string | null;
+            /** Tlp */
+            tlp: string | null;
+            /** Published Time */
+            published_time: string | null;
+        };
+        /** LogSourceGroup */
+        LogSourceGroup: {
+            /** Id */
+            id: number | null;
+            /** Name */
+            name: string | null;
         };
         /** LoginAttemptList */
         LoginAttemptList: {
@@ -2616,6 +4496,50 @@ export interface components {
             /** Active */
             active?: boolean | null;
         };
+        /**
+         * Member
+         * @description A tenant user: a login (held by the auth service) that belongs to one company.
+         */
+        Member: {
+            /**
+             * User Id
+             * @description the auth service's user id
+             */
+            user_id: string;
+            /**
+             * Company Id
+             * Format: uuid
+             */
+            company_id: string;
+            /** Username */
+            username: string;
+            /** Email */
+            email: string | null;
+            tenant_role: components["schemas"]["TenantRole"];
+            /** Permissions */
+            permissions: components["schemas"]["Permission"][];
+            /**
+             * Ldap Group
+             * @description the directory group that made this member, if any
+             */
+            ldap_group: string | null;
+            /** Country */
+            country: string | null;
+            /** Active */
+            active: boolean;
+            /** Created By */
+            created_by: string | null;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /**
+             * Updated At
+             * Format: date-time
+             */
+            updated_at: string;
+        };
         /** MemberCreate */
         MemberCreate: {
             /** Username */
@@ -2662,11 +4586,1170 @@ export interface components {
              */
             company_id?: string | null;
         };
+        /** MessagesSeen */
+        MessagesSeen: {
+            /**
+             * Company Id
+             * Format: uuid
+             */
+            company_id: string;
+            /**
+             * Marked
+             * @description messages newly marked as seen
+             */
+            marked: number;
+        };
+        /** NameAvailability */
+        NameAvailability: {
+            /**
+             * Name
+             * @description the name checked, trimmed
+             */
+            name: string;
+            /**
+             * Available
+             * @description no other (not deleted) company has it, ignoring case
+             */
+            available: boolean;
+        };
+        /**
+         * OffenseAsset
+         * @description A log source named by an offense.
+         */
+        OffenseAsset: {
+            /** Id */
+            id: number;
+            /** Log Source Id */
+            log_source_id: number;
+            /** Name */
+            name: string;
+            /** Type Name */
+            type_name: string | null;
+            /** Status */
+            status: string | null;
+            /** Sending Ip */
+            sending_ip: string | null;
+            /** Average Eps */
+            average_eps: number;
+            /** Enabled */
+            enabled: boolean;
+        };
+        /** OffenseCategoryCount */
+        OffenseCategoryCount: {
+            /** Category */
+            category: string;
+            /**
+             * Offenses
+             * @description offenses that started within the window in this category
+             */
+            offenses: number;
+        };
+        /**
+         * OffenseDetail
+         * @description One offense with everything the read model knows about it.
+         */
+        OffenseDetail: {
+            /**
+             * Id
+             * @description our id (the detail route's `offense_pk`)
+             */
+            id: number;
+            /** Integration Id */
+            integration_id: string;
+            /**
+             * Offense Id
+             * @description QRadar's own offense id
+             */
+            offense_id: number;
+            /** Domain Id */
+            domain_id: number;
+            /** Description */
+            description: string;
+            /**
+             * Status
+             * @description `OPEN`, `HIDDEN` or `CLOSED`
+             */
+            status: string;
+            /**
+             * Severity
+             * @description 0-10
+             */
+            severity: number;
+            /**
+             * Magnitude
+             * @description 0-10
+             */
+            magnitude: number;
+            /**
+             * Credibility
+             * @description 0-10
+             */
+            credibility: number;
+            /**
+             * Relevance
+             * @description 0-10
+             */
+            relevance: number;
+            /** Event Count */
+            event_count: number;
+            /** Flow Count */
+            flow_count: number;
+            /** Assigned To */
+            assigned_to: string | null;
+            /** Categories */
+            categories: string[];
+            /** Offense Source */
+            offense_source: string | null;
+            /**
+             * Offense Type
+             * @description QRadar's offense type id
+             */
+            offense_type: number | null;
+            /**
+             * Start Time
+             * Format: date-time
+             */
+            start_time: string;
+            /**
+             * Last Updated Time
+             * Format: date-time
+             */
+            last_updated_time: string;
+            /** Close Time */
+            close_time: string | null;
+            /** Closing Reason */
+            closing_reason: string | null;
+            /**
+             * Version
+             * @description QRadar's last_updated_time in epoch ms: grows with every change
+             */
+            version: number;
+            /** Rules */
+            rules: components["schemas"]["OffenseRule"][];
+            /** Source Address Ids */
+            source_address_ids: number[];
+            /** Local Destination Address Ids */
+            local_destination_address_ids: number[];
+            /** Destination Networks */
+            destination_networks: string[];
+            /** Log Sources */
+            log_sources: components["schemas"]["OffenseLogSourceRef"][];
+            /** Closing Reason Id */
+            closing_reason_id: number | null;
+            /** Closing User */
+            closing_user: string | null;
+            /** Follow Up */
+            follow_up: boolean;
+            /** Protected */
+            protected: boolean;
+            /**
+             * Event Id
+             * @description the CloudEvent id that last changed the offense
+             */
+            event_id: string | null;
+            /**
+             * Updated At
+             * Format: date-time
+             */
+            updated_at: string;
+            /** Domain Name */
+            domain_name: string | null;
+            /** Assets */
+            assets: components["schemas"]["OffenseAsset"][];
+            flows: components["schemas"]["OffenseFlows"];
+            /** Incidents */
+            incidents: components["schemas"]["OffenseIncident"][];
+        };
+        /** OffenseFlows */
+        OffenseFlows: {
+            /** Flow Count */
+            flow_count: number;
+            /** Event Count */
+            event_count: number;
+            /** Source Address Ids */
+            source_address_ids: number[];
+            /** Local Destination Address Ids */
+            local_destination_address_ids: number[];
+            /** Destination Networks */
+            destination_networks: string[];
+        };
+        /**
+         * OffenseIncident
+         * @description A SOAR incident raised from an offense, with its tickets.
+         */
+        OffenseIncident: {
+            /** Id */
+            id: number;
+            /** Integration Id */
+            integration_id: string;
+            /** Incident Id */
+            incident_id: string;
+            /** Name */
+            name: string;
+            /** Status */
+            status: string;
+            /** Severity */
+            severity: string;
+            /** Priority */
+            priority: string;
+            /**
+             * Created
+             * Format: date-time
+             */
+            created: string;
+            /** Closed */
+            closed: string | null;
+            /** Tickets */
+            tickets: components["schemas"]["TicketRef"][];
+        };
+        /** OffenseLogSourceRef */
+        OffenseLogSourceRef: {
+            /** Id */
+            id: number;
+            /** Name */
+            name?: string | null;
+            /** Type Id */
+            type_id?: number | null;
+            /** Type Name */
+            type_name?: string | null;
+        };
+        /** OffenseRule */
+        OffenseRule: {
+            /** Id */
+            id: number;
+            /** Type */
+            type?: string | null;
+            /** Name */
+            name?: string | null;
+        };
         /**
          * OffenseStatusParam
          * @enum {string}
          */
         OffenseStatusParam: "OPEN" | "HIDDEN" | "CLOSED";
+        /**
+         * OffenseSummary
+         * @description A QRadar offense as lists show it.
+         */
+        OffenseSummary: {
+            /**
+             * Id
+             * @description our id (the detail route's `offense_pk`)
+             */
+            id: number;
+            /** Integration Id */
+            integration_id: string;
+            /**
+             * Offense Id
+             * @description QRadar's own offense id
+             */
+            offense_id: number;
+            /** Domain Id */
+            domain_id: number;
+            /** Description */
+            description: string;
+            /**
+             * Status
+             * @description `OPEN`, `HIDDEN` or `CLOSED`
+             */
+            status: string;
+            /**
+             * Severity
+             * @description 0-10
+             */
+            severity: number;
+            /**
+             * Magnitude
+             * @description 0-10
+             */
+            magnitude: number;
+            /**
+             * Credibility
+             * @description 0-10
+             */
+            credibility: number;
+            /**
+             * Relevance
+             * @description 0-10
+             */
+            relevance: number;
+            /** Event Count */
+            event_count: number;
+            /** Flow Count */
+            flow_count: number;
+            /** Assigned To */
+            assigned_to: string | null;
+            /** Categories */
+            categories: string[];
+            /** Offense Source */
+            offense_source: string | null;
+            /**
+             * Offense Type
+             * @description QRadar's offense type id
+             */
+            offense_type: number | null;
+            /**
+             * Start Time
+             * Format: date-time
+             */
+            start_time: string;
+            /**
+             * Last Updated Time
+             * Format: date-time
+             */
+            last_updated_time: string;
+            /** Close Time */
+            close_time: string | null;
+            /** Closing Reason */
+            closing_reason: string | null;
+            /**
+             * Version
+             * @description QRadar's last_updated_time in epoch ms: grows with every change
+             */
+            version: number;
+        };
+        /** OffenseWidget */
+        OffenseWidget: {
+            /** Total */
+            total: number;
+            /** Open */
+            open: number;
+            /** By Status */
+            by_status: {
+                [key: string]: number;
+            };
+            /**
+             * Open By Severity
+             * @description severity (0-10, as a string) -> open offenses
+             */
+            open_by_severity: {
+                [key: string]: number;
+            };
+        };
+        /** Page[Asset] */
+        Page_Asset_: {
+            /** Items */
+            items: components["schemas"]["Asset"][];
+            /**
+             * Total
+             * @description how many items match, over every page
+             */
+            total: number;
+            /**
+             * Limit
+             * @description the page size asked for (or the whole list's length)
+             */
+            limit: number;
+            /**
+             * Offset
+             * @description how many matching items come before this page
+             */
+            offset: number;
+        };
+        /** Page[AssetsPerTenant] */
+        Page_AssetsPerTenant_: {
+            /** Items */
+            items: components["schemas"]["AssetsPerTenant"][];
+            /**
+             * Total
+             * @description how many items match, over every page
+             */
+            total: number;
+            /**
+             * Limit
+             * @description the page size asked for (or the whole list's length)
+             */
+            limit: number;
+            /**
+             * Offset
+             * @description how many matching items come before this page
+             */
+            offset: number;
+        };
+        /** Page[ChatMessage] */
+        Page_ChatMessage_: {
+            /** Items */
+            items: components["schemas"]["ChatMessage"][];
+            /**
+             * Total
+             * @description how many items match, over every page
+             */
+            total: number;
+            /**
+             * Limit
+             * @description the page size asked for (or the whole list's length)
+             */
+            limit: number;
+            /**
+             * Offset
+             * @description how many matching items come before this page
+             */
+            offset: number;
+        };
+        /** Page[Choice] */
+        Page_Choice_: {
+            /** Items */
+            items: components["schemas"]["Choice"][];
+            /**
+             * Total
+             * @description how many items match, over every page
+             */
+            total: number;
+            /**
+             * Limit
+             * @description the page size asked for (or the whole list's length)
+             */
+            limit: number;
+            /**
+             * Offset
+             * @description how many matching items come before this page
+             */
+            offset: number;
+        };
+        /** Page[CompanyAssets] */
+        Page_CompanyAssets_: {
+            /** Items */
+            items: components["schemas"]["CompanyAssets"][];
+            /**
+             * Total
+             * @description how many items match, over every page
+             */
+            total: number;
+            /**
+             * Limit
+             * @description the page size asked for (or the whole list's length)
+             */
+            limit: number;
+            /**
+             * Offset
+             * @description how many matching items come before this page
+             */
+            offset: number;
+        };
+        /** Page[CompanyEpsUsage] */
+        Page_CompanyEpsUsage_: {
+            /** Items */
+            items: components["schemas"]["CompanyEpsUsage"][];
+            /**
+             * Total
+             * @description how many items match, over every page
+             */
+            total: number;
+            /**
+             * Limit
+             * @description the page size asked for (or the whole list's length)
+             */
+            limit: number;
+            /**
+             * Offset
+             * @description how many matching items come before this page
+             */
+            offset: number;
+        };
+        /** Page[CompanyTools] */
+        Page_CompanyTools_: {
+            /** Items */
+            items: components["schemas"]["CompanyTools"][];
+            /**
+             * Total
+             * @description how many items match, over every page
+             */
+            total: number;
+            /**
+             * Limit
+             * @description the page size asked for (or the whole list's length)
+             */
+            limit: number;
+            /**
+             * Offset
+             * @description how many matching items come before this page
+             */
+            offset: number;
+        };
+        /** Page[Company] */
+        Page_Company_: {
+            /** Items */
+            items: components["schemas"]["Company"][];
+            /**
+             * Total
+             * @description how many items match, over every page
+             */
+            total: number;
+            /**
+             * Limit
+             * @description the page size asked for (or the whole list's length)
+             */
+            limit: number;
+            /**
+             * Offset
+             * @description how many matching items come before this page
+             */
+            offset: number;
+        };
+        /** Page[CompletionStatus] */
+        Page_CompletionStatus_: {
+            /** Items */
+            items: components["schemas"]["CompletionStatus"][];
+            /**
+             * Total
+             * @description how many items match, over every page
+             */
+            total: number;
+            /**
+             * Limit
+             * @description the page size asked for (or the whole list's length)
+             */
+            limit: number;
+            /**
+             * Offset
+             * @description how many matching items come before this page
+             */
+            offset: number;
+        };
+        /** Page[DirectoryGroup] */
+        Page_DirectoryGroup_: {
+            /** Items */
+            items: components["schemas"]["DirectoryGroup"][];
+            /**
+             * Total
+             * @description how many items match, over every page
+             */
+            total: number;
+            /**
+             * Limit
+             * @description the page size asked for (or the whole list's length)
+             */
+            limit: number;
+            /**
+             * Offset
+             * @description how many matching items come before this page
+             */
+            offset: number;
+        };
+        /** Page[EpsUsage] */
+        Page_EpsUsage_: {
+            /** Items */
+            items: components["schemas"]["EpsUsage"][];
+            /**
+             * Total
+             * @description how many items match, over every page
+             */
+            total: number;
+            /**
+             * Limit
+             * @description the page size asked for (or the whole list's length)
+             */
+            limit: number;
+            /**
+             * Offset
+             * @description how many matching items come before this page
+             */
+            offset: number;
+        };
+        /** Page[EventCollector] */
+        Page_EventCollector_: {
+            /** Items */
+            items: components["schemas"]["EventCollector"][];
+            /**
+             * Total
+             * @description how many items match, over every page
+             */
+            total: number;
+            /**
+             * Limit
+             * @description the page size asked for (or the whole list's length)
+             */
+            limit: number;
+            /**
+             * Offset
+             * @description how many matching items come before this page
+             */
+            offset: number;
+        };
+        /** Page[EventLogSample] */
+        Page_EventLogSample_: {
+            /** Items */
+            items: components["schemas"]["EventLogSample"][];
+            /**
+             * Total
+             * @description how many items match, over every page
+             */
+            total: number;
+            /**
+             * Limit
+             * @description the page size asked for (or the whole list's length)
+             */
+            limit: number;
+            /**
+             * Offset
+             * @description how many matching items come before this page
+             */
+            offset: number;
+        };
+        /** Page[FileTypeChoice] */
+        Page_FileTypeChoice_: {
+            /** Items */
+            items: components["schemas"]["FileTypeChoice"][];
+            /**
+             * Total
+             * @description how many items match, over every page
+             */
+            total: number;
+            /**
+             * Limit
+             * @description the page size asked for (or the whole list's length)
+             */
+            limit: number;
+            /**
+             * Offset
+             * @description how many matching items come before this page
+             */
+            offset: number;
+        };
+        /** Page[IncidentOwnerCount] */
+        Page_IncidentOwnerCount_: {
+            /** Items */
+            items: components["schemas"]["IncidentOwnerCount"][];
+            /**
+             * Total
+             * @description how many items match, over every page
+             */
+            total: number;
+            /**
+             * Limit
+             * @description the page size asked for (or the whole list's length)
+             */
+            limit: number;
+            /**
+             * Offset
+             * @description how many matching items come before this page
+             */
+            offset: number;
+        };
+        /** Page[IncidentSummary] */
+        Page_IncidentSummary_: {
+            /** Items */
+            items: components["schemas"]["IncidentSummary"][];
+            /**
+             * Total
+             * @description how many items match, over every page
+             */
+            total: number;
+            /**
+             * Limit
+             * @description the page size asked for (or the whole list's length)
+             */
+            limit: number;
+            /**
+             * Offset
+             * @description how many matching items come before this page
+             */
+            offset: number;
+        };
+        /** Page[IncidentTypeCount] */
+        Page_IncidentTypeCount_: {
+            /** Items */
+            items: components["schemas"]["IncidentTypeCount"][];
+            /**
+             * Total
+             * @description how many items match, over every page
+             */
+            total: number;
+            /**
+             * Limit
+             * @description the page size asked for (or the whole list's length)
+             */
+            limit: number;
+            /**
+             * Offset
+             * @description how many matching items come before this page
+             */
+            offset: number;
+        };
+        /** Page[IncidentsPerPriority] */
+        Page_IncidentsPerPriority_: {
+            /** Items */
+            items: components["schemas"]["IncidentsPerPriority"][];
+            /**
+             * Total
+             * @description how many items match, over every page
+             */
+            total: number;
+            /**
+             * Limit
+             * @description the page size asked for (or the whole list's length)
+             */
+            limit: number;
+            /**
+             * Offset
+             * @description how many matching items come before this page
+             */
+            offset: number;
+        };
+        /** Page[IncidentsPerStatus] */
+        Page_IncidentsPerStatus_: {
+            /** Items */
+            items: components["schemas"]["IncidentsPerStatus"][];
+            /**
+             * Total
+             * @description how many items match, over every page
+             */
+            total: number;
+            /**
+             * Limit
+             * @description the page size asked for (or the whole list's length)
+             */
+            limit: number;
+            /**
+             * Offset
+             * @description how many matching items come before this page
+             */
+            offset: number;
+        };
+        /** Page[IntegrationInstances] */
+        Page_IntegrationInstances_: {
+            /** Items */
+            items: components["schemas"]["IntegrationInstances"][];
+            /**
+             * Total
+             * @description how many items match, over every page
+             */
+            total: number;
+            /**
+             * Limit
+             * @description the page size asked for (or the whole list's length)
+             */
+            limit: number;
+            /**
+             * Offset
+             * @description how many matching items come before this page
+             */
+            offset: number;
+        };
+        /** Page[IntegrationTypeInfo] */
+        Page_IntegrationTypeInfo_: {
+            /** Items */
+            items: components["schemas"]["IntegrationTypeInfo"][];
+            /**
+             * Total
+             * @description how many items match, over every page
+             */
+            total: number;
+            /**
+             * Limit
+             * @description the page size asked for (or the whole list's length)
+             */
+            limit: number;
+            /**
+             * Offset
+             * @description how many matching items come before this page
+             */
+            offset: number;
+        };
+        /** Page[Integration] */
+        Page_Integration_: {
+            /** Items */
+            items: components["schemas"]["Integration"][];
+            /**
+             * Total
+             * @description how many items match, over every page
+             */
+            total: number;
+            /**
+             * Limit
+             * @description the page size asked for (or the whole list's length)
+             */
+            limit: number;
+            /**
+             * Offset
+             * @description how many matching items come before this page
+             */
+            offset: number;
+        };
+        /** Page[ItsmMapping] */
+        Page_ItsmMapping_: {
+            /** Items */
+            items: components["schemas"]["ItsmMapping"][];
+            /**
+             * Total
+             * @description how many items match, over every page
+             */
+            total: number;
+            /**
+             * Limit
+             * @description the page size asked for (or the whole list's length)
+             */
+            limit: number;
+            /**
+             * Offset
+             * @description how many matching items come before this page
+             */
+            offset: number;
+        };
+        /** Page[ItsmTenant] */
+        Page_ItsmTenant_: {
+            /** Items */
+            items: components["schemas"]["ItsmTenant"][];
+            /**
+             * Total
+             * @description how many items match, over every page
+             */
+            total: number;
+            /**
+             * Limit
+             * @description the page size asked for (or the whole list's length)
+             */
+            limit: number;
+            /**
+             * Offset
+             * @description how many matching items come before this page
+             */
+            offset: number;
+        };
+        /** Page[Member] */
+        Page_Member_: {
+            /** Items */
+            items: components["schemas"]["Member"][];
+            /**
+             * Total
+             * @description how many items match, over every page
+             */
+            total: number;
+            /**
+             * Limit
+             * @description the page size asked for (or the whole list's length)
+             */
+            limit: number;
+            /**
+             * Offset
+             * @description how many matching items come before this page
+             */
+            offset: number;
+        };
+        /** Page[OffenseCategoryCount] */
+        Page_OffenseCategoryCount_: {
+            /** Items */
+            items: components["schemas"]["OffenseCategoryCount"][];
+            /**
+             * Total
+             * @description how many items match, over every page
+             */
+            total: number;
+            /**
+             * Limit
+             * @description the page size asked for (or the whole list's length)
+             */
+            limit: number;
+            /**
+             * Offset
+             * @description how many matching items come before this page
+             */
+            offset: number;
+        };
+        /** Page[OffenseSummary] */
+        Page_OffenseSummary_: {
+            /** Items */
+            items: components["schemas"]["OffenseSummary"][];
+            /**
+             * Total
+             * @description how many items match, over every page
+             */
+            total: number;
+            /**
+             * Limit
+             * @description the page size asked for (or the whole list's length)
+             */
+            limit: number;
+            /**
+             * Offset
+             * @description how many matching items come before this page
+             */
+            offset: number;
+        };
+        /** Page[QradarMapping] */
+        Page_QradarMapping_: {
+            /** Items */
+            items: components["schemas"]["QradarMapping"][];
+            /**
+             * Total
+             * @description how many items match, over every page
+             */
+            total: number;
+            /**
+             * Limit
+             * @description the page size asked for (or the whole list's length)
+             */
+            limit: number;
+            /**
+             * Offset
+             * @description how many matching items come before this page
+             */
+            offset: number;
+        };
+        /** Page[QradarTenant] */
+        Page_QradarTenant_: {
+            /** Items */
+            items: components["schemas"]["QradarTenant"][];
+            /**
+             * Total
+             * @description how many items match, over every page
+             */
+            total: number;
+            /**
+             * Limit
+             * @description the page size asked for (or the whole list's length)
+             */
+            limit: number;
+            /**
+             * Offset
+             * @description how many matching items come before this page
+             */
+            offset: number;
+        };
+        /** Page[RoleChoice] */
+        Page_RoleChoice_: {
+            /** Items */
+            items: components["schemas"]["RoleChoice"][];
+            /**
+             * Total
+             * @description how many items match, over every page
+             */
+            total: number;
+            /**
+             * Limit
+             * @description the page size asked for (or the whole list's length)
+             */
+            limit: number;
+            /**
+             * Offset
+             * @description how many matching items come before this page
+             */
+            offset: number;
+        };
+        /** Page[SlaIncident] */
+        Page_SlaIncident_: {
+            /** Items */
+            items: components["schemas"]["SlaIncident"][];
+            /**
+             * Total
+             * @description how many items match, over every page
+             */
+            total: number;
+            /**
+             * Limit
+             * @description the page size asked for (or the whole list's length)
+             */
+            limit: number;
+            /**
+             * Offset
+             * @description how many matching items come before this page
+             */
+            offset: number;
+        };
+        /** Page[SlaLevelChoice] */
+        Page_SlaLevelChoice_: {
+            /** Items */
+            items: components["schemas"]["SlaLevelChoice"][];
+            /**
+             * Total
+             * @description how many items match, over every page
+             */
+            total: number;
+            /**
+             * Limit
+             * @description the page size asked for (or the whole list's length)
+             */
+            limit: number;
+            /**
+             * Offset
+             * @description how many matching items come before this page
+             */
+            offset: number;
+        };
+        /** Page[SlaLevelTargets] */
+        Page_SlaLevelTargets_: {
+            /** Items */
+            items: components["schemas"]["SlaLevelTargets"][];
+            /**
+             * Total
+             * @description how many items match, over every page
+             */
+            total: number;
+            /**
+             * Limit
+             * @description the page size asked for (or the whole list's length)
+             */
+            limit: number;
+            /**
+             * Offset
+             * @description how many matching items come before this page
+             */
+            offset: number;
+        };
+        /** Page[SoarMapping] */
+        Page_SoarMapping_: {
+            /** Items */
+            items: components["schemas"]["SoarMapping"][];
+            /**
+             * Total
+             * @description how many items match, over every page
+             */
+            total: number;
+            /**
+             * Limit
+             * @description the page size asked for (or the whole list's length)
+             */
+            limit: number;
+            /**
+             * Offset
+             * @description how many matching items come before this page
+             */
+            offset: number;
+        };
+        /** Page[SoarTenant] */
+        Page_SoarTenant_: {
+            /** Items */
+            items: components["schemas"]["SoarTenant"][];
+            /**
+             * Total
+             * @description how many items match, over every page
+             */
+            total: number;
+            /**
+             * Limit
+             * @description the page size asked for (or the whole list's length)
+             */
+            limit: number;
+            /**
+             * Offset
+             * @description how many matching items come before this page
+             */
+            offset: number;
+        };
+        /** Page[TenantListItem] */
+        Page_TenantListItem_: {
+            /** Items */
+            items: components["schemas"]["TenantListItem"][];
+            /**
+             * Total
+             * @description how many items match, over every page
+             */
+            total: number;
+            /**
+             * Limit
+             * @description the page size asked for (or the whole list's length)
+             */
+            limit: number;
+            /**
+             * Offset
+             * @description how many matching items come before this page
+             */
+            offset: number;
+        };
+        /** Page[ThreatAlertSummary] */
+        Page_ThreatAlertSummary_: {
+            /** Items */
+            items: components["schemas"]["ThreatAlertSummary"][];
+            /**
+             * Total
+             * @description how many items match, over every page
+             */
+            total: number;
+            /**
+             * Limit
+             * @description the page size asked for (or the whole list's length)
+             */
+            limit: number;
+            /**
+             * Offset
+             * @description how many matching items come before this page
+             */
+            offset: number;
+        };
+        /** Page[TicketSummary] */
+        Page_TicketSummary_: {
+            /** Items */
+            items: components["schemas"]["TicketSummary"][];
+            /**
+             * Total
+             * @description how many items match, over every page
+             */
+            total: number;
+            /**
+             * Limit
+             * @description the page size asked for (or the whole list's length)
+             */
+            limit: number;
+            /**
+             * Offset
+             * @description how many matching items come before this page
+             */
+            offset: number;
+        };
+        /** Page[TicketTotals] */
+        Page_TicketTotals_: {
+            /** Items */
+            items: components["schemas"]["TicketTotals"][];
+            /**
+             * Total
+             * @description how many items match, over every page
+             */
+            total: number;
+            /**
+             * Limit
+             * @description the page size asked for (or the whole list's length)
+             */
+            limit: number;
+            /**
+             * Offset
+             * @description how many matching items come before this page
+             */
+            offset: number;
+        };
+        /** Page[UseCaseCount] */
+        Page_UseCaseCount_: {
+            /** Items */
+            items: components["schemas"]["UseCaseCount"][];
+            /**
+             * Total
+             * @description how many items match, over every page
+             */
+            total: number;
+            /**
+             * Limit
+             * @description the page size asked for (or the whole list's length)
+             */
+            limit: number;
+            /**
+             * Offset
+             * @description how many matching items come before this page
+             */
+            offset: number;
+        };
+        /**
+         * PendingAction
+         * @description Work towards another service (e.g. disabling the company's users in auth) not done yet.
+         */
+        PendingAction: {
+            /**
+             * Id
+             * Format: uuid
+             */
+            id: string;
+            /** Kind */
+            kind: string;
+            /** Attempts */
+            attempts: number;
+            /** Last Error */
+            last_error: string | null;
+            /** Next Attempt At */
+            next_attempt_at: string | null;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+        };
         /**
          * Permission
          * @enum {string}
@@ -2679,11 +5762,147 @@ export interface components {
             /** Label */
             label: string;
         };
+        /** PictureStored */
+        PictureStored: {
+            /**
+             * Company Id
+             * Format: uuid
+             */
+            company_id: string;
+            /**
+             * Content Type
+             * @description `image/png`, `image/jpeg` or `image/webp` (from the bytes)
+             */
+            content_type: string;
+            /**
+             * Size
+             * @description bytes
+             */
+            size: number;
+            /** Profile Picture Url */
+            profile_picture_url: string;
+        };
+        /**
+         * Preferences
+         * @description The caller's UI preferences: any JSON object the console stores (at most
+         *     ``preferences_max_bytes`` once encoded); ``{}`` until something was saved.
+         */
+        Preferences: {
+            [key: string]: unknown;
+        };
+        /**
+         * Preset
+         * @description The original's quick filters (``filter``).
+         * @enum {string}
+         */
+        Preset: "all" | "unassigned" | "pending" | "false-positive" | "closed" | "error";
         /**
          * PriorityParam
          * @enum {string}
          */
         PriorityParam: "P1" | "P2" | "P3" | "P4";
+        /**
+         * PublicJwk
+         * @description One Ed25519 public key (RFC 8037) that verifies access tokens.
+         */
+        PublicJwk: {
+            /**
+             * Kty
+             * @description `OKP`
+             */
+            kty: string;
+            /**
+             * Crv
+             * @description `Ed25519`
+             */
+            crv: string;
+            /**
+             * X
+             * @description the public key, base64url
+             */
+            x: string;
+            /**
+             * Kid
+             * @description the key id tokens name in their header
+             */
+            kid: string;
+            /**
+             * Use
+             * @description `sig`
+             */
+            use: string;
+            /**
+             * Alg
+             * @description `EdDSA`
+             */
+            alg: string;
+        };
+        /**
+         * QradarMapping
+         * @description A QRadar domain attributed to a company, with its contracted volume.
+         */
+        QradarMapping: {
+            /**
+             * Id
+             * Format: uuid
+             */
+            id: string;
+            /**
+             * Company Id
+             * Format: uuid
+             */
+            company_id: string;
+            /** Company Name */
+            company_name: string | null;
+            /** Integration Id */
+            integration_id: string;
+            /**
+             * Integration Name
+             * @description the integration's instance name
+             */
+            integration_name: string | null;
+            /**
+             * Active
+             * @description data is attributed to the company only through active mappings
+             */
+            active: boolean;
+            /**
+             * Inactive Reason
+             * @description e.g. `company_deleted`
+             */
+            inactive_reason: string | null;
+            /** Created By */
+            created_by: string | null;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /**
+             * Updated At
+             * Format: date-time
+             */
+            updated_at: string;
+            /** Domain Id */
+            domain_id: number;
+            /** Domain Name */
+            domain_name: string | null;
+            /**
+             * Contracted Volume Type
+             * @description `EPS` or `GB_PER_DAY`
+             */
+            contracted_volume_type: string;
+            /**
+             * Contracted Volume
+             * @description in the unit of `contracted_volume_type`
+             */
+            contracted_volume: number;
+            /**
+             * Event Collector Ids
+             * @description QRadar event collectors that also count as the company's
+             */
+            event_collector_ids: number[];
+        };
         /** QradarMappingIn */
         QradarMappingIn: {
             /**
@@ -2721,6 +5940,52 @@ export interface components {
             /** Active */
             active?: boolean | null;
         };
+        /**
+         * QradarTenant
+         * @description A QRadar domain (the seed's "QRadar tenant") and, when mapped, its contracted volume.
+         */
+        QradarTenant: {
+            /**
+             * Integration Id
+             * @description the QRadar integration the domain belongs to
+             */
+            integration_id: string;
+            /**
+             * Domain Id
+             * @description QRadar's domain id
+             */
+            domain_id: number;
+            /** Name */
+            name: string;
+            /** Description */
+            description: string;
+            /**
+             * Deleted
+             * @description QRadar reports the domain as deleted
+             */
+            deleted: boolean;
+            /**
+             * Updated At
+             * Format: date-time
+             * @description when the read model last changed this row
+             */
+            updated_at: string;
+            /**
+             * Mapped Company Id
+             * @description the company the domain is mapped to, if any
+             */
+            mapped_company_id: string | null;
+            /**
+             * Contracted Volume Type
+             * @description `EPS` or `GB_PER_DAY`
+             */
+            contracted_volume_type: string | null;
+            /**
+             * Contracted Volume
+             * @description in the unit of `contracted_volume_type`
+             */
+            contracted_volume: number | null;
+        };
         /** RefreshRequest */
         RefreshRequest: {
             /** Refresh Token */
@@ -2736,10 +6001,99 @@ export interface components {
              */
             limit: number;
         };
+        /** ReplayResult */
+        ReplayResult: {
+            /** Queue */
+            queue: string;
+            /**
+             * Replayed
+             * @description messages sent back to the queue
+             */
+            replayed: number;
+        };
+        /**
+         * Report
+         * @description A report over the window (default: the last 30 days). Which sections are present depends
+         *     on `kind`: `incident` and `detailed-incident` (summary, sla, sla_overview, types, owners, and
+         *     for the detailed one incidents), `eps` (daily, hourly, series), `assets` (health,
+         *     top_log_sources), `consolidated` (offenses, incidents, tickets, eps, assets, threat_alerts).
+         */
+        Report: {
+            /**
+             * Kind
+             * @description `incident`, `detailed-incident`, `eps`, `assets` or `consolidated`
+             */
+            kind: string;
+            /** Title */
+            title: string;
+            /** Company Id */
+            company_id: string | null;
+            /** Company Name */
+            company_name: string | null;
+            /**
+             * From
+             * Format: date-time
+             */
+            from: string;
+            /**
+             * To
+             * Format: date-time
+             */
+            to: string;
+            /**
+             * Generated At
+             * Format: date-time
+             */
+            generated_at: string;
+            summary?: components["schemas"]["IncidentCards"] | null;
+            sla?: components["schemas"]["SlaCompliance"] | null;
+            sla_overview?: components["schemas"]["SlaOverview"] | null;
+            /** Types */
+            types?: components["schemas"]["IncidentTypeCount"][] | null;
+            /** Owners */
+            owners?: components["schemas"]["IncidentOwnerCount"][] | null;
+            /**
+             * Incidents
+             * @description detailed-incident: the incidents; consolidated: the incident report
+             */
+            incidents?: components["schemas"]["SlaIncident"][] | components["schemas"]["IncidentReportData"] | null;
+            /** Incidents Truncated */
+            incidents_truncated?: boolean | null;
+            /** Daily */
+            daily?: components["schemas"]["EpsUsage"][] | null;
+            /** Hourly */
+            hourly?: components["schemas"]["EpsUsage"][] | null;
+            /** Series */
+            series?: components["schemas"]["EpsReportPoint"][] | null;
+            health?: components["schemas"]["AssetCounts"] | null;
+            /** Top Log Sources */
+            top_log_sources?: components["schemas"]["TopLogSource"][] | null;
+            offenses?: components["schemas"]["OffenseWidget"] | null;
+            tickets?: components["schemas"]["TicketReportData"] | null;
+            eps?: components["schemas"]["EpsReportData"] | null;
+            assets?: components["schemas"]["AssetReportData"] | null;
+            /** Threat Alerts */
+            threat_alerts?: components["schemas"]["LatestThreatAlert"][] | null;
+        };
         /** RepublishBody */
         RepublishBody: {
             /** Subtype */
             subtype?: ("IBM_QRADAR" | "CORTEX_XSOAR" | "MANAGEENGINE_SDP" | "CYWARE") | null;
+        };
+        /** RoleChoice */
+        RoleChoice: {
+            /**
+             * Value
+             * @description what the API accepts
+             */
+            value: string;
+            /**
+             * Label
+             * @description what a person reads
+             */
+            label: string;
+            /** Default Permissions */
+            default_permissions: string[];
         };
         /**
          * RoleName
@@ -2758,6 +6112,11 @@ export interface components {
             description: string;
             /** Permissions */
             permissions: string[];
+        };
+        /** RollupsRebuilt */
+        RollupsRebuilt: {
+            /** Rebuilt */
+            rebuilt: boolean;
         };
         /** RotationResult */
         RotationResult: {
@@ -2802,11 +6161,115 @@ export interface components {
             /** Expires In */
             expires_in: number;
         };
+        /** SeverityGraph */
+        SeverityGraph: {
+            /**
+             * By
+             * @description `priority` or `severity`
+             */
+            by: string;
+            /**
+             * From
+             * Format: date-time
+             */
+            from: string;
+            /**
+             * To
+             * Format: date-time
+             */
+            to: string;
+            /** Points */
+            points: components["schemas"]["SeverityGraphPoint"][];
+        };
+        /** SeverityGraphPoint */
+        SeverityGraphPoint: {
+            /**
+             * Day
+             * Format: date
+             */
+            day: string;
+            /**
+             * Counts
+             * @description priority or severity -> incidents created that day
+             */
+            counts: {
+                [key: string]: number;
+            };
+        };
+        /**
+         * SeverityMetrics
+         * @description One priority's incidents within the window; averages in minutes from creation.
+         */
+        SeverityMetrics: {
+            /** Priority */
+            priority: string;
+            /** Incidents */
+            incidents: number;
+            /** Open */
+            open: number;
+            /** Closed */
+            closed: number;
+            /** Avg Tta Minutes */
+            avg_tta_minutes: number | null;
+            /** Avg Ttn Minutes */
+            avg_ttn_minutes: number | null;
+            /** Avg Ttdn Minutes */
+            avg_ttdn_minutes: number | null;
+            /** Avg Resolution Minutes */
+            avg_resolution_minutes: number | null;
+            /** Tta Breached */
+            tta_breached: number;
+            /** Ttn Breached */
+            ttn_breached: number;
+            /** Ttdn Breached */
+            ttdn_breached: number;
+            /** Tta Target Minutes */
+            tta_target_minutes: number | null;
+            /** Ttn Target Minutes */
+            ttn_target_minutes: number | null;
+            /** Ttdn Target Minutes */
+            ttdn_target_minutes: number | null;
+        };
+        /** SeverityMetricsPage */
+        SeverityMetricsPage: {
+            /** Items */
+            items: components["schemas"]["SeverityMetrics"][];
+            /**
+             * Total
+             * @description how many items match, over every page
+             */
+            total: number;
+            /**
+             * Limit
+             * @description the page size asked for (or the whole list's length)
+             */
+            limit: number;
+            /**
+             * Offset
+             * @description how many matching items come before this page
+             */
+            offset: number;
+            /**
+             * From
+             * Format: date-time
+             */
+            from: string;
+            /**
+             * To
+             * Format: date-time
+             */
+            to: string;
+        };
         /**
          * SeverityParam
          * @enum {string}
          */
         SeverityParam: "unknown" | "informational" | "low" | "medium" | "high" | "critical";
+        /**
+         * ShowOnlyParam
+         * @enum {string}
+         */
+        ShowOnlyParam: "all" | "breached" | "achieved";
         /** SigningKeyRead */
         SigningKeyRead: {
             /** Kid */
@@ -2823,16 +6286,143 @@ export interface components {
             /** Active */
             active: boolean;
         };
+        /**
+         * SlaCompliance
+         * @description SLA compliance of the incidents created within the window (default: the last 30 days).
+         */
+        SlaCompliance: {
+            /**
+             * From
+             * Format: date-time
+             */
+            from: string;
+            /**
+             * To
+             * Format: date-time
+             */
+            to: string;
+            /**
+             * By Priority
+             * @description priority (`P1`-`P4`) -> counts
+             */
+            by_priority: {
+                [key: string]: components["schemas"]["SlaCountsByStep"];
+            };
+            total: components["schemas"]["SlaCountsByStep"];
+            /**
+             * Default Targets
+             * @description level -> the default targets
+             */
+            default_targets: {
+                [key: string]: components["schemas"]["SlaStepTargets"] | null;
+            };
+            /**
+             * Uses Company Sla
+             * @description the company has its own targets instead of the defaults
+             */
+            uses_company_sla: boolean;
+        };
+        /**
+         * SlaCounts
+         * @description Incidents per step outcome; `compliance_pct` = met / (met + breached), null when none decided.
+         */
+        SlaCounts: {
+            /** Met */
+            met: number;
+            /** Breached */
+            breached: number;
+            /** Pending */
+            pending: number;
+            /** No Sla */
+            no_sla: number;
+            /** Compliance Pct */
+            compliance_pct: number | null;
+        };
+        /** SlaCountsByStep */
+        SlaCountsByStep: {
+            /** Incidents */
+            incidents: number;
+            tta: components["schemas"]["SlaCounts"];
+            ttn: components["schemas"]["SlaCounts"];
+            ttdn: components["schemas"]["SlaCounts"];
+            overall: components["schemas"]["SlaCounts"];
+        };
         /** SlaDefaultsIn */
         SlaDefaultsIn: {
             /** Items */
             items: components["schemas"]["SlaLevelIn"][];
         };
         /**
+         * SlaIncident
+         * @description An incident created within the window, with the status of each SLA step.
+         */
+        SlaIncident: {
+            /** Id */
+            id: number;
+            /** Integration Id */
+            integration_id: string;
+            /** Incident Id */
+            incident_id: string;
+            /** Account */
+            account: string;
+            /** Name */
+            name: string;
+            /** Status */
+            status: string;
+            /** Severity */
+            severity: string;
+            /** Priority */
+            priority: string;
+            /** Owner */
+            owner: string | null;
+            /**
+             * Created
+             * Format: date-time
+             */
+            created: string;
+            /** Closed */
+            closed: string | null;
+            /** Tta At */
+            tta_at: string | null;
+            /** Ttn At */
+            ttn_at: string | null;
+            /** Ttdn At */
+            ttdn_at: string | null;
+            /**
+             * Resolution Minutes
+             * @description from creation to closure
+             */
+            resolution_minutes: number | null;
+            sla: components["schemas"]["SlaOfIncident"];
+        };
+        /**
          * SlaLevel
          * @enum {string}
          */
         SlaLevel: "P1" | "P2" | "P3" | "P4";
+        /** SlaLevelChoice */
+        SlaLevelChoice: {
+            /**
+             * Value
+             * @description what the API accepts
+             */
+            value: string;
+            /**
+             * Label
+             * @description what a person reads
+             */
+            label: string;
+            default: components["schemas"]["SlaLevelDefault"];
+        };
+        /** SlaLevelDefault */
+        SlaLevelDefault: {
+            /** Tta Minutes */
+            tta_minutes?: number | null;
+            /** Ttn Minutes */
+            ttn_minutes?: number | null;
+            /** Ttdn Minutes */
+            ttdn_minutes?: number | null;
+        };
         /** SlaLevelIn */
         SlaLevelIn: {
             level: components["schemas"]["SlaLevel"];
@@ -2851,6 +6441,146 @@ export interface components {
              * @description minutes (at most a year)
              */
             ttdn_minutes: number;
+        };
+        /**
+         * SlaLevelTargets
+         * @description The default targets of one level, in minutes from the incident's creation.
+         */
+        SlaLevelTargets: {
+            /**
+             * Level
+             * @description `P1` (critical) to `P4` (low)
+             */
+            level: string;
+            /**
+             * Tta Minutes
+             * @description time to acknowledge
+             */
+            tta_minutes: number;
+            /**
+             * Ttn Minutes
+             * @description time to notify
+             */
+            ttn_minutes: number;
+            /**
+             * Ttdn Minutes
+             * @description time to the detailed notification
+             */
+            ttdn_minutes: number;
+            /** Updated By */
+            updated_by: string | null;
+            /**
+             * Updated At
+             * Format: date-time
+             */
+            updated_at: string;
+        };
+        /** SlaMatrix */
+        SlaMatrix: {
+            /** Items */
+            items: components["schemas"]["SlaMatrixRow"][];
+            /**
+             * Total
+             * @description how many items match, over every page
+             */
+            total: number;
+            /**
+             * Limit
+             * @description the page size asked for (or the whole list's length)
+             */
+            limit: number;
+            /**
+             * Offset
+             * @description how many matching items come before this page
+             */
+            offset: number;
+            /**
+             * From
+             * Format: date-time
+             */
+            from: string;
+            /**
+             * To
+             * Format: date-time
+             */
+            to: string;
+        };
+        /** SlaMatrixCell */
+        SlaMatrixCell: {
+            /** Incidents */
+            incidents: number;
+            /** Compliance Pct */
+            compliance_pct: number | null;
+            /** Tta Compliance Pct */
+            tta_compliance_pct: number | null;
+            /** Ttn Compliance Pct */
+            ttn_compliance_pct: number | null;
+            /** Ttdn Compliance Pct */
+            ttdn_compliance_pct: number | null;
+            /** Breached */
+            breached: number;
+            /** Pending */
+            pending: number;
+        };
+        /** SlaMatrixRow */
+        SlaMatrixRow: {
+            /** Company Id */
+            company_id: string;
+            /** Company Name */
+            company_name: string | null;
+            /** Priorities */
+            priorities: {
+                [key: string]: components["schemas"]["SlaMatrixCell"];
+            };
+        };
+        /** SlaOfIncident */
+        SlaOfIncident: {
+            /** @description time to acknowledge */
+            tta: components["schemas"]["SlaStepOfIncident"];
+            /** @description time to notify */
+            ttn: components["schemas"]["SlaStepOfIncident"];
+            /** @description time to the detailed notification */
+            ttdn: components["schemas"]["SlaStepOfIncident"];
+            /**
+             * Overall
+             * @description the worst step status
+             */
+            overall: string | null;
+        };
+        /**
+         * SlaOverride
+         * @description A company's own targets for one level, for every account, one XSOAR integration or one account.
+         */
+        SlaOverride: {
+            /**
+             * Id
+             * Format: uuid
+             */
+            id: string;
+            /** Integration Id */
+            integration_id: string | null;
+            /** Account */
+            account: string | null;
+            /** Level */
+            level: string;
+            /** Tta Minutes */
+            tta_minutes: number;
+            /** Ttn Minutes */
+            ttn_minutes: number;
+            /** Ttdn Minutes */
+            ttdn_minutes: number;
+            /** Updated By */
+            updated_by: string | null;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /**
+             * Updated At
+             * Format: date-time
+             */
+            updated_at: string;
         };
         /** SlaOverrideIn */
         SlaOverrideIn: {
@@ -2879,10 +6609,176 @@ export interface components {
             account?: string | null;
         };
         /**
+         * SlaOverview
+         * @description SLA cards for the window; the `mtt*_minutes` are means in minutes from creation.
+         */
+        SlaOverview: {
+            /**
+             * From
+             * Format: date-time
+             */
+            from: string;
+            /**
+             * To
+             * Format: date-time
+             */
+            to: string;
+            /** Total Incidents */
+            total_incidents: number;
+            /** Open Incidents */
+            open_incidents: number;
+            /** Closed Incidents */
+            closed_incidents: number;
+            /** Met */
+            met: number;
+            /** Breached */
+            breached: number;
+            /** Pending */
+            pending: number;
+            /** No Sla */
+            no_sla: number;
+            /** Compliance Pct */
+            compliance_pct: number | null;
+            /**
+             * Mtta Minutes
+             * @description mean time to acknowledge
+             */
+            mtta_minutes: number | null;
+            /**
+             * Mttn Minutes
+             * @description mean time to notify
+             */
+            mttn_minutes: number | null;
+            /**
+             * Mttdn Minutes
+             * @description mean time to the detailed notification
+             */
+            mttdn_minutes: number | null;
+            /**
+             * Mttr Minutes
+             * @description mean time to resolve (closure)
+             */
+            mttr_minutes: number | null;
+            /**
+             * Steps
+             * @description `tta`, `ttn`, `ttdn` -> counts
+             */
+            steps: {
+                [key: string]: components["schemas"]["SlaCounts"];
+            };
+        };
+        /**
          * SlaStatusParam
          * @enum {string}
          */
         SlaStatusParam: "met" | "breached" | "pending" | "no_sla";
+        /** SlaStep */
+        SlaStep: {
+            /**
+             * Status
+             * @description `met`, `breached`, `pending` or `no_sla`
+             */
+            status: string;
+            /**
+             * Elapsed Minutes
+             * @description from creation to the step, when it happened
+             */
+            elapsed_minutes: number | null;
+            /** Target Minutes */
+            target_minutes: number | null;
+            /**
+             * Deadline
+             * @description creation + target
+             */
+            deadline: string | null;
+        };
+        /** SlaStepOfIncident */
+        SlaStepOfIncident: {
+            /**
+             * Status
+             * @description `met`, `breached`, `pending` or `no_sla`
+             */
+            status: string | null;
+            /**
+             * Elapsed Minutes
+             * @description from creation to the step, when it happened
+             */
+            elapsed_minutes: number | null;
+            /** Target Minutes */
+            target_minutes: number | null;
+        };
+        /** SlaStepTargets */
+        SlaStepTargets: {
+            /**
+             * Tta
+             * @description minutes
+             */
+            tta: number | null;
+            /**
+             * Ttn
+             * @description minutes
+             */
+            ttn: number | null;
+            /**
+             * Ttdn
+             * @description minutes
+             */
+            ttdn: number | null;
+        };
+        /**
+         * SlaTypeParam
+         * @enum {string}
+         */
+        SlaTypeParam: "tta" | "ttn" | "ttdn";
+        /**
+         * SoarMapping
+         * @description An XSOAR account attributed to a company.
+         */
+        SoarMapping: {
+            /**
+             * Id
+             * Format: uuid
+             */
+            id: string;
+            /**
+             * Company Id
+             * Format: uuid
+             */
+            company_id: string;
+            /** Company Name */
+            company_name: string | null;
+            /** Integration Id */
+            integration_id: string;
+            /**
+             * Integration Name
+             * @description the integration's instance name
+             */
+            integration_name: string | null;
+            /**
+             * Active
+             * @description data is attributed to the company only through active mappings
+             */
+            active: boolean;
+            /**
+             * Inactive Reason
+             * @description e.g. `company_deleted`
+             */
+            inactive_reason: string | null;
+            /** Created By */
+            created_by: string | null;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /**
+             * Updated At
+             * Format: date-time
+             */
+            updated_at: string;
+            /** Account */
+            account: string;
+        };
         /** SoarMappingIn */
         SoarMappingIn: {
             /**
@@ -2898,10 +6794,116 @@ export interface components {
             /** Account */
             account: string;
         };
+        /**
+         * SoarTenant
+         * @description An XSOAR account (the seed's "SOAR tenant").
+         */
+        SoarTenant: {
+            /** Integration Id */
+            integration_id: string;
+            /** Account Id */
+            account_id: string;
+            /**
+             * Name
+             * @description the account name incidents carry (what mappings match)
+             */
+            name: string;
+            /** Display Name */
+            display_name: string | null;
+            /**
+             * Updated At
+             * Format: date-time
+             */
+            updated_at: string;
+        };
+        /** SubtypeSetting */
+        SubtypeSetting: {
+            /** Name */
+            name: string;
+            /** Label */
+            label: string;
+            /** Type */
+            type: string;
+            /** Choices */
+            choices: unknown[];
+            /** Default */
+            default?: unknown;
+            /** Description */
+            description: string | null;
+        };
         /** SyncNowBody */
         SyncNowBody: {
             /** Resource */
             resource?: string | null;
+        };
+        /**
+         * SyncReport
+         * @description The last sync of one (integration, resource), as the ingestor reported it.
+         */
+        SyncReport: {
+            /** Integration Id */
+            integration_id: string;
+            /**
+             * Resource
+             * @description what was synced, e.g. `offenses`, `incidents`, `tickets`
+             */
+            resource: string;
+            /**
+             * Outcome
+             * @description `ok` or `error`
+             */
+            outcome: string;
+            /**
+             * Started At
+             * Format: date-time
+             */
+            started_at: string;
+            /**
+             * Finished At
+             * Format: date-time
+             */
+            finished_at: string;
+            /**
+             * Records
+             * @description records published by that sync
+             */
+            records: number;
+            /** Error Category */
+            error_category: string | null;
+            /** Error Message */
+            error_message: string | null;
+            /** Consecutive Failures */
+            consecutive_failures: number;
+            /** Last Success At */
+            last_success_at: string | null;
+            /**
+             * Received At
+             * Format: date-time
+             * @description when the read model received the report
+             */
+            received_at: string;
+            /**
+             * Source
+             * @description `SIEM`, `SOAR`, `ITSM` or `THREAT_INTELLIGENCE`
+             */
+            source: string | null;
+        };
+        /** SyncScheduled */
+        SyncScheduled: {
+            /** Integration Id */
+            integration_id: string;
+            /**
+             * Resource
+             * @description the one resource asked for; null: every resource
+             */
+            resource: string | null;
+            /** Ingestor */
+            ingestor: string;
+            /**
+             * Scheduled
+             * @description what the ingestor scheduled (resource names)
+             */
+            scheduled: unknown;
         };
         /** TenantCreate */
         TenantCreate: {
@@ -2917,6 +6919,18 @@ export interface components {
             sla?: components["schemas"]["CompanySlaIn"] | null;
             threat_intelligence?: components["schemas"]["TenantThreatIntel"] | null;
         };
+        /** TenantDetail */
+        TenantDetail: {
+            company: components["schemas"]["CompanyDetail"];
+            /** Users */
+            users: components["schemas"]["Member"][];
+            mappings: components["schemas"]["CompanyMappings"];
+            /** Integrations */
+            integrations: components["schemas"]["Integration"][];
+            sla: components["schemas"]["CompanySla"];
+            /** Pending Actions */
+            pending_actions: components["schemas"]["PendingAction"][];
+        };
         /** TenantItsmMapping */
         TenantItsmMapping: {
             /**
@@ -2926,6 +6940,76 @@ export interface components {
             integration_id: string;
             /** Account Id */
             account_id: string;
+        };
+        /** TenantListItem */
+        TenantListItem: {
+            /**
+             * Id
+             * Format: uuid
+             */
+            id: string;
+            /** Name */
+            name: string;
+            /** Phone Number */
+            phone_number: string | null;
+            /** Industry */
+            industry: string | null;
+            /** Country */
+            country: string | null;
+            /**
+             * Is Default Sla
+             * @description uses the default SLA targets (not its own)
+             */
+            is_default_sla: boolean;
+            /**
+             * Is Default Threat Intel
+             * @description gets the shared threat-intelligence feed
+             */
+            is_default_threat_intel: boolean;
+            /** Is Active */
+            is_active: boolean;
+            /**
+             * Status
+             * @description `active`, `inactive` (its users cannot log in) or `deleted`
+             */
+            status: string;
+            /** Deleted At */
+            deleted_at: string | null;
+            /** Deleted By */
+            deleted_by: string | null;
+            /** Created By */
+            created_by: string | null;
+            /** Modified By */
+            modified_by: string | null;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /**
+             * Updated At
+             * Format: date-time
+             */
+            updated_at: string;
+            /** Profile Picture Updated At */
+            profile_picture_updated_at: string | null;
+            /** Has Profile Picture */
+            has_profile_picture: boolean;
+            /**
+             * Profile Picture Url
+             * @description relative URL of the picture, when there is one
+             */
+            profile_picture_url: string | null;
+            /**
+             * User Count
+             * @description active tenant users
+             */
+            user_count: number;
+            /**
+             * Mapping Count
+             * @description active QRadar, XSOAR and ServiceDesk Plus mappings
+             */
+            mapping_count: number;
         };
         /** TenantQradarMapping */
         TenantQradarMapping: {
@@ -3002,6 +7086,19 @@ export interface components {
                 [key: string]: unknown;
             };
         };
+        /**
+         * TenantUnread
+         * @description A tenant user's unread count: the admins' messages not seen yet.
+         */
+        TenantUnread: {
+            /**
+             * Company Id
+             * Format: uuid
+             */
+            company_id: string;
+            /** Unread */
+            unread: number;
+        };
         /** TenantUpdate */
         TenantUpdate: {
             company?: components["schemas"]["CompanyUpdate"] | null;
@@ -3044,6 +7141,369 @@ export interface components {
             /** Company Id */
             company_id?: string | null;
         };
+        /**
+         * ThreatAlertDetail
+         * @description One alert with its content and resolved tags, groups, recipient groups and category (with
+         *     the category's fields).
+         */
+        ThreatAlertDetail: {
+            /**
+             * Id
+             * @description our id (the detail route's `alert_pk`)
+             */
+            id: number;
+            /** Integration Id */
+            integration_id: string;
+            /**
+             * Short Id
+             * @description Cyware's alert id
+             */
+            short_id: string;
+            /** Title */
+            title: string;
+            /** Status */
+            status: string | null;
+            /**
+             * Tlp
+             * @description traffic light protocol: `WHITE`/`CLEAR`, `GREEN`, `AMBER`, `RED`
+             */
+            tlp: string | null;
+            /** Published Time */
+            published_time: string | null;
+            /** Tags */
+            tags: components["schemas"]["ThreatAlertTag"][];
+            /** Groups */
+            groups: components["schemas"]["ThreatAlertGroup"][];
+            /** Category */
+            category: {
+                [key: string]: unknown;
+            } | null;
+            /** Version */
+            version: number;
+            /** Company Id */
+            company_id: string | null;
+            /**
+             * Content
+             * @description the alert body (HTML, as Cyware stores it)
+             */
+            content: string | null;
+            /** Push Required */
+            push_required: boolean | null;
+            /** Push Email Notification */
+            push_email_notification: boolean | null;
+            /** Tracking Id */
+            tracking_id: string | null;
+            /** Card Image */
+            card_image: string | null;
+            /** Card Info */
+            card_info: string | null;
+            /** Event */
+            event: string | null;
+            /** Intel Id */
+            intel_id: string | null;
+            /** Rfi Id */
+            rfi_id: string | null;
+            /** Recipient Groups */
+            recipient_groups: components["schemas"]["ThreatAlertGroup"][];
+            /** Event Id */
+            event_id: string | null;
+            /**
+             * Updated At
+             * Format: date-time
+             */
+            updated_at: string;
+        };
+        /** ThreatAlertGroup */
+        ThreatAlertGroup: {
+            /** Id */
+            id: string | null;
+            /** Name */
+            name: string | null;
+            /** Group Id */
+            group_id?: string | null;
+            /** Group Name */
+            group_name?: string | null;
+            /** Group Tlp */
+            group_tlp?: string | null;
+            /** Group Type */
+            group_type?: string | null;
+        };
+        /**
+         * ThreatAlertSummary
+         * @description A Cyware CSAP alert as lists show it. `tags`, `groups` and `category` are Cyware's
+         *     references (`{"id", "name"}`).
+         */
+        ThreatAlertSummary: {
+            /**
+             * Id
+             * @description our id (the detail route's `alert_pk`)
+             */
+            id: number;
+            /** Integration Id */
+            integration_id: string;
+            /**
+             * Short Id
+             * @description Cyware's alert id
+             */
+            short_id: string;
+            /** Title */
+            title: string;
+            /** Status */
+            status: string | null;
+            /**
+             * Tlp
+             * @description traffic light protocol: `WHITE`/`CLEAR`, `GREEN`, `AMBER`, `RED`
+             */
+            tlp: string | null;
+            /** Published Time */
+            published_time: string | null;
+            /** Tags */
+            tags: {
+                [key: string]: unknown;
+            }[];
+            /** Groups */
+            groups: {
+                [key: string]: unknown;
+            }[];
+            /** Category */
+            category: {
+                [key: string]: unknown;
+            } | null;
+            /** Version */
+            version: number;
+        };
+        /** ThreatAlertTag */
+        ThreatAlertTag: {
+            /** Id */
+            id: string | null;
+            /** Name */
+            name: string | null;
+            /** Slug */
+            slug: string | null;
+            /** Is Active */
+            is_active: boolean | null;
+        };
+        /** TicketDetail */
+        TicketDetail: {
+            /**
+             * Id
+             * @description our id (the detail route's `ticket_pk`)
+             */
+            id: number;
+            /** Integration Id */
+            integration_id: string;
+            /**
+             * Ticket Id
+             * @description ServiceDesk Plus's request id
+             */
+            ticket_id: string;
+            /** Account Id */
+            account_id: string;
+            /** Account Name */
+            account_name: string | null;
+            /** Subject */
+            subject: string;
+            /** Short Description */
+            short_description: string | null;
+            /**
+             * Status
+             * @description ServiceDesk Plus's status name, e.g. `Open`, `On Hold`, `Closed`
+             */
+            status: string;
+            /**
+             * Priority
+             * @description ServiceDesk Plus's priority name
+             */
+            priority: string;
+            /** Is Overdue */
+            is_overdue: boolean;
+            /**
+             * Created Time
+             * Format: date-time
+             */
+            created_time: string;
+            /**
+             * Last Updated Time
+             * Format: date-time
+             */
+            last_updated_time: string;
+            /** Created By Name */
+            created_by_name: string | null;
+            /**
+             * Soar Incident Id
+             * @description the XSOAR incident the ticket was opened for
+             */
+            soar_incident_id: string | null;
+            /** Version */
+            version: number;
+            /** Event Id */
+            event_id: string | null;
+            /**
+             * Updated At
+             * Format: date-time
+             */
+            updated_at: string;
+            /** @description the SOAR incident, when the company can see it */
+            incident: components["schemas"]["TicketIncident"] | null;
+            /**
+             * Offenses
+             * @description that incident's QRadar offenses
+             */
+            offenses: components["schemas"]["IncidentOffense"][];
+        };
+        /** TicketIncident */
+        TicketIncident: {
+            /** Id */
+            id: number;
+            /** Integration Id */
+            integration_id: string;
+            /** Incident Id */
+            incident_id: string;
+            /** Name */
+            name: string;
+            /** Status */
+            status: string;
+            /** Severity */
+            severity: string;
+            /** Priority */
+            priority: string;
+            /**
+             * Created
+             * Format: date-time
+             */
+            created: string;
+            /** Closed */
+            closed: string | null;
+            /** Offense Ids */
+            offense_ids: number[];
+        };
+        /**
+         * TicketRef
+         * @description A ServiceDesk Plus ticket opened for a SOAR incident.
+         */
+        TicketRef: {
+            /** Id */
+            id: number;
+            /** Integration Id */
+            integration_id: string;
+            /**
+             * Ticket Id
+             * @description ServiceDesk Plus's request id
+             */
+            ticket_id: string;
+            /** Subject */
+            subject: string;
+            /** Status */
+            status: string;
+            /** Priority */
+            priority: string;
+            /** Is Overdue */
+            is_overdue: boolean;
+            /**
+             * Created Time
+             * Format: date-time
+             */
+            created_time: string;
+            /** Soar Incident Id */
+            soar_incident_id: string | null;
+        };
+        /** TicketReportData */
+        TicketReportData: {
+            summary: components["schemas"]["TicketWidget"];
+            /** Per Tenant */
+            per_tenant: components["schemas"]["TicketTotals"][];
+        };
+        /**
+         * TicketSummary
+         * @description A ServiceDesk Plus request as lists show it.
+         */
+        TicketSummary: {
+            /**
+             * Id
+             * @description our id (the detail route's `ticket_pk`)
+             */
+            id: number;
+            /** Integration Id */
+            integration_id: string;
+            /**
+             * Ticket Id
+             * @description ServiceDesk Plus's request id
+             */
+            ticket_id: string;
+            /** Account Id */
+            account_id: string;
+            /** Account Name */
+            account_name: string | null;
+            /** Subject */
+            subject: string;
+            /** Short Description */
+            short_description: string | null;
+            /**
+             * Status
+             * @description ServiceDesk Plus's status name, e.g. `Open`, `On Hold`, `Closed`
+             */
+            status: string;
+            /**
+             * Priority
+             * @description ServiceDesk Plus's priority name
+             */
+            priority: string;
+            /** Is Overdue */
+            is_overdue: boolean;
+            /**
+             * Created Time
+             * Format: date-time
+             */
+            created_time: string;
+            /**
+             * Last Updated Time
+             * Format: date-time
+             */
+            last_updated_time: string;
+            /** Created By Name */
+            created_by_name: string | null;
+            /**
+             * Soar Incident Id
+             * @description the XSOAR incident the ticket was opened for
+             */
+            soar_incident_id: string | null;
+            /** Version */
+            version: number;
+        };
+        /**
+         * TicketTotals
+         * @description Tickets of one ServiceDesk Plus account (created within the window).
+         */
+        TicketTotals: {
+            /** Integration Id */
+            integration_id: string;
+            /** Account Id */
+            account_id: string;
+            /** Account Name */
+            account_name: string | null;
+            /** Total */
+            total: number;
+            /** Open */
+            open: number;
+            /**
+             * Overdue
+             * @description open and overdue
+             */
+            overdue: number;
+            /** Closed */
+            closed: number;
+        };
+        /** TicketWidget */
+        TicketWidget: {
+            /** Total */
+            total: number;
+            /** Open */
+            open: number;
+            /** Overdue */
+            overdue: number;
+            /** Closed */
+            closed: number;
+        };
         /** TokenPair */
         TokenPair: {
             /** Access Token */
@@ -3059,6 +7519,66 @@ export interface components {
             expires_in: number;
             /** Refresh Expires In */
             refresh_expires_in: number;
+        };
+        /** ToolInUse */
+        ToolInUse: {
+            /**
+             * Id
+             * Format: uuid
+             */
+            id: string;
+            /** Integration Type */
+            integration_type: string;
+            /** Subtype */
+            subtype: string;
+            /** Instance Name */
+            instance_name: string;
+            /** Status */
+            status: string;
+            /** Last Sync At */
+            last_sync_at: string | null;
+        };
+        /** TopLogSource */
+        TopLogSource: {
+            /** Name */
+            name: string;
+            /** Type Name */
+            type_name: string | null;
+            /** Status */
+            status: string | null;
+            /** Average Eps */
+            average_eps: number;
+            /** Sending Ip */
+            sending_ip: string | null;
+        };
+        /**
+         * Trends
+         * @description Counts per day of the last 30 days (UTC days, oldest first), aligned with `days`.
+         */
+        Trends: {
+            /** Days */
+            days: string[];
+            /** Offenses */
+            offenses: number[];
+            /** Incidents */
+            incidents: number[];
+            /** Tickets */
+            tickets: number[];
+        };
+        /** UseCaseCount */
+        UseCaseCount: {
+            /**
+             * Use Case
+             * @description the QRadar rule that raised the incidents
+             */
+            use_case: string;
+            /** Incidents */
+            incidents: number;
+            /**
+             * Open
+             * @description of which pending or active
+             */
+            open: number;
         };
         /** UserCreate */
         UserCreate: {
@@ -3217,19 +7737,6 @@ export interface components {
              */
             is_active: boolean;
         };
-        /** ValidationError */
-        ValidationError: {
-            /** Location */
-            loc: (string | number)[];
-            /** Message */
-            msg: string;
-            /** Error Type */
-            type: string;
-            /** Input */
-            input?: unknown;
-            /** Context */
-            ctx?: Record<string, never>;
-        };
         /** VendorSyncBody */
         VendorSyncBody: {
             /** Resource */
@@ -3245,6 +7752,24 @@ export interface components {
          * @enum {string}
          */
         VolumeType: "EPS" | "GB_PER_DAY";
+        /**
+         * WhoAmI
+         * @description The caller's identity, company, tenant role and permissions.
+         */
+        WhoAmI: {
+            user: components["schemas"]["CallerUser"];
+            /** Is Admin */
+            is_admin: boolean;
+            /** Roles */
+            roles: string[];
+            /** @description tenant users only */
+            tenant_role: components["schemas"]["TenantRole"] | null;
+            /** Permissions */
+            permissions: string[];
+            /** @description the caller's company (admins: the one asked for) */
+            company: components["schemas"]["Company"] | null;
+            membership: components["schemas"]["Member"] | null;
+        };
     };
     responses: never;
     parameters: never;
@@ -3269,7 +7794,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["Jwks"];
+                };
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -3289,9 +7832,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["Page_SlaLevelChoice_"];
+                };
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -3311,9 +7870,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["Page_Choice_"];
+                };
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -3340,18 +7915,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["Page_Company_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -3375,18 +7957,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["CompanyDetail"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -3408,18 +7997,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["NameAvailability"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -3441,18 +8037,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["CompanyDetail"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -3478,18 +8081,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["CompanyDetail"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -3512,13 +8122,22 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -3540,18 +8159,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["Page_DirectoryGroup_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -3577,18 +8203,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["Page_DirectoryGroup_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -3604,22 +8237,33 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
+            /** @description The picture. */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "image/png": string;
+                    "image/jpeg": string;
+                    "image/webp": string;
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -3641,18 +8285,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["PictureStored"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -3675,13 +8326,22 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -3703,18 +8363,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["CompanySla"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -3740,18 +8407,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["CompanySla"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -3779,18 +8453,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["Page_Member_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -3816,18 +8497,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["Member"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -3850,18 +8538,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["Member"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -3888,18 +8583,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["Member"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -3923,13 +8625,22 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -3953,16 +8664,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["DeadLetters"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -3986,16 +8706,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["ReplayResult"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -4022,13 +8751,22 @@ export interface operations {
                     "application/json": components["schemas"]["DirectoryGroupList"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -4056,13 +8794,60 @@ export interface operations {
                     "application/json": components["schemas"]["DirectoryUserList"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    directory_status_admin_directory_status__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DirectoryStatus"];
+                };
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -4089,13 +8874,22 @@ export interface operations {
                     "application/json": components["schemas"]["DirectoryUserList"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -4121,18 +8915,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["SyncScheduled"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -4155,6 +8956,24 @@ export interface operations {
                     "application/json": components["schemas"]["SigningKeyRead"][];
                 };
             };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
         };
     };
     rotate_keys_admin_keys_rotate__post: {
@@ -4173,6 +8992,24 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["RotationResult"];
+                };
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -4207,13 +9044,22 @@ export interface operations {
                     "application/json": components["schemas"]["LoginAttemptList"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -4239,18 +9085,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["Page_ItsmMapping_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -4274,18 +9127,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["ItsmMapping"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -4307,18 +9167,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["ItsmMapping"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -4344,18 +9211,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["ItsmMapping"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -4378,13 +9252,22 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -4410,18 +9293,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["Page_QradarMapping_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -4445,18 +9335,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["QradarMapping"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -4478,18 +9375,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["QradarMapping"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -4515,18 +9419,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["QradarMapping"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -4549,13 +9460,22 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -4581,18 +9501,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["Page_SoarMapping_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -4616,18 +9543,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["SoarMapping"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -4649,18 +9583,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["SoarMapping"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -4686,18 +9627,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["SoarMapping"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -4720,13 +9668,22 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -4746,7 +9703,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["RollupsRebuilt"];
+                };
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -4769,6 +9744,24 @@ export interface operations {
                     "application/json": components["schemas"]["RoleRead"][];
                 };
             };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
         };
     };
     get_defaults_admin_sla_defaults__get: {
@@ -4786,9 +9779,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["Page_SlaLevelTargets_"];
+                };
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -4812,25 +9821,37 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["Page_SlaLevelTargets_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
     };
     summary_assets_admin_summary_assets__get: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description one company only */
+                company_id?: string | null;
+                limit?: number;
+                offset?: number;
+            };
             header?: never;
             path?: never;
             cookie?: never;
@@ -4843,7 +9864,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["Page_CompanyAssets_"];
+                };
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -4855,6 +9894,16 @@ export interface operations {
                 from?: string | null;
                 /** @description ISO 8601; naive means UTC */
                 to?: string | null;
+                /** @description the original's presets: 1 today, 2 last 7 days, 3 last 30 days, 9 start_date..end_date */
+                filter_type?: components["schemas"]["FilterType"] | null;
+                /** @description YYYY-MM-DD, first day (with filter_type=9 or alone) */
+                start_date?: string | null;
+                /** @description YYYY-MM-DD, last day included (with filter_type=9 or alone) */
+                end_date?: string | null;
+                /** @description one company only */
+                company_id?: string | null;
+                limit?: number;
+                offset?: number;
             };
             header?: never;
             path?: never;
@@ -4868,16 +9917,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["Page_CompletionStatus_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -4889,6 +9947,16 @@ export interface operations {
                 from?: string | null;
                 /** @description ISO 8601; naive means UTC */
                 to?: string | null;
+                /** @description the original's presets: 1 today, 2 last 7 days, 3 last 30 days, 9 start_date..end_date */
+                filter_type?: components["schemas"]["FilterType"] | null;
+                /** @description YYYY-MM-DD, first day (with filter_type=9 or alone) */
+                start_date?: string | null;
+                /** @description YYYY-MM-DD, last day included (with filter_type=9 or alone) */
+                end_date?: string | null;
+                /** @description one company only */
+                company_id?: string | null;
+                limit?: number;
+                offset?: number;
             };
             header?: never;
             path?: never;
@@ -4902,16 +9970,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["Page_CompanyEpsUsage_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -4919,10 +9996,22 @@ export interface operations {
     summary_incident_priority_admin_summary_incident_priority__get: {
         parameters: {
             query?: {
+                /** @description P1..P4, or the original's numbers (4 P1 … 1 P4) */
+                priority?: string[] | null;
                 /** @description ISO 8601; naive means UTC */
                 from?: string | null;
                 /** @description ISO 8601; naive means UTC */
                 to?: string | null;
+                /** @description the original's presets: 1 today, 2 last 7 days, 3 last 30 days, 9 start_date..end_date */
+                filter_type?: components["schemas"]["FilterType"] | null;
+                /** @description YYYY-MM-DD, first day (with filter_type=9 or alone) */
+                start_date?: string | null;
+                /** @description YYYY-MM-DD, last day included (with filter_type=9 or alone) */
+                end_date?: string | null;
+                /** @description one company only */
+                company_id?: string | null;
+                limit?: number;
+                offset?: number;
             };
             header?: never;
             path?: never;
@@ -4936,16 +10025,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["Page_IncidentsPerPriority_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -4957,6 +10055,16 @@ export interface operations {
                 from?: string | null;
                 /** @description ISO 8601; naive means UTC */
                 to?: string | null;
+                /** @description the original's presets: 1 today, 2 last 7 days, 3 last 30 days, 9 start_date..end_date */
+                filter_type?: components["schemas"]["FilterType"] | null;
+                /** @description YYYY-MM-DD, first day (with filter_type=9 or alone) */
+                start_date?: string | null;
+                /** @description YYYY-MM-DD, last day included (with filter_type=9 or alone) */
+                end_date?: string | null;
+                /** @description one company only */
+                company_id?: string | null;
+                limit?: number;
+                offset?: number;
             };
             header?: never;
             path?: never;
@@ -4970,16 +10078,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["Page_IncidentsPerStatus_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -4991,6 +10108,16 @@ export interface operations {
                 from?: string | null;
                 /** @description ISO 8601; naive means UTC */
                 to?: string | null;
+                /** @description the original's presets: 1 today, 2 last 7 days, 3 last 30 days, 9 start_date..end_date */
+                filter_type?: components["schemas"]["FilterType"] | null;
+                /** @description YYYY-MM-DD, first day (with filter_type=9 or alone) */
+                start_date?: string | null;
+                /** @description YYYY-MM-DD, last day included (with filter_type=9 or alone) */
+                end_date?: string | null;
+                /** @description one company only */
+                company_id?: string | null;
+                limit?: number;
+                offset?: number;
             };
             header?: never;
             path?: never;
@@ -5004,16 +10131,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["SlaMatrix"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -5037,18 +10173,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["Page_CompanyTools_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -5072,18 +10215,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["SyncScheduled"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -5107,18 +10257,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["SyncScheduled"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -5142,18 +10299,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["SyncScheduled"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -5177,18 +10341,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["SyncScheduled"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -5212,18 +10383,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["Page_TenantListItem_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -5247,18 +10425,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["TenantDetail"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -5282,18 +10467,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["Page_TenantListItem_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -5315,18 +10507,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["TenantDetail"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -5352,18 +10551,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["TenantDetail"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -5386,13 +10592,22 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -5414,18 +10629,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["Company"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -5447,18 +10669,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["Company"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -5495,13 +10724,22 @@ export interface operations {
                     "application/json": components["schemas"]["UserList"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -5528,13 +10766,22 @@ export interface operations {
                     "application/json": components["schemas"]["UserRead"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -5559,13 +10806,22 @@ export interface operations {
                     "application/json": components["schemas"]["UserRead"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -5594,13 +10850,22 @@ export interface operations {
                     "application/json": components["schemas"]["UserRead"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -5623,13 +10888,22 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -5658,13 +10932,22 @@ export interface operations {
                     "application/json": components["schemas"]["UserRead"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -5684,9 +10967,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["ApiVersion"];
+                };
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -5727,15 +11026,6 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
             /** @description `account_locked` after repeated failures (Retry-After) */
             423: {
                 headers: {
@@ -5756,6 +11046,24 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
             };
         };
     };
@@ -5779,13 +11087,22 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -5812,13 +11129,22 @@ export interface operations {
                     "application/json": components["schemas"]["UserRead"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -5838,7 +11164,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["Jwks"];
+                };
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -5879,15 +11223,6 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
             /** @description `account_locked` after repeated failures (Retry-After) */
             423: {
                 headers: {
@@ -5908,6 +11243,24 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
             };
         };
     };
@@ -5931,13 +11284,22 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -5960,6 +11322,24 @@ export interface operations {
                     "application/json": components["schemas"]["UserRead"];
                 };
             };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
         };
     };
     permission_choices_auth_permission_choices__get: {
@@ -5980,6 +11360,24 @@ export interface operations {
                     "application/json": components["schemas"]["PermissionChoice"][];
                 };
             };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
         };
     };
     get_preferences_auth_preferences__get: {
@@ -5997,9 +11395,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["Preferences"];
+                };
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -6023,9 +11437,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["Preferences"];
+                };
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -6045,6 +11475,24 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
             };
         };
     };
@@ -6070,13 +11518,22 @@ export interface operations {
                     "application/json": components["schemas"]["TokenPair"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -6106,18 +11563,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["Page_Integration_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -6141,18 +11605,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["Integration"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -6172,9 +11643,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["Page_Choice_"];
+                };
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -6196,18 +11683,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["Page_IntegrationInstances_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -6231,18 +11725,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["ConnectionTest"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -6262,9 +11763,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["Page_IntegrationTypeInfo_"];
+                };
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -6286,18 +11803,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["Integration"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -6323,18 +11847,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["Integration"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -6357,13 +11888,22 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -6389,18 +11929,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["Integration"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -6422,18 +11969,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["ConnectionTest"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -6456,18 +12010,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["WhoAmI"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -6489,6 +12050,18 @@ export interface operations {
                 sort?: string | null;
                 /** @description csv needs the REPORTS permission */
                 format?: "json" | "csv";
+                /** @description exactly this average EPS */
+                average_eps?: number | null;
+                /** @description comma-separated texts, any of them in the status */
+                sub_status?: string | null;
+                /** @description last event on this day, YYYY-MM-DD */
+                last_event_date?: string | null;
+                /** @description created on or after, YYYY-MM-DD */
+                start_date?: string | null;
+                /** @description created on or before, YYYY-MM-DD */
+                end_date?: string | null;
+                /** @description text in the log source type's name */
+                log_source_type?: string | null;
             };
             header?: never;
             path?: never;
@@ -6496,22 +12069,32 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
+            /** @description The page as JSON, or with ?format=csv the whole list as CSV. */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["Page_Asset_"];
+                    "text/csv": string;
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -6534,16 +12117,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["AssetCounts"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -6560,6 +12152,18 @@ export interface operations {
                 domain_id?: number | null;
                 /** @description admins: the company to look at */
                 company_id?: string | null;
+                /** @description exactly this average EPS */
+                average_eps?: number | null;
+                /** @description comma-separated texts, any of them in the status */
+                sub_status?: string | null;
+                /** @description last event on this day, YYYY-MM-DD */
+                last_event_date?: string | null;
+                /** @description created on or after, YYYY-MM-DD */
+                start_date?: string | null;
+                /** @description created on or before, YYYY-MM-DD */
+                end_date?: string | null;
+                /** @description text in the log source type's name */
+                log_source_type?: string | null;
             };
             header?: never;
             path?: never;
@@ -6567,22 +12171,32 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
+            /** @description The file, as a download. */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "text/csv": string;
+                    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": string;
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -6605,16 +12219,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["Page_AssetsPerTenant_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -6638,16 +12261,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["Page_Asset_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -6674,18 +12306,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["Page_ChatMessage_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -6709,18 +12348,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["ChatMessage"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -6744,18 +12390,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["MessagesSeen"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -6777,18 +12430,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["TenantUnread"] | components["schemas"]["AdminUnread"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -6796,8 +12456,27 @@ export interface operations {
     dashboard_tenant_dashboard__get: {
         parameters: {
             query?: {
+                /** @description comma-separated widgets, all by default: total_incidents, open, closed, offenses, incidents, sla, tickets, eps, assets, threat_alerts, trends */
+                filters?: string | null;
+                /** @description incident cards: this owner's incidents */
+                owner?: string | null;
+                priority?: components["schemas"]["PriorityParam"][] | null;
+                /** @description incident cards: 1/open, 2/closed, or pending, active, closed, archived */
+                status?: string[] | null;
+                /** @description incident cards: one XSOAR incident */
+                incident_id?: string | null;
                 /** @description admins: the company to look at */
                 company_id?: string | null;
+                /** @description ISO 8601; naive means UTC */
+                from?: string | null;
+                /** @description ISO 8601; naive means UTC */
+                to?: string | null;
+                /** @description the original's presets: 1 today, 2 last 7 days, 3 last 30 days, 9 start_date..end_date */
+                filter_type?: components["schemas"]["FilterType"] | null;
+                /** @description YYYY-MM-DD, first day (with filter_type=9 or alone) */
+                start_date?: string | null;
+                /** @description YYYY-MM-DD, last day included (with filter_type=9 or alone) */
+                end_date?: string | null;
             };
             header?: never;
             path?: never;
@@ -6811,16 +12490,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["Dashboard"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -6835,6 +12523,12 @@ export interface operations {
                 from?: string | null;
                 /** @description ISO 8601; naive means UTC */
                 to?: string | null;
+                /** @description the original's presets: 1 today, 2 last 7 days, 3 last 30 days, 9 start_date..end_date */
+                filter_type?: components["schemas"]["FilterType"] | null;
+                /** @description YYYY-MM-DD, first day (with filter_type=9 or alone) */
+                start_date?: string | null;
+                /** @description YYYY-MM-DD, last day included (with filter_type=9 or alone) */
+                end_date?: string | null;
             };
             header?: never;
             path?: never;
@@ -6848,16 +12542,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["Page_EpsUsage_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -6872,6 +12575,12 @@ export interface operations {
                 from?: string | null;
                 /** @description ISO 8601; naive means UTC */
                 to?: string | null;
+                /** @description the original's presets: 1 today, 2 last 7 days, 3 last 30 days, 9 start_date..end_date */
+                filter_type?: components["schemas"]["FilterType"] | null;
+                /** @description YYYY-MM-DD, first day (with filter_type=9 or alone) */
+                start_date?: string | null;
+                /** @description YYYY-MM-DD, last day included (with filter_type=9 or alone) */
+                end_date?: string | null;
             };
             header?: never;
             path?: never;
@@ -6885,16 +12594,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["EpsGraph"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -6904,6 +12622,8 @@ export interface operations {
             query?: {
                 /** @description text search */
                 q?: string | null;
+                /** @description one integration's records */
+                integration_id?: string | null;
                 /** @description admins: the company to look at */
                 company_id?: string | null;
                 limit?: number;
@@ -6919,22 +12639,32 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
+            /** @description The page as JSON, or with ?format=csv the whole list as CSV. */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["Page_EventCollector_"];
+                    "text/csv": string;
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -6954,7 +12684,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["EventLogFamilies"];
+                };
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -6976,11 +12724,56 @@ export interface operations {
                 from?: string | null;
                 /** @description ISO 8601; naive means UTC */
                 to?: string | null;
+                /** @description the original's presets: 1 today, 2 last 7 days, 3 last 30 days, 9 start_date..end_date */
+                filter_type?: components["schemas"]["FilterType"] | null;
+                /** @description YYYY-MM-DD, first day (with filter_type=9 or alone) */
+                start_date?: string | null;
+                /** @description YYYY-MM-DD, last day included (with filter_type=9 or alone) */
+                end_date?: string | null;
             };
             header?: never;
             path: {
                 family: string;
             };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The page as JSON, or with ?format=csv the whole list as CSV. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_EventLogSample_"];
+                    "text/csv": string;
+                };
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    file_type_choices_tenant_file_type_choices__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
             cookie?: never;
         };
         requestBody?: never;
@@ -6991,16 +12784,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["Page_FileTypeChoice_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -7010,6 +12812,8 @@ export interface operations {
             query?: {
                 /** @description text search */
                 q?: string | null;
+                /** @description one integration's records */
+                integration_id?: string | null;
                 /** @description admins: the company to look at */
                 company_id?: string | null;
                 limit?: number;
@@ -7025,22 +12829,32 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
+            /** @description The page as JSON, or with ?format=csv the whole list as CSV. */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["Page_ItsmTenant_"];
+                    "text/csv": string;
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -7055,6 +12869,10 @@ export interface operations {
                 is_overdue?: boolean | null;
                 open?: boolean | null;
                 account_id?: string | null;
+                /** @description text in the requester's name */
+                created_by?: string | null;
+                /** @description text in the account's name */
+                account_name?: string | null;
                 /** @description admins: the company to look at */
                 company_id?: string | null;
                 limit?: number;
@@ -7067,6 +12885,12 @@ export interface operations {
                 from?: string | null;
                 /** @description ISO 8601; naive means UTC */
                 to?: string | null;
+                /** @description the original's presets: 1 today, 2 last 7 days, 3 last 30 days, 9 start_date..end_date */
+                filter_type?: components["schemas"]["FilterType"] | null;
+                /** @description YYYY-MM-DD, first day (with filter_type=9 or alone) */
+                start_date?: string | null;
+                /** @description YYYY-MM-DD, last day included (with filter_type=9 or alone) */
+                end_date?: string | null;
             };
             header?: never;
             path?: never;
@@ -7074,22 +12898,32 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
+            /** @description The page as JSON, or with ?format=csv the whole list as CSV. */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["Page_TicketSummary_"];
+                    "text/csv": string;
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -7103,6 +12937,12 @@ export interface operations {
                 from?: string | null;
                 /** @description ISO 8601; naive means UTC */
                 to?: string | null;
+                /** @description the original's presets: 1 today, 2 last 7 days, 3 last 30 days, 9 start_date..end_date */
+                filter_type?: components["schemas"]["FilterType"] | null;
+                /** @description YYYY-MM-DD, first day (with filter_type=9 or alone) */
+                start_date?: string | null;
+                /** @description YYYY-MM-DD, last day included (with filter_type=9 or alone) */
+                end_date?: string | null;
             };
             header?: never;
             path?: never;
@@ -7116,16 +12956,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["Page_TicketTotals_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -7150,16 +12999,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["TicketDetail"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -7182,16 +13040,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["LastSync"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -7213,6 +13080,12 @@ export interface operations {
                 from?: string | null;
                 /** @description ISO 8601; naive means UTC */
                 to?: string | null;
+                /** @description the original's presets: 1 today, 2 last 7 days, 3 last 30 days, 9 start_date..end_date */
+                filter_type?: components["schemas"]["FilterType"] | null;
+                /** @description YYYY-MM-DD, first day (with filter_type=9 or alone) */
+                start_date?: string | null;
+                /** @description YYYY-MM-DD, last day included (with filter_type=9 or alone) */
+                end_date?: string | null;
             };
             header?: never;
             path?: never;
@@ -7220,22 +13093,32 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
+            /** @description The page as JSON, or with ?format=csv the whole list as CSV. */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["Page_OffenseCategoryCount_"];
+                    "text/csv": string;
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -7262,6 +13145,12 @@ export interface operations {
                 from?: string | null;
                 /** @description ISO 8601; naive means UTC */
                 to?: string | null;
+                /** @description the original's presets: 1 today, 2 last 7 days, 3 last 30 days, 9 start_date..end_date */
+                filter_type?: components["schemas"]["FilterType"] | null;
+                /** @description YYYY-MM-DD, first day (with filter_type=9 or alone) */
+                start_date?: string | null;
+                /** @description YYYY-MM-DD, last day included (with filter_type=9 or alone) */
+                end_date?: string | null;
             };
             header?: never;
             path?: never;
@@ -7269,22 +13158,32 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
+            /** @description The page as JSON, or with ?format=csv the whole list as CSV. */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["Page_OffenseSummary_"];
+                    "text/csv": string;
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -7310,16 +13209,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["OffenseDetail"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -7344,16 +13252,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["OffenseDetail"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -7373,9 +13290,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["Page_Choice_"];
+                };
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -7385,6 +13318,8 @@ export interface operations {
             query?: {
                 /** @description text search */
                 q?: string | null;
+                /** @description one integration's records */
+                integration_id?: string | null;
                 /** @description admins: the company to look at */
                 company_id?: string | null;
                 limit?: number;
@@ -7400,22 +13335,32 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
+            /** @description The page as JSON, or with ?format=csv the whole list as CSV. */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["Page_QradarTenant_"];
+                    "text/csv": string;
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -7430,6 +13375,12 @@ export interface operations {
                 from?: string | null;
                 /** @description ISO 8601; naive means UTC */
                 to?: string | null;
+                /** @description the original's presets: 1 today, 2 last 7 days, 3 last 30 days, 9 start_date..end_date */
+                filter_type?: components["schemas"]["FilterType"] | null;
+                /** @description YYYY-MM-DD, first day (with filter_type=9 or alone) */
+                start_date?: string | null;
+                /** @description YYYY-MM-DD, last day included (with filter_type=9 or alone) */
+                end_date?: string | null;
             };
             header?: never;
             path: {
@@ -7440,22 +13391,32 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
+            /** @description The report as JSON, or with ?format=pdf as a PDF document. */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["Report"];
+                    "application/pdf": string;
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -7475,9 +13436,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["Page_RoleChoice_"];
+                };
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -7488,6 +13465,12 @@ export interface operations {
                 /** @description text search */
                 q?: string | null;
                 priority?: components["schemas"]["PriorityParam"][] | null;
+                /** @description judge one step only: tta, ttn or ttdn (default: the overall status) */
+                sla_type?: components["schemas"]["SlaTypeParam"] | null;
+                /** @description breached (default), achieved, or all of the judged incidents */
+                show_only?: components["schemas"]["ShowOnlyParam"];
+                /** @description the original's SLA level: 4 P1, 3 P2, 2 P3, 1 P4 (or P1..P4) */
+                sla_level?: string[] | null;
                 /** @description admins: the company to look at */
                 company_id?: string | null;
                 limit?: number;
@@ -7500,6 +13483,34 @@ export interface operations {
                 from?: string | null;
                 /** @description ISO 8601; naive means UTC */
                 to?: string | null;
+                /** @description the original's presets: 1 today, 2 last 7 days, 3 last 30 days, 9 start_date..end_date */
+                filter_type?: components["schemas"]["FilterType"] | null;
+                /** @description YYYY-MM-DD, first day (with filter_type=9 or alone) */
+                start_date?: string | null;
+                /** @description YYYY-MM-DD, last day included (with filter_type=9 or alone) */
+                end_date?: string | null;
+                /** @description a MITRE ATT&CK tactic of the incident */
+                mitre_tactic?: string | null;
+                /** @description a MITRE ATT&CK technique of the incident */
+                mitre_technique?: string | null;
+                /** @description phase (case-insensitive) */
+                phase?: string | null;
+                /** @description playbook id */
+                playbook?: string | null;
+                /** @description text in the configuration item */
+                configuration_item?: string | null;
+                /** @description the incident's SLA field */
+                sla?: number | null;
+                /** @description text in the incident's name */
+                description?: string | null;
+                /** @description occurred on or after, YYYY-MM-DD */
+                occurred_start?: string | null;
+                /** @description occurred on or before, YYYY-MM-DD */
+                occurred_end?: string | null;
+                /** @description owner (case-insensitive) */
+                assignee?: string | null;
+                /** @description quick filter */
+                filter?: components["schemas"]["Preset"];
             };
             header?: never;
             path?: never;
@@ -7507,22 +13518,32 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
+            /** @description The page as JSON, or with ?format=csv the whole list as CSV. */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["Page_SlaIncident_"];
+                    "text/csv": string;
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -7536,6 +13557,12 @@ export interface operations {
                 from?: string | null;
                 /** @description ISO 8601; naive means UTC */
                 to?: string | null;
+                /** @description the original's presets: 1 today, 2 last 7 days, 3 last 30 days, 9 start_date..end_date */
+                filter_type?: components["schemas"]["FilterType"] | null;
+                /** @description YYYY-MM-DD, first day (with filter_type=9 or alone) */
+                start_date?: string | null;
+                /** @description YYYY-MM-DD, last day included (with filter_type=9 or alone) */
+                end_date?: string | null;
             };
             header?: never;
             path?: never;
@@ -7549,16 +13576,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["SlaCompliance"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -7570,6 +13606,12 @@ export interface operations {
                 q?: string | null;
                 priority?: components["schemas"]["PriorityParam"][] | null;
                 sla_status?: components["schemas"]["SlaStatusParam"][] | null;
+                /** @description judge one step only: tta, ttn or ttdn (default: the overall status) */
+                sla_type?: components["schemas"]["SlaTypeParam"] | null;
+                /** @description all, breached or achieved */
+                show_only?: components["schemas"]["ShowOnlyParam"];
+                /** @description the original's SLA level: 4 P1, 3 P2, 2 P3, 1 P4 (or P1..P4) */
+                sla_level?: string[] | null;
                 /** @description admins: the company to look at */
                 company_id?: string | null;
                 limit?: number;
@@ -7582,6 +13624,34 @@ export interface operations {
                 from?: string | null;
                 /** @description ISO 8601; naive means UTC */
                 to?: string | null;
+                /** @description the original's presets: 1 today, 2 last 7 days, 3 last 30 days, 9 start_date..end_date */
+                filter_type?: components["schemas"]["FilterType"] | null;
+                /** @description YYYY-MM-DD, first day (with filter_type=9 or alone) */
+                start_date?: string | null;
+                /** @description YYYY-MM-DD, last day included (with filter_type=9 or alone) */
+                end_date?: string | null;
+                /** @description a MITRE ATT&CK tactic of the incident */
+                mitre_tactic?: string | null;
+                /** @description a MITRE ATT&CK technique of the incident */
+                mitre_technique?: string | null;
+                /** @description phase (case-insensitive) */
+                phase?: string | null;
+                /** @description playbook id */
+                playbook?: string | null;
+                /** @description text in the configuration item */
+                configuration_item?: string | null;
+                /** @description the incident's SLA field */
+                sla?: number | null;
+                /** @description text in the incident's name */
+                description?: string | null;
+                /** @description occurred on or after, YYYY-MM-DD */
+                occurred_start?: string | null;
+                /** @description occurred on or before, YYYY-MM-DD */
+                occurred_end?: string | null;
+                /** @description owner (case-insensitive) */
+                assignee?: string | null;
+                /** @description quick filter */
+                filter?: components["schemas"]["Preset"];
             };
             header?: never;
             path?: never;
@@ -7589,22 +13659,32 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
+            /** @description The page as JSON, or with ?format=csv the whole list as CSV. */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["Page_SlaIncident_"];
+                    "text/csv": string;
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -7618,6 +13698,12 @@ export interface operations {
                 from?: string | null;
                 /** @description ISO 8601; naive means UTC */
                 to?: string | null;
+                /** @description the original's presets: 1 today, 2 last 7 days, 3 last 30 days, 9 start_date..end_date */
+                filter_type?: components["schemas"]["FilterType"] | null;
+                /** @description YYYY-MM-DD, first day (with filter_type=9 or alone) */
+                start_date?: string | null;
+                /** @description YYYY-MM-DD, last day included (with filter_type=9 or alone) */
+                end_date?: string | null;
             };
             header?: never;
             path?: never;
@@ -7631,16 +13717,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["SlaOverview"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -7655,6 +13750,12 @@ export interface operations {
                 from?: string | null;
                 /** @description ISO 8601; naive means UTC */
                 to?: string | null;
+                /** @description the original's presets: 1 today, 2 last 7 days, 3 last 30 days, 9 start_date..end_date */
+                filter_type?: components["schemas"]["FilterType"] | null;
+                /** @description YYYY-MM-DD, first day (with filter_type=9 or alone) */
+                start_date?: string | null;
+                /** @description YYYY-MM-DD, last day included (with filter_type=9 or alone) */
+                end_date?: string | null;
             };
             header?: never;
             path?: never;
@@ -7668,16 +13769,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["SeverityGraph"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -7691,6 +13801,12 @@ export interface operations {
                 from?: string | null;
                 /** @description ISO 8601; naive means UTC */
                 to?: string | null;
+                /** @description the original's presets: 1 today, 2 last 7 days, 3 last 30 days, 9 start_date..end_date */
+                filter_type?: components["schemas"]["FilterType"] | null;
+                /** @description YYYY-MM-DD, first day (with filter_type=9 or alone) */
+                start_date?: string | null;
+                /** @description YYYY-MM-DD, last day included (with filter_type=9 or alone) */
+                end_date?: string | null;
             };
             header?: never;
             path?: never;
@@ -7704,16 +13820,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["SeverityMetricsPage"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -7742,6 +13867,34 @@ export interface operations {
                 from?: string | null;
                 /** @description ISO 8601; naive means UTC */
                 to?: string | null;
+                /** @description the original's presets: 1 today, 2 last 7 days, 3 last 30 days, 9 start_date..end_date */
+                filter_type?: components["schemas"]["FilterType"] | null;
+                /** @description YYYY-MM-DD, first day (with filter_type=9 or alone) */
+                start_date?: string | null;
+                /** @description YYYY-MM-DD, last day included (with filter_type=9 or alone) */
+                end_date?: string | null;
+                /** @description a MITRE ATT&CK tactic of the incident */
+                mitre_tactic?: string | null;
+                /** @description a MITRE ATT&CK technique of the incident */
+                mitre_technique?: string | null;
+                /** @description phase (case-insensitive) */
+                phase?: string | null;
+                /** @description playbook id */
+                playbook?: string | null;
+                /** @description text in the configuration item */
+                configuration_item?: string | null;
+                /** @description the incident's SLA field */
+                sla?: number | null;
+                /** @description text in the incident's name */
+                description?: string | null;
+                /** @description occurred on or after, YYYY-MM-DD */
+                occurred_start?: string | null;
+                /** @description occurred on or before, YYYY-MM-DD */
+                occurred_end?: string | null;
+                /** @description owner (case-insensitive) */
+                assignee?: string | null;
+                /** @description quick filter */
+                filter?: components["schemas"]["Preset"];
             };
             header?: never;
             path?: never;
@@ -7749,22 +13902,32 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
+            /** @description The page as JSON, or with ?format=csv the whole list as CSV. */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["Page_IncidentSummary_"];
+                    "text/csv": string;
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -7789,6 +13952,12 @@ export interface operations {
                 from?: string | null;
                 /** @description ISO 8601; naive means UTC */
                 to?: string | null;
+                /** @description the original's presets: 1 today, 2 last 7 days, 3 last 30 days, 9 start_date..end_date */
+                filter_type?: components["schemas"]["FilterType"] | null;
+                /** @description YYYY-MM-DD, first day (with filter_type=9 or alone) */
+                start_date?: string | null;
+                /** @description YYYY-MM-DD, last day included (with filter_type=9 or alone) */
+                end_date?: string | null;
             };
             header?: never;
             path?: never;
@@ -7796,22 +13965,32 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
+            /** @description The page as JSON, or with ?format=csv the whole list as CSV. */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["Page_IncidentSummary_"];
+                    "text/csv": string;
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -7819,7 +13998,8 @@ export interface operations {
     download_incidents_tenant_soar_incidents_download__get: {
         parameters: {
             query?: {
-                file_type?: "csv" | "xlsx" | "json";
+                /** @description csv, xlsx, json (or 2, 3, 4) */
+                file_type?: "csv" | "xlsx" | "json" | "2" | "3" | "4";
                 /** @description text search */
                 q?: string | null;
                 status?: components["schemas"]["IncidentStatusParam"][] | null;
@@ -7831,6 +14011,34 @@ export interface operations {
                 from?: string | null;
                 /** @description ISO 8601; naive means UTC */
                 to?: string | null;
+                /** @description the original's presets: 1 today, 2 last 7 days, 3 last 30 days, 9 start_date..end_date */
+                filter_type?: components["schemas"]["FilterType"] | null;
+                /** @description YYYY-MM-DD, first day (with filter_type=9 or alone) */
+                start_date?: string | null;
+                /** @description YYYY-MM-DD, last day included (with filter_type=9 or alone) */
+                end_date?: string | null;
+                /** @description a MITRE ATT&CK tactic of the incident */
+                mitre_tactic?: string | null;
+                /** @description a MITRE ATT&CK technique of the incident */
+                mitre_technique?: string | null;
+                /** @description phase (case-insensitive) */
+                phase?: string | null;
+                /** @description playbook id */
+                playbook?: string | null;
+                /** @description text in the configuration item */
+                configuration_item?: string | null;
+                /** @description the incident's SLA field */
+                sla?: number | null;
+                /** @description text in the incident's name */
+                description?: string | null;
+                /** @description occurred on or after, YYYY-MM-DD */
+                occurred_start?: string | null;
+                /** @description occurred on or before, YYYY-MM-DD */
+                occurred_end?: string | null;
+                /** @description owner (case-insensitive) */
+                assignee?: string | null;
+                /** @description quick filter */
+                filter?: components["schemas"]["Preset"];
             };
             header?: never;
             path?: never;
@@ -7838,22 +14046,33 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
+            /** @description The file, as a download. */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "text/csv": string;
+                    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": string;
+                    "application/json": string;
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -7868,6 +14087,12 @@ export interface operations {
                 from?: string | null;
                 /** @description ISO 8601; naive means UTC */
                 to?: string | null;
+                /** @description the original's presets: 1 today, 2 last 7 days, 3 last 30 days, 9 start_date..end_date */
+                filter_type?: components["schemas"]["FilterType"] | null;
+                /** @description YYYY-MM-DD, first day (with filter_type=9 or alone) */
+                start_date?: string | null;
+                /** @description YYYY-MM-DD, last day included (with filter_type=9 or alone) */
+                end_date?: string | null;
             };
             header?: never;
             path?: never;
@@ -7881,16 +14106,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["Page_IncidentOwnerCount_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -7899,8 +14133,21 @@ export interface operations {
         parameters: {
             query?: {
                 limit?: number;
+                offset?: number;
+                /** @description incidents raised by this rule */
+                use_case?: string | null;
                 /** @description admins: the company to look at */
                 company_id?: string | null;
+                /** @description ISO 8601; naive means UTC */
+                from?: string | null;
+                /** @description ISO 8601; naive means UTC */
+                to?: string | null;
+                /** @description the original's presets: 1 today, 2 last 7 days, 3 last 30 days, 9 start_date..end_date */
+                filter_type?: components["schemas"]["FilterType"] | null;
+                /** @description YYYY-MM-DD, first day (with filter_type=9 or alone) */
+                start_date?: string | null;
+                /** @description YYYY-MM-DD, last day included (with filter_type=9 or alone) */
+                end_date?: string | null;
             };
             header?: never;
             path?: never;
@@ -7914,16 +14161,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["Page_IncidentSummary_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -7931,12 +14187,20 @@ export interface operations {
     incident_summary_tenant_soar_incidents_summary__get: {
         parameters: {
             query?: {
+                /** @description P1..P4, or the original's SLA level numbers (4 P1 … 1 P4) */
+                priority?: string[] | null;
                 /** @description admins: the company to look at */
                 company_id?: string | null;
                 /** @description ISO 8601; naive means UTC */
                 from?: string | null;
                 /** @description ISO 8601; naive means UTC */
                 to?: string | null;
+                /** @description the original's presets: 1 today, 2 last 7 days, 3 last 30 days, 9 start_date..end_date */
+                filter_type?: components["schemas"]["FilterType"] | null;
+                /** @description YYYY-MM-DD, first day (with filter_type=9 or alone) */
+                start_date?: string | null;
+                /** @description YYYY-MM-DD, last day included (with filter_type=9 or alone) */
+                end_date?: string | null;
             };
             header?: never;
             path?: never;
@@ -7950,16 +14214,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["IncidentCards"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -7974,6 +14247,12 @@ export interface operations {
                 from?: string | null;
                 /** @description ISO 8601; naive means UTC */
                 to?: string | null;
+                /** @description the original's presets: 1 today, 2 last 7 days, 3 last 30 days, 9 start_date..end_date */
+                filter_type?: components["schemas"]["FilterType"] | null;
+                /** @description YYYY-MM-DD, first day (with filter_type=9 or alone) */
+                start_date?: string | null;
+                /** @description YYYY-MM-DD, last day included (with filter_type=9 or alone) */
+                end_date?: string | null;
             };
             header?: never;
             path?: never;
@@ -7987,16 +14266,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["Page_IncidentTypeCount_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -8018,6 +14306,12 @@ export interface operations {
                 from?: string | null;
                 /** @description ISO 8601; naive means UTC */
                 to?: string | null;
+                /** @description the original's presets: 1 today, 2 last 7 days, 3 last 30 days, 9 start_date..end_date */
+                filter_type?: components["schemas"]["FilterType"] | null;
+                /** @description YYYY-MM-DD, first day (with filter_type=9 or alone) */
+                start_date?: string | null;
+                /** @description YYYY-MM-DD, last day included (with filter_type=9 or alone) */
+                end_date?: string | null;
             };
             header?: never;
             path?: never;
@@ -8025,22 +14319,32 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
+            /** @description The page as JSON, or with ?format=csv the whole list as CSV. */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["Page_UseCaseCount_"];
+                    "text/csv": string;
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -8065,16 +14369,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["IncidentDetail"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -8084,6 +14397,8 @@ export interface operations {
             query?: {
                 /** @description text search */
                 q?: string | null;
+                /** @description one integration's records */
+                integration_id?: string | null;
                 /** @description admins: the company to look at */
                 company_id?: string | null;
                 limit?: number;
@@ -8099,22 +14414,32 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
+            /** @description The page as JSON, or with ?format=csv the whole list as CSV. */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["Page_SoarTenant_"];
+                    "text/csv": string;
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -8126,6 +14451,20 @@ export interface operations {
                 q?: string | null;
                 status?: string | null;
                 tlp?: string | null;
+                /** @description text in the title */
+                title?: string | null;
+                /** @description YYYY-MM-DD */
+                published_start_date?: string | null;
+                /** @description YYYY-MM-DD */
+                published_end_date?: string | null;
+                /** @description YYYY-MM-DD */
+                created_start_date?: string | null;
+                /** @description YYYY-MM-DD */
+                created_end_date?: string | null;
+                /** @description YYYY-MM-DD */
+                updated_start_date?: string | null;
+                /** @description YYYY-MM-DD */
+                updated_end_date?: string | null;
                 /** @description admins: the company to look at */
                 company_id?: string | null;
                 limit?: number;
@@ -8138,6 +14477,12 @@ export interface operations {
                 from?: string | null;
                 /** @description ISO 8601; naive means UTC */
                 to?: string | null;
+                /** @description the original's presets: 1 today, 2 last 7 days, 3 last 30 days, 9 start_date..end_date */
+                filter_type?: components["schemas"]["FilterType"] | null;
+                /** @description YYYY-MM-DD, first day (with filter_type=9 or alone) */
+                start_date?: string | null;
+                /** @description YYYY-MM-DD, last day included (with filter_type=9 or alone) */
+                end_date?: string | null;
             };
             header?: never;
             path?: never;
@@ -8145,22 +14490,32 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
+            /** @description The page as JSON, or with ?format=csv the whole list as CSV. */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["Page_ThreatAlertSummary_"];
+                    "text/csv": string;
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -8185,16 +14540,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["ThreatAlertDetail"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
