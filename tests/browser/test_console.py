@@ -18,6 +18,7 @@ SIGN_OUT = "Sign out"
 
 
 def nav_labels(page: Any) -> list[str]:
+    page.get_by_role("navigation", name="Main").get_by_role("link").first.wait_for()
     return [
         t.strip() for t in page.get_by_role("navigation", name="Main").get_by_role("link").all_inner_texts()
     ]

@@ -1,8 +1,9 @@
-import { useEffect, useState } from "react";
+import { Suspense, useEffect, useState } from "react";
 import { NavLink, Outlet, useLocation } from "react-router-dom";
 import { getJson } from "../api/client";
 import { useSession } from "../auth/session";
 import { useCompany } from "./company";
+import { Loading } from "./States";
 import { applyTheme, initialTheme, type Theme } from "./theme";
 
 interface NavItem {
@@ -122,7 +123,10 @@ export function Layout() {
         ) : null}
       </nav>
       <main id="main" tabIndex={-1}>
-        <Outlet />
+        {/* Pages load on demand: the shell stays while one does. */}
+        <Suspense fallback={<Loading />}>
+          <Outlet />
+        </Suspense>
       </main>
     </div>
   );

@@ -3,7 +3,6 @@ incident report, EPS report, asset report and the consolidated report."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -17,6 +16,7 @@ from soc_tenant.readmodel import tables as t
 from soc_tenant.readmodel.common import REPORTS, CompanyScope, Range, ReadRoute, Scope, TimeRange, download
 from soc_tenant.readmodel.dashboard import offense_widget, ticket_widget
 from soc_tenant.readmodel.itsm import ticket_totals
+from soc_tenant.readmodel.pdf import Chart, Section, render_pdf
 from soc_tenant.readmodel.responses import Report
 from soc_tenant.readmodel.siem import asset_health, asset_select, eps_series, eps_summary
 from soc_tenant.readmodel.sla_views import company_slas, compliance, overview, sla_row, sla_select
@@ -29,12 +29,9 @@ KINDS = ("incident", "detailed-incident", "eps", "assets", "consolidated")
 DETAILED_MAX = 2000
 
 
-@dataclass
-class Section:
-    heading: str
-    values: dict[str, Any] | None = None
-    columns: list[str] = field(default_factory=list)
-    rows: list[dict[str, Any]] = field(default_factory=list)
+def bar(counts: dict[str, Any], name: str, label: str = "") -> Chart:
+    """A one-series bar chart of counts by category."""
+    return Chart("bar", [f"{label}{k}" for k in counts], [(name, [float(v or 0) for v in counts.values()])])
 
 
 async def company_name(session: ScopedSession, scope: Scope) -> str | None:
@@ -43,16 +40,6 @@ async def company_name(session: ScopedSession, scope: Scope) -> str | None:
             sa.select(t.company.c.name).where(sa.cast(t.company.c.id, sa.Text) == scope.company_id)
         )
     ).scalar_one_or_none()
-
-
-def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(flat(v, f"{prefix}{k}."))
-        elif not isinstance(v, list):
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 async def incident_report(
@@ -74,8 +61,16 @@ async def incident_report(
                 "critical open": cards["critical_open"],
             },
         ),
-        Section("Incidents by priority", {k: v for k, v in sorted(cards["by_priority"].items())}),
-        Section("Incidents by status", dict(sorted(cards["by_status"].items()))),
+        Section(
+            "Incidents by priority",
+            dict(sorted(cards["by_priority"].items())),
+            chart=bar(dict(sorted(cards["by_priority"].items())), "Incidents"),
+        ),
+        Section(
+            "Incidents by status",
+            dict(sorted(cards["by_status"].items())),
+            chart=bar(dict(sorted(cards["by_status"].items())), "Incidents"),
+        ),
         Section("SLA overview", {k: v for k, v in cards_sla.items() if not isinstance(v, dict)}),
         Section(
             # The original's figures over the counted incidents (true positives), then ours.
@@ -109,6 +104,16 @@ async def incident_report(
                 }
                 for p, v in sla["by_priority"].items()
             ],
+            chart=Chart(
+                "bar",
+                list(sla["by_priority"]),
+                [
+                    (step_name, [float(v[step]["compliance_pct"] or 0) for v in sla["by_priority"].values()])
+                    for step, step_name in (("tta", "Acknowledge"), ("ttn", "Notify"), ("ttdn", "Resolve"))
+                ],
+                unit="%",
+                maximum=100,
+            ),
         ),
         Section("Top incident types", columns=["type", "incidents"], rows=types),
         Section("Top owners", columns=["owner", "incidents"], rows=owners),
@@ -181,6 +186,9 @@ async def eps_report(
         ).all()
     ]
     data = {"daily": daily, "hourly": hourly, "series": points}
+    contracted = sum(
+        float(r["contracted_volume"] or 0) for r in daily if r.get("contracted_volume_type") == "EPS"
+    )
     cols = [
         "domain_name",
         "domain_id",
@@ -194,7 +202,20 @@ async def eps_report(
     sections = [
         Section("EPS per QRadar tenant (daily samples)", columns=cols, rows=daily),
         Section("EPS per QRadar tenant (hourly samples)", columns=cols, rows=hourly),
-        Section("Daily EPS", columns=["day", "average_eps", "peak_eps"], rows=points),
+        Section(
+            "Daily EPS",
+            columns=["day", "average_eps", "peak_eps"],
+            rows=points,
+            chart=Chart(
+                "line",
+                [p["day"][5:] for p in points],
+                [
+                    ("Average EPS", [p["average_eps"] for p in points]),
+                    ("Peak EPS", [p["peak_eps"] for p in points]),
+                ],
+                reference=("Contracted", contracted) if contracted else None,
+            ),
+        ),
     ]
     return data, sections
 
@@ -222,7 +243,7 @@ async def assets_report(
     data = {"health": health, "top_log_sources": top}
     sections = [
         Section("Assets", {k: v for k, v in health.items() if not isinstance(v, (dict, list))}),
-        Section("Assets by status", health["by_status"]),
+        Section("Assets by status", health["by_status"], chart=bar(health["by_status"], "Assets")),
         Section("Assets by type", columns=["type_name", "count"], rows=health["by_type"]),
         Section(
             "Top log sources by EPS",
@@ -358,10 +379,30 @@ async def consolidated_report(
     }
     sections = [
         Section("Offenses", {"total": offenses["total"], "open": offenses["open"]}),
-        Section("Open offenses by severity", offenses["open_by_severity"]),
+        Section(
+            "Open offenses by severity",
+            offenses["open_by_severity"],
+            chart=bar(
+                dict(sorted(offenses["open_by_severity"].items(), key=lambda kv: -int(kv[0]))),
+                "Open offenses",
+                label="Severity ",
+            ),
+        ),
         *inc_sections[:5],
         Section("Top use cases", columns=["use_case", "incidents", "open"], rows=use_cases),
-        Section("Weekly incident closure", columns=["week", "reported", "resolved", "pending"], rows=closure),
+        Section(
+            "Weekly incident closure",
+            columns=["week", "reported", "resolved", "pending"],
+            rows=closure,
+            chart=Chart(
+                "bar",
+                [w["week"][5:] for w in closure],
+                [
+                    (k.capitalize(), [float(w[k]) for w in closure])
+                    for k in ("reported", "resolved", "pending")
+                ],
+            ),
+        ),
         Section("Tickets", tickets),
         Section(
             "Tickets per ITSM tenant",
@@ -369,6 +410,7 @@ async def consolidated_report(
             rows=per_tenant,
         ),
         eps_sections[0],
+        eps_sections[2],
         Section(
             "Hourly EPS intervals over the contracted EPS",
             columns=["domain_id", "contracted_eps", "intervals", "intervals_over_contract", "max_peak_eps"],
@@ -414,64 +456,6 @@ TITLES = {
 }
 
 
-def _latin1(value: Any, width: int = 60) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        value = f"{value:,.2f}"
-    text = str(value).replace("\n", " ").replace("\x00", "")
-    if len(text) > width:
-        text = text[: width - 1] + "~"
-    return text.encode("latin-1", "replace").decode("latin-1")
-
-
-def render_pdf(title: str, company: str | None, window: TimeRange, sections: list[Section]) -> bytes:
-    from fpdf import FPDF
-
-    pdf = FPDF(orientation="L", format="A4")
-    pdf.set_auto_page_break(auto=True, margin=12)
-    pdf.set_title(_latin1(title))
-    pdf.add_page()
-    pdf.set_font("Helvetica", "B", 18)
-    pdf.cell(0, 10, _latin1(title), new_x="LMARGIN", new_y="NEXT")
-    pdf.set_font("Helvetica", "", 10)
-    pdf.cell(0, 6, _latin1(f"Company: {company or '-'}"), new_x="LMARGIN", new_y="NEXT")
-    pdf.cell(
-        0,
-        6,
-        _latin1(f"Period: {window.start.isoformat()[:16]} to {window.end.isoformat()[:16]} (UTC)"),
-        new_x="LMARGIN",
-        new_y="NEXT",
-    )
-    pdf.cell(
-        0, 6, _latin1(f"Generated: {datetime.now(UTC).isoformat()[:19]} UTC"), new_x="LMARGIN", new_y="NEXT"
-    )
-    for section in sections:
-        pdf.ln(4)
-        pdf.set_font("Helvetica", "B", 12)
-        pdf.cell(0, 8, _latin1(section.heading), new_x="LMARGIN", new_y="NEXT")
-        pdf.set_font("Helvetica", "", 9)
-        if section.values is not None:
-            rows = [
-                [_latin1(k.replace("_", " "), 50), _latin1(v)] for k, v in flat(section.values).items()
-            ] or [["-", "-"]]
-            with pdf.table(
-                col_widths=(70, 90), width=160, align="LEFT", first_row_as_headings=False
-            ) as table:
-                for cells in rows:
-                    table.row(cells)
-        else:
-            if not section.rows:
-                pdf.cell(0, 6, "No data for this period.", new_x="LMARGIN", new_y="NEXT")
-                continue
-            width = max(30, int(270 / max(1, len(section.columns))) // 2 * 2)
-            with pdf.table(width=min(270, width * len(section.columns)), align="LEFT") as table:
-                table.row([_latin1(c.replace("_", " "), 30) for c in section.columns])
-                for row in section.rows:
-                    table.row([_latin1(row.get(c), 48) for c in section.columns])
-    return bytes(pdf.output())
-
-
 @router.get(
     "/{kind}/",
     dependencies=[REPORTS],
@@ -494,7 +478,7 @@ async def report(
     name = await company_name(session, scope)
     if format == "pdf":
         return download(
-            render_pdf(TITLES[kind], name, window, sections),
+            render_pdf(TITLES[kind], name, window.start, window.end, sections),
             "application/pdf",
             f"{kind}-report-{window.end.date().isoformat()}.pdf",
         )
