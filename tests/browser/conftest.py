@@ -122,7 +122,13 @@ class Console:
         self.page.get_by_label("User name or e-mail").fill(username)
         self.page.get_by_label("Password").fill(password)
         self.page.get_by_role("button", name="Sign in").click()
-        self.page.get_by_role("button", name="Sign out").wait_for()
+        # Signed in (the shell's Sign out) or refused (the form's alert): fail with the reason.
+        outcome = self.page.get_by_role("button", name="Sign out").or_(self.page.get_by_role("alert"))
+        outcome.first.wait_for(timeout=60_000)
+        if not self.page.get_by_role("button", name="Sign out").is_visible():
+            raise AssertionError(
+                f"{username} could not sign in: {self.page.get_by_role('alert').inner_text()}"
+            )
         return self
 
     def open(self, path: str) -> Any:

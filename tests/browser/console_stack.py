@@ -50,6 +50,8 @@ class ConsoleStack:
             # Every browser test signs in: the login bucket must not be what a test measures.
             "SOC_GATEWAY_RATE_LIMIT_LOGIN_PER_MINUTE": "600",
             "SOC_GATEWAY_RATE_LIMIT_LOGIN_BURST": "100",
+            # The demo OpenLDAP (scripts/deps.sh) speaks plain LDAP on loopback: the explicit opt-in.
+            "SOC_AUTH_LDAP_ALLOW_PLAIN": "true",
             "SOC_ADMIN_USERNAME": ADMIN_USERNAME,
             "SOC_ADMIN_PASSWORD": ADMIN_PASSWORD,
             "SOC_AUTH_URL": url("auth"),

@@ -42,7 +42,7 @@ export default function Reports() {
   return (
     <>
       <PageHeader title="Reports" />
-      <form className="card inline" onSubmit={submit} aria-label="Report">
+      <form className="card inline" onSubmit={submit} aria-label="Report options">
         <label>
           Report
           <select value={kind} onChange={(e) => setKind(e.target.value)}>
