@@ -26,6 +26,9 @@ ADMIN_PASSWORD_FILE = ROOT / ".local" / "admin-password"
 SECRETS_FILE = ROOT / ".local" / "secrets.env"
 
 SIMULATORS = [("qradar", 9101), ("xsoar", 9102), ("sdp", 9103), ("cyware", 9104)]
+# The demo's history as a working SOC's (most incidents within SLA, months of it); the tests keep
+# the simulators' default profile with its frequent edge cases.
+DEMO_PROFILE = {"xsoar": ["--profile", "demo"]}
 # Auth first: everyone else fetches its JWKS and service tokens from it.
 SERVICES = [
     ("auth", "soc_auth", 8001),
@@ -183,7 +186,15 @@ def main() -> None:
         for vendor, port in SIMULATORS:
             start(
                 f"sim-{vendor}",
-                ["-m", "soc_simulators", vendor, "--port", str(port), "--live"],
+                [
+                    "-m",
+                    "soc_simulators",
+                    vendor,
+                    "--port",
+                    str(port),
+                    "--live",
+                    *DEMO_PROFILE.get(vendor, []),
+                ],
                 f"http://127.0.0.1:{port}/_sim/state",
             )
         for name, module, port in SERVICES:

@@ -17,9 +17,16 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=None)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--live", action="store_true", help="keep producing and changing records")
+    parser.add_argument(
+        "--profile",
+        choices=("default", "demo"),
+        default="default",
+        help="xsoar: the seeded history's pace (demo: a well-staffed SOC, months of history)",
+    )
     args = parser.parse_args()
     module = importlib.import_module(f"soc_simulators.{args.vendor}")
-    app = module.create_app(seed=args.seed, live=args.live)
+    extra = {"profile": args.profile} if args.vendor == "xsoar" else {}
+    app = module.create_app(seed=args.seed, live=args.live, **extra)
     uvicorn.run(app, host=args.host, port=args.port or VENDORS[args.vendor], log_level="warning")
 
 

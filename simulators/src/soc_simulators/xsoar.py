@@ -97,6 +97,40 @@ SYNC_PENDING, SYNC_READY, SYNC_DONE = "Pending", "Ready", "Done"
 TTA_SLA_MINUTES = {"P1": 15, "P2": 30, "P3": 60, "P4": 240}
 
 
+@dataclass(frozen=True, slots=True)
+class SocPace:
+    """How a well-staffed SOC's analysts worked the seeded history (the ``demo`` profile): minutes
+    from an incident's creation to acknowledge, notify the customer and resolve, as (low, high) per
+    severity — a SOC works to its contract, so most incidents land inside their priority's SLA — a
+    share of steps running over (a busy shift, an escalation waiting on the customer), stamps an
+    analyst forgot, incidents left unfinished whatever their age, and months of history.
+
+    The default profile keeps the original pace (slower analysts, many skipped stamps and stalled
+    incidents over 30 days): the edge cases the ingestors' tests rely on stay frequent there."""
+
+    history_days: int
+    steps: dict[float, tuple[tuple[float, float], tuple[float, float], tuple[float, float]]]
+    overrun_share: float
+    skip_share: tuple[float, float, float]
+    stalled_share: float
+
+
+DEMO_PACE = SocPace(
+    history_days=90,
+    steps={
+        4: ((2, 13), (10, 28), (45, 220)),
+        3: ((4, 27), (15, 55), (90, 450)),
+        2: ((8, 55), (25, 115), (180, 1350)),
+        1: ((15, 220), (45, 460), (360, 2750)),
+        0.5: ((15, 220), (45, 460), (360, 2750)),
+    },
+    overrun_share=0.035,
+    skip_share=(0.03, 0.02, 0.02),
+    stalled_share=0.03,
+)
+PROFILES = {"default": None, "demo": DEMO_PACE}
+
+
 class UseCase(NamedTuple):
     rule: str
     incident_type: str
@@ -500,8 +534,10 @@ class XsoarSim:
         api_key_v8: str = API_KEY_V8,
         api_key_v8_id: str = API_KEY_V8_ID,
         rate_limit_per_minute: int | None = None,
+        profile: str = "default",
     ) -> None:
         self.seed = seed
+        self.pace = PROFILES[profile]
         self.rng = derive_rng(seed, "xsoar", "life")
         self.clock = MonotonicClock(units_per_second=_US)
         self.accounts: dict[str, Account] = {account.name: account for account in ACCOUNTS}
@@ -556,7 +592,8 @@ class XsoarSim:
 
     def _seed_incidents(self, count: int, rng: Random, account: str | None) -> list[IncidentRecord]:
         now_us = self.clock.wall()
-        created = sorted(now_us - rand_between(rng, _MINUTE_US, HISTORY_DAYS * _DAY_US) for _ in range(count))
+        days = self.pace.history_days if self.pace else HISTORY_DAYS
+        created = sorted(now_us - rand_between(rng, _MINUTE_US, days * _DAY_US) for _ in range(count))
         names = [a.name for a in self.accounts.values()]
         weights = [a.weight for a in self.accounts.values()]
         used = {rec.modified_us for rec in self.records.values()}
@@ -582,6 +619,8 @@ class XsoarSim:
     ) -> IncidentRecord:
         """An incident as it stands today after its analysts worked on it since ``created_us``."""
         severity = rand_weighted(rng, SEVERITIES, SEVERITY_WEIGHTS)
+        if self.pace is not None:
+            return self._plan_paced(rng, self.pace, num, account, severity, created_us, now_us, seq)
         # Critical incidents move through the phases faster than informational ones.
         speed = _MINUTE_US * {4: 0.3, 3: 0.6, 2: 1.0, 1: 1.6, 0.5: 2.0}[severity]
         phase_us = [created_us]
@@ -601,6 +640,65 @@ class XsoarSim:
             tta_us=phase_us[1] if phase >= 1 and rng.random() > 0.10 else None,
             ttn_us=phase_us[2] if phase >= 2 and rng.random() > 0.12 else None,
             ttdn_us=phase_us[4] if phase >= 4 and rng.random() > 0.15 else None,
+            version=1 + phase + rand_between(rng, 0, 4),
+        )
+        occurred_us = created_us - rand_between(rng, _MINUTE_US, 120 * _MINUTE_US)
+        modified_us = min(phase_us[phase] + rand_between(rng, 1, 5 * _MINUTE_US), now_us - 1)
+        return IncidentRecord(
+            num,
+            account,
+            status,
+            created_us,
+            occurred_us,
+            modified_us,
+            phase_us[5] if phase == 5 else None,
+            plan=plan,
+            build=self._build_history_doc,
+            seq=seq,
+        )
+
+    def _plan_paced(
+        self,
+        rng: Random,
+        pace: SocPace,
+        num: int,
+        account: str,
+        severity: float,
+        created_us: int,
+        now_us: int,
+        seq: int,
+    ) -> IncidentRecord:
+        """An incident of the seeded history worked at ``pace``: Analysis once acknowledged,
+        Containment once the customer is notified, Recovery when resolved, Closure after the wrap-up."""
+        steps: list[float] = []
+        for low, high in pace.steps[severity]:
+            minutes = rng.uniform(low, high)
+            if rng.random() < pace.overrun_share:
+                minutes = high * rng.uniform(1.2, 3.0)
+            steps.append(max(minutes, steps[-1] + 1 if steps else 0))
+        acknowledged, notified, resolved = (created_us + int(m * _MINUTE_US) for m in steps)
+        phase_us = [
+            created_us,
+            acknowledged,
+            notified,
+            (notified + resolved) // 2,
+            resolved,
+            resolved + int(rng.uniform(10, 240) * _MINUTE_US),
+        ]
+        target = 5 if rng.random() >= pace.stalled_share else rand_between(rng, 0, 5)
+        phase = 0
+        while phase < target and phase_us[phase + 1] < now_us:
+            phase += 1
+        status = 2 if phase == 5 else 1 if phase > 0 or rng.random() < 0.5 else 0
+        skip = pace.skip_share
+        plan = HistoryPlan(
+            severity=severity,
+            phase=phase,
+            status=status,
+            activated_us=phase_us[1] if phase >= 1 else None,
+            tta_us=phase_us[1] if phase >= 1 and rng.random() > skip[0] else None,
+            ttn_us=phase_us[2] if phase >= 2 and rng.random() > skip[1] else None,
+            ttdn_us=phase_us[4] if phase >= 4 and rng.random() > skip[2] else None,
             version=1 + phase + rand_between(rng, 0, 4),
         )
         occurred_us = created_us - rand_between(rng, _MINUTE_US, 120 * _MINUTE_US)
@@ -1595,7 +1693,8 @@ async def _json_body(request: Request) -> dict[str, Any]:
 def create_app(seed: int = 7, live: bool = False, **config: Any) -> FastAPI:
     """The XSOAR simulator app.
 
-    ``config``: ``incidents`` (seeded count, default 600), ``api_key``, ``api_key_v8``,
+    ``config``: ``incidents`` (seeded count, default 600), ``profile`` (``default``, or ``demo``: a
+    well-staffed SOC's pace over 90 days, see :class:`SocPace`), ``api_key``, ``api_key_v8``,
     ``api_key_v8_id``, ``rate_limit_per_minute`` (off by default), ``tick_seconds`` (live period, 5).
     """
     tick_seconds = float(config.pop("tick_seconds", 5.0))
