@@ -14,7 +14,7 @@ export function Chart({ option, summary, height = 280 }: { option: EChartsCoreOp
     if (!ref.current) return;
     const dark = document.documentElement.dataset.theme === "dark";
     const chart = echarts.init(ref.current, dark ? "dark" : undefined, { renderer: "canvas" });
-    chart.setOption({ backgroundColor: "transparent", textStyle: { fontFamily: "inherit" }, ...option });
+    chart.setOption({ backgroundColor: "transparent", animation: false, textStyle: { fontFamily: "inherit" }, ...option });
     const resize = () => chart.resize();
     window.addEventListener("resize", resize);
     return () => {
