@@ -33,6 +33,7 @@ SERVICES = {
     "gateway": "soc_gateway",
 }
 SIMULATORS = ("qradar", "xsoar", "sdp", "cyware")
+DEMO_PROFILE = {"xsoar": ["--profile", "demo"]}  # as make up (scripts/run_suite.py) starts it
 
 
 class ConsoleStack:
@@ -105,7 +106,7 @@ class ConsoleStack:
         first = [
             self._launch(
                 f"sim-{vendor}",
-                ["-m", "soc_simulators", vendor, "--port", str(port), *live],
+                ["-m", "soc_simulators", vendor, "--port", str(port), *live, *DEMO_PROFILE.get(vendor, [])],
                 f"http://127.0.0.1:{port}/_sim/state",
             )
             for vendor, port in self.sim_ports.items()
