@@ -36,6 +36,10 @@ SIMULATORS = ("qradar", "xsoar", "sdp", "cyware")
 DEMO_PROFILE = {"xsoar": ["--profile", "demo"]}  # as make up (scripts/run_suite.py) starts it
 
 
+class PortTaken(RuntimeError):
+    """A process could not bind the free port chosen for it: someone else took it meanwhile."""
+
+
 class ConsoleStack:
     def __init__(self, *, live: bool = False) -> None:
         self.live = live
@@ -44,8 +48,11 @@ class ConsoleStack:
         self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.logins: list[str] = []
         LOGS.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def env(self) -> dict[str, str]:
         url = self.url
-        self.env = {
+        return {
             **os.environ,
             "SOC_LOG_LEVEL": "WARNING",
             # Every browser test signs in: the login bucket must not be what a test measures.
@@ -74,7 +81,7 @@ class ConsoleStack:
         return self.url("gateway")
 
     def _launch(self, name: str, args: list[str], health: str) -> tuple[str, subprocess.Popen[bytes], str]:
-        log = open(LOGS / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
+        log = open(LOGS / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
         proc = subprocess.Popen(
             [sys.executable, *args], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
         )
@@ -89,7 +96,10 @@ class ConsoleStack:
             for item in list(pending):
                 name, proc, health = item
                 if proc.poll() is not None:
-                    raise RuntimeError(f"{name} exited: {(LOGS / f'{name}.log').read_text()[-3000:]}")
+                    log = (LOGS / f"{name}.log").read_text()[-4000:]
+                    if "address already in use" in log[-600:]:
+                        raise PortTaken(name)
+                    raise RuntimeError(f"{name} exited: {log}")
                 try:
                     if httpx.get(health, timeout=1).status_code == 200:
                         pending.remove(item)
@@ -101,7 +111,44 @@ class ConsoleStack:
 
     def start(self) -> ConsoleStack:
         # Processes start side by side (each spends seconds importing): the simulators and auth
-        # first, since every service fetches auth's keys, then the rest.
+        # first, since every service fetches auth's keys, then the rest. A free port can be taken
+        # by someone else before a slow start binds it: then that wave starts again on new ports.
+        for attempt in range(3):
+            try:
+                self._first_wave()
+                break
+            except PortTaken:
+                self._stop_wave(["auth", *(f"sim-{v}" for v in SIMULATORS)])
+                self.sim_ports = {vendor: free_port() for vendor in SIMULATORS}
+                self.ports["auth"] = free_port()
+                if attempt == 2:
+                    raise
+        wave = [name for name in SERVICES if name != "auth"]
+        for attempt in range(3):
+            try:
+                self._wait(
+                    [self._launch(name, ["-m", SERVICES[name]], f"{self.url(name)}/healthz") for name in wave]
+                )
+                break
+            except PortTaken:
+                self._stop_wave(wave)
+                self.ports.update({name: free_port() for name in wave})
+                if attempt == 2:
+                    raise
+        sys.path.insert(0, str(ROOT / "scripts"))
+        from demo import seed_demo
+
+        self.logins = seed_demo(self.gateway, ADMIN_USERNAME, ADMIN_PASSWORD, self.sim_ports)
+        return self
+
+    def _stop_wave(self, names: list[str]) -> None:
+        for name, proc in [p for p in self.procs if p[0] in names]:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=15)
+            self.procs.remove((name, proc))
+
+    def _first_wave(self) -> None:
         live = ["--live"] if self.live else []
         first = [
             self._launch(
@@ -113,18 +160,6 @@ class ConsoleStack:
         ]
         first.append(self._launch("auth", ["-m", SERVICES["auth"]], f"{self.url('auth')}/healthz"))
         self._wait(first)
-        self._wait(
-            [
-                self._launch(name, ["-m", module], f"{self.url(name)}/healthz")
-                for name, module in SERVICES.items()
-                if name != "auth"
-            ]
-        )
-        sys.path.insert(0, str(ROOT / "scripts"))
-        from demo import seed_demo
-
-        self.logins = seed_demo(self.gateway, ADMIN_USERNAME, ADMIN_PASSWORD, self.sim_ports)
-        return self
 
     def stop(self) -> None:
         for _name, proc in reversed(self.procs):

@@ -242,3 +242,26 @@ def test_every_page_passes_axe_and_is_captured(console: Any) -> None:
     if violations:
         found["phone /dashboard"] = [(v["id"], v["help"]) for v in violations]
     assert not found, json.dumps(found, indent=1)
+
+
+def test_a_refused_access_token_is_refreshed_and_a_dead_session_says_so(console: Any) -> None:
+    user = console("acme.user")
+    page = user.open("/offenses")
+    # The access token goes bad (as when it expires): the next call refreshes it and carries on.
+    page.evaluate(
+        """() => { const t = JSON.parse(sessionStorage.getItem('soc.tokens'));
+                   t.access_token = 'expired.' + t.access_token;
+                   sessionStorage.setItem('soc.tokens', JSON.stringify(t)); }"""
+    )
+    page = user.open("/tickets")
+    page.get_by_test_id("list-total").wait_for()
+    tokens = json.loads(page.evaluate("sessionStorage.getItem('soc.tokens')"))
+    assert not tokens["access_token"].startswith("expired.")
+    # Both tokens refused: the session has ended, and the sign-in page says why.
+    page.evaluate(
+        """() => sessionStorage.setItem('soc.tokens', JSON.stringify(
+                   {access_token: 'expired', refresh_token: 'expired'})) """
+    )
+    page = user.open("/incidents")
+    page.get_by_text("Your session has expired. Sign in again to continue.").wait_for()
+    assert "/sign-in" in page.url
