@@ -29,7 +29,7 @@ def test_consolidated_pdf_has_a_cover_labels_charts_and_the_apis_numbers(
 ) -> None:
     user = console("acme.user")
     page = user.open("/reports")
-    page.get_by_label("Report", exact=True).select_option("consolidated")
+    page.get_by_role("combobox", name="Report", exact=True).select_option("consolidated")
     with page.expect_download() as info:
         page.get_by_role("button", name="Download PDF").click()
     pdf = tmp_path / "consolidated.pdf"

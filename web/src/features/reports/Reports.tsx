@@ -45,7 +45,7 @@ export default function Reports() {
       <form className="card inline" onSubmit={submit} aria-label="Report options">
         <label>
           Report
-          <select value={kind} onChange={(e) => setKind(e.target.value)}>
+          <select aria-label="Report" value={kind} onChange={(e) => setKind(e.target.value)}>
             {KINDS.map(([value, label]) => (
               <option key={value} value={value}>
                 {label}
