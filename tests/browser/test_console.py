@@ -12,7 +12,7 @@ import pytest
 
 from conftest import AXE, Api
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = pytest.mark.timeout(900)  # the first test to use the stack waits for it to start
 
 SIGN_OUT = "Sign out"
 

@@ -12,7 +12,10 @@ import pytest
 
 from conftest import ARTEFACTS, Api
 
-pytestmark = pytest.mark.skipif(shutil.which("pdftoppm") is None, reason="poppler-utils is not installed")
+pytestmark = [
+    pytest.mark.skipif(shutil.which("pdftoppm") is None, reason="poppler-utils is not installed"),
+    pytest.mark.timeout(900),  # the first test to use the stack waits for it to start
+]
 
 
 def coloured_share(png: Path) -> float:
