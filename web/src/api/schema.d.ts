@@ -164,6 +164,55 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/admin/companies/{company_id}/ticket-policies/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Rules
+         * @description The company's ticket qualification rules (and the default that applies elsewhere).
+         */
+        get: operations["list_rules_admin_companies__company_id__ticket_policies__get"];
+        /**
+         * Set Rule
+         * @description Set the rule of the company, of one of its SOAR integrations, or of one XSOAR account
+         *     (``soar_account`` needs ``soar_integration_id``). Audited.
+         */
+        put: operations["set_rule_admin_companies__company_id__ticket_policies__put"];
+        post?: never;
+        /**
+         * Delete Rule
+         * @description Remove a rule (the next less specific one, or the default, applies again). Audited.
+         */
+        delete: operations["delete_rule_admin_companies__company_id__ticket_policies__delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/companies/{company_id}/ticket-policies/audit/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Rule Audit
+         * @description Who changed the company's ticket rules, when, from what to what (newest first).
+         */
+        get: operations["rule_audit_admin_companies__company_id__ticket_policies_audit__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/admin/companies/{company_id}/users/": {
         parameters: {
             query?: never;
@@ -668,8 +717,11 @@ export interface paths {
         };
         /**
          * Summary Sla Matrix
-         * @description Per company and priority: SLA compliance % of incidents created within from/to (default:
-         *     the last 30 days).
+         * @description Per company and priority, incidents created within from/to (default: the last 30 days): the
+         *     original's matrix — counted incidents (true positives with all three step times), per step met
+         *     / breached / compliance % (met ÷ counted), overall fully / partially / non compliant and
+         *     compliance % (fully compliant ÷ counted), each company on its own clock start and targets —
+         *     and ours: every incident, with a breached step, with a pending step.
          */
         get: operations["summary_sla_matrix_admin_summary_sla_matrix__get"];
         put?: never;
@@ -711,7 +763,7 @@ export interface paths {
         put?: never;
         /**
          * Sync Itsm
-         * @description Sync a ManageEngine ServiceDesk Plus integration now (``integration_id``, optional ``resource``).
+         * @description Sync ManageEngine ServiceDesk Plus now: one integration (``integration_id``) or, without it, every enabled one of the vendor (optional ``resource``).
          */
         post: operations["sync_itsm_admin_sync_itsm__post"];
         delete?: never;
@@ -731,7 +783,7 @@ export interface paths {
         put?: never;
         /**
          * Sync Qradar
-         * @description Sync a IBM QRadar integration now (``integration_id``, optional ``resource``).
+         * @description Sync IBM QRadar now: one integration (``integration_id``) or, without it, every enabled one of the vendor (optional ``resource``).
          */
         post: operations["sync_qradar_admin_sync_qradar__post"];
         delete?: never;
@@ -751,7 +803,7 @@ export interface paths {
         put?: never;
         /**
          * Sync Soar
-         * @description Sync a Cortex XSOAR integration now (``integration_id``, optional ``resource``).
+         * @description Sync Cortex XSOAR now: one integration (``integration_id``) or, without it, every enabled one of the vendor (optional ``resource``).
          */
         post: operations["sync_soar_admin_sync_soar__post"];
         delete?: never;
@@ -771,7 +823,7 @@ export interface paths {
         put?: never;
         /**
          * Sync Threat Intel
-         * @description Sync a Cyware CSAP integration now (``integration_id``, optional ``resource``).
+         * @description Sync Cyware CSAP now: one integration (``integration_id``) or, without it, every enabled one of the vendor (optional ``resource``).
          */
         post: operations["sync_threat_intel_admin_sync_threat_intel__post"];
         delete?: never;
@@ -876,6 +928,48 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/admin/threat-intel/default-feeds/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Default Feeds
+         * @description The default threat-intel feeds: their alerts addressed to no company are shown to every
+         *     company with ``is_default_threat_intel``.
+         */
+        get: operations["list_default_feeds_admin_threat_intel_default_feeds__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/threat-intel/default-feeds/{integration_id}/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Add Default Feed
+         * @description Make a threat-intelligence integration a default feed (idempotent).
+         */
+        put: operations["add_default_feed_admin_threat_intel_default_feeds__integration_id___put"];
+        post?: never;
+        /** Remove Default Feed */
+        delete: operations["remove_default_feed_admin_threat_intel_default_feeds__integration_id___delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/admin/users/": {
         parameters: {
             query?: never;
@@ -918,6 +1012,48 @@ export interface paths {
         head?: never;
         /** Patch User */
         patch: operations["patch_user_admin_users__user_id___patch"];
+        trace?: never;
+    };
+    "/admin/users/{user_id}/mfa/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Reset User Mfa
+         * @description An administrator turns a user's MFA off (lost authenticator): the user enrols again
+         *     (at the next sign-in when the policy requires it). Audited.
+         */
+        delete: operations["reset_user_mfa_admin_users__user_id__mfa__delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/users/{user_id}/sessions/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** User Sessions */
+        get: operations["user_sessions_admin_users__user_id__sessions__get"];
+        put?: never;
+        post?: never;
+        /**
+         * End User Sessions
+         * @description An administrator ends every session of a user (administrators' sessions: super admins).
+         */
+        delete: operations["end_user_sessions_admin_users__user_id__sessions__delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
         trace?: never;
     };
     "/admin/version/": {
@@ -1025,7 +1161,9 @@ export interface paths {
         put?: never;
         /**
          * Login
-         * @description Sign in with a user name, an e-mail address or `user@domain`, and a password (local or directory).
+         * @description Sign in with a user name, an e-mail address, `user@domain` or `DOMAIN\user`, and a password
+         *     (local or directory). With MFA the answer is a challenge (`mfa_required: true`), not tokens:
+         *     finish with POST /auth/mfa/verify/.
          */
         post: operations["login_auth_login__post"];
         delete?: never;
@@ -1071,6 +1209,208 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/auth/mfa/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** My Mfa */
+        get: operations["my_mfa_auth_mfa__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/auth/mfa/challenge/enrol/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Enrol At Sign In
+         * @description For a challenge of purpose `enrol`: a new TOTP secret, its QR code and the recovery codes.
+         *     Confirm it by verifying the first code with POST /auth/mfa/verify/.
+         */
+        post: operations["enrol_at_sign_in_auth_mfa_challenge_enrol__post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/auth/mfa/confirm/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Confirm
+         * @description Turn MFA on with the first code from the authenticator.
+         */
+        post: operations["confirm_auth_mfa_confirm__post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/auth/mfa/disable/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Disable
+         * @description Turn MFA off with a current code (not allowed where the policy requires MFA).
+         */
+        post: operations["disable_auth_mfa_disable__post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/auth/mfa/enrol/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Enrol
+         * @description Start (or restart) enrolment: shown once — the secret, provisioning URI, QR code and
+         *     recovery codes. MFA is on once POST /auth/mfa/confirm/ accepts the first code.
+         */
+        post: operations["enrol_auth_mfa_enrol__post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/auth/mfa/recovery-codes/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * New Recovery Codes
+         * @description Replace the recovery codes (shown once) with a current code.
+         */
+        post: operations["new_recovery_codes_auth_mfa_recovery_codes__post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/auth/mfa/verify/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Verify
+         * @description The second sign-in step: the challenge and a TOTP code (or a recovery code) → the tokens.
+         *     A wrong code spends one of the challenge's attempts and counts toward the account's lockout.
+         */
+        post: operations["verify_auth_mfa_verify__post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/auth/oidc/providers/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Providers
+         * @description The identity providers a sign-in page offers (public).
+         */
+        get: operations["providers_auth_oidc_providers__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/auth/oidc/{provider}/callback/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Callback
+         * @description Finish the sign-in: the code is exchanged (with the PKCE verifier), the id_token checked
+         *     (signature against the provider's JWKS, issuer, audience, expiry, nonce), the account created
+         *     or refreshed, and the portal's tokens answered.
+         */
+        post: operations["callback_auth_oidc__provider__callback__post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/auth/oidc/{provider}/start/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Start
+         * @description Begin a sign-in at the identity provider: state, nonce and a PKCE verifier are kept here.
+         */
+        post: operations["start_auth_oidc__provider__start__post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/auth/permission-choices/": {
         parameters: {
             query?: never;
@@ -1105,6 +1445,50 @@ export interface paths {
         post?: never;
         /** Clear Preferences */
         delete: operations["clear_preferences_auth_preferences__delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/auth/sessions/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * My Sessions
+         * @description My open sessions: device, address, start and last use; `current` marks this one.
+         */
+        get: operations["my_sessions_auth_sessions__get"];
+        put?: never;
+        post?: never;
+        /**
+         * End My Sessions
+         * @description End every session of mine (this one included).
+         */
+        delete: operations["end_my_sessions_auth_sessions__delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/auth/sessions/{session_id}/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * End My Session
+         * @description End one of my sessions (its refresh token stops working; access tokens expire on their own).
+         */
+        delete: operations["end_my_session_auth_sessions__session_id___delete"];
         options?: never;
         head?: never;
         patch?: never;
@@ -1730,7 +2114,9 @@ export interface paths {
         };
         /**
          * List Offense Categories
-         * @description Offense categories with the number of offenses in each (start day within from/to).
+         * @description Offense categories with the number of offenses in each (start day within from/to). With
+         *     ``include_fp`` (the original's parameter), the original's figure instead: incidents per
+         *     ``qradar_category``, counting true positives and, with ``include_fp=true``, false positives.
          */
         get: operations["list_offense_categories_tenant_offense_categories__get"];
         put?: never;
@@ -1908,7 +2294,11 @@ export interface paths {
         };
         /**
          * Sla Compliance
-         * @description Per priority and step: met, breached, pending and compliance % (met / decided).
+         * @description Per priority and step, the original's figures over the counted incidents (true positives
+         *     with all three step times): met, breached, compliance % = met ÷ counted; overall: fully /
+         *     partially / non compliant, compliance % = fully compliant ÷ counted. Under ``ours``: every
+         *     incident of the window by step status (pending, breaches in progress, …), false positives,
+         *     incidents missing a timestamp.
          */
         get: operations["sla_compliance_tenant_sla_compliance__get"];
         put?: never;
@@ -1949,9 +2339,11 @@ export interface paths {
         };
         /**
          * Sla Overview
-         * @description Cards: incidents, open, closed, met / breached / pending, compliance %, MTTA, MTTN, MTTDN and
-         *     MTTR (mean minutes from creation to acknowledgement / notification / detailed notification /
-         *     closure).
+         * @description Cards. The original's: ``counted`` incidents (true positives with all three step times),
+         *     fully / partially / non compliant, ``compliance_pct`` = fully compliant ÷ counted, per step met
+         *     and breached. Ours: every incident of the window (total, open, closed, true and false
+         *     positives, missing timestamps, with a pending step, with a breached step, steps breaching
+         *     now), MTTA, MTTN, MTTDN and MTTR (mean minutes from the clock start).
          */
         get: operations["sla_overview_tenant_sla_overview__get"];
         put?: never;
@@ -1991,7 +2383,10 @@ export interface paths {
         };
         /**
          * Severity Metrics
-         * @description Per priority: incidents, open, closed, average minutes to each step, breaches and targets.
+         * @description Per priority — the original's figures over the counted incidents (true positives with all
+         *     three step times): ``counted``, ``<step>_met``, ``<step>_breached``; ours over every incident
+         *     of the window: incidents, open, closed, average minutes from the clock start to each step and
+         *     to closure; and the targets.
          */
         get: operations["severity_metrics_tenant_sla_severity_metrics__get"];
         put?: never;
@@ -2420,7 +2815,7 @@ export interface components {
          * AuthSource
          * @enum {string}
          */
-        AuthSource: "local" | "ldap";
+        AuthSource: "local" | "ldap" | "oidc";
         /** CaCertificate */
         CaCertificate: {
             /** Subject */
@@ -2757,6 +3152,11 @@ export interface components {
             company_id: string;
             /** Is Default Sla */
             is_default_sla: boolean;
+            /**
+             * Sla Clock Start
+             * @description where SLA steps are measured from: `occurred` (the original's rule, default) or `created`
+             */
+            sla_clock_start: string;
             /** Defaults */
             defaults: components["schemas"]["SlaLevelTargets"][];
             /** Overrides */
@@ -2773,6 +3173,11 @@ export interface components {
         CompanySlaIn: {
             /** Is Default Sla */
             is_default_sla?: boolean | null;
+            /**
+             * Sla Clock Start
+             * @description where SLA steps are measured from: the incident's `occurred` (the original product's rule, the default) or its `created` (when XSOAR fetched it)
+             */
+            sla_clock_start?: ("occurred" | "created") | null;
             /**
              * Overrides
              * @description replaces every override
@@ -2945,7 +3350,7 @@ export interface components {
         /** CredentialsRotate */
         CredentialsRotate: {
             /** Credential Kind */
-            credential_kind?: ("API_KEY" | "USERNAME_PASSWORD" | "SECRET_KEY_ACCESS_KEY") | null;
+            credential_kind?: ("API_KEY" | "USERNAME_PASSWORD" | "SECRET_KEY_ACCESS_KEY" | "OAUTH_CLIENT") | null;
             /** Credentials */
             credentials: {
                 [key: string]: unknown;
@@ -2971,6 +3376,12 @@ export interface components {
             total_incidents?: components["schemas"]["IncidentCard"] | null;
             open?: components["schemas"]["IncidentCard"] | null;
             closed?: components["schemas"]["IncidentCard"] | null;
+            /** @description with a window or when named in `filters` */
+            truePositives?: components["schemas"]["IncidentCard"] | null;
+            /** @description with a window or when named in `filters` */
+            falsePositives?: components["schemas"]["IncidentCard"] | null;
+            /** @description the true-positive status with a required field missing */
+            incompleteIncidents?: components["schemas"]["IncompleteCard"] | null;
             offenses?: components["schemas"]["OffenseWidget"] | null;
             incidents?: components["schemas"]["IncidentCards"] | null;
             sla?: components["schemas"]["DashboardSla"] | null;
@@ -3011,9 +3422,26 @@ export interface components {
              * Format: date-time
              */
             to: string;
-            /** Compliance Pct */
+            /** Clock Start */
+            clock_start: string;
+            /**
+             * True Positives
+             * @description incidents of the window the true-positive rule admits
+             */
+            true_positives: number;
+            /**
+             * False Positives
+             * @description incidents of the window the false-positive rule admits
+             */
+            false_positives: number;
+            /** Counted */
+            counted: number;
+            /**
+             * Compliance Pct
+             * @description the original's: fully compliant ÷ counted
+             */
             compliance_pct: number | null;
-            overall: components["schemas"]["SlaCounts"];
+            overall: components["schemas"]["SlaOverallCounts"];
             /** By Priority */
             by_priority: {
                 [key: string]: components["schemas"]["DashboardSlaPriority"];
@@ -3021,13 +3449,30 @@ export interface components {
         };
         /** DashboardSlaPriority */
         DashboardSlaPriority: {
-            /** Incidents */
-            incidents: number;
-            /** Compliance Pct */
+            /**
+             * Counted
+             * @description the original's: true positives with all three step times
+             */
+            counted: number;
+            /**
+             * Compliance Pct
+             * @description the original's: fully compliant ÷ counted
+             */
             compliance_pct: number | null;
-            /** Breached */
+            /**
+             * Incidents
+             * @description ours: every incident of the level
+             */
+            incidents: number;
+            /**
+             * Breached
+             * @description ours: incidents with a breached step
+             */
             breached: number;
-            /** Pending */
+            /**
+             * Pending
+             * @description ours: incidents with a pending step and none breached
+             */
             pending: number;
         };
         /** DeadLetter */
@@ -3089,6 +3534,29 @@ export interface components {
             limit: number;
             /** Offset */
             offset: number;
+        };
+        /** DefaultFeed */
+        DefaultFeed: {
+            /** Integration Id */
+            integration_id: string;
+            /** Set By */
+            set_by: string | null;
+            /**
+             * Set At
+             * Format: date-time
+             */
+            set_at: string;
+            /** Instance Name */
+            instance_name: string | null;
+            /** Owner Company Id */
+            owner_company_id: string | null;
+        };
+        /** DefaultFeedSet */
+        DefaultFeedSet: {
+            /** Integration Id */
+            integration_id: string;
+            /** Default Feed */
+            default_feed: boolean;
         };
         /**
          * DirectoryGroup
@@ -3473,6 +3941,20 @@ export interface components {
          * @enum {integer}
          */
         FilterType: 1 | 2 | 3 | 9;
+        /** IdentityProviderList */
+        IdentityProviderList: {
+            /** Items */
+            items: components["schemas"]["IdentityProviderRead"][];
+        };
+        /** IdentityProviderRead */
+        IdentityProviderRead: {
+            /** Name */
+            name: string;
+            /** Display Name */
+            display_name: string;
+            /** Issuer */
+            issuer: string;
+        };
         /**
          * IncidentCard
          * @description One of the original product's incident cards, over the window.
@@ -3492,7 +3974,7 @@ export interface components {
             change_pct: number | null;
             /**
              * Change
-             * @description the change for a person, e.g. `+3 since last week`
+             * @description the change in the original's words, e.g. `↑ 12.5% from previous week` (bounded to ±100 %)
              */
             change: string | null;
             /**
@@ -3632,6 +4114,11 @@ export interface components {
              * @description grows with every change XSOAR reports
              */
             version: number;
+            /**
+             * Positive
+             * @description `true_positive`, `false_positive` or `not_counted` (the deployment's rule)
+             */
+            positive: string;
             /** Playbook Id */
             playbook_id: string | null;
             /** Investigation Id */
@@ -3774,14 +4261,39 @@ export interface components {
              * @description `default` or `company`: whose targets applied
              */
             source: string | null;
+            /**
+             * Clock Start
+             * @description `occurred` (default) or `created`: the company's clock start
+             */
+            clock_start: string;
+            /**
+             * Started
+             * @description the clock start of this incident
+             */
+            started: string | null;
             tta: components["schemas"]["SlaStep"];
             ttn: components["schemas"]["SlaStep"];
             ttdn: components["schemas"]["SlaStep"];
             /**
              * Overall
-             * @description the worst step status: `breached`, `pending`, `met` or `no_sla`
+             * @description the worst step status: `breached`, `pending`, `met`, `no_start` or `no_sla`
              */
             overall: string;
+            /**
+             * Counted
+             * @description counted in compliance (a true positive with all three step times)
+             */
+            counted: boolean;
+            /**
+             * Compliance
+             * @description when counted: `fully_compliant`, `partially_compliant` or `non_compliant`
+             */
+            compliance: string | null;
+            /**
+             * Positive
+             * @description `true_positive`, `false_positive` or `not_counted`
+             */
+            positive: string;
         };
         /**
          * IncidentStatusParam
@@ -3880,6 +4392,11 @@ export interface components {
              * @description grows with every change XSOAR reports
              */
             version: number;
+            /**
+             * Positive
+             * @description `true_positive`, `false_positive` or `not_counted` (the deployment's rule)
+             */
+            positive: string;
         };
         /** IncidentTypeCount */
         IncidentTypeCount: {
@@ -3913,6 +4430,13 @@ export interface components {
             by_status: {
                 [key: string]: number;
             };
+        };
+        /** IncompleteCard */
+        IncompleteCard: {
+            /** Count */
+            count: number;
+            /** Description */
+            description: string;
         };
         /**
          * Integration
@@ -4045,7 +4569,7 @@ export interface components {
              * Credential Kind
              * @description default: the subtype's first kind
              */
-            credential_kind?: ("API_KEY" | "USERNAME_PASSWORD" | "SECRET_KEY_ACCESS_KEY") | null;
+            credential_kind?: ("API_KEY" | "USERNAME_PASSWORD" | "SECRET_KEY_ACCESS_KEY" | "OAUTH_CLIENT") | null;
             /** Credentials */
             credentials: {
                 [key: string]: unknown;
@@ -4203,7 +4727,7 @@ export interface components {
             /** Company Id */
             company_id?: string | null;
             /** Credential Kind */
-            credential_kind?: ("API_KEY" | "USERNAME_PASSWORD" | "SECRET_KEY_ACCESS_KEY") | null;
+            credential_kind?: ("API_KEY" | "USERNAME_PASSWORD" | "SECRET_KEY_ACCESS_KEY" | "OAUTH_CLIENT") | null;
             /** Credentials */
             credentials?: {
                 [key: string]: unknown;
@@ -4447,7 +4971,7 @@ export interface components {
              * Method
              * @enum {string}
              */
-            method: "local" | "ldap";
+            method: "local" | "ldap" | "oidc" | "mfa";
             /** Reason */
             reason: string | null;
             /** Endpoint */
@@ -4465,6 +4989,12 @@ export interface components {
         };
         /** LoginResponse */
         LoginResponse: {
+            /**
+             * Mfa Required
+             * @default false
+             * @constant
+             */
+            mfa_required: false;
             /** Access Token */
             access_token: string;
             /** Refresh Token */
@@ -4598,6 +5128,119 @@ export interface components {
              * @description messages newly marked as seen
              */
             marked: number;
+        };
+        /** MfaChallengeRef */
+        MfaChallengeRef: {
+            /** Challenge */
+            challenge: string;
+        };
+        /**
+         * MfaChallengeResponse
+         * @description The first sign-in step's answer for an account with MFA: no tokens yet.
+         */
+        MfaChallengeResponse: {
+            /**
+             * Mfa Required
+             * @default true
+             * @constant
+             */
+            mfa_required: true;
+            /**
+             * Challenge
+             * @description present it to POST /auth/mfa/verify/ (and /auth/mfa/challenge/enrol/)
+             */
+            challenge: string;
+            /**
+             * Purpose
+             * @description verify: ask for a code; enrol: the policy requires MFA and the account has none yet — call POST /auth/mfa/challenge/enrol/ first, show the QR code, then verify the first code
+             * @enum {string}
+             */
+            purpose: "verify" | "enrol";
+            /**
+             * Expires In
+             * @description seconds the challenge stays valid
+             */
+            expires_in: number;
+            /** Methods */
+            methods: ("totp" | "recovery_code")[];
+        };
+        /** MfaCode */
+        MfaCode: {
+            /**
+             * Code
+             * @description a 6-digit TOTP code or a recovery code
+             */
+            code: string;
+        };
+        /**
+         * MfaEnrolment
+         * @description Shown once: the secret, its provisioning URI and QR code, and the recovery codes.
+         */
+        MfaEnrolment: {
+            /**
+             * Secret
+             * @description base32 TOTP secret (for manual entry)
+             */
+            secret: string;
+            /**
+             * Provisioning Uri
+             * @description otpauth://totp/... (RFC 6238: SHA1, 6 digits, 30 s)
+             */
+            provisioning_uri: string;
+            /**
+             * Qr Svg
+             * @description the provisioning URI as a QR code: a data:image/svg+xml URI
+             */
+            qr_svg: string;
+            /**
+             * Recovery Codes
+             * @description one-time codes, each usable once instead of a TOTP code
+             */
+            recovery_codes: string[];
+            /** Issuer */
+            issuer: string;
+            /**
+             * Digits
+             * @default 6
+             */
+            digits: number;
+            /**
+             * Period
+             * @default 30
+             */
+            period: number;
+        };
+        /** MfaStatus */
+        MfaStatus: {
+            /**
+             * Enabled
+             * @description a confirmed TOTP factor
+             */
+            enabled: boolean;
+            /**
+             * Pending
+             * @description enrolment started, waiting for the first code
+             */
+            pending: boolean;
+            /** Confirmed At */
+            confirmed_at?: string | null;
+            /** Recovery Codes Left */
+            recovery_codes_left: number;
+            /**
+             * Required
+             * @description the MFA policy requires MFA for this account
+             */
+            required: boolean;
+        };
+        /** MfaVerifyRequest */
+        MfaVerifyRequest: {
+            /** Challenge */
+            challenge: string;
+            /**
+             * Code
+             * @description a 6-digit TOTP code or a recovery code
+             */
+            code: string;
         };
         /** NameAvailability */
         NameAvailability: {
@@ -4926,6 +5569,100 @@ export interface components {
                 [key: string]: number;
             };
         };
+        /** OidcCallback */
+        OidcCallback: {
+            /** Code */
+            code: string;
+            /** State */
+            state: string;
+            /**
+             * Iss
+             * @description the redirect's iss parameter (RFC 9207), when the provider sends one
+             */
+            iss?: string | null;
+        };
+        /** OidcStart */
+        OidcStart: {
+            /**
+             * Authorization Url
+             * @description send the browser here (authorization code + PKCE S256)
+             */
+            authorization_url: string;
+            /**
+             * State
+             * @description comes back on the redirect; give it to the callback with the code
+             */
+            state: string;
+            /** Expires In */
+            expires_in: number;
+        };
+        /**
+         * OurSlaCounts
+         * @description Figures the original did not have, kept apart from its own.
+         */
+        OurSlaCounts: {
+            /** True Positives */
+            true_positives: number;
+            /** False Positives */
+            false_positives: number;
+            /**
+             * Not Counted
+             * @description incidents of the window outside the compliance figures
+             */
+            not_counted: number;
+            /**
+             * Missing Timestamps
+             * @description no clock start or a step without its time
+             */
+            missing_timestamps: number;
+            /**
+             * Steps
+             * @description `tta`, `ttn`, `ttdn` -> counts
+             */
+            steps: {
+                [key: string]: components["schemas"]["OurStepCounts"];
+            };
+            /**
+             * Overall
+             * @description incidents by their worst step status
+             */
+            overall: {
+                [key: string]: number;
+            };
+        };
+        /**
+         * OurStepCounts
+         * @description Ours, for one step, over every incident of the window (counted or not).
+         */
+        OurStepCounts: {
+            /** Met */
+            met: number;
+            /**
+             * Breached
+             * @description done, later than the target
+             */
+            breached: number;
+            /**
+             * Pending
+             * @description not done, target not passed yet
+             */
+            pending: number;
+            /**
+             * Breaching
+             * @description not done and the target already passed: a breach in progress
+             */
+            breaching: number;
+            /**
+             * No Sla
+             * @description no target for the incident's level
+             */
+            no_sla: number;
+            /**
+             * No Start
+             * @description no clock start (e.g. no `occurred`)
+             */
+            no_start: number;
+        };
         /** Page[Asset] */
         Page_Asset_: {
             /** Items */
@@ -5090,6 +5827,26 @@ export interface components {
         Page_CompletionStatus_: {
             /** Items */
             items: components["schemas"]["CompletionStatus"][];
+            /**
+             * Total
+             * @description how many items match, over every page
+             */
+            total: number;
+            /**
+             * Limit
+             * @description the page size asked for (or the whole list's length)
+             */
+            limit: number;
+            /**
+             * Offset
+             * @description how many matching items come before this page
+             */
+            offset: number;
+        };
+        /** Page[DefaultFeed] */
+        Page_DefaultFeed_: {
+            /** Items */
+            items: components["schemas"]["DefaultFeed"][];
             /**
              * Total
              * @description how many items match, over every page
@@ -6080,6 +6837,18 @@ export interface components {
             /** Subtype */
             subtype?: ("IBM_QRADAR" | "CORTEX_XSOAR" | "MANAGEENGINE_SDP" | "CYWARE") | null;
         };
+        /** Revocation */
+        Revocation: {
+            /** User Id */
+            user_id: string;
+            /** Not Before Ms */
+            not_before_ms: number;
+        };
+        /** RevocationPage */
+        RevocationPage: {
+            /** Items */
+            items: components["schemas"]["Revocation"][];
+        };
         /** RoleChoice */
         RoleChoice: {
             /**
@@ -6161,6 +6930,53 @@ export interface components {
             /** Expires In */
             expires_in: number;
         };
+        /** SessionList */
+        SessionList: {
+            /** Items */
+            items: components["schemas"]["SessionRead"][];
+            /** Total */
+            total: number;
+        };
+        /** SessionRead */
+        SessionRead: {
+            /**
+             * Id
+             * Format: uuid
+             * @description the session (refresh-token family)
+             */
+            id: string;
+            /**
+             * Started At
+             * Format: date-time
+             */
+            started_at: string;
+            /**
+             * Last Used At
+             * Format: date-time
+             * @description the last sign-in or refresh
+             */
+            last_used_at: string;
+            /**
+             * Expires At
+             * Format: date-time
+             * @description when its current refresh token expires
+             */
+            expires_at: string;
+            /** Client Ip */
+            client_ip: string | null;
+            /** User Agent */
+            user_agent: string | null;
+            /**
+             * Device
+             * @description browser and system, read from the user agent
+             */
+            device: string;
+            /**
+             * Current
+             * @description the session of the access token making this request
+             */
+            current: boolean;
+        };
         /** SeverityGraph */
         SeverityGraph: {
             /**
@@ -6198,13 +7014,22 @@ export interface components {
         };
         /**
          * SeverityMetrics
-         * @description One priority's incidents within the window; averages in minutes from creation.
+         * @description One priority's incidents within the window; averages in minutes from the clock start.
+         *     `counted`, `*_met`, `*_breached`: the original's (counted incidents); the rest ours.
          */
         SeverityMetrics: {
             /** Priority */
             priority: string;
             /** Incidents */
             incidents: number;
+            /** Counted */
+            counted: number;
+            /** Tta Met */
+            tta_met: number;
+            /** Ttn Met */
+            ttn_met: number;
+            /** Ttdn Met */
+            ttdn_met: number;
             /** Open */
             open: number;
             /** Closed */
@@ -6302,6 +7127,18 @@ export interface components {
              */
             to: string;
             /**
+             * Clock Start
+             * @description `occurred` (the original's, default) or `created`
+             */
+            clock_start: string;
+            /**
+             * Counted Rule
+             * @description the deployment's true/false-positive rule
+             */
+            counted_rule: {
+                [key: string]: unknown;
+            };
+            /**
              * By Priority
              * @description priority (`P1`-`P4`) -> counts
              */
@@ -6322,30 +7159,23 @@ export interface components {
              */
             uses_company_sla: boolean;
         };
-        /**
-         * SlaCounts
-         * @description Incidents per step outcome; `compliance_pct` = met / (met + breached), null when none decided.
-         */
-        SlaCounts: {
-            /** Met */
-            met: number;
-            /** Breached */
-            breached: number;
-            /** Pending */
-            pending: number;
-            /** No Sla */
-            no_sla: number;
-            /** Compliance Pct */
-            compliance_pct: number | null;
-        };
         /** SlaCountsByStep */
         SlaCountsByStep: {
-            /** Incidents */
+            /**
+             * Incidents
+             * @description ours: every incident of the window
+             */
             incidents: number;
-            tta: components["schemas"]["SlaCounts"];
-            ttn: components["schemas"]["SlaCounts"];
-            ttdn: components["schemas"]["SlaCounts"];
-            overall: components["schemas"]["SlaCounts"];
+            /**
+             * Counted
+             * @description the original's: true positives with all three step times
+             */
+            counted: number;
+            tta: components["schemas"]["SlaStepCounts"];
+            ttn: components["schemas"]["SlaStepCounts"];
+            ttdn: components["schemas"]["SlaStepCounts"];
+            overall: components["schemas"]["SlaOverallCounts"];
+            ours: components["schemas"]["OurSlaCounts"];
         };
         /** SlaDefaultsIn */
         SlaDefaultsIn: {
@@ -6380,6 +7210,8 @@ export interface components {
              * Format: date-time
              */
             created: string;
+            /** Occurred */
+            occurred: string | null;
             /** Closed */
             closed: string | null;
             /** Tta At */
@@ -6388,9 +7220,16 @@ export interface components {
             ttn_at: string | null;
             /** Ttdn At */
             ttdn_at: string | null;
+            /** Itsm Sync Status */
+            itsm_sync_status: string | null;
+            /**
+             * Positive
+             * @description `true_positive`, `false_positive` or `not_counted`
+             */
+            positive: string;
             /**
              * Resolution Minutes
-             * @description from creation to closure
+             * @description from the clock start to closure
              */
             resolution_minutes: number | null;
             sla: components["schemas"]["SlaOfIncident"];
@@ -6505,18 +7344,49 @@ export interface components {
              */
             to: string;
         };
-        /** SlaMatrixCell */
+        /**
+         * SlaMatrixCell
+         * @description The original's cell (counted incidents), then ours (`incidents`, `breached`, `pending`).
+         */
         SlaMatrixCell: {
-            /** Incidents */
-            incidents: number;
-            /** Compliance Pct */
+            /**
+             * Priority Label
+             * @description the original's label, e.g. `P1 Critical`
+             */
+            priority_label: string | null;
+            /** Counted */
+            counted: number;
+            /**
+             * Compliance Pct
+             * @description fully compliant ÷ counted
+             */
             compliance_pct: number | null;
+            /** Fully Compliant */
+            fully_compliant: number;
+            /** Partially Compliant */
+            partially_compliant: number;
+            /** Non Compliant */
+            non_compliant: number;
+            /** Tta Met */
+            tta_met: number;
+            /** Ttn Met */
+            ttn_met: number;
+            /** Ttdn Met */
+            ttdn_met: number;
+            /** Tta Breached */
+            tta_breached: number;
+            /** Ttn Breached */
+            ttn_breached: number;
+            /** Ttdn Breached */
+            ttdn_breached: number;
             /** Tta Compliance Pct */
             tta_compliance_pct: number | null;
             /** Ttn Compliance Pct */
             ttn_compliance_pct: number | null;
             /** Ttdn Compliance Pct */
             ttdn_compliance_pct: number | null;
+            /** Incidents */
+            incidents: number;
             /** Breached */
             breached: number;
             /** Pending */
@@ -6546,6 +7416,52 @@ export interface components {
              * @description the worst step status
              */
             overall: string | null;
+            /**
+             * Clock Start
+             * @description `occurred` or `created`: the company's clock start
+             */
+            clock_start: string;
+            /**
+             * Started
+             * @description the clock start of this incident
+             */
+            started: string | null;
+            /**
+             * Counted
+             * @description counted in compliance (a true positive with all three step times)
+             */
+            counted: boolean;
+            /**
+             * Compliance
+             * @description when counted: `fully_compliant`, `partially_compliant` or `non_compliant`
+             */
+            compliance: string | null;
+        };
+        /**
+         * SlaOverallCounts
+         * @description The original's overall figures, over the counted incidents.
+         */
+        SlaOverallCounts: {
+            /**
+             * Fully Compliant
+             * @description all three steps met
+             */
+            fully_compliant: number;
+            /**
+             * Partially Compliant
+             * @description one or two steps breached
+             */
+            partially_compliant: number;
+            /**
+             * Non Compliant
+             * @description all three steps breached
+             */
+            non_compliant: number;
+            /**
+             * Compliance Pct
+             * @description fully compliant ÷ counted, in %
+             */
+            compliance_pct: number | null;
         };
         /**
          * SlaOverride
@@ -6610,7 +7526,9 @@ export interface components {
         };
         /**
          * SlaOverview
-         * @description SLA cards for the window; the `mtt*_minutes` are means in minutes from creation.
+         * @description SLA cards for the window. The original's: `counted`, fully / partially / non compliant,
+         *     `compliance_pct` (fully compliant ÷ counted), `steps`. Ours: the rest; `mtt*_minutes` are means
+         *     in minutes from the clock start.
          */
         SlaOverview: {
             /**
@@ -6623,22 +7541,52 @@ export interface components {
              * Format: date-time
              */
             to: string;
+            /** Clock Start */
+            clock_start: string;
+            /** Counted */
+            counted: number;
+            /** Fully Compliant */
+            fully_compliant: number;
+            /** Partially Compliant */
+            partially_compliant: number;
+            /** Non Compliant */
+            non_compliant: number;
+            /** Compliance Pct */
+            compliance_pct: number | null;
+            /**
+             * Steps
+             * @description `tta`, `ttn`, `ttdn` -> the original's counts
+             */
+            steps: {
+                [key: string]: components["schemas"]["SlaStepCounts"];
+            };
             /** Total Incidents */
             total_incidents: number;
             /** Open Incidents */
             open_incidents: number;
             /** Closed Incidents */
             closed_incidents: number;
-            /** Met */
-            met: number;
-            /** Breached */
-            breached: number;
-            /** Pending */
+            /** True Positives */
+            true_positives: number;
+            /** False Positives */
+            false_positives: number;
+            /** Missing Timestamps */
+            missing_timestamps: number;
+            /**
+             * Pending
+             * @description incidents with a pending step and none breached
+             */
             pending: number;
-            /** No Sla */
-            no_sla: number;
-            /** Compliance Pct */
-            compliance_pct: number | null;
+            /**
+             * Breached
+             * @description incidents with a breached step (done late or overdue)
+             */
+            breached: number;
+            /**
+             * Breaching
+             * @description steps not done and already overdue
+             */
+            breaching: number;
             /**
              * Mtta Minutes
              * @description mean time to acknowledge
@@ -6659,49 +7607,63 @@ export interface components {
              * @description mean time to resolve (closure)
              */
             mttr_minutes: number | null;
-            /**
-             * Steps
-             * @description `tta`, `ttn`, `ttdn` -> counts
-             */
-            steps: {
-                [key: string]: components["schemas"]["SlaCounts"];
-            };
         };
         /**
          * SlaStatusParam
          * @enum {string}
          */
-        SlaStatusParam: "met" | "breached" | "pending" | "no_sla";
+        SlaStatusParam: "met" | "breached" | "pending" | "no_sla" | "no_start";
         /** SlaStep */
         SlaStep: {
             /**
              * Status
-             * @description `met`, `breached`, `pending` or `no_sla`
+             * @description `met`, `breached`, `pending`, `no_sla` or `no_start` (no clock start)
              */
             status: string;
             /**
              * Elapsed Minutes
-             * @description from creation to the step, when it happened
+             * @description from the clock start to the step, when it happened
              */
             elapsed_minutes: number | null;
             /** Target Minutes */
             target_minutes: number | null;
             /**
              * Deadline
-             * @description creation + target
+             * @description clock start + target
              */
             deadline: string | null;
+        };
+        /**
+         * SlaStepCounts
+         * @description The original's figures for one step, over the counted incidents.
+         */
+        SlaStepCounts: {
+            /**
+             * Met
+             * @description counted incidents that reached the step within the target (inclusive)
+             */
+            met: number;
+            /**
+             * Breached
+             * @description counted incidents that reached it later
+             */
+            breached: number;
+            /**
+             * Compliance Pct
+             * @description met ÷ counted, in %; null when nothing is counted
+             */
+            compliance_pct: number | null;
         };
         /** SlaStepOfIncident */
         SlaStepOfIncident: {
             /**
              * Status
-             * @description `met`, `breached`, `pending` or `no_sla`
+             * @description `met`, `breached`, `pending`, `no_sla` or `no_start`
              */
             status: string | null;
             /**
              * Elapsed Minutes
-             * @description from creation to the step, when it happened
+             * @description from the clock start to the step, when it happened
              */
             elapsed_minutes: number | null;
             /** Target Minutes */
@@ -6830,6 +7792,15 @@ export interface components {
             default?: unknown;
             /** Description */
             description: string | null;
+        };
+        /** SyncFailed */
+        SyncFailed: {
+            /** Integration Id */
+            integration_id: string;
+            /** Code */
+            code: string;
+            /** Message */
+            message: string;
         };
         /** SyncNowBody */
         SyncNowBody: {
@@ -7127,7 +8098,7 @@ export interface components {
             /** Ca Pem */
             ca_pem?: string | null;
             /** Credential Kind */
-            credential_kind?: ("API_KEY" | "USERNAME_PASSWORD" | "SECRET_KEY_ACCESS_KEY") | null;
+            credential_kind?: ("API_KEY" | "USERNAME_PASSWORD" | "SECRET_KEY_ACCESS_KEY" | "OAUTH_CLIENT") | null;
             /** Credentials */
             credentials?: {
                 [key: string]: unknown;
@@ -7336,6 +8307,21 @@ export interface components {
             soar_incident_id: string | null;
             /** Version */
             version: number;
+            /**
+             * Technician Name
+             * @description the technician working the ticket
+             */
+            technician_name?: string | null;
+            /**
+             * Resolution
+             * @description the resolution the service desk wrote
+             */
+            resolution?: string | null;
+            /**
+             * Request Url
+             * @description the ticket link: the request in ServiceDesk Plus
+             */
+            request_url?: string | null;
             /** Event Id */
             event_id: string | null;
             /**
@@ -7406,12 +8392,129 @@ export interface components {
             created_time: string;
             /** Soar Incident Id */
             soar_incident_id: string | null;
+            /** Last Updated Time */
+            last_updated_time?: string | null;
+            /**
+             * Technician Name
+             * @description the technician working the ticket
+             */
+            technician_name?: string | null;
+            /**
+             * Resolution
+             * @description the resolution the service desk wrote
+             */
+            resolution?: string | null;
+            /**
+             * Request Url
+             * @description the ticket link: the request in ServiceDesk Plus
+             */
+            request_url?: string | null;
         };
         /** TicketReportData */
         TicketReportData: {
             summary: components["schemas"]["TicketWidget"];
             /** Per Tenant */
             per_tenant: components["schemas"]["TicketTotals"][];
+        };
+        /** TicketRule */
+        TicketRule: {
+            /**
+             * Id
+             * @description null for the built-in default
+             */
+            id: string | null;
+            /** Company Id */
+            company_id: string;
+            /** Soar Integration Id */
+            soar_integration_id: string | null;
+            /** Soar Account */
+            soar_account: string | null;
+            /** Priorities */
+            priorities: string[];
+            /** Statuses */
+            statuses: string[];
+            /** Types */
+            types: string[] | null;
+            /** Updated By */
+            updated_by?: string | null;
+            /** Updated At */
+            updated_at?: string | null;
+        };
+        /** TicketRuleAudit */
+        TicketRuleAudit: {
+            /** Id */
+            id: number;
+            /** Company Id */
+            company_id: string;
+            /** Soar Integration Id */
+            soar_integration_id: string | null;
+            /** Soar Account */
+            soar_account: string | null;
+            /**
+             * Action
+             * @enum {string}
+             */
+            action: "set" | "deleted";
+            /** Before */
+            before: {
+                [key: string]: unknown;
+            } | null;
+            /** After */
+            after: {
+                [key: string]: unknown;
+            } | null;
+            /** Actor */
+            actor: string;
+            /** Request Id */
+            request_id: string | null;
+            /**
+             * At
+             * Format: date-time
+             */
+            at: string;
+        };
+        /** TicketRuleAudits */
+        TicketRuleAudits: {
+            /** Items */
+            items: components["schemas"]["TicketRuleAudit"][];
+            /** Total */
+            total: number;
+        };
+        /**
+         * TicketRuleIn
+         * @description A ticket qualification rule; without ``soar_integration_id``/``soar_account`` the company's.
+         */
+        TicketRuleIn: {
+            /** Soar Integration Id */
+            soar_integration_id?: string | null;
+            /** Soar Account */
+            soar_account?: string | null;
+            /**
+             * Priorities
+             * @description P1..P4, or the original's labels (`P1 Critical`, `P2 High`, ...) or level numbers (4 = P1)
+             */
+            priorities: (string | number)[];
+            /** Statuses */
+            statuses: ("pending" | "active" | "closed" | "archived")[];
+            /**
+             * Types
+             * @description incident types; null or absent: any type
+             */
+            types?: string[] | null;
+        };
+        /** TicketRules */
+        TicketRules: {
+            /**
+             * Default
+             * @description the rule that applies where no rule is set
+             */
+            default: {
+                [key: string]: unknown;
+            };
+            /** Items */
+            items: components["schemas"]["TicketRule"][];
+            /** Total */
+            total: number;
         };
         /**
          * TicketSummary
@@ -7469,6 +8572,21 @@ export interface components {
             soar_incident_id: string | null;
             /** Version */
             version: number;
+            /**
+             * Technician Name
+             * @description the technician working the ticket
+             */
+            technician_name?: string | null;
+            /**
+             * Resolution
+             * @description the resolution the service desk wrote
+             */
+            resolution?: string | null;
+            /**
+             * Request Url
+             * @description the ticket link: the request in ServiceDesk Plus
+             */
+            request_url?: string | null;
         };
         /**
          * TicketTotals
@@ -7743,9 +8861,26 @@ export interface components {
             resource?: string | null;
             /**
              * Integration Id
-             * Format: uuid
+             * @description one integration; without it, every enabled integration of the vendor
              */
-            integration_id: string;
+            integration_id?: string | null;
+        };
+        /** VendorSyncStarted */
+        VendorSyncStarted: {
+            /** Subtype */
+            subtype: string;
+            /** Message */
+            message: string;
+            /**
+             * Integrations
+             * @description the integrations whose sync was started
+             */
+            integrations: components["schemas"]["SyncScheduled"][];
+            /**
+             * Failed
+             * @description the integrations whose ingestor could not be asked
+             */
+            failed: components["schemas"]["SyncFailed"][];
         };
         /**
          * VolumeType
@@ -8430,6 +9565,173 @@ export interface operations {
             };
         };
     };
+    list_rules_admin_companies__company_id__ticket_policies__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                company_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TicketRules"];
+                };
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    set_rule_admin_companies__company_id__ticket_policies__put: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                company_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TicketRuleIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TicketRule"];
+                };
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    delete_rule_admin_companies__company_id__ticket_policies__delete: {
+        parameters: {
+            query?: {
+                soar_integration_id?: string | null;
+                soar_account?: string | null;
+            };
+            header?: never;
+            path: {
+                company_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    rule_audit_admin_companies__company_id__ticket_policies_audit__get: {
+        parameters: {
+            query?: {
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                company_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TicketRuleAudits"];
+                };
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
     list_members_admin_companies__company_id__users__get: {
         parameters: {
             query?: {
@@ -8733,6 +10035,8 @@ export interface operations {
         parameters: {
             query?: {
                 q?: string | null;
+                /** @description which directory: CUSTOMER (tenant users) or ADMIN (the administrators' directory; the customer directory when none is configured) */
+                ad_flag?: "CUSTOMER" | "ADMIN";
                 limit?: number;
                 offset?: number;
             };
@@ -8774,6 +10078,10 @@ export interface operations {
     directory_group_users_admin_directory_groups__name__users__get: {
         parameters: {
             query?: {
+                /** @description which directory: CUSTOMER (tenant users) or ADMIN (the administrators' directory; the customer directory when none is configured) */
+                ad_flag?: "CUSTOMER" | "ADMIN";
+                /** @description leave out people who already have a tenant user account (assigned to a company) */
+                exclude_assigned?: boolean;
                 limit?: number;
                 offset?: number;
             };
@@ -8816,7 +10124,10 @@ export interface operations {
     };
     directory_status_admin_directory_status__get: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description which directory: CUSTOMER (tenant users) or ADMIN (the administrators' directory; the customer directory when none is configured) */
+                ad_flag?: "CUSTOMER" | "ADMIN";
+            };
             header?: never;
             path?: never;
             cookie?: never;
@@ -8856,6 +10167,8 @@ export interface operations {
         parameters: {
             query?: {
                 q?: string | null;
+                /** @description which directory: CUSTOMER (tenant users) or ADMIN (the administrators' directory; the customer directory when none is configured) */
+                ad_flag?: "CUSTOMER" | "ADMIN";
                 limit?: number;
                 offset?: number;
             };
@@ -9020,7 +10333,7 @@ export interface operations {
                 username?: string | null;
                 user_id?: string | null;
                 outcome?: ("succeeded" | "failed") | null;
-                method?: ("local" | "ldap") | null;
+                method?: ("local" | "ldap" | "oidc" | "mfa") | null;
                 client_ip?: string | null;
                 /** @description inclusive, ISO 8601 */
                 since?: string | null;
@@ -10203,9 +11516,9 @@ export interface operations {
             path?: never;
             cookie?: never;
         };
-        requestBody: {
+        requestBody?: {
             content: {
-                "application/json": components["schemas"]["VendorSyncBody"];
+                "application/json": components["schemas"]["VendorSyncBody"] | null;
             };
         };
         responses: {
@@ -10215,7 +11528,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["SyncScheduled"];
+                    "application/json": components["schemas"]["SyncScheduled"] | components["schemas"]["VendorSyncStarted"];
                 };
             };
             /** @description The request cannot be served as sent (see `error.code`). */
@@ -10245,9 +11558,9 @@ export interface operations {
             path?: never;
             cookie?: never;
         };
-        requestBody: {
+        requestBody?: {
             content: {
-                "application/json": components["schemas"]["VendorSyncBody"];
+                "application/json": components["schemas"]["VendorSyncBody"] | null;
             };
         };
         responses: {
@@ -10257,7 +11570,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["SyncScheduled"];
+                    "application/json": components["schemas"]["SyncScheduled"] | components["schemas"]["VendorSyncStarted"];
                 };
             };
             /** @description The request cannot be served as sent (see `error.code`). */
@@ -10287,9 +11600,9 @@ export interface operations {
             path?: never;
             cookie?: never;
         };
-        requestBody: {
+        requestBody?: {
             content: {
-                "application/json": components["schemas"]["VendorSyncBody"];
+                "application/json": components["schemas"]["VendorSyncBody"] | null;
             };
         };
         responses: {
@@ -10299,7 +11612,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["SyncScheduled"];
+                    "application/json": components["schemas"]["SyncScheduled"] | components["schemas"]["VendorSyncStarted"];
                 };
             };
             /** @description The request cannot be served as sent (see `error.code`). */
@@ -10329,9 +11642,9 @@ export interface operations {
             path?: never;
             cookie?: never;
         };
-        requestBody: {
+        requestBody?: {
             content: {
-                "application/json": components["schemas"]["VendorSyncBody"];
+                "application/json": components["schemas"]["VendorSyncBody"] | null;
             };
         };
         responses: {
@@ -10341,7 +11654,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["SyncScheduled"];
+                    "application/json": components["schemas"]["SyncScheduled"] | components["schemas"]["VendorSyncStarted"];
                 };
             };
             /** @description The request cannot be served as sent (see `error.code`). */
@@ -10692,6 +12005,122 @@ export interface operations {
             };
         };
     };
+    list_default_feeds_admin_threat_intel_default_feeds__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_DefaultFeed_"];
+                };
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    add_default_feed_admin_threat_intel_default_feeds__integration_id___put: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                integration_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DefaultFeedSet"];
+                };
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    remove_default_feed_admin_threat_intel_default_feeds__integration_id___delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                integration_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
     list_users_admin_users__get: {
         parameters: {
             query?: {
@@ -10952,6 +12381,122 @@ export interface operations {
             };
         };
     };
+    reset_user_mfa_admin_users__user_id__mfa__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    user_sessions_admin_users__user_id__sessions__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SessionList"];
+                };
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    end_user_sessions_admin_users__user_id__sessions__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
     api_version_admin_version__get: {
         parameters: {
             query?: never;
@@ -11009,7 +12554,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["LoginResponse"];
+                    "application/json": components["schemas"]["LoginResponse"] | components["schemas"]["MfaChallengeResponse"];
                 };
             };
             /** @description wrong user name or password (`invalid_credentials`) — the same answer for unknown users */
@@ -11019,14 +12564,14 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description `no_company_mapping`, `company_inactive`, `ambiguous_company_mapping`, `admin_required` */
+            /** @description `no_company_mapping`, `company_inactive`, `ambiguous_company_mapping`, `admin_required`; Active Directory's refusals: `account_disabled`, `account_expired`, `password_expired`, `password_change_required`, `logon_hours_restricted`, `logon_workstation_restricted` */
             403: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content?: never;
             };
-            /** @description `account_locked` after repeated failures (Retry-After) */
+            /** @description `account_locked` after repeated failures (Retry-After); `directory_account_locked` */
             423: {
                 headers: {
                     [name: string]: unknown;
@@ -11206,7 +12751,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["LoginResponse"];
+                    "application/json": components["schemas"]["LoginResponse"] | components["schemas"]["MfaChallengeResponse"];
                 };
             };
             /** @description wrong user name or password (`invalid_credentials`) — the same answer for unknown users */
@@ -11216,14 +12761,14 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description `no_company_mapping`, `company_inactive`, `ambiguous_company_mapping`, `admin_required` */
+            /** @description `no_company_mapping`, `company_inactive`, `ambiguous_company_mapping`, `admin_required`; Active Directory's refusals: `account_disabled`, `account_expired`, `password_expired`, `password_change_required`, `logon_hours_restricted`, `logon_workstation_restricted` */
             403: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content?: never;
             };
-            /** @description `account_locked` after repeated failures (Retry-After) */
+            /** @description `account_locked` after repeated failures (Retry-After); `directory_account_locked` */
             423: {
                 headers: {
                     [name: string]: unknown;
@@ -11321,6 +12866,603 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["UserRead"];
                 };
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    my_mfa_auth_mfa__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MfaStatus"];
+                };
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    enrol_at_sign_in_auth_mfa_challenge_enrol__post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MfaChallengeRef"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MfaEnrolment"];
+                };
+            };
+            /** @description `invalid_mfa_code` (wrong, replayed or expired code), `invalid_challenge` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `account_locked`: too many failed attempts (passwords and codes count together) */
+            423: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `too_many_attempts` (Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    confirm_auth_mfa_confirm__post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MfaCode"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MfaStatus"];
+                };
+            };
+            /** @description `invalid_mfa_code` (wrong, replayed or expired code), `invalid_challenge` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `account_locked`: too many failed attempts (passwords and codes count together) */
+            423: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `too_many_attempts` (Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    disable_auth_mfa_disable__post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MfaCode"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MfaStatus"];
+                };
+            };
+            /** @description `invalid_mfa_code` (wrong, replayed or expired code), `invalid_challenge` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `account_locked`: too many failed attempts (passwords and codes count together) */
+            423: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `too_many_attempts` (Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    enrol_auth_mfa_enrol__post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MfaEnrolment"];
+                };
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    new_recovery_codes_auth_mfa_recovery_codes__post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MfaCode"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": string[];
+                };
+            };
+            /** @description `invalid_mfa_code` (wrong, replayed or expired code), `invalid_challenge` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `account_locked`: too many failed attempts (passwords and codes count together) */
+            423: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `too_many_attempts` (Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    verify_auth_mfa_verify__post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MfaVerifyRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LoginResponse"];
+                };
+            };
+            /** @description `invalid_mfa_code` (wrong, replayed or expired code), `invalid_challenge` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `account_locked`: too many failed attempts (passwords and codes count together) */
+            423: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `too_many_attempts` (Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    providers_auth_oidc_providers__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["IdentityProviderList"];
+                };
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    callback_auth_oidc__provider__callback__post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                provider: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["OidcCallback"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LoginResponse"];
+                };
+            };
+            /** @description `invalid_state`: unknown, used or expired state (start again) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `oidc_code_rejected`, `invalid_id_token` (details.reason), `nonce_mismatch` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `no_company_mapping`, `company_inactive`, `ambiguous_company_mapping`, `admin_required` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `unknown_identity_provider` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `account_conflict`: another account uses the user name */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `identity_provider_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    start_auth_oidc__provider__start__post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                provider: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OidcStart"];
+                };
+            };
+            /** @description `invalid_state`: unknown, used or expired state (start again) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `oidc_code_rejected`, `invalid_id_token` (details.reason), `nonce_mismatch` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `no_company_mapping`, `company_inactive`, `ambiguous_company_mapping`, `admin_required` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `unknown_identity_provider` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `account_conflict`: another account uses the user name */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `identity_provider_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description The request cannot be served as sent (see `error.code`). */
             "4XX": {
@@ -11465,6 +13607,118 @@ export interface operations {
             query?: never;
             header?: never;
             path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    my_sessions_auth_sessions__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SessionList"];
+                };
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    end_my_sessions_auth_sessions__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    end_my_session_auth_sessions__session_id___delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                session_id: string;
+            };
             cookie?: never;
         };
         requestBody?: never;
@@ -12456,7 +14710,7 @@ export interface operations {
     dashboard_tenant_dashboard__get: {
         parameters: {
             query?: {
-                /** @description comma-separated widgets, all by default: total_incidents, open, closed, offenses, incidents, sla, tickets, eps, assets, threat_alerts, trends */
+                /** @description comma-separated widgets, all by default: total_incidents, open, closed, truePositives, falsePositives, incompleteIncidents, offenses, incidents, sla, tickets, eps, assets, threat_alerts, trends */
                 filters?: string | null;
                 /** @description incident cards: this owner's incidents */
                 owner?: string | null;
@@ -13068,6 +15322,8 @@ export interface operations {
             query?: {
                 /** @description text search */
                 q?: string | null;
+                /** @description the original's view: count the SOAR incidents per QRadar category (created within from/to) — true positives, plus false positives unless false */
+                include_fp?: boolean | null;
                 /** @description admins: the company to look at */
                 company_id?: string | null;
                 limit?: number;
@@ -13511,6 +15767,10 @@ export interface operations {
                 assignee?: string | null;
                 /** @description quick filter */
                 filter?: components["schemas"]["Preset"];
+                /** @description the original's: true = only false positives (ITSM sync status Done), false = only true positives (Ready with owner, TTA, TTN, TTDN and priority); absent = every incident */
+                false_positives?: boolean | null;
+                /** @description the original's: false = only true positives, true = true and false positives */
+                include_fp?: boolean | null;
             };
             header?: never;
             path?: never;
@@ -13652,6 +15912,10 @@ export interface operations {
                 assignee?: string | null;
                 /** @description quick filter */
                 filter?: components["schemas"]["Preset"];
+                /** @description the original's: true = only false positives (ITSM sync status Done), false = only true positives (Ready with owner, TTA, TTN, TTDN and priority); absent = every incident */
+                false_positives?: boolean | null;
+                /** @description the original's: false = only true positives, true = true and false positives */
+                include_fp?: boolean | null;
             };
             header?: never;
             path?: never;
@@ -13895,6 +16159,10 @@ export interface operations {
                 assignee?: string | null;
                 /** @description quick filter */
                 filter?: components["schemas"]["Preset"];
+                /** @description the original's: true = only false positives (ITSM sync status Done), false = only true positives (Ready with owner, TTA, TTN, TTDN and priority); absent = every incident */
+                false_positives?: boolean | null;
+                /** @description the original's: false = only true positives, true = true and false positives */
+                include_fp?: boolean | null;
             };
             header?: never;
             path?: never;
@@ -14039,6 +16307,10 @@ export interface operations {
                 assignee?: string | null;
                 /** @description quick filter */
                 filter?: components["schemas"]["Preset"];
+                /** @description the original's: true = only false positives (ITSM sync status Done), false = only true positives (Ready with owner, TTA, TTN, TTDN and priority); absent = every incident */
+                false_positives?: boolean | null;
+                /** @description the original's: false = only true positives, true = true and false positives */
+                include_fp?: boolean | null;
             };
             header?: never;
             path?: never;

@@ -3,13 +3,16 @@ import { api, ApiError, getTokens, onTokens, setTokens, toApiError, unwrap } fro
 import type { components } from "../api/schema";
 
 export type User = components["schemas"]["UserRead"];
+export type MfaChallenge = components["schemas"]["MfaChallengeResponse"];
 
 export interface Session {
   user: User | null;
   loading: boolean;
   /** Why the last session ended, for the sign-in page ("expired", "signed_out"). */
   endReason: string | null;
-  signIn: (username: string, password: string) => Promise<void>;
+  /** Signs in, or answers the second-factor challenge the account needs first. */
+  signIn: (username: string, password: string) => Promise<MfaChallenge | null>;
+  verifyMfa: (challenge: string, code: string) => Promise<void>;
   signOut: () => Promise<void>;
   can: (permission: string) => boolean;
   isAdmin: boolean;
@@ -46,6 +49,21 @@ export function SessionProvider({ children }: { children: ReactNode }) {
       throw new ApiError(0, "network_error", "The server cannot be reached. Check the connection and try again.", null);
     }
     if (!result.response.ok || !result.data) throw await toApiError(result.response, result.error);
+    if (result.data.mfa_required) return result.data;
+    setTokens(result.data);
+    setEndReason(null);
+    setUser(result.data.user);
+    return null;
+  }, []);
+
+  const verifyMfa = useCallback(async (challenge: string, code: string) => {
+    let result;
+    try {
+      result = await api.POST("/auth/mfa/verify/", { body: { challenge, code } });
+    } catch {
+      throw new ApiError(0, "network_error", "The server cannot be reached. Check the connection and try again.", null);
+    }
+    if (!result.response.ok || !result.data) throw await toApiError(result.response, result.error);
     setTokens(result.data);
     setEndReason(null);
     setUser(result.data.user);
@@ -67,13 +85,14 @@ export function SessionProvider({ children }: { children: ReactNode }) {
       loading,
       endReason,
       signIn,
+      verifyMfa,
       signOut,
       isAdmin: Boolean(user?.is_admin),
       readOnly: Boolean(user?.is_read_only),
       // Admins see every company's views; tenant users what their permissions grant.
       can: (permission: string) => Boolean(user?.is_admin) || permissions.has(permission),
     };
-  }, [user, loading, endReason, signIn, signOut]);
+  }, [user, loading, endReason, signIn, verifyMfa, signOut]);
 
   return <SessionContext.Provider value={value}>{children}</SessionContext.Provider>;
 }

@@ -1,7 +1,7 @@
 import { useState, type FormEvent } from "react";
 import { Navigate, useLocation } from "react-router-dom";
 import { ApiError } from "../../api/client";
-import { useSession } from "../../auth/session";
+import { useSession, type MfaChallenge } from "../../auth/session";
 
 const END_MESSAGES: Record<string, string> = {
   expired: "Your session has expired. Sign in again to continue.",
@@ -32,6 +32,8 @@ export default function SignIn() {
   const [password, setPassword] = useState("");
   const [error, setError] = useState<ApiError | null>(null);
   const [busy, setBusy] = useState(false);
+  const [challenge, setChallenge] = useState<MfaChallenge | null>(null);
+  const [code, setCode] = useState("");
   const from = (location.state as { from?: string } | null)?.from ?? "/";
 
   if (session.user) return <Navigate to={from} replace />;
@@ -41,7 +43,11 @@ export default function SignIn() {
     setBusy(true);
     setError(null);
     try {
-      await session.signIn(username.trim(), password);
+      if (challenge) {
+        await session.verifyMfa(challenge.challenge, code.trim());
+      } else {
+        setChallenge(await session.signIn(username.trim(), password));
+      }
     } catch (exc) {
       setError(exc instanceof ApiError ? exc : new ApiError(0, "client_error", String(exc), null));
     } finally {
@@ -59,14 +65,29 @@ export default function SignIn() {
             {END_MESSAGES[session.endReason]}
           </p>
         ) : null}
-        <label>
-          User name or e-mail
-          <input name="username" autoComplete="username" required value={username} onChange={(e) => setUsername(e.target.value)} autoFocus />
-        </label>
-        <label>
-          Password
-          <input name="password" type="password" autoComplete="current-password" required value={password} onChange={(e) => setPassword(e.target.value)} />
-        </label>
+        {challenge?.purpose === "verify" ? (
+          <label>
+            Authentication code
+            <input name="code" inputMode="numeric" autoComplete="one-time-code" required minLength={6} maxLength={32} value={code} onChange={(e) => setCode(e.target.value)} autoFocus />
+            <span className="muted">The 6-digit code of your authenticator app, or a recovery code.</span>
+          </label>
+        ) : challenge ? (
+          <p className="notice" role="status">
+            Your account must enrol in two-factor authentication before it can sign in. Ask your administrator to enrol it; enrolment is not
+            available in the console yet.
+          </p>
+        ) : (
+          <>
+            <label>
+              User name or e-mail
+              <input name="username" autoComplete="username" required value={username} onChange={(e) => setUsername(e.target.value)} autoFocus />
+            </label>
+            <label>
+              Password
+              <input name="password" type="password" autoComplete="current-password" required value={password} onChange={(e) => setPassword(e.target.value)} />
+            </label>
+          </>
+        )}
         {error ? (
           <div className="state error" role="alert">
             <p className="error-message">{explain(error)}</p>
@@ -78,7 +99,7 @@ export default function SignIn() {
           </div>
         ) : null}
         <button type="submit" className="primary" disabled={busy}>
-          {busy ? "Signing in…" : "Sign in"}
+          {busy ? "Signing in…" : challenge ? "Verify" : "Sign in"}
         </button>
       </form>
     </main>
