@@ -21,6 +21,48 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/admin/audit/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Audit
+         * @description Changes made through the portal, newest first. Admins see every record; a tenant administrator
+         *     their own company's (row-level security). ``actor`` matches the user id or the username;
+         *     ``from`` is inclusive, ``to`` exclusive.
+         */
+        get: operations["list_audit_admin_audit__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/audit/export.csv": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Export Audit
+         * @description The same filters as the list; at most 50,000 records (narrow the time range for more).
+         */
+        get: operations["export_audit_admin_audit_export_csv_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/admin/choices/sla-levels/": {
         parameters: {
             query?: never;
@@ -2136,7 +2178,8 @@ export interface paths {
         };
         /**
          * List Offenses
-         * @description QRadar offenses of the company (filter: status, severity range, start time from/to, text).
+         * @description QRadar offenses of the company (filter: status, severity range, start time from/to, text,
+         *     threat-intel match).
          */
         get: operations["list_offenses_tenant_offenses__get"];
         put?: never;
@@ -2180,6 +2223,26 @@ export interface paths {
          *     SOAR incidents (and their tickets) that reference it.
          */
         get: operations["get_offense_tenant_offenses__offense_pk___get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/tenant/offenses/{offense_pk}/ti-matches/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Offense Matches
+         * @description The threat-intel alerts naming this offense's indicators (title, TLP, link), newest first.
+         */
+        get: operations["offense_matches_tenant_offenses__offense_pk__ti_matches__get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -2585,6 +2648,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/tenant/soar-incidents/{incident_pk}/ti-matches/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Incident Matches
+         * @description The threat-intel alerts naming this incident's indicators (title, TLP, link), and the MITRE
+         *     techniques those alerts name beside the incident's own tactics and techniques.
+         */
+        get: operations["incident_matches_tenant_soar_incidents__incident_pk__ti_matches__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/tenant/soar-tenants/": {
         parameters: {
             query?: never;
@@ -2641,6 +2725,47 @@ export interface paths {
          *     category's fields).
          */
         get: operations["get_threat_alert_tenant_threat_alerts__alert_pk___get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/tenant/ti-matches/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Matches
+         * @description Every threat-intel match of the company's offenses and incidents (filter: record type,
+         *     indicator kind, exact indicator — given defanged, it is refanged first).
+         */
+        get: operations["list_matches_tenant_ti_matches__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/tenant/ti-matches/summary/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Match Summary
+         * @description How many open incidents and offenses threat intelligence names, and the matches by kind.
+         */
+        get: operations["match_summary_tenant_ti_matches_summary__get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -2810,6 +2935,69 @@ export interface components {
             error: number;
             /** Average Eps */
             average_eps: number;
+        };
+        /**
+         * AuditRecord
+         * @description One change made through the portal.
+         */
+        AuditRecord: {
+            /** Id */
+            id: number;
+            /**
+             * At
+             * Format: date-time
+             */
+            at: string;
+            /**
+             * Company Id
+             * @description the company the change concerns (none: global)
+             */
+            company_id: string | null;
+            /** Actor Id */
+            actor_id: string;
+            /** Actor Username */
+            actor_username: string;
+            /**
+             * Actor Kind
+             * @description admin, tenant or service
+             */
+            actor_kind: string;
+            /** Actor Company Id */
+            actor_company_id: string | null;
+            /**
+             * Action
+             * @description e.g. company.updated, integration.credentials_rotated
+             */
+            action: string;
+            /** Target Type */
+            target_type: string;
+            /** Target Id */
+            target_id: string | null;
+            /**
+             * Before
+             * @description the changed fields before (secrets masked)
+             */
+            before: {
+                [key: string]: unknown;
+            } | null;
+            /**
+             * After
+             * @description the changed fields after (secrets masked)
+             */
+            after: {
+                [key: string]: unknown;
+            } | null;
+            /** Client Address */
+            client_address: string | null;
+            /**
+             * Forwarded For
+             * @description X-Forwarded-For as received
+             */
+            forwarded_for: string | null;
+            /** Request Id */
+            request_id: string | null;
+            /** Trace Id */
+            trace_id: string | null;
         };
         /**
          * AuthSource
@@ -3376,11 +3564,11 @@ export interface components {
             total_incidents?: components["schemas"]["IncidentCard"] | null;
             open?: components["schemas"]["IncidentCard"] | null;
             closed?: components["schemas"]["IncidentCard"] | null;
-            /** @description with a window or when named in `filters` */
+            /** @description when named in `filters` */
             truePositives?: components["schemas"]["IncidentCard"] | null;
             /** @description with a window or when named in `filters` */
             falsePositives?: components["schemas"]["IncidentCard"] | null;
-            /** @description the true-positive status with a required field missing */
+            /** @description when named in `filters`: the true-positive status with a required field missing */
             incompleteIncidents?: components["schemas"]["IncompleteCard"] | null;
             offenses?: components["schemas"]["OffenseWidget"] | null;
             incidents?: components["schemas"]["IncidentCards"] | null;
@@ -4166,6 +4354,42 @@ export interface components {
             offenses: components["schemas"]["IncidentOffense"][];
             /** Tickets */
             tickets: components["schemas"]["TicketRef"][];
+        };
+        /**
+         * IncidentMatches
+         * @description An incident's matches, with the MITRE ATT&CK techniques the matched alerts name beside the
+         *     incident's own tactics and techniques.
+         */
+        IncidentMatches: {
+            /**
+             * Record Type
+             * @enum {string}
+             */
+            record_type: "offense" | "incident";
+            /**
+             * Id
+             * @description our id of the offense / incident
+             */
+            id: number;
+            /** Items */
+            items: components["schemas"]["TiMatch"][];
+            /** Total */
+            total: number;
+            /**
+             * Mitre Tactics
+             * @description the incident's own MITRE tactics
+             */
+            mitre_tactics: string[];
+            /**
+             * Mitre Techniques
+             * @description the incident's own MITRE techniques
+             */
+            mitre_techniques: string[];
+            /**
+             * Alert Mitre Techniques
+             * @description technique ids named in the matched alerts
+             */
+            alert_mitre_techniques: string[];
         };
         /** IncidentMitre */
         IncidentMitre: {
@@ -5027,6 +5251,39 @@ export interface components {
             active?: boolean | null;
         };
         /**
+         * MatchSummary
+         * @description The dashboard's threat-intel figures for the company (admins: every company).
+         */
+        MatchSummary: {
+            /**
+             * Open Incidents With Matches
+             * @description pending or active incidents a threat-intel alert names
+             */
+            open_incidents_with_matches: number;
+            /**
+             * Open Offenses With Matches
+             * @description open offenses a threat-intel alert names
+             */
+            open_offenses_with_matches: number;
+            /**
+             * Matches
+             * @description stored matches (record, alert, indicator)
+             */
+            matches: number;
+            /**
+             * Alerts Matched
+             * @description distinct alerts with at least one match
+             */
+            alerts_matched: number;
+            /**
+             * By Kind
+             * @description matches per indicator kind
+             */
+            by_kind: {
+                [key: string]: number;
+            };
+        };
+        /**
          * Member
          * @description A tenant user: a login (held by the auth service) that belongs to one company.
          */
@@ -5687,6 +5944,26 @@ export interface components {
         Page_AssetsPerTenant_: {
             /** Items */
             items: components["schemas"]["AssetsPerTenant"][];
+            /**
+             * Total
+             * @description how many items match, over every page
+             */
+            total: number;
+            /**
+             * Limit
+             * @description the page size asked for (or the whole list's length)
+             */
+            limit: number;
+            /**
+             * Offset
+             * @description how many matching items come before this page
+             */
+            offset: number;
+        };
+        /** Page[AuditRecord] */
+        Page_AuditRecord_: {
+            /** Items */
+            items: components["schemas"]["AuditRecord"][];
             /**
              * Total
              * @description how many items match, over every page
@@ -6423,6 +6700,26 @@ export interface components {
              */
             offset: number;
         };
+        /** Page[TiMatch] */
+        Page_TiMatch_: {
+            /** Items */
+            items: components["schemas"]["TiMatch"][];
+            /**
+             * Total
+             * @description how many items match, over every page
+             */
+            total: number;
+            /**
+             * Limit
+             * @description the page size asked for (or the whole list's length)
+             */
+            limit: number;
+            /**
+             * Offset
+             * @description how many matching items come before this page
+             */
+            offset: number;
+        };
         /** Page[TicketSummary] */
         Page_TicketSummary_: {
             /** Items */
@@ -6742,6 +7039,26 @@ export interface components {
              * @description in the unit of `contracted_volume_type`
              */
             contracted_volume: number | null;
+        };
+        /**
+         * RecordMatches
+         * @description The threat-intel matches of one offense or incident.
+         */
+        RecordMatches: {
+            /**
+             * Record Type
+             * @enum {string}
+             */
+            record_type: "offense" | "incident";
+            /**
+             * Id
+             * @description our id of the offense / incident
+             */
+            id: number;
+            /** Items */
+            items: components["schemas"]["TiMatch"][];
+            /** Total */
+            total: number;
         };
         /** RefreshRequest */
         RefreshRequest: {
@@ -8254,6 +8571,85 @@ export interface components {
             /** Is Active */
             is_active: boolean | null;
         };
+        /**
+         * TiMatch
+         * @description One indicator of a record named by one threat-intel alert.
+         */
+        TiMatch: {
+            /**
+             * Id
+             * @description the match's id
+             */
+            id: number;
+            /**
+             * Record Type
+             * @enum {string}
+             */
+            record_type: "offense" | "incident";
+            /**
+             * Integration Id
+             * @description the offense's QRadar / incident's XSOAR integration
+             */
+            integration_id: string;
+            /**
+             * Record Scope
+             * @description QRadar domain id / XSOAR account of the record
+             */
+            record_scope: string;
+            /**
+             * Record Id
+             * @description QRadar's offense id / XSOAR's incident id
+             */
+            record_id: string;
+            /**
+             * Indicator Kind
+             * @description ipv4, ipv6, domain, url, email, md5, sha1, sha256, cve
+             */
+            indicator_kind: string;
+            /**
+             * Indicator
+             * @description the normalised indicator (refanged, lower-cased where case is noise)
+             */
+            indicator: string;
+            /**
+             * First Seen
+             * Format: date-time
+             * @description when the match was first found
+             */
+            first_seen: string;
+            /**
+             * Last Seen
+             * Format: date-time
+             * @description when it was last confirmed (record or alert changed)
+             */
+            last_seen: string;
+            /**
+             * Alert Id
+             * @description our id of the alert (the threat-alert detail route's `alert_pk`)
+             */
+            alert_id: number;
+            /** Alert Integration Id */
+            alert_integration_id: string;
+            /**
+             * Alert Short Id
+             * @description Cyware's alert id
+             */
+            alert_short_id: string;
+            /** Alert Title */
+            alert_title: string;
+            /**
+             * Alert Tlp
+             * @description traffic light protocol of the alert
+             */
+            alert_tlp: string | null;
+            /** Alert Published Time */
+            alert_published_time: string | null;
+            /**
+             * Alert Link
+             * @description the portal's route of the alert's detail
+             */
+            alert_link: string;
+        };
         /** TicketDetail */
         TicketDetail: {
             /**
@@ -8930,6 +9326,100 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Jwks"];
+                };
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    list_audit_admin_audit__get: {
+        parameters: {
+            query?: {
+                actor?: string | null;
+                action?: string | null;
+                target_type?: string | null;
+                target_id?: string | null;
+                company_id?: string | null;
+                from?: string | null;
+                to?: string | null;
+                limit?: number;
+                offset?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_AuditRecord_"];
+                };
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    export_audit_admin_audit_export_csv_get: {
+        parameters: {
+            query?: {
+                actor?: string | null;
+                action?: string | null;
+                target_type?: string | null;
+                target_id?: string | null;
+                company_id?: string | null;
+                from?: string | null;
+                to?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The filtered audit records as CSV (newest first). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/csv": string;
                 };
             };
             /** @description The request cannot be served as sent (see `error.code`). */
@@ -15389,6 +15879,8 @@ export interface operations {
                 severity_max?: number | null;
                 domain_id?: number | null;
                 assigned_to?: string | null;
+                /** @description only offenses a threat-intel alert names (true) or none names (false) */
+                has_ti_match?: boolean | null;
                 /** @description admins: the company to look at */
                 company_id?: string | null;
                 limit?: number;
@@ -15509,6 +16001,49 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["OffenseDetail"];
+                };
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    offense_matches_tenant_offenses__offense_pk__ti_matches__get: {
+        parameters: {
+            query?: {
+                /** @description admins: the company to look at */
+                company_id?: string | null;
+            };
+            header?: never;
+            path: {
+                offense_pk: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RecordMatches"];
                 };
             };
             /** @description The request cannot be served as sent (see `error.code`). */
@@ -16119,6 +16654,8 @@ export interface operations {
                 type?: string | null;
                 use_case?: string | null;
                 offense_id?: number | null;
+                /** @description only incidents a threat-intel alert names (true) or none names (false) */
+                has_ti_match?: boolean | null;
                 /** @description admins: the company to look at */
                 company_id?: string | null;
                 limit?: number;
@@ -16664,6 +17201,49 @@ export interface operations {
             };
         };
     };
+    incident_matches_tenant_soar_incidents__incident_pk__ti_matches__get: {
+        parameters: {
+            query?: {
+                /** @description admins: the company to look at */
+                company_id?: string | null;
+            };
+            header?: never;
+            path: {
+                incident_pk: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["IncidentMatches"];
+                };
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
     list_soar_tenants_tenant_soar_tenants__get: {
         parameters: {
             query?: {
@@ -16813,6 +17393,99 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ThreatAlertDetail"];
+                };
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    list_matches_tenant_ti_matches__get: {
+        parameters: {
+            query?: {
+                record_type?: ("offense" | "incident") | null;
+                indicator_kind?: ("ipv4" | "ipv6" | "domain" | "url" | "email" | "md5" | "sha1" | "sha256" | "cve") | null;
+                /** @description an exact indicator (normalised) */
+                indicator?: string | null;
+                /** @description admins: the company to look at */
+                company_id?: string | null;
+                limit?: number;
+                offset?: number;
+                /** @description a field name, '-' first for descending */
+                sort?: string | null;
+                /** @description csv needs the REPORTS permission */
+                format?: "json" | "csv";
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The page as JSON, or with ?format=csv the whole list as CSV. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_TiMatch_"];
+                    "text/csv": string;
+                };
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    match_summary_tenant_ti_matches_summary__get: {
+        parameters: {
+            query?: {
+                /** @description admins: the company to look at */
+                company_id?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MatchSummary"];
                 };
             };
             /** @description The request cannot be served as sent (see `error.code`). */
