@@ -89,7 +89,7 @@ class ConsoleStack:
         return name, proc, health
 
     @staticmethod
-    def _wait(started: list[tuple[str, subprocess.Popen[bytes], str]], timeout: float = 300) -> None:
+    def _wait(started: list[tuple[str, subprocess.Popen[bytes], str]], timeout: float = 600) -> None:
         deadline = time.monotonic() + timeout
         pending = list(started)
         while pending:

@@ -7146,6 +7146,11 @@ export interface components {
             tickets?: components["schemas"]["TicketReportData"] | null;
             eps?: components["schemas"]["EpsReportData"] | null;
             assets?: components["schemas"]["AssetReportData"] | null;
+            /**
+             * Threat Intel Matches
+             * @description consolidated: the company's threat-intel matches first seen in the window
+             */
+            threat_intel_matches?: components["schemas"]["TiMatch"][] | null;
             /** Threat Alerts */
             threat_alerts?: components["schemas"]["LatestThreatAlert"][] | null;
         };
