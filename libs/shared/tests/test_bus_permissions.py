@@ -18,7 +18,11 @@ from soc_shared.testing import TEST_VHOST
 @pytest.fixture
 def bus_users():
     prefix = f"{TEST_VHOST}-"
-    passwords = {"siem-ingest": secrets.token_urlsafe(12), "auth": secrets.token_urlsafe(12)}
+    passwords = {
+        "siem-ingest": secrets.token_urlsafe(12),
+        "auth": secrets.token_urlsafe(12),
+        "tenant": secrets.token_urlsafe(12),
+    }
     users = provision_bus_users(TEST_VHOST, passwords, prefix=prefix)
     hostport = os.environ.get("SOC_AMQP_HOSTPORT", "127.0.0.1:5672")
     urls = {svc: f"amqp://{users[svc]}:{pw}@{hostport}/{TEST_VHOST}" for svc, pw in passwords.items()}
@@ -49,6 +53,10 @@ async def test_a_service_publishes_its_own_routing_keys_only(bus_users):
     await _publish(bus_users["auth"], "auth.user.changed")
     with pytest.raises(ChannelAccessRefused):
         await _publish(bus_users["auth"], "tenant.company.changed")
+    await _publish(bus_users["tenant"], "audit.recorded")
+    for forged in ("audit.recorded", "tenant.company.changed"):
+        with pytest.raises(ChannelAccessRefused):
+            await _publish(bus_users["siem-ingest"], forged)
 
 
 async def test_a_service_binds_only_the_keys_it_consumes(bus_users):

@@ -108,8 +108,12 @@ _ALL_DATA = r"siem\..*|soar\..*|itsm\..*|ti\..*|ingest\..*|tenant\..*"
 BUS_RIGHTS: dict[str, tuple[str, str]] = {
     # service: (routing keys it may publish, routing keys its queues may bind)
     "auth": (r"auth\..*", r"tenant\.company\.changed"),
-    # The tenant service replays dead letters of the data it reads (never auth.*).
-    "tenant": (_ALL_DATA, r"siem\..*|soar\..*|itsm\..*|ti\..*|ingest\..*|tenant\..*|auth\.user\.changed"),
+    # The tenant service replays dead letters of the data it reads (never auth.*) and publishes its
+    # audit trail.
+    "tenant": (
+        _ALL_DATA + r"|audit\.recorded",
+        r"siem\..*|soar\..*|itsm\..*|ti\..*|ingest\..*|tenant\..*|auth\.user\.changed",
+    ),
     "siem-ingest": (r"siem\..*|ingest\.sync\.reported", r"tenant\.integration\.changed"),
     "soar-ingest": (r"soar\..*|ingest\.sync\.reported", r"tenant\.integration\.changed"),
     "itsm-ingest": (
