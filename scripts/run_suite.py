@@ -112,7 +112,14 @@ def mfa_demo_lines(gateway: str, admin_username: str, admin_password: str) -> li
             )
         )
     saved = json.loads(MFA_DEMO_FILE.read_text())
-    step = api.post("/auth/login/", json={"username": MFA_DEMO_USER, "password": saved["password"]}).json()
+    # The demo has signed many people in from this address by now: the gateway's login throttle
+    # may ask it to wait, as it would anyone.
+    for _ in range(5):
+        answer = api.post("/auth/login/", json={"username": MFA_DEMO_USER, "password": saved["password"]})
+        if answer.status_code != 429:
+            break
+        time.sleep(min(float(answer.headers.get("retry-after", "5")), 30))
+    step = answer.json()
     outcome = "no challenge?"
     if step.get("mfa_required"):
         # The code of the next time step: the confirmation may have used the current one.
