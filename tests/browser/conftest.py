@@ -56,7 +56,15 @@ def stack(console_build: Path) -> Iterator[Any]:
     if running:  # a stack already started with `python tests/browser/console_stack.py` (development)
         yield SimpleNamespace(gateway=running.rstrip("/"))
         return
-    suite = ConsoleStack()
+    from soc_shared.provision import provision_database, provision_vhost
+    from soc_shared.testing import TEST_DB, TEST_VHOST
+
+    # A database and vhost of its own: the session's hold other tests' integrations (pointing at
+    # simulators long gone) and admin, which the console's services would otherwise work through.
+    db, vhost = f"{TEST_DB}_browser", f"{TEST_VHOST}_browser"
+    provision_database(db, fresh=True)
+    provision_vhost(vhost, fresh=True)
+    suite = ConsoleStack(db=db, vhost=vhost)
     try:
         suite.start()
         yield suite
@@ -95,7 +103,9 @@ def api(stack: ConsoleStack) -> Api:
     return Api(stack.gateway)
 
 
-@pytest.fixture(scope="session")
+# Module scope: Playwright's sync API runs an event loop on the main thread until it is stopped; kept
+# for the session it would break every later asyncio test ("cannot be called from a running loop").
+@pytest.fixture(scope="module")
 def browser(stack: ConsoleStack) -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 

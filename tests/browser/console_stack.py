@@ -41,8 +41,9 @@ class PortTaken(RuntimeError):
 
 
 class ConsoleStack:
-    def __init__(self, *, live: bool = False) -> None:
+    def __init__(self, *, live: bool = False, db: str | None = None, vhost: str | None = None) -> None:
         self.live = live
+        self.db, self.vhost = db, vhost
         self.ports = {name: free_port() for name in SERVICES}
         self.sim_ports = {vendor: free_port() for vendor in SIMULATORS}
         self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
@@ -71,7 +72,14 @@ class ConsoleStack:
             **{f"SOC_{n.upper().replace('-', '_')}_TENANT_URL": url("tenant") for n in SERVICES if "-" in n},
             "SOC_THREATINTEL_TENANT_URL": url("tenant"),
             **{f"SOC_{n.upper().replace('-', '_')}_PORT": str(p) for n, p in self.ports.items()},
+            **self._own_database(),
         }
+
+    def _own_database(self) -> dict[str, str]:
+        if not self.db:
+            return {}
+        base = os.environ.get("SOC_AMQP_URL", "amqp://soc:soc@127.0.0.1:5672/soc").rsplit("/", 1)[0]
+        return {"SOC_DB_NAME": self.db, "SOC_AMQP_URL": f"{base}/{self.vhost or self.db}"}
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
