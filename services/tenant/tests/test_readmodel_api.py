@@ -56,6 +56,7 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 RUN = uuid.uuid4().hex[:8]
 MARK_A = f"acme{RUN}"  # every string of company A's data carries this marker
 MARK_B = f"globex{RUN}"
+IP_A, IP_B = "81.2.69.142", "81.2.69.160"  # public addresses each company's threat intelligence names
 
 
 def offense(
@@ -215,8 +216,10 @@ class World:
                 status=st,
                 severity=sev,
                 categories=["Suspicious Activity", "Recon"] if oid == 2 else None,
+                # offense 2's source is named by A's threat-intel alert al-a1 (a match)
+                offense_source=IP_A if oid == 2 else None,
             )
-        self.offenses[900] = offense(900, 202, MARK_B, version=1)
+        self.offenses[900] = offense(900, 202, MARK_B, version=1, offense_source=IP_B)
         for o in self.offenses.values():
             ev.append(
                 event(
@@ -320,7 +323,14 @@ class World:
                 offense_ids=[2],
             ),
             # P2 (30/60/480), 10 minutes old, nothing done yet: all pending.
-            "a2": incident(f"a2-{RUN}", acc_a, MARK_A, created=NOW - timedelta(minutes=10), priority="P2"),
+            "a2": incident(
+                f"a2-{RUN}",
+                acc_a,
+                MARK_A,
+                created=NOW - timedelta(minutes=10),
+                priority="P2",
+                source_ips=[IP_A],
+            ),
             # P3 (60/120/1440), closed, everything in time: met.
             "a3": incident(
                 f"a3-{RUN}",
@@ -473,7 +483,8 @@ class World:
                         status="PUBLISHED",
                         tlp="AMBER",
                         published_time=published,
-                        content=f"{mark} content",
+                        content=f"{mark} content"
+                        + {"al-a1": f", C2 {IP_A}", "al-b1": f", C2 {IP_B}"}.get(sid, ""),
                         tags=[TiRef(id="tg1", name="ransomware")],
                         groups=[TiRef(id="gr1")],
                         category=TiRef(id="c1", name="Advisory"),
@@ -673,6 +684,7 @@ LIST_VIEWS = [
     "/tenant/itsm-tickets/totals/",
     "/tenant/threat-alerts/",
     "/tenant/ti-matches/",
+    "/tenant/ti-matches/summary/",
     "/tenant/eps/",
     "/tenant/eps/graph/",
     "/tenant/event-logs/event_counts/",
@@ -718,7 +730,9 @@ async def test_companies_never_see_each_others_rows(loaded):
     ha, hb = tenant(env, w.a), tenant(env, w.b)
     details = [
         ("/tenant/offenses/", "/tenant/offenses/{}/"),
+        ("/tenant/offenses/", "/tenant/offenses/{}/ti-matches/"),
         ("/tenant/soar-incidents/", "/tenant/soar-incidents/{}/"),
+        ("/tenant/soar-incidents/", "/tenant/soar-incidents/{}/ti-matches/"),
         ("/tenant/itsm-tickets/", "/tenant/itsm-tickets/{}/"),
         ("/tenant/threat-alerts/", "/tenant/threat-alerts/{}/"),
     ]
@@ -732,6 +746,17 @@ async def test_companies_never_see_each_others_rows(loaded):
     assert (
         await env["client"].get(f"/tenant/offenses/by-qradar-id/{w.qradar}/2/", headers=hb)
     ).status_code == 404
+    # The matches embedded in the detail answers are each company's own: A's offense 2 and incident
+    # a2 name A's alert; B's offense 900 names B's alert only, and B's lists never name A's alert.
+    a_offenses = {x["offense_id"]: x["id"] for x in (await get(env, "/tenant/offenses/", ha))["items"]}
+    shown = (await get(env, f"/tenant/offenses/{a_offenses[2]}/", ha))["ti_matches"]
+    assert [(x["indicator"], x["alert_short_id"]) for x in shown] == [(IP_A, f"al-a1-{RUN}")]
+    b_offense = (await get(env, "/tenant/offenses/", hb))["items"][0]
+    shown_b = (await get(env, f"/tenant/offenses/{b_offense['id']}/", hb))["ti_matches"]
+    assert [(x["indicator"], x["alert_short_id"]) for x in shown_b] == [(IP_B, f"al-b1-{RUN}")]
+    for path in ("/tenant/ti-matches/", "/tenant/ti-matches/summary/", "/tenant/dashboard/"):
+        assert IP_A not in (await env["client"].get(path, headers=hb)).text, path
+    assert (await get(env, "/tenant/dashboard/", hb))["ti_matches"]["open_offenses_with_matches"] == 1
 
 
 async def test_row_level_security_alone_hides_other_companies(loaded):
@@ -988,7 +1013,7 @@ async def test_cross_references_offense_incident_ticket(loaded):
     assert [x["offense_id"] for x in inc["offenses"]] == [2]
     assert [x["ticket_id"] for x in inc["tickets"]] == [f"t-a1-{RUN}"]
     assert inc["notes"][0]["content"] == f"{MARK_A} contained"
-    assert inc["mitre"] == {"tactics": ["TA0001"], "techniques": ["T1566"]}
+    assert inc["mitre"] == {"tactics": ["TA0001"], "techniques": ["T1566"], "alert_techniques": []}
     ticket = await get(env, f"/tenant/itsm-tickets/{inc['tickets'][0]['id']}/", ha)
     assert ticket["incident"]["incident_id"] == f"a1-{RUN}" and [
         x["offense_id"] for x in ticket["offenses"]

@@ -280,6 +280,34 @@ async def test_matches_both_ways_under_entitlement_once_and_isolated(env, event_
     assert {x["indicator"] for x in inc_matches["items"]} == {RECORDED_IP, EVIL}
     assert inc_matches["mitre_techniques"] == ["T1078"]
     assert inc_matches["alert_mitre_techniques"] == ["T1110"]
+    # The detail answers embed them; the incident's MITRE shows the alerts' techniques beside its own.
+    detail = await get(env, f"/tenant/offenses/{offenses[1]['id']}/", ha)
+    assert [
+        (x["indicator"], x["alert_title"], x["alert_tlp"], x["alert_link"]) for x in detail["ti_matches"]
+    ] == [(RECORDED_IP, own.title, "AMBER", match["alert_link"])]
+    by_vendor_id = await get(env, f"/tenant/offenses/by-qradar-id/{w.qradar}/1/", ha)
+    assert by_vendor_id["ti_matches"] == detail["ti_matches"]
+    assert (await get(env, f"/tenant/offenses/{offenses[2]['id']}/", ha))["ti_matches"] == []
+    inc_detail = await get(env, f"/tenant/soar-incidents/{inc_pk}/", ha)
+    assert {(x["indicator"], x["alert_title"]) for x in inc_detail["ti_matches"]} == {
+        (RECORDED_IP, own.title),
+        (EVIL, own.title),
+    }
+    assert inc_detail["mitre"] == {
+        "tactics": ["Credential Access"],
+        "techniques": ["T1078"],
+        "alert_techniques": ["T1110"],
+    }
+    no_ti = env["tokens"].headers(kind="tenant", company_id=w.a, permissions=["DASHBOARD"])
+    assert (await get(env, f"/tenant/offenses/{offenses[1]['id']}/", no_ti))["ti_matches"] is None
+    limited_incident = await get(env, f"/tenant/soar-incidents/{inc_pk}/", no_ti)
+    assert limited_incident["ti_matches"] is None and limited_incident["mitre"]["alert_techniques"] is None
+    dash = await get(env, "/tenant/dashboard/", ha, filters="ti_matches")
+    assert dash["ti_matches"]["open_incidents_with_matches"] == 1
+    assert dash["ti_matches"]["open_offenses_with_matches"] == 1
+    assert (await get(env, "/tenant/dashboard/", no_ti, filters="ti_matches"))["ti_matches"] is None
+    assert (await get(env, "/tenant/dashboard/", hb))["ti_matches"]["open_offenses_with_matches"] == 1
+
     # The list, with filters; a defanged indicator is refanged before the look-up.
     assert (await get(env, "/tenant/ti-matches/", ha))["total"] == 3
     assert (await get(env, "/tenant/ti-matches/", ha, record_type="incident"))["total"] == 2

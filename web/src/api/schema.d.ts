@@ -1904,7 +1904,8 @@ export interface paths {
          * @description The summary widgets: the original's incident cards (``total_incidents``, ``open``, ``closed``:
          *     count in the window, change against the previous period, new today), open offenses by
          *     severity, incidents by priority and status, SLA compliance, open and overdue tickets, EPS
-         *     against the contract, asset health, the latest threat alerts, and daily trends.
+         *     against the contract, asset health, the latest threat alerts, threat-intel matches (open
+         *     incidents and offenses a threat-intel alert names), and daily trends.
          *
          *     Window: ``filter_type`` (1 today, 2 last 7 days, 3 last 30 days, 9 ``start_date``..``end_date``)
          *     or ``from``/``to``; without one, current totals (SLA: the last 30 days, EPS: the last 24 h,
@@ -2219,8 +2220,9 @@ export interface paths {
         };
         /**
          * Get Offense
-         * @description One offense by our id: categories, rules, addresses, log sources (assets), flows, and the
-         *     SOAR incidents (and their tickets) that reference it.
+         * @description One offense by our id: categories, rules, addresses, log sources (assets), flows, the
+         *     SOAR incidents (and their tickets) that reference it, and the threat-intel alerts naming its
+         *     indicators (``ti_matches``, with THREAT_INTELLIGENCE).
          */
         get: operations["get_offense_tenant_offenses__offense_pk___get"];
         put?: never;
@@ -2636,8 +2638,10 @@ export interface paths {
         };
         /**
          * Get Incident
-         * @description One incident: every field, its notes, MITRE tactics and techniques, its SLA, the offenses
-         *     it came from and the tickets opened for it.
+         * @description One incident: every field, its notes, MITRE tactics and techniques (beside them the
+         *     techniques its threat-intel alerts name), its SLA, the offenses it came from, the tickets
+         *     opened for it, and the threat-intel alerts naming its indicators (``ti_matches``, with
+         *     THREAT_INTELLIGENCE).
          */
         get: operations["get_incident_tenant_soar_incidents__incident_pk___get"];
         put?: never;
@@ -3582,6 +3586,8 @@ export interface components {
              * @description null without THREAT_INTELLIGENCE
              */
             threat_alerts?: components["schemas"]["LatestThreatAlert"][] | null;
+            /** @description open incidents and offenses a threat-intel alert names; null without THREAT_INTELLIGENCE */
+            ti_matches?: components["schemas"]["MatchSummary"] | null;
             trends?: components["schemas"]["Trends"] | null;
         };
         /** DashboardEps */
@@ -4354,6 +4360,11 @@ export interface components {
             offenses: components["schemas"]["IncidentOffense"][];
             /** Tickets */
             tickets: components["schemas"]["TicketRef"][];
+            /**
+             * Ti Matches
+             * @description the threat-intel alerts naming this incident's indicators (title, TLP, link), newest first, at most 500; null without the THREAT_INTELLIGENCE permission
+             */
+            ti_matches?: components["schemas"]["TiMatch"][] | null;
         };
         /**
          * IncidentMatches
@@ -4393,10 +4404,21 @@ export interface components {
         };
         /** IncidentMitre */
         IncidentMitre: {
-            /** Tactics */
+            /**
+             * Tactics
+             * @description the incident's own MITRE tactics
+             */
             tactics: unknown[];
-            /** Techniques */
+            /**
+             * Techniques
+             * @description the incident's own MITRE techniques
+             */
             techniques: unknown[];
+            /**
+             * Alert Techniques
+             * @description MITRE technique ids the threat-intel alerts matching this incident name; null without the THREAT_INTELLIGENCE permission
+             */
+            alert_techniques?: string[] | null;
         };
         /** IncidentNote */
         IncidentNote: {
@@ -5659,6 +5681,11 @@ export interface components {
             flows: components["schemas"]["OffenseFlows"];
             /** Incidents */
             incidents: components["schemas"]["OffenseIncident"][];
+            /**
+             * Ti Matches
+             * @description the threat-intel alerts naming this offense's indicators (title, TLP, link), newest first, at most 500; null without the THREAT_INTELLIGENCE permission
+             */
+            ti_matches?: components["schemas"]["TiMatch"][] | null;
         };
         /** OffenseFlows */
         OffenseFlows: {
@@ -15205,7 +15232,7 @@ export interface operations {
     dashboard_tenant_dashboard__get: {
         parameters: {
             query?: {
-                /** @description comma-separated widgets, all by default: total_incidents, open, closed, truePositives, falsePositives, incompleteIncidents, offenses, incidents, sla, tickets, eps, assets, threat_alerts, trends */
+                /** @description comma-separated widgets, all by default: total_incidents, open, closed, truePositives, falsePositives, incompleteIncidents, offenses, incidents, sla, tickets, eps, assets, threat_alerts, ti_matches, trends */
                 filters?: string | null;
                 /** @description incident cards: this owner's incidents */
                 owner?: string | null;

@@ -17,6 +17,7 @@ from soc_shared.security import AdminPrincipal
 from soc_tenant.db import ScopedSession
 from soc_tenant.readmodel import sla as slamath
 from soc_tenant.readmodel import tables as t
+from soc_tenant.readmodel import timatches
 from soc_tenant.readmodel.cards import (
     CARDS,
     POSITIVE_CARDS,
@@ -157,7 +158,17 @@ async def trends(
     }
 
 
-OUR_WIDGETS = ("offenses", "incidents", "sla", "tickets", "eps", "assets", "threat_alerts", "trends")
+OUR_WIDGETS = (
+    "offenses",
+    "incidents",
+    "sla",
+    "tickets",
+    "eps",
+    "assets",
+    "threat_alerts",
+    "ti_matches",
+    "trends",
+)
 WIDGETS = (*CARDS, *POSITIVE_CARDS, *OUR_WIDGETS)
 MAX_TREND_DAYS = 366
 
@@ -200,7 +211,8 @@ async def dashboard(
     """The summary widgets: the original's incident cards (``total_incidents``, ``open``, ``closed``:
     count in the window, change against the previous period, new today), open offenses by
     severity, incidents by priority and status, SLA compliance, open and overdue tickets, EPS
-    against the contract, asset health, the latest threat alerts, and daily trends.
+    against the contract, asset health, the latest threat alerts, threat-intel matches (open
+    incidents and offenses a threat-intel alert names), and daily trends.
 
     Window: ``filter_type`` (1 today, 2 last 7 days, 3 last 30 days, 9 ``start_date``..``end_date``)
     or ``from``/``to``; without one, current totals (SLA: the last 30 days, EPS: the last 24 h,
@@ -274,6 +286,10 @@ async def dashboard(
     if want("threat_alerts"):
         out["threat_alerts"] = (
             await latest_alerts(session, scope) if _has(scope, "THREAT_INTELLIGENCE") else None
+        )
+    if want("ti_matches"):
+        out["ti_matches"] = (
+            await timatches.summary(session, scope) if _has(scope, "THREAT_INTELLIGENCE") else None
         )
     if want("trends"):
         if window.start is not None:

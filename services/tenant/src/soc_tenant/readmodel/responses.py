@@ -156,6 +156,11 @@ class OffenseDetail(OffenseSummary):
     assets: list[OffenseAsset]
     flows: OffenseFlows
     incidents: list[OffenseIncident]
+    ti_matches: list[TiMatch] | None = Field(
+        default=None,
+        description="the threat-intel alerts naming this offense's indicators (title, TLP, link), newest "
+        "first, at most 500; null without the THREAT_INTELLIGENCE permission",
+    )
 
 
 class OffenseCategoryCount(ApiModel):
@@ -387,8 +392,13 @@ class IncidentNote(ApiModel):
 
 
 class IncidentMitre(ApiModel):
-    tactics: list[Any]
-    techniques: list[Any]
+    tactics: list[Any] = Field(description="the incident's own MITRE tactics")
+    techniques: list[Any] = Field(description="the incident's own MITRE techniques")
+    alert_techniques: list[str] | None = Field(
+        default=None,
+        description="MITRE technique ids the threat-intel alerts matching this incident name; null "
+        "without the THREAT_INTELLIGENCE permission",
+    )
 
 
 class IncidentOffense(ApiModel):
@@ -429,6 +439,11 @@ class IncidentDetail(IncidentSummary):
     mitre: IncidentMitre
     offenses: list[IncidentOffense]
     tickets: list[TicketRef]
+    ti_matches: list[TiMatch] | None = Field(
+        default=None,
+        description="the threat-intel alerts naming this incident's indicators (title, TLP, link), newest "
+        "first, at most 500; null without the THREAT_INTELLIGENCE permission",
+    )
 
 
 # ------------------------------------------------------------------------------------------ itsm
@@ -842,6 +857,10 @@ class Dashboard(ApiModel):
     threat_alerts: list[LatestThreatAlert] | None = Field(
         default=None, description="null without THREAT_INTELLIGENCE"
     )
+    ti_matches: MatchSummary | None = Field(
+        default=None,
+        description="open incidents and offenses a threat-intel alert names; null without THREAT_INTELLIGENCE",
+    )
     trends: Trends | None = None
 
 
@@ -1115,3 +1134,6 @@ class MatchSummary(ApiModel):
 
 
 Report.model_rebuild()
+OffenseDetail.model_rebuild()
+Dashboard.model_rebuild()
+IncidentDetail.model_rebuild()

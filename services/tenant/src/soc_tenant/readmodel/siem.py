@@ -316,6 +316,18 @@ async def offense_detail(
     from soc_tenant.readmodel.soar import incidents_for_offense
 
     offense["incidents"] = await incidents_for_offense(session, scope, offense)
+    offense["ti_matches"] = (
+        await timatches.record_matches(
+            session,
+            scope,
+            "offense",
+            offense["integration_id"],
+            str(offense["domain_id"]),
+            str(offense["offense_id"]),
+        )
+        if timatches.may_see(scope)
+        else None
+    )
     return offense
 
 
@@ -342,8 +354,9 @@ async def get_offense_by_qradar_id(
 async def get_offense(
     session: ScopedSession, scope: AnyScope, offense_pk: Annotated[int, Path(ge=0, le=BIGINT)]
 ) -> dict[str, Any]:
-    """One offense by our id: categories, rules, addresses, log sources (assets), flows, and the
-    SOAR incidents (and their tickets) that reference it."""
+    """One offense by our id: categories, rules, addresses, log sources (assets), flows, the
+    SOAR incidents (and their tickets) that reference it, and the threat-intel alerts naming its
+    indicators (``ti_matches``, with THREAT_INTELLIGENCE)."""
     return await offense_detail(session, scope, o.c.id == offense_pk)
 
 

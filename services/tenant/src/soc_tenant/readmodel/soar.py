@@ -903,8 +903,10 @@ async def incident_sla_of(
 async def get_incident(
     session: ScopedSession, scope: AnyScope, incident_pk: Annotated[int, Path(ge=0, le=BIGINT)]
 ) -> dict[str, Any]:
-    """One incident: every field, its notes, MITRE tactics and techniques, its SLA, the offenses
-    it came from and the tickets opened for it."""
+    """One incident: every field, its notes, MITRE tactics and techniques (beside them the
+    techniques its threat-intel alerts name), its SLA, the offenses it came from, the tickets
+    opened for it, and the threat-intel alerts naming its indicators (``ti_matches``, with
+    THREAT_INTELLIGENCE)."""
     row = (await session.execute(sa.select(i).where(i.c.id == incident_pk, scope.soar_filter(i)))).first()
     if row is None:
         raise not_found("incident")
@@ -924,7 +926,11 @@ async def get_incident(
             )
         ).all()
     ]
-    incident["mitre"] = {"tactics": incident["mitre_tactics"], "techniques": incident["mitre_techniques"]}
+    incident["mitre"] = {
+        "tactics": incident["mitre_tactics"],
+        "techniques": incident["mitre_techniques"],
+        "alert_techniques": None,
+    }
     incident["sla"] = await incident_sla_of(session, scope, incident)
     parse = lambda v: datetime.fromisoformat(v) if v else None  # noqa: E731
     incident["positive"] = positives.rule().classify(
@@ -937,4 +943,16 @@ async def get_incident(
     )
     incident["offenses"] = await offenses_for_ids(session, scope, incident["offense_ids"])
     incident["tickets"] = await tickets_for_incident(session, scope, incident)
+    incident["ti_matches"] = None
+    if timatches.may_see(scope):
+        matches = await timatches.record_matches(
+            session,
+            scope,
+            "incident",
+            incident["integration_id"],
+            incident["account"],
+            incident["incident_id"],
+        )
+        incident["ti_matches"] = matches
+        incident["mitre"]["alert_techniques"] = await timatches.alert_techniques(session, matches)
     return incident

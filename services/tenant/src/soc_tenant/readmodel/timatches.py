@@ -136,6 +136,34 @@ def incident_has_match(scope: Scope) -> Any:
     return has_match("incident", i.c.integration_id, i.c.account, i.c.incident_id, scope)
 
 
+def may_see(scope: Scope) -> bool:
+    """Whether the caller may see threat intelligence (detail answers embed matches only then)."""
+    p = scope.principal
+    return p.is_admin or p.is_service or "THREAT_INTELLIGENCE" in p.permissions
+
+
+async def alert_techniques(session: Any, items: list[dict[str, Any]]) -> list[str]:
+    """The MITRE technique ids the matched alerts name (sorted, distinct)."""
+    alerts = sorted({(x["alert_integration_id"], x["alert_short_id"]) for x in items})
+    if not alerts:
+        return []
+    ob = ti_observable
+    return list(
+        (
+            await session.execute(
+                sa.select(ob.c.value)
+                .where(
+                    ob.c.record_type == "alert",
+                    ob.c.kind == "mitre",
+                    sa.tuple_(ob.c.integration_id, ob.c.record_key).in_(alerts),
+                )
+                .distinct()
+                .order_by(ob.c.value)
+            )
+        ).scalars()
+    )
+
+
 async def record_matches(
     session: Any, scope: Scope, record_type: str, integration: str, scope_value: str, key: str
 ) -> list[dict[str, Any]]:
@@ -200,24 +228,7 @@ async def incident_matches(
     if row is None:
         raise not_found("incident")
     items = await record_matches(session, scope, "incident", row.integration_id, row.account, row.incident_id)
-    techniques: list[str] = []
-    alerts = sorted({(x["alert_integration_id"], x["alert_short_id"]) for x in items})
-    if alerts:
-        ob = ti_observable
-        techniques = list(
-            (
-                await session.execute(
-                    sa.select(ob.c.value)
-                    .where(
-                        ob.c.record_type == "alert",
-                        ob.c.kind == "mitre",
-                        sa.tuple_(ob.c.integration_id, ob.c.record_key).in_(alerts),
-                    )
-                    .distinct()
-                    .order_by(ob.c.value)
-                )
-            ).scalars()
-        )
+    techniques = await alert_techniques(session, items)
     return {
         "record_type": "incident",
         "id": incident_pk,
@@ -282,6 +293,11 @@ async def list_matches(
 )
 async def match_summary(session: ScopedSession, scope: AnyScope) -> dict[str, Any]:
     """How many open incidents and offenses threat intelligence names, and the matches by kind."""
+    return await summary(session, scope)
+
+
+async def summary(session: Any, scope: Scope) -> dict[str, Any]:
+    """The figures of :func:`match_summary` (also the dashboard's ``ti_matches`` widget)."""
     from soc_tenant.readmodel.soar import OPEN_STATUSES
 
     incidents = (
