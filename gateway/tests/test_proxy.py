@@ -59,8 +59,20 @@ def test_every_public_prefix_reaches_its_upstream(
     assert echoed["body_length"] == (len(body) if body else 0)
 
 
-@pytest.mark.parametrize("path", ["/auth/login/", "/auth/admin/login/", "/auth/token/refresh/"])
-def test_login_and_refresh_need_no_token(gateway, path: str) -> None:
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/auth/login/",
+        "/auth/admin/login/",
+        "/auth/token/refresh/",
+        # The MFA step and SSO happen before the browser holds any token.
+        "/auth/mfa/verify/",
+        "/auth/mfa/challenge/enrol/",
+        "/auth/oidc/corp/start/",
+        "/auth/oidc/corp/callback/",
+    ],
+)
+def test_sign_in_steps_and_refresh_need_no_token(gateway, path: str) -> None:
     with gateway.client() as client:
         response = client.post(path, json={"username": "analyst", "password": "pw"})
     assert response.status_code == 200

@@ -71,16 +71,23 @@ def test_longest_prefix_wins() -> None:
     assert TABLE.resolve("/tenant/dashboard/")[0].timeout == 30
 
 
-def test_only_login_refresh_and_jwks_are_public() -> None:
+def test_only_sign_in_refresh_and_jwks_are_public() -> None:
     public = sorted(route.path for route in TABLE.routes if route.public)
     assert public == [
         "/.well-known/jwks.json",
         "/auth/admin/login/",
         "/auth/jwks/",
         "/auth/login/",
+        "/auth/mfa/challenge/enrol/",
+        "/auth/mfa/verify/",
+        "/auth/oidc/",
         "/auth/token/refresh/",
     ]
-    assert TABLE.resolve("/auth/login/")[0].rate_limit == "login"
+    for path in ("/auth/login/", "/auth/mfa/verify/", "/auth/mfa/challenge/enrol/", "/auth/oidc/x/callback/"):
+        assert TABLE.resolve(path)[0].rate_limit == "login", path
+    # The rest of MFA (enrol, confirm, disable for a signed-in account) still needs a token.
+    for path in ("/auth/mfa/", "/auth/mfa/enrol/", "/auth/mfa/confirm/", "/auth/mfa/disable/"):
+        assert TABLE.resolve(path)[0].public is False, path
     assert TABLE.resolve("/auth/login/extra/")[0].public is False  # exact entries do not leak to sub-paths
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -191,6 +192,8 @@ def main() -> None:  # pragma: no cover - a developer's tool
     provision_database(name, fresh=True)
     provision_vhost(name, fresh=True)
     stack = ConsoleStack(live="--live" in sys.argv)
+    # SIGTERM (kill <pid>) stops the children too, as Ctrl-C does.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         stack.start()
         print(f"console: {stack.gateway}/   admin: {ADMIN_USERNAME} / {ADMIN_PASSWORD}", flush=True)  # noqa: T201
