@@ -299,3 +299,15 @@ def test_recorded_notes_travel_with_their_offense(kit: Any) -> None:
     ]
     assert offense.notes and offense.notes[0].create_time == ms(1612888858860)
     assert offense.follow_up is True
+
+
+def test_recorded_notes_are_read_as_one_record_per_offense(kit: Any) -> None:
+    notes = kit.sample("siem_offenses_notes.json")
+    created = kit.sample("siem_offenses_notes_create.json")
+    record = normalize.offense_notes(15, 0, [created, *notes], 1614248999000)
+    assert [(n.id, n.text, n.username) for n in record.notes] == [
+        (1, "test note", "test_user"),
+        (5, "test text message", "API_user: test_user"),
+        (6, "test text message", "API_user: test_user"),
+    ]
+    assert record.version == 1614248999000 and record.offense_id == 15

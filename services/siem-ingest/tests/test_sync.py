@@ -147,8 +147,67 @@ async def test_analyst_assignment_follow_up_and_close_each_give_a_version(harnes
         "soc.l2.priya",
     )
     assert closed["close_time"] is not None and all(e.vendortenant == "2" for e in versions)
-    assert [n["text"] for n in closed["notes"]] == ["escalated to the customer"]
-    assert first["notes"] == []
+    assert all(e.data["notes"] is None for e in versions)  # notes are their own resource
+
+
+async def test_notes_are_read_where_they_can_have_changed(harness: Any, tap: Any, kit: Any) -> None:
+    """Offense notes are their own resource: read for offenses whose last_persisted_time moved
+    (a close with a note), and for open offenses by a sweep (a note added alone does not persist
+    the offense) — never for every offense on every run."""
+    sim = harness.state
+    ingestor = harness.ingestor(["offenses", "offense_notes"])
+    integration = await harness.add_integration(
+        ingestor, settings={"offense_overlap_ms": 0, "notes_sweep_per_run": 0}
+    )
+    await harness.sync(ingestor, integration)
+    await tap.settle()
+
+    def notes_of(offense_id: int) -> list[list[str]]:
+        return [
+            [n["text"] for n in e.data["notes"]]
+            for e in tap.of(integration, "siem.offense_notes.read")
+            if e.data["offense_id"] == offense_id
+        ]
+
+    seeded = len(tap.of(integration, "siem.offense_notes.read"))
+    assert seeded == len(sim.offenses)  # the first run reads every offense's notes once
+    with_notes = next(i for i, n in sim.notes.items() if n)
+    assert notes_of(with_notes)[-1] == [n["note_text"] for n in sim.notes[with_notes]]
+
+    # nothing changed: no notes read at all
+    await harness.sync(ingestor, integration)
+    await tap.settle()
+    assert len(tap.of(integration, "siem.offense_notes.read")) == seeded
+
+    # a close with a note persists the offense: its notes are read, no other offense's
+    offense = sim.new_offense(domain_id=2)
+    await harness.sync(ingestor, integration)
+    sim.add_note(offense, "escalated to the customer", "soc.l2.priya")
+    sim.close_offense(offense, 54, "soc.l2.priya")
+    await harness.sync(ingestor, integration)
+    await tap.settle()
+    assert notes_of(offense["id"]) == [[], ["escalated to the customer"]]
+    assert len(tap.of(integration, "siem.offense_notes.read")) == seeded + 2
+    state = await harness.state_of(ingestor, integration, "offense_notes")
+    assert state["cursor"]["last_persisted_time"] == offense["last_persisted_time"]
+
+    # a note alone on an open offense does not persist it: the sweep of open offenses finds it
+    other = sim.new_offense(domain_id=2)
+    await harness.sync(ingestor, integration)
+    sim.add_note(other, "customer asked for a call", "soc.l1.sara")
+    await harness.sync(ingestor, integration)
+    await tap.settle()
+    assert notes_of(other["id"]) == [[]]
+    async with ingestor.db.session() as session:
+        await ingestor.apply_integration(
+            session,
+            kit.change(integration, settings={"offense_overlap_ms": 0, "notes_sweep_per_run": 50}),
+        )
+    open_ids = sorted(i for i, r in sim.offenses.items() if r["status"] == "OPEN")
+    for _ in range(len(open_ids) // 50 + 1):
+        await harness.sync(ingestor, integration, "offense_notes")
+    await tap.settle()
+    assert notes_of(other["id"])[-1] == ["customer asked for a call"]
 
 
 async def test_incremental_sync_sees_every_change_exactly_once(harness: Any, tap: Any) -> None:

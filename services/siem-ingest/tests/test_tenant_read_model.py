@@ -28,7 +28,7 @@ async def test_console_actions_reach_the_offense_view_and_the_dashboard(
     owner = Database.from_settings(settings)
 
     sim = harness.state
-    ingestor = harness.ingestor(["offenses"])
+    ingestor = harness.ingestor(["offenses", "offense_notes"])
     try:
         async with tenant.router.lifespan_context(tenant):
             integration = await harness.add_integration(ingestor, settings={"offense_backfill_days": 1})

@@ -29,6 +29,7 @@ from soc_shared.events import (
     SiemLogSourceType,
     SiemMetricSample,
     SiemOffense,
+    SiemOffenseNotes,
     SoarAccount,
     SoarIncident,
     SoarNote,
@@ -626,6 +627,55 @@ async def test_offense_versions_out_of_order_and_twice_show_the_latest(loaded):
     # The dashboard counts offense 1 once, as closed: the rollup followed the versions.
     dash = await get(env, "/tenant/dashboard/", ha)
     assert dash["offenses"]["by_status"]["CLOSED"] == 3 and dash["offenses"]["total"] == 7
+
+
+async def test_offense_notes_arrive_on_their_own_in_any_order(loaded):
+    """Notes are their own record: they may arrive before the offense, a later read replaces an
+    earlier one whole (even delivered first), and another company never reads them."""
+    from soc_shared.db import set_company_scope
+
+    env, w = loaded, loaded["world"]
+    note = lambda i, text: {"id": i, "text": f"{text} {MARK_A}", "create_time": NOW}  # noqa: E731
+    first = SiemOffenseNotes(offense_id=41, domain_id=101, notes=[note(1, "first look")], version=10)
+    later = SiemOffenseNotes(
+        offense_id=41, domain_id=101, notes=[note(1, "first look"), note(2, "pen test")], version=20
+    )
+    mk = lambda n: event("siem.offense_notes.read", n, w.qradar, "41", version=n.version, vendor_tenant=101)  # noqa: E731
+    await env["bus"].publish([mk(later)])
+    await env["bus"].publish([mk(first)])
+    await env["bus"].publish(
+        [
+            event(
+                "siem.offense.upserted",
+                offense(41, 101, MARK_A, version=5),
+                w.qradar,
+                "41",
+                version=5,
+                vendor_tenant=101,
+            )
+        ]
+    )
+    ha = tenant(env, w.a)
+    path = f"/tenant/offenses/by-qradar-id/{w.qradar}/41/"
+
+    async def shown() -> Any:
+        r = await env["client"].get(path, headers=ha)
+        return r.json() if r.status_code == 200 and r.json().get("notes") else None
+
+    detail = await eventually(shown)
+    assert [n["id"] for n in detail["notes"]] == [1, 2]
+    async with env["app"].state.db.session() as session:
+        await set_company_scope(session, w.b, is_admin=False)
+        leaked = await session.execute(
+            sa.text("SELECT count(*) FROM qradar_offense_notes WHERE offense_id = 41")
+        )
+        assert leaked.scalar_one() == 0
+    async with env["app"].state.db.session() as session:
+        await set_company_scope(session, w.a, is_admin=False)
+        mine = await session.execute(
+            sa.text("SELECT count(*) FROM qradar_offense_notes WHERE offense_id = 41")
+        )
+        assert mine.scalar_one() == 1
 
 
 async def _offense_total(env: dict, headers: dict, expected: int) -> bool:

@@ -148,7 +148,19 @@ class SiemOffense(Payload):
     protected: bool = False
     last_persisted_time: datetime | None = None
     notes: list[OffenseNote] | None = None
-    """The offense's notes, oldest first (None: not read with this version)."""
+    """The offense's notes, oldest first (None: not read with this version; since notes are their
+    own resource, ``siem.offense_notes.read`` carries them)."""
+    version: int
+
+
+class SiemOffenseNotes(Payload):
+    """Every note of one QRadar offense as read at ``read_time`` (its ``version``, epoch ms): notes
+    are their own resource, read for the offenses whose notes can have changed, and a later read
+    replaces an earlier one whole (a note deleted on the console disappears too)."""
+
+    offense_id: int
+    domain_id: int
+    notes: list[OffenseNote] = Field(default_factory=list)
     version: int
 
 
@@ -555,6 +567,7 @@ _SPECS = [
     EventSpec("siem.log_source_group.upserted", SiemLogSourceGroup),
     EventSpec("siem.log_source.upserted", SiemLogSource, description="QRadar log source (asset)"),
     EventSpec("siem.offense.upserted", SiemOffense, description="QRadar offense version"),
+    EventSpec("siem.offense_notes.read", SiemOffenseNotes, description="all notes of a QRadar offense"),
     EventSpec("siem.eps.sampled", SiemEpsSample),
     EventSpec("siem.metric.sampled", SiemMetricSample, description="event-log catalogue result"),
     EventSpec("soar.account.upserted", SoarAccount),

@@ -31,7 +31,12 @@ class Settings(ServiceSettings):
     offense_overlap_ms: int = Field(
         default=60_000, ge=0, description="re-read offenses persisted this long before the cursor"
     )
-    offense_notes: bool = Field(default=True, description="read the notes of every synced offense")
+    offense_notes: bool = Field(
+        default=True, description="sync offense notes (for changed offenses, and a sweep of open ones)"
+    )
+    notes_sweep_per_run: int = Field(
+        default=100, ge=0, description="open offenses whose notes each notes run re-reads unasked"
+    )
     ariel_timeout_seconds: float = Field(
         default=120.0, gt=0, description="Ariel searches slower are cancelled"
     )

@@ -22,6 +22,7 @@ from soc_shared.events import (
     SiemLogSourceType,
     SiemMetricSample,
     SiemOffense,
+    SiemOffenseNotes,
 )
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -202,6 +203,18 @@ def offense(
 
 def _note_order(note: dict[str, Any]) -> tuple[datetime, int]:
     return note["create_time"], note["id"]
+
+
+def offense_notes(
+    offense_id: int, domain_id: int, notes: Sequence[Mapping[str, Any]], read_at_ms: int
+) -> SiemOffenseNotes:
+    """Every note of one offense as read at ``read_at_ms`` (the version: a later read wins)."""
+    return SiemOffenseNotes(
+        offense_id=offense_id,
+        domain_id=domain_id,
+        notes=sorted((offense_note(n) for n in notes), key=_note_order),
+        version=read_at_ms,
+    )
 
 
 # ---------------------------------------------------------------------------- Ariel-computed data

@@ -12,6 +12,7 @@ confirmed page.
 | log_source_groups | 1 h | snapshot | siem.log_source_group.upserted |
 | log_sources | 15 min | snapshot | siem.log_source.upserted |
 | offenses | the integration's polling interval | (last_persisted_time, id) | siem.offense.upserted |
+| offense_notes | the integration's polling interval | (last_persisted_time, id) + open sweep | siem.offense_notes.read |
 | eps | 10 min | end of the last hour / day done | siem.eps.sampled |
 | metric.<family> | 10 min – 1 h | end of the last window done | siem.metric.sampled |
 """
@@ -64,7 +65,9 @@ class SyncOptions:
     offense_backfill_days: int = 0
     offense_overlap_ms: int = 60_000
     offense_notes: bool = True
-    """Read each synced offense's notes (one request per offense)."""
+    """Sync offense notes (their own resource: one request per offense whose notes can have changed)."""
+    notes_sweep_per_run: int = 100
+    """Open offenses whose notes are re-read per notes run although the offense did not change."""
     ariel_timeout_seconds: float = 120.0
     metrics_settle_seconds: int = 300
     metrics_catch_up_windows: int = 24
@@ -80,6 +83,9 @@ class SyncOptions:
             offense_backfill_days=int(o.get("offense_backfill_days", settings.offense_backfill_days)),
             offense_overlap_ms=int(o.get("offense_overlap_ms", settings.offense_overlap_ms)),
             offense_notes=bool(o.get("offense_notes", getattr(settings, "offense_notes", True))),
+            notes_sweep_per_run=int(
+                o.get("notes_sweep_per_run", getattr(settings, "notes_sweep_per_run", 100))
+            ),
             ariel_timeout_seconds=float(o.get("ariel_timeout_seconds", settings.ariel_timeout_seconds)),
             metrics_settle_seconds=int(o.get("metrics_settle_seconds", settings.metrics_settle_seconds)),
             metrics_catch_up_windows=int(
@@ -305,7 +311,7 @@ def _later(cursor: Mapping[str, Any] | None, position: tuple[int, int]) -> dict[
 
 async def fetch_offenses(ctx: SyncContext, cursor: dict[str, Any] | None) -> AsyncIterator[Page]:
     """Offenses incrementally by (last_persisted_time, id): new events and an analyst's close,
-    assignment, follow-up or protect each arrive as a new version, with the offense's notes.
+    assignment, follow-up or protect each arrive as a new version (notes: ``fetch_offense_notes``).
 
     An offense that cannot be read stops the run right before it (bad_response on the sync state):
     the offenses in front of it are published and the cursor stays at the last of them, so it is
@@ -327,18 +333,11 @@ async def fetch_offenses(ctx: SyncContext, cursor: dict[str, Any] | None) -> Asy
         ):
             reasons = await client.closing_reasons()  # a reason created since the run began
             refreshed = True
-        notes: list[list[dict[str, Any]] | None] = [None] * len(raw_page)
-        if options.offense_notes:
-            notes = list(
-                await _gather_all(
-                    client.offense_notes(int(r["id"])) if _has_id(r) else _no_notes() for r in raw_page
-                )
-            )
         events: list[CloudEvent] = []
         last: tuple[int, int] | None = None
-        for raw, offense_notes in zip(raw_page, notes, strict=True):
+        for raw in raw_page:
             try:
-                o = normalize.offense(raw, closing_reasons=reasons, notes=offense_notes)
+                o = normalize.offense(raw, closing_reasons=reasons)
                 here = (persisted_time(raw), int(raw["id"]))
             except (KeyError, TypeError, ValueError, ValidationError) as exc:
                 REJECTED.labels("offenses").inc()
@@ -372,8 +371,93 @@ def _has_id(raw: Any) -> bool:
     return isinstance(raw, dict) and isinstance(raw.get("id"), int)
 
 
-async def _no_notes() -> None:
-    return None
+NOTE_KEYS = "id,domain_id,last_persisted_time,last_updated_time"
+
+
+async def _notes_events(ctx: SyncContext, offenses: list[dict[str, Any]]) -> list[CloudEvent]:
+    """Every note of each offense, one event per offense (read time = version: a later read
+    replaces an earlier one whole). An offense deleted meanwhile (404) has no notes to read."""
+    client: QRadarClient = ctx.client
+
+    async def read(offense_id: int) -> list[dict[str, Any]] | None:
+        try:
+            return await client.offense_notes(offense_id)
+        except VendorError as exc:
+            if exc.category == VendorErrorCategory.NOT_FOUND:
+                return None
+            raise
+
+    wanted = [r for r in offenses if _has_id(r) and isinstance(r.get("domain_id"), int)]
+    read_at = _now_ms()
+    answers = await _gather_all(read(int(r["id"])) for r in wanted)
+    events = []
+    for raw, notes in zip(wanted, answers, strict=True):
+        if notes is None:
+            continue
+        try:
+            payload = normalize.offense_notes(int(raw["id"]), int(raw["domain_id"]), notes, read_at)
+        except (KeyError, TypeError, ValueError, ValidationError) as exc:
+            REJECTED.labels("offense_notes").inc()
+            raise VendorError(
+                VendorErrorCategory.BAD_RESPONSE,
+                f"QRadar answered notes of offense {raw['id']} in a form that cannot be read "
+                f"({type(exc).__name__}: {str(exc)[:200]}); notes sync stays before it until it can",
+                retryable=False,
+                details={"reason": "unreadable_record", "resource": "offense_notes", "id": raw["id"]},
+            ) from exc
+        events.append(
+            _event(
+                ctx,
+                "siem.offense_notes.read",
+                payload,
+                str(payload.offense_id),
+                version=read_at,
+                vendor_tenant=payload.domain_id,
+            )
+        )
+    return events
+
+
+async def fetch_offense_notes(ctx: SyncContext, cursor: dict[str, Any] | None) -> AsyncIterator[Page]:
+    """Offense notes as their own resource, read only where they can have changed.
+
+    1. Offenses whose ``last_persisted_time`` moved since this resource's own cursor (the same
+       keyset and overlap as the offenses; only ids are listed): a close with a note, any analyst
+       action, new events. The cursor is the last offense of each page whose notes were published.
+    2. A few open offenses per run (``notes_sweep_per_run``, in id order, wrapping round): QRadar
+       does not document that adding a note persists the offense, so a note added to an open
+       offense that otherwise stays still is found by this sweep — every open offense is re-read
+       once per (open offenses / notes_sweep_per_run) runs.
+    """
+    client: QRadarClient = ctx.client
+    options = _options(ctx)
+    if not options.offense_notes:
+        return
+    state = dict(cursor or {})
+    position = offense_start(state, options, _now_ms())
+    async for raw_page in client.offense_pages(position, fields=NOTE_KEYS):
+        last = max(
+            ((persisted_time(r), int(r["id"])) for r in raw_page if _has_id(r)),
+            default=None,
+        )
+        events = await _notes_events(ctx, raw_page)
+        if last is not None:
+            state.update(_later(state, last))
+        yield Page(events=events, cursor=dict(state), records=len(events))
+    if options.notes_sweep_per_run <= 0:
+        return
+    after = int(state.get("sweep_id") or -1)
+    records, _, _ = await client.get_page(
+        "siem/offenses",
+        0,
+        options.notes_sweep_per_run,
+        params={"filter": f'status = "OPEN" and id > {after}', "sort": "+id", "fields": "id,domain_id"},
+    )
+    events = await _notes_events(ctx, records)
+    ids = [int(r["id"]) for r in records if _has_id(r)]
+    # Fewer than asked for: the sweep reached the last open offense; the next one starts over.
+    state["sweep_id"] = max(ids) if ids and len(records) >= options.notes_sweep_per_run else -1
+    yield Page(events=events, cursor=dict(state), records=len(events))
 
 
 # ----------------------------------------------------------------------------- Ariel-computed data
@@ -475,8 +559,12 @@ RESOURCES: list[Resource] = [
     Resource("log_source_types", 86_400, fetch_log_source_types, "log source types"),
     Resource("log_source_groups", 3600, fetch_log_source_groups, "log source groups"),
     Resource("log_sources", 900, fetch_log_sources, "log sources (the seed's assets)"),
+    Resource("offenses", 60, fetch_offenses, "offenses, incrementally by last_persisted_time"),
     Resource(
-        "offenses", 60, fetch_offenses, "offenses with their notes, incrementally by last_persisted_time"
+        "offense_notes",
+        60,
+        fetch_offense_notes,
+        "notes of the offenses that changed, and a sweep of the open ones",
     ),
     Resource("eps", 600, fetch_eps, "EPS per domain, hourly and daily (Ariel)"),
     *(

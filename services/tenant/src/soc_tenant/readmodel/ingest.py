@@ -42,6 +42,7 @@ from soc_shared.events import (
     SiemLogSourceType,
     SiemMetricSample,
     SiemOffense,
+    SiemOffenseNotes,
     SoarAccount,
     SoarIncident,
     SoarNote,
@@ -308,6 +309,10 @@ def offense_row(e: CloudEvent, p: SiemOffense) -> Row:
         p.last_persisted_time,
         None if p.notes is None else models_json(p.notes),
     )
+
+
+def offense_notes_row(e: CloudEvent, p: SiemOffenseNotes) -> Row:
+    return (integration_of(e), p.offense_id, p.domain_id, models_json(p.notes), p.version, e.id)
 
 
 def eps_row(e: CloudEvent, p: SiemEpsSample) -> Row:
@@ -614,6 +619,15 @@ OFFENSE = Target(
     offense_row,
     rollup_columns=("domain_id", "start_time", "severity", "status", "categories"),
     rollups=OFFENSE_ROLLUPS,
+    # Notes are their own resource now (siem.offense_notes.read): a version read without them
+    # keeps what an older version carried.
+    overrides={"notes": "coalesce(EXCLUDED.notes, t.notes)"},
+)
+OFFENSE_NOTES = Target(
+    "qradar_offense_notes",
+    ("integration_id", "offense_id"),
+    ("integration_id", "offense_id", "domain_id", "notes", "version", "event_id"),
+    offense_notes_row,
 )
 INCIDENT = Target(
     "soar_incident",
@@ -765,6 +779,7 @@ TARGETS: dict[str, Target] = {
         log_source_row,
     ),
     "siem.offense.upserted": OFFENSE,
+    "siem.offense_notes.read": OFFENSE_NOTES,
     "siem.eps.sampled": Target(
         "eps_sample",
         ("integration_id", "domain_id", "granularity", "window_start", "collector"),
@@ -919,6 +934,7 @@ QUEUES: dict[str, list[str]] = {
         "siem.log_source_group.upserted",
         "siem.log_source.upserted",
         "siem.offense.upserted",
+        "siem.offense_notes.read",
     ],
     "tenant.metrics": ["siem.eps.sampled", "siem.metric.sampled"],
     "tenant.soar": ["soar.account.upserted", "soar.incident.upserted", "soar.note.added"],

@@ -138,8 +138,25 @@ class OffenseIncident(ApiModel):
     tickets: list[TicketRef]
 
 
+class OffenseNoteOut(ApiModel):
+    """A note an analyst (or an API caller) wrote on the offense in QRadar."""
+
+    id: int
+    text: str
+    username: str | None = None
+    create_time: datetime
+
+
 class OffenseDetail(OffenseSummary):
     """One offense with everything the read model knows about it."""
+
+    last_persisted_time: datetime | None = Field(
+        default=None,
+        description="when QRadar last persisted a change of the offense (events or an analyst's)",
+    )
+    notes: list[OffenseNoteOut] | None = Field(
+        default=None, description="the offense's notes, oldest first (null: not read yet)"
+    )
 
     rules: list[OffenseRule]
     source_address_ids: list[int]

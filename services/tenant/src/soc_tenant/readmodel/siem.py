@@ -270,6 +270,16 @@ async def offense_detail(
     if row is None:
         raise not_found("offense")
     offense = as_dict(row)
+    n = t.qradar_offense_notes
+    notes = (
+        await session.execute(
+            sa.select(n.c.notes).where(
+                n.c.integration_id == offense["integration_id"], n.c.offense_id == offense["offense_id"]
+            )
+        )
+    ).scalar_one_or_none()
+    if notes is not None:  # notes read as their own resource; else what an offense version carried
+        offense["notes"] = notes
     d = t.qradar_domain
     offense["domain_name"] = (
         await session.execute(

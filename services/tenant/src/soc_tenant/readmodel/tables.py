@@ -181,6 +181,16 @@ qradar_offense = _t(
     sa.Column("last_persisted_time", TS),
     sa.Column("notes", JSONB),
 )
+qradar_offense_notes = _t(
+    "qradar_offense_notes",
+    sa.Column("integration_id", sa.Text, primary_key=True),
+    sa.Column("offense_id", sa.BigInteger, primary_key=True),
+    sa.Column("domain_id", sa.BigInteger),
+    sa.Column("notes", JSONB),
+    sa.Column("version", sa.BigInteger),
+    sa.Column("event_id", sa.Text),
+    sa.Column("updated_at", TS),
+)
 eps_sample = _t(
     "eps_sample",
     sa.Column("integration_id", sa.Text),
