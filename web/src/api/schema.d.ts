@@ -5646,6 +5646,16 @@ export interface components {
              * @description QRadar's last_updated_time in epoch ms: grows with every change
              */
             version: number;
+            /**
+             * Last Persisted Time
+             * @description when QRadar last persisted a change of the offense (events or an analyst's)
+             */
+            last_persisted_time?: string | null;
+            /**
+             * Notes
+             * @description the offense's notes, oldest first (null: not read yet)
+             */
+            notes?: components["schemas"]["OffenseNoteOut"][] | null;
             /** Rules */
             rules: components["schemas"]["OffenseRule"][];
             /** Source Address Ids */
@@ -5739,6 +5749,23 @@ export interface components {
             type_id?: number | null;
             /** Type Name */
             type_name?: string | null;
+        };
+        /**
+         * OffenseNoteOut
+         * @description A note an analyst (or an API caller) wrote on the offense in QRadar.
+         */
+        OffenseNoteOut: {
+            /** Id */
+            id: number;
+            /** Text */
+            text: string;
+            /** Username */
+            username?: string | null;
+            /**
+             * Create Time
+             * Format: date-time
+             */
+            create_time: string;
         };
         /** OffenseRule */
         OffenseRule: {
