@@ -91,15 +91,13 @@ sync_state_table = sa.Table(
 )
 
 
-def create_ingest_tables(op: Any) -> None:
-    """Initial migration body shared by every ingestor (``op`` is Alembic's)."""
-    bind = op.get_bind()
-    metadata.create_all(bind=bind, tables=[integration_table, sync_state_table])
-
-
-def drop_ingest_tables(op: Any) -> None:
-    bind = op.get_bind()
-    metadata.drop_all(bind=bind, tables=[sync_state_table, integration_table])
+def ingestor_metadata(*own: sa.MetaData) -> sa.MetaData:
+    """One ingestor's schema as one metadata: the sync tables above and the ingestor's own tables
+    (its ``migrations/env.py`` and the schema drift test compare this with the database)."""
+    combined = sa.MetaData()
+    for table in (*metadata.tables.values(), *(t for m in own for t in m.tables.values())):
+        table.to_metadata(combined)
+    return combined
 
 
 @dataclass

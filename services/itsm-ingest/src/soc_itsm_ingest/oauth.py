@@ -38,6 +38,8 @@ from soc_shared.db import Database
 from soc_shared.vendor_http import VendorError, VendorErrorCategory, VendorHttp
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from soc_itsm_ingest.tables import metadata
+
 C = VendorErrorCategory
 OAUTH_KIND = "OAUTH_CLIENT"
 TOKEN_PATH = "oauth/v2/token"
@@ -57,13 +59,17 @@ _ACCOUNTS_BY_HOST_SUFFIX = (
 )
 DEFAULT_ACCOUNTS_URL = "https://accounts.zoho.com"
 
-metadata = sa.MetaData()
 oauth_token_table = sa.Table(
     "oauth_token",
     metadata,
     sa.Column("integration_id", sa.Text, primary_key=True),
-    sa.Column("credentials_fingerprint", sa.Text, nullable=False),
-    sa.Column("access_token", sa.Text, nullable=False),  # sealed
+    sa.Column(
+        "credentials_fingerprint",
+        sa.Text,
+        nullable=False,
+        comment="SHA-256 of the credentials the token was issued for",
+    ),
+    sa.Column("access_token", sa.Text, nullable=False, comment="sealed (AES-256-GCM)"),
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("refreshed_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("refreshes", sa.BigInteger, nullable=False, server_default="0"),

@@ -57,21 +57,31 @@ from sqlalchemy.dialects.postgresql import JSONB, insert
 from soc_itsm_ingest import normalize
 from soc_itsm_ingest.mapping import RoutingUnavailable, TicketRouting
 from soc_itsm_ingest.resources import options_of, source_of, ticket_event
+from soc_itsm_ingest.tables import metadata
 
 TICKET_REQUESTS = Counter(
     "soc_itsm_ticket_requests_total", "Incidents handled by the ticket service, by outcome", ["outcome"]
 )
 
-metadata = sa.MetaData()
 
 ticket_request_table = sa.Table(
     "ticket_request",
     metadata,
     sa.Column("integration_id", sa.Text, primary_key=True, comment="the ITSM (SDP) integration"),
     sa.Column(
-        "soar_integration_id", sa.Text, primary_key=True, comment="the SOAR integration ('' if unknown)"
+        "soar_integration_id",
+        sa.Text,
+        primary_key=True,
+        server_default="",
+        comment="the SOAR integration ('' if unknown)",
     ),
-    sa.Column("soar_account", sa.Text, primary_key=True, comment="the XSOAR account (vendor tenant)"),
+    sa.Column(
+        "soar_account",
+        sa.Text,
+        primary_key=True,
+        server_default="",
+        comment="the XSOAR account (vendor tenant)",
+    ),
     sa.Column("incident_id", sa.Text, primary_key=True, comment="the SOAR incident id"),
     sa.Column("account_id", sa.Text, nullable=False, comment="the SDP account the ticket is filed under"),
     sa.Column("company_id", sa.Text),

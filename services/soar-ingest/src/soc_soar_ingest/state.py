@@ -77,13 +77,3 @@ class NoteMarks:
         )
         async with self.db.session() as session:
             await session.execute(stmt)
-
-
-def create_note_mark_table(op: object) -> None:
-    bind = op.get_bind()  # type: ignore[attr-defined]
-    metadata.create_all(bind=bind, tables=[note_mark_table])
-
-
-def drop_note_mark_table(op: object) -> None:
-    bind = op.get_bind()  # type: ignore[attr-defined]
-    metadata.drop_all(bind=bind, tables=[note_mark_table])

@@ -40,29 +40,4 @@ ScopedSession = Annotated[AsyncSession, Depends(scoped_session)]
 OwnerDb = Annotated[Database, Depends(owner_db)]
 
 
-# The owner role passes row-level security unless its session scoped itself to a company
-# (set_company_scope sets app.trusted = off): the tables FORCE it, so being the owner is not enough.
-OWNER_TRUSTED = "coalesce(current_setting('app.trusted', true), '') <> 'off'"
-
-
-def rls_policy_sql(table: str, column: str = "company_id") -> list[str]:
-    """DDL that protects a company-scoped table with row-level security (used by migrations).
-
-    Row-level security is forced: the owner role (consumers, migrations) passes through the
-    ``owner_trusted`` policy unless its session is scoped to a company; the app role never passes.
-    """
-    return [
-        f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY",
-        f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY",
-        f"DROP POLICY IF EXISTS owner_trusted ON {table}",
-        f"CREATE POLICY owner_trusted ON {table} TO CURRENT_USER USING ({OWNER_TRUSTED}) WITH CHECK ({OWNER_TRUSTED})",
-        f"DROP POLICY IF EXISTS company_isolation ON {table}",
-        f"""CREATE POLICY company_isolation ON {table}
-            USING (current_setting('app.is_admin', true) = 'on'
-                   OR {column}::text = current_setting('app.company_id', true))
-            WITH CHECK (current_setting('app.is_admin', true) = 'on'
-                   OR {column}::text = current_setting('app.company_id', true))""",
-    ]
-
-
-__all__ = ["OWNER_TRUSTED", "ScopedSession", "OwnerDb", "Principal", "rls_policy_sql"]
+__all__ = ["ScopedSession", "OwnerDb", "Principal"]

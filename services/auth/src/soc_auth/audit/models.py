@@ -7,14 +7,25 @@ from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel
-from sqlalchemy import BigInteger, CheckConstraint, Column, DateTime, Index, String, Table, Uuid, func
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Identity,
+    Index,
+    String,
+    Table,
+    Uuid,
+    func,
+)
 
 from soc_auth.database import metadata
 
 login_attempt = Table(
     "login_attempt",
     metadata,
-    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("id", BigInteger, Identity(), primary_key=True),
     Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("username", String(255), nullable=False),
     Column("user_id", Uuid),

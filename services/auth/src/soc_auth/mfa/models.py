@@ -11,6 +11,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     LargeBinary,
@@ -39,7 +40,7 @@ mfa_factor = Table(
 mfa_recovery_code = Table(
     "mfa_recovery_code",
     metadata,
-    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("id", BigInteger, Identity(), primary_key=True),
     Column("user_id", Uuid, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
     Column("code_hash", LargeBinary(32), nullable=False),
     Column("used_at", DateTime(timezone=True)),

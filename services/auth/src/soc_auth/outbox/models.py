@@ -4,7 +4,7 @@ its event (nor an event sent for a change that rolled back)."""
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, DateTime, String, Table, func
+from sqlalchemy import BigInteger, Column, DateTime, Identity, String, Table, func
 from sqlalchemy.dialects.postgresql import JSONB
 
 from soc_auth.database import metadata
@@ -12,7 +12,7 @@ from soc_auth.database import metadata
 outbox = Table(
     "outbox",
     metadata,
-    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("id", BigInteger, Identity(), primary_key=True),
     Column("routing_key", String(128), nullable=False),
     Column("event", JSONB, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),

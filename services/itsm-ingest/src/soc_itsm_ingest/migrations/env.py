@@ -1,10 +1,7 @@
-import sqlalchemy as sa
-from soc_itsm_ingest.tickets import metadata as tickets_metadata
+import soc_itsm_ingest.oauth  # noqa: F401  (declares its table on the metadata)
+import soc_itsm_ingest.tickets  # noqa: F401
+from soc_itsm_ingest.tables import metadata
 from soc_shared.db import run_alembic_env
-from soc_shared.sync import metadata as sync_metadata
+from soc_shared.sync import ingestor_metadata
 
-combined = sa.MetaData()
-for table in (*sync_metadata.tables.values(), *tickets_metadata.tables.values()):
-    table.to_metadata(combined)
-
-run_alembic_env(combined)
+run_alembic_env(ingestor_metadata(metadata))

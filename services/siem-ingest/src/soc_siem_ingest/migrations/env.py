@@ -1,4 +1,4 @@
 from soc_shared.db import run_alembic_env
-from soc_shared.sync import metadata
+from soc_shared.sync import ingestor_metadata
 
-run_alembic_env(metadata)
+run_alembic_env(ingestor_metadata())

@@ -23,34 +23,13 @@ from pydantic import Field
 from soc_shared.api import CSV, ApiModel, Page, file_responses
 from soc_shared.context import request_id_var
 from soc_shared.events import AuditRecorded
-from sqlalchemy.dialects.postgresql import JSONB
 
 from soc_tenant.control.deps import ControlTx, ManagerReader, Paging, Tx, invalid, page, scoped_company
-from soc_tenant.control.tables import md
 from soc_tenant.readmodel.common import csv_response
+from soc_tenant.tables import audit_record
 
 router = APIRouter(tags=["audit"])
 
-audit_record = sa.Table(
-    "audit_record",
-    md,
-    sa.Column("id", sa.BigInteger, sa.Identity(always=True), primary_key=True),
-    sa.Column("at", sa.DateTime(timezone=True), server_default=sa.func.now()),
-    sa.Column("company_id", sa.Uuid),
-    sa.Column("actor_id", sa.Text, nullable=False),
-    sa.Column("actor_username", sa.Text, nullable=False),
-    sa.Column("actor_kind", sa.Text, nullable=False),
-    sa.Column("actor_company_id", sa.Uuid),
-    sa.Column("action", sa.Text, nullable=False),
-    sa.Column("target_type", sa.Text, nullable=False),
-    sa.Column("target_id", sa.Text),
-    sa.Column("before", JSONB),
-    sa.Column("after", JSONB),
-    sa.Column("client_address", sa.Text),
-    sa.Column("forwarded_for", sa.Text),
-    sa.Column("request_id", sa.Text),
-    sa.Column("trace_id", sa.Text),
-)
 
 MASK = "***"
 _SECRET_KEY = re.compile(r"pass(word)?|secret|token|api_?key|private|credential|access_?key|auth", re.I)

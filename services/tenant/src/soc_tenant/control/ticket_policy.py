@@ -23,44 +23,15 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field, field_validator
 from soc_shared.context import request_id_var
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from soc_tenant.control.company import require_live_company
 from soc_tenant.control.deps import AdminWriter, CompanyId, ControlTx, ManagerReader, invalid, not_found
 from soc_tenant.control.models import Strict, text
-from soc_tenant.control.tables import md
+from soc_tenant.tables import ticket_policy, ticket_policy_audit
 
 router = APIRouter(tags=["ticket policy"])
 
-ticket_policy = sa.Table(
-    "ticket_policy",
-    md,
-    sa.Column("id", sa.Uuid, primary_key=True),
-    sa.Column("company_id", sa.Uuid, nullable=False),
-    sa.Column("soar_integration_id", sa.Text),
-    sa.Column("soar_account", sa.Text),
-    sa.Column("priorities", JSONB, nullable=False),
-    sa.Column("statuses", JSONB, nullable=False),
-    sa.Column("types", JSONB),
-    sa.Column("updated_by", sa.Text),
-    sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
-    sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
-)
-ticket_policy_audit = sa.Table(
-    "ticket_policy_audit",
-    md,
-    sa.Column("id", sa.BigInteger, primary_key=True),
-    sa.Column("company_id", sa.Uuid, nullable=False),
-    sa.Column("soar_integration_id", sa.Text),
-    sa.Column("soar_account", sa.Text),
-    sa.Column("action", sa.Text, nullable=False),
-    sa.Column("before", JSONB),
-    sa.Column("after", JSONB),
-    sa.Column("actor", sa.Text, nullable=False),
-    sa.Column("request_id", sa.Text),
-    sa.Column("at", sa.DateTime(timezone=True), server_default=sa.func.now()),
-)
 
 Status = Literal["pending", "active", "closed", "archived"]
 DEFAULT_RULE: dict[str, Any] = {"priorities": ["P1", "P2"], "statuses": ["pending", "active"], "types": None}

@@ -11,7 +11,6 @@ from typing import Annotated, Any, Literal
 import sqlalchemy as sa
 from fastapi import APIRouter, Path, Query
 from soc_shared.api import Page
-from sqlalchemy.dialects.postgresql import UUID
 
 from soc_tenant.db import ScopedSession
 from soc_tenant.readmodel import tables as t
@@ -29,37 +28,11 @@ from soc_tenant.readmodel.common import (
     run_list,
 )
 from soc_tenant.readmodel.responses import IncidentMatches, MatchSummary, RecordMatches, TiMatch
+from soc_tenant.tables import ti_match, ti_observable
 
 router = APIRouter(prefix="/tenant", tags=["threat-intelligence"], route_class=ReadRoute)
 BIGINT = 2**63 - 1
 
-ti_match = sa.Table(
-    "ti_match",
-    t.md,
-    sa.Column("id", sa.BigInteger),
-    sa.Column("company_id", UUID(as_uuid=False)),
-    sa.Column("record_type", sa.Text),
-    sa.Column("integration_id", sa.Text),
-    sa.Column("scope", sa.Text),
-    sa.Column("record_key", sa.Text),
-    sa.Column("alert_integration_id", sa.Text),
-    sa.Column("alert_short_id", sa.Text),
-    sa.Column("kind", sa.Text),
-    sa.Column("value", sa.Text),
-    sa.Column("first_seen", t.TS),
-    sa.Column("last_seen", t.TS),
-)
-ti_observable = sa.Table(
-    "ti_observable",
-    t.md,
-    sa.Column("record_type", sa.Text),
-    sa.Column("integration_id", sa.Text),
-    sa.Column("scope", sa.Text),
-    sa.Column("record_key", sa.Text),
-    sa.Column("kind", sa.Text),
-    sa.Column("value", sa.Text),
-    sa.Column("private", sa.Boolean),
-)
 m = ti_match
 a = t.ti_alert
 o = t.qradar_offense

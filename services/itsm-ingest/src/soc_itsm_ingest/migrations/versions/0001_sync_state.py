@@ -3,8 +3,9 @@
 Revision ID: 0001_sync_state
 """
 
+import sqlalchemy as sa
 from alembic import op
-from soc_shared.sync import create_ingest_tables, drop_ingest_tables
+from sqlalchemy.dialects.postgresql import JSONB
 
 revision = "0001_sync_state"
 down_revision = None
@@ -13,8 +14,45 @@ depends_on = None
 
 
 def upgrade() -> None:
-    create_ingest_tables(op)
+    # Integrations this ingestor serves (from tenant.integration.changed; no secret is kept here).
+    op.create_table(
+        "integration",
+        sa.Column("id", sa.Text, primary_key=True),
+        sa.Column("subtype", sa.Text, nullable=False),
+        sa.Column("instance_name", sa.Text, nullable=False),
+        sa.Column("status", sa.Text, nullable=False),
+        sa.Column("deleted", sa.Boolean, nullable=False, server_default=sa.false()),
+        sa.Column("base_url", sa.Text, nullable=False),
+        sa.Column("verify_tls", sa.Boolean, nullable=False, server_default=sa.true()),
+        sa.Column("polling_interval_seconds", sa.Integer, nullable=False, server_default="300"),
+        sa.Column("credential_kind", sa.Text, nullable=False),
+        sa.Column("credentials_version", sa.Integer, nullable=False, server_default="1"),
+        sa.Column("company_id", sa.Text),
+        sa.Column("settings", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+        sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    # One row per (integration, resource): cursor, schedule, lease, last outcome.
+    op.create_table(
+        "sync_state",
+        sa.Column("integration_id", sa.Text, primary_key=True),
+        sa.Column("resource", sa.Text, primary_key=True),
+        sa.Column("cursor", JSONB),
+        sa.Column("interval_seconds", sa.Integer, nullable=False),
+        sa.Column("enabled", sa.Boolean, nullable=False, server_default=sa.true()),
+        sa.Column("next_run_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+        sa.Column("lease_owner", sa.Text),
+        sa.Column("lease_until", sa.DateTime(timezone=True)),
+        sa.Column("last_started_at", sa.DateTime(timezone=True)),
+        sa.Column("last_success_at", sa.DateTime(timezone=True)),
+        sa.Column("last_error", sa.Text),
+        sa.Column("last_error_category", sa.Text),
+        sa.Column("consecutive_failures", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("last_records", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("total_records", sa.BigInteger, nullable=False, server_default="0"),
+    )
+    op.create_index("ix_sync_state_due", "sync_state", ["next_run_at"], postgresql_where=sa.text("enabled"))
 
 
 def downgrade() -> None:
-    drop_ingest_tables(op)
+    op.drop_table("sync_state")
+    op.drop_table("integration")

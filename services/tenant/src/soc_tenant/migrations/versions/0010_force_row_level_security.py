@@ -8,12 +8,14 @@ Revision ID: 0010_force_row_level_security
 """
 
 from alembic import op
-from soc_tenant.db import OWNER_TRUSTED
 
 revision = "0010_force_row_level_security"
 down_revision = "0009_tickets"
 branch_labels = None
 depends_on = None
+
+# Frozen here (a migration never imports the application): how the owner role stays trusted.
+OWNER_TRUSTED = "coalesce(current_setting('app.trusted', true), '') <> 'off'"
 
 _PROTECTED = """
     SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace

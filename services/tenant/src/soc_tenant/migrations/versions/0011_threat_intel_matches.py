@@ -13,12 +13,14 @@ Revises: 0010_force_row_level_security
 """
 
 from alembic import op
-from soc_tenant.db import OWNER_TRUSTED
 
 revision = "0011_threat_intel_matches"
 down_revision = "0010_force_row_level_security"
 branch_labels = None
 depends_on = None
+
+# Frozen here (a migration never imports the application): how the owner role stays trusted.
+OWNER_TRUSTED = "coalesce(current_setting('app.trusted', true), '') <> 'off'"
 
 COMPANY = "current_setting('app.company_id', true)"
 ADMIN = "current_setting('app.is_admin', true) = 'on'"
