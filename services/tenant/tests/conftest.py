@@ -33,6 +33,7 @@ from soc_shared.testing import TokenFactory
 from soc_tenant.config import Settings
 from soc_tenant.control.options import ControlOptions
 from soc_tenant.main import create_app
+from soc_tenant.notify.options import NotifyOptions
 
 MIGRATIONS = Path(__file__).resolve().parents[1] / "src" / "soc_tenant" / "migrations"
 
@@ -179,6 +180,7 @@ def build_app(
     the control plane's own consumers run."""
     app = create_app(settings.model_copy(update={"consumers_enabled": False}), verifier=tokens.verifier())
     app.state.control_options = ControlOptions(background_tasks=False, consumers=True)
+    app.state.notify_options = NotifyOptions(background_tasks=False, consumer=False)
     if fake_auth is not None:
         app.state.auth_transport = fake_auth.transport()
     if fake_ingestors is not None:

@@ -594,6 +594,166 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/admin/notifications/channels/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Channels
+         * @description Channels, parked ones included (``parked=true`` for those alone).
+         */
+        get: operations["list_channels_admin_notifications_channels__get"];
+        put?: never;
+        /** Create Channel */
+        post: operations["create_channel_admin_notifications_channels__post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/notifications/channels/{channel_id}/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Get Channel */
+        get: operations["get_channel_admin_notifications_channels__channel_id___get"];
+        /**
+         * Update Channel
+         * @description Replace the channel's settings; a secret left out is kept (same kind).
+         */
+        put: operations["update_channel_admin_notifications_channels__channel_id___put"];
+        post?: never;
+        /**
+         * Delete Channel
+         * @description Delete the channel with its deliveries; rules keep naming it until edited (nothing is sent).
+         */
+        delete: operations["delete_channel_admin_notifications_channels__channel_id___delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/notifications/channels/{channel_id}/resume/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Resume Channel
+         * @description Unpark a channel: its waiting deliveries are due now.
+         */
+        post: operations["resume_channel_admin_notifications_channels__channel_id__resume__post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/notifications/deliveries/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Deliveries
+         * @description Deliveries, newest first.
+         */
+        get: operations["list_deliveries_admin_notifications_deliveries__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/notifications/deliveries/{delivery_id}/attempts/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List Attempts */
+        get: operations["list_attempts_admin_notifications_deliveries__delivery_id__attempts__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/notifications/deliveries/{delivery_id}/retry/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Retry Delivery
+         * @description Send a failed delivery again (its attempts start over).
+         */
+        post: operations["retry_delivery_admin_notifications_deliveries__delivery_id__retry__post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/notifications/rules/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List Rules */
+        get: operations["list_rules_admin_notifications_rules__get"];
+        put?: never;
+        /** Create Rule */
+        post: operations["create_rule_admin_notifications_rules__post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/notifications/rules/{rule_id}/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Get Rule */
+        get: operations["get_rule_admin_notifications_rules__rule_id___get"];
+        /** Update Rule */
+        put: operations["update_rule_admin_notifications_rules__rule_id___put"];
+        post?: never;
+        /** Delete Rule */
+        delete: operations["delete_rule_admin_notifications_rules__rule_id___delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/admin/read-model/rebuild-rollups/": {
         parameters: {
             query?: never;
@@ -2148,6 +2308,46 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/tenant/notifications/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * In App List
+         * @description The caller's in-app notifications, newest first, with what they read.
+         */
+        get: operations["in_app_list_tenant_notifications__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/tenant/notifications/read/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Mark Read
+         * @description Mark notifications read (``ids``, or ``all``) for the caller.
+         */
+        post: operations["mark_read_tenant_notifications_read__post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/tenant/offense-categories/": {
         parameters: {
             query?: never;
@@ -2940,6 +3140,27 @@ export interface components {
             /** Average Eps */
             average_eps: number;
         };
+        /** Attempt */
+        Attempt: {
+            /** Id */
+            id: number;
+            /**
+             * At
+             * Format: date-time
+             */
+            at: string;
+            /**
+             * Outcome
+             * @enum {string}
+             */
+            outcome: "sent" | "retry" | "failed";
+            /** Error Code */
+            error_code: string | null;
+            /** Detail */
+            detail: string | null;
+            /** Duration Ms */
+            duration_ms: number;
+        };
         /**
          * AuditRecord
          * @description One change made through the portal.
@@ -3042,6 +3263,130 @@ export interface components {
             current_password: string;
             /** New Password */
             new_password: string;
+        };
+        /** Channel */
+        Channel: {
+            /**
+             * Id
+             * Format: uuid
+             */
+            id: string;
+            /** Company Id */
+            company_id: string | null;
+            /** Name */
+            name: string;
+            /**
+             * Kind
+             * @enum {string}
+             */
+            kind: "email" | "webhook" | "slack" | "teams" | "in_app";
+            /** Enabled */
+            enabled: boolean;
+            /** Rate Per Minute */
+            rate_per_minute: number;
+            /**
+             * Config
+             * @description the channel's settings, secrets left out
+             */
+            config: {
+                [key: string]: unknown;
+            };
+            /** Secret Set */
+            secret_set: boolean;
+            /** Secret Version */
+            secret_version: number;
+            /** Consecutive Failures */
+            consecutive_failures: number;
+            /**
+             * Parked At
+             * @description set while the channel is parked after repeated failures
+             */
+            parked_at: string | null;
+            /** Park Reason */
+            park_reason: string | null;
+            /**
+             * Pending
+             * @description deliveries waiting on this channel
+             */
+            pending: number;
+            /**
+             * Failed
+             * @description deliveries that failed for good (they can be sent again)
+             */
+            failed: number;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /**
+             * Updated At
+             * Format: date-time
+             */
+            updated_at: string;
+        };
+        /**
+         * ChannelIn
+         * @description A channel. Secrets are write-only: leave one out on an update to keep it.
+         */
+        ChannelIn: {
+            /** Name */
+            name: string;
+            /**
+             * Kind
+             * @enum {string}
+             */
+            kind: "email" | "webhook" | "slack" | "teams" | "in_app";
+            /**
+             * Company Id
+             * @description none: the MSSP's own staff (admins only)
+             */
+            company_id?: string | null;
+            /**
+             * Enabled
+             * @default true
+             */
+            enabled: boolean;
+            /**
+             * Rate Per Minute
+             * @description deliveries per minute at most
+             * @default 30
+             */
+            rate_per_minute: number;
+            /** Sender */
+            sender?: string | null;
+            /** Recipients */
+            recipients?: string[];
+            /**
+             * Smtp Host
+             * @description none: the operator's relay
+             */
+            smtp_host?: string | null;
+            /** Smtp Port */
+            smtp_port?: number | null;
+            /**
+             * Smtp Security
+             * @default starttls
+             * @enum {string}
+             */
+            smtp_security: "none" | "starttls" | "tls";
+            /** Smtp Username */
+            smtp_username?: string | null;
+            /** Smtp Password */
+            smtp_password?: string | null;
+            /** Subject Template */
+            subject_template?: string | null;
+            /** Text Template */
+            text_template?: string | null;
+            /** Html Template */
+            html_template?: string | null;
+            /** Url */
+            url?: string | null;
+            /**
+             * Secret
+             * @description webhook HMAC secret (16+ characters)
+             */
+            secret?: string | null;
         };
         /** ChatMessage */
         ChatMessage: {
@@ -3752,6 +4097,49 @@ export interface components {
             /** Default Feed */
             default_feed: boolean;
         };
+        /** DeliveryView */
+        DeliveryView: {
+            /** Id */
+            id: number;
+            /** Company Id */
+            company_id: string | null;
+            /** Notice Id */
+            notice_id: number;
+            /**
+             * Channel Id
+             * Format: uuid
+             */
+            channel_id: string;
+            /** Channel Name */
+            channel_name: string;
+            /** Channel Kind */
+            channel_kind: string;
+            /** Trigger */
+            trigger: string;
+            /** Title */
+            title: string;
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "pending" | "sent" | "failed";
+            /** Attempts */
+            attempts: number;
+            /**
+             * Next Attempt At
+             * Format: date-time
+             */
+            next_attempt_at: string;
+            /** Last Error */
+            last_error: string | null;
+            /** Sent At */
+            sent_at: string | null;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+        };
         /**
          * DirectoryGroup
          * @description A directory (LDAP/AD) group whose members log in as the company's tenant users.
@@ -4148,6 +4536,57 @@ export interface components {
             display_name: string;
             /** Issuer */
             issuer: string;
+        };
+        /** InAppNotice */
+        InAppNotice: {
+            /** Id */
+            id: number;
+            /** Company Id */
+            company_id: string | null;
+            /** Trigger */
+            trigger: string;
+            /** Severity */
+            severity: string;
+            /** Title */
+            title: string;
+            /** Summary */
+            summary: string;
+            /** Facts */
+            facts: {
+                [key: string]: unknown;
+            };
+            /**
+             * At
+             * Format: date-time
+             */
+            at: string;
+            /** Read */
+            read: boolean;
+        };
+        /** InAppPage */
+        InAppPage: {
+            /** Items */
+            items: components["schemas"]["InAppNotice"][];
+            /**
+             * Total
+             * @description how many items match, over every page
+             */
+            total: number;
+            /**
+             * Limit
+             * @description the page size asked for (or the whole list's length)
+             */
+            limit: number;
+            /**
+             * Offset
+             * @description how many matching items come before this page
+             */
+            offset: number;
+            /**
+             * Unread
+             * @description unread notifications in all
+             */
+            unread: number;
         };
         /**
          * IncidentCard
@@ -5272,6 +5711,11 @@ export interface components {
             /** Active */
             active?: boolean | null;
         };
+        /** Marked */
+        Marked: {
+            /** Marked */
+            marked: number;
+        };
         /**
          * MatchSummary
          * @description The dashboard's threat-intel figures for the company (admins: every company).
@@ -6014,10 +6458,50 @@ export interface components {
              */
             offset: number;
         };
+        /** Page[Attempt] */
+        Page_Attempt_: {
+            /** Items */
+            items: components["schemas"]["Attempt"][];
+            /**
+             * Total
+             * @description how many items match, over every page
+             */
+            total: number;
+            /**
+             * Limit
+             * @description the page size asked for (or the whole list's length)
+             */
+            limit: number;
+            /**
+             * Offset
+             * @description how many matching items come before this page
+             */
+            offset: number;
+        };
         /** Page[AuditRecord] */
         Page_AuditRecord_: {
             /** Items */
             items: components["schemas"]["AuditRecord"][];
+            /**
+             * Total
+             * @description how many items match, over every page
+             */
+            total: number;
+            /**
+             * Limit
+             * @description the page size asked for (or the whole list's length)
+             */
+            limit: number;
+            /**
+             * Offset
+             * @description how many matching items come before this page
+             */
+            offset: number;
+        };
+        /** Page[Channel] */
+        Page_Channel_: {
+            /** Items */
+            items: components["schemas"]["Channel"][];
             /**
              * Total
              * @description how many items match, over every page
@@ -6178,6 +6662,26 @@ export interface components {
         Page_DefaultFeed_: {
             /** Items */
             items: components["schemas"]["DefaultFeed"][];
+            /**
+             * Total
+             * @description how many items match, over every page
+             */
+            total: number;
+            /**
+             * Limit
+             * @description the page size asked for (or the whole list's length)
+             */
+            limit: number;
+            /**
+             * Offset
+             * @description how many matching items come before this page
+             */
+            offset: number;
+        };
+        /** Page[DeliveryView] */
+        Page_DeliveryView_: {
+            /** Items */
+            items: components["schemas"]["DeliveryView"][];
             /**
              * Total
              * @description how many items match, over every page
@@ -6598,6 +7102,26 @@ export interface components {
         Page_RoleChoice_: {
             /** Items */
             items: components["schemas"]["RoleChoice"][];
+            /**
+             * Total
+             * @description how many items match, over every page
+             */
+            total: number;
+            /**
+             * Limit
+             * @description the page size asked for (or the whole list's length)
+             */
+            limit: number;
+            /**
+             * Offset
+             * @description how many matching items come before this page
+             */
+            offset: number;
+        };
+        /** Page[Rule] */
+        Page_Rule_: {
+            /** Items */
+            items: components["schemas"]["Rule"][];
             /**
              * Total
              * @description how many items match, over every page
@@ -7094,6 +7618,17 @@ export interface components {
              */
             contracted_volume: number | null;
         };
+        /** ReadIn */
+        ReadIn: {
+            /** Ids */
+            ids?: number[];
+            /**
+             * All
+             * @description mark every notification read
+             * @default false
+             */
+            all: boolean;
+        };
         /**
          * RecordMatches
          * @description The threat-intel matches of one offense or incident.
@@ -7268,6 +7803,87 @@ export interface components {
             active: components["schemas"]["SigningKeyRead"];
             /** Retired */
             retired: string[];
+        };
+        /** Rule */
+        Rule: {
+            /**
+             * Id
+             * Format: uuid
+             */
+            id: string;
+            /** Company Id */
+            company_id: string | null;
+            /** Name */
+            name: string;
+            /**
+             * Trigger
+             * @enum {string}
+             */
+            trigger: "sla_due_soon" | "sla_breached" | "offense_created" | "incident_created" | "integration_error" | "integration_silent" | "eps_exceeded" | "ticket_created";
+            /** Enabled */
+            enabled: boolean;
+            /** Min Offense Severity */
+            min_offense_severity: number | null;
+            /** Min Incident Severity */
+            min_incident_severity: string | null;
+            /** Lead Minutes */
+            lead_minutes: number | null;
+            /** Polls */
+            polls: number | null;
+            /** Channel Ids */
+            channel_ids: string[];
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /**
+             * Updated At
+             * Format: date-time
+             */
+            updated_at: string;
+        };
+        /** RuleIn */
+        RuleIn: {
+            /** Name */
+            name: string;
+            /**
+             * Trigger
+             * @enum {string}
+             */
+            trigger: "sla_due_soon" | "sla_breached" | "offense_created" | "incident_created" | "integration_error" | "integration_silent" | "eps_exceeded" | "ticket_created";
+            /**
+             * Company Id
+             * @description none: the MSSP's own staff (every company)
+             */
+            company_id?: string | null;
+            /**
+             * Enabled
+             * @default true
+             */
+            enabled: boolean;
+            /**
+             * Min Offense Severity
+             * @description offense_created: at least
+             */
+            min_offense_severity?: number | null;
+            /**
+             * Min Incident Severity
+             * @description incident_created: at least
+             */
+            min_incident_severity?: ("unknown" | "informational" | "low" | "medium" | "high" | "critical") | null;
+            /**
+             * Lead Minutes
+             * @description sla_due_soon: how long before
+             */
+            lead_minutes?: number | null;
+            /**
+             * Polls
+             * @description integration_error/silent: polls in a row
+             */
+            polls?: number | null;
+            /** Channel Ids */
+            channel_ids: string[];
         };
         /** SeenIn */
         SeenIn: {
@@ -11518,6 +12134,588 @@ export interface operations {
             header?: never;
             path: {
                 mapping_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    list_channels_admin_notifications_channels__get: {
+        parameters: {
+            query?: {
+                company_id?: string | null;
+                kind?: ("email" | "webhook" | "slack" | "teams" | "in_app") | null;
+                parked?: boolean | null;
+                limit?: number;
+                offset?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_Channel_"];
+                };
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    create_channel_admin_notifications_channels__post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ChannelIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Channel"];
+                };
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    get_channel_admin_notifications_channels__channel_id___get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                channel_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Channel"];
+                };
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    update_channel_admin_notifications_channels__channel_id___put: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                channel_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ChannelIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Channel"];
+                };
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    delete_channel_admin_notifications_channels__channel_id___delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                channel_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    resume_channel_admin_notifications_channels__channel_id__resume__post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                channel_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Channel"];
+                };
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    list_deliveries_admin_notifications_deliveries__get: {
+        parameters: {
+            query?: {
+                company_id?: string | null;
+                channel_id?: string | null;
+                status?: ("pending" | "sent" | "failed") | null;
+                limit?: number;
+                offset?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_DeliveryView_"];
+                };
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    list_attempts_admin_notifications_deliveries__delivery_id__attempts__get: {
+        parameters: {
+            query?: {
+                limit?: number;
+                offset?: number;
+            };
+            header?: never;
+            path: {
+                delivery_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_Attempt_"];
+                };
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    retry_delivery_admin_notifications_deliveries__delivery_id__retry__post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                delivery_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeliveryView"];
+                };
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    list_rules_admin_notifications_rules__get: {
+        parameters: {
+            query?: {
+                company_id?: string | null;
+                trigger?: ("sla_due_soon" | "sla_breached" | "offense_created" | "incident_created" | "integration_error" | "integration_silent" | "eps_exceeded" | "ticket_created") | null;
+                limit?: number;
+                offset?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_Rule_"];
+                };
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    create_rule_admin_notifications_rules__post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RuleIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Rule"];
+                };
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    get_rule_admin_notifications_rules__rule_id___get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                rule_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Rule"];
+                };
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    update_rule_admin_notifications_rules__rule_id___put: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                rule_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RuleIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Rule"];
+                };
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    delete_rule_admin_notifications_rules__rule_id___delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                rule_id: string;
             };
             cookie?: never;
         };
@@ -15844,6 +17042,94 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["LastSync"];
+                };
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    in_app_list_tenant_notifications__get: {
+        parameters: {
+            query?: {
+                company_id?: string | null;
+                /** @description only the unread ones */
+                unread?: boolean;
+                limit?: number;
+                offset?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InAppPage"];
+                };
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    mark_read_tenant_notifications_read__post: {
+        parameters: {
+            query?: {
+                company_id?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ReadIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Marked"];
                 };
             };
             /** @description The request cannot be served as sent (see `error.code`). */

@@ -499,6 +499,19 @@ class ChatMessagePosted(Payload):
     sent_at: datetime
 
 
+class NotificationPosted(Payload):
+    """An in-app notification for a company's users (``company_id`` None: the MSSP's staff), fanned
+    out to the WebSockets of every tenant replica."""
+
+    notice_id: int
+    company_id: str | None = None
+    trigger: str
+    severity: str
+    title: str
+    summary: str
+    at: datetime
+
+
 class SyncReported(Payload):
     """An ingestor's report of one sync run of one (integration, resource)."""
 
@@ -590,6 +603,7 @@ _SPECS = [
     EventSpec("tenant.company.changed", CompanyChanged),
     EventSpec("tenant.membership.changed", TenantMembershipChanged),
     EventSpec("tenant.chat.posted", ChatMessagePosted),
+    EventSpec("tenant.notification.posted", NotificationPosted, description="an in-app notification"),
     EventSpec("audit.recorded", AuditRecorded, description="a change made through the portal"),
     EventSpec("ingest.sync.reported", SyncReported),
     EventSpec("auth.user.changed", UserChanged),

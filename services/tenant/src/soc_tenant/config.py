@@ -33,6 +33,13 @@ class Settings(ServiceSettings):
     false_positive_status: str = "Done"
     true_positive_requires: str = "owner,tta,ttn,ttdn,priority"
 
+    # The operator's SMTP relay for e-mail channels that name no server of their own.
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_security: str = "starttls"  # none | starttls | tls
+    smtp_username: str | None = None
+    smtp_password: SecretStr = SecretStr("")
+
     consumer_batch_size: int = 1000
     # Threat-intel matching: a new alert is matched against the offenses and incidents seen within
     # this many days; a new offense or incident against the alerts published within the other.

@@ -13,11 +13,11 @@ from soc_shared.crypto import Sealer
 from soc_shared.db import Database
 from soc_shared.security import RevocationFeed, ServiceTokenProvider, TokenVerifier
 
-from soc_tenant import control, readmodel
+from soc_tenant import control, notify, readmodel
 from soc_tenant.config import Settings
 from soc_tenant.readmodel import positives
 
-PARTS = (control, readmodel)
+PARTS = (control, readmodel, notify)
 
 
 def create_app(settings: Settings | None = None, *, verifier: TokenVerifier | None = None) -> FastAPI:

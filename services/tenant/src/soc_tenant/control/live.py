@@ -20,13 +20,13 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from fastapi import FastAPI, WebSocket
 from loguru import logger
 from soc_shared.bus import EVENTS_EXCHANGE, declare_exchanges, decode_message
-from soc_shared.events import ChatMessagePosted, IntegrationChanged, InvalidEvent
+from soc_shared.events import ChatMessagePosted, IntegrationChanged, InvalidEvent, NotificationPosted
 from soc_shared.security import Principal
 
 from soc_tenant.control.live_metrics import MetricsSampler
 from soc_tenant.control.options import options
 
-LIVE_KEYS = ("tenant.chat.posted", "tenant.integration.changed")
+LIVE_KEYS = ("tenant.chat.posted", "tenant.integration.changed", "tenant.notification.posted")
 CLOSE_TOKEN_EXPIRED = 4401
 
 
@@ -167,10 +167,24 @@ class LiveHub:
                 await self.send_chat(payload)
             elif isinstance(payload, IntegrationChanged):
                 await self.send_admins(integration_frame(payload))
+            elif isinstance(payload, NotificationPosted):
+                await self.send_notice(payload)
 
     async def send_chat(self, message: ChatMessagePosted) -> None:
         frame = dumps(message_frame(message))
         await self._send([s for s in self.subscribers if s.wants_company(message.company_id)], frame)
+
+    async def send_notice(self, notice: NotificationPosted) -> None:
+        """An in-app notification: to the company's sockets (admins watching it included), or to the
+        admins' for a staff notification."""
+        frame = dumps(
+            {"type": "notification", "event": "notification.posted", **notice.model_dump(mode="json")}
+        )
+        if notice.company_id is None:
+            targets = [s for s in self.subscribers if s.principal.is_admin]
+        else:
+            targets = [s for s in self.subscribers if s.wants_company(notice.company_id)]
+        await self._send(targets, frame)
 
     async def send_admins(self, frame: dict[str, Any]) -> None:
         await self._send([s for s in self.subscribers if s.principal.is_admin], dumps(frame))

@@ -1,0 +1,92 @@
+"""Notifications: rules per company and for the MSSP's own staff, matched against bus events and
+the SLA clock (:mod:`.triggers`), delivered by e-mail, signed webhook, Slack, Teams and in-app
+(:mod:`.delivery`), configured through :mod:`.views`.
+
+Runs inside the tenant service: the conditions are facts of its read model and control plane (the
+company of a record through the mappings, SLA targets and clock start, contracted EPS, integration
+health), and its row-level security already isolates companies.
+
+Pluggable (``app.state`` before the lifespan starts): ``notify_options``
+(:class:`~.options.NotifyOptions`, with its ``clock``), ``notify_transport`` (an httpx transport for
+outgoing webhooks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from loguru import logger
+from soc_shared.bus import BatchConsumer, Delivery
+
+from soc_tenant.notify import triggers, views
+from soc_tenant.notify.delivery import Deliverer
+from soc_tenant.notify.options import notify_options
+
+routers: list[APIRouter] = [views.router]
+
+
+def _wake(app: FastAPI) -> None:
+    deliverer = getattr(app.state, "notify_deliverer", None)
+    if deliverer is not None:
+        deliverer.wakeup.set()
+
+
+def event_handler(app: FastAPI) -> Any:
+    async def handle(batch: list[Delivery]) -> None:
+        written = await triggers.handle_events(app.state.db, batch, notify_options(app).clock())
+        if written:
+            _wake(app)
+
+    return handle
+
+
+async def sla_once(app: FastAPI) -> list[int]:
+    written = await triggers.watch_sla(app.state.db, notify_options(app).clock())
+    if written:
+        _wake(app)
+    return written
+
+
+async def _sla_loop(app: FastAPI) -> None:
+    while True:
+        try:
+            await sla_once(app)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the database may be briefly away: keep watching
+            logger.warning("SLA watch: {}", type(exc).__name__)
+        await asyncio.sleep(notify_options(app).sla_watch_seconds)
+
+
+async def start(app: FastAPI) -> None:
+    opts = notify_options(app)
+    app.state.notify_deliverer = Deliverer(app)
+    app.state.notify_tasks = []
+    app.state.notify_consumer = None
+    if app.state.settings.consumers_enabled if opts.consumer is None else opts.consumer:
+        consumer = BatchConsumer(
+            app.state.bus, triggers.QUEUE, triggers.KEYS, event_handler(app), batch_size=500
+        )
+        await consumer.start()
+        app.state.notify_consumer = consumer
+    if opts.background_tasks:
+        app.state.notify_tasks = [
+            asyncio.create_task(app.state.notify_deliverer.run(), name="tenant-notify-delivery"),
+            asyncio.create_task(_sla_loop(app), name="tenant-notify-sla"),
+        ]
+
+
+async def stop(app: FastAPI) -> None:
+    if getattr(app.state, "notify_consumer", None) is not None:
+        await app.state.notify_consumer.stop()
+    for task in getattr(app.state, "notify_tasks", []):
+        task.cancel()
+    for task in getattr(app.state, "notify_tasks", []):
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+    deliverer = getattr(app.state, "notify_deliverer", None)
+    if deliverer is not None:
+        await deliverer.close()
