@@ -51,6 +51,7 @@ async def test_a_service_publishes_its_own_routing_keys_only(bus_users):
         with pytest.raises(ChannelAccessRefused):
             await _publish(bus_users["siem-ingest"], forged)
     await _publish(bus_users["auth"], "auth.user.changed")
+    await _publish(bus_users["auth"], "audit.recorded")  # its audit trail, filed by the tenant service
     with pytest.raises(ChannelAccessRefused):
         await _publish(bus_users["auth"], "tenant.company.changed")
     await _publish(bus_users["tenant"], "audit.recorded")
@@ -66,6 +67,17 @@ async def test_a_service_binds_only_the_keys_it_consumes(bus_users):
         await declare_exchanges(channel)
         queue = await channel.declare_queue("siem-ingest.perm-test", auto_delete=True)
         await queue.bind("soc.events", routing_key="tenant.integration.changed")
+        with pytest.raises(ChannelAccessRefused):
+            await queue.bind("soc.events", routing_key="auth.#")
+    finally:
+        await connection.close()
+    connection = await aio_pika.connect(bus_users["tenant"])
+    try:  # the tenant service files every service's audit records and the sign-ins
+        channel = await connection.channel()
+        await declare_exchanges(channel)
+        queue = await channel.declare_queue("tenant.perm-test", auto_delete=True)
+        await queue.bind("soc.events", routing_key="audit.recorded")
+        await queue.bind("soc.events", routing_key="auth.login.failed")
         with pytest.raises(ChannelAccessRefused):
             await queue.bind("soc.events", routing_key="auth.#")
     finally:

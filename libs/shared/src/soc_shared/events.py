@@ -459,9 +459,11 @@ class CompanyChanged(Payload):
 
 
 class AuditRecorded(Payload):
-    """A change made through the portal, as written to the audit trail (secrets already masked)."""
+    """A change made through the portal, as written to the audit trail (secrets already masked).
+    ``id`` is the record's number in the tenant service's audit store; other services leave it out
+    (the store numbers their records when it files them, once per event id)."""
 
-    id: int
+    id: int | None = None
     at: datetime
     company_id: str | None = None
     actor_id: str

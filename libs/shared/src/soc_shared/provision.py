@@ -107,12 +107,14 @@ def provision_vhost(vhost: str, *, fresh: bool = False) -> None:
 _ALL_DATA = r"siem\..*|soar\..*|itsm\..*|ti\..*|ingest\..*|tenant\..*"
 BUS_RIGHTS: dict[str, tuple[str, str]] = {
     # service: (routing keys it may publish, routing keys its queues may bind)
-    "auth": (r"auth\..*", r"tenant\.company\.changed"),
-    # The tenant service replays dead letters of the data it reads (never auth.*) and publishes its
-    # audit trail.
+    # Every service that changes something on a person's request publishes its audit records.
+    "auth": (r"auth\..*|audit\.recorded", r"tenant\.company\.changed"),
+    # The tenant service replays dead letters of the data it reads (never auth.*), publishes its
+    # audit trail, and files the other services' audit records and the sign-ins in its audit store.
     "tenant": (
         _ALL_DATA + r"|audit\.recorded",
-        r"siem\..*|soar\..*|itsm\..*|ti\..*|ingest\..*|tenant\..*|auth\.user\.changed",
+        r"siem\..*|soar\..*|itsm\..*|ti\..*|ingest\..*|tenant\..*|auth\.user\.changed"
+        r"|auth\.login\..*|audit\.recorded",
     ),
     "siem-ingest": (r"siem\..*|ingest\.sync\.reported", r"tenant\.integration\.changed"),
     "soar-ingest": (r"soar\..*|ingest\.sync\.reported", r"tenant\.integration\.changed"),

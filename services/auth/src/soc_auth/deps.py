@@ -6,12 +6,12 @@ disabled, deleted or demoted administrator loses access at once rather than at t
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from soc_shared.client_address import client_address as shared_client_address
 from soc_shared.errors import ApiError
 from soc_shared.security import InvalidToken, Principal
 
@@ -159,34 +159,11 @@ SuperAdminWriter = Annotated[Actor, Depends(super_admin_writer)]
 def client_address(request: Request) -> str | None:
     """The caller's address: the peer, or — when the peer is a trusted proxy — the nearest
     untrusted address of X-Forwarded-For."""
-    peer = request.client.host if request.client else None
-    trusted = request.app.state.trusted_proxies
-    if peer is None or not _is_trusted(peer, trusted):
-        return peer
-    forwarded = request.headers.get("x-forwarded-for", "")
-    chain = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
-    for hop in reversed(chain):
-        if not _is_trusted(hop, trusted):
-            return hop[:64]
-    return (chain[0] if chain else peer)[:64]
-
-
-def trusted_networks(entries: list[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-    networks = []
-    for entry in entries:
-        try:
-            networks.append(ipaddress.ip_network(entry, strict=False))
-        except ValueError:
-            continue
-    return networks
-
-
-def _is_trusted(address: str, trusted: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in net for net in trusted)
+    return shared_client_address(
+        request.client.host if request.client else None,
+        request.headers.get("x-forwarded-for"),
+        request.app.state.trusted_proxies,
+    )
 
 
 ClientAddress = Annotated[str | None, Depends(client_address)]

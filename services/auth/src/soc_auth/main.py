@@ -16,6 +16,7 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from loguru import logger
 from soc_shared.app import create_service_app
 from soc_shared.bus import Bus
+from soc_shared.client_address import trusted_networks
 from soc_shared.crypto import Sealer
 from soc_shared.db import Database
 from soc_shared.errors import error_response
@@ -28,7 +29,6 @@ from soc_auth.audit.views import router as audit_router
 from soc_auth.company.consumer import company_consumer
 from soc_auth.config import Settings
 from soc_auth.database import utcnow
-from soc_auth.deps import trusted_networks
 from soc_auth.internal.views import router as internal_router
 from soc_auth.ldap.client import Directory
 from soc_auth.ldap.views import router as directory_router

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
-from pydantic import SecretStr
-from pydantic_settings import SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 from soc_shared.settings import ServiceSettings
 
 
@@ -47,6 +47,20 @@ class Settings(ServiceSettings):
     ti_alert_max_age_days: int = 365
     consumers_enabled: bool = True
     upload_max_bytes: int = 2 * 1024 * 1024
+    # Peers whose X-Forwarded-For is believed (the gateway): the audit trail records the nearest
+    # address of the chain that is not one of them. Anyone else is recorded under their own address.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["127.0.0.1", "::1"])
+    # The audit store keeps records this many days (0: for ever) unless a company has its own
+    # retention; the purge runs this often.
+    audit_retention_days: int = Field(default=400, ge=0, le=36500)
+    audit_purge_interval_seconds: float = 3600.0
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     def resolve_secrets(self) -> None:
         super().resolve_secrets()

@@ -411,11 +411,27 @@ audit_record = sa.Table(
     sa.Column("forwarded_for", sa.Text),
     sa.Column("request_id", sa.Text),
     sa.Column("trace_id", sa.Text),
+    # The service that made the change (tenant, auth), and the event a record was filed from (once).
+    sa.Column("source", sa.Text, nullable=False, server_default=sa.text("'tenant'::text")),
+    sa.Column("event_id", sa.Text),
     sa.PrimaryKeyConstraint("id", name="audit_record_pkey"),
+    sa.Index("ix_audit_record_action", "action", sa.text("at DESC")),
     sa.Index("ix_audit_record_actor", "actor_id"),
     sa.Index("ix_audit_record_at", sa.text("at DESC"), sa.text("id DESC")),
     sa.Index("ix_audit_record_company", "company_id", sa.text("at DESC")),
     sa.Index("ix_audit_record_target", "target_type", "target_id"),
+    sa.Index("ux_audit_record_event_id", "event_id", unique=True),
+)
+
+# A company's own audit retention in days; the others follow the deployment's setting.
+audit_retention = sa.Table(
+    "audit_retention",
+    metadata,
+    sa.Column("company_id", sa.Uuid, primary_key=True),
+    sa.Column("days", sa.Integer, nullable=False),
+    sa.Column("updated_at", TS, nullable=False, server_default=sa.text("now()")),
+    sa.PrimaryKeyConstraint("company_id", name="audit_retention_pkey"),
+    sa.CheckConstraint("days >= 1 AND days <= 36500", name="ck_audit_retention_days"),
 )
 
 # -------------------------------------------------------------------- read model: QRadar (SIEM)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,7 @@ from loguru import logger
 from soc_shared.errors import ApiError
 from soc_shared.security import InvalidToken
 from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from soc_auth.audit import service as audit
 from soc_auth.audit.service import AttemptContext
@@ -571,7 +573,16 @@ async def logout(state: Any, refresh_token: str | None, *, principal: Any, all_s
             await tokens.revoke_family(session, row.family_id, "logout")
 
 
-async def change_password(state: Any, actor: Any, current: str, new: str, ctx: AttemptContext) -> None:
+async def change_password(
+    state: Any,
+    actor: Any,
+    current: str,
+    new: str,
+    ctx: AttemptContext,
+    *,
+    on_changed: Callable[[AsyncSession], Awaitable[Any]] | None = None,
+) -> None:
+    """``on_changed`` runs in the change's transaction (the audit record)."""
     record: UserRecord = actor.user
     if record.auth_source != AuthSource.LOCAL:
         raise ApiError(
@@ -598,6 +609,8 @@ async def change_password(state: Any, actor: Any, current: str, new: str, ctx: A
     async with transaction(state) as session:
         await set_password_hash(session, record.id, new_hash)
         await state.throttle.success(session, account_key)
+        if on_changed is not None:
+            await on_changed(session)
 
 
 async def set_password_hash(session: Any, user_id: uuid.UUID, password_hash: str) -> None:

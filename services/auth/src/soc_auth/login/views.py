@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from soc_auth.audit import trail
 from soc_auth.deps import AppState, CurrentActor, OptionalPrincipal, attempt_context
 from soc_auth.login import flows
 from soc_auth.login.models import ChangePasswordRequest, LoginRequest, LoginResponse
@@ -77,7 +79,25 @@ async def change_password(
     body: ChangePasswordRequest, actor: CurrentActor, request: Request, state: AppState
 ) -> Response:
     """Change a local account's password; every refresh token of the account is revoked."""
+
+    async def audited(session: AsyncSession) -> None:
+        await trail.record(
+            session,
+            request,
+            actor,
+            "user.password_changed",
+            "user",
+            actor.user.id,
+            company_id=actor.company_id,
+            after={"password_changed": True, "by": "self"},
+        )
+
     await flows.change_password(
-        state, actor, body.current_password, body.new_password, attempt_context(request, "password")
+        state,
+        actor,
+        body.current_password,
+        body.new_password,
+        attempt_context(request, "password"),
+        on_changed=audited,
     )
     return Response(status_code=204)

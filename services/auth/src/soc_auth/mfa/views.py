@@ -18,6 +18,7 @@ from fastapi import APIRouter, Request, Response
 from soc_shared.errors import ApiError
 
 from soc_auth.audit import service as audit
+from soc_auth.audit import trail
 from soc_auth.audit.service import AttemptContext
 from soc_auth.database import utcnow
 from soc_auth.deps import AppState, CurrentActor, UserManagerWriter, attempt_context
@@ -140,14 +141,23 @@ async def my_mfa(actor: CurrentActor, state: AppState) -> MfaStatus:
 
 
 @router.post("/auth/mfa/enrol/", response_model=MfaEnrolment, status_code=201)
-async def enrol(actor: CurrentActor, state: AppState) -> MfaEnrolment:
+async def enrol(actor: CurrentActor, state: AppState, request: Request) -> MfaEnrolment:
     """Start (or restart) enrolment: shown once — the secret, provisioning URI, QR code and
     recovery codes. MFA is on once POST /auth/mfa/confirm/ accepts the first code."""
     async with transaction(state) as session:
         row = await mfa.factor(session, actor.user.id, for_update=True)
         if row is not None and row.confirmed_at is not None:
             raise ApiError(409, "mfa_already_enabled", "MFA is already on; turn it off first to enrol again")
-        return await mfa.start_enrolment(session, state, actor.user)
+        enrolment = await mfa.start_enrolment(session, state, actor.user)
+        await _record(session, request, actor, "mfa.enrolment_started", {"mfa": "pending"})
+        return enrolment
+
+
+async def _record(session: Any, request: Request, actor: Any, action: str, after: dict[str, Any]) -> None:
+    """A change to the caller's own MFA, in the audit trail (never a secret or a code)."""
+    await trail.record(
+        session, request, actor, action, "user", actor.user.id, company_id=actor.company_id, after=after
+    )
 
 
 async def _own_code(state: Any, actor: Any, request: Request, code: str, *, pending: bool) -> None:
@@ -187,6 +197,7 @@ async def confirm(body: MfaCode, actor: CurrentActor, request: Request, state: A
         await _audit(
             session, attempt_context(request, "mfa"), actor.user.username, actor.user.id, True, "enrolled"
         )
+        await _record(session, request, actor, "mfa.enabled", {"mfa": "on"})
         return await mfa.status(session, state.settings, actor.user)
 
 
@@ -201,6 +212,7 @@ async def disable(body: MfaCode, actor: CurrentActor, request: Request, state: A
         await _audit(
             session, attempt_context(request, "mfa"), actor.user.username, actor.user.id, True, "disabled"
         )
+        await _record(session, request, actor, "mfa.disabled", {"mfa": "off"})
         return await mfa.status(session, state.settings, actor.user)
 
 
@@ -211,7 +223,11 @@ async def new_recovery_codes(
     """Replace the recovery codes (shown once) with a current code."""
     await _own_code(state, actor, request, body.code, pending=False)
     async with transaction(state) as session:
-        return await mfa.replace_recovery_codes(session, state.settings, actor.user.id)
+        codes = await mfa.replace_recovery_codes(session, state.settings, actor.user.id)
+        await _record(
+            session, request, actor, "mfa.recovery_codes_replaced", {"recovery_codes_count": len(codes)}
+        )
+        return codes
 
 
 @router.delete("/admin/users/{user_id}/mfa/", status_code=204, response_class=Response, tags=["admin users"])
@@ -235,5 +251,16 @@ async def reset_user_mfa(
             target.id,
             True,
             f"reset_by:{actor.user.username}"[:64],
+        )
+        await trail.record(
+            session,
+            request,
+            actor,
+            "user.mfa_reset",
+            "user",
+            target.id,
+            company_id=target.company_id,
+            before={"mfa": "on" if row.confirmed_at is not None else "pending"},
+            after={"mfa": "off"},
         )
     return Response(status_code=204)

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from soc_shared.errors import ApiError, NotFound
 from sqlalchemy import func, select
 
+from soc_auth.audit import trail
 from soc_auth.database import utcnow
 from soc_auth.deps import AppState, CurrentActor, UserManagerReader, UserManagerWriter
 from soc_auth.outbox.service import transaction
@@ -125,7 +126,9 @@ async def my_sessions(actor: CurrentActor, request: Request, state: AppState) ->
 
 
 @router.delete("/auth/sessions/{session_id}/", status_code=204, response_class=Response)
-async def end_my_session(session_id: uuid.UUID, actor: CurrentActor, state: AppState) -> Response:
+async def end_my_session(
+    session_id: uuid.UUID, actor: CurrentActor, state: AppState, request: Request
+) -> Response:
     """End one of my sessions (its refresh token stops working; access tokens expire on their own)."""
     async with transaction(state) as session:
         owned = (
@@ -138,14 +141,34 @@ async def end_my_session(session_id: uuid.UUID, actor: CurrentActor, state: AppS
         if owned is None:
             raise NotFound("session")
         await tokens.revoke_family(session, session_id, "session_ended")
+        await trail.record(
+            session,
+            request,
+            actor,
+            "session.ended",
+            "session",
+            session_id,
+            company_id=actor.company_id,
+            after={"user_id": str(actor.user.id)},
+        )
     return Response(status_code=204)
 
 
 @router.delete("/auth/sessions/", status_code=204, response_class=Response)
-async def end_my_sessions(actor: CurrentActor, state: AppState) -> Response:
+async def end_my_sessions(actor: CurrentActor, state: AppState, request: Request) -> Response:
     """End every session of mine (this one included)."""
     async with transaction(state) as session:
         await tokens.revoke_user(session, actor.user.id, "logout_all")
+        await trail.record(
+            session,
+            request,
+            actor,
+            "user.sessions_ended",
+            "user",
+            actor.user.id,
+            company_id=actor.company_id,
+            after={"sessions": "all", "by": "self"},
+        )
     return Response(status_code=204)
 
 
@@ -159,11 +182,23 @@ async def user_sessions(user_id: uuid.UUID, actor: UserManagerReader, state: App
 @router.delete(
     "/admin/users/{user_id}/sessions/", status_code=204, response_class=Response, tags=["admin users"]
 )
-async def end_user_sessions(user_id: uuid.UUID, actor: UserManagerWriter, state: AppState) -> Response:
+async def end_user_sessions(
+    user_id: uuid.UUID, actor: UserManagerWriter, state: AppState, request: Request
+) -> Response:
     """An administrator ends every session of a user (administrators' sessions: super admins)."""
     async with transaction(state) as session:
         target = await get_visible(session, actor, user_id)
         if target.is_admin and not actor.is_super_admin and target.id != actor.user.id:
             raise ApiError(403, "super_admin_required", "only a super administrator changes administrators")
         await tokens.revoke_user(session, target.id, "ended_by_admin")
+        await trail.record(
+            session,
+            request,
+            actor,
+            "user.sessions_revoked",
+            "user",
+            target.id,
+            company_id=target.company_id,
+            after={"sessions": "all", "by": "administrator"},
+        )
     return Response(status_code=204)

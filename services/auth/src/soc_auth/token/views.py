@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from soc_shared.errors import ApiError
 
+from soc_auth.audit import trail
 from soc_auth.database import utcnow
 from soc_auth.deps import AdminReader, AppState, SuperAdminWriter, client_address
 from soc_auth.outbox.service import transaction
@@ -46,11 +47,21 @@ async def list_keys(actor: AdminReader, state: AppState) -> list[SigningKeyRead]
 
 
 @router.post("/admin/keys/rotate/", response_model=RotationResult, tags=["admin"])
-async def rotate_keys(actor: SuperAdminWriter, state: AppState) -> RotationResult:
+async def rotate_keys(actor: SuperAdminWriter, state: AppState, request: Request) -> RotationResult:
     """Make a new signing key active. Retired keys stay published, and keep verifying, until every
     token they signed has expired."""
     async with transaction(state) as session:
         retired = await state.keys.rotate(session)
+        # The key ids only (public): the new key's id is in the JWKS once the transaction commits.
+        await trail.record(
+            session,
+            request,
+            actor,
+            "signing_key.rotated",
+            "signing_key",
+            None,
+            after={"retired": sorted(retired)},
+        )
     await tokens.reload_keys(state)
     active = next(k for k in state.keys.describe() if k.active)
     return RotationResult(active=active, retired=retired)

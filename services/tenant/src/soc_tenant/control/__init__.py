@@ -51,6 +51,7 @@ async def start(app: FastAPI) -> None:
     if app.state.settings.consumers_enabled if opts.consumers is None else opts.consumers:
         app.state.control_consumers.append(await members.start_consumer(app))
         app.state.control_consumers.append(await integrations.start_consumer(app))
+        app.state.control_consumers.append(await audit.start_consumer(app))
     app.state.control_tasks = []
     if opts.background_tasks:
         app.state.control_tasks = [
@@ -58,6 +59,7 @@ async def start(app: FastAPI) -> None:
             asyncio.create_task(
                 outbox.relay_loop(app, opts.outbox_relay_seconds), name="tenant-outbox-relay"
             ),
+            asyncio.create_task(audit.purge_loop(app), name="tenant-audit-retention"),
         ]
 
 

@@ -4,82 +4,57 @@ through the outbox.
 
 Routes call :func:`record` with the target's view before and after the change; only the fields
 that changed are kept, and anything secret-looking is masked. The table is append-only for the API
-role (INSERT and SELECT only; a trigger refuses UPDATE for every role) and row-level security keys on
-the company the change concerns, so a tenant administrator reads their own company's records.
+role (INSERT and SELECT only; a trigger refuses UPDATE for every role and DELETE for all but the
+retention purge) and row-level security keys on the company the change concerns, so a tenant
+administrator reads their own company's records.
+
+The store also files the other services' records (``audit.recorded`` from the auth service, written
+to its outbox in the change's transaction) and every sign-in attempt (``auth.login.*``), once per
+event id, so one view and one export answer "who did what" across the suite.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-import re
 import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Query, Response
-from opentelemetry import trace
+from fastapi import APIRouter, FastAPI, Query, Response
+from loguru import logger
 from pydantic import Field
 from soc_shared.api import CSV, ApiModel, Page, file_responses
+from soc_shared.audit import MASK, changes, mask, trace_id
+from soc_shared.bus import BatchConsumer, Delivery
 from soc_shared.context import request_id_var
-from soc_shared.events import AuditRecorded
+from soc_shared.db import Database
+from soc_shared.events import AuditRecorded, LoginAttempt
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from soc_tenant.control.deps import ControlTx, ManagerReader, Paging, Tx, invalid, page, scoped_company
+from soc_tenant.control.deps import (
+    AdminWriter,
+    CompanyId,
+    ControlTx,
+    ManagerReader,
+    Paging,
+    Tx,
+    invalid,
+    not_found,
+    page,
+    scoped_company,
+)
 from soc_tenant.readmodel.common import csv_response
-from soc_tenant.tables import audit_record
+from soc_tenant.tables import audit_record, audit_retention, company, tenant_member
 
 router = APIRouter(tags=["audit"])
 
 
-MASK = "***"
-_SECRET_KEY = re.compile(r"pass(word)?|secret|token|api_?key|private|credential|access_?key|auth", re.I)
-# Facts about a secret that are not the secret (when it was rotated, which version, which kind).
-_NOT_SECRET_SUFFIXES = ("_at", "_version", "_kind", "_count")
-# Bookkeeping that changes with every write and says nothing about what was changed.
-_NOISE = frozenset({"updated_at", "modified_at", "status_changed_at", "health_since"})
+__all__ = ["MASK", "changes", "mask", "record"]
 CSV_LIMIT = 50_000
-
-
-def mask(value: Any, key: str = "") -> Any:
-    """``value`` with every value under a secret-looking key replaced by ``***`` (recursively)."""
-    if (
-        key
-        and _SECRET_KEY.search(key)
-        and not key.endswith(_NOT_SECRET_SUFFIXES)
-        and not isinstance(value, (bool, int, float))
-        and value not in (None, "", [], {})
-    ):
-        return MASK
-    if isinstance(value, dict):
-        return {str(k): mask(v, str(k)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [mask(v) for v in value]
-    return value
-
-
-def _jsonable(value: dict[str, Any] | None) -> dict[str, Any] | None:
-    return None if value is None else json.loads(json.dumps(value, default=str))
-
-
-def changes(
-    before: dict[str, Any] | None, after: dict[str, Any] | None
-) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """The fields that differ (both sides), masked; a create keeps the whole ``after``, a delete the
-    whole ``before``."""
-    b, a = _jsonable(before), _jsonable(after)
-    if b is not None and a is not None:
-        keys = [k for k in {**b, **a} if k not in _NOISE and b.get(k) != a.get(k)]
-        b = {k: b.get(k) for k in keys}
-        a = {k: a.get(k) for k in keys}
-    else:
-        b = None if b is None else {k: v for k, v in b.items() if k not in _NOISE}
-        a = None if a is None else {k: v for k, v in a.items() if k not in _NOISE}
-    return mask(b), mask(a)
-
-
-def _trace_id() -> str | None:
-    ctx = trace.get_current_span().get_span_context()
-    return format(ctx.trace_id, "032x") if ctx.is_valid else None
+# Services whose audit.recorded events are filed (the tenant's own are written directly).
+FILED_SOURCES = frozenset({"/auth"})
 
 
 def _uuid_or_none(value: Any) -> uuid.UUID | None:
@@ -122,7 +97,8 @@ async def record(
         "client_address": tx.client_address,
         "forwarded_for": (tx.forwarded_for or None) and tx.forwarded_for[:512],
         "request_id": request_id_var.get(),
-        "trace_id": _trace_id(),
+        "trace_id": trace_id(),
+        "source": "tenant",
     }
     row = (
         await tx.session.execute(
@@ -137,7 +113,7 @@ async def record(
             **{
                 k: (str(v) if isinstance(v, uuid.UUID) else v)
                 for k, v in values.items()
-                if k != "forwarded_for"
+                if k not in ("forwarded_for", "source")
             },
         ),
         subject=str(row.id),
@@ -165,6 +141,7 @@ class AuditRecord(ApiModel):
     forwarded_for: str | None = Field(description="X-Forwarded-For as received")
     request_id: str | None
     trace_id: str | None
+    source: str = Field(description="the service that recorded it: tenant or auth (changes, sign-ins)")
 
 
 _Text = Annotated[str | None, Query(max_length=200)]
@@ -179,6 +156,7 @@ def _filters(
     company_id: uuid.UUID | None,
     since: datetime | None,
     until: datetime | None,
+    source: str | None = None,
 ) -> list[Any]:
     if since is not None and until is not None and since > until:
         raise invalid(["query", "from"], "must not be after 'to'")
@@ -195,6 +173,8 @@ def _filters(
         where.append(t.target_type == target_type)
     if target_id:
         where.append(t.target_id == target_id)
+    if source:
+        where.append(t.source == source)
     if since is not None:
         where.append(t.at >= since)
     if until is not None:
@@ -214,11 +194,13 @@ async def list_audit(
     company_id: uuid.UUID | None = None,
     since: Annotated[datetime | None, Query(alias="from")] = None,
     until: Annotated[datetime | None, Query(alias="to")] = None,
+    source: _Text = None,
 ) -> dict[str, Any]:
-    """Changes made through the portal, newest first. Admins see every record; a tenant administrator
-    their own company's (row-level security). ``actor`` matches the user id or the username;
-    ``from`` is inclusive, ``to`` exclusive."""
-    where = _filters(tx, actor, action, target_type, target_id, company_id, since, until)
+    """Changes made through the portal and sign-in attempts (``auth.login.succeeded`` /
+    ``auth.login.failed``), newest first. Admins see every record; a tenant administrator their own
+    company's (row-level security). ``actor`` matches the user id or the username; ``source`` is the
+    service (tenant, auth); ``from`` is inclusive, ``to`` exclusive."""
+    where = _filters(tx, actor, action, target_type, target_id, company_id, since, until, source)
     t = audit_record.c
     total = (
         await tx.session.execute(sa.select(sa.func.count()).select_from(audit_record).where(*where))
@@ -253,9 +235,10 @@ async def export_audit(
     company_id: uuid.UUID | None = None,
     since: Annotated[datetime | None, Query(alias="from")] = None,
     until: Annotated[datetime | None, Query(alias="to")] = None,
+    source: _Text = None,
 ) -> Response:
     """The same filters as the list; at most 50,000 records (narrow the time range for more)."""
-    where = _filters(tx, actor, action, target_type, target_id, company_id, since, until)
+    where = _filters(tx, actor, action, target_type, target_id, company_id, since, until, source)
     t = audit_record.c
     rows = (
         await tx.session.execute(
@@ -269,3 +252,192 @@ async def export_audit(
             row[key] = None if row[key] is None else json.dumps(row[key], sort_keys=True)
         out.append(row)
     return csv_response(CSV_COLUMNS, out, "audit")
+
+
+# --- filing the other services' records and the sign-ins -------------------------------------------
+def _filed_change(d: Delivery, p: AuditRecorded) -> dict[str, Any]:
+    return {
+        "at": p.at,
+        "company_id": _uuid_or_none(p.company_id),
+        "actor_id": p.actor_id[:200],
+        "actor_username": p.actor_username[:255],
+        "actor_kind": p.actor_kind[:32],
+        "actor_company_id": _uuid_or_none(p.actor_company_id),
+        "action": p.action[:200],
+        "target_type": p.target_type[:100],
+        "target_id": None if p.target_id is None else p.target_id[:200],
+        # Masked again: the store never holds a secret, whoever sent the record.
+        "before": mask(p.before),
+        "after": mask(p.after),
+        "client_address": (p.client_address or None) and p.client_address[:64],
+        "request_id": (p.request_id or None) and p.request_id[:200],
+        "trace_id": (p.trace_id or None) and p.trace_id[:64],
+        "source": d.envelope.source.strip("/")[:64],
+        "event_id": d.envelope.id,
+    }
+
+
+def _filed_login(d: Delivery, p: LoginAttempt, companies: dict[str, uuid.UUID]) -> dict[str, Any]:
+    company_id = companies.get(p.user_id or "")
+    return {
+        "at": p.at,
+        "company_id": company_id,
+        "actor_id": p.user_id or "",
+        "actor_username": p.username[:255],
+        "actor_kind": "tenant" if company_id is not None else "person",
+        "actor_company_id": company_id,
+        "action": f"auth.login.{p.outcome}",
+        "target_type": "user",
+        "target_id": p.user_id,
+        "before": None,
+        "after": {"method": p.method, "reason": p.reason, "user_agent": p.user_agent},
+        "client_address": p.client_ip,
+        "request_id": None,
+        "trace_id": None,
+        "source": "auth",
+        "event_id": d.envelope.id,
+    }
+
+
+async def file_records(db: Database, deliveries: list[Delivery]) -> int:
+    """File ``audit.recorded`` events of other services and ``auth.login.*`` events in the audit
+    store, each once (a re-delivered event id is skipped). Answers how many were new."""
+    changes_: list[tuple[Delivery, AuditRecorded]] = []
+    logins: list[tuple[Delivery, LoginAttempt]] = []
+    for d in deliveries:
+        source = d.envelope.source
+        if isinstance(d.payload, AuditRecorded):
+            if source in FILED_SOURCES:
+                changes_.append((d, d.payload))
+            elif source != "/tenant":  # ours are written in the change's own transaction
+                logger.warning("audit.recorded from {!r} ignored", source[:64])
+        elif isinstance(d.payload, LoginAttempt):
+            if source == "/auth":
+                logins.append((d, d.payload))
+            else:
+                logger.warning("{} from {!r} ignored", d.routing_key, source[:64])
+    if not changes_ and not logins:
+        return 0
+    async with db.session() as session:
+        companies: dict[str, uuid.UUID] = {}
+        user_ids = {p.user_id for _, p in logins if p.user_id}
+        if user_ids:
+            m = tenant_member.c
+            rows = await session.execute(sa.select(m.user_id, m.company_id).where(m.user_id.in_(user_ids)))
+            companies = {r.user_id: r.company_id for r in rows}
+        values = [_filed_change(d, p) for d, p in changes_] + [
+            _filed_login(d, p, companies) for d, p in logins
+        ]
+        result = await session.execute(
+            pg_insert(audit_record)
+            .values(values)
+            .on_conflict_do_nothing(index_elements=["event_id"])
+            .returning(audit_record.c.id)
+        )
+        return len(result.all())
+
+
+async def start_consumer(app: FastAPI) -> BatchConsumer:
+    async def handle(deliveries: list[Delivery]) -> None:
+        await file_records(app.state.db, deliveries)
+
+    consumer = BatchConsumer(
+        app.state.bus,
+        "tenant.control.audit",
+        ["audit.recorded", "auth.login.succeeded", "auth.login.failed"],
+        handle,
+        batch_size=500,
+    )
+    await consumer.start()
+    return consumer
+
+
+# --- retention ----------------------------------------------------------------------------------------
+async def purge(db: Database, default_days: int) -> int:
+    """Delete the records older than their retention (a company's own, else ``default_days``; 0 keeps
+    them). The only way a record is ever deleted."""
+    async with db.session() as session:
+        return int(
+            (
+                await session.execute(sa.text("SELECT audit_record_purge(:d)"), {"d": int(default_days)})
+            ).scalar_one()
+        )
+
+
+async def purge_loop(app: FastAPI) -> None:
+    settings = app.state.settings
+    while True:
+        try:
+            purged = await purge(app.state.db, settings.audit_retention_days)
+            if purged:
+                logger.info("audit retention: {} records purged", purged)
+        except Exception as exc:  # the database is away: try again next round
+            logger.warning("audit retention purge failed: {}", type(exc).__name__)
+        await asyncio.sleep(settings.audit_purge_interval_seconds)
+
+
+class CompanyRetention(ApiModel):
+    company_id: uuid.UUID
+    days: int
+
+
+class AuditRetention(ApiModel):
+    """How long the audit store keeps records."""
+
+    default_days: int = Field(description="the deployment's retention (0: for ever)")
+    companies: list[CompanyRetention] = Field(description="companies with their own retention")
+
+
+class RetentionBody(ApiModel):
+    days: int | None = Field(
+        ge=1, le=36500, description="the company's own retention in days; null: the deployment's"
+    )
+
+
+@router.get("/admin/audit/retention/", response_model=AuditRetention)
+async def get_retention(tx: ControlTx, principal: ManagerReader) -> dict[str, Any]:
+    """The deployment's retention and the companies' own (a tenant administrator sees their own)."""
+    r = audit_retention.c
+    where = []
+    scope = scoped_company(tx.principal, None)
+    if scope is not None:
+        where.append(r.company_id == scope)
+    rows = (
+        await tx.session.execute(sa.select(r.company_id, r.days).where(*where).order_by(r.company_id))
+    ).all()
+    return {
+        "default_days": tx.app.state.settings.audit_retention_days,
+        "companies": [{"company_id": x.company_id, "days": x.days} for x in rows],
+    }
+
+
+@router.put("/admin/companies/{company_id}/audit-retention/", response_model=AuditRetention)
+async def put_retention(
+    tx: ControlTx, principal: AdminWriter, company_id: CompanyId, body: RetentionBody
+) -> dict[str, Any]:
+    """Set a company's own retention (``days``), or return it to the deployment's (``null``)."""
+    if (await tx.session.execute(sa.select(company.c.id).where(company.c.id == company_id))).first() is None:
+        raise not_found("company")
+    r = audit_retention.c
+    before = (
+        await tx.session.execute(sa.select(r.days).where(r.company_id == company_id))
+    ).scalar_one_or_none()
+    if body.days is None:
+        await tx.session.execute(sa.delete(audit_retention).where(r.company_id == company_id))
+    else:
+        stmt = pg_insert(audit_retention).values(company_id=company_id, days=body.days)
+        await tx.session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["company_id"], set_={"days": body.days, "updated_at": sa.func.now()}
+            )
+        )
+    await record(
+        tx,
+        "audit.retention_updated",
+        "company",
+        company_id,
+        company_id=company_id,
+        before={"retention_days": before},
+        after={"retention_days": body.days},
+    )
+    return await get_retention(tx, principal)

@@ -11,6 +11,8 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
 from loguru import logger
+from soc_shared.client_address import client_address as shared_client_address
+from soc_shared.client_address import trusted_networks
 from soc_shared.db import set_company_scope
 from soc_shared.errors import ApiError
 from soc_shared.events import Payload
@@ -34,7 +36,8 @@ class Tx:
     principal: Principal
     outbox_ids: list[int] = field(default_factory=list)
     after_commit: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
-    # Where the request came from (the audit trail records it): the peer and X-Forwarded-For as sent.
+    # Where the request came from (the audit trail records it): the real client (behind trusted
+    # proxies) and X-Forwarded-For as received.
     client_address: str | None = None
     forwarded_for: str | None = None
 
@@ -78,9 +81,21 @@ async def control_tx(request: Request, principal: CurrentPrincipal) -> AsyncIter
     """:func:`scoped_tx` for a route, committed *before* the response is sent (function scope), so a
     client never reads before our write is visible and a failed commit is an error, not a lie."""
     async with scoped_tx(request.app, principal) as tx:
-        tx.client_address = request.client.host if request.client else None
+        tx.client_address = client_address(request)
         tx.forwarded_for = request.headers.get("x-forwarded-for") or None
         yield tx
+
+
+def client_address(request: Request) -> str | None:
+    """The caller's real address: the peer, or — when the peer is a trusted proxy (the gateway) —
+    the nearest untrusted address of X-Forwarded-For. A header sent by anyone else is not believed."""
+    app = request.app
+    trusted = getattr(app.state, "trusted_networks", None)
+    if trusted is None:
+        trusted = app.state.trusted_networks = trusted_networks(app.state.settings.trusted_proxies)
+    return shared_client_address(
+        request.client.host if request.client else None, request.headers.get("x-forwarded-for"), trusted
+    )
 
 
 ControlTx = Annotated[Tx, Depends(control_tx, scope="function")]
