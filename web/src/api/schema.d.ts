@@ -30,9 +30,10 @@ export interface paths {
         };
         /**
          * List Audit
-         * @description Changes made through the portal, newest first. Admins see every record; a tenant administrator
-         *     their own company's (row-level security). ``actor`` matches the user id or the username;
-         *     ``from`` is inclusive, ``to`` exclusive.
+         * @description Changes made through the portal and sign-in attempts (``auth.login.succeeded`` /
+         *     ``auth.login.failed``), newest first. Admins see every record; a tenant administrator their own
+         *     company's (row-level security). ``actor`` matches the user id or the username; ``source`` is the
+         *     service (tenant, auth); ``from`` is inclusive, ``to`` exclusive.
          */
         get: operations["list_audit_admin_audit__get"];
         put?: never;
@@ -55,6 +56,26 @@ export interface paths {
          * @description The same filters as the list; at most 50,000 records (narrow the time range for more).
          */
         get: operations["export_audit_admin_audit_export_csv_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/audit/retention/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get Retention
+         * @description The deployment's retention and the companies' own (a tenant administrator sees their own).
+         */
+        get: operations["get_retention_admin_audit_retention__get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -146,6 +167,26 @@ export interface paths {
         post?: never;
         /** Delete Company Route */
         delete: operations["delete_company_route_admin_companies__company_id___delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/companies/{company_id}/audit-retention/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Put Retention
+         * @description Set a company's own retention (``days``), or return it to the deployment's (``null``).
+         */
+        put: operations["put_retention_admin_companies__company_id__audit_retention__put"];
+        post?: never;
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -3223,6 +3264,27 @@ export interface components {
             request_id: string | null;
             /** Trace Id */
             trace_id: string | null;
+            /**
+             * Source
+             * @description the service that recorded it: tenant or auth (changes, sign-ins)
+             */
+            source: string;
+        };
+        /**
+         * AuditRetention
+         * @description How long the audit store keeps records.
+         */
+        AuditRetention: {
+            /**
+             * Default Days
+             * @description the deployment's retention (0: for ever)
+             */
+            default_days: number;
+            /**
+             * Companies
+             * @description companies with their own retention
+             */
+            companies: components["schemas"]["CompanyRetention"][];
         };
         /**
          * AuthSource
@@ -3679,6 +3741,16 @@ export interface components {
             soar: components["schemas"]["SoarMapping"][];
             /** Itsm */
             itsm: components["schemas"]["ItsmMapping"][];
+        };
+        /** CompanyRetention */
+        CompanyRetention: {
+            /**
+             * Company Id
+             * Format: uuid
+             */
+            company_id: string;
+            /** Days */
+            days: number;
         };
         /** CompanySla */
         CompanySla: {
@@ -7748,6 +7820,14 @@ export interface components {
             /** Subtype */
             subtype?: ("IBM_QRADAR" | "CORTEX_XSOAR" | "MANAGEENGINE_SDP" | "CYWARE") | null;
         };
+        /** RetentionBody */
+        RetentionBody: {
+            /**
+             * Days
+             * @description the company's own retention in days; null: the deployment's
+             */
+            days: number | null;
+        };
         /** Revocation */
         Revocation: {
             /** User Id */
@@ -10033,6 +10113,7 @@ export interface operations {
                 company_id?: string | null;
                 from?: string | null;
                 to?: string | null;
+                source?: string | null;
                 limit?: number;
                 offset?: number;
             };
@@ -10081,6 +10162,7 @@ export interface operations {
                 company_id?: string | null;
                 from?: string | null;
                 to?: string | null;
+                source?: string | null;
             };
             header?: never;
             path?: never;
@@ -10095,6 +10177,44 @@ export interface operations {
                 };
                 content: {
                     "text/csv": string;
+                };
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    get_retention_admin_audit_retention__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditRetention"];
                 };
             };
             /** @description The request cannot be served as sent (see `error.code`). */
@@ -10421,6 +10541,50 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    put_retention_admin_companies__company_id__audit_retention__put: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                company_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RetentionBody"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditRetention"];
+                };
             };
             /** @description The request cannot be served as sent (see `error.code`). */
             "4XX": {

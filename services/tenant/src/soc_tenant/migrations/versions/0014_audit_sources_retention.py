@@ -10,16 +10,16 @@ period that only the purge deletes.
   ``soc.audit_purge`` for its own transaction, and TRUNCATE always. The API role has no DELETE
   privilege (nor EXECUTE on the purge); the purge runs as the owner.
 
-Revision ID: 0013_audit_sources_retention
-Revises: 0012_audit_record
+Revision ID: 0014_audit_sources_retention
+Revises: 0013_offense_notes_resource
 """
 
 import sqlalchemy as sa
 from alembic import op
 from soc_tenant.db import rls_policy_sql
 
-revision = "0013_audit_sources_retention"
-down_revision = "0012_audit_record"
+revision = "0014_audit_sources_retention"
+down_revision = "0013_offense_notes_resource"
 branch_labels = None
 depends_on = None
 
