@@ -16,12 +16,30 @@ Revises: 0013_offense_notes_resource
 
 import sqlalchemy as sa
 from alembic import op
-from soc_tenant.db import rls_policy_sql
 
 revision = "0014_audit_sources_retention"
 down_revision = "0013_offense_notes_resource"
 branch_labels = None
 depends_on = None
+
+# Frozen here (a migration never imports the application): the row-level-security DDL this
+# revision applies, as in 0012_audit_record.
+OWNER_TRUSTED = "coalesce(current_setting('app.trusted', true), '') <> 'off'"
+
+
+def rls_policy_sql(table: str, column: str = "company_id") -> list[str]:
+    return [
+        f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY",
+        f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY",
+        f"DROP POLICY IF EXISTS owner_trusted ON {table}",
+        f"CREATE POLICY owner_trusted ON {table} TO CURRENT_USER USING ({OWNER_TRUSTED}) WITH CHECK ({OWNER_TRUSTED})",
+        f"DROP POLICY IF EXISTS company_isolation ON {table}",
+        f"""CREATE POLICY company_isolation ON {table}
+            USING (current_setting('app.is_admin', true) = 'on'
+                   OR {column}::text = current_setting('app.company_id', true))
+            WITH CHECK (current_setting('app.is_admin', true) = 'on'
+                   OR {column}::text = current_setting('app.company_id', true))""",
+    ]
 
 
 def upgrade() -> None:
@@ -35,7 +53,7 @@ def upgrade() -> None:
         sa.Column("company_id", sa.Uuid, primary_key=True),
         sa.Column("days", sa.Integer, nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
-        sa.CheckConstraint("days BETWEEN 1 AND 36500", name="ck_audit_retention_days"),
+        sa.CheckConstraint("days >= 1 AND days <= 36500", name="ck_audit_retention_days"),
     )
     for stmt in rls_policy_sql("audit_retention"):
         op.execute(stmt)
