@@ -1085,6 +1085,152 @@ ticket_totals = sa.Table(
     ),
 )
 
+# ------------------------------------------------ notifications (channels, rules, notices, deliveries)
+
+notify_channel = sa.Table(
+    "notify_channel",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("company_id", sa.Uuid),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),  # email | webhook | slack | teams | in_app
+    sa.Column("config", JSONB, nullable=False),  # nothing secret
+    sa.Column("secret_sealed", sa.Text),  # SMTP password, webhook secret, Slack/Teams URL
+    sa.Column("secret_version", sa.Integer, nullable=False, server_default=sa.text("0")),
+    sa.Column("rate_per_minute", sa.Integer, nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("consecutive_failures", sa.Integer, nullable=False, server_default=sa.text("0")),
+    sa.Column("parked_at", TS),
+    sa.Column("park_reason", sa.Text),
+    sa.Column("created_at", TS, nullable=False, server_default=sa.text("now()")),
+    sa.Column("updated_at", TS, nullable=False, server_default=sa.text("now()")),
+    sa.CheckConstraint("kind IN ('email', 'webhook', 'slack', 'teams', 'in_app')", name="ck_notify_kind"),
+    sa.ForeignKeyConstraint(
+        ["company_id"], ["company.id"], name="notify_channel_company_id_fkey", ondelete="CASCADE"
+    ),
+    sa.PrimaryKeyConstraint("id", name="notify_channel_pkey"),
+    sa.Index("ix_notify_channel_company", "company_id"),
+)
+
+notify_rule = sa.Table(
+    "notify_rule",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("company_id", sa.Uuid),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("trigger", sa.Text, nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("min_offense_severity", sa.Integer),
+    sa.Column("min_incident_severity", sa.Text),
+    sa.Column("lead_minutes", sa.Integer),
+    sa.Column("polls", sa.Integer),
+    sa.Column("channel_ids", ARRAY(UUID(as_uuid=True)), nullable=False),
+    sa.Column("created_at", TS, nullable=False, server_default=sa.text("now()")),
+    sa.Column("updated_at", TS, nullable=False, server_default=sa.text("now()")),
+    sa.ForeignKeyConstraint(
+        ["company_id"], ["company.id"], name="notify_rule_company_id_fkey", ondelete="CASCADE"
+    ),
+    sa.PrimaryKeyConstraint("id", name="notify_rule_pkey"),
+    sa.Index("ix_notify_rule_trigger", "trigger", "company_id"),
+)
+
+# One per (rule, condition): the dedup key names the condition (an incident and its SLA step, an
+# offense, a failing run of polls).
+notify_notice = sa.Table(
+    "notify_notice",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(always=True), primary_key=True, autoincrement=True),
+    sa.Column("company_id", sa.Uuid),
+    sa.Column("rule_id", sa.Uuid, nullable=False),
+    sa.Column("trigger", sa.Text, nullable=False),
+    sa.Column("dedup_key", sa.Text, nullable=False),
+    sa.Column("severity", sa.Text, nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("summary", sa.Text, nullable=False),
+    sa.Column("facts", JSONB, nullable=False),
+    sa.Column("due_at", TS),  # when the condition became true (an SLA deadline, the record's time)
+    sa.Column("created_at", TS, nullable=False),
+    sa.ForeignKeyConstraint(
+        ["rule_id"], ["notify_rule.id"], name="notify_notice_rule_id_fkey", ondelete="CASCADE"
+    ),
+    sa.PrimaryKeyConstraint("id", name="notify_notice_pkey"),
+    sa.UniqueConstraint("rule_id", "dedup_key", name="uq_notify_notice_dedup"),
+    sa.Index("ix_notify_notice_company", "company_id", sa.text("id DESC")),
+)
+
+notify_delivery = sa.Table(
+    "notify_delivery",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(always=True), primary_key=True, autoincrement=True),
+    sa.Column("company_id", sa.Uuid),
+    sa.Column("notice_id", sa.BigInteger, nullable=False),
+    sa.Column("channel_id", sa.Uuid, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),  # pending | sent | failed
+    sa.Column("attempts", sa.Integer, nullable=False, server_default=sa.text("0")),
+    sa.Column("next_attempt_at", TS, nullable=False),
+    sa.Column("lease_until", TS),
+    sa.Column("last_error", sa.Text),
+    sa.Column("sent_at", TS),
+    sa.Column("created_at", TS, nullable=False),
+    sa.ForeignKeyConstraint(
+        ["notice_id"], ["notify_notice.id"], name="notify_delivery_notice_id_fkey", ondelete="CASCADE"
+    ),
+    sa.ForeignKeyConstraint(
+        ["channel_id"], ["notify_channel.id"], name="notify_delivery_channel_id_fkey", ondelete="CASCADE"
+    ),
+    sa.PrimaryKeyConstraint("id", name="notify_delivery_pkey"),
+    sa.UniqueConstraint("notice_id", "channel_id", name="uq_notify_delivery"),
+    sa.Index(
+        "ix_notify_delivery_due", "next_attempt_at", postgresql_where=sa.text("status = 'pending'::text")
+    ),
+    sa.Index("ix_notify_delivery_channel", "channel_id", "status"),
+)
+
+notify_attempt = sa.Table(
+    "notify_attempt",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(always=True), primary_key=True, autoincrement=True),
+    sa.Column("company_id", sa.Uuid),
+    sa.Column("delivery_id", sa.BigInteger, nullable=False),
+    sa.Column("channel_id", sa.Uuid, nullable=False),
+    sa.Column("at", TS, nullable=False),
+    sa.Column("outcome", sa.Text, nullable=False),  # sent | retry | failed
+    sa.Column("error_code", sa.Text),
+    sa.Column("detail", sa.Text),
+    sa.Column("duration_ms", sa.Integer, nullable=False),
+    sa.ForeignKeyConstraint(
+        ["delivery_id"], ["notify_delivery.id"], name="notify_attempt_delivery_id_fkey", ondelete="CASCADE"
+    ),
+    sa.PrimaryKeyConstraint("id", name="notify_attempt_pkey"),
+    sa.Index("ix_notify_attempt_delivery", "delivery_id"),
+    sa.Index("ix_notify_attempt_channel_at", "channel_id", "at"),
+)
+
+notify_read = sa.Table(
+    "notify_read",
+    metadata,
+    sa.Column("notice_id", sa.BigInteger, primary_key=True),
+    sa.Column("user_id", sa.Text, primary_key=True),
+    sa.Column("company_id", sa.Uuid),
+    sa.Column("read_at", TS, nullable=False, server_default=sa.text("now()")),
+    sa.ForeignKeyConstraint(
+        ["notice_id"], ["notify_notice.id"], name="notify_read_notice_id_fkey", ondelete="CASCADE"
+    ),
+    sa.PrimaryKeyConstraint("notice_id", "user_id", name="notify_read_pkey"),
+)
+
+# Per (integration, resource): the current run of failed or empty polls (integration triggers).
+notify_sync_watch = sa.Table(
+    "notify_sync_watch",
+    metadata,
+    sa.Column("integration_id", sa.Text, primary_key=True),
+    sa.Column("resource", sa.Text, primary_key=True),
+    sa.Column("failing_since", TS),
+    sa.Column("empty_polls", sa.Integer, nullable=False, server_default=sa.text("0")),
+    sa.Column("empty_since", TS),
+    sa.PrimaryKeyConstraint("integration_id", "resource", name="notify_sync_watch_pkey"),
+)
+
 # Names the code uses for two tables whose SQL name is longer.
 directory_group = company_directory_group
 sync_report = integration_sync_report

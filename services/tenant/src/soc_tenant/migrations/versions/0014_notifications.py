@@ -6,7 +6,6 @@ Revision ID: 0014_notifications
 
 import sqlalchemy as sa
 from alembic import op
-from soc_tenant.db import rls_policy_sql
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 revision = "0014_notifications"
@@ -15,6 +14,25 @@ branch_labels = None
 depends_on = None
 
 TS = sa.DateTime(timezone=True)
+
+# Frozen here (a migration never imports the application): the row-level-security DDL this
+# revision applies, as 0012 spells it.
+OWNER_TRUSTED = "coalesce(current_setting('app.trusted', true), '') <> 'off'"
+
+
+def rls_policy_sql(table: str, column: str = "company_id") -> list[str]:
+    return [
+        f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY",
+        f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY",
+        f"DROP POLICY IF EXISTS owner_trusted ON {table}",
+        f"CREATE POLICY owner_trusted ON {table} TO CURRENT_USER USING ({OWNER_TRUSTED}) WITH CHECK ({OWNER_TRUSTED})",
+        f"DROP POLICY IF EXISTS company_isolation ON {table}",
+        f"""CREATE POLICY company_isolation ON {table}
+            USING (current_setting('app.is_admin', true) = 'on'
+                   OR {column}::text = current_setting('app.company_id', true))
+            WITH CHECK (current_setting('app.is_admin', true) = 'on'
+                   OR {column}::text = current_setting('app.company_id', true))""",
+    ]
 
 
 def upgrade() -> None:
