@@ -1,15 +1,15 @@
 """Notifications: channels (sealed secrets), rules, notices (one per rule and condition), deliveries
 with their attempts, in-app read marks, and the integration poll watch.
 
-Revision ID: 0014_notifications
+Revision ID: 0015_notifications
 """
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
-revision = "0014_notifications"
-down_revision = "0013_offense_notes_resource"
+revision = "0015_notifications"
+down_revision = "0014_audit_sources_retention"
 branch_labels = None
 depends_on = None
 
