@@ -784,6 +784,7 @@ async def test_companies_never_see_each_others_rows(loaded):
         ("/tenant/soar-incidents/", "/tenant/soar-incidents/{}/"),
         ("/tenant/soar-incidents/", "/tenant/soar-incidents/{}/ti-matches/"),
         ("/tenant/itsm-tickets/", "/tenant/itsm-tickets/{}/"),
+        ("/tenant/itsm-tickets/", "/tenant/itsm-tickets/{}/ti-matches/"),
         ("/tenant/threat-alerts/", "/tenant/threat-alerts/{}/"),
     ]
     for list_path, detail in details:

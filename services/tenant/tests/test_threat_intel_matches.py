@@ -18,6 +18,7 @@ from soc_shared.bus import Bus
 from soc_shared.events import (
     IncidentSeverity,
     IncidentStatus,
+    ItsmTicket,
     OffenseLogSource,
     OffenseRule,
     OffenseStatus,
@@ -32,6 +33,7 @@ from soc_tenant.readmodel.testing import (
     add_ti_integration,
     event,
     eventually,
+    map_itsm,
     map_qradar,
     map_soar,
 )
@@ -330,6 +332,7 @@ async def test_matches_both_ways_under_entitlement_once_and_isolated(env, event_
     assert summary == {
         "open_incidents_with_matches": 1,
         "open_offenses_with_matches": 1,
+        "open_tickets_with_matches": 0,
         "matches": 3,
         "alerts_matched": 1,
         "by_kind": {"ipv4": 2, "domain": 1},
@@ -409,3 +412,233 @@ async def test_private_addresses_are_stored_flagged_and_never_matched(env):
             await s.execute(sa.text("SELECT count(*) FROM ti_match WHERE value = '192.168.1.3'"))
         ).scalar_one()
     assert n == 0
+
+
+async def test_tickets_are_matched_like_offenses_and_incidents(env):
+    """A ServiceDesk Plus request (the recorded shape) whose text names A's alert's indicators,
+    defanged: matched, shown in the ticket's detail, its route, the list's filter and the summary;
+    hostile query values are refused or answer nothing."""
+    w: World = env["world"]
+    db = env["app"].state.db
+    itsm = f"sdp-ti-{RUN}"
+    await map_itsm(db, w.a, itsm, "301")
+    raw = json.loads((FIXTURES / "sdp" / "api_v3_requests_get.json").read_text())["request"]
+    ticket = ItsmTicket(
+        ticket_id=raw["id"],
+        account_id="301",
+        account_name="Acme",
+        subject=f"{raw['subject']}: user clicked hxxps://{EVIL.replace('.', '[.]')}/login",
+        short_description=raw["description"],
+        status=raw["status"]["name"],
+        priority=raw["priority"]["name"],
+        created_time=NOW - timedelta(minutes=20),
+        last_updated_time=NOW - timedelta(minutes=5),
+        resolution=f"Blocked {RECORDED_IP.replace('.', '[.]')} at the firewall",
+        version=1,
+    )
+    await env["bus"].publish(
+        [event("itsm.ticket.upserted", ticket, itsm, raw["id"], version=1, vendor_tenant="301")]
+    )
+    own = f"A-{RUN}"
+
+    async def matched() -> bool:
+        return {(r[1], r[2], r[3], r[4]) for r in await matches_in_db(env, w) if r[1] == "ticket"} == {
+            ("ticket", raw["id"], own, EVIL),
+            ("ticket", raw["id"], own, RECORDED_IP),
+        }
+
+    await eventually(matched, within=20)
+    ha, hb = tenant(env, w.a), tenant(env, w.b)
+    listed = await get(env, "/tenant/itsm-tickets/", ha, has_ti_match="true")
+    assert [x["ticket_id"] for x in listed["items"]] == [raw["id"]]
+    assert (await get(env, "/tenant/itsm-tickets/", ha, has_ti_match="false"))["total"] == 0
+    pk = listed["items"][0]["id"]
+    detail = await get(env, f"/tenant/itsm-tickets/{pk}/", ha)
+    assert {(x["indicator"], x["alert_short_id"], x["alert_tlp"]) for x in detail["ti_matches"]} == {
+        (EVIL, own, "AMBER"),
+        (RECORDED_IP, own, "AMBER"),
+    }
+    routed = await get(env, f"/tenant/itsm-tickets/{pk}/ti-matches/", ha)
+    assert routed["record_type"] == "ticket" and routed["total"] == 2
+    assert (await get(env, "/tenant/ti-matches/", ha, record_type="ticket"))["total"] == 2
+    assert (await get(env, "/tenant/ti-matches/summary/", ha))["open_tickets_with_matches"] == 1
+    assert (await get(env, f"/tenant/itsm-tickets/{pk}/ti-matches/", hb, 404))["error"]["code"] == "not_found"
+    assert (await get(env, "/tenant/ti-matches/", hb, record_type="ticket"))["total"] == 0
+    # Hostile query values: refused with the stable error shape, or they simply match nothing.
+    for params in (
+        {"indicator": "1" * 5000},
+        {"record_type": "ticket'; DROP TABLE ti_match; --"},
+        {"indicator_kind": "<script>"},
+    ):
+        error = await get(env, "/tenant/ti-matches/", ha, 422, **params)
+        assert set(error["error"]) >= {"code", "message", "details", "request_id"}
+    for lookalike in (
+        "\u0440\u0430ypal.com",
+        "evil\u2024com",
+        "\x00' OR 1=1 --",
+        EVIL.upper().replace("-", "\u2010"),
+    ):
+        assert (await get(env, "/tenant/ti-matches/", ha, indicator=lookalike))["total"] == 0
+    await get(env, "/tenant/itsm-tickets/", ha, 422, has_ti_match="maybe")
+    await get(env, f"/tenant/itsm-tickets/{2**63}/ti-matches/", ha, 422)
+
+
+async def test_backfill_extracts_and_matches_records_stored_before_matching(env, event_tap):
+    """Records (a recorded-shape offense, an XSOAR incident naming a file hash, a hostile ticket)
+    and an alert stored without observables — as before matching existed — are extracted and
+    matched by the backfill: in bounded batches, resumable, published once, hostile text bounded."""
+    from soc_tenant.readmodel import tibackfill
+
+    w: World = env["world"]
+    db = env["app"].state.db
+    bus: Bus = env["bus"]
+    sha = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+    ip = "185.220.101.47"
+    offense = recorded_offense(31, 10, RECORDED, offense_source=ip, description="Tor exit scan\n")
+    inc = SoarIncident(
+        incident_id="207470",
+        account=w.account,
+        name="Malware detected on FIN-WS-12",
+        type="Malware",
+        status=IncidentStatus.PENDING,
+        severity=IncidentSeverity.CRITICAL,
+        created=NOW - timedelta(hours=3),
+        modified=NOW - timedelta(hours=2),
+        occurred=NOW - timedelta(hours=3),
+        custom_fields={"filehash": sha.upper(), "filename": "invoice.exe"},
+        version=1,
+    )
+    hostile = ItsmTicket(
+        ticket_id=f"hostile-{RUN}",
+        account_id="301",
+        subject="\u0440\u0430ypal.com '; DROP TABLE ti_observable; -- " + "8.8.8." * 10_000,
+        # (what lies past the first 64 KiB of a text is not scanned)
+        short_description=f"{ip} <img src=x onerror=alert(1)>\x00" + "A" * 70_000 + " 185.220.101.99",
+        last_updated_time=NOW - timedelta(minutes=1),
+        version=1,
+    )
+    alert = cyware_alert(
+        f"BF-{RUN}", f"Tor exit nodes and loader hash {RUN}", f"<p>{ip[:-3]}[.]47 drops {sha}</p>"
+    )
+    await bus.publish(
+        [
+            event("siem.offense.upserted", offense, w.qradar, "31", version=1, vendor_tenant=10),
+            event("soar.incident.upserted", inc, w.soar, "207470", version=1, vendor_tenant=w.account),
+            event(
+                "itsm.ticket.upserted",
+                hostile,
+                f"sdp-ti-{RUN}",
+                hostile.ticket_id,
+                version=1,
+                vendor_tenant="301",
+            ),
+            event("ti.alert.upserted", alert, w.ti_a, alert.short_id, version=1),
+        ]
+    )
+    expected = {
+        (w.a, "offense", "31", alert.short_id, ip),
+        (w.a, "incident", "207470", alert.short_id, sha),
+        (w.a, "ticket", hostile.ticket_id, alert.short_id, ip),
+    }
+
+    async def mine() -> set[tuple[str, str, str, str, str]]:
+        return {m for m in await matches_in_db(env, w) if m[3] == alert.short_id}
+
+    async def live_matched() -> bool:
+        return await mine() == expected
+
+    await eventually(live_matched, within=20)
+    keys = {
+        "offense": (w.qradar, "10", "31"),
+        "incident": (w.soar, w.account, "207470"),
+        "ticket": (f"sdp-ti-{RUN}", "301", hostile.ticket_id),
+        "alert": (w.ti_a, "", alert.short_id),
+    }
+    tables = {
+        "offense": "qradar_offense",
+        "incident": "soar_incident",
+        "ticket": "itsm_ticket",
+        "alert": "ti_alert",
+    }
+    key_sql = {
+        "offense": "integration_id = :i AND domain_id::text = :s AND offense_id::text = :k",
+        "incident": "integration_id = :i AND account = :s AND incident_id = :k",
+        "ticket": "integration_id = :i AND account_id = :s AND ticket_id = :k",
+        "alert": "integration_id = :i AND coalesce(company_id::text, '') = :s AND short_id = :k",
+    }
+    # As before matching existed: the rows, no observables, no matches; the cursors just before them.
+    async with db.session() as s:
+        for rtype, (i, sc, k) in keys.items():
+            await s.execute(
+                sa.text(
+                    "DELETE FROM ti_observable WHERE record_type = :t AND integration_id = :i AND scope = :s "
+                    "AND record_key = :k"
+                ),
+                {"t": rtype, "i": i, "s": sc, "k": k},
+            )
+            row_id = (
+                await s.execute(
+                    sa.text(f"SELECT id FROM {tables[rtype]} WHERE {key_sql[rtype]}"),
+                    {"i": i, "s": sc, "k": k},
+                )
+            ).scalar_one()
+            await s.execute(
+                sa.text(
+                    "INSERT INTO ti_backfill (record_type, last_id) VALUES (:t, :l) "
+                    "ON CONFLICT (record_type) DO UPDATE SET last_id = :l"
+                ),
+                {"t": rtype, "l": row_id - 1},
+            )
+        await s.execute(sa.text("DELETE FROM ti_match WHERE alert_short_id = :a"), {"a": alert.short_id})
+    assert await mine() == set()
+
+    async with event_tap("ti.match.found") as tap:
+        # Bounded: two batches of one row stop the run; the cursor kept where it stopped.
+        partial = await tibackfill.backfill(db, bus=bus, batch=1, max_batches=2)
+        assert partial["batches"] == 2
+        async with db.session() as s:
+            cursors = dict((await s.execute(sa.text("SELECT record_type, last_id FROM ti_backfill"))).all())
+            offense_pk = (
+                await s.execute(
+                    sa.text(f"SELECT id FROM qradar_offense WHERE {key_sql['offense']}"),
+                    dict(zip("isk", keys["offense"], strict=True)),
+                )
+            ).scalar_one()
+        assert cursors["offense"] >= offense_pk
+        # Resumed to the end: both matches found (records and the alert extracted), published once.
+        rest = await tibackfill.backfill(db, bus=bus)
+        assert partial["extracted"] + rest["extracted"] == 4
+        assert await mine() == expected
+        await tap.wait_for(
+            lambda es: (
+                len([p for p in tap.of("ti.match.found") if p.alert_short_id == alert.short_id]) >= 3 and es
+            )
+        )
+        published = [
+            (p.company_id, p.record_type, p.record_id, p.alert_short_id, p.indicator)
+            for p in tap.of("ti.match.found")
+            if p.alert_short_id == alert.short_id
+        ]
+        assert sorted(published) == sorted(expected)
+        # Done: a further run walks nothing.
+        again = await tibackfill.backfill(db, bus=bus)
+        assert again["extracted"] == 0 and again["matches"] == 0
+    # The hostile ticket: bounded observables, the look-alike refused, the real address kept.
+    async with db.session() as s:
+        values = dict(
+            (
+                await s.execute(
+                    sa.text(
+                        "SELECT value, private FROM ti_observable WHERE record_type = 'ticket' AND record_key = :k"
+                    ),
+                    {"k": hostile.ticket_id},
+                )
+            ).all()
+        )
+    assert ip in values and "185.220.101.99" not in values and "ypal.com" not in " ".join(values)
+    assert len(values) <= 2_000
+    # The API shows the backfilled matches with the detail answers.
+    ha = tenant(env, w.a)
+    offenses = {x["offense_id"]: x for x in (await get(env, "/tenant/offenses/", ha))["items"]}
+    detail = await get(env, f"/tenant/offenses/{offenses[31]['id']}/", ha)
+    assert [(x["indicator"], x["alert_title"]) for x in detail["ti_matches"]] == [(ip, alert.title)]

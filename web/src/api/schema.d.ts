@@ -2277,7 +2277,7 @@ export interface paths {
         /**
          * List Tickets
          * @description ITSM tickets (filter: status, priority, overdue, open, account, created from/to or
-         *     filter_type, text, and the original's created_by and account_name).
+         *     filter_type, text, the original's created_by and account_name, threat-intel match).
          */
         get: operations["list_tickets_tenant_itsm_tickets__get"];
         put?: never;
@@ -2317,9 +2317,30 @@ export interface paths {
         };
         /**
          * Get Ticket
-         * @description One ticket, with the SOAR incident it was opened for and that incident's offenses.
+         * @description One ticket, with the SOAR incident it was opened for, that incident's offenses, and the
+         *     threat-intel alerts naming the ticket's indicators (``ti_matches``, with THREAT_INTELLIGENCE).
          */
         get: operations["get_ticket_tenant_itsm_tickets__ticket_pk___get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/tenant/itsm-tickets/{ticket_pk}/ti-matches/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Ticket Matches
+         * @description The threat-intel alerts naming this ticket's indicators (title, TLP, link), newest first.
+         */
+        get: operations["ticket_matches_tenant_itsm_tickets__ticket_pk__ti_matches__get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -2987,7 +3008,7 @@ export interface paths {
         };
         /**
          * List Matches
-         * @description Every threat-intel match of the company's offenses and incidents (filter: record type,
+         * @description Every threat-intel match of the company's offenses, incidents and tickets (filter: record type,
          *     indicator kind, exact indicator — given defanged, it is refanged first).
          */
         get: operations["list_matches_tenant_ti_matches__get"];
@@ -4887,10 +4908,10 @@ export interface components {
              * Record Type
              * @enum {string}
              */
-            record_type: "offense" | "incident";
+            record_type: "offense" | "incident" | "ticket";
             /**
              * Id
-             * @description our id of the offense / incident
+             * @description our id of the offense / incident / ticket
              */
             id: number;
             /** Items */
@@ -5803,6 +5824,11 @@ export interface components {
              * @description open offenses a threat-intel alert names
              */
             open_offenses_with_matches: number;
+            /**
+             * Open Tickets With Matches
+             * @description open tickets a threat-intel alert names
+             */
+            open_tickets_with_matches: number;
             /**
              * Matches
              * @description stored matches (record, alert, indicator)
@@ -7703,17 +7729,17 @@ export interface components {
         };
         /**
          * RecordMatches
-         * @description The threat-intel matches of one offense or incident.
+         * @description The threat-intel matches of one offense, incident or ticket.
          */
         RecordMatches: {
             /**
              * Record Type
              * @enum {string}
              */
-            record_type: "offense" | "incident";
+            record_type: "offense" | "incident" | "ticket";
             /**
              * Id
-             * @description our id of the offense / incident
+             * @description our id of the offense / incident / ticket
              */
             id: number;
             /** Items */
@@ -9340,20 +9366,20 @@ export interface components {
              * Record Type
              * @enum {string}
              */
-            record_type: "offense" | "incident";
+            record_type: "offense" | "incident" | "ticket";
             /**
              * Integration Id
-             * @description the offense's QRadar / incident's XSOAR integration
+             * @description the offense's QRadar / incident's XSOAR / ticket's ServiceDesk Plus integration
              */
             integration_id: string;
             /**
              * Record Scope
-             * @description QRadar domain id / XSOAR account of the record
+             * @description QRadar domain id / XSOAR account / ServiceDesk Plus account
              */
             record_scope: string;
             /**
              * Record Id
-             * @description QRadar's offense id / XSOAR's incident id
+             * @description QRadar's offense id / XSOAR's incident id / the ticket's request id
              */
             record_id: string;
             /**
@@ -9487,6 +9513,11 @@ export interface components {
              * @description that incident's QRadar offenses
              */
             offenses: components["schemas"]["IncidentOffense"][];
+            /**
+             * Ti Matches
+             * @description the threat-intel alerts naming this ticket's indicators (subject, description, resolution), newest first, at most 500; null without the THREAT_INTELLIGENCE permission
+             */
+            ti_matches?: components["schemas"]["TiMatch"][] | null;
         };
         /** TicketIncident */
         TicketIncident: {
@@ -17038,6 +17069,8 @@ export interface operations {
                 created_by?: string | null;
                 /** @description text in the account's name */
                 account_name?: string | null;
+                /** @description only tickets a threat-intel alert names (true) or none names (false) */
+                has_ti_match?: boolean | null;
                 /** @description admins: the company to look at */
                 company_id?: string | null;
                 limit?: number;
@@ -17165,6 +17198,49 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["TicketDetail"];
+                };
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    ticket_matches_tenant_itsm_tickets__ticket_pk__ti_matches__get: {
+        parameters: {
+            query?: {
+                /** @description admins: the company to look at */
+                company_id?: string | null;
+            };
+            header?: never;
+            path: {
+                ticket_pk: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RecordMatches"];
                 };
             };
             /** @description The request cannot be served as sent (see `error.code`). */
@@ -18927,7 +19003,7 @@ export interface operations {
     list_matches_tenant_ti_matches__get: {
         parameters: {
             query?: {
-                record_type?: ("offense" | "incident") | null;
+                record_type?: ("offense" | "incident" | "ticket") | null;
                 indicator_kind?: ("ipv4" | "ipv6" | "domain" | "url" | "email" | "md5" | "sha1" | "sha256" | "cve") | null;
                 /** @description an exact indicator (normalised) */
                 indicator?: string | null;

@@ -392,15 +392,17 @@ class TiCustomField(Payload):
 
 
 class TiMatchFound(Payload):
-    """An indicator of a company's offense or incident is named by a threat-intel alert the company
-    is entitled to (its own feed, or the shared feed it takes). Published once per (company,
-    record, alert, indicator), when first seen."""
+    """An indicator of a company's offense, incident or ticket is named by a threat-intel alert the
+    company is entitled to (its own feed, or the shared feed it takes). Published once per
+    (company, record, alert, indicator), when first seen."""
 
     company_id: str
-    record_type: Literal["offense", "incident"]
+    record_type: Literal["offense", "incident", "ticket"]
     integration_id: str
-    record_scope: str = Field(description="QRadar domain id or XSOAR account of the record")
-    record_id: str = Field(description="QRadar offense id or XSOAR incident id")
+    record_scope: str = Field(
+        description="QRadar domain id, XSOAR account or ServiceDesk Plus account of the record"
+    )
+    record_id: str = Field(description="QRadar offense id, XSOAR incident id or ServiceDesk Plus request id")
     alert_integration_id: str
     alert_short_id: str
     alert_title: str | None = None

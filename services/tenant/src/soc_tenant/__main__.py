@@ -26,10 +26,48 @@ def reseal(settings: Settings) -> None:
         print(f"integration {row_id}: sealed credentials do not open with the configured keys")  # noqa: T201
 
 
+def ti_backfill(settings: Settings) -> None:
+    """Extract and match the threat-intel observables of every stored record that has none yet."""
+    import asyncio
+
+    from soc_shared.bus import Bus
+    from soc_shared.db import Database
+
+    from soc_tenant.readmodel.tibackfill import backfill
+
+    async def run() -> dict[str, int]:
+        db = Database.from_settings(settings)
+        bus = Bus(settings.amqp_url.get_secret_value(), service="tenant")
+        await bus.connect()
+        try:
+            return await backfill(
+                db,
+                bus=bus,
+                record_days=settings.ti_match_lookback_days,
+                alert_days=settings.ti_alert_max_age_days,
+            )
+        finally:
+            await bus.close()
+            await db.dispose()
+
+    totals = asyncio.run(run())
+    print(  # noqa: T201
+        f"threat-intel backfill: {totals['walked']} records walked, {totals['extracted']} extracted, "
+        f"{totals['matches']} new matches"
+    )
+
+
 def main() -> None:
-    """``python -m soc_tenant [serve|migrate|reseal]``; ``reseal`` moves every sealed credential to
-    the active key of SOC_SEALING_KEYS (after a rotation)."""
+    """``python -m soc_tenant [serve|migrate|reseal|ti-backfill]``; ``reseal`` moves every sealed
+    credential to the active key of SOC_SEALING_KEYS (after a rotation); ``ti-backfill`` extracts
+    and matches the threat-intel observables of records stored before matching existed."""
     settings = load_settings(Settings)
+    if sys.argv[1:2] == ["ti-backfill"]:
+        from soc_shared.db import migrate
+
+        migrate(settings, MIGRATIONS)
+        ti_backfill(settings)
+        return
     if sys.argv[1:2] == ["reseal"]:
         from soc_shared.db import migrate
 

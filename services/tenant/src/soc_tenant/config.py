@@ -46,6 +46,10 @@ class Settings(ServiceSettings):
     ti_match_lookback_days: int = 30
     ti_alert_max_age_days: int = 365
     consumers_enabled: bool = True
+    # Extract and match the observables of records stored before matching existed, in the
+    # background after the consumers start (resumes where it stopped; ``python -m soc_tenant
+    # ti-backfill`` runs the same to the end in the foreground).
+    ti_backfill_on_start: bool = True
     upload_max_bytes: int = 2 * 1024 * 1024
     # Peers whose X-Forwarded-For is believed (the gateway): the audit trail records the nearest
     # address of the chain that is not one of them. Anyone else is recorded under their own address.

@@ -955,7 +955,8 @@ ti_match = sa.Table(
     sa.Column("first_seen", TS, nullable=False, server_default=sa.text("now()")),
     sa.Column("last_seen", TS, nullable=False, server_default=sa.text("now()")),
     sa.CheckConstraint(
-        "record_type = ANY (ARRAY['offense'::text, 'incident'::text])", name="ti_match_record_type_check"
+        "record_type = ANY (ARRAY['offense'::text, 'incident'::text, 'ticket'::text])",
+        name="ti_match_record_type_check",
     ),
     sa.PrimaryKeyConstraint(
         "company_id",
@@ -971,6 +972,21 @@ ti_match = sa.Table(
     ),
     sa.UniqueConstraint("id", name="ti_match_id_key"),
     sa.Index("ix_ti_match_alert", "alert_integration_id", "alert_short_id"),
+)
+
+# The observables backfill's progress: the last row id done per record type (readmodel.tibackfill).
+ti_backfill = sa.Table(
+    "ti_backfill",
+    metadata,
+    sa.Column("record_type", sa.Text, primary_key=True),
+    sa.Column("last_id", sa.BigInteger, nullable=False, server_default=sa.text("0")),
+    sa.Column("records", sa.BigInteger, nullable=False, server_default=sa.text("0")),
+    sa.Column("updated_at", TS, nullable=False, server_default=sa.text("now()")),
+    sa.CheckConstraint(
+        "record_type = ANY (ARRAY['offense'::text, 'incident'::text, 'ticket'::text, 'alert'::text])",
+        name="ti_backfill_record_type_check",
+    ),
+    sa.PrimaryKeyConstraint("record_type", name="ti_backfill_pkey"),
 )
 
 # --------------- read model: rollups, maintained by the consumers in the upsert's own statement

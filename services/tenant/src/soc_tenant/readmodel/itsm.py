@@ -139,16 +139,28 @@ async def list_tickets(
     account_name: Annotated[
         str | None, Query(max_length=200, description="text in the account's name")
     ] = None,
+    has_ti_match: Annotated[
+        bool | None,
+        Query(description="only tickets a threat-intel alert names (true) or none names (false)"),
+    ] = None,
 ) -> Any:
     """ITSM tickets (filter: status, priority, overdue, open, account, created from/to or
-    filter_type, text, and the original's created_by and account_name)."""
+    filter_type, text, the original's created_by and account_name, threat-intel match)."""
+    from soc_tenant.readmodel import timatches
+
     stmt = sa.select(*TICKET_COLUMNS).where(
         *ticket_filters(scope, window, q, status, priority, is_overdue, open, account_id),
         text_filter(created_by, k.c.created_by_name),
         text_filter(account_name, k.c.account_name),
     )
+    if has_ti_match is not None:
+        matched = timatches.ticket_has_match(scope)
+        stmt = stmt.where(matched if has_ti_match else ~matched)
     total = None
-    if not (q or window.start or window.end or created_by or account_name) and page.format == "json":
+    if (
+        not (q or window.start or window.end or created_by or account_name or has_ti_match is not None)
+        and page.format == "json"
+    ):
         # Exact counts per (account, status, priority, overdue) are in the totals rollup.
         r = t.ticket_totals
         filters: list[Any] = [scope.itsm_filter(r)]
@@ -231,7 +243,8 @@ async def tickets_per_tenant(session: ScopedSession, scope: AnyScope, window: Ra
 async def get_ticket(
     session: ScopedSession, scope: AnyScope, ticket_pk: Annotated[int, Path(ge=0, le=BIGINT)]
 ) -> dict[str, Any]:
-    """One ticket, with the SOAR incident it was opened for and that incident's offenses."""
+    """One ticket, with the SOAR incident it was opened for, that incident's offenses, and the
+    threat-intel alerts naming the ticket's indicators (``ti_matches``, with THREAT_INTELLIGENCE)."""
     row = (await session.execute(sa.select(k).where(k.c.id == ticket_pk, scope.itsm_filter(k)))).first()
     if row is None:
         raise not_found("ticket")
@@ -270,4 +283,13 @@ async def get_ticket(
         if incident is not None:
             ticket["incident"] = as_dict(incident)
             ticket["offenses"] = await offenses_for_ids(session, scope, ticket["incident"]["offense_ids"])
+    from soc_tenant.readmodel import timatches
+
+    ticket["ti_matches"] = (
+        await timatches.record_matches(
+            session, scope, "ticket", ticket["integration_id"], ticket["account_id"], ticket["ticket_id"]
+        )
+        if timatches.may_see(scope)
+        else None
+    )
     return ticket

@@ -528,6 +528,11 @@ class TicketDetail(TicketSummary):
     updated_at: datetime
     incident: TicketIncident | None = Field(description="the SOAR incident, when the company can see it")
     offenses: list[IncidentOffense] = Field(description="that incident's QRadar offenses")
+    ti_matches: list[TiMatch] | None = Field(
+        default=None,
+        description="the threat-intel alerts naming this ticket's indicators (subject, description, "
+        "resolution), newest first, at most 500; null without the THREAT_INTELLIGENCE permission",
+    )
 
 
 # -------------------------------------------------------------------------------- threat intel
@@ -1103,10 +1108,12 @@ class TiMatch(ApiModel):
     """One indicator of a record named by one threat-intel alert."""
 
     id: int = Field(description="the match's id")
-    record_type: Literal["offense", "incident"]
-    integration_id: str = Field(description="the offense's QRadar / incident's XSOAR integration")
-    record_scope: str = Field(description="QRadar domain id / XSOAR account of the record")
-    record_id: str = Field(description="QRadar's offense id / XSOAR's incident id")
+    record_type: Literal["offense", "incident", "ticket"]
+    integration_id: str = Field(
+        description="the offense's QRadar / incident's XSOAR / ticket's ServiceDesk Plus integration"
+    )
+    record_scope: str = Field(description="QRadar domain id / XSOAR account / ServiceDesk Plus account")
+    record_id: str = Field(description="QRadar's offense id / XSOAR's incident id / the ticket's request id")
     indicator_kind: str = Field(description="ipv4, ipv6, domain, url, email, md5, sha1, sha256, cve")
     indicator: str = Field(description="the normalised indicator (refanged, lower-cased where case is noise)")
     first_seen: datetime = Field(description="when the match was first found")
@@ -1121,10 +1128,10 @@ class TiMatch(ApiModel):
 
 
 class RecordMatches(ApiModel):
-    """The threat-intel matches of one offense or incident."""
+    """The threat-intel matches of one offense, incident or ticket."""
 
-    record_type: Literal["offense", "incident"]
-    id: int = Field(description="our id of the offense / incident")
+    record_type: Literal["offense", "incident", "ticket"]
+    id: int = Field(description="our id of the offense / incident / ticket")
     items: list[TiMatch]
     total: int
 
@@ -1145,6 +1152,7 @@ class MatchSummary(ApiModel):
         description="pending or active incidents a threat-intel alert names"
     )
     open_offenses_with_matches: int = Field(description="open offenses a threat-intel alert names")
+    open_tickets_with_matches: int = Field(description="open tickets a threat-intel alert names")
     matches: int = Field(description="stored matches (record, alert, indicator)")
     alerts_matched: int = Field(description="distinct alerts with at least one match")
     by_kind: dict[str, int] = Field(description="matches per indicator kind")
@@ -1153,4 +1161,5 @@ class MatchSummary(ApiModel):
 Report.model_rebuild()
 OffenseDetail.model_rebuild()
 Dashboard.model_rebuild()
+TicketDetail.model_rebuild()
 IncidentDetail.model_rebuild()

@@ -4,11 +4,11 @@ For each offense, incident, ticket and alert of a batch (its newest version), th
 extracted (``readmodel.observables``) and merged into ``ti_observable``: ones the record no longer
 names are removed, ones it still names keep their first sighting. Then, both ways:
 
-- a new or changed offense/incident's indicators are looked up among the alerts (published within
+- a new or changed offense/incident/ticket's indicators are looked up among the alerts (published within
   ``ti_alert_max_age_days``) the record's company is entitled to: alerts addressed to it, broadcast
   alerts of its own threat-intel integrations, and broadcast alerts of the default feeds when its
   ``is_default_threat_intel`` flag is set;
-- a new or changed alert's indicators are looked up among the offenses and incidents seen within
+- a new or changed alert's indicators are looked up among the offenses, incidents and tickets seen within
   the look-back window (``ti_match_lookback_days``) of every company entitled to that alert.
 
 Each (company, record, alert, indicator) is stored once in ``ti_match`` (first and last seen). The
@@ -135,12 +135,13 @@ pairs AS (
     FROM cur c JOIN ti_observable a
       ON a.kind = c.kind AND a.value = c.value AND a.record_type = 'alert' AND NOT a.private
      AND a.seen_at >= now() - make_interval(days => %(alert_days)s)
-    WHERE c.record_type IN ('offense', 'incident')
+    WHERE c.record_type IN ('offense', 'incident', 'ticket')
     UNION
     SELECT r.record_type, r.integration_id, r.scope, r.record_key,
            c.integration_id, c.record_key, c.scope, c.kind, c.value
     FROM cur c JOIN ti_observable r
-      ON r.kind = c.kind AND r.value = c.value AND r.record_type IN ('offense', 'incident') AND NOT r.private
+      ON r.kind = c.kind AND r.value = c.value AND r.record_type IN ('offense', 'incident', 'ticket')
+     AND NOT r.private
      AND r.seen_at >= now() - make_interval(days => %(record_days)s)
     WHERE c.record_type = 'alert'
 ),
@@ -152,6 +153,10 @@ owned AS (
     SELECT p.*, m.company_id FROM pairs p JOIN soar_mapping m
       ON p.record_type = 'incident' AND m.active AND m.integration_id::text = p.integration_id
      AND m.account = p.scope
+    UNION
+    SELECT p.*, m.company_id FROM pairs p JOIN itsm_mapping m
+      ON p.record_type = 'ticket' AND m.active AND m.integration_id::text = p.integration_id
+     AND m.account_id = p.scope
 ),
 entitled AS (
     SELECT o.* FROM owned o

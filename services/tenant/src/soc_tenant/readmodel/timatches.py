@@ -1,5 +1,5 @@
 """Threat-intel matches as the API shows them: per offense, per incident (with the MITRE techniques
-the matched alerts name, beside the incident's own) and as a list.
+the matched alerts name, beside the incident's own), per ticket and as a list.
 
 A match is shown only while its alert is visible to the caller (the alert's own row-level security
 and ``Scope.ti_filter``), and only for the caller's company (``ti_match`` is company-scoped)."""
@@ -37,6 +37,7 @@ m = ti_match
 a = t.ti_alert
 o = t.qradar_offense
 i = t.soar_incident
+k = t.itsm_ticket
 
 IndicatorKind = Literal["ipv4", "ipv6", "domain", "url", "email", "md5", "sha1", "sha256", "cve"]
 
@@ -113,6 +114,10 @@ def may_see(scope: Scope) -> bool:
     """Whether the caller may see threat intelligence (detail answers embed matches only then)."""
     p = scope.principal
     return p.is_admin or p.is_service or "THREAT_INTELLIGENCE" in p.permissions
+
+
+def ticket_has_match(scope: Scope) -> Any:
+    return has_match("ticket", k.c.integration_id, k.c.account_id, k.c.ticket_id, scope)
 
 
 async def alert_techniques(session: Any, items: list[dict[str, Any]]) -> list[str]:
@@ -214,6 +219,28 @@ async def incident_matches(
 
 
 @router.get(
+    "/itsm-tickets/{ticket_pk:int}/ti-matches/",
+    dependencies=[DASHBOARD, THREAT_INTELLIGENCE],
+    response_model=RecordMatches,
+)
+async def ticket_matches(
+    session: ScopedSession, scope: AnyScope, ticket_pk: Annotated[int, Path(ge=0, le=BIGINT)]
+) -> dict[str, Any]:
+    """The threat-intel alerts naming this ticket's indicators (title, TLP, link), newest first."""
+    row = (
+        await session.execute(
+            sa.select(k.c.integration_id, k.c.account_id, k.c.ticket_id).where(
+                k.c.id == ticket_pk, scope.itsm_filter(k)
+            )
+        )
+    ).first()
+    if row is None:
+        raise not_found("ticket")
+    items = await record_matches(session, scope, "ticket", row.integration_id, row.account_id, row.ticket_id)
+    return {"record_type": "ticket", "id": ticket_pk, "items": items, "total": len(items)}
+
+
+@router.get(
     "/ti-matches/",
     dependencies=[DASHBOARD, THREAT_INTELLIGENCE],
     response_model=Page[TiMatch],
@@ -223,13 +250,13 @@ async def list_matches(
     session: ScopedSession,
     scope: AnyScope,
     page: PageParams,
-    record_type: Literal["offense", "incident"] | None = None,
+    record_type: Literal["offense", "incident", "ticket"] | None = None,
     indicator_kind: IndicatorKind | None = None,
     indicator: Annotated[
         str | None, Query(max_length=1100, description="an exact indicator (normalised)")
     ] = None,
 ) -> Any:
-    """Every threat-intel match of the company's offenses and incidents (filter: record type,
+    """Every threat-intel match of the company's offenses, incidents and tickets (filter: record type,
     indicator kind, exact indicator — given defanged, it is refanged first)."""
     conditions: list[Any] = []
     if record_type:
@@ -287,6 +314,15 @@ async def summary(session: Any, scope: Scope) -> dict[str, Any]:
             )
         )
     ).scalar_one()
+    from soc_tenant.readmodel.itsm import is_open
+
+    tickets = (
+        await session.execute(
+            sa.select(sa.func.count()).where(
+                scope.itsm_filter(k), is_open(k.c.status), ticket_has_match(scope)
+            )
+        )
+    ).scalar_one()
     visible_matches = matches_select(scope).subquery()
     by_kind = {
         r.indicator_kind: int(r.n)
@@ -312,6 +348,7 @@ async def summary(session: Any, scope: Scope) -> dict[str, Any]:
     return {
         "open_incidents_with_matches": int(incidents),
         "open_offenses_with_matches": int(offenses),
+        "open_tickets_with_matches": int(tickets),
         "matches": sum(by_kind.values()),
         "alerts_matched": int(alerts),
         "by_kind": by_kind,
