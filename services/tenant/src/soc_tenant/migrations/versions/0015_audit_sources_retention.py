@@ -10,15 +10,15 @@ period that only the purge deletes.
   ``soc.audit_purge`` for its own transaction, and TRUNCATE always. The API role has no DELETE
   privilege (nor EXECUTE on the purge); the purge runs as the owner.
 
-Revision ID: 0014_audit_sources_retention
-Revises: 0013_offense_notes_resource
+Revision ID: 0015_audit_sources_retention
+Revises: 0014_notifications
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0014_audit_sources_retention"
-down_revision = "0013_offense_notes_resource"
+revision = "0015_audit_sources_retention"
+down_revision = "0014_notifications"
 branch_labels = None
 depends_on = None
 
