@@ -11,14 +11,14 @@ period that only the purge deletes.
   privilege (nor EXECUTE on the purge); the purge runs as the owner.
 
 Revision ID: 0015_audit_sources_retention
-Revises: 0014_notifications
+Revises: 0014_ti_tickets_backfill
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0015_audit_sources_retention"
-down_revision = "0014_notifications"
+down_revision = "0014_ti_tickets_backfill"
 branch_labels = None
 depends_on = None
 

@@ -9,7 +9,7 @@ from alembic import op
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 revision = "0015_notifications"
-down_revision = "0014_audit_sources_retention"
+down_revision = "0015_audit_sources_retention"
 branch_labels = None
 depends_on = None
 
