@@ -6,14 +6,14 @@ whose observables were extracted by the backfill (``readmodel.tibackfill``): rec
 matching existed are extracted and matched in bounded batches, resuming where the last run
 stopped.
 
-Revision ID: 0016_ti_tickets_backfill
-Revises: 0015_notifications
+Revision ID: 0014_ti_tickets_backfill
+Revises: 0013_offense_notes_resource
 """
 
 from alembic import op
 
-revision = "0016_ti_tickets_backfill"
-down_revision = "0015_notifications"
+revision = "0014_ti_tickets_backfill"
+down_revision = "0013_offense_notes_resource"
 branch_labels = None
 depends_on = None
 
