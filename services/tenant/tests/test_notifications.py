@@ -744,3 +744,286 @@ async def test_rate_limit_per_channel_defers_without_losing(app, client, headers
         )
     ).json()["items"]
     assert [i["status"] for i in items] == ["sent"] * 5
+
+
+# --- events from the real bus, the live socket ------------------------------------------------------
+async def test_bus_events_raise_one_notice_per_condition_and_in_app_reaches_the_socket(
+    app, client, headers, tokens, make_app, serve_app, clock
+):
+    from soc_shared.events import ItsmTicket, SiemEpsSample, SyncReported
+    from soc_tenant.notify.options import NotifyOptions
+    from soc_tenant.readmodel.testing import add_ti_integration, eventually, map_itsm
+    from websockets.asyncio.client import connect
+
+    admin = headers(kind="admin")
+    company = await new_company(client, headers)
+    db = app.state.db
+    qradar, soar, itsm = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
+    await map_qradar(db, company, qradar, 7, volume=100)
+    await map_soar(db, company, soar, "acme")
+    await map_itsm(db, company, itsm, "acme-sdp")
+    feed = await add_ti_integration(db, company)  # an integration the company owns
+    inbox = await post(
+        client,
+        "/admin/notifications/channels/",
+        admin,
+        {"name": "in app", "kind": "in_app", "company_id": company},
+    )
+    rules = {
+        "offense_created": {"min_offense_severity": 5},
+        "incident_created": {"min_incident_severity": "high"},
+        "ticket_created": {},
+        "eps_exceeded": {},
+        "integration_error": {"polls": 3},
+        "integration_silent": {"polls": 2},
+    }
+    for trigger, extra in rules.items():
+        await post(
+            client,
+            "/admin/notifications/rules/",
+            admin,
+            {
+                "name": trigger,
+                "trigger": trigger,
+                "company_id": company,
+                "channel_ids": [inbox["id"]],
+                **extra,
+            },
+        )
+
+    now = datetime.now(UTC)
+    clock.now = now
+
+    def offense(k: int, severity: int) -> Any:
+        p = SiemOffense(
+            offense_id=k,
+            domain_id=7,
+            description=f"Beacon {k}",
+            status="OPEN",
+            severity=severity,
+            magnitude=5,
+            credibility=5,
+            relevance=5,
+            start_time=now,
+            last_updated_time=now,
+            version=k,
+        )
+        return event("siem.offense.upserted", p, qradar, str(k), version=k)
+
+    def incident_event(k: str, severity: IncidentSeverity) -> Any:
+        p = SoarIncident(
+            incident_id=k,
+            account="acme",
+            name=f"Incident {k}",
+            status=IncidentStatus.ACTIVE,
+            severity=severity,
+            created=now,
+            modified=now,
+            version=1,
+        )
+        return event("soar.incident.upserted", p, soar, k, version=1)
+
+    def report(k: int, outcome: str, failures: int, records: int = 0) -> Any:
+        p = SyncReported(
+            integration_id=feed,
+            resource="alerts",
+            outcome=outcome,
+            started_at=now + timedelta(minutes=k),
+            finished_at=now + timedelta(minutes=k, seconds=5),
+            records=records,
+            consecutive_failures=failures,
+            error_category="auth" if outcome == "error" else None,
+            error_message="401 from the vendor" if outcome == "error" else None,
+        )
+        return event("ingest.sync.reported", p, feed, f"{feed}:alerts:{k}", version=k)
+
+    ticket = ItsmTicket(
+        ticket_id="4711",
+        account_id="acme-sdp",
+        subject="Phishing at ACME",
+        last_updated_time=now,
+        created_time=now,
+        soar_incident_id="INC-9",
+        version=1,
+    )
+    eps = SiemEpsSample(
+        domain_id=7,
+        granularity="hour",
+        window_start=now - timedelta(hours=1),
+        window_end=now,
+        average_eps=150.5,
+        peak_eps=300,
+    )
+    events = [
+        offense(1, 7),
+        offense(1, 7),  # the same offense again (a redelivery, another version)
+        offense(2, 2),  # below the rule's severity
+        incident_event("INC-9", IncidentSeverity.CRITICAL),
+        incident_event("INC-10", IncidentSeverity.LOW),
+        event("itsm.ticket.upserted", ticket, itsm, "4711", version=1),
+        event("siem.eps.sampled", eps, qradar, "7:hour", version=1),
+        report(1, "error", 1),
+        report(2, "error", 2),
+        report(3, "error", 3),
+        report(4, "error", 4),
+        report(5, "ok", 0, records=0),
+        report(6, "ok", 0, records=0),
+        report(7, "ok", 0, records=0),
+    ]
+    consumer_app = make_app()
+    consumer_app.state.notify_options = NotifyOptions(background_tasks=False, consumer=True, clock=clock)
+    async with consumer_app.router.lifespan_context(consumer_app), serve_app(make_app()) as replica:
+        user = tokens.token(kind="tenant", company_id=company, roles=["TENANT_USER"])
+        async with connect(f"ws://{replica}/ws/chat/", subprotocols=["soc.v1", f"access_token.{user}"]) as ws:
+            for e in events:
+                await app.state.bus.publish([e])  # one by one: the sync reports in their order
+
+            async def all_raised() -> list[Any]:
+                found = await notices(app, company)
+                return found if len(found) >= 6 else []
+
+            raised = await eventually(all_raised, within=30)
+            assert sorted(n["trigger"] for n in raised) == sorted(rules)
+            by = {n["trigger"]: n for n in raised}
+            assert by["offense_created"]["facts"]["offense_id"] == 1
+            assert by["incident_created"]["facts"]["incident_id"] == "INC-9"
+            assert (
+                by["ticket_created"]["facts"]["ticket_id"] == "4711"
+                and by["ticket_created"]["facts"]["incident_id"] == "INC-9"
+            )
+            assert (
+                by["eps_exceeded"]["facts"]["eps"] == 150.5
+                and by["eps_exceeded"]["facts"]["contracted_eps"] == 100
+            )
+            assert by["integration_error"]["facts"]["polls"] == 3  # raised on the third failure, once
+            assert by["integration_silent"]["facts"]["polls"] == 2
+            # A second error run after a success is a new condition.
+            await app.state.bus.publish(
+                [report(8, "error", 1), report(9, "error", 2), report(10, "error", 3)]
+            )
+
+            async def second_run() -> list[Any]:
+                return [n for n in await notices(app, company, "integration_error")][1:]
+
+            await eventually(second_run, within=30)
+            assert len(await notices(app, company)) == 7
+
+            await deliver(app)
+            pushed = []
+            async with asyncio.timeout(15):
+                while len(pushed) < 7:
+                    data = json.loads(await ws.recv())
+                    if data["type"] == "notification" and data.get("event") == "notification.posted":
+                        pushed.append(data)
+            assert {p["trigger"] for p in pushed} == set(rules)
+            assert all(p["company_id"] == company for p in pushed)
+
+
+# --- isolation, through the gateway -----------------------------------------------------------------
+async def test_a_company_sees_and_changes_only_its_own_notifications_through_the_gateway(
+    app, client, headers, tokens, serve_app, mailbox
+):
+    import httpx
+    from soc_gateway.config import Settings as GatewaySettings
+    from soc_gateway.main import create_app as create_gateway
+
+    jwks = FastAPI()
+
+    @jwks.get("/.well-known/jwks.json")
+    async def keys() -> dict[str, Any]:
+        return tokens.jwks
+
+    admin = headers(kind="admin")
+    a, b = await new_company(client, headers), await new_company(client, headers)
+    mine = await post(client, "/admin/notifications/channels/", admin, email_channel(mailbox, a))
+    theirs = await post(client, "/admin/notifications/channels/", admin, email_channel(mailbox, b))
+    their_rule = await post(
+        client,
+        "/admin/notifications/rules/",
+        admin,
+        {"name": "b", "trigger": "sla_breached", "company_id": b, "channel_ids": [theirs["id"]]},
+    )
+    staff = await post(client, "/admin/notifications/channels/", admin, {"name": "staff", "kind": "in_app"})
+    closed = f"http://127.0.0.1:{free_port()}"
+    async with serve_app(jwks) as auth:
+        settings = GatewaySettings(
+            upstreams={
+                "auth": f"http://{auth}",
+                "tenant": "http://tenant.test",
+                "siem-ingest": closed,
+                "soar-ingest": closed,
+                "itsm-ingest": closed,
+                "threatintel": closed,
+            },
+            auth_url=f"http://{auth}",
+            environment="test",
+            revocation_poll_seconds=0,
+            openapi_refresh_seconds=3600,
+            console_dir=None,
+        )
+        gateway = create_gateway(settings, transport_overrides={"tenant": httpx.ASGITransport(app=app)})
+        async with (
+            gateway.router.lifespan_context(gateway),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway), base_url="http://gw.test") as gw,
+        ):
+            ta = headers(kind="tenant", company_id=a, roles=["TENANT_ADMIN"])
+            tu = headers(kind="tenant", company_id=a, roles=["TENANT_USER"])
+            listed = (await gw.get("/admin/notifications/channels/", headers=ta)).json()
+            assert [c["id"] for c in listed["items"]] == [mine["id"]]
+            r = await gw.get("/admin/notifications/channels/", headers=ta, params={"company_id": b})
+            assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+            missing = str(uuid.uuid4())
+            for method, path in (
+                ("GET", f"/admin/notifications/channels/{theirs['id']}/"),
+                ("PUT", f"/admin/notifications/channels/{theirs['id']}/"),
+                ("DELETE", f"/admin/notifications/channels/{theirs['id']}/"),
+                ("POST", f"/admin/notifications/channels/{theirs['id']}/resume/"),
+                ("GET", f"/admin/notifications/rules/{their_rule['id']}/"),
+                ("DELETE", f"/admin/notifications/rules/{their_rule['id']}/"),
+                ("GET", f"/admin/notifications/channels/{staff['id']}/"),
+            ):
+                body = email_channel(mailbox, None) if method == "PUT" else None
+                on_b = await gw.request(method, path, headers=ta, json=body)
+                on_none = await gw.request(
+                    method,
+                    path.replace(theirs["id"], missing)
+                    .replace(their_rule["id"], missing)
+                    .replace(staff["id"], missing),
+                    headers=ta,
+                    json=body,
+                )
+                assert on_b.status_code == on_none.status_code == 404, (method, path, on_b.text)
+            # Creating for another company, or for the staff, is refused; for its own, it works.
+            r = await gw.post("/admin/notifications/channels/", headers=ta, json=email_channel(mailbox, b))
+            assert r.status_code == 404
+            r = await gw.post(
+                "/admin/notifications/rules/",
+                headers=ta,
+                json={"name": "x", "trigger": "sla_breached", "company_id": a, "channel_ids": [theirs["id"]]},
+            )
+            assert r.status_code == 422
+            r = await gw.post(
+                "/admin/notifications/rules/",
+                headers=ta,
+                json={"name": "x", "trigger": "sla_breached", "channel_ids": [mine["id"]]},
+            )
+            assert r.status_code == 201 and r.json()["company_id"] == a
+            # A tenant user manages nothing; reads its in-app list only.
+            assert (await gw.get("/admin/notifications/channels/", headers=tu)).status_code == 403
+            assert (
+                await gw.post("/admin/notifications/channels/", headers=tu, json=email_channel(mailbox, a))
+            ).status_code == 403
+            assert (await gw.get("/tenant/notifications/", headers=tu)).status_code == 200
+            assert (
+                await gw.get("/tenant/notifications/", headers=tu, params={"company_id": b})
+            ).status_code == 404
+            assert (
+                await gw.get("/admin/notifications/deliveries/", headers=ta, params={"company_id": b})
+            ).status_code == 404
+            # Without a token the gateway answers before the service.
+            assert (await gw.get("/admin/notifications/channels/")).status_code == 401
+            # The admin sees both companies' channels and the staff's.
+            every = (
+                await gw.get("/admin/notifications/channels/", headers=admin, params={"limit": 500})
+            ).json()["items"]
+            assert {mine["id"], theirs["id"], staff["id"]} <= {c["id"] for c in every}
