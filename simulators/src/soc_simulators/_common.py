@@ -38,6 +38,29 @@ def stable_hash(*parts: object) -> int:
     return int.from_bytes(digest[:8], "big")
 
 
+# Indicators the simulated vendors share, as a real estate and its threat feeds do: the Cyware
+# simulator's advisories name them now and then, and a few QRadar offenses come from these
+# addresses and a few XSOAR incidents carry these file hashes — so the suite's threat-intel matching
+# finds real-looking matches in the demo. Picked by a stable hash of the record (no random draws:
+# every other generated value stays as it was).
+KNOWN_BAD_IPS = (
+    "185.220.101.47", "45.155.205.233", "193.142.146.35", "91.240.118.172", "77.91.124.55", "103.75.201.4",
+)  # fmt: skip
+KNOWN_BAD_SHA256 = (
+    "5f2b7d0c9e4a8b1f3c6d2e9a7b4c1d8e0f3a6b9c2d5e8f1a4b7c0d3e6f9a2b5c",
+    "a3c91e7b4d2f8e6a0b5c3d9e1f7a4b2c8d6e0f3a9b5c1d7e2f8a4b0c6d3e9f1a",
+    "0d8e6f4a2b9c7d5e3f1a8b6c4d2e0f9a7b5c3d1e8f6a4b2c0d9e7f5a3b1c8d6e",
+    "e7f1a3b5c9d2e4f6a8b0c1d3e5f7a9b2c4d6e8f0a1b3c5d7e9f2a4b6c8d0e1f3",
+)
+KNOWN_BAD_DOMAINS = ("login-m365-verify.top", "cdn-update-check.xyz", "docusign-secure-view.info")
+
+
+def known_bad(rate: float, *record: object) -> int | None:
+    """With probability ``rate`` (fixed per record), an index into the known-bad pools, else None."""
+    h = stable_hash("known-bad", *record)
+    return h >> 8 if (h & 0xFF) < rate * 256 else None
+
+
 def seeded_uuid(rng: random.Random) -> str:
     """A version-4 UUID drawn from ``rng`` (``uuid.uuid4()`` would break determinism)."""
     return str(uuid.UUID(int=rng.getrandbits(128), version=4))

@@ -48,7 +48,17 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from soc_simulators._common import MonotonicClock, RateLimiter, derive_rng, live_lifespan, seeded_uuid
+from soc_simulators._common import (
+    KNOWN_BAD_DOMAINS,
+    KNOWN_BAD_IPS,
+    KNOWN_BAD_SHA256,
+    MonotonicClock,
+    RateLimiter,
+    derive_rng,
+    known_bad,
+    live_lifespan,
+    seeded_uuid,
+)
 from soc_simulators.faults import install_faults
 
 JSON = dict[str, Any]
@@ -389,6 +399,12 @@ class CywareState:
                    f"{rng.choice(('com', 'net', 'top', 'xyz', 'info'))}" for _ in range(rng.randint(1, 3))]  # fmt: skip
         hashes = [f"{rng.getrandbits(256):064x}" for _ in range(rng.randint(1, 3))]
         technique = rng.choice(TECHNIQUES)
+        shared = known_bad(0.3, "cyware", summary["short_id"])
+        if shared is not None:
+            # one of the indicators the rest of the simulated estate sees too
+            ips[0] = KNOWN_BAD_IPS[shared % len(KNOWN_BAD_IPS)]
+            hashes[0] = KNOWN_BAD_SHA256[shared % len(KNOWN_BAD_SHA256)]
+            domains[0] = KNOWN_BAD_DOMAINS[shared % len(KNOWN_BAD_DOMAINS)]
         recommendations = rng.sample(
             ["Block the listed indicators on perimeter firewalls and proxies.",
              "Apply the vendor patch or documented mitigation without delay.",

@@ -68,9 +68,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from soc_simulators._common import (
+    KNOWN_BAD_IPS,
     MonotonicClock,
     RateLimiter,
     derive_rng,
+    known_bad,
     live_lifespan,
     seeded_uuid,
     stable_hash,
@@ -1581,6 +1583,9 @@ class QRadarState:
             source = f"10.{domain.net}.{int(random() * 40)}.{2 + int(random() * 248)}"
         else:
             source = _public_ip(rng)
+            shared = known_bad(0.08, "qradar", domain.id, start)
+            if shared is not None:
+                source = KNOWN_BAD_IPS[shared % len(KNOWN_BAD_IPS)]
         severity = template.severity[0] + int(random() * (template.severity[1] - template.severity[0] + 1))
         credibility = 2 + int(random() * 7)
         relevance = int(random() * 8)

@@ -42,7 +42,15 @@ from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from soc_simulators._common import MonotonicClock, RateLimiter, derive_rng, live_lifespan
+from soc_simulators._common import (
+    KNOWN_BAD_IPS,
+    KNOWN_BAD_SHA256,
+    MonotonicClock,
+    RateLimiter,
+    derive_rng,
+    known_bad,
+    live_lifespan,
+)
 from soc_simulators.faults import FaultBoard, install_faults
 
 API_KEY = "xsoar-demo-key"
@@ -762,6 +770,9 @@ class XsoarSim:
                 f"{rand_between(rng, 1, 254)}"
             )
         host = f"{account}-{rand_pick(rng, HOST_ROLES)}{rand_between(rng, 1, 20):02d}"
+        shared = known_bad(0.06, "xsoar", account, num)
+        if shared is not None and len(sources) > 1:
+            sources[-1] = KNOWN_BAD_IPS[shared % len(KNOWN_BAD_IPS)]
         priority = "P1" if severity >= 4 else "P2" if severity >= 3 else "P3" if severity >= 2 else "P4"
         events = rand_between(rng, 3, 4000)
         sid, created, instance = str(num), rfc3339(created_us), f"QRadar_v3_{account}"
@@ -840,6 +851,12 @@ class XsoarSim:
                 "configurationitem": host,
                 "itsmsyncstatus": SYNC_PENDING,
                 "offenseid": offense_id,
+                # the file the endpoint agent flagged (XSOAR's File SHA256 field), on some incidents
+                **(
+                    {"filesha256": KNOWN_BAD_SHA256[shared % len(KNOWN_BAD_SHA256)]}
+                    if shared is not None
+                    else {}
+                ),
             },
         }
 
