@@ -6,6 +6,7 @@ cannot choose by sending X-Forwarded-For."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -255,3 +256,96 @@ async def test_through_the_gateway_a_spoofed_forwarded_for_is_not_the_address(ap
                 record = (await audit(attacker, h, target_id=r.json()["id"]))["items"][0]
     assert record["client_address"] == "198.51.100.66"
     assert "10.6.6.6" not in (record["forwarded_for"] or "")
+
+
+PNG = (
+    b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89"
+    b"\x00\x00\x00\rIDATx\x9cc\xf8\xff\xff?\x00\x05\xfe\x02\xfe\xa7V\xbd\xfa\x00\x00\x00\x00IEND\xaeB`\x82"
+)
+
+
+async def test_operations_are_recorded_with_who_asked(client, headers, fake_ingestors):
+    """Sync now, test connection (saved and unsaved, never the credentials tried), the company picture,
+    ticket rules and dead-letter replays."""
+    h = headers(kind="admin", username=uniq("operator"))
+    cid = (await client.post("/admin/companies/", json={"name": uniq("Ops")}, headers=h)).json()["id"]
+    secret = f"tok{uuid.uuid4().hex}"
+    body = {
+        "subtype": "IBM_QRADAR",
+        "instance_name": uniq("QRadar"),
+        "base_url": "https://qradar.example.com",
+        "credential_kind": "API_KEY",
+        "credentials": {"api_key": secret},
+    }
+    r = await client.post("/integration/", json=body, headers=h)
+    assert r.status_code == 201, r.text
+    iid = r.json()["id"]
+    r = await client.post(f"/admin/integrations/{iid}/sync-now/", json={"resource": "offenses"}, headers=h)
+    assert r.status_code == 200, r.text
+    fake_ingestors.results["IBM_QRADAR"] = {
+        "ok": False,
+        "category": "bad_credentials",
+        "message": "401",
+        "details": {},
+    }
+    try:
+        r = await client.post(f"/integration/{iid}/test-connection/", headers=h)
+        assert r.status_code == 200 and r.json()["ok"] is False, r.text
+        unsaved = {k: v for k, v in body.items() if k != "instance_name"}
+        r = await client.post("/integration/test-connection/", json=unsaved, headers=h)
+        assert r.status_code == 200, r.text
+    finally:
+        fake_ingestors.results.pop("IBM_QRADAR", None)
+    records = (await audit(client, h, target_id=iid))["items"]
+    assert [x["action"] for x in records] == [
+        "integration.connection_tested",
+        "integration.sync_requested",
+        "integration.created",
+    ]
+    tested, synced = records[0], records[1]
+    assert tested["after"]["ok"] is False and tested["after"]["category"] == "bad_credentials"
+    assert tested["company_id"] is None and tested["actor_username"].startswith("operator-")
+    assert synced["after"]["resource"] == "offenses" and synced["after"]["scheduled"] == 3
+    loose = await audit(client, h, action="integration.connection_tested", actor=tested["actor_id"])
+    assert loose["total"] == 2
+    assert {x["target_id"] for x in loose["items"]} == {iid, None}
+    assert secret not in json.dumps(loose)
+
+    url = f"/admin/companies/{cid}/picture/"
+    ta = headers(kind="tenant", company_id=cid, roles=["TENANT_ADMIN"])
+    assert (
+        await client.post(url, headers=ta, files={"file": ("p.png", PNG, "image/png")})
+    ).status_code == 200
+    assert (await client.delete(url, headers=ta)).status_code == 204
+    assert (await client.delete(url, headers=ta)).status_code == 204  # nothing left: nothing recorded
+    pictures = (await audit(client, ta, target_id=cid, target_type="company"))["items"]
+    assert [x["action"] for x in pictures[:2]] == ["company.picture_deleted", "company.picture_uploaded"]
+    assert pictures[1]["after"]["content_type"] == "image/png" and pictures[1]["after"]["size"] == len(PNG)
+    assert pictures[1]["actor_kind"] == "tenant"
+
+    rules = f"/admin/companies/{cid}/ticket-policies/"
+    assert (
+        await client.put(rules, json={"priorities": ["P1"], "statuses": ["active"]}, headers=h)
+    ).status_code == 200
+    assert (
+        await client.put(rules, json={"priorities": ["P1", "P2"], "statuses": ["active"]}, headers=h)
+    ).status_code == 200
+    assert (await client.delete(rules, headers=h)).status_code == 204
+    policy = (await audit(client, h, company_id=cid, target_type="ticket_policy"))["items"]
+    assert [x["action"] for x in policy] == [
+        "ticket_policy.deleted",
+        "ticket_policy.updated",
+        "ticket_policy.created",
+    ]
+    assert policy[1]["before"] == {"priorities": ["P1"]} and policy[1]["after"] == {
+        "priorities": ["P1", "P2"]
+    }
+
+    r = await client.post("/admin/dead-letters/replay/", json={"queue": "tenant.siem", "limit": 5}, headers=h)
+    assert r.status_code == 200, r.text
+    replayed = (await audit(client, h, action="dead_letters.replayed", actor=tested["actor_id"]))["items"]
+    assert len(replayed) == 1 and replayed[0]["target_id"] == "tenant.siem"
+    assert replayed[0]["after"] == {"limit": 5, "replayed": r.json()["replayed"]}
+    r = await client.post("/admin/dead-letters/replay/", json={"queue": "nope"}, headers=h)
+    assert r.status_code == 404
+    assert (await audit(client, h, action="dead_letters.replayed", actor=tested["actor_id"]))["total"] == 1

@@ -6,6 +6,7 @@ answers 404, as if it did not exist).
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -615,6 +616,14 @@ async def upload_picture(
             modified_by=principal.sub,
         )
     )
+    await audit.record(
+        tx,
+        "company.picture_uploaded",
+        "company",
+        company_id,
+        company_id=company_id,
+        after={"content_type": kind, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()},
+    )
     return {
         "company_id": str(company_id),
         "content_type": kind,
@@ -656,6 +665,22 @@ async def get_picture(tx: ControlTx, principal: ManagerReader, company_id: Compa
 async def delete_picture(tx: ControlTx, principal: ManagerWriter, company_id: CompanyId) -> Response:
     company_id = scoped_company(principal, company_id)
     await require_live_company(tx.session, company_id)
+    had = (
+        await tx.session.execute(
+            sa.select(company.c.profile_picture_type).where(
+                company.c.id == company_id, company.c.profile_picture.is_not(None)
+            )
+        )
+    ).scalar_one_or_none()
+    if had is not None:
+        await audit.record(
+            tx,
+            "company.picture_deleted",
+            "company",
+            company_id,
+            company_id=company_id,
+            before={"content_type": had},
+        )
     await tx.session.execute(
         sa.update(company)
         .where(company.c.id == company_id)

@@ -552,6 +552,30 @@ def result_view(result: ConnectionTestResult) -> dict[str, Any]:
 
 
 async def test_connection(tx: Tx, body: TestConnectionBody) -> dict[str, Any]:
+    """:func:`_test_connection`, recorded in the audit trail with who asked and the outcome (a saved
+    integration's status may change with it); never the credentials tried."""
+    result = await _test_connection(tx, body)
+    company_id = None
+    if body.integration_id is not None:
+        company_id = (await get_row(tx.session, body.integration_id))["company_id"]
+    await audit.record(
+        tx,
+        "integration.connection_tested",
+        "integration",
+        body.integration_id,
+        company_id=company_id,
+        after={
+            "ok": result.get("ok"),
+            "category": result.get("category"),
+            "saved": result.get("saved"),
+            "status": result.get("status"),
+            **({"subtype": body.subtype, "base_url": body.base_url} if body.integration_id is None else {}),
+        },
+    )
+    return result
+
+
+async def _test_connection(tx: Tx, body: TestConnectionBody) -> dict[str, Any]:
     given = body.model_dump(
         exclude_unset=True,
         exclude={"integration_id", "instance_name", "polling_interval_seconds", "company_id"},
@@ -962,12 +986,21 @@ async def sync_now(
     except (UpstreamUnavailable, UpstreamRejected) as exc:
         raise ingestor_error(row["subtype"], exc) from None
     scheduled = answer.get("scheduled") if isinstance(answer, dict) else None
-    return {
+    result = {
         "integration_id": str(integration_id),
         "resource": resource,
         "ingestor": INGESTOR_BY_SUBTYPE[row["subtype"]][0],
         "scheduled": scheduled,
     }
+    await audit.record(
+        tx,
+        "integration.sync_requested",
+        "integration",
+        integration_id,
+        company_id=row["company_id"],
+        after={k: v for k, v in result.items() if k != "integration_id"},
+    )
+    return result
 
 
 @router.post("/admin/integrations/{integration_id}/sync-now/", response_model=SyncScheduled)

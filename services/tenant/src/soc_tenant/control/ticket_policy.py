@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field, field_validator
 from soc_shared.context import request_id_var
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from soc_tenant.control import audit
 from soc_tenant.control.company import require_live_company
 from soc_tenant.control.deps import AdminWriter, CompanyId, ControlTx, ManagerReader, invalid, not_found
 from soc_tenant.control.models import Strict, text
@@ -277,7 +278,21 @@ async def set_rule(
         content,
         principal.sub,
     )
+    # Also in the suite's audit trail, beside every other change (the rule's own history stays).
+    await audit.record(
+        tx,
+        "ticket_policy.created" if before is None else "ticket_policy.updated",
+        "ticket_policy",
+        row["id"],
+        company_id=company_id,
+        before=None if before is None else {**_rule_scope(row), **_content(before)},
+        after={**_rule_scope(row), **content},
+    )
     return _rule_view(row)
+
+
+def _rule_scope(row: Any) -> dict[str, Any]:
+    return {"soar_integration_id": row["soar_integration_id"], "soar_account": row["soar_account"]}
 
 
 @router.delete("/admin/companies/{company_id}/ticket-policies/", status_code=204, response_class=Response)
@@ -312,6 +327,14 @@ async def delete_rule(
         _content(before),
         None,
         principal.sub,
+    )
+    await audit.record(
+        tx,
+        "ticket_policy.deleted",
+        "ticket_policy",
+        before["id"],
+        company_id=company_id,
+        before={**_rule_scope(before), **_content(before)},
     )
     return Response(status_code=204)
 

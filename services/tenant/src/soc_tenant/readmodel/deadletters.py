@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 from soc_shared.bus import list_dead_letters, replay_dead_letters
 from soc_shared.errors import ApiError
-from soc_shared.security import AdminPrincipal, AdminWriter
+from soc_shared.security import AdminPrincipal, AdminWriter, Principal
 
 from soc_tenant.readmodel.common import ReadRoute
 from soc_tenant.readmodel.ingest import QUEUES, rebuild_rollups
@@ -73,15 +73,35 @@ class ReplayRequest(BaseModel):
     limit: int = Field(default=1000, ge=1, le=100_000)
 
 
+async def _record(
+    request: Request, principal: Principal, action: str, target: str, after: dict[str, Any]
+) -> None:
+    """The audit record of an operation on the broker or over the whole read model: written just after
+    it (it cannot share a transaction with the broker), with who asked and from where."""
+    from soc_tenant.control import audit
+    from soc_tenant.control.deps import client_address, scoped_tx
+
+    async with scoped_tx(request.app, principal) as tx:
+        tx.client_address = client_address(request)
+        tx.forwarded_for = request.headers.get("x-forwarded-for") or None
+        await audit.record(
+            tx, action, "read_model_queue" if target != "rollups" else "read_model", target, after=after
+        )
+
+
 @router.post("/dead-letters/replay/", response_model=ReplayResult)
-async def replay(request: Request, _: AdminWriter, body: ReplayRequest) -> dict[str, Any]:
-    """Send up to ``limit`` parked messages of ``queue`` back to it (to its consumer only)."""
+async def replay(request: Request, principal: AdminWriter, body: ReplayRequest) -> dict[str, Any]:
+    """Send up to ``limit`` parked messages of ``queue`` back to it (to its consumer only). Audited."""
     replayed = await replay_dead_letters(request.app.state.bus, _queue(body.queue), limit=body.limit)
+    await _record(
+        request, principal, "dead_letters.replayed", body.queue, {"limit": body.limit, "replayed": replayed}
+    )
     return {"queue": body.queue, "replayed": replayed}
 
 
 @router.post("/read-model/rebuild-rollups/", response_model=RollupsRebuilt)
-async def rebuild(request: Request, _: AdminWriter) -> dict[str, Any]:
-    """Recompute the dashboard rollups from the stored rows (after a bulk load or to verify)."""
+async def rebuild(request: Request, principal: AdminWriter) -> dict[str, Any]:
+    """Recompute the dashboard rollups from the stored rows (after a bulk load or to verify). Audited."""
     await rebuild_rollups(request.app.state.db)
+    await _record(request, principal, "read_model.rollups_rebuilt", "rollups", {"rebuilt": True})
     return {"rebuilt": True}
