@@ -368,7 +368,7 @@ export interface paths {
         put?: never;
         /**
          * Replay
-         * @description Send up to ``limit`` parked messages of ``queue`` back to it (to its consumer only).
+         * @description Send up to ``limit`` parked messages of ``queue`` back to it (to its consumer only). Audited.
          */
         post: operations["replay_admin_dead_letters_replay__post"];
         delete?: never;
@@ -806,7 +806,7 @@ export interface paths {
         put?: never;
         /**
          * Rebuild
-         * @description Recompute the dashboard rollups from the stored rows (after a bulk load or to verify).
+         * @description Recompute the dashboard rollups from the stored rows (after a bulk load or to verify). Audited.
          */
         post: operations["rebuild_admin_read_model_rebuild_rollups__post"];
         delete?: never;
