@@ -105,6 +105,7 @@ def test_no_secret_is_shipped_in_the_compose_file():
     # The login throttle sees the client: auth believes X-Forwarded-For from the gateway's fixed address.
     gateway_ip = SERVICES["gateway"]["networks"]["soc"]["ipv4_address"]
     assert SERVICES["auth"]["environment"]["SOC_AUTH_TRUSTED_PROXIES"] == gateway_ip
+    assert SERVICES["tenant"]["environment"]["SOC_TENANT_TRUSTED_PROXIES"] == gateway_ip  # the audit trail
     # Vendor egress: the simulators are admitted by name, nothing else on the private network.
     from soc_shared.egress import EgressPolicy
 
