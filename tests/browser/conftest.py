@@ -54,7 +54,9 @@ def console_build() -> Path:
 def stack(console_build: Path) -> Iterator[Any]:
     running = os.environ.get("SOC_CONSOLE_STACK_URL")
     if running:  # a stack already started with `python tests/browser/console_stack.py` (development)
-        yield SimpleNamespace(gateway=running.rstrip("/"))
+        gateway = running.rstrip("/")
+        providers = httpx.get(f"{gateway}/auth/oidc/providers/", timeout=10, trust_env=False).json()["items"]
+        yield SimpleNamespace(gateway=gateway, oidc_issuer=providers[0]["issuer"] if providers else None)
         return
     from soc_shared.provision import provision_database, provision_vhost
     from soc_shared.testing import TEST_DB, TEST_VHOST
@@ -131,7 +133,7 @@ class Console:
         self.page.goto("/sign-in")
         self.page.get_by_label("User name or e-mail").fill(username)
         self.page.get_by_label("Password").fill(password)
-        self.page.get_by_role("button", name="Sign in").click()
+        self.page.get_by_role("button", name="Sign in", exact=True).click()
         # Signed in (the shell's Sign out) or refused (the form's alert): fail with the reason.
         outcome = self.page.get_by_role("button", name="Sign out").or_(self.page.get_by_role("alert"))
         outcome.first.wait_for(timeout=60_000)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -35,6 +36,34 @@ SERVICES = {
 }
 SIMULATORS = ("qradar", "xsoar", "sdp", "cyware")
 DEMO_PROFILE = {"xsoar": ["--profile", "demo"]}  # as make up (scripts/run_suite.py) starts it
+OIDC_DIR = ROOT / "scripts" / "oidc-provider"
+OIDC_CLIENT_SECRET = "console-oidc-client-secret-0123456789abcdef"
+# The identity provider's people (a real OpenID Provider: the oidc-provider package on Node). Their
+# groups map to companies as the demo's directory groups do.
+OIDC_ACCOUNTS = {
+    "olivia": {
+        "password": "olivia-pass",
+        "claims": {"email": "olivia@acme.example", "name": "Olivia Ortiz", "groups": ["acme-soc-users"]},
+    },
+    "uma": {
+        "password": "uma-pass",
+        "claims": {"email": "uma@nowhere.example", "name": "Uma Unmapped", "groups": ["elsewhere"]},
+    },
+}
+
+
+def oidc_available() -> bool:
+    """Node and the provider's packages (npm ci when missing); without Node the stack has no SSO."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        return False
+    if not (OIDC_DIR / "node_modules" / "oidc-provider").exists():
+        subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+            cwd=OIDC_DIR,
+            check=True,
+            timeout=300,
+        )
+    return True
 
 
 class PortTaken(RuntimeError):
@@ -47,6 +76,7 @@ class ConsoleStack:
         self.db, self.vhost = db, vhost
         self.ports = {name: free_port() for name in SERVICES}
         self.sim_ports = {vendor: free_port() for vendor in SIMULATORS}
+        self.oidc_port = free_port() if oidc_available() else None
         self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.logins: list[str] = []
         LOGS.mkdir(parents=True, exist_ok=True)
@@ -74,7 +104,40 @@ class ConsoleStack:
             "SOC_THREATINTEL_TENANT_URL": url("tenant"),
             **{f"SOC_{n.upper().replace('-', '_')}_PORT": str(p) for n, p in self.ports.items()},
             **self._own_database(),
+            **self._oidc(),
         }
+
+    @property
+    def oidc_issuer(self) -> str | None:
+        return f"http://127.0.0.1:{self.oidc_port}" if self.oidc_port else None
+
+    def _oidc(self) -> dict[str, str]:
+        if not self.oidc_issuer:
+            return {}
+        provider = {
+            "name": "corp",
+            "display_name": "Corporate SSO",
+            "issuer": self.oidc_issuer,
+            "client_id": "soc-console",
+            "client_secret": OIDC_CLIENT_SECRET,
+            "redirect_uri": f"{self.gateway}/sso/callback",
+            "allow_http": True,
+        }
+        return {"SOC_AUTH_OIDC_PROVIDERS": json.dumps([provider])}
+
+    def _oidc_config(self) -> Path:
+        config = LOGS / "oidc-provider.json"
+        client = {
+            "client_id": "soc-console",
+            "client_secret": OIDC_CLIENT_SECRET,
+            "redirect_uris": [f"{self.gateway}/sso/callback"],
+            "grant_types": ["authorization_code", "refresh_token"],
+            "response_types": ["code"],
+        }
+        config.write_text(
+            json.dumps({"port": self.oidc_port, "clients": [client], "accounts": OIDC_ACCOUNTS})
+        )
+        return config
 
     def _own_database(self) -> dict[str, str]:
         if not self.db:
@@ -89,11 +152,11 @@ class ConsoleStack:
     def gateway(self) -> str:
         return self.url("gateway")
 
-    def _launch(self, name: str, args: list[str], health: str) -> tuple[str, subprocess.Popen[bytes], str]:
+    def _launch(
+        self, name: str, args: list[str], health: str, *, program: str = sys.executable, cwd: Path = ROOT
+    ) -> tuple[str, subprocess.Popen[bytes], str]:
         log = open(LOGS / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen(
-            [sys.executable, *args], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
-        )
+        proc = subprocess.Popen([program, *args], cwd=cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         self.procs.append((name, proc))
         return name, proc, health
 
@@ -127,8 +190,9 @@ class ConsoleStack:
                 self._first_wave()
                 break
             except PortTaken:
-                self._stop_wave(["auth", *(f"sim-{v}" for v in SIMULATORS)])
+                self._stop_wave(["auth", "oidc", *(f"sim-{v}" for v in SIMULATORS)])
                 self.sim_ports = {vendor: free_port() for vendor in SIMULATORS}
+                self.oidc_port = free_port() if self.oidc_port else None
                 self.ports["auth"] = free_port()
                 if attempt == 2:
                     raise
@@ -139,9 +203,12 @@ class ConsoleStack:
                     [self._launch(name, ["-m", SERVICES[name]], f"{self.url(name)}/healthz") for name in wave]
                 )
                 break
-            except PortTaken:
+            except PortTaken as taken:
                 self._stop_wave(wave)
-                self.ports.update({name: free_port() for name in wave})
+                # The gateway's port is in the identity provider's redirect address: kept unless taken.
+                self.ports.update(
+                    {n: free_port() for n in wave if n != "gateway" or taken.args[0] == "gateway"}
+                )
                 if attempt == 2:
                     raise
         sys.path.insert(0, str(ROOT / "scripts"))
@@ -167,6 +234,16 @@ class ConsoleStack:
             )
             for vendor, port in self.sim_ports.items()
         ]
+        if self.oidc_issuer:
+            first.append(
+                self._launch(
+                    "oidc",
+                    ["server.mjs", str(self._oidc_config())],
+                    f"{self.oidc_issuer}/.well-known/openid-configuration",
+                    program="node",
+                    cwd=OIDC_DIR,
+                )
+            )
         first.append(self._launch("auth", ["-m", SERVICES["auth"]], f"{self.url('auth')}/healthz"))
         self._wait(first)
 

@@ -58,7 +58,7 @@ def test_a_wrong_password_shows_the_message_and_request_id(console: Any) -> None
     page.goto("/sign-in")
     page.get_by_label("User name or e-mail").fill("acme.user")
     page.get_by_label("Password").fill("not-the-password")
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign in", exact=True).click()
     alert = page.get_by_role("alert")
     alert.wait_for()
     assert "Wrong user name or password." in alert.inner_text()
@@ -197,6 +197,7 @@ CUSTOMER_PAGES = [
     "/event-logs",
     "/reports",
     "/chat",
+    "/account",
 ]
 ADMIN_PAGES = [
     "/assets",
@@ -205,6 +206,7 @@ ADMIN_PAGES = [
     "/manage/mappings",
     "/manage/sla",
     "/manage/users",
+    "/manage/directory-groups",
     "/manage/login-audit",
     "/manage/dead-letters",
 ]
@@ -265,57 +267,3 @@ def test_a_refused_access_token_is_refreshed_and_a_dead_session_says_so(console:
     page = user.open("/incidents")
     page.get_by_text("Your session has expired. Sign in again to continue.").wait_for()
     assert "/sign-in" in page.url
-
-
-def test_a_read_only_admin_signs_in_with_mfa_and_sees_no_mutating_control(console: Any, api: Api) -> None:
-    import time
-
-    import httpx
-    import pyotp
-
-    username, password = "console.auditor", "Console-Auditor-Mfa-42"
-    api.send(
-        "admin",
-        "POST",
-        "/admin/users/",
-        {"username": username, "password": password, "kind": "admin", "role": "READ_ONLY_ADMIN"},
-    )
-    http = httpx.Client(base_url=api.http.base_url, timeout=60, trust_env=False)
-    own = http.post("/auth/login/", json={"username": username, "password": password}).json()
-    headers = {"Authorization": f"Bearer {own['access_token']}"}
-    enrolment = http.post("/auth/mfa/enrol/", headers=headers).json()
-    totp = pyotp.TOTP(enrolment["secret"])
-    confirmed = totp.now()
-    assert http.post("/auth/mfa/confirm/", json={"code": confirmed}, headers=headers).status_code in (
-        200,
-        204,
-    )
-
-    auditor = console()
-    page = auditor.page
-    page.goto("/sign-in")
-    page.get_by_label("User name or e-mail").fill(username)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
-    code = page.get_by_label("Authentication code")
-    code.wait_for()
-    while totp.now() == confirmed:  # a code is good once: wait for the next time step
-        time.sleep(1)
-    code.fill(totp.now())
-    page.get_by_role("button", name="Verify").click()
-    outcome = page.get_by_role("button", name="Sign out").or_(page.get_by_role("alert"))
-    outcome.first.wait_for(timeout=60_000)
-    assert page.get_by_role("button", name="Sign out").is_visible(), page.get_by_role("alert").inner_text()
-    assert page.get_by_text("read-only").is_visible()
-    for path, forbidden in (
-        ("/manage/companies", ["Create company", "Inactivate", "Reactivate"]),
-        ("/manage/integrations", ["Test connection", "Sync now"]),
-        ("/manage/sla", ["Save SLA defaults"]),
-        ("/manage/dead-letters", ["Replay"]),
-    ):
-        page = auditor.open(path)
-        page.locator(".state.loading").first.wait_for(state="detached", timeout=15_000)
-        page.get_by_role("table").first.wait_for()
-        for name in forbidden:
-            assert page.get_by_role("button", name=name).count() == 0, (path, name)
-    auditor.screenshot("read-only-admin-companies")

@@ -12,6 +12,8 @@ const DetailPage = lazy(() => import("./features/details/DetailPage"));
 const Reports = lazy(() => import("./features/reports/Reports"));
 const Chat = lazy(() => import("./features/chat/Chat"));
 const Admin = lazy(() => import("./features/admin/AdminPages"));
+const Account = lazy(() => import("./features/account/Account"));
+const SsoCallback = lazy(() => import("./features/auth/SsoCallback"));
 
 function RequireSession({ children }: { children: ReactNode }) {
   const session = useSession();
@@ -48,6 +50,7 @@ export function App() {
         <Suspense fallback={<Loading />}>
           <Routes>
             <Route path="/sign-in" element={<SignIn />} />
+            <Route path="/sso/callback" element={<SsoCallback />} />
             <Route
               element={
                 <RequireSession>
@@ -69,6 +72,7 @@ export function App() {
               <Route path="event-logs" element={<ListPage kind="event-logs" />} />
               <Route path="reports" element={<Guard permission="REPORTS"><Reports /></Guard>} />
               <Route path="chat" element={<Chat />} />
+              <Route path="account" element={<Account />} />
               <Route path="manage/:page" element={<Guard admin><Admin /></Guard>} />
               <Route path="*" element={<NotFound />} />
             </Route>

@@ -4,6 +4,30 @@ import type { components } from "../api/schema";
 
 export type User = components["schemas"]["UserRead"];
 export type MfaChallenge = components["schemas"]["MfaChallengeResponse"];
+export type MfaEnrolment = components["schemas"]["MfaEnrolment"];
+type LoginAnswer = components["schemas"]["LoginResponse"];
+
+const SSO_KEY = "soc.sso";
+const NETWORK = "The server cannot be reached. Check the connection and try again.";
+
+/** A sign-in at an identity provider under way: kept across the round trip to the provider. */
+interface PendingSso {
+  provider: string;
+  state: string;
+  from: string;
+}
+
+/** Begins an SSO sign-in: the browser leaves for the identity provider and comes back to /sso/callback. */
+export async function startSso(provider: string, from: string): Promise<void> {
+  const answer = await unwrap(api.POST("/auth/oidc/{provider}/start/", { params: { path: { provider } } }));
+  sessionStorage.setItem(SSO_KEY, JSON.stringify({ provider, state: answer.state, from } satisfies PendingSso));
+  window.location.assign(answer.authorization_url);
+}
+
+/** A sign-in challenge's enrolment (the policy requires MFA and the account has none yet). */
+export function enrolAtSignIn(challenge: string): Promise<MfaEnrolment> {
+  return unwrap(api.POST("/auth/mfa/challenge/enrol/", { body: { challenge } }));
+}
 
 export interface Session {
   user: User | null;
@@ -13,6 +37,8 @@ export interface Session {
   /** Signs in, or answers the second-factor challenge the account needs first. */
   signIn: (username: string, password: string) => Promise<MfaChallenge | null>;
   verifyMfa: (challenge: string, code: string) => Promise<void>;
+  /** Finishes an SSO sign-in with the provider's redirect; answers where to go next. */
+  completeSso: (query: URLSearchParams) => Promise<string>;
   signOut: () => Promise<void>;
   can: (permission: string) => boolean;
   isAdmin: boolean;
@@ -41,33 +67,60 @@ export function SessionProvider({ children }: { children: ReactNode }) {
     });
   }, []);
 
-  const signIn = useCallback(async (username: string, password: string) => {
-    let result;
-    try {
-      result = await api.POST("/auth/login/", { body: { username, password } });
-    } catch {
-      throw new ApiError(0, "network_error", "The server cannot be reached. Check the connection and try again.", null);
-    }
-    if (!result.response.ok || !result.data) throw await toApiError(result.response, result.error);
-    if (result.data.mfa_required) return result.data;
-    setTokens(result.data);
+  const accept = useCallback((answer: LoginAnswer) => {
+    setTokens(answer);
     setEndReason(null);
-    setUser(result.data.user);
-    return null;
+    setUser(answer.user);
   }, []);
 
-  const verifyMfa = useCallback(async (challenge: string, code: string) => {
-    let result;
-    try {
-      result = await api.POST("/auth/mfa/verify/", { body: { challenge, code } });
-    } catch {
-      throw new ApiError(0, "network_error", "The server cannot be reached. Check the connection and try again.", null);
-    }
-    if (!result.response.ok || !result.data) throw await toApiError(result.response, result.error);
-    setTokens(result.data);
-    setEndReason(null);
-    setUser(result.data.user);
-  }, []);
+  const signIn = useCallback(
+    async (username: string, password: string) => {
+      let result;
+      try {
+        result = await api.POST("/auth/login/", { body: { username, password } });
+      } catch {
+        throw new ApiError(0, "network_error", NETWORK, null);
+      }
+      if (!result.response.ok || !result.data) throw await toApiError(result.response, result.error);
+      if (result.data.mfa_required) return result.data;
+      accept(result.data);
+      return null;
+    },
+    [accept],
+  );
+
+  const verifyMfa = useCallback(
+    async (challenge: string, code: string) => {
+      accept(await unwrap(api.POST("/auth/mfa/verify/", { body: { challenge, code } })));
+    },
+    [accept],
+  );
+
+  const completeSso = useCallback(
+    async (query: URLSearchParams) => {
+      const raw = sessionStorage.getItem(SSO_KEY);
+      const pending = raw ? (JSON.parse(raw) as PendingSso) : null;
+      const state = query.get("state") ?? "";
+      if (query.get("error")) {
+        sessionStorage.removeItem(SSO_KEY);
+        const reason = query.get("error_description") || query.get("error");
+        throw new ApiError(0, "sso_refused", `The identity provider did not sign you in: ${reason}.`, null);
+      }
+      if (!pending || pending.state !== state || !query.get("code")) {
+        throw new ApiError(0, "invalid_state", "This sign-in response does not belong to a sign-in started here. Start again.", null);
+      }
+      sessionStorage.removeItem(SSO_KEY);
+      const answer = await unwrap(
+        api.POST("/auth/oidc/{provider}/callback/", {
+          params: { path: { provider: pending.provider } },
+          body: { code: query.get("code")!, state, iss: query.get("iss") },
+        }),
+      );
+      accept(answer);
+      return pending.from || "/";
+    },
+    [accept],
+  );
 
   const signOut = useCallback(async () => {
     const tokens = getTokens();
@@ -86,13 +139,14 @@ export function SessionProvider({ children }: { children: ReactNode }) {
       endReason,
       signIn,
       verifyMfa,
+      completeSso,
       signOut,
       isAdmin: Boolean(user?.is_admin),
       readOnly: Boolean(user?.is_read_only),
       // Admins see every company's views; tenant users what their permissions grant.
       can: (permission: string) => Boolean(user?.is_admin) || permissions.has(permission),
     };
-  }, [user, loading, endReason, signIn, verifyMfa, signOut]);
+  }, [user, loading, endReason, signIn, verifyMfa, completeSso, signOut]);
 
   return <SessionContext.Provider value={value}>{children}</SessionContext.Provider>;
 }

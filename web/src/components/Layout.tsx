@@ -31,6 +31,7 @@ export const ADMIN_NAV: NavItem[] = [
   { to: "/manage/mappings", label: "Mappings", adminOnly: true },
   { to: "/manage/sla", label: "SLA", adminOnly: true },
   { to: "/manage/users", label: "Users", adminOnly: true },
+  { to: "/manage/directory-groups", label: "Directory groups", adminOnly: true },
   { to: "/manage/login-audit", label: "Login audit", adminOnly: true },
   { to: "/manage/dead-letters", label: "Dead letters", adminOnly: true },
 ];
@@ -105,10 +106,10 @@ export function Layout() {
         <button type="button" className="ghost" onClick={() => setTheme(theme === "dark" ? "light" : "dark")} aria-label={`Switch to ${theme === "dark" ? "light" : "dark"} theme`}>
           {theme === "dark" ? "Light" : "Dark"}
         </button>
-        <span className="who" title={session.user?.email ?? ""}>
+        <NavLink className="who" to="/account" title={`Your account${session.user?.email ? ` (${session.user.email})` : ""}`}>
           {session.user?.full_name || session.user?.username}
           {session.readOnly ? <span className="tag">read-only</span> : null}
-        </span>
+        </NavLink>
         <button type="button" onClick={() => void session.signOut()}>
           Sign out
         </button>

@@ -5,6 +5,8 @@ import { useSession } from "../../auth/session";
 import { formatDate, formatValue } from "../../components/format";
 import { Empty, ErrorBox, Loading, PageHeader } from "../../components/States";
 import { useAsync } from "../../components/useAsync";
+import { useCompany } from "../../components/company";
+import { compact, EntityForm, Field, fieldErrors, type FieldSpec, type Option, type Values } from "./forms";
 
 type Row = Record<string, unknown>;
 interface Page {
@@ -50,7 +52,7 @@ function useAction() {
       ) : null}
     </>
   );
-  return { run, busy, outcome };
+  return { run, busy, outcome, error };
 }
 
 function Table({ rows, columns, actions, label }: { rows: Row[]; columns: Column[]; actions?: (row: Row) => ReactNode; label: string }) {
@@ -74,7 +76,11 @@ function Table({ rows, columns, actions, label }: { rows: Row[]; columns: Column
               {columns.map((c) => (
                 <td key={c.key}>{c.render ? c.render(row) : formatValue(row[c.key])}</td>
               ))}
-              {actions ? <td className="page-actions">{actions(row)}</td> : null}
+              {actions ? (
+                <td>
+                  <div className="row-actions">{actions(row)}</div>
+                </td>
+              ) : null}
             </tr>
           ))}
         </tbody>
@@ -83,8 +89,8 @@ function Table({ rows, columns, actions, label }: { rows: Row[]; columns: Column
   );
 }
 
-function Listing({ path, query = {}, columns, actions, label, children }: { path: string; query?: Record<string, unknown>; columns: Column[]; actions?: (row: Row, reload: () => void) => ReactNode; label: string; children?: (reload: () => void) => ReactNode }) {
-  const state = useAsync(() => getJson<Page>(path, { limit: 200, ...query }), [path, JSON.stringify(query)]);
+function Listing({ path, query = {}, version = 0, columns, actions, label, children }: { path: string; query?: Record<string, unknown>; version?: number; columns: Column[]; actions?: (row: Row, reload: () => void) => ReactNode; label: string; children?: (reload: () => void) => ReactNode }) {
+  const state = useAsync(() => getJson<Page>(path, { limit: 200, ...query }), [path, JSON.stringify(query), version]);
   return (
     <>
       {children?.(state.reload)}
@@ -167,9 +173,163 @@ function Companies() {
   );
 }
 
+interface Choice {
+  value: string;
+  label: string;
+}
+interface CredentialField {
+  name: string;
+  label: string;
+  secret: boolean;
+  required: boolean;
+}
+interface CredentialKind {
+  kind: string;
+  label: string;
+  fields: CredentialField[];
+}
+interface Subtype {
+  subtype: string;
+  label: string;
+  requires_company: boolean;
+  credential_kinds: CredentialKind[];
+}
+interface ConnectionTest {
+  ok: boolean;
+  category?: string | null;
+  message: string;
+  hint?: string | null;
+}
+
+function useChoices(path: string): Option[] {
+  const state = useAsync(() => getJson<{ items: Choice[] }>(path, { limit: 500 }), [path]);
+  return (state.data?.items ?? []).map((c) => ({ value: String(c.value), label: String(c.label ?? c.value) }));
+}
+
+function useCompanyOptions(): Option[] {
+  const { companies } = useCompany();
+  return companies.map((c) => ({ value: c.id, label: c.name }));
+}
+
+/** A connection test's categorised answer, as the admin reads it. */
+function describeTest(name: string, result: ConnectionTest): string {
+  const verdict = result.ok ? "connected" : `failed [${result.category ?? "unknown"}]`;
+  return `${name}: ${verdict} — ${result.message}${result.hint ? ` (${result.hint})` : ""}`;
+}
+
+function credentialFields(kind: CredentialKind | undefined, required: boolean): FieldSpec[] {
+  return (kind?.fields ?? []).map((f) => ({
+    name: `credentials.${f.name}`,
+    label: f.label,
+    type: f.secret ? "password" : "text",
+    required: required && f.required,
+  }));
+}
+
+/** The form's flat values -> the API's body (credentials.<field> become one object). */
+function integrationBody(values: Values): Values {
+  const body: Values = {};
+  const credentials: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(values)) {
+    if (key.startsWith("credentials.")) {
+      if (value !== "" && value !== undefined) credentials[key.slice("credentials.".length)] = value;
+    } else if (value !== "" && value !== undefined && value !== null) body[key] = value;
+  }
+  if (Object.keys(credentials).length) body.credentials = credentials;
+  return body;
+}
+
+function IntegrationForm({ row, onDone, onCancel }: { row?: Row; onDone: (message: string) => void; onCancel: () => void }) {
+  const types = useAsync(() => getJson<{ items: { subtypes: Subtype[] }[] }>("/integration/types/"), []);
+  const companies = useCompanyOptions();
+  const [tested, setTested] = useState<string | null>(null);
+  if (types.error) return <ErrorBox error={types.error} onRetry={types.reload} />;
+  if (!types.data) return <Loading />;
+  const subtypes = types.data.items.flatMap((t) => t.subtypes);
+  const find = (values: Values) => subtypes.find((s) => s.subtype === (values.subtype ?? row?.subtype));
+  const kindOf = (values: Values) => {
+    const spec = find(values);
+    return spec?.credential_kinds.find((k) => k.kind === values.credential_kind) ?? spec?.credential_kinds[0];
+  };
+  const fields = (values: Values): FieldSpec[] => {
+    const spec = find(values);
+    const kind = kindOf(values);
+    const common: FieldSpec[] = [
+      { name: "instance_name", label: "Name", required: true, maxLength: 100 },
+      { name: "base_url", label: "Base URL", type: "url", required: true, placeholder: "https://siem.example.com" },
+      { name: "polling_interval_seconds", label: "Polling interval (seconds)", type: "number", min: 30, max: 86400 },
+      { name: "verify_tls", label: "Verify the TLS certificate", type: "checkbox" },
+    ];
+    if (spec?.requires_company || row?.company_id) common.push({ name: "company_id", label: "Company", type: "select", options: companies, required: Boolean(spec?.requires_company) });
+    const kinds: FieldSpec[] =
+      spec && spec.credential_kinds.length > 1
+        ? [{ name: "credential_kind", label: "Credentials", type: "select", required: true, options: spec.credential_kinds.map((k) => ({ value: k.kind, label: k.label })) }]
+        : [];
+    if (row) {
+      return [...common, { name: "enabled", label: "Enabled (polled)", type: "checkbox" }, ...kinds, ...credentialFields(kind, false).map((f) => ({ ...f, hint: "leave empty to keep the stored value" }))];
+    }
+    return [{ name: "subtype", label: "Product", type: "select", required: true, options: subtypes.map((s) => ({ value: s.subtype, label: s.label })) }, ...common, ...kinds, ...credentialFields(kind, true)];
+  };
+  const initial: Values = row
+    ? { instance_name: row.instance_name, base_url: row.base_url, polling_interval_seconds: row.polling_interval_seconds, verify_tls: row.verify_tls, company_id: row.company_id ?? "", enabled: row.status !== "disabled", credential_kind: row.credential_kind }
+    : { subtype: subtypes[0]?.subtype, verify_tls: true, polling_interval_seconds: 300 };
+  return (
+    <>
+      {tested ? (
+        <p className="notice" role="status" data-testid="draft-test">
+          {tested}
+        </p>
+      ) : null}
+      <EntityForm
+        title={row ? `Edit ${String(row.instance_name)}` : "New integration"}
+        fields={fields}
+        initial={initial}
+        submitLabel={row ? "Save integration" : "Create integration"}
+        onCancel={onCancel}
+        onSubmit={async (values) => {
+          const body = integrationBody(values);
+          if (row) {
+            if (!body.credentials) delete body.credential_kind;
+            await sendJson("PUT", `/integration/${row.id}/`, body);
+            onDone(`${String(values.instance_name)} saved.`);
+          } else {
+            body.credential_kind ??= kindOf(values)?.kind;
+            body.credentials ??= {};
+            await sendJson("POST", "/integration/", body);
+            onDone(`${String(values.instance_name)} created.`);
+          }
+        }}
+        extra={
+          row
+            ? undefined
+            : (values, run, busy) => (
+                <button
+                  type="button"
+                  disabled={busy}
+                  onClick={() =>
+                    run(async () => {
+                      setTested(null);
+                      const body = integrationBody(values);
+                      body.credential_kind ??= kindOf(values)?.kind;
+                      const result = await sendJson<ConnectionTest>("POST", "/integration/test-connection/", body);
+                      setTested(describeTest(String(values.instance_name || "The draft"), result));
+                    })
+                  }
+                >
+                  Test before saving
+                </button>
+              )
+        }
+      />
+    </>
+  );
+}
+
 function Integrations() {
   const { readOnly } = useSession();
   const action = useAction();
+  const [editing, setEditing] = useState<Row | "new" | null>(null);
+  const [tick, setTick] = useState(0);
   const syncSummary = (row: Row) => {
     const sync = (row.sync as Row[] | undefined) ?? [];
     if (!sync.length) return "never";
@@ -178,12 +338,25 @@ function Integrations() {
     const records = sync.reduce((n, s) => n + Number(s.records ?? 0), 0);
     return `${failed.length ? `${failed.length} failing (${failed.map((f) => f.error_category ?? f.resource).join(", ")})` : "ok"} · ${records} records · ${formatDate(last)}`;
   };
+  const done = (message: string) => {
+    setEditing(null);
+    setTick((t) => t + 1);
+    action.run(async () => message);
+  };
   return (
     <>
-      <PageHeader title="Integrations" />
+      <PageHeader title="Integrations">
+        {readOnly || editing ? null : (
+          <button type="button" className="primary" onClick={() => setEditing("new")}>
+            New integration
+          </button>
+        )}
+      </PageHeader>
       {action.outcome}
+      {editing ? <IntegrationForm key={editing === "new" ? "new" : String(editing.id)} row={editing === "new" ? undefined : editing} onDone={done} onCancel={() => setEditing(null)} /> : null}
       <Listing
         path="/integration/"
+        version={tick}
         label="Integrations"
         columns={[
           { key: "instance_name", label: "Name" },
@@ -193,89 +366,180 @@ function Integrations() {
           { key: "last_test", label: "Last test", render: (r) => ((r.last_test as Row | null)?.message as string) ?? "—" },
           { key: "sync", label: "Sync health", render: syncSummary },
         ]}
-        actions={(row, reload) => (
-          <>
-            {readOnly ? null : (
-              <button
-                type="button"
-                disabled={action.busy}
-                onClick={() =>
-                  void action.run(async () => {
-                    const result = await sendJson<{ ok: boolean; category?: string | null; message: string; hint?: string | null }>("POST", `/integration/${row.id}/test-connection/`);
-                    return `${row.instance_name}: ${result.ok ? "connected" : `failed [${result.category}]`} — ${result.message}${result.hint ? ` (${result.hint})` : ""}`;
-                  }, reload)
-                }
-              >
-                Test connection
-              </button>
-            )}
-            {readOnly ? null : (
-              <button type="button" disabled={action.busy} onClick={() => void action.run(() => sendJson("POST", `/admin/integrations/${row.id}/sync-now/`).then(() => `${row.instance_name}: sync requested.`), reload)}>
-                Sync now
-              </button>
-            )}
-          </>
-        )}
+        actions={
+          readOnly
+            ? undefined
+            : (row, reload) => (
+                <>
+                  <button type="button" onClick={() => setEditing(row)}>
+                    Edit
+                  </button>
+                  <button type="button" disabled={action.busy} onClick={() => void action.run(async () => describeTest(String(row.instance_name), await sendJson<ConnectionTest>("POST", `/integration/${row.id}/test-connection/`)), reload)}>
+                    Test connection
+                  </button>
+                  <button type="button" disabled={action.busy} onClick={() => void action.run(() => sendJson("POST", `/admin/integrations/${row.id}/sync-now/`).then(() => `${row.instance_name}: sync requested.`), reload)}>
+                    Sync now
+                  </button>
+                </>
+              )
+        }
       />
     </>
+  );
+}
+
+const MAPPING_KINDS = {
+  qradar: { title: "QRadar domains", key: "domain_id", label: "Domain id", subtype: "IBM_QRADAR" },
+  soar: { title: "XSOAR accounts", key: "account", label: "Account", subtype: "CORTEX_XSOAR" },
+  itsm: { title: "ServiceDesk Plus accounts", key: "account_id", label: "Account", subtype: "MANAGEENGINE_SDP" },
+} as const;
+type MappingKind = keyof typeof MAPPING_KINDS;
+
+function MappingSection({ kind, integrations }: { kind: MappingKind; integrations: Row[] }) {
+  const { readOnly } = useSession();
+  const companies = useCompanyOptions();
+  const action = useAction();
+  const [adding, setAdding] = useState(false);
+  const [editing, setEditing] = useState<Row | null>(null);
+  const [tick, setTick] = useState(0);
+  const spec = MAPPING_KINDS[kind];
+  const volumeTypes = [
+    { value: "EPS", label: "Events per second" },
+    { value: "GB_PER_DAY", label: "GB per day" },
+  ];
+  const done = (message: string) => {
+    setAdding(false);
+    setEditing(null);
+    setTick((t) => t + 1);
+    action.run(async () => message);
+  };
+  const columns: Column[] = [
+    { key: "company_name", label: "Company" },
+    { key: "integration_name", label: "Integration" },
+    kind === "qradar" ? { key: "domain_name", label: "Domain", render: (r) => `${formatValue(r.domain_name)} (${formatValue(r.domain_id)})` } : { key: spec.key, label: spec.label },
+    ...(kind === "qradar" ? [{ key: "contracted_volume", label: "Contracted", render: (r: Row) => `${formatValue(Number(r.contracted_volume))} ${r.contracted_volume_type ?? ""}` }] : []),
+    { key: "active", label: "Active" },
+  ];
+  return (
+    <section aria-label={spec.title} style={{ marginBottom: "1.5rem" }}>
+      <div className="page-header">
+        <h2>{spec.title}</h2>
+        {readOnly || adding ? null : (
+          <button type="button" onClick={() => setAdding(true)}>
+            Add {spec.title.replace(/s$/, "").replace("accounts", "account")} mapping
+          </button>
+        )}
+      </div>
+      {action.outcome}
+      {adding ? (
+        <EntityForm
+          title={`New ${spec.title} mapping`}
+          initial={{ contracted_volume_type: "EPS", company_id: companies[0]?.value, integration_id: integrations.find((i) => i.subtype === spec.subtype)?.id }}
+          fields={[
+            { name: "company_id", label: "Company", type: "select", required: true, options: companies },
+            { name: "integration_id", label: "Integration", type: "select", required: true, options: integrations.filter((i) => i.subtype === spec.subtype).map((i) => ({ value: String(i.id), label: String(i.instance_name) })) },
+            kind === "qradar" ? { name: "domain_id", label: "Domain id", type: "number", required: true, min: 0 } : { name: spec.key, label: spec.label, required: true },
+            ...(kind === "qradar"
+              ? ([
+                  { name: "contracted_volume_type", label: "Volume type", type: "select", required: true, options: volumeTypes },
+                  { name: "contracted_volume", label: "Contracted volume", type: "number", min: 0 },
+                ] as FieldSpec[])
+              : []),
+          ]}
+          submitLabel="Create mapping"
+          onCancel={() => setAdding(false)}
+          onSubmit={async (values) => {
+            await sendJson("POST", `/admin/mappings/${kind}/`, compact(values));
+            done("Mapping created.");
+          }}
+        />
+      ) : null}
+      {editing ? (
+        <EntityForm
+          title="Edit mapping"
+          initial={{ contracted_volume_type: editing.contracted_volume_type, contracted_volume: Number(editing.contracted_volume), active: editing.active }}
+          fields={[
+            ...(kind === "qradar"
+              ? ([
+                  { name: "contracted_volume_type", label: "Volume type", type: "select", required: true, options: volumeTypes },
+                  { name: "contracted_volume", label: "Contracted volume", type: "number", min: 0 },
+                ] as FieldSpec[])
+              : []),
+            { name: "active", label: "Active", type: "checkbox" },
+          ]}
+          submitLabel="Save mapping"
+          onCancel={() => setEditing(null)}
+          onSubmit={async (values) => {
+            await sendJson("PUT", `/admin/mappings/${kind}/${editing.id}/`, kind === "qradar" ? values : { active: values.active });
+            done("Mapping saved.");
+          }}
+        />
+      ) : null}
+      <Listing
+        path={`/admin/mappings/${kind}/`}
+        version={tick}
+        label={`${spec.title} mappings`}
+        columns={columns}
+        actions={
+          readOnly
+            ? undefined
+            : (row) => (
+                <button type="button" onClick={() => setEditing(row)}>
+                  Edit
+                </button>
+              )
+        }
+      />
+    </section>
   );
 }
 
 function Mappings() {
-  const columns = (key: string, label: string): Column[] => [
-    { key: "company_name", label: "Company" },
-    { key: "integration_name", label: "Integration" },
-    { key, label },
-    { key: "active", label: "Active" },
-  ];
+  const integrations = useAsync(() => getJson<Page>("/integration/", { limit: 200 }), []);
   return (
     <>
       <PageHeader title="Mappings and contracted volumes" />
-      <h2>QRadar domains</h2>
-      <Listing
-        path="/admin/mappings/qradar/"
-        label="QRadar mappings"
-        columns={[...columns("domain_name", "Domain"), { key: "contracted_volume", label: "Contracted", render: (r) => `${formatValue(Number(r.contracted_volume))} ${r.contracted_volume_type ?? ""}` }]}
-      />
-      <h2 style={{ marginTop: "1rem" }}>XSOAR accounts</h2>
-      <Listing path="/admin/mappings/soar/" label="XSOAR mappings" columns={columns("account", "Account")} />
-      <h2 style={{ marginTop: "1rem" }}>ServiceDesk Plus accounts</h2>
-      <Listing path="/admin/mappings/itsm/" label="ServiceDesk Plus mappings" columns={columns("account_id", "Account")} />
+      {integrations.error ? <ErrorBox error={integrations.error} onRetry={integrations.reload} /> : null}
+      {(Object.keys(MAPPING_KINDS) as MappingKind[]).map((kind) => (
+        <MappingSection key={kind} kind={kind} integrations={integrations.data?.items ?? []} />
+      ))}
     </>
   );
 }
 
-function Sla() {
+const SLA_STEPS = [
+  ["tta_minutes", "Acknowledge (minutes)"],
+  ["ttn_minutes", "Notify (minutes)"],
+  ["ttdn_minutes", "Resolve (minutes)"],
+] as const;
+
+function SlaDefaults() {
   const { readOnly } = useSession();
   const state = useAsync(() => getJson<Page>("/admin/sla/defaults/"), []);
   const action = useAction();
   const [edits, setEdits] = useState<Record<string, Record<string, number>>>({});
-  const steps = [
-    ["tta_minutes", "Acknowledge (minutes)"],
-    ["ttn_minutes", "Notify (minutes)"],
-    ["ttdn_minutes", "Resolve (minutes)"],
-  ];
   const value = (row: Row, key: string) => edits[String(row.level)]?.[key] ?? Number(row[key]);
   return (
-    <>
-      <PageHeader title="SLA defaults" />
-      <p className="muted">Companies without their own SLA use these targets; per-company overrides are set on the company.</p>
+    <section aria-labelledby="sla-defaults">
+      <h2 id="sla-defaults">Defaults</h2>
+      <p className="muted">Companies without their own SLA use these targets.</p>
       {action.outcome}
       {state.error ? <ErrorBox error={state.error} onRetry={state.reload} /> : null}
       {state.data ? (
         <form
           onSubmit={(e) => {
             e.preventDefault();
-            const items = state.data!.items.map((row) => ({ level: row.level, ...Object.fromEntries(steps.map(([k]) => [k, value(row, k)])) }));
+            const items = state.data!.items.map((row) => ({ level: row.level, ...Object.fromEntries(SLA_STEPS.map(([k]) => [k, value(row, k)])) }));
             void action.run(() => sendJson("PUT", "/admin/sla/defaults/", { items }).then(() => "SLA defaults saved."), state.reload);
           }}
+          noValidate
         >
           <Table
             rows={state.data.items}
             label="SLA defaults"
             columns={[
               { key: "level", label: "Priority" },
-              ...steps.map(([key, label]) => ({
+              ...SLA_STEPS.map(([key, label]) => ({
                 key,
                 label,
                 render: (row: Row) =>
@@ -302,7 +566,314 @@ function Sla() {
           )}
         </form>
       ) : null}
+    </section>
+  );
+}
+
+interface CompanySla {
+  is_default_sla: boolean;
+  sla_clock_start: string;
+  overrides: Row[];
+  effective: Record<string, { tta_minutes: number; ttn_minutes: number; ttdn_minutes: number; source: string }>;
+}
+
+function SlaOverrides() {
+  const { readOnly } = useSession();
+  const { companyId, companies } = useCompany();
+  const company = companies.find((c) => c.id === companyId);
+  const state = useAsync(() => (companyId ? getJson<CompanySla>(`/admin/companies/${companyId}/sla/`) : Promise.resolve(undefined)), [companyId]);
+  const action = useAction();
+  const [draft, setDraft] = useState<Record<string, Record<string, number | "">> | null>(null);
+  const [ownSla, setOwnSla] = useState<boolean | null>(null);
+  const error = action.error;
+  const errors = fieldErrors(error);
+  if (!companyId) return <Empty>Choose a company to set its SLA.</Empty>;
+  const data = state.data;
+  const levels = data ? Object.keys(data.effective) : [];
+  const companyLevel = (level: string) => data?.overrides.find((o) => o.level === level && !o.integration_id && !o.account);
+  const current = (level: string, key: string): number | "" => {
+    const edited = draft?.[level]?.[key];
+    if (edited !== undefined) return edited;
+    const own = companyLevel(level);
+    return own ? Number(own[key]) : "";
+  };
+  const isOwn = ownSla ?? (data ? !data.is_default_sla : false);
+  return (
+    <section aria-labelledby="sla-company">
+      <h2 id="sla-company">{company?.name ?? "Company"}: its own SLA</h2>
+      <p className="muted">Switch company at the top. Empty cells keep the default for that step; overrides for one integration or account are kept as they are.</p>
+      {action.outcome}
+      {state.error ? <ErrorBox error={state.error} onRetry={state.reload} /> : null}
+      {!data && !state.error ? <Loading /> : null}
+      {data ? (
+        <form
+          noValidate
+          onSubmit={(e) => {
+            e.preventDefault();
+            const kept = data.overrides.filter((o) => o.integration_id || o.account).map((o) => ({ level: o.level, tta_minutes: o.tta_minutes, ttn_minutes: o.ttn_minutes, ttdn_minutes: o.ttdn_minutes, integration_id: o.integration_id, account: o.account }));
+            const own = levels
+              .filter((level) => SLA_STEPS.some(([k]) => current(level, k) !== ""))
+              .map((level) => ({ level, ...Object.fromEntries(SLA_STEPS.map(([k]) => [k, current(level, k) === "" ? data.effective[level][k as "tta_minutes"] : current(level, k)])) }));
+            void action.run(
+              () => sendJson("PUT", `/admin/companies/${companyId}/sla/`, { is_default_sla: !isOwn, overrides: [...kept, ...own] }).then(() => `${company?.name ?? "The company"}'s SLA saved.`),
+              () => {
+                setDraft(null);
+                setOwnSla(null);
+                state.reload();
+              },
+            );
+          }}
+        >
+          <label className="check">
+            <input type="checkbox" checked={isOwn} disabled={readOnly} onChange={(e) => setOwnSla(e.target.checked)} />
+            This company has its own SLA (otherwise the defaults apply)
+          </label>
+          <div className="table-wrap" role="region" aria-label="Company SLA" tabIndex={0}>
+            <table aria-label="Company SLA">
+              <thead>
+                <tr>
+                  <th scope="col">Priority</th>
+                  {SLA_STEPS.map(([key, label]) => (
+                    <th key={key} scope="col">
+                      {label}
+                    </th>
+                  ))}
+                  <th scope="col">In force</th>
+                </tr>
+              </thead>
+              <tbody>
+                {levels.map((level, index) => (
+                  <tr key={level}>
+                    <td>{level}</td>
+                    {SLA_STEPS.map(([key, label]) => {
+                      const problem = errors[`overrides.${data.overrides.filter((o) => o.integration_id || o.account).length + index}.${key}`];
+                      return (
+                        <td key={key}>
+                          {readOnly ? (
+                            formatValue(current(level, key))
+                          ) : (
+                            <input
+                              type="number"
+                              aria-label={`${company?.name ?? ""} ${level} ${label}`}
+                              aria-invalid={problem ? true : undefined}
+                              placeholder={String(data.effective[level][key as "tta_minutes"])}
+                              value={current(level, key)}
+                              onChange={(e) => setDraft((all) => ({ ...all, [level]: { ...all?.[level], [key]: e.target.value === "" ? "" : Number(e.target.value) } }))}
+                            />
+                          )}
+                          {problem ? <span className="field-error">{problem}</span> : null}
+                        </td>
+                      );
+                    })}
+                    <td>
+                      {SLA_STEPS.map(([k]) => data.effective[level][k as "tta_minutes"]).join(" / ")} min · {data.effective[level].source}
+                    </td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+          {readOnly ? null : (
+            <p>
+              <button type="submit" className="primary" disabled={action.busy}>
+                Save company SLA
+              </button>
+            </p>
+          )}
+        </form>
+      ) : null}
+    </section>
+  );
+}
+
+function Sla() {
+  return (
+    <>
+      <PageHeader title="SLA" />
+      <SlaDefaults />
+      <SlaOverrides />
     </>
+  );
+}
+
+const ADMIN_ROLES = [
+  { value: "SUPER_ADMIN", label: "Super administrator" },
+  { value: "ADMIN", label: "Administrator" },
+  { value: "READ_ONLY_ADMIN", label: "Read-only administrator" },
+];
+const TENANT_ROLES = [
+  { value: "TENANT_ADMIN", label: "Tenant administrator" },
+  { value: "TENANT_USER", label: "Tenant user" },
+];
+
+function AdminUsers() {
+  const { readOnly } = useSession();
+  const action = useAction();
+  const [editing, setEditing] = useState<Row | "new" | null>(null);
+  const [tick, setTick] = useState(0);
+  const done = (message: string) => {
+    setEditing(null);
+    setTick((t) => t + 1);
+    action.run(async () => message);
+  };
+  return (
+    <section aria-labelledby="admins-title" style={{ marginBottom: "1.5rem" }}>
+      <div className="page-header">
+        <h2 id="admins-title">Administrators</h2>
+        {readOnly || editing ? null : (
+          <button type="button" onClick={() => setEditing("new")}>
+            New administrator
+          </button>
+        )}
+      </div>
+      {action.outcome}
+      {editing === "new" ? (
+        <EntityForm
+          title="New administrator"
+          initial={{ role: "ADMIN" }}
+          fields={[
+            { name: "username", label: "User name", required: true, maxLength: 150 },
+            { name: "email", label: "E-mail", type: "email" },
+            { name: "full_name", label: "Full name" },
+            { name: "role", label: "Role", type: "select", required: true, options: ADMIN_ROLES },
+            { name: "password", label: "Password", type: "password", required: true, hint: "12+ characters, three kinds of character" },
+          ]}
+          submitLabel="Create administrator"
+          onCancel={() => setEditing(null)}
+          onSubmit={async (values) => {
+            await sendJson("POST", "/admin/users/", { ...compact(values), kind: "admin" });
+            done(`${String(values.username)} created.`);
+          }}
+        />
+      ) : editing ? (
+        <EntityForm
+          title={`Edit ${String(editing.username)}`}
+          initial={{ email: editing.email ?? "", full_name: editing.full_name ?? "", role: editing.role, is_active: editing.is_active }}
+          fields={[
+            { name: "email", label: "E-mail", type: "email" },
+            { name: "full_name", label: "Full name" },
+            { name: "role", label: "Role", type: "select", required: true, options: ADMIN_ROLES },
+            { name: "is_active", label: "Active", type: "checkbox" },
+            { name: "password", label: "New password", type: "password", hint: "leave empty to keep the password" },
+          ]}
+          submitLabel="Save administrator"
+          onCancel={() => setEditing(null)}
+          onSubmit={async (values) => {
+            await sendJson("PATCH", `/admin/users/${editing.id}/`, compact(values));
+            done(`${String(editing.username)} saved.`);
+          }}
+        />
+      ) : null}
+      <Listing
+        path="/admin/users/"
+        query={{ kind: "admin" }}
+        version={tick}
+        label="Administrators"
+        columns={[
+          { key: "username", label: "User" },
+          { key: "role", label: "Role" },
+          { key: "auth_source", label: "Source" },
+          { key: "is_active", label: "Active" },
+          { key: "last_login_at", label: "Last sign-in", render: (r) => formatDate(r.last_login_at) },
+        ]}
+        actions={
+          readOnly
+            ? undefined
+            : (row) => (
+                <button type="button" onClick={() => setEditing(row)}>
+                  Edit
+                </button>
+              )
+        }
+      />
+    </section>
+  );
+}
+
+function CompanyUsers() {
+  const { readOnly } = useSession();
+  const { companyId, companies } = useCompany();
+  const company = companies.find((c) => c.id === companyId);
+  const permissions = useChoices("/tenant/permission-choices/");
+  const action = useAction();
+  const [editing, setEditing] = useState<Row | "new" | null>(null);
+  const [tick, setTick] = useState(0);
+  if (!companyId) return <Empty>Choose a company to see its users.</Empty>;
+  const done = (message: string) => {
+    setEditing(null);
+    setTick((t) => t + 1);
+    action.run(async () => message);
+  };
+  return (
+    <section aria-labelledby="members-title">
+      <div className="page-header">
+        <h2 id="members-title">{company?.name ?? "Company"}: users</h2>
+        {readOnly || editing ? null : (
+          <button type="button" onClick={() => setEditing("new")}>
+            New company user
+          </button>
+        )}
+      </div>
+      {action.outcome}
+      {editing === "new" ? (
+        <EntityForm
+          title={`New user of ${company?.name ?? "the company"}`}
+          initial={{ tenant_role: "TENANT_USER", permissions: ["DASHBOARD"] }}
+          fields={[
+            { name: "username", label: "User name", required: true, maxLength: 150 },
+            { name: "email", label: "E-mail", type: "email" },
+            { name: "password", label: "Password", type: "password", required: true, hint: "12+ characters, three kinds of character" },
+            { name: "tenant_role", label: "Role", type: "select", required: true, options: TENANT_ROLES },
+            { name: "permissions", label: "Permissions", type: "checks", options: permissions },
+          ]}
+          submitLabel="Create user"
+          onCancel={() => setEditing(null)}
+          onSubmit={async (values) => {
+            await sendJson("POST", `/admin/companies/${companyId}/users/`, compact(values));
+            done(`${String(values.username)} created.`);
+          }}
+        />
+      ) : editing ? (
+        <EntityForm
+          title={`Edit ${String(editing.username)}`}
+          initial={{ email: editing.email ?? "", tenant_role: editing.tenant_role, permissions: editing.permissions, active: editing.active }}
+          fields={[
+            { name: "email", label: "E-mail", type: "email" },
+            { name: "tenant_role", label: "Role", type: "select", required: true, options: TENANT_ROLES },
+            { name: "permissions", label: "Permissions", type: "checks", options: permissions },
+            { name: "active", label: "Active", type: "checkbox" },
+            { name: "password", label: "New password", type: "password", hint: "leave empty to keep the password" },
+          ]}
+          submitLabel="Save user"
+          onCancel={() => setEditing(null)}
+          onSubmit={async (values) => {
+            await sendJson("PUT", `/admin/companies/${companyId}/users/${editing.user_id}/`, compact(values));
+            done(`${String(editing.username)} saved.`);
+          }}
+        />
+      ) : null}
+      <Listing
+        path={`/admin/companies/${companyId}/users/`}
+        version={tick}
+        label="Company users"
+        columns={[
+          { key: "username", label: "User" },
+          { key: "tenant_role", label: "Role" },
+          { key: "permissions", label: "Permissions" },
+          { key: "ldap_group", label: "Directory group" },
+          { key: "active", label: "Active" },
+        ]}
+        actions={
+          readOnly
+            ? undefined
+            : (row) => (
+                <button type="button" aria-label={`Edit ${String(row.username)}`} onClick={() => setEditing(row)}>
+                  Edit
+                </button>
+              )
+        }
+      />
+    </section>
   );
 }
 
@@ -310,20 +881,82 @@ function Users() {
   return (
     <>
       <PageHeader title="Users and roles" />
-      <Listing
-        path="/admin/users/"
-        label="Users"
-        columns={[
-          { key: "username", label: "User" },
-          { key: "kind", label: "Kind" },
-          { key: "role", label: "Role" },
-          { key: "auth_source", label: "Source" },
-          { key: "permissions", label: "Permissions" },
-          { key: "is_read_only", label: "Read-only" },
-          { key: "is_active", label: "Active" },
-          { key: "last_login_at", label: "Last sign-in", render: (r) => formatDate(r.last_login_at) },
-        ]}
-      />
+      <AdminUsers />
+      <CompanyUsers />
+    </>
+  );
+}
+
+interface DirectoryGroup {
+  ldap_group: string;
+  tenant_role: string;
+  permissions: string[];
+}
+
+function DirectoryGroups() {
+  const { readOnly } = useSession();
+  const { companyId, companies } = useCompany();
+  const company = companies.find((c) => c.id === companyId);
+  const permissions = useChoices("/tenant/permission-choices/");
+  const state = useAsync(() => (companyId ? getJson<{ items: DirectoryGroup[] }>(`/admin/companies/${companyId}/directory-groups/`) : Promise.resolve(undefined)), [companyId]);
+  const action = useAction();
+  const [rows, setRows] = useState<DirectoryGroup[] | null>(null);
+  if (!companyId) return <Empty>Choose a company to map its directory groups.</Empty>;
+  const groups = rows ?? state.data?.items ?? [];
+  const errors = fieldErrors(action.error);
+  const update = (index: number, change: Partial<DirectoryGroup>) => setRows(groups.map((g, i) => (i === index ? { ...g, ...change } : g)));
+  return (
+    <>
+      <PageHeader title="Directory groups" />
+      <p className="muted">
+        Members of these LDAP / Active Directory (or SSO) groups sign in to <strong>{company?.name ?? "the company"}</strong> with the role and permissions given here. Switch company at the top.
+      </p>
+      {action.outcome}
+      {state.error ? <ErrorBox error={state.error} onRetry={state.reload} /> : null}
+      {!state.data && !state.error ? <Loading /> : null}
+      {state.data ? (
+        <form
+          className="stack"
+          noValidate
+          onSubmit={(e) => {
+            e.preventDefault();
+            void action.run(
+              () => sendJson("PUT", `/admin/companies/${companyId}/directory-groups/`, { items: groups }).then(() => "Directory groups saved."),
+              () => {
+                setRows(null);
+                state.reload();
+              },
+            );
+          }}
+        >
+          {groups.length === 0 ? <Empty>No directory group signs in to this company.</Empty> : null}
+          {groups.map((group, index) => (
+            <fieldset key={index} aria-label={`Directory group ${index + 1}`} disabled={readOnly}>
+              <legend>{group.ldap_group || "New group"}</legend>
+              <div className="form-grid">
+                <Field spec={{ name: "ldap_group", label: "Group (name or DN)", required: true }} value={group.ldap_group} error={errors[`items.${index}.ldap_group`]} onChange={(v) => update(index, { ldap_group: String(v) })} />
+                <Field spec={{ name: "tenant_role", label: "Role", type: "select", required: true, options: TENANT_ROLES }} value={group.tenant_role} error={errors[`items.${index}.tenant_role`]} onChange={(v) => update(index, { tenant_role: String(v) })} />
+              </div>
+              <Field spec={{ name: "permissions", label: "Permissions", type: "checks", options: permissions }} value={group.permissions} error={errors[`items.${index}.permissions`]} onChange={(v) => update(index, { permissions: v as string[] })} />
+              {readOnly ? null : (
+                <button type="button" className="danger" onClick={() => setRows(groups.filter((_, i) => i !== index))}>
+                  Remove {group.ldap_group || "group"}
+                </button>
+              )}
+            </fieldset>
+          ))}
+          {readOnly ? null : (
+            <div className="page-actions">
+              <button type="button" onClick={() => setRows([...groups, { ldap_group: "", tenant_role: "TENANT_USER", permissions: ["DASHBOARD"] }])}>
+                Add directory group
+              </button>
+              <button type="submit" className="primary" disabled={action.busy}>
+                Save directory groups
+              </button>
+            </div>
+          )}
+        </form>
+      ) : null}
     </>
   );
 }
@@ -383,6 +1016,7 @@ const PAGES: Record<string, () => JSX.Element> = {
   mappings: Mappings,
   sla: Sla,
   users: Users,
+  "directory-groups": DirectoryGroups,
   "login-audit": LoginAudit,
   "dead-letters": DeadLetters,
 };
