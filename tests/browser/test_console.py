@@ -106,6 +106,8 @@ def test_dashboard_numbers_equal_the_api(console: Any, api: Api) -> None:
     assert card("tickets-open") == str(expected["tickets"]["open"])
     assert card("sla-compliance") == f"{expected['sla']['compliance_pct']:.1f}%"
     assert card("eps-average") == f"{expected['eps']['average_eps']:.1f}"
+    if expected["ti_matches"] is not None:
+        assert card("incidents-ti-matched") == str(expected["ti_matches"]["open_incidents_with_matches"])
     user.screenshot("dashboard-acme-user")
 
 

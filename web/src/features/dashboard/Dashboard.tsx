@@ -21,6 +21,7 @@ interface DashboardData {
   tickets: { total: number; open: number; overdue: number; closed: number };
   eps: { average_eps: number | null; peak_eps: number | null; contracted_eps: number | null };
   threat_alerts: { id: number; short_id: string; title: string; tlp: string; published_time: string }[] | null;
+  ti_matches?: { open_incidents_with_matches: number; open_offenses_with_matches: number } | null;
 }
 interface SlaCompliance {
   by_priority: Record<string, Record<"tta" | "ttn" | "ttdn" | "overall", Compliance>>;
@@ -188,6 +189,11 @@ export default function Dashboard() {
         <Stat id="eps-average" label="Average EPS (24 h)" value={formatNumber(d.eps.average_eps, 1)}>
           <span className="muted">{d.eps.contracted_eps ? `of ${formatNumber(d.eps.contracted_eps)} contracted` : "no contracted volume"}</span>
         </Stat>
+        {d.ti_matches ? (
+          <Stat id="incidents-ti-matched" label="Open incidents named by threat intel" value={formatNumber(d.ti_matches.open_incidents_with_matches)}>
+            <span className="muted">{formatNumber(d.ti_matches.open_offenses_with_matches)} open offenses</span>
+          </Stat>
+        ) : null}
       </section>
       <section className="grid charts" aria-label="Charts">
         <div className="card">
