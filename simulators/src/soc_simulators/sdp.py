@@ -450,6 +450,8 @@ class SdpSim:
         self.next_display = 1
         self.ticks = 0
         self.accept_mismatches = 0
+        self.notes: dict[str, list[dict[str, Any]]] = {}  # request id -> its notes, oldest first
+        self.next_note = 1
         self.linked_soar_ids: set[str] = set()
         self.soar_incidents: list[tuple[str, str, str, str]] = []  # (id, account, name, priority)
         self.faults: FaultBoard | None = None
@@ -1112,6 +1114,44 @@ class SdpSim:
         _refresh_overdue(rec.doc, now_ms)
         return rec
 
+    def add_note(self, rec: TicketRecord, payload: dict[str, Any]) -> dict[str, Any]:
+        """``POST /api/v3/requests/{id}/notes``: ``request_note.description`` is mandatory; the
+        note is added by the key's technician and the request's ``last_updated_time`` moves (the
+        request changed, so an incremental list by that field shows it again). ``mark_first_response``
+        sets ``responded_time`` when the request has none."""
+        note = payload.get("request_note")
+        if not isinstance(note, dict):
+            raise InputError(4012, "input_data needs a request_note object", "request_note")
+        description = note.get("description")
+        if not isinstance(description, str) or not description.strip():
+            raise InputError(4012, "Value for mandatory-field is not provided", "description")
+        flags = {}
+        for key in (
+            "show_to_requester",
+            "notify_technician",
+            "mark_first_response",
+            "add_to_linked_requests",
+        ):
+            value = note.get(key, False)
+            if not isinstance(value, bool):
+                raise InputError(4001, f"Value given for {key} is not valid", key)
+            flags[key] = value
+        now_ms = self._touch(rec)
+        if flags["mark_first_response"] and rec.doc["responded_time"] is None:
+            rec.doc["responded_time"] = sdp_time(now_ms)
+        created = {
+            "id": str(123640000000500000 + self.next_note),
+            "description": description,
+            **flags,
+            "added_time": sdp_time(now_ms),
+            "last_updated_time": sdp_time(now_ms),
+            "added_by": SOC_AUTOMATION,
+            "last_updated_by": SOC_AUTOMATION,
+        }
+        self.next_note += 1
+        self.notes.setdefault(rec.id, []).append(created)
+        return created
+
     def _apply(self, rng: Random, rec: TicketRecord, fields: dict[str, Any], now_ms: int | None) -> None:
         """Resolve and (when ``now_ms`` is given) apply writable fields; ``None`` only validates."""
         doc = rec.doc
@@ -1538,7 +1578,41 @@ def create_app(seed: int = 7, live: bool = False, **config: Any) -> FastAPI:
         rec = sim.update(find(request, account_scope(request)), await _input_data(request))
         return JSONResponse({"request": rec.doc, "response_status": SUCCESS})
 
+    async def add_note(request: Request) -> JSONResponse:
+        authorize(request)
+        rec = find(request, account_scope(request))
+        note = sim.add_note(rec, await _input_data(request))
+        return JSONResponse({"request_note": note, "response_status": SUCCESS}, status_code=201)
+
+    async def list_notes(request: Request) -> JSONResponse:
+        authorize(request)
+        rec = find(request, account_scope(request))
+        list_info = (await _input_data(request)).get("list_info") or {}
+        row_count = _int_field(list_info, "row_count", DEFAULT_ROW_COUNT)
+        start_index = _int_field(list_info, "start_index", 1)
+        if not 1 <= row_count <= MAX_ROW_COUNT or start_index < 1:
+            raise InputError(
+                4014, f"row_count must be 1..{MAX_ROW_COUNT} and start_index 1 or more", "row_count"
+            )
+        notes = sim.notes.get(rec.id, [])
+        if str(list_info.get("sort_order") or "asc").lower() == "desc":
+            notes = list(reversed(notes))
+        page = notes[start_index - 1 : start_index - 1 + row_count]
+        return JSONResponse(
+            {
+                "notes": page,
+                "response_status": [SUCCESS],
+                "list_info": {
+                    "has_more_rows": start_index - 1 + row_count < len(notes),
+                    "start_index": start_index,
+                    "row_count": len(page),
+                },
+            }
+        )
+
     for prefix in ("", "/app/{portal}"):
+        app.add_api_route(f"{prefix}/api/v3/requests/{{request_id}}/notes", add_note, methods=["POST"])
+        app.add_api_route(f"{prefix}/api/v3/requests/{{request_id}}/notes", list_notes, methods=["GET"])
         app.add_api_route(f"{prefix}/api/v3/accounts", list_accounts, methods=["GET"])
         app.add_api_route(f"{prefix}/api/v3/requests", list_requests, methods=["GET"])
         app.add_api_route(f"{prefix}/api/v3/requests", create_request, methods=["POST"])

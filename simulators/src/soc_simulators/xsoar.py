@@ -530,6 +530,39 @@ _QUERY_TOKEN = re.compile(
 )
 
 
+def _playbook(name: str, tags: tuple[str, ...], *, system: bool = True, **flags: bool) -> dict[str, Any]:
+    """A playbook as ``/playbook/search`` lists it (the fields of the API's ``Playbook``)."""
+    return {
+        "id": name,
+        "name": name,
+        "nameRaw": name,
+        "version": 3,
+        "tags": list(tags),
+        "system": system,
+        "hidden": flags.get("hidden", False),
+        "deprecated": flags.get("deprecated", False),
+        "packID": "",
+        "startTaskId": "0",
+        "fromServerVersion": "6.0.0",
+        "modified": "2026-01-12T09:30:00Z",
+    }
+
+
+# The playbooks of the use cases (what fetched incidents run) plus a few an analyst starts by hand.
+PLAYBOOKS: list[dict[str, Any]] = sorted(
+    [
+        *(_playbook(name, ("qradar",)) for name in sorted({u.playbook for u in USE_CASES})),
+        _playbook("Block IP - Generic v3", ("containment",)),
+        _playbook("Isolate Endpoint - Generic V2", ("containment",)),
+        _playbook("Phishing Investigation - Generic v2", ("phishing",)),
+        _playbook("SOC Escalation to Customer", ("soc",), system=False),
+        _playbook("Block IP - Generic", ("containment",), deprecated=True),
+        _playbook("Playbook Debugger Helper", (), hidden=True),
+    ],
+    key=lambda p: p["name"],
+)
+
+
 class XsoarSim:
     """In-memory state of one simulated XSOAR master server and its tenants."""
 
@@ -1470,6 +1503,132 @@ class XsoarSim:
                 doc["closed"], rec.closed_us = NULL_TIME, None
             self._set_status(rec, body["status"])
 
+    def batch_close(self, body: dict[str, Any], scope: str | None) -> dict[str, Any]:
+        """``POST /incident/batchClose`` (``UpdateDataBatch``): close the listed incidents with the
+        reason and notes; ``closed``, ``closingUserId``, ``modified`` and ``version`` move. An
+        unknown or already closed incident is counted in ``notUpdated``."""
+        ids = body.get("ids")
+        if body.get("all") or body.get("filter"):
+            raise BadRequest("the simulator closes incidents by ids only")
+        if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and i for i in ids):
+            raise BadRequest("ids must be a non-empty list of incident ids")
+        for key in ("closeReason", "closeNotes"):
+            if body.get(key) is not None and not isinstance(body[key], str):
+                raise BadRequest(f"{key} must be a string")
+        custom = body.get("CustomFields")
+        if custom is not None and not isinstance(custom, dict):
+            raise BadRequest("CustomFields must be an object")
+        closed: list[dict[str, Any]] = []
+        not_updated = 0
+        for incident_id in ids:
+            rec = self.find(incident_id, scope)
+            if rec is None or rec.status == 2:
+                not_updated += 1
+                continue
+            now_us = self._touch(rec)
+            changes: dict[str, Any] = {
+                "status": 2,
+                "closeReason": body.get("closeReason") or "",
+                "closeNotes": body.get("closeNotes") or "",
+            }
+            if custom:
+                changes["CustomFields"] = custom
+            self._apply_update(rec, changes, {}, now_us)
+            rec.doc["closingUserId"] = "admin"
+            self.entries_of(rec).append(
+                self._entry(
+                    rec,
+                    len(self.entries_of(rec)) + 1,
+                    now_us,
+                    "admin",
+                    "",
+                    f"Incident closed. Close reason: {changes['closeReason'] or 'none'}. "
+                    f"{changes['closeNotes']}".strip(),
+                    note=False,
+                )
+            )
+            closed.append(rec.doc)
+        return {"data": closed, "total": len(closed), "notUpdated": not_updated}
+
+    def search_playbooks(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``POST /playbook/search``: ``query`` terms ``hidden:T|F``, ``deprecated:T|F``,
+        ``system:T|F``, ``name:"..."`` (contains), joined by AND; ``page``/``size``."""
+        query = body.get("query") or ""
+        if not isinstance(query, str):
+            raise BadRequest("query must be a string")
+        page, size = body.get("page", 0), body.get("size", 50)
+        if (
+            not isinstance(page, int)
+            or not isinstance(size, int)
+            or page < 0
+            or not 0 < size <= MAX_PAGE_SIZE
+        ):
+            raise BadRequest(f"page must be 0 or more and size 1..{MAX_PAGE_SIZE}")
+        flags = {"T": True, "F": False, "TRUE": True, "FALSE": False}
+        wanted: list[Callable[[dict[str, Any]], bool]] = []
+        for match in _QUERY_TOKEN.finditer(query.strip()):
+            if match.group("word") is not None:
+                if match.group("word").lower() in ("and", "&&"):
+                    continue
+                raise BadRequest(f"cannot parse the playbook query near {match.group(0).strip()!r}")
+            field, value = match.group("field"), _unquote(match.group("value"))
+            if field in ("hidden", "deprecated", "system"):
+                if value.upper() not in flags:
+                    raise BadRequest(f"{field} takes T or F")
+                flag = flags[value.upper()]
+                wanted.append(lambda p, f=field, v=flag: bool(p.get(f)) == v)
+            elif field == "name":
+                wanted.append(lambda p, v=value.lower(): v in p["name"].lower())
+            else:
+                raise BadRequest(f"the simulator's playbook search has no field {field!r}")
+        found = [p for p in PLAYBOOKS if all(test(p) for test in wanted)]
+        return {"playbooks": found[page * size : (page + 1) * size], "total": len(found)}
+
+    def run_playbook(self, playbook_id: str, investigation_id: str, scope: str | None) -> dict[str, Any]:
+        """``POST /inv-playbook/new/{playbookId}/{investigationId}``: the incident's playbook becomes
+        this one and starts now (a pending incident becomes active); ``modified`` and ``version``
+        move and the war room says so. Answers the investigation playbook."""
+        playbook = next((p for p in PLAYBOOKS if p["id"] == playbook_id), None)
+        if playbook is None:
+            raise BadRequest(f"Could not find playbook {playbook_id}", "[playbook not found]")
+        rec = self.find(investigation_id, scope)
+        if rec is None:
+            raise NotFound(f"Could not find investigation {investigation_id}")
+        if rec.status == 2:
+            raise BadRequest(
+                f"Investigation {investigation_id} is closed; reopen it to run a playbook",
+                "[investigation is closed]",
+            )
+        now_us = self._touch(rec)
+        rec.doc["playbookId"] = playbook_id
+        rec.doc["runStatus"] = "running"
+        if rec.status == 0:
+            self._set_status(rec, 1)
+        self.entries_of(rec).append(
+            self._entry(
+                rec,
+                len(self.entries_of(rec)) + 1,
+                now_us,
+                "DBot",
+                "playbookTaskResult",
+                f"Playbook **{playbook['name']}** started.",
+                note=False,
+            )
+        )
+        stamp = rfc3339(now_us)
+        return {
+            "id": rec.id,
+            "investigationId": rec.id,
+            "playbookId": playbook_id,
+            "name": playbook["name"],
+            "state": "inprogress",
+            "startDate": stamp,
+            "modified": stamp,
+            "incidentCreateDate": rec.doc["created"],
+            "tasks": {},
+            "version": 1,
+        }
+
     # ----------------------------------------------------------------------------------- investigation
 
     def investigation(self, rec: IncidentRecord, body: dict[str, Any]) -> dict[str, Any]:
@@ -1794,12 +1953,38 @@ def create_app(seed: int = 7, live: bool = False, **config: Any) -> FastAPI:
             raise NotFound(f"Could not find investigation {investigation_id}")
         return JSONResponse(sim.investigation(rec, body))
 
+    async def batch_close(request: Request) -> JSONResponse:
+        authorize(request)
+        return JSONResponse(sim.batch_close(await _json_body(request), scope_of(request)))
+
+    async def search_playbooks(request: Request) -> JSONResponse:
+        authorize(request)
+        scope_of(request)
+        return JSONResponse(sim.search_playbooks(await _json_body(request)))
+
+    async def run_playbook(request: Request) -> JSONResponse:
+        authorize(request)
+        scope = scope_of(request)
+        await _json_body(request)
+        return JSONResponse(
+            sim.run_playbook(
+                request.path_params["playbook_id"], request.path_params["investigation_id"], scope
+            )
+        )
+
     for prefix in ("", XSOAR8_PREFIX):
         app.add_api_route(f"{prefix}/accounts", list_accounts, methods=["GET"])
         for scoped in ("", "/acc_{account}"):
             base = prefix + scoped
             app.add_api_route(f"{base}/incidents/search", search_incidents, methods=["POST"])
             app.add_api_route(f"{base}/incident", save_incident, methods=["POST"])
+            app.add_api_route(f"{base}/incident/batchClose", batch_close, methods=["POST"])
+            app.add_api_route(f"{base}/playbook/search", search_playbooks, methods=["POST"])
+            app.add_api_route(
+                f"{base}/inv-playbook/new/{{playbook_id}}/{{investigation_id}}",
+                run_playbook,
+                methods=["POST"],
+            )
             app.add_api_route(
                 f"{base}/investigation/{{investigation_id}}", get_investigation, methods=["POST"]
             )

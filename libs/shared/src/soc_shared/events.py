@@ -332,6 +332,117 @@ class ItsmTicketCreate(Payload):
     soar_account: str = ""
 
 
+# ------------------------------------------------------------------------------- vendor actions
+ActionName = Literal[
+    "xsoar.offense.escalate",
+    "xsoar.incident.update",
+    "xsoar.playbook.run",
+    "sdp.ticket.note",
+    "sdp.ticket.status",
+]
+
+
+class EscalateOffense(Payload):
+    """Open an XSOAR incident for a QRadar offense; the incident carries the offense id in the
+    QRadar fetch's own field (``CustomFields.offenseid``) and label (``offense_id``), which is how
+    the read model links an incident to its offenses."""
+
+    offense_id: int = Field(ge=0)
+    qradar_integration_id: str
+    name: str = Field(min_length=1, max_length=500)
+    details: str = Field(default="", max_length=20_000)
+    severity: float = Field(default=2, description="XSOAR severity: 0, 0.5, 1, 2, 3 or 4")
+    type: str | None = Field(default=None, max_length=200, description="XSOAR incident type")
+    owner: str | None = Field(default=None, max_length=200)
+    create_investigation: bool = Field(
+        default=True, description="start the type's playbook (XSOAR createInvestigation)"
+    )
+
+
+class UpdateIncident(Payload):
+    """Change an XSOAR incident; ``status`` closed needs ``close_reason`` (closing goes through
+    XSOAR's close call with the reason and notes)."""
+
+    incident_id: str
+    owner: str | None = Field(default=None, max_length=200)
+    severity: float | None = None
+    status: Literal["pending", "active", "closed"] | None = None
+    close_reason: str | None = Field(default=None, max_length=200)
+    close_notes: str | None = Field(default=None, max_length=20_000)
+
+
+class RunPlaybook(Payload):
+    """Run a playbook on an incident's investigation (XSOAR ``inv-playbook/new``)."""
+
+    incident_id: str
+    playbook_id: str = Field(min_length=1, max_length=300)
+
+
+class TicketNote(Payload):
+    """Add a note to an SDP request."""
+
+    ticket_id: str
+    description: str = Field(min_length=1, max_length=20_000)
+    show_to_requester: bool = False
+    notify_technician: bool = False
+
+
+class TicketStatus(Payload):
+    """Change an SDP request's status (by name, e.g. ``Resolved``, ``Closed``)."""
+
+    ticket_id: str
+    status: str = Field(min_length=1, max_length=100)
+    resolution: str | None = Field(default=None, max_length=20_000)
+
+
+ACTION_PARAMS: dict[str, type[Payload]] = {
+    "xsoar.offense.escalate": EscalateOffense,
+    "xsoar.incident.update": UpdateIncident,
+    "xsoar.playbook.run": RunPlaybook,
+    "sdp.ticket.note": TicketNote,
+    "sdp.ticket.status": TicketStatus,
+}
+
+
+class ActionRequested(Payload):
+    """Command: act on a vendor on behalf of a person (one consumer: the owning ingestor).
+    ``idempotency_key`` is the asker's: the ingestor acts at most once per key."""
+
+    command_id: str
+    idempotency_key: str
+    action: ActionName
+    integration_id: str
+    vendor_tenant: str = Field(description="XSOAR account or SDP account id ('' for none)")
+    company_id: str | None = None
+    requested_by: str
+    requested_by_name: str | None = None
+    params: dict[str, Any]
+    requested_at: datetime
+
+    def typed_params(self) -> Payload:
+        return ACTION_PARAMS[self.action].model_validate(self.params)
+
+
+class ActionError(Payload):
+    category: str
+    message: str
+
+
+class ActionCompleted(Payload):
+    """An action's outcome, as the ingestor recorded it (published again for a duplicate)."""
+
+    command_id: str
+    idempotency_key: str
+    action: ActionName
+    company_id: str | None = None
+    requested_by: str
+    status: Literal["succeeded", "failed"]
+    result: dict[str, Any] = Field(default_factory=dict)
+    error: ActionError | None = None
+    attempts: int = 0
+    finished_at: datetime
+
+
 # ----------------------------------------------------------------------------------- threat intel
 class TiRef(Payload):
     id: str
@@ -595,6 +706,20 @@ _SPECS = [
     EventSpec(
         "itsm.ticket.create", ItsmTicketCreate, kind="command", description="open a ticket for an incident"
     ),
+    EventSpec(
+        "soar.action.requested",
+        ActionRequested,
+        kind="command",
+        description="act on XSOAR for a person (escalate, update, run a playbook)",
+    ),
+    EventSpec("soar.action.completed", ActionCompleted, description="outcome of an XSOAR action"),
+    EventSpec(
+        "itsm.action.requested",
+        ActionRequested,
+        kind="command",
+        description="act on ServiceDesk Plus for a person (note, status)",
+    ),
+    EventSpec("itsm.action.completed", ActionCompleted, description="outcome of an SDP action"),
     EventSpec("ti.alert.upserted", TiAlert),
     EventSpec("ti.tag.upserted", TiTag),
     EventSpec("ti.group.upserted", TiGroup),
@@ -608,6 +733,11 @@ _SPECS = [
     EventSpec("tenant.membership.changed", TenantMembershipChanged),
     EventSpec("tenant.chat.posted", ChatMessagePosted),
     EventSpec("tenant.notification.posted", NotificationPosted, description="an in-app notification"),
+    EventSpec(
+        "tenant.action.updated",
+        ActionCompleted,
+        description="an action's outcome as the portal stored it (pushed live to the asker)",
+    ),
     EventSpec("audit.recorded", AuditRecorded, description="a change made through the portal"),
     EventSpec("ingest.sync.reported", SyncReported),
     EventSpec("auth.user.changed", UserChanged),

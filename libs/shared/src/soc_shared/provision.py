@@ -117,10 +117,13 @@ BUS_RIGHTS: dict[str, tuple[str, str]] = {
         r"|auth\.login\..*|audit\.recorded",
     ),
     "siem-ingest": (r"siem\..*|ingest\.sync\.reported", r"tenant\.integration\.changed"),
-    "soar-ingest": (r"soar\..*|ingest\.sync\.reported", r"tenant\.integration\.changed"),
+    "soar-ingest": (
+        r"soar\..*|ingest\.sync\.reported",
+        r"tenant\.integration\.changed|soar\.action\.requested",
+    ),
     "itsm-ingest": (
-        r"itsm\.account\..*|itsm\.ticket\.upserted|ingest\.sync\.reported",
-        r"tenant\.integration\.changed|itsm\.ticket\.create|soar\.incident\.upserted",
+        r"itsm\.account\..*|itsm\.ticket\.upserted|itsm\.action\.completed|ingest\.sync\.reported",
+        r"tenant\.integration\.changed|itsm\.ticket\.create|itsm\.action\.requested|soar\.incident\.upserted",
     ),
     "threatintel": (r"ti\..*|ingest\.sync\.reported", r"tenant\.integration\.changed"),
 }

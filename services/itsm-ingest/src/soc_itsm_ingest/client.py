@@ -295,6 +295,33 @@ class SdpClient:
         )
         return self._single(body)
 
+    async def add_note(
+        self, request_id: str, note: dict[str, Any], *, account_id: str | None = None
+    ) -> dict[str, Any]:
+        """``POST requests/{id}/notes`` with ``{"request_note": {...}}``. Not idempotent (a repeat
+        adds the note twice): repeated only when SDP certainly did not process it."""
+        body = await self._call(
+            "POST",
+            f"requests/{request_id}/notes",
+            params=self._scope(account_id),
+            input_data={"request_note": note},
+            expected=(200, 201),
+        )
+        created = body.get("request_note") or body.get("note")
+        if not isinstance(created, dict):
+            raise VendorError(C.BAD_RESPONSE, "ServiceDesk Plus answered without the note")
+        return created
+
+    async def notes(self, request_id: str, *, account_id: str | None = None) -> list[dict[str, Any]]:
+        """``GET requests/{id}/notes``: the request's notes (the first 100, newest first)."""
+        answer = await self.list_page(
+            f"requests/{request_id}/notes",
+            "notes",
+            {"row_count": 100, "start_index": 1, "sort_field": "added_time", "sort_order": "desc"},
+            account_id=account_id,
+        )
+        return answer.records
+
     @staticmethod
     def _single(body: dict[str, Any]) -> dict[str, Any]:
         request = body.get("request")

@@ -78,3 +78,16 @@ class Settings(ServiceSettings):
     static_routes: str = Field(
         default="[]", description="JSON list of routes for routing=static (tests, demo)"
     )
+
+    # Actions on command (itsm.action.requested): a note or a status on a request.
+    actions_enabled: bool = Field(default=True, description="consume itsm.action.requested")
+    action_queue: str = "itsm-ingest.actions"
+    action_max_attempts: int = Field(default=6, ge=1, description="then the action is marked failed")
+    action_retry_base_seconds: float = Field(
+        default=5.0, gt=0, description="first backoff after a vendor fault (doubles per attempt)"
+    )
+    action_retry_max_seconds: float = Field(default=600.0, gt=0)
+    action_lease_seconds: float = Field(
+        default=120.0, ge=10, description="an action not finished within this is taken up again"
+    )
+    action_reconcile_seconds: float = Field(default=5.0, gt=0)

@@ -7,11 +7,13 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from soc_shared.actions import ActionRunner
 from soc_shared.crypto import Sealer
 from soc_shared.security import ServiceTokenProvider, TokenVerifier, require_service
 from soc_shared.sync import CredentialsProvider, create_ingestor_app
 from soc_shared.vendor_http import RetryPolicy
 
+from soc_itsm_ingest import actions
 from soc_itsm_ingest.config import Settings
 from soc_itsm_ingest.connection import test_connection
 from soc_itsm_ingest.mapping import TicketRouting, routing_from_settings
@@ -65,9 +67,29 @@ def create_app(
         )
         if settings.tickets_enabled:
             await app.state.tickets.start()
+        app.state.actions = ActionRunner(
+            ingestor=app.state.ingestor,
+            table=actions.action_rows,
+            requested_key="itsm.action.requested",
+            completed_key="itsm.action.completed",
+            handlers=actions.HANDLERS,
+            queue=settings.action_queue,
+            client_factory=lambda integration, creds: client_for(
+                integration, creds, settings, oauth_tokens=oauth_tokens(app), **ticket_options
+            ),
+            lease_seconds=settings.action_lease_seconds,
+            max_attempts=settings.action_max_attempts,
+            retry_base_seconds=settings.action_retry_base_seconds,
+            retry_max_seconds=settings.action_retry_max_seconds,
+            reconcile_interval=settings.action_reconcile_seconds,
+            sync_after=actions.SYNC_AFTER,
+        )
+        if settings.actions_enabled:
+            await app.state.actions.start()
         try:
             yield
         finally:
+            await app.state.actions.stop()
             await app.state.tickets.stop()
             closer = getattr(app.state.tickets.routing, "aclose", None)
             if closer is not None:

@@ -387,6 +387,58 @@ class XsoarClient:
             return updated
         raise AssertionError("unreachable: the last attempt returns or raises")
 
+    async def close_incident(
+        self, account: str, incident_id: str, *, close_reason: str, close_notes: str = ""
+    ) -> dict[str, Any] | None:
+        """Close through XSOAR's close call (``POST /incident/batchClose``, the one that runs the
+        close flow and stamps ``closed``/``closingUserId``), with the reason and notes. Closing an
+        incident twice changes nothing, so a lost answer may be repeated. Answers the closed
+        incident, or None when XSOAR updated nothing (unknown, or already closed)."""
+        body = {
+            "ids": [str(incident_id)],
+            "all": False,
+            "closeReason": close_reason,
+            "closeNotes": close_notes,
+            "CustomFields": {},
+        }
+        answer = await self.http.request_json(
+            "POST", self._path(account, "incident/batchClose"), json=body, idempotent=True
+        )
+        if not isinstance(answer, dict):
+            raise VendorError(
+                VendorErrorCategory.BAD_RESPONSE, "XSOAR /incident/batchClose: expected an object"
+            )
+        data = answer.get("data") or []
+        return data[0] if isinstance(data, list) and data and isinstance(data[0], dict) else None
+
+    # ------------------------------------------------------------------------------------ playbooks
+
+    async def search_playbooks(
+        self, account: str, *, query: str = "hidden:F AND deprecated:F", size: int = 500
+    ) -> list[dict[str, Any]]:
+        """``POST /playbook/search``: the playbooks an analyst can run (not hidden, not deprecated)."""
+        answer = await self.http.request_json(
+            "POST",
+            self._path(account, "playbook/search"),
+            json={"query": query, "page": 0, "size": size},
+            idempotent=True,
+        )
+        if not isinstance(answer, dict):
+            raise VendorError(VendorErrorCategory.BAD_RESPONSE, "XSOAR /playbook/search: expected an object")
+        playbooks = answer.get("playbooks") or []
+        if not isinstance(playbooks, list) or not all(isinstance(p, dict) for p in playbooks):
+            raise VendorError(
+                VendorErrorCategory.BAD_RESPONSE, "XSOAR /playbook/search: playbooks is not a list"
+            )
+        return playbooks
+
+    async def run_playbook(self, account: str, investigation_id: str, playbook_id: str) -> dict[str, Any]:
+        """``POST /inv-playbook/new/{playbookId}/{investigationId}``: (re)start a playbook on an
+        incident's investigation. Not idempotent (a repeat runs it again): never retried once sent."""
+        path = f"inv-playbook/new/{quote(str(playbook_id), safe='')}/{quote(str(investigation_id), safe='')}"
+        answer = await self.http.request_json("POST", self._path(account, path), json={})
+        return answer if isinstance(answer, dict) else {}
+
     # ------------------------------------------------------------------------------------ war room
 
     async def investigation_entries(

@@ -22,3 +22,16 @@ class Settings(ServiceSettings):
     page_size: int = Field(default=1000, ge=1, le=1000)
     # War-room reads in flight per integration while collecting notes.
     notes_concurrency: int = Field(default=8, ge=1, le=64)
+
+    # Actions on command (soar.action.requested): escalate, update, run a playbook.
+    actions_enabled: bool = Field(default=True, description="consume soar.action.requested")
+    action_queue: str = "soar-ingest.actions"
+    action_max_attempts: int = Field(default=6, ge=1, description="then the action is marked failed")
+    action_retry_base_seconds: float = Field(
+        default=5.0, gt=0, description="first backoff after a vendor fault (doubles per attempt)"
+    )
+    action_retry_max_seconds: float = Field(default=600.0, gt=0)
+    action_lease_seconds: float = Field(
+        default=120.0, ge=10, description="an action not finished within this is taken up again"
+    )
+    action_reconcile_seconds: float = Field(default=5.0, gt=0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import sqlalchemy as sa
+from soc_shared.actions import action_table
 from soc_shared.db import Database
 from sqlalchemy.dialects.postgresql import insert
 
@@ -26,6 +27,10 @@ note_mark_table = sa.Table(
     sa.Column("last_entry_ns", sa.BigInteger, nullable=False),  # for "only ever forward"
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
 )
+
+# Actions on command (escalate, update, run a playbook), one row per asker's idempotency key; the
+# soar-ingest schema's one metadata holds it with the watermarks (see migrations/env.py).
+vendor_action = action_table(metadata)
 
 
 class NoteMarks:

@@ -434,6 +434,34 @@ audit_retention = sa.Table(
     sa.CheckConstraint("days >= 1 AND days <= 36500", name="ck_audit_retention_days"),
 )
 
+# Vendor actions asked through the portal (escalate, update, playbook, ticket note or status).
+vendor_action = sa.Table(
+    "vendor_action",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True, comment="the command id"),
+    sa.Column("company_id", sa.Uuid, comment="the company whose record the action concerns"),
+    sa.Column("requested_by", sa.Text, nullable=False),
+    sa.Column("requested_by_name", sa.Text),
+    sa.Column("idempotency_key", sa.Text, nullable=False),
+    sa.Column("action", sa.Text, nullable=False),
+    sa.Column("integration_id", sa.Text, nullable=False),
+    sa.Column("vendor_tenant", sa.Text, nullable=False),
+    sa.Column("target_type", sa.Text, nullable=False),
+    sa.Column("target_id", sa.Text, nullable=False, comment="our id of the offense, incident or ticket"),
+    sa.Column("params", JSONB, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("result", JSONB),
+    sa.Column("error", JSONB),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default=sa.text("0")),
+    sa.Column("requested_at", TS, nullable=False, server_default=sa.text("now()")),
+    sa.Column("finished_at", TS),
+    sa.PrimaryKeyConstraint("id", name="vendor_action_pkey"),
+    sa.UniqueConstraint("requested_by", "idempotency_key", name="uq_vendor_action_key"),
+    sa.CheckConstraint("status IN ('accepted', 'succeeded', 'failed')", name="ck_vendor_action_status"),
+    sa.Index("ix_vendor_action_company", "company_id", sa.text("requested_at DESC")),
+    sa.Index("ix_vendor_action_target", "target_type", "target_id"),
+)
+
 # -------------------------------------------------------------------- read model: QRadar (SIEM)
 
 qradar_domain = sa.Table(

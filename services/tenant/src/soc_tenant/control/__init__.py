@@ -14,6 +14,7 @@ import contextlib
 from fastapi import APIRouter, FastAPI
 
 from soc_tenant.control import (
+    actions,
     audit,
     chat,
     company,
@@ -40,6 +41,7 @@ routers: list[APIRouter] = [
     tenants.router,
     chat.router,
     audit.router,
+    actions.router,
 ]
 
 
@@ -52,6 +54,7 @@ async def start(app: FastAPI) -> None:
         app.state.control_consumers.append(await members.start_consumer(app))
         app.state.control_consumers.append(await integrations.start_consumer(app))
         app.state.control_consumers.append(await audit.start_consumer(app))
+        app.state.control_consumers.append(await actions.start_consumer(app))
     app.state.control_tasks = []
     if opts.background_tasks:
         app.state.control_tasks = [

@@ -291,7 +291,8 @@ async def chat_socket(
 
     Server frames: ``hello``, ``chat.message``, ``notification`` (admins), ``metrics`` (admins with
     ``?metrics=true``: integration, company and tenant-user counts, host and per-service CPU and
-    memory, on connect and periodically), ``ack``, ``seen``, ``pong``, ``error``. Client frames: ``{"type": "message", "body": ..., "company_id"?}``,
+    memory, on connect and periodically), ``action.outcome`` (the outcome of a vendor action the
+    user asked for, see :mod:`soc_tenant.control.actions`), ``ack``, ``seen``, ``pong``, ``error``. Client frames: ``{"type": "message", "body": ..., "company_id"?}``,
     ``{"type": "seen", "up_to_id"?, "company_id"?}``, ``{"type": "ping"}``.
     Close codes: 4401 bad or expired token, 4403 not allowed, 4404 unknown company.
     """

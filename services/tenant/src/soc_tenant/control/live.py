@@ -20,13 +20,24 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from fastapi import FastAPI, WebSocket
 from loguru import logger
 from soc_shared.bus import EVENTS_EXCHANGE, declare_exchanges, decode_message
-from soc_shared.events import ChatMessagePosted, IntegrationChanged, InvalidEvent, NotificationPosted
+from soc_shared.events import (
+    ActionCompleted,
+    ChatMessagePosted,
+    IntegrationChanged,
+    InvalidEvent,
+    NotificationPosted,
+)
 from soc_shared.security import Principal
 
 from soc_tenant.control.live_metrics import MetricsSampler
 from soc_tenant.control.options import options
 
-LIVE_KEYS = ("tenant.chat.posted", "tenant.integration.changed", "tenant.notification.posted")
+LIVE_KEYS = (
+    "tenant.chat.posted",
+    "tenant.integration.changed",
+    "tenant.notification.posted",
+    "tenant.action.updated",
+)
 CLOSE_TOKEN_EXPIRED = 4401
 
 
@@ -169,6 +180,13 @@ class LiveHub:
                 await self.send_admins(integration_frame(payload))
             elif isinstance(payload, NotificationPosted):
                 await self.send_notice(payload)
+            elif isinstance(payload, ActionCompleted):
+                await self.send_asker(payload)
+
+    async def send_asker(self, outcome: ActionCompleted) -> None:
+        """An action's outcome goes to the sockets of the person who asked for it."""
+        frame = dumps({"type": "action.outcome", "action": outcome.model_dump(mode="json")})
+        await self._send([s for s in self.subscribers if s.principal.sub == outcome.requested_by], frame)
 
     async def send_chat(self, message: ChatMessagePosted) -> None:
         frame = dumps(message_frame(message))
