@@ -21,6 +21,7 @@ from soc_shared.events import TicketNote, TicketStatus
 from soc_shared.vendor_http import VendorError, VendorErrorCategory
 
 from soc_itsm_ingest.client import SdpClient
+from soc_itsm_ingest.tables import vendor_action
 
 
 def _not_found(exc: VendorError, ticket_id: str) -> None:
@@ -81,5 +82,6 @@ async def change_status(ctx: ActionContext) -> dict[str, Any]:
     }
 
 
+action_rows = vendor_action  # the table the action runner keeps its rows in
 HANDLERS = {"sdp.ticket.note": add_note, "sdp.ticket.status": change_status}
 SYNC_AFTER = {action: "tickets" for action in HANDLERS}

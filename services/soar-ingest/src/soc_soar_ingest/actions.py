@@ -26,6 +26,7 @@ from soc_shared.sync import bind_credentials, describe_error
 from soc_shared.vendor_http import VendorError, VendorErrorCategory
 
 from soc_soar_ingest.client import XsoarClient
+from soc_soar_ingest.state import vendor_action
 
 COMMAND_LABEL = "soc_command_id"
 STATUS_CODES = {"pending": 0, "active": 1}
@@ -151,6 +152,7 @@ async def run_playbook(ctx: ActionContext) -> dict[str, Any]:
     }
 
 
+action_rows = vendor_action  # the table the action runner keeps its rows in
 HANDLERS = {
     "xsoar.offense.escalate": escalate,
     "xsoar.incident.update": update,
