@@ -11,7 +11,8 @@ from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
 revision = "0015_vendor_action"
-down_revision = "0014_notifications"
+# Also joins the two revisions that both followed 0013 (audit retention, notifications): one head.
+down_revision = ("0014_audit_sources_retention", "0014_notifications")
 branch_labels = None
 depends_on = None
 
