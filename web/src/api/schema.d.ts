@@ -1929,6 +1929,46 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/tenant/actions/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Actions
+         * @description The caller's actions, newest first (admins: everyone's).
+         */
+        get: operations["list_actions_tenant_actions__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/tenant/actions/{command_id}/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get Action
+         * @description One action and its outcome (the asker's own; admins any).
+         */
+        get: operations["get_action_tenant_actions__command_id___get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/tenant/assets/": {
         parameters: {
             query?: never;
@@ -2329,6 +2369,48 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/tenant/itsm-tickets/{ticket_pk}/notes/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Add Ticket Note
+         * @description Add a note to the SDP request. Any user who may write (tenant users: their own company's
+         *     tickets).
+         */
+        post: operations["add_ticket_note_tenant_itsm_tickets__ticket_pk__notes__post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/tenant/itsm-tickets/{ticket_pk}/status/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Change Ticket Status
+         * @description Change the SDP request's status (optionally with a resolution). Any user who may write
+         *     (tenant users: their own company's tickets).
+         */
+        post: operations["change_ticket_status_tenant_itsm_tickets__ticket_pk__status__post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/tenant/itsm-tickets/{ticket_pk}/ti-matches/": {
         parameters: {
             query?: never;
@@ -2489,6 +2571,28 @@ export interface paths {
         get: operations["get_offense_tenant_offenses__offense_pk___get"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/tenant/offenses/{offense_pk}/escalate/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Escalate Offense
+         * @description Open an XSOAR incident for this offense in the XSOAR account of the offense's company; the
+         *     incident names the offense the way the QRadar fetch does, so it shows on the offense detail
+         *     once synced. Administrators and tenant administrators (their own company's offenses).
+         */
+        post: operations["escalate_offense_tenant_offenses__offense_pk__escalate__post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -2914,6 +3018,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/tenant/soar-incidents/{incident_pk}/run-playbook/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Run Playbook
+         * @description Run a playbook (an id from ``GET /tenant/soar-playbooks/``) on the incident's investigation.
+         */
+        post: operations["run_playbook_tenant_soar_incidents__incident_pk__run_playbook__post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/tenant/soar-incidents/{incident_pk}/ti-matches/": {
         parameters: {
             query?: never;
@@ -2927,6 +3051,48 @@ export interface paths {
          *     techniques those alerts name beside the incident's own tactics and techniques.
          */
         get: operations["incident_matches_tenant_soar_incidents__incident_pk__ti_matches__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/tenant/soar-incidents/{incident_pk}/update/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Update Incident
+         * @description Change the incident in XSOAR: owner, severity, status (pending/active), or close it with a
+         *     reason and notes (``status: closed`` needs ``close_reason``).
+         */
+        post: operations["update_incident_tenant_soar_incidents__incident_pk__update__post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/tenant/soar-playbooks/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Playbooks
+         * @description The playbooks an analyst may run in an XSOAR account (not hidden, not deprecated), asked of
+         *     XSOAR now. Tenant administrators: their own company's accounts only.
+         */
+        get: operations["list_playbooks_tenant_soar_playbooks__get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -3044,6 +3210,13 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** ActionErrorView */
+        ActionErrorView: {
+            /** Category */
+            category: string;
+            /** Message */
+            message: string;
+        };
         /**
          * AdminRole
          * @enum {string}
@@ -4517,6 +4690,44 @@ export interface components {
         ErrorResponse: {
             error: components["schemas"]["ErrorDetail"];
         };
+        /** EscalateIn */
+        EscalateIn: {
+            /**
+             * Name
+             * @description default: the offense's description
+             */
+            name?: string | null;
+            /**
+             * Details
+             * @description default: the offense's summary
+             */
+            details?: string | null;
+            /**
+             * Severity
+             * @description default: from the offense's severity
+             */
+            severity?: ("unknown" | "informational" | "low" | "medium" | "high" | "critical") | null;
+            /**
+             * Incident Type
+             * @description XSOAR incident type
+             */
+            incident_type?: string | null;
+            /** Owner */
+            owner?: string | null;
+            /**
+             * Soar Integration Id
+             * @description with account: which of the company's XSOAR accounts (when it has several)
+             */
+            soar_integration_id?: string | null;
+            /** Account */
+            account?: string | null;
+            /**
+             * Start Playbook
+             * @description start the incident type's playbook
+             * @default true
+             */
+            start_playbook: boolean;
+        };
         /** EventCollector */
         EventCollector: {
             /** Integration Id */
@@ -5182,6 +5393,22 @@ export interface components {
             type: string | null;
             /** Incidents */
             incidents: number;
+        };
+        /** IncidentUpdateIn */
+        IncidentUpdateIn: {
+            /**
+             * Owner
+             * @description '' unassigns
+             */
+            owner?: string | null;
+            /** Severity */
+            severity?: ("unknown" | "informational" | "low" | "medium" | "high" | "critical") | null;
+            /** Status */
+            status?: ("pending" | "active" | "closed") | null;
+            /** Close Reason */
+            close_reason?: string | null;
+            /** Close Notes */
+            close_notes?: string | null;
         };
         /** IncidentsPerPriority */
         IncidentsPerPriority: {
@@ -7156,6 +7383,26 @@ export interface components {
              */
             offset: number;
         };
+        /** Page[PlaybookView] */
+        Page_PlaybookView_: {
+            /** Items */
+            items: components["schemas"]["PlaybookView"][];
+            /**
+             * Total
+             * @description how many items match, over every page
+             */
+            total: number;
+            /**
+             * Limit
+             * @description the page size asked for (or the whole list's length)
+             */
+            limit: number;
+            /**
+             * Offset
+             * @description how many matching items come before this page
+             */
+            offset: number;
+        };
         /** Page[QradarMapping] */
         Page_QradarMapping_: {
             /** Items */
@@ -7456,6 +7703,26 @@ export interface components {
              */
             offset: number;
         };
+        /** Page[VendorAction] */
+        Page_VendorAction_: {
+            /** Items */
+            items: components["schemas"]["VendorAction"][];
+            /**
+             * Total
+             * @description how many items match, over every page
+             */
+            total: number;
+            /**
+             * Limit
+             * @description the page size asked for (or the whole list's length)
+             */
+            limit: number;
+            /**
+             * Offset
+             * @description how many matching items come before this page
+             */
+            offset: number;
+        };
         /**
          * PendingAction
          * @description Work towards another service (e.g. disabling the company's users in auth) not done yet.
@@ -7511,6 +7778,22 @@ export interface components {
             size: number;
             /** Profile Picture Url */
             profile_picture_url: string;
+        };
+        /** PlaybookRunIn */
+        PlaybookRunIn: {
+            /** Playbook Id */
+            playbook_id: string;
+        };
+        /** PlaybookView */
+        PlaybookView: {
+            /** Id */
+            id: string;
+            /** Name */
+            name: string;
+            /** Tags */
+            tags: string[];
+            /** System */
+            system?: boolean | null;
         };
         /**
          * Preferences
@@ -9545,6 +9828,21 @@ export interface components {
             /** Offense Ids */
             offense_ids: number[];
         };
+        /** TicketNoteIn */
+        TicketNoteIn: {
+            /** Description */
+            description: string;
+            /**
+             * Show To Requester
+             * @default false
+             */
+            show_to_requester: boolean;
+            /**
+             * Notify Technician
+             * @default false
+             */
+            notify_technician: boolean;
+        };
         /**
          * TicketRef
          * @description A ServiceDesk Plus ticket opened for a SOAR incident.
@@ -9697,6 +9995,16 @@ export interface components {
             items: components["schemas"]["TicketRule"][];
             /** Total */
             total: number;
+        };
+        /** TicketStatusIn */
+        TicketStatusIn: {
+            /**
+             * Status
+             * @description the SDP status name, e.g. Resolved
+             */
+            status: string;
+            /** Resolution */
+            resolution?: string | null;
         };
         /**
          * TicketSummary
@@ -10036,6 +10344,74 @@ export interface components {
              * @default true
              */
             is_active: boolean;
+        };
+        /**
+         * VendorAction
+         * @description An action asked of a vendor and where it stands.
+         */
+        VendorAction: {
+            /**
+             * Id
+             * Format: uuid
+             * @description the command id
+             */
+            id: string;
+            /**
+             * Action
+             * @description xsoar.offense.escalate, xsoar.incident.update, xsoar.playbook.run, ...
+             */
+            action: string;
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "accepted" | "succeeded" | "failed";
+            /** Company Id */
+            company_id: string | null;
+            /** Requested By */
+            requested_by: string;
+            /** Requested By Name */
+            requested_by_name: string | null;
+            /** Idempotency Key */
+            idempotency_key: string;
+            /** Integration Id */
+            integration_id: string;
+            /**
+             * Vendor Tenant
+             * @description the XSOAR account or SDP account acted on
+             */
+            vendor_tenant: string;
+            /**
+             * Target Type
+             * @enum {string}
+             */
+            target_type: "offense" | "incident" | "ticket";
+            /**
+             * Target Id
+             * @description our id of the offense, incident or ticket
+             */
+            target_id: string;
+            /** Params */
+            params: {
+                [key: string]: unknown;
+            };
+            /**
+             * Result
+             * @description what the vendor answered (e.g. the new incident id)
+             */
+            result: {
+                [key: string]: unknown;
+            } | null;
+            error: components["schemas"]["ActionErrorView"] | null;
+            /** Attempts */
+            attempts: number;
+            /**
+             * Requested At
+             * Format: date-time
+             */
+            requested_at: string;
+            /** Finished At */
+            finished_at: string | null;
         };
         /** VendorSyncBody */
         VendorSyncBody: {
@@ -16229,6 +16605,90 @@ export interface operations {
             };
         };
     };
+    list_actions_tenant_actions__get: {
+        parameters: {
+            query?: {
+                status?: ("accepted" | "succeeded" | "failed") | null;
+                target_type?: ("offense" | "incident" | "ticket") | null;
+                target_id?: string | null;
+                limit?: number;
+                offset?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_VendorAction_"];
+                };
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    get_action_tenant_actions__command_id___get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                command_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["VendorAction"];
+                };
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
     list_assets_tenant_assets__get: {
         parameters: {
             query?: {
@@ -17220,6 +17680,114 @@ export interface operations {
             };
         };
     };
+    add_ticket_note_tenant_itsm_tickets__ticket_pk__notes__post: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description the asker's key: the same key never acts twice */
+                "Idempotency-Key": string;
+            };
+            path: {
+                ticket_pk: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TicketNoteIn"];
+            };
+        };
+        responses: {
+            /** @description Accepted: the command id; GET /tenant/actions/{id}/ reads the outcome */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["VendorAction"];
+                };
+            };
+            /** @description The Idempotency-Key was used for another request, or the integration is gone */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    change_ticket_status_tenant_itsm_tickets__ticket_pk__status__post: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description the asker's key: the same key never acts twice */
+                "Idempotency-Key": string;
+            };
+            path: {
+                ticket_pk: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TicketStatusIn"];
+            };
+        };
+        responses: {
+            /** @description Accepted: the command id; GET /tenant/actions/{id}/ reads the outcome */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["VendorAction"];
+                };
+            };
+            /** @description The Idempotency-Key was used for another request, or the integration is gone */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
     ticket_matches_tenant_itsm_tickets__ticket_pk__ti_matches__get: {
         parameters: {
             query?: {
@@ -17587,6 +18155,60 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["OffenseDetail"];
                 };
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    escalate_offense_tenant_offenses__offense_pk__escalate__post: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description the asker's key: the same key never acts twice */
+                "Idempotency-Key": string;
+            };
+            path: {
+                offense_pk: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["EscalateIn"];
+            };
+        };
+        responses: {
+            /** @description Accepted: the command id; GET /tenant/actions/{id}/ reads the outcome */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["VendorAction"];
+                };
+            };
+            /** @description The Idempotency-Key was used for another request, or the integration is gone */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description The request cannot be served as sent (see `error.code`). */
             "4XX": {
@@ -18786,6 +19408,60 @@ export interface operations {
             };
         };
     };
+    run_playbook_tenant_soar_incidents__incident_pk__run_playbook__post: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description the asker's key: the same key never acts twice */
+                "Idempotency-Key": string;
+            };
+            path: {
+                incident_pk: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PlaybookRunIn"];
+            };
+        };
+        responses: {
+            /** @description Accepted: the command id; GET /tenant/actions/{id}/ reads the outcome */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["VendorAction"];
+                };
+            };
+            /** @description The Idempotency-Key was used for another request, or the integration is gone */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
     incident_matches_tenant_soar_incidents__incident_pk__ti_matches__get: {
         parameters: {
             query?: {
@@ -18807,6 +19483,103 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["IncidentMatches"];
+                };
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    update_incident_tenant_soar_incidents__incident_pk__update__post: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description the asker's key: the same key never acts twice */
+                "Idempotency-Key": string;
+            };
+            path: {
+                incident_pk: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["IncidentUpdateIn"];
+            };
+        };
+        responses: {
+            /** @description Accepted: the command id; GET /tenant/actions/{id}/ reads the outcome */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["VendorAction"];
+                };
+            };
+            /** @description The Idempotency-Key was used for another request, or the integration is gone */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    list_playbooks_tenant_soar_playbooks__get: {
+        parameters: {
+            query: {
+                /** @description the XSOAR integration */
+                integration_id: string;
+                /** @description the XSOAR account ('' for none) */
+                account?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_PlaybookView_"];
                 };
             };
             /** @description The request cannot be served as sent (see `error.code`). */

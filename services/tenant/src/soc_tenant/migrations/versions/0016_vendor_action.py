@@ -3,16 +3,15 @@ playbook, note or status on an SDP request): one row per command, unique per ask
 idempotency key, with the outcome the owning ingestor reported. Row-level security keys on the
 company whose record the action concerns.
 
-Revision ID: 0015_vendor_action
+Revision ID: 0016_vendor_action
 """
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
-revision = "0015_vendor_action"
-# Also joins the two revisions that both followed 0013 (audit retention, notifications): one head.
-down_revision = ("0014_audit_sources_retention", "0014_notifications")
+revision = "0016_vendor_action"
+down_revision = "0015_notifications"
 branch_labels = None
 depends_on = None
 
