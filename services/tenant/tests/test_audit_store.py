@@ -349,3 +349,35 @@ async def test_operations_are_recorded_with_who_asked(client, headers, fake_inge
     r = await client.post("/admin/dead-letters/replay/", json={"queue": "nope"}, headers=h)
     assert r.status_code == 404
     assert (await audit(client, h, action="dead_letters.replayed", actor=tested["actor_id"]))["total"] == 1
+
+
+async def test_default_threat_intel_feeds_are_changed_by_writers_and_recorded(client, headers):
+    h = headers(kind="admin")
+    cid = (await client.post("/admin/companies/", json={"name": uniq("Feed")}, headers=h)).json()["id"]
+    r = await client.post(
+        "/integration/",
+        headers=h,
+        json={
+            "subtype": "CYWARE",
+            "instance_name": uniq("Cyware"),
+            "base_url": "https://cyware.example",
+            "credentials": {"access_key": "feed-access", "secret_key": "feed-secret"},
+            "company_id": cid,
+        },
+    )
+    assert r.status_code == 201, r.text
+    feed = r.json()["id"]
+    url = f"/admin/threat-intel/default-feeds/{feed}/"
+    read_only = headers(kind="admin", roles=["READ_ONLY_ADMIN"], read_only=True)
+    assert (await client.put(url, headers=read_only)).status_code == 403
+    try:
+        for _ in range(2):  # the second changes nothing: one record
+            assert (await client.put(url, headers=h)).status_code == 200
+    finally:
+        assert (await client.delete(url, headers=h)).status_code == 204
+    records = (await audit(client, h, target_id=feed, target_type="integration"))["items"]
+    assert [x["action"] for x in records[:2]] == [
+        "threat_intel.default_feed_removed",
+        "threat_intel.default_feed_added",
+    ]
+    assert sum(x["action"] == "threat_intel.default_feed_added" for x in records) == 1

@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, FastAPI, Query, Response
+from fastapi import APIRouter, FastAPI, Query, Request, Response
 from loguru import logger
 from pydantic import Field
 from soc_shared.api import CSV, ApiModel, Page, file_responses
@@ -31,7 +31,9 @@ from soc_shared.bus import BatchConsumer, Delivery
 from soc_shared.context import request_id_var
 from soc_shared.db import Database
 from soc_shared.events import AuditRecorded, LoginAttempt
+from soc_shared.security import Principal
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from soc_tenant.control.deps import (
     AdminWriter,
@@ -40,6 +42,7 @@ from soc_tenant.control.deps import (
     ManagerReader,
     Paging,
     Tx,
+    client_address,
     invalid,
     not_found,
     page,
@@ -64,6 +67,16 @@ def _uuid_or_none(value: Any) -> uuid.UUID | None:
         return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
     except ValueError:
         return None
+
+
+def request_tx(request: Request, session: AsyncSession, principal: Principal) -> Tx:
+    """A :class:`Tx` over a route's own session (routes that do not use ``ControlTx``), so that
+    :func:`record` writes in that session's transaction; call ``await tx.committed()`` after the
+    commit to publish the record's event at once (else the outbox relay does)."""
+    tx = Tx(request.app, session, principal)
+    tx.client_address = client_address(request)
+    tx.forwarded_for = request.headers.get("x-forwarded-for") or None
+    return tx
 
 
 async def record(

@@ -6,9 +6,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
-from soc_shared.security import AdminPrincipal
+from soc_shared.security import AdminPrincipal, AdminWriter, Principal
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from soc_tenant.db import ScopedSession
 from soc_tenant.readmodel import tables as t
@@ -240,11 +241,12 @@ async def list_default_feeds(session: ScopedSession, _: AdminPrincipal) -> dict[
 
 @admin_router.put("/default-feeds/{integration_id}/", response_model=DefaultFeedSet)
 async def add_default_feed(
+    request: Request,
     session: ScopedSession,
-    principal: AdminPrincipal,
+    principal: AdminWriter,
     integration_id: Annotated[str, Path(max_length=100, pattern=r"^[A-Za-z0-9._:-]+$")],
 ) -> dict[str, Any]:
-    """Make a threat-intelligence integration a default feed (idempotent)."""
+    """Make a threat-intelligence integration a default feed (idempotent). Audited."""
     kind = (
         await session.execute(
             sa.text("SELECT integration_type FROM integration WHERE id::text = :i AND deleted_at IS NULL"),
@@ -255,23 +257,48 @@ async def add_default_feed(
         raise not_found("integration")
     if kind != "THREAT_INTELLIGENCE":
         raise bad_param("integration_id", "only a threat-intelligence integration can be a feed", type=kind)
-    await session.execute(
-        sa.text(
-            "INSERT INTO ti_default_feed (integration_id, set_by) VALUES (:i, :by) "
-            "ON CONFLICT (integration_id) DO NOTHING"
-        ),
-        {"i": integration_id, "by": principal.username},
+    added = (
+        await session.execute(
+            sa.text(
+                "INSERT INTO ti_default_feed (integration_id, set_by) VALUES (:i, :by) "
+                "ON CONFLICT (integration_id) DO NOTHING RETURNING 1"
+            ),
+            {"i": integration_id, "by": principal.username},
+        )
+    ).first()
+    await _audited(
+        request, session, principal, "threat_intel.default_feed_added" if added else None, integration_id
     )
-    await session.commit()
     return {"integration_id": integration_id, "default_feed": True}
+
+
+async def _audited(
+    request: Request, session: AsyncSession, principal: Principal, action: str | None, integration_id: str
+) -> None:
+    """Commit the change with its audit record (none when nothing changed)."""
+    from soc_tenant.control import audit  # the control plane's audit trail (imported late: no cycle)
+
+    tx = audit.request_tx(request, session, principal)
+    if action is not None:
+        await audit.record(
+            tx,
+            action,
+            "integration",
+            integration_id,
+            after={"default_feed": action.endswith("added")},
+        )
+    await session.commit()
+    await tx.committed()
 
 
 @admin_router.delete("/default-feeds/{integration_id}/", status_code=204)
 async def remove_default_feed(
+    request: Request,
     session: ScopedSession,
-    _: AdminPrincipal,
+    principal: AdminWriter,
     integration_id: Annotated[str, Path(max_length=100, pattern=r"^[A-Za-z0-9._:-]+$")],
 ) -> Response:
+    """No longer a default feed. Audited."""
     removed = (
         await session.execute(
             sa.text("DELETE FROM ti_default_feed WHERE integration_id = :i RETURNING 1"),
@@ -280,5 +307,5 @@ async def remove_default_feed(
     ).first()
     if removed is None:
         raise not_found("default feed")
-    await session.commit()
+    await _audited(request, session, principal, "threat_intel.default_feed_removed", integration_id)
     return Response(status_code=204)
