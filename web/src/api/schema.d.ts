@@ -1202,11 +1202,14 @@ export interface paths {
         get?: never;
         /**
          * Add Default Feed
-         * @description Make a threat-intelligence integration a default feed (idempotent).
+         * @description Make a threat-intelligence integration a default feed (idempotent). Audited.
          */
         put: operations["add_default_feed_admin_threat_intel_default_feeds__integration_id___put"];
         post?: never;
-        /** Remove Default Feed */
+        /**
+         * Remove Default Feed
+         * @description No longer a default feed. Audited.
+         */
         delete: operations["remove_default_feed_admin_threat_intel_default_feeds__integration_id___delete"];
         options?: never;
         head?: never;
