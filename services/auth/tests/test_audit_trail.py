@@ -123,3 +123,27 @@ async def test_own_password_and_signing_keys_are_audited(
     rotated = next(e["data"] for e in events if e["data"]["action"] == "signing_key.rotated")
     assert rotated["after"] == {"retired": sorted(retired)}
     assert new not in json.dumps(events)
+
+
+async def test_the_directory_s_changes_to_an_account_are_audited(
+    auth: Running, admin_headers: dict, audit_queue: aio_pika.abc.AbstractQueue
+) -> None:
+    """A directory account's details follow the directory at each sign-in: a local edit undone by the
+    next sign-in is recorded as the directory's change (and the account's creation as provisioned)."""
+    first = await auth.login("alice", "alice-pass")
+    assert first.status_code == 200, first.text
+    uid = first.json()["user"]["id"]
+    r = await auth.client.patch(
+        f"/admin/users/{uid}/", json={"full_name": "Edited Locally"}, headers=admin_headers
+    )
+    assert r.status_code == 200, r.text
+    assert (await auth.login("alice", "alice-pass")).status_code == 200
+    events = await _collect(
+        audit_queue, lambda evs: any(x["action"] == "user.synced_from_directory" for x in _of(evs, uid))
+    )
+    synced = next(x for x in _of(events, uid) if x["action"] == "user.synced_from_directory")
+    assert synced["actor_id"] == "directory" and synced["actor_kind"] == "service"
+    assert (
+        synced["before"]["full_name"] == "Edited Locally" and synced["after"]["full_name"] != "Edited Locally"
+    )
+    assert synced["company_id"] == first.json()["user"]["company_id"]

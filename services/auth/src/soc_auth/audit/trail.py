@@ -10,6 +10,7 @@ Only the fields that changed are kept, and anything secret-looking is masked.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
@@ -33,10 +34,29 @@ def user_view(record: UserRecord | None) -> dict[str, Any] | None:
     return record.read().model_dump(mode="json", exclude=_USER_BOOKKEEPING)
 
 
+@dataclass(frozen=True)
+class Who:
+    id: str
+    username: str
+    kind: str
+    company_id: str | None = None
+
+
+# Changes the directory makes: an account created or updated from its groups at a sign-in.
+DIRECTORY = Who("directory", "directory", "service")
+
+
+def _who(actor: Actor | UserRecord | Who) -> Who:
+    if isinstance(actor, Who):
+        return actor
+    user = actor.user if isinstance(actor, Actor) else actor
+    return Who(str(user.id), user.username, user.kind, user.company_id)
+
+
 async def record(
     session: AsyncSession,
-    request: Request,
-    actor: Actor,
+    request: Request | None,
+    actor: Actor | UserRecord | Who,
     action: str,
     target_type: str,
     target_id: Any,
@@ -50,7 +70,7 @@ async def record(
     if unchanged(before, after):
         return False
     b, a = changes(before, after)
-    user = actor.user
+    who = _who(actor)
     target = None if target_id is None else str(target_id)
     await enqueue(
         session,
@@ -58,16 +78,16 @@ async def record(
         AuditRecorded(
             at=utcnow(),
             company_id=None if company_id is None else str(company_id),
-            actor_id=str(user.id),
-            actor_username=user.username,
-            actor_kind=user.kind,
-            actor_company_id=user.company_id,
+            actor_id=who.id,
+            actor_username=who.username,
+            actor_kind=who.kind,
+            actor_company_id=who.company_id,
             action=action,
             target_type=target_type,
             target_id=target,
             before=b,
             after=a,
-            client_address=client_address(request),
+            client_address=None if request is None else client_address(request),
             request_id=request_id_var.get(),
             trace_id=trace_id(),
         ),

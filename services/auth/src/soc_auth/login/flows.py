@@ -19,6 +19,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from soc_auth.audit import service as audit
+from soc_auth.audit import trail
 from soc_auth.audit.service import AttemptContext
 from soc_auth.company import service as companies
 from soc_auth.database import utcnow
@@ -411,9 +412,20 @@ async def sync_external_user(
             permissions=permissions,
         )
     if existing is None:
-        return await users.insert_user(
+        created = await users.insert_user(
             session, {**values, "username": person.username, "auth_source": str(source)}, role_name
         )
+        await trail.record(
+            session,
+            None,
+            trail.DIRECTORY,
+            "user.provisioned",
+            "user",
+            created.id,
+            company_id=created.company_id,
+            after=trail.user_view(created),
+        )
+        return created
     if existing.disabled_by_company and not existing.is_deleted:
         # Its company was inactivated; the directory now places it in an active one.
         values.update(is_active=True, disabled_by_company=False)
@@ -424,7 +436,19 @@ async def sync_external_user(
             update(users_table).where(users_table.c.id == existing.id).values(directory_synced_at=now)
         )
         return existing
-    return await users.update_user(session, existing.id, values, role_name=new_role)
+    updated = await users.update_user(session, existing.id, values, role_name=new_role)
+    await trail.record(
+        session,
+        None,
+        trail.DIRECTORY,
+        "user.synced_from_directory",
+        "user",
+        updated.id,
+        company_id=updated.company_id,
+        before=trail.user_view(existing),
+        after=trail.user_view(updated),
+    )
+    return updated
 
 
 async def _recheck_directory(state: Any, user_id: str) -> tuple[Any, str | None]:

@@ -123,7 +123,7 @@ async def verify(body: MfaVerifyRequest, request: Request, state: AppState) -> L
 
 
 @router.post("/auth/mfa/challenge/enrol/", response_model=MfaEnrolment, responses=_CODE_ERRORS)
-async def enrol_at_sign_in(body: MfaChallengeRef, state: AppState) -> MfaEnrolment:
+async def enrol_at_sign_in(body: MfaChallengeRef, state: AppState, request: Request) -> MfaEnrolment:
     """For a challenge of purpose `enrol`: a new TOTP secret, its QR code and the recovery codes.
     Confirm it by verifying the first code with POST /auth/mfa/verify/."""
     async with transaction(state) as session:
@@ -131,7 +131,18 @@ async def enrol_at_sign_in(body: MfaChallengeRef, state: AppState) -> MfaEnrolme
         record = await users.get(session, challenge.user_id) if challenge is not None else None
         if challenge is None or record is None or challenge.purpose != "enrol":
             raise _INVALID_CHALLENGE
-        return await mfa.start_enrolment(session, state, record)
+        enrolment = await mfa.start_enrolment(session, state, record)
+        await trail.record(
+            session,
+            request,
+            record,
+            "mfa.enrolment_started",
+            "user",
+            record.id,
+            company_id=record.company_id,
+            after={"mfa": "pending", "at_sign_in": True},
+        )
+        return enrolment
 
 
 @router.get("/auth/mfa/", response_model=MfaStatus)
