@@ -1583,7 +1583,7 @@ class QRadarState:
             source = f"10.{domain.net}.{int(random() * 40)}.{2 + int(random() * 248)}"
         else:
             source = _public_ip(rng)
-            shared = known_bad(0.08, "qradar", domain.id, start)
+            shared = known_bad(0.25, "qradar", domain.id, start)
             if shared is not None:
                 source = KNOWN_BAD_IPS[shared % len(KNOWN_BAD_IPS)]
         severity = template.severity[0] + int(random() * (template.severity[1] - template.severity[0] + 1))
