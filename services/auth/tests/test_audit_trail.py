@@ -147,3 +147,30 @@ async def test_the_directory_s_changes_to_an_account_are_audited(
         synced["before"]["full_name"] == "Edited Locally" and synced["after"]["full_name"] != "Edited Locally"
     )
     assert synced["company_id"] == first.json()["user"]["company_id"]
+
+
+async def test_stored_sign_ins_are_published_again_with_their_original_ids(auth: Running) -> None:
+    """The backfill of the audit store: each stored attempt's event is the one sent at the time (same
+    id), so the store files an attempt it has once."""
+    from datetime import UTC, datetime, timedelta
+
+    from soc_auth.audit.service import republish
+
+    connection = await aio_pika.connect(auth.state.settings.amqp_url.get_secret_value())
+    try:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+        await queue.bind("soc.events", routing_key="auth.login.*")
+        name = f"ghost-{uuid.uuid4().hex[:8]}"
+        started = datetime.now(UTC) - timedelta(seconds=1)
+        assert (await auth.login(name, "whatever-Pw-1", ip="192.0.2.201")).status_code == 401
+        assert await republish(auth.state.db, since=started) >= 1
+        auth.state.outbox.wake()
+        events = await _collect(
+            queue, lambda evs: len([e for e in evs if e["data"]["username"] == name]) >= 2
+        )
+    finally:
+        await connection.close()
+    mine = [e for e in events if e["data"]["username"] == name]
+    assert len(mine) == 2 and mine[0]["id"] == mine[1]["id"] and mine[0]["data"] == mine[1]["data"]
+    assert mine[0]["data"]["client_ip"] == "192.0.2.201"

@@ -1,5 +1,7 @@
 """``python -m soc_auth`` serves (after migrating); ``python -m soc_auth set-password <user>``
-sets a local account's password (read from SOC_NEW_PASSWORD or prompted)."""
+sets a local account's password (read from SOC_NEW_PASSWORD or prompted);
+``python -m soc_auth republish-login-audit [--since ISO]`` queues the stored sign-in attempts again
+for the audit store (the running service's outbox relay sends them; the store files each once)."""
 
 from __future__ import annotations
 
@@ -34,6 +36,20 @@ async def _set_password(settings: Settings, username: str, password: str) -> boo
         await state.db.dispose()
 
 
+async def _republish(settings: Settings, since: str | None) -> int:
+    from datetime import datetime
+
+    from soc_shared.db import Database
+
+    from soc_auth.audit.service import republish
+
+    db = Database.from_settings(settings)
+    try:
+        return await republish(db, since=datetime.fromisoformat(since) if since else None)
+    finally:
+        await db.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m soc_auth")
     sub = parser.add_subparsers(dest="command")
@@ -41,6 +57,11 @@ def main() -> None:
     sub.add_parser("migrate", help="upgrade the auth schema and exit")
     set_pw = sub.add_parser("set-password", help="set a local account's password and end its sessions")
     set_pw.add_argument("username")
+    republish = sub.add_parser(
+        "republish-login-audit",
+        help="queue the stored sign-in attempts again for the audit store (each is filed once)",
+    )
+    republish.add_argument("--since", help="only attempts at or after this ISO 8601 time")
     sub.add_parser(
         "reseal",
         help="re-seal the stored signing keys and MFA secrets with the active key of SOC_SEALING_KEYS",
@@ -83,6 +104,9 @@ def main() -> None:
             sealer,
         )
         print(f"re-sealed {done} of {total} identity-provider refresh tokens; {len(unreadable)} do not open")  # noqa: T201
+        return
+    if args.command == "republish-login-audit":
+        print(f"queued {asyncio.run(_republish(settings, args.since))} sign-in attempts")  # noqa: T201
         return
     if args.command == "set-password":
         password = os.environ.get("SOC_NEW_PASSWORD") or getpass.getpass(

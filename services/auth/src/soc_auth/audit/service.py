@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
+from soc_shared.db import Database
 from soc_shared.events import LoginAttempt
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,6 +21,26 @@ class AttemptContext:
     client_ip: str | None
     user_agent: str | None
     endpoint: str = "login"
+
+
+def _event(row: dict[str, Any]) -> tuple[str, LoginAttempt, str]:
+    """A stored attempt's event: routing key, payload and subject — the same as when it was made (so
+    its event id is the same, and a consumer that filed it already files it once)."""
+    user_id = row["user_id"]
+    return (
+        f"auth.login.{row['outcome']}",
+        LoginAttempt(
+            username=row["username"],
+            user_id=str(user_id) if user_id else None,
+            method=row["method"],
+            client_ip=row["client_ip"],
+            user_agent=row["user_agent"],
+            outcome=row["outcome"],
+            reason=row["reason"],
+            at=row["at"].astimezone(UTC),
+        ),
+        str(user_id) if user_id else str(row["username"]),
+    )
 
 
 async def record(
@@ -45,21 +67,28 @@ async def record(
         "endpoint": ctx.endpoint,
     }
     await session.execute(insert(login_attempt).values(**values))
-    await enqueue(
-        session,
-        f"auth.login.{outcome}",
-        LoginAttempt(
-            username=values["username"],
-            user_id=str(user_id) if user_id else None,
-            method=method,
-            client_ip=values["client_ip"],
-            user_agent=values["user_agent"],
-            outcome=outcome,
-            reason=reason,
-            at=at,
-        ),
-        subject=str(user_id) if user_id else str(values["username"]),
-    )
+    routing_key, payload, subject = _event(values)
+    await enqueue(session, routing_key, payload, subject=subject)
+
+
+async def republish(db: Database, *, since: datetime | None = None, batch: int = 1000) -> int:
+    """Publish the stored attempts again (through the outbox, in batches), e.g. so that the suite's
+    audit store holds the sign-ins made before it filed them. Each event is the one sent at the time
+    (same id): attempts filed already are not filed twice. Answers how many were queued."""
+    queued, after_id = 0, 0
+    while True:
+        async with db.session() as session:
+            query = select(login_attempt).where(login_attempt.c.id > after_id)
+            if since is not None:
+                query = query.where(login_attempt.c.at >= since)
+            rows = (await session.execute(query.order_by(login_attempt.c.id).limit(batch))).mappings().all()
+            for row in rows:
+                routing_key, payload, subject = _event(dict(row))
+                await enqueue(session, routing_key, payload, subject=subject)
+        if not rows:
+            return queued
+        queued += len(rows)
+        after_id = rows[-1]["id"]
 
 
 @dataclass
