@@ -550,3 +550,40 @@ async def test_faults_that_lose_the_answer_of_a_create_that_happened() -> None:
                         await http.post("/api/v3/requests", headers=ON_PREM, data=body)
                 assert len(sim.records) == before + 1, f"{kind}: the request was created all the same"
     assert board.fired == {"500_after": 1, "drop_after": 1, "slow_after": 1}
+
+
+async def test_request_notes_are_added_listed_and_move_the_request(client: httpx.AsyncClient) -> None:
+    """``POST /api/v3/requests/{id}/notes`` (``request_note``, description mandatory) answers 201
+    with the note; the request's ``last_updated_time`` moves, so an incremental list shows it."""
+    account = (await accounts(client))[0]["id"]
+    request = (await list_page(client, account, row_count=1, start_index=1)).json()["requests"][0]
+    before = (await client.get(f"/api/v3/requests/{request['id']}", headers=ON_PREM)).json()["request"]
+    note = {"request_note": {"description": "Blocked at the firewall", "show_to_requester": True}}
+    added = await client.post(
+        f"/api/v3/requests/{request['id']}/notes",
+        headers=ON_PREM,
+        params={"ACCOUNTID": account},
+        data={"input_data": json.dumps(note)},
+    )
+    assert added.status_code == 201, added.text
+    body = added.json()
+    assert body["response_status"]["status_code"] == 2000
+    assert body["request_note"]["description"] == "Blocked at the firewall"
+    assert body["request_note"]["show_to_requester"] is True
+    after = (await client.get(f"/api/v3/requests/{request['id']}", headers=ON_PREM)).json()["request"]
+    assert int(after["last_updated_time"]["value"]) > int(before["last_updated_time"]["value"])
+    listed = await client.get(f"/api/v3/requests/{request['id']}/notes", headers=ON_PREM)
+    assert [n["description"] for n in listed.json()["notes"]] == ["Blocked at the firewall"]
+
+    empty = {"input_data": json.dumps({"request_note": {"description": " "}})}
+    assert_failed(
+        await client.post(f"/api/v3/requests/{request['id']}/notes", headers=ON_PREM, data=empty), 400, 4012
+    )
+    missing = await client.post(
+        "/api/v3/requests/1/notes", headers=ON_PREM, data={"input_data": json.dumps(note)}
+    )
+    assert missing.status_code == 404
+    refused = await client.post(
+        f"/api/v3/requests/{request['id']}/notes", data={"input_data": json.dumps(note)}
+    )
+    assert refused.status_code == 401

@@ -270,3 +270,41 @@ def test_the_validation_has_teeth(validator) -> None:
             validator(broken, ref("Incident"))
     with pytest.raises(AssertionError):
         validator({"total": "12", "data": []}, ref("IncidentSearchResponseWrapper"))
+
+
+async def test_close_and_playbook_answers_validate(sim_client, validator, spec) -> None:
+    """``/incident/batchClose`` answers the spec's IncidentSearchResponseWrapper; the playbook list
+    holds ``Playbook``s and a started playbook is an ``InvestigationPlaybook``; closing moves
+    ``closed``, ``modified`` and ``version``; an unknown key is refused."""
+    found = await sim_client.post(
+        "/acc_acme/incidents/search", headers=H6, json={"filter": {"query": "status:active", "size": 1}}
+    )
+    incident = found.json()["data"][0]
+    playbooks = await sim_client.post(
+        "/acc_acme/playbook/search", headers=H6, json={"query": "hidden:F AND deprecated:F"}
+    )
+    assert playbooks.status_code == 200, playbooks.text
+    for playbook in playbooks.json()["playbooks"]:
+        validator(playbook, ref("Playbook"))
+    started = await sim_client.post(
+        f"/acc_acme/inv-playbook/new/{playbooks.json()['playbooks'][0]['id']}/{incident['id']}",
+        headers=H6,
+        json={},
+    )
+    assert started.status_code == 200, started.text
+    validator(started.json(), ref("InvestigationPlaybook"))
+    closed = await sim_client.post(
+        "/acc_acme/incident/batchClose",
+        headers=H6,
+        json={"ids": [incident["id"]], "closeReason": "Resolved", "closeNotes": "done", "all": False},
+    )
+    assert closed.status_code == 200, closed.text
+    schema = spec["paths"]["/incident/batchClose"]["post"]["responses"]["200"]["schema"]
+    validator(closed.json(), schema)
+    [doc] = closed.json()["data"]
+    assert doc["status"] == 2 and doc["closeReason"] == "Resolved" and doc["closeNotes"] == "done"
+    assert doc["closed"] > incident["modified"] and doc["version"] == incident["version"] + 2
+    again = await sim_client.post("/acc_acme/incident/batchClose", headers=H6, json={"ids": [incident["id"]]})
+    assert again.json()["notUpdated"] == 1 and again.json()["data"] == []
+    refused = await sim_client.post("/acc_acme/playbook/search", headers={"Authorization": "wrong"}, json={})
+    assert refused.status_code == 401

@@ -411,14 +411,18 @@ async def test_updating_closing_and_running_a_playbook(stack: Stack, tokens: Tok
             await client.get("/tenant/soar-playbooks/", params=params, headers=who["b_admin"])
         ).status_code == 404
 
-        r = await client.post(
-            f"/tenant/soar-incidents/{pk}/run-playbook/",
-            json={"playbook_id": "Block IP - Generic v3"},
-            headers={**who["a_admin"], **key()},
-        )
+        run = f"/tenant/soar-incidents/{pk}/run-playbook/"
+        playbook = {"playbook_id": "Block IP - Generic v3"}
+        assert (await client.post(run, json=playbook, headers={**who["b_admin"], **key()})).status_code == 404
+        headers = {**who["a_admin"], **key()}
+        r = await client.post(run, json=playbook, headers=headers)
         assert r.status_code == 202, r.text
         assert (await outcome(client, who["a_admin"], r.json()["id"]))["status"] == "succeeded"
         assert rec.doc["playbookId"] == "Block IP - Generic v3"
+        version = rec.doc["version"]
+        assert (await client.post(run, json=playbook, headers=headers)).json()["id"] == r.json()["id"]
+        await asyncio.sleep(0.5)
+        assert rec.doc["version"] == version  # the repeat ran nothing
 
         update = f"/tenant/soar-incidents/{pk}/update/"
         r = await client.post(update, json={"status": "closed"}, headers={**who["a_admin"], **key()})
@@ -485,14 +489,22 @@ async def test_notes_and_status_on_a_ticket(stack: Stack, tokens: TokenFactory) 
         ).status_code == 202
         assert [n["description"] for n in sim.notes[row["ticket_id"]]] == ["Please call me about this."]
 
-        r = await client.post(
-            f"/tenant/itsm-tickets/{pk}/status/",
-            json={"status": "Resolved", "resolution": "Confirmed with the customer"},
-            headers={**who["a_user"], **key()},
-        )
+        status = f"/tenant/itsm-tickets/{pk}/status/"
+        resolve = {"status": "Resolved", "resolution": "Confirmed with the customer"}
+        assert (
+            await client.post(status, json=resolve, headers={**who["b_user"], **key()})
+        ).status_code == 404
+        headers = {**who["a_user"], **key()}
+        r = await client.post(status, json=resolve, headers=headers)
         assert r.status_code == 202, r.text
         assert (await outcome(client, who["a_user"], r.json()["id"]))["status"] == "succeeded"
-        assert sim.records[row["ticket_id"]].doc["status"]["name"] == "Resolved"
+        request = sim.records[row["ticket_id"]]
+        assert request.doc["status"]["name"] == "Resolved"
+        assert request.doc["resolution"]["content"] == "Confirmed with the customer"
+        updated = request.updated_ms
+        assert (await client.post(status, json=resolve, headers=headers)).json()["id"] == r.json()["id"]
+        await asyncio.sleep(0.5)
+        assert request.updated_ms == updated  # the repeat changed nothing at the vendor
 
         # A refused status is recorded as failed and reported, not lost.
         r = await client.post(

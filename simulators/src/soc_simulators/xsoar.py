@@ -543,7 +543,6 @@ def _playbook(name: str, tags: tuple[str, ...], *, system: bool = True, **flags:
         "deprecated": flags.get("deprecated", False),
         "packID": "",
         "startTaskId": "0",
-        "fromServerVersion": "6.0.0",
         "modified": "2026-01-12T09:30:00Z",
     }
 
