@@ -250,3 +250,26 @@ async def test_playbook_list_of_an_account(make_harness, tokens):
         )  # deprecated, hidden
         r = await client.post("/internal/playbooks", json=body, headers=tokens.headers(kind="admin"))
         assert r.status_code == 403
+
+
+async def test_a_vendor_that_times_out_is_retried_with_backoff(make_harness, socket_sim):
+    """XSOAR hangs on the close call longer than the client waits, again and again: the in-line
+    retries run out, the action waits out a backoff and succeeds once XSOAR answers."""
+    import httpx
+
+    harness = await make_harness(socket_sim.app, network=True, timeout=httpx.Timeout(0.3, connect=2.0))
+    integration_id = await harness.add_integration(base_url=socket_sim.url)
+    runner = harness.app.state.actions
+    runner.retry_base_seconds = 0.01
+    sim = socket_sim.app.state.sim
+    rec = next(r for (acc, _), r in sim.records.items() if acc == "acme" and r.status != 2)
+    async with httpx.AsyncClient(base_url=socket_sim.url) as control:
+        fault = {"kind": "hang", "count": 4, "hang_seconds": 1, "path": "/incident/batchClose"}
+        await control.post("/_sim/faults", json=fault)
+        close = {"incident_id": rec.id, "status": "closed", "close_reason": "Resolved"}
+        cmd = command(integration_id, "acme", "xsoar.incident.update", close)
+        assert await runner.handle(cmd) == "pending"
+        row = await settle(runner, cmd.command_id)
+        stats = (await control.get("/_sim/stats")).json()
+    assert row["state"] == "succeeded" and row["attempts"] >= 2
+    assert stats["fired"]["hang"] == 4 and rec.status == 2
