@@ -273,3 +273,38 @@ async def test_a_vendor_that_times_out_is_retried_with_backoff(make_harness, soc
         stats = (await control.get("/_sim/stats")).json()
     assert row["state"] == "succeeded" and row["attempts"] >= 2
     assert stats["fired"]["hang"] == 4 and rec.status == 2
+
+
+async def test_an_outcome_the_broker_did_not_confirm_is_published_again(make_harness, tap_factory):
+    from soc_shared.bus import PublishError
+
+    harness, sim, integration_id, account = await started(make_harness)
+    runner = harness.app.state.actions
+    runner.outcome_retry_seconds = 0
+    tap = await tap_factory(harness.bus, ("soar.action.completed",))
+    broker = runner.bus
+
+    class RefusesOnce:
+        """The real broker, except that the first publish is never confirmed."""
+
+        refused = 0
+
+        async def publish(self, events: Any, **kw: Any) -> None:
+            if not self.refused:
+                self.refused += 1
+                raise PublishError("1 of 1 events not confirmed (test)")
+            await broker.publish(events, **kw)
+
+    runner.bus = RefusesOnce()
+    cmd = command(integration_id, account, ESCALATE, escalation(90005))
+    assert await runner.handle(cmd) == "succeeded"
+    assert of_type(await tap.drain(), "soar.action.completed") == []
+    [row] = await runner.rows(command_id=cmd.command_id)
+    assert row["lease_until"] is not None  # marked: not out yet
+    assert await runner.republish_once() == 1
+    [outcome] = of_type(await tap.drain(), "soar.action.completed")
+    assert outcome["data"]["command_id"] == cmd.command_id and outcome["data"]["status"] == "succeeded"
+    [row] = await runner.rows(command_id=cmd.command_id)
+    assert row["lease_until"] is None
+    assert await runner.republish_once() == 0
+    assert len(by_offense(sim, account, 90005)) == 1

@@ -14,8 +14,10 @@ ingestor consumes it from its own quorum queue and:
    ``Retry-After`` is honoured) and the reconciler takes it up again; other errors, or the last
    attempt, make it ``failed``;
 3. publishes ``<domain>.action.completed`` with the outcome (``succeeded`` with the handler's
-   result, or ``failed`` with the error's category and message). The changed record itself comes
-   back through the normal sync (handlers may ask for an early sync of the resource).
+   result, or ``failed`` with the error's category and message). Until the broker confirmed it,
+   the finished row keeps a time in ``lease_until`` and the reconciler publishes it again then, so
+   an outcome is never lost. The changed record itself comes back through the normal sync (the
+   resource named in ``sync_after`` is made due at once).
 
 A handler whose vendor call is not idempotent (creating an incident) gets ``ctx.maybe_sent``: an
 earlier attempt may have reached the vendor, so it looks for what that attempt made before
@@ -148,6 +150,7 @@ class ActionRunner:
         self.retry_base_seconds = retry_base_seconds
         self.retry_max_seconds = retry_max_seconds
         self.reconcile_interval = reconcile_interval
+        self.outcome_retry_seconds = 30.0
         # action -> the resource synced at once after it succeeded (the change comes back that way)
         self.sync_after = dict(sync_after or {})
         self.source = f"/{ingestor.name}/{ingestor.vendor}/actions"
@@ -361,7 +364,9 @@ class ActionRunner:
                             state=state,
                             attempts=attempts if attempts is not None else t.c.attempts + 1,
                             owner=None,
-                            lease_until=None,
+                            # Until the broker confirmed the outcome, lease_until says when to
+                            # publish it again (cleared once it is out): an outcome is never lost.
+                            lease_until=sa.func.now() + timedelta(seconds=self.outcome_retry_seconds),
                             result=result,
                             error_category=error[0] if error else None,
                             error_message=error[1] if error else None,
@@ -379,8 +384,9 @@ class ActionRunner:
         await self._publish_outcome(dict(done))
         return state
 
-    async def _publish_outcome(self, row: dict[str, Any]) -> None:
-        """Publish the outcome; if the broker is away the reconciler publishes it later."""
+    async def _publish_outcome(self, row: dict[str, Any]) -> bool:
+        """Publish the outcome and clear the row's marker; if the broker is away, the reconciler
+        publishes it again once the marker's time has come."""
         command = ActionRequested.model_validate(row["command"])
         outcome = ActionCompleted(
             command_id=command.command_id,
@@ -410,8 +416,39 @@ class ActionRunner:
                     )
                 ]
             )
-        except Exception as exc:  # noqa: BLE001 - kept on the row; sent again on the next duplicate
+        except Exception as exc:  # noqa: BLE001 - the marker stays: the reconciler sends it again
             logger.warning("outcome of action {} not published now: {}", command.command_id, exc)
+            return False
+        t = self.table
+        async with self.db.session() as session:
+            await session.execute(
+                sa.update(t)
+                .where(t.c.command_id == command.command_id, t.c.state != "pending")
+                .values(lease_until=None)
+            )
+        return True
+
+    async def republish_once(self, limit: int = 50) -> int:
+        """Publish again the outcomes the broker did not confirm (their marker's time has come)."""
+        t = self.table
+        async with self.db.session() as session:
+            rows = [
+                dict(r)
+                for r in (
+                    await session.execute(
+                        sa.select(t)
+                        .where(t.c.state != "pending", t.c.lease_until < sa.func.now())
+                        .order_by(t.c.lease_until)
+                        .limit(limit)
+                    )
+                )
+                .mappings()
+                .all()
+            ]
+        sent = 0
+        for row in rows:
+            sent += await self._publish_outcome(row)
+        return sent
 
     # ----------------------------------------------------------------------------- reconciler
     async def reconcile_once(self, limit: int = 20) -> int:
@@ -450,6 +487,7 @@ class ActionRunner:
             try:
                 while await self.reconcile_once():
                     pass
+                await self.republish_once()
             except Exception as exc:  # noqa: BLE001 - the database may be briefly away
                 logger.warning("action reconciler: {}", exc)
             try:
