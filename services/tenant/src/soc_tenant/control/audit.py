@@ -143,7 +143,9 @@ class AuditRecord(ApiModel):
     company_id: uuid.UUID | None = Field(description="the company the change concerns (none: global)")
     actor_id: str
     actor_username: str
-    actor_kind: str = Field(description="admin, tenant or service")
+    actor_kind: str = Field(
+        description="admin, tenant or service; for a sign-in: tenant (a company's user) or person"
+    )
     actor_company_id: uuid.UUID | None
     action: str = Field(description="e.g. company.updated, integration.credentials_rotated")
     target_type: str
@@ -338,9 +340,13 @@ async def file_records(db: Database, deliveries: list[Delivery]) -> int:
             m = tenant_member.c
             rows = await session.execute(sa.select(m.user_id, m.company_id).where(m.user_id.in_(user_ids)))
             companies = {r.user_id: r.company_id for r in rows}
-        values = [_filed_change(d, p) for d, p in changes_] + [
-            _filed_login(d, p, companies) for d, p in logins
-        ]
+        values = list(
+            {
+                v["event_id"]: v
+                for v in [_filed_change(d, p) for d, p in changes_]
+                + [_filed_login(d, p, companies) for d, p in logins]
+            }.values()
+        )
         result = await session.execute(
             pg_insert(audit_record)
             .values(values)
