@@ -3422,7 +3422,7 @@ export interface components {
             actor_username: string;
             /**
              * Actor Kind
-             * @description admin, tenant or service
+             * @description admin, tenant or service; for a sign-in: tenant (a company's user) or person
              */
             actor_kind: string;
             /** Actor Company Id */
