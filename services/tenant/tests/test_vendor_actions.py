@@ -351,6 +351,29 @@ async def test_escalating_an_offense(stack: Stack, tokens: TokenFactory) -> None
             r = await client.post(path, json={"owner": "someone.else"}, headers=headers)
             assert r.status_code == 409 and r.json()["error"]["code"] == "idempotency_key_reused"
 
+            # The offense changes before the client's retry: the key still names the same request.
+            changed = offense(7001, 1).model_copy(update={"severity": 3, "version": 2})
+            bus = Bus(str(stack.tenant.state.settings.amqp_url.get_secret_value()), service="actions-tests")
+            await bus.connect()
+            await bus.publish(
+                [event("siem.offense.upserted", changed, QRADAR, "7001", version=2, vendor_tenant=1)]
+            )
+            await bus.close()
+
+            async def lowered() -> bool:
+                async with stack.tenant.state.db.session() as s:
+                    sev = (
+                        await s.execute(
+                            sa.text("SELECT severity FROM qradar_offense WHERE id = :i"),
+                            {"i": stack.offense_a},
+                        )
+                    ).scalar_one()
+                return sev == 3
+
+            assert await eventually(lowered, within=20)
+            retried = await client.post(path, json=body, headers=headers)
+            assert retried.status_code == 202 and retried.json()["id"] == accepted["id"]
+
             frame = json.loads(await asyncio.wait_for(socket.recv(), 30))
             assert frame["type"] == "action.outcome" and frame["action"]["command_id"] == accepted["id"]
             assert frame["action"]["status"] == "succeeded"

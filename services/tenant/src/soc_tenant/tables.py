@@ -449,6 +449,7 @@ vendor_action = sa.Table(
     sa.Column("target_type", sa.Text, nullable=False),
     sa.Column("target_id", sa.Text, nullable=False, comment="our id of the offense, incident or ticket"),
     sa.Column("params", JSONB, nullable=False),
+    sa.Column("request_fingerprint", sa.Text, comment="SHA-256 of what the client asked (idempotency)"),
     sa.Column("status", sa.Text, nullable=False),
     sa.Column("result", JSONB),
     sa.Column("error", JSONB),

@@ -214,6 +214,43 @@ async def _integration_available(tx: Tx, integration_id: str) -> None:
         raise ApiError(409, "integration_unavailable", "the integration is not available")
 
 
+def fingerprint(action: str, target_type: str, target_id: str, body: Any) -> str:
+    """What the client asked for (not what we derived from the record, which may change between a
+    request and its retry): the same key must come with the same request."""
+    import hashlib
+    import json
+
+    request = body.model_dump(mode="json", exclude_unset=True) if body is not None else {}
+    text = json.dumps([action, target_type, target_id, request], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+async def replay(tx: Tx, key: str, request_fingerprint: str) -> dict[str, Any] | None:
+    """The action this asker's key already asked for (answered again, nothing sent), or None; the
+    key with another request is refused (409). Looked up before the record, so a retry gets its
+    answer even when the record or the integration changed meanwhile."""
+    a = vendor_action.c
+    existing = (
+        (
+            await tx.session.execute(
+                sa.select(vendor_action).where(a.requested_by == tx.principal.sub, a.idempotency_key == key)
+            )
+        )
+        .mappings()
+        .first()
+    )
+    if existing is None:
+        return None
+    if existing["request_fingerprint"] != request_fingerprint:
+        raise ApiError(
+            409,
+            "idempotency_key_reused",
+            "this Idempotency-Key was used for another request",
+            {"command_id": str(existing["id"])},
+        )
+    return dict(existing)
+
+
 async def accept(
     tx: Tx,
     key: str,
@@ -226,34 +263,10 @@ async def accept(
     target_type: str,
     target_id: str,
     params: dict[str, Any],
+    request_fingerprint: str,
 ) -> dict[str, Any]:
-    """Store the action (or find the one this key already asked for) and stage its command."""
+    """Store the action and stage its command (the routes asked :func:`replay` first)."""
     p = tx.principal
-    a = vendor_action.c
-    existing = (
-        (
-            await tx.session.execute(
-                sa.select(vendor_action).where(a.requested_by == p.sub, a.idempotency_key == key)
-            )
-        )
-        .mappings()
-        .first()
-    )
-    if existing is not None:
-        same = (
-            existing["action"] == action
-            and existing["target_type"] == target_type
-            and existing["target_id"] == target_id
-            and existing["params"] == params
-        )
-        if not same:
-            raise ApiError(
-                409,
-                "idempotency_key_reused",
-                "this Idempotency-Key was used for another request",
-                {"command_id": str(existing["id"])},
-            )
-        return dict(existing)
     command_id = uuid.uuid4()
     now = datetime.now(UTC)
     values = {
@@ -268,6 +281,7 @@ async def accept(
         "target_type": target_type,
         "target_id": target_id,
         "params": params,
+        "request_fingerprint": request_fingerprint,
         "status": "accepted",
         "requested_at": now,
     }
@@ -349,6 +363,9 @@ async def escalate_offense(
     """Open an XSOAR incident for this offense in the XSOAR account of the offense's company; the
     incident names the offense the way the QRadar fetch does, so it shows on the offense detail
     once synced. Administrators and tenant administrators (their own company's offenses)."""
+    fp = fingerprint("xsoar.offense.escalate", "offense", str(offense_pk), body)
+    if (done := await replay(tx, idempotency_key, fp)) is not None:
+        return done
     scope = await _scope(tx)
     o = rt.qradar_offense
     row = (
@@ -433,6 +450,7 @@ async def escalate_offense(
             target_type="offense",
             target_id=str(offense_pk),
             params=params,
+            request_fingerprint=fp,
         )
     )
 
@@ -472,6 +490,9 @@ async def update_incident(
 ) -> dict[str, Any]:
     """Change the incident in XSOAR: owner, severity, status (pending/active), or close it with a
     reason and notes (``status: closed`` needs ``close_reason``)."""
+    fp = fingerprint("xsoar.incident.update", "incident", str(incident_pk), body)
+    if (done := await replay(tx, idempotency_key, fp)) is not None:
+        return done
     given = body.model_dump(exclude_unset=True)
     if not {"owner", "severity", "status"} & given.keys():
         raise invalid(["body"], "give at least one of owner, severity, status")
@@ -500,6 +521,7 @@ async def update_incident(
             target_type="incident",
             target_id=str(incident_pk),
             params=params,
+            request_fingerprint=fp,
         )
     )
 
@@ -518,6 +540,9 @@ async def run_playbook(
     idempotency_key: IdempotencyKey,
 ) -> dict[str, Any]:
     """Run a playbook (an id from ``GET /tenant/soar-playbooks/``) on the incident's investigation."""
+    fp = fingerprint("xsoar.playbook.run", "incident", str(incident_pk), body)
+    if (done := await replay(tx, idempotency_key, fp)) is not None:
+        return done
     row, company_id = await _incident(tx, incident_pk)
     params = RunPlaybook(incident_id=row["incident_id"], playbook_id=body.playbook_id).model_dump(mode="json")
     return _as_view(
@@ -532,6 +557,7 @@ async def run_playbook(
             target_type="incident",
             target_id=str(incident_pk),
             params=params,
+            request_fingerprint=fp,
         )
     )
 
@@ -607,6 +633,9 @@ async def add_ticket_note(
 ) -> dict[str, Any]:
     """Add a note to the SDP request. Any user who may write (tenant users: their own company's
     tickets)."""
+    fp = fingerprint("sdp.ticket.note", "ticket", str(ticket_pk), body)
+    if (done := await replay(tx, idempotency_key, fp)) is not None:
+        return done
     row, company_id = await _ticket(tx, ticket_pk)
     params = TicketNote(ticket_id=row["ticket_id"], **body.model_dump()).model_dump(mode="json")
     return _as_view(
@@ -621,6 +650,7 @@ async def add_ticket_note(
             target_type="ticket",
             target_id=str(ticket_pk),
             params=params,
+            request_fingerprint=fp,
         )
     )
 
@@ -640,6 +670,9 @@ async def change_ticket_status(
 ) -> dict[str, Any]:
     """Change the SDP request's status (optionally with a resolution). Any user who may write
     (tenant users: their own company's tickets)."""
+    fp = fingerprint("sdp.ticket.status", "ticket", str(ticket_pk), body)
+    if (done := await replay(tx, idempotency_key, fp)) is not None:
+        return done
     row, company_id = await _ticket(tx, ticket_pk)
     params = TicketStatus(ticket_id=row["ticket_id"], **body.model_dump()).model_dump(mode="json")
     return _as_view(
@@ -654,6 +687,7 @@ async def change_ticket_status(
             target_type="ticket",
             target_id=str(ticket_pk),
             params=params,
+            request_fingerprint=fp,
         )
     )
 
