@@ -21,6 +21,7 @@ import socket
 import ssl
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -38,7 +39,7 @@ from soc_shared.vendor_http import parse_retry_after
 
 from soc_tenant.notify import render
 from soc_tenant.notify.options import NotifyOptions, notify_options
-from soc_tenant.notify.tables import notify_attempt, notify_channel, notify_delivery, notify_notice
+from soc_tenant.notify.tables import notify_attempt, notify_channel, notify_delivery
 
 SENT, RETRY, FAILED = "sent", "retry", "failed"
 
@@ -74,16 +75,32 @@ WITH recent AS (
     WHERE d.status = 'pending' AND d.next_attempt_at <= :now
       AND (d.lease_until IS NULL OR d.lease_until < :now)
       AND c.enabled AND c.parked_at IS NULL
+), claimed AS (
+    UPDATE notify_delivery SET lease_until = :lease, attempts = attempts + 1
+    WHERE id IN (
+        SELECT id FROM notify_delivery
+        WHERE id IN (SELECT id FROM candidates WHERE rn <= room)
+        ORDER BY next_attempt_at, id
+        LIMIT :limit
+        FOR UPDATE SKIP LOCKED
+    )
+    RETURNING id, notice_id, channel_id, attempts, company_id
 )
-UPDATE notify_delivery SET lease_until = :lease, attempts = attempts + 1
-WHERE id IN (
-    SELECT id FROM notify_delivery
-    WHERE id IN (SELECT id FROM candidates WHERE rn <= room)
-    ORDER BY next_attempt_at, id
-    LIMIT :limit
-    FOR UPDATE SKIP LOCKED
-)
-RETURNING id, notice_id, channel_id, attempts, company_id""")
+SELECT d.id, d.notice_id, d.channel_id, d.attempts, d.company_id,
+       c.kind, c.config, c.secret_sealed, c.company_id AS channel_company_id,
+       n.trigger, n.severity, n.title, n.summary, n.facts, n.due_at, n.created_at AS notice_created_at
+FROM claimed d
+JOIN notify_channel c ON c.id = d.channel_id
+JOIN notify_notice n ON n.id = d.notice_id""")
+
+
+@dataclass(frozen=True)
+class ChannelRow:
+    id: uuid.UUID
+    kind: str
+    config: dict[str, Any]
+    secret_sealed: str | None
+    company_id: uuid.UUID | None
 
 
 class Deliverer:
@@ -95,6 +112,10 @@ class Deliverer:
         self.wakeup = asyncio.Event()
         self.slots = asyncio.Semaphore(self.opts.concurrency)
         self.in_flight: set[asyncio.Task[Any]] = set()
+        self._results: list[tuple[Any, str, Outcome, int, datetime, datetime]] = []
+        self._record_lock = asyncio.Lock()
+        # smtplib blocks: its sessions run on threads of their own, as many as sends may be in flight.
+        self.smtp_threads = ThreadPoolExecutor(self.opts.concurrency, thread_name_prefix="notify-smtp")
         egress = self.opts.egress or EgressPolicy.from_env()
         self.egress = egress
         self.http = httpx.AsyncClient(
@@ -117,6 +138,7 @@ class Deliverer:
             task.cancel()
         await asyncio.gather(*self.in_flight, return_exceptions=True)
         await self.http.aclose()
+        self.smtp_threads.shutdown(wait=False, cancel_futures=True)
 
     # --- the loop -----------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -169,22 +191,16 @@ class Deliverer:
 
     # --- one delivery -------------------------------------------------------------------------------
     async def deliver(self, row: Any) -> Outcome:
-        async with self.db.engine.connect() as conn:
-            channel = (
-                await conn.execute(sa.select(notify_channel).where(notify_channel.c.id == row.channel_id))
-            ).one()
-            notice_row = (
-                await conn.execute(sa.select(notify_notice).where(notify_notice.c.id == row.notice_id))
-            ).one()
+        channel = ChannelRow(row.channel_id, row.kind, row.config, row.secret_sealed, row.channel_company_id)
         notice = render.Notice(
-            id=notice_row.id,
-            trigger=notice_row.trigger,
-            severity=notice_row.severity,
-            title=notice_row.title,
-            summary=notice_row.summary,
-            company=str(notice_row.facts.get("company") or ""),
-            at=notice_row.due_at or notice_row.created_at,
-            facts={k: v for k, v in notice_row.facts.items() if k not in ("company",)},
+            id=row.notice_id,
+            trigger=row.trigger,
+            severity=row.severity,
+            title=row.title,
+            summary=row.summary,
+            company=str(row.facts.get("company") or ""),
+            at=row.due_at or row.notice_created_at,
+            facts={k: v for k, v in row.facts.items() if k != "company"},
         )
         started = time.perf_counter()
         try:
@@ -205,6 +221,9 @@ class Deliverer:
         return max(delay, retry_after or 0.0)
 
     async def record(self, row: Any, channel: Any, outcome: Outcome, duration_ms: int) -> None:
+        """Record the attempt and its outcome. Outcomes that finish while a write is under way are
+        written together by the next one (one transaction for many deliveries); each caller returns
+        once its own outcome is committed."""
         now = self.now()
         status = outcome.status
         if status == RETRY and row.attempts >= self.opts.max_attempts:
@@ -212,64 +231,101 @@ class Deliverer:
             outcome = Outcome(
                 FAILED, outcome.code, f"gave up after {row.attempts} attempts: {outcome.detail}"
             )
-        values: dict[str, Any] = {
-            "lease_until": None,
-            "last_error": None if status == SENT else outcome.detail,
-        }
-        if status == SENT:
-            values.update(status="sent", sent_at=now)
-        elif status == FAILED:
-            values.update(status="failed")
-        else:
-            values.update(
-                next_attempt_at=now + timedelta(seconds=self.backoff(row.attempts, outcome.retry_after))
+        next_at = now
+        if status == RETRY:
+            next_at = now + timedelta(seconds=self.backoff(row.attempts, outcome.retry_after))
+        self._results.append((row, status, outcome, duration_ms, now, next_at))
+        async with self._record_lock:
+            if not self._results:
+                return  # written by the caller before us
+            results, self._results = self._results, []
+            await self._write(results)
+
+    async def _write(self, results: list[tuple[Any, str, Outcome, int, datetime, datetime]]) -> None:
+        deliveries = [
+            {
+                "b_id": row.id,
+                "b_status": "pending" if status == RETRY else status,
+                "b_next": next_at,
+                "b_sent": now if status == SENT else None,
+                "b_error": None if status == SENT else outcome.detail,
+            }
+            for row, status, outcome, _, now, next_at in results
+        ]
+        attempts = [
+            {
+                "company_id": row.company_id,
+                "delivery_id": row.id,
+                "channel_id": row.channel_id,
+                "at": now,
+                "outcome": status,
+                "error_code": outcome.code,
+                "detail": outcome.detail,
+                "duration_ms": duration_ms,
+            }
+            for row, status, outcome, duration_ms, now, _ in results
+        ]
+        # Per channel, in order: a success resets the run of failures, a failure lengthens it.
+        runs: dict[Any, tuple[bool, int, Outcome, datetime]] = {}
+        for row, status, outcome, _, now, _ in results:
+            reset, count, _, _ = runs.get(row.channel_id, (False, 0, outcome, now))
+            runs[row.channel_id] = (
+                (True, 0, outcome, now) if status == SENT else (reset, count + 1, outcome, now)
             )
+        d, c = notify_delivery.c, notify_channel.c
         async with self.db.engine.begin() as conn:
-            await conn.execute(
-                sa.update(notify_delivery).where(notify_delivery.c.id == row.id).values(**values)
+            # A delivery deleted meanwhile (its channel was) has nothing left to record.
+            alive = set(
+                (
+                    await conn.execute(
+                        sa.select(d.id).where(d.id.in_([x["b_id"] for x in deliveries])).with_for_update()
+                    )
+                ).scalars()
             )
+            deliveries = [x for x in deliveries if x["b_id"] in alive]
+            attempts = [x for x in attempts if x["delivery_id"] in alive]
+            if not deliveries:
+                return
             await conn.execute(
-                sa.insert(notify_attempt).values(
-                    company_id=row.company_id,
-                    delivery_id=row.id,
-                    channel_id=row.channel_id,
-                    at=now,
-                    outcome=status if status != "pending" else RETRY,
-                    error_code=outcome.code,
-                    detail=outcome.detail,
-                    duration_ms=duration_ms,
-                )
+                sa.update(notify_delivery)
+                .where(d.id == sa.bindparam("b_id"))
+                .values(
+                    status=sa.bindparam("b_status"),
+                    next_attempt_at=sa.bindparam("b_next"),
+                    sent_at=sa.bindparam("b_sent"),
+                    last_error=sa.bindparam("b_error"),
+                    lease_until=None,
+                ),
+                deliveries,
             )
-            c = notify_channel.c
-            if status == SENT:
-                await conn.execute(
-                    sa.update(notify_channel)
-                    .where(c.id == row.channel_id, c.consecutive_failures > 0)
-                    .values(consecutive_failures=0)
-                )
-            else:
+            await conn.execute(sa.insert(notify_attempt), attempts)
+            for channel_id, (reset, count, outcome, now) in runs.items():
+                if reset and count == 0:
+                    await conn.execute(
+                        sa.update(notify_channel)
+                        .where(c.id == channel_id, c.consecutive_failures > 0)
+                        .values(consecutive_failures=0)
+                    )
+                    continue
                 failures = (
                     await conn.execute(
                         sa.update(notify_channel)
-                        .where(c.id == row.channel_id)
-                        .values(consecutive_failures=c.consecutive_failures + 1)
+                        .where(c.id == channel_id)
+                        .values(consecutive_failures=count if reset else c.consecutive_failures + count)
                         .returning(c.consecutive_failures)
                     )
-                ).scalar_one()
-                if failures >= self.opts.park_after:
-                    await conn.execute(
+                ).scalar_one_or_none()
+                if failures is not None and failures >= self.opts.park_after:
+                    reason = f"{failures} deliveries failed in a row; last: {outcome.code}: {outcome.detail}"
+                    parked = await conn.execute(
                         sa.update(notify_channel)
-                        .where(c.id == row.channel_id, c.parked_at.is_(None))
-                        .values(
-                            parked_at=now,
-                            park_reason=f"{failures} deliveries failed in a row; last: {outcome.code}: {outcome.detail}"[
-                                :500
-                            ],
+                        .where(c.id == channel_id, c.parked_at.is_(None))
+                        .values(parked_at=now, park_reason=reason[:500])
+                    )
+                    if parked.rowcount:
+                        logger.warning(
+                            "notification channel {} parked after {} failures", channel_id, failures
                         )
-                    )
-                    logger.warning(
-                        "notification channel {} parked after {} failures", row.channel_id, failures
-                    )
 
     # --- channels -------------------------------------------------------------------------------------
     def secret(self, channel: Any) -> str | None:
@@ -370,8 +426,8 @@ class Deliverer:
             password = settings.smtp_password.get_secret_value() or None
             address = host
         timeout = self.opts.send_timeout_seconds
-        await asyncio.to_thread(
-            _smtp_send, address, host, port, security, username, password, message, timeout
+        await asyncio.get_running_loop().run_in_executor(
+            self.smtp_threads, _smtp_send, address, host, port, security, username, password, message, timeout
         )
 
 

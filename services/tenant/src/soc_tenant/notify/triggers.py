@@ -116,14 +116,17 @@ async def raise_notices(
             {"ids": list({ch for r in rules for ch in r.channel_ids})},
         )
     }
-    written: list[int] = []
+    rows: dict[tuple[uuid.UUID, str], dict[str, Any]] = {}
+    rule_of: dict[uuid.UUID, Any] = {r.id: r for r in rules}
     for cand in candidates:
         # Vendor text may hold NUL, which PostgreSQL's text and jsonb refuse.
-        cand.title, cand.summary, cand.facts = (
-            _strip_nul(cand.title),
-            _strip_nul(cand.summary),
-            _strip_nul(cand.facts),
-        )
+        title, summary, facts = _strip_nul(cand.title), _strip_nul(cand.summary), _strip_nul(cand.facts)
+        company = names.get(cand.company_id, "MSSP") if cand.company_id else "MSSP"
+        facts = {
+            **facts,
+            "company_id": None if cand.company_id is None else str(cand.company_id),
+            "company": company,
+        }
         for rule in rules:
             if rule.trigger != cand.trigger:
                 continue
@@ -131,50 +134,51 @@ async def raise_notices(
                 continue
             if not cand.accepts(rule):
                 continue
-            facts = {**cand.facts, "company_id": None if cand.company_id is None else str(cand.company_id)}
-            stmt = (
-                pg_insert(notify_notice)
-                .values(
-                    company_id=rule.company_id,
-                    rule_id=rule.id,
-                    trigger=cand.trigger,
-                    dedup_key=cand.dedup_key,
-                    severity=cand.severity,
-                    title=cand.title,
-                    summary=cand.summary,
-                    facts={
-                        **facts,
-                        "company": names.get(cand.company_id, "MSSP") if cand.company_id else "MSSP",
-                    },
-                    due_at=cand.due_at,
-                    created_at=now,
-                )
-                .on_conflict_do_nothing(constraint="uq_notify_notice_dedup")
-                .returning(notify_notice.c.id)
+            rows.setdefault(
+                (rule.id, cand.dedup_key),
+                {
+                    "company_id": rule.company_id,
+                    "rule_id": rule.id,
+                    "trigger": cand.trigger,
+                    "dedup_key": cand.dedup_key,
+                    "severity": cand.severity,
+                    "title": title,
+                    "summary": summary,
+                    "facts": facts,
+                    "due_at": cand.due_at,
+                    "created_at": now,
+                },
             )
-            notice_id = (await conn.execute(stmt)).scalar_one_or_none()
-            if notice_id is None:
-                continue
-            written.append(notice_id)
-            targets = [
-                ch for ch in rule.channel_ids if ch in channels and channels[ch].company_id == rule.company_id
-            ]
-            if targets:
-                await conn.execute(
-                    sa.insert(notify_delivery),
-                    [
-                        {
-                            "company_id": rule.company_id,
-                            "notice_id": notice_id,
-                            "channel_id": ch,
-                            "status": "pending",
-                            "next_attempt_at": now,
-                            "created_at": now,
-                        }
-                        for ch in targets
-                    ],
+    if not rows:
+        return []
+    # One statement for the batch's notices (those that exist already are skipped), one for their
+    # deliveries.
+    inserted = (
+        await conn.execute(
+            pg_insert(notify_notice)
+            .values(list(rows.values()))
+            .on_conflict_do_nothing(constraint="uq_notify_notice_dedup")
+            .returning(notify_notice.c.id, notify_notice.c.rule_id)
+        )
+    ).all()
+    deliveries = []
+    for notice_id, rule_id in inserted:
+        rule = rule_of[rule_id]
+        for ch in dict.fromkeys(rule.channel_ids):
+            if ch in channels and channels[ch].company_id == rule.company_id:
+                deliveries.append(
+                    {
+                        "company_id": rule.company_id,
+                        "notice_id": notice_id,
+                        "channel_id": ch,
+                        "status": "pending",
+                        "next_attempt_at": now,
+                        "created_at": now,
+                    }
                 )
-    return written
+    if deliveries:
+        await conn.execute(sa.insert(notify_delivery), deliveries)
+    return [r[0] for r in inserted]
 
 
 # --- events -------------------------------------------------------------------------------------------
