@@ -287,17 +287,6 @@ def seed_demo(
         for name, subtype, simulator, kind, creds, settings in INTEGRATIONS
     }
     companies = [(demo, ensure_company(api, demo)) for demo in COMPANIES]
-    for demo, company in companies:
-        ensure_integration(
-            api,
-            f"Cyware ({demo.name})",
-            "CYWARE",
-            f"http://{SIMULATOR_HOST}:{ports['cyware']}",
-            "SECRET_KEY_ACCESS_KEY",
-            {"access_key": demo.cyware_access, "secret_key": demo.cyware_secret},
-            {},
-            company_id=company["id"],
-        )
 
     try:
         domains, accounts, sdp_accounts = discover(
@@ -340,6 +329,21 @@ def seed_demo(
                 f"{demo.name}: QRadar domain {domains[n]['name']!r}, XSOAR account {accounts[n]['name']!r}, "
                 f"SDP account {sdp_accounts[n]['name']!r}"
             )
+
+    # Threat intelligence last: its alerts are matched as they arrive against the offenses and
+    # incidents of the companies they are mapped to by then (a mapping made later does not match
+    # the records already stored against the alerts already stored).
+    for demo, company in companies:
+        ensure_integration(
+            api,
+            f"Cyware ({demo.name})",
+            "CYWARE",
+            f"http://{SIMULATOR_HOST}:{ports['cyware']}",
+            "SECRET_KEY_ACCESS_KEY",
+            {"access_key": demo.cyware_access, "secret_key": demo.cyware_secret},
+            {},
+            company_id=company["id"],
+        )
 
     lines = []
     for demo, _company in companies:
