@@ -31,7 +31,7 @@ import os
 import random
 import socket
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -126,7 +126,7 @@ class ActionRunner:
         table: sa.Table,
         requested_key: str,
         completed_key: str,
-        handlers: dict[str, Handler],
+        handlers: Mapping[str, Handler],
         queue: str,
         client_factory: ClientMaker | None = None,
         lease_seconds: float = 120,
@@ -134,7 +134,7 @@ class ActionRunner:
         retry_base_seconds: float = 5.0,
         retry_max_seconds: float = 600.0,
         reconcile_interval: float = 5.0,
-        sync_after: dict[str, str] | None = None,
+        sync_after: Mapping[str, str] | None = None,
     ) -> None:
         self.ingestor = ingestor
         self.db = ingestor.db
@@ -142,7 +142,7 @@ class ActionRunner:
         self.table = table
         self.requested_key = requested_key
         self.completed_key = completed_key
-        self.handlers = handlers
+        self.handlers = dict(handlers)
         self.queue = queue
         self.client_factory = client_factory or ingestor.client_factory
         self.lease_seconds = lease_seconds

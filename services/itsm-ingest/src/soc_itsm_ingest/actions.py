@@ -73,8 +73,10 @@ async def change_status(ctx: ActionContext) -> dict[str, Any]:
         if exc.category == VendorErrorCategory.INVALID_REQUEST:
             raise ActionFailed("invalid_request", exc.message) from None
         raise
-    status = request.get("status") if isinstance(request.get("status"), dict) else {}
-    updated = request.get("last_updated_time") if isinstance(request.get("last_updated_time"), dict) else {}
+    status = request.get("status")
+    status = status if isinstance(status, dict) else {}
+    updated = request.get("last_updated_time")
+    updated = updated if isinstance(updated, dict) else {}
     return {
         "ticket_id": str(request.get("id")),
         "status": status.get("name"),
