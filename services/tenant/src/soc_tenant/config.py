@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
@@ -36,7 +36,7 @@ class Settings(ServiceSettings):
     # The operator's SMTP relay for e-mail channels that name no server of their own.
     smtp_host: str | None = None
     smtp_port: int = 587
-    smtp_security: str = "starttls"  # none | starttls | tls
+    smtp_security: Literal["none", "starttls", "tls"] = "starttls"
     smtp_username: str | None = None
     smtp_password: SecretStr = SecretStr("")
 
