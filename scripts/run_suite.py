@@ -28,7 +28,7 @@ SECRETS_FILE = ROOT / ".local" / "secrets.env"
 SIMULATORS = [("qradar", 9101), ("xsoar", 9102), ("sdp", 9103), ("cyware", 9104)]
 # The demo's history as a working SOC's (most incidents within SLA, months of it); the tests keep
 # the simulators' default profile with its frequent edge cases.
-DEMO_PROFILE = {"xsoar": ["--profile", "demo"]}
+DEMO_PROFILE = {vendor: ["--profile", "demo"] for vendor in ("qradar", "xsoar", "sdp")}
 # Auth first: everyone else fetches its JWKS and service tokens from it.
 SERVICES = [
     ("auth", "soc_auth", 8001),

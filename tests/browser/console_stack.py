@@ -35,7 +35,9 @@ SERVICES = {
     "gateway": "soc_gateway",
 }
 SIMULATORS = ("qradar", "xsoar", "sdp", "cyware")
-DEMO_PROFILE = {"xsoar": ["--profile", "demo"]}  # as make up (scripts/run_suite.py) starts it
+DEMO_PROFILE = {
+    vendor: ["--profile", "demo"] for vendor in ("qradar", "xsoar", "sdp")
+}  # as make up (scripts/run_suite.py) starts it
 OIDC_DIR = ROOT / "scripts" / "oidc-provider"
 OIDC_CLIENT_SECRET = "console-oidc-client-secret-0123456789abcdef"
 # The identity provider's people (a real OpenID Provider: the oidc-provider package on Node). Their

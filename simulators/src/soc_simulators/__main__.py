@@ -21,11 +21,11 @@ def main() -> None:
         "--profile",
         choices=("default", "demo"),
         default="default",
-        help="xsoar: the seeded history's pace (demo: a well-staffed SOC, months of history)",
+        help="xsoar, qradar, sdp: the seeded history's pace (demo: a well-staffed SOC, months of history)",
     )
     args = parser.parse_args()
     module = importlib.import_module(f"soc_simulators.{args.vendor}")
-    extra = {"profile": args.profile} if args.vendor == "xsoar" else {}
+    extra = {"profile": args.profile} if args.vendor in ("xsoar", "qradar", "sdp") else {}
     app = module.create_app(seed=args.seed, live=args.live, **extra)
     uvicorn.run(app, host=args.host, port=args.port or VENDORS[args.vendor], log_level="warning")
 

@@ -1300,11 +1300,31 @@ class DomainInfo:
         self.network_prefixes = [list(self.networks[: n + 1]) for n in range(len(self.networks))]
 
 
+@dataclass(frozen=True, slots=True)
+class OffensePace:
+    """The seeded history's span and how much of it analysts have closed, by the age of an
+    offense's last activity: (older than 7 days, 1-7 days, under a day)."""
+
+    history_days: int
+    closed_share: tuple[float, float, float]
+
+
+# The default keeps the original 30 days with many offenses left open (what the tests rely on);
+# ``demo`` is a SOC on top of its queue over three months: old offenses closed, a recent backlog.
+OFFENSE_PACES = {
+    "default": OffensePace(history_days=30, closed_share=(0.78, 0.3, 0.08)),
+    "demo": OffensePace(history_days=90, closed_share=(0.96, 0.55, 0.12)),
+}
+
+
 class QRadarState:
     """The console's data: reference collections, offenses, Ariel searches, and how they change."""
 
-    def __init__(self, seed: int, *, offenses: int, anchor_ms: int | None, ariel_delay: float) -> None:
+    def __init__(
+        self, seed: int, *, offenses: int, anchor_ms: int | None, ariel_delay: float, profile: str = "default"
+    ) -> None:
         self.seed = seed
+        self.pace = OFFENSE_PACES[profile]
         self.rng = derive_rng(seed, "qradar")
         self.ariel_delay = ariel_delay
         self.clock = MonotonicClock(1000)
@@ -1593,7 +1613,8 @@ class QRadarState:
         event_count = low + int((random() ** 3) * (high - low))
         age = now - last_updated
         roll = random()
-        if roll < (0.78 if age > 7 * DAY_MS else 0.3 if age > DAY_MS else 0.08):
+        old, recent, fresh = self.pace.closed_share
+        if roll < (old if age > 7 * DAY_MS else recent if age > DAY_MS else fresh):
             status = "CLOSED"
         elif roll > 0.975:
             status = "HIDDEN"
@@ -1687,7 +1708,7 @@ class QRadarState:
         self.notes[record["id"]].sort(key=operator.itemgetter("create_time", "id"))
 
     def _generate_history(self, count: int) -> None:
-        self._generate_offenses(self.rng, count, None, self.anchor_ms, 30 * DAY_MS)
+        self._generate_offenses(self.rng, count, None, self.anchor_ms, self.pace.history_days * DAY_MS)
         self._reindex()
 
     def _reindex(self) -> None:
@@ -2076,15 +2097,24 @@ def create_app(
     tick_interval: float = 5.0,
     rate_limit_per_minute: int | None = None,
     max_page_items: int = 500,
+    profile: str = "default",
 ) -> FastAPI:
     """A QRadar console simulator.
+
+    ``profile``: ``default`` (30 days, many offenses left open: the edge cases tests need) or
+    ``demo`` (90 days at the same daily rate, old offenses closed as a working SOC closes them).
 
     ``offenses`` is the size of the seeded 30-day history; ``anchor_ms`` the epoch ms that history
     ends at (default: now, so the demo looks current); ``ariel_delay`` the seconds an Ariel search
     takes to complete; ``rate_limit_per_minute`` turns on per-credential throttling (429);
     ``max_page_items`` caps the items of one collection answer.
     """
-    state = QRadarState(seed, offenses=offenses, anchor_ms=anchor_ms, ariel_delay=ariel_delay)
+    pace = OFFENSE_PACES[profile]
+    if profile != "default" and offenses == 300:  # the same offenses per day over the longer history
+        offenses = offenses * pace.history_days // 30
+    state = QRadarState(
+        seed, offenses=offenses, anchor_ms=anchor_ms, ariel_delay=ariel_delay, profile=profile
+    )
     app = FastAPI(title="IBM QRadar simulator", lifespan=live_lifespan(state.tick, live, tick_interval))
     app.state.sim = state
     board = install_faults(app)

@@ -422,6 +422,31 @@ _CONDITIONS: dict[str, Callable[[Any, Any], bool]] = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class ServiceDeskPace:
+    """How the seeded history's requests were worked: its span, the share of week-old requests
+    closed, and the (low, high) fractions of the priority's first-response and due-by targets at
+    which a technician picked a request up and resolved it (above 1.0: the target was missed)."""
+
+    history_days: int
+    closed_after_week: float
+    response: tuple[float, float]
+    resolution: tuple[float, float]
+
+
+# The default keeps the original pace (30 days, ~13 % of first responses and ~16 % of resolutions
+# late); ``demo`` is a service desk working to its contract over three months, with the XSOAR
+# simulator's demo history to escalate from (the same incidents make make up's demo).
+SERVICE_DESK_PACES = {
+    "default": ServiceDeskPace(
+        history_days=30, closed_after_week=0.85, response=(0.05, 1.2), resolution=(0.2, 1.15)
+    ),
+    "demo": ServiceDeskPace(
+        history_days=90, closed_after_week=0.95, response=(0.05, 1.04), resolution=(0.2, 1.03)
+    ),
+}
+
+
 class SdpSim:
     """In-memory state of one simulated ServiceDesk Plus MSP server."""
 
@@ -434,8 +459,11 @@ class SdpSim:
         auth_token: str = AUTH_TOKEN,
         zoho: ZohoAccounts | None = None,
         rate_limit_per_minute: int | None = None,
+        profile: str = "default",
     ) -> None:
         self.seed = seed
+        self.profile = profile
+        self.pace = SERVICE_DESK_PACES[profile]
         self.rng = derive_rng(seed, "sdp", "life")
         self.clock = MonotonicClock(units_per_second=1000)
         self.accounts: dict[str, SdpAccount] = {account.id: account for account in ACCOUNTS}
@@ -463,7 +491,7 @@ class SdpSim:
         """Tickets for the serious incidents the XSOAR simulator (same seed) starts with, plus
         ordinary service requests, so the demo joins SOAR incidents to ITSM tickets."""
         rng = derive_rng(self.seed, "sdp", "history")
-        soar = xsoar.XsoarSim(self.seed, incidents=xsoar_incidents)
+        soar = xsoar.XsoarSim(self.seed, incidents=xsoar_incidents, profile=self.profile)
         now_ms = self.clock.wall()
         by_soar_account = {account.soar_account: account for account in self.accounts.values()}
         wanted: list[tuple[int, SdpAccount, dict[str, Any] | None]] = []
@@ -479,7 +507,7 @@ class SdpSim:
             if escalate and created_ms < now_ms - _MS_MINUTE:
                 wanted.append((created_ms, account, doc))
         for _ in range(extra_requests if extra_requests is not None else len(wanted) // 2 + 40):
-            created_ms = now_ms - rand_between(rng, _MS_HOUR, HISTORY_DAYS * _MS_DAY)
+            created_ms = now_ms - rand_between(rng, _MS_HOUR, self.pace.history_days * _MS_DAY)
             wanted.append((created_ms, rand_pick(rng, list(self.accounts.values())), None))
         wanted.sort(key=lambda item: item[0])
         self._add_history(rng, wanted, now_ms)
@@ -550,14 +578,14 @@ class SdpSim:
             priority = rand_weighted(rng, ("Low", "Medium", "High", "Urgent"), (30, 45, 20, 5))
         due_hours, response_hours = DUE_HOURS[priority]
         if (soar is not None and soar["status"] == 2) or (
-            now_ms - created_ms > 7 * _MS_DAY and rng.random() < 0.85
+            now_ms - created_ms > 7 * _MS_DAY and rng.random() < self.pace.closed_after_week
         ):
             done = 3
         else:
             done = rand_weighted(rng, (0, 1, 2, 3), (15, 35, 20, 30))
         step_at = (
-            created_ms + int(rng.uniform(0.05, 1.2) * response_hours * _MS_HOUR),
-            created_ms + int(rng.uniform(0.2, 1.15) * due_hours * _MS_HOUR),
+            created_ms + int(rng.uniform(*self.pace.response) * response_hours * _MS_HOUR),
+            created_ms + int(rng.uniform(*self.pace.resolution) * due_hours * _MS_HOUR),
         )
         steps: list[tuple[str, int]] = []
         at_ms = created_ms
@@ -1457,6 +1485,8 @@ def create_app(seed: int = 7, live: bool = False, **config: Any) -> FastAPI:
     """The ServiceDesk Plus simulator app.
 
     ``config``: ``requests`` (extra service requests seeded besides the SOAR escalations),
+    ``profile`` (``default``, or ``demo``: three months worked to the SLA, escalating the XSOAR
+    simulator's demo history),
     ``xsoar_incidents`` (size of the XSOAR seed to link to, default 600), ``auth_token``,
     ``zoho`` (the :class:`ZohoAccounts` issuing cloud OAuth tokens), ``rate_limit_per_minute`` (off by default), ``tick_seconds`` (live period, 5).
     """
