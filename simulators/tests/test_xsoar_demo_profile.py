@@ -20,7 +20,8 @@ def overall(sim: XsoarSim) -> Counter[tuple[float, str]]:
         for done, minutes in zip(
             (plan.tta_us, plan.ttn_us, plan.ttdn_us), TARGETS[plan.severity], strict=True
         ):
-            deadline = rec.created_us + minutes * _MINUTE_US
+            # The portal's SLA clock starts when the event occurred (its default clock start).
+            deadline = rec.occurred_us + minutes * _MINUTE_US
             steps.append(
                 ("met" if done <= deadline else "breached")
                 if done is not None

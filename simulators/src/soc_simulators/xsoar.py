@@ -121,6 +121,7 @@ class SocPace:
     overrun_share: float
     skip_share: tuple[float, float, float]
     stalled_share: float
+    fetch_delay_minutes: tuple[float, float]  # from the event (occurred) to the incident (created)
 
 
 DEMO_PACE = SocPace(
@@ -135,6 +136,7 @@ DEMO_PACE = SocPace(
     overrun_share=0.035,
     skip_share=(0.03, 0.02, 0.02),
     stalled_share=0.03,
+    fetch_delay_minutes=(0.3, 2.5),
 )
 PROFILES = {"default": None, "demo": DEMO_PACE}
 
@@ -741,7 +743,9 @@ class XsoarSim:
             ttdn_us=phase_us[4] if phase >= 4 and rng.random() > skip[2] else None,
             version=1 + phase + rand_between(rng, 0, 4),
         )
-        occurred_us = created_us - rand_between(rng, _MINUTE_US, 120 * _MINUTE_US)
+        # XSOAR fetches every minute or so: the event occurred shortly before the incident was
+        # created (the portal's SLA clock starts at ``occurred`` by default).
+        occurred_us = created_us - int(rng.uniform(*pace.fetch_delay_minutes) * _MINUTE_US)
         modified_us = min(phase_us[phase] + rand_between(rng, 1, 5 * _MINUTE_US), now_us - 1)
         return IncidentRecord(
             num,
