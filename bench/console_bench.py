@@ -59,7 +59,7 @@ def measure(gateway: str, username: str, password: str, runs: int) -> None:
             page.goto("/sign-in")
             page.get_by_label("User name or e-mail").fill(username)
             page.get_by_label("Password").fill(password)
-            page.get_by_role("button", name="Sign in").click()
+            page.get_by_role("button", name="Sign in", exact=True).click()
             page.get_by_role("button", name="Sign out").wait_for()
             page.goto("/offenses")
             page.wait_for_load_state("networkidle")

@@ -5,6 +5,7 @@ Screenshots land in .local/artefacts/browser/ (kept by CI as test artefacts, nev
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -118,6 +119,10 @@ def browser(stack: ConsoleStack) -> Iterator[Any]:
         chromium.close()
 
 
+# The page has drawn its answer: the shell (or sign-in page) is there and no request is loading.
+SETTLED = "() => document.querySelector('main') !== null && document.querySelector('.state.loading') === null"
+
+
 class Console:
     """One browser context signed in as one user."""
 
@@ -127,6 +132,22 @@ class Console:
         self.page = self.context.new_page()
         self.errors: list[str] = []
         self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+
+    def resume(self, user: str | tuple[str, str]) -> Console:
+        """Signed in without the form (the sign-in tests use it): a session of its own from the
+        login API, handed to the tab as the console keeps it. The tab's first load takes it once,
+        so a sign-out stays a sign-out."""
+        username, password = USERS[user] if isinstance(user, str) else user
+        with httpx.Client(base_url=self.gateway, timeout=60, trust_env=False) as http:
+            answer = http.post("/auth/login/", json={"username": username, "password": password})
+        answer.raise_for_status()
+        tokens = json.dumps({k: answer.json()[k] for k in ("access_token", "refresh_token")})
+        self.context.add_init_script(
+            "if (location.origin === %s && !sessionStorage.getItem('soc.resumed')) {"
+            " sessionStorage.setItem('soc.resumed', '1'); sessionStorage.setItem('soc.tokens', %s); }"
+            % (json.dumps(self.gateway), json.dumps(tokens))
+        )
+        return self
 
     def sign_in(self, user: str | tuple[str, str]) -> Console:
         username, password = USERS[user] if isinstance(user, str) else user
@@ -145,7 +166,7 @@ class Console:
 
     def open(self, path: str) -> Any:
         self.page.goto(path)
-        self.page.wait_for_load_state("networkidle")
+        self.page.wait_for_function(SETTLED, timeout=30_000)
         return self.page
 
     def screenshot(self, name: str) -> Path:
@@ -161,10 +182,13 @@ class Console:
 def console(browser: Any, stack: ConsoleStack) -> Iterator[Any]:
     opened: list[Console] = []
 
-    def make(user: str | tuple[str, str] | None = None, **context: Any) -> Console:
+    def make(user: str | tuple[str, str] | None = None, *, form: bool = False, **context: Any) -> Console:
+        """A browser context; with a user, signed in — through the sign-in form when ``form``."""
         session = Console(browser, stack.gateway, **context)
         opened.append(session)
-        return session.sign_in(user) if user else session
+        if user is None:
+            return session
+        return session.sign_in(user) if form else session.resume(user)
 
     yield make
     for session in opened:

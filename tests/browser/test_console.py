@@ -25,24 +25,24 @@ def nav_labels(page: Any) -> list[str]:
 
 
 def test_each_kind_of_user_signs_in_and_sees_what_it_may(console: Any) -> None:
-    admin = console("admin")
+    admin = console("admin", form=True)
     labels = nav_labels(admin.page)
     assert {"Companies", "Integrations", "Dead letters", "Login audit"} <= set(labels)
     assert admin.page.get_by_label("Company").is_visible()  # the company switcher
 
-    tenant_admin = console("acme.admin")
+    tenant_admin = console("acme.admin", form=True)
     assert "Assets" in nav_labels(tenant_admin.page)
     assert "Companies" not in nav_labels(tenant_admin.page)
 
     # The demo's tenant user has no ASSETS permission: no entry, and the page refuses by URL too.
-    user = console("acme.user")
+    user = console("acme.user", form=True)
     labels = nav_labels(user.page)
     assert "Reports" in labels and "Assets" not in labels and "Companies" not in labels
     user.open("/assets")
     assert user.page.get_by_text("You do not have access to this page.").is_visible()
 
     # A directory account: signs in with its LDAP password, lands in its group's company.
-    directory = console("alice")
+    directory = console("alice", form=True)
     assert "Dashboard" in nav_labels(directory.page)
 
     # Signing out ends the session: back to the sign-in page, and a reload does not restore it.
@@ -85,6 +85,7 @@ def test_a_user_without_reports_sees_no_reports_entry(console: Any, api: Api) ->
         if "409" not in str(exc):
             raise
     viewer = console(("acme.viewer", password))
+    viewer.open("/dashboard")
     labels = nav_labels(viewer.page)
     assert "Reports" not in labels and "Threat alerts" not in labels and "Dashboard" in labels
     viewer.open("/offenses")
@@ -143,6 +144,7 @@ def test_a_download_arrives(console: Any, api: Api) -> None:
 def test_chat_arrives_live_in_the_other_context(console: Any, api: Api) -> None:
     company = api.get("admin", "/admin/companies/", q="Acme Corp")["items"][0]
     admin = console("admin")
+    admin.open("/chat")
     admin.page.get_by_label("Company").select_option(company["id"])
     user = console("acme.user")
     for side in (admin, user):
