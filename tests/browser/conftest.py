@@ -142,10 +142,10 @@ class Console:
             answer = http.post("/auth/login/", json={"username": username, "password": password})
         answer.raise_for_status()
         tokens = json.dumps({k: answer.json()[k] for k in ("access_token", "refresh_token")})
+        origin, stored = json.dumps(self.gateway), json.dumps(tokens)
         self.context.add_init_script(
-            "if (location.origin === %s && !sessionStorage.getItem('soc.resumed')) {"
-            " sessionStorage.setItem('soc.resumed', '1'); sessionStorage.setItem('soc.tokens', %s); }"
-            % (json.dumps(self.gateway), json.dumps(tokens))
+            f"if (location.origin === {origin} && !sessionStorage.getItem('soc.resumed')) {{"
+            f" sessionStorage.setItem('soc.resumed', '1'); sessionStorage.setItem('soc.tokens', {stored}); }}"
         )
         return self
 
