@@ -266,6 +266,49 @@ def ensure_mapping(api: Api, kind: str, body: dict[str, Any]) -> None:
             api.call("PUT", f"/admin/mappings/{kind}/{mapping_id}/", json={**extra, "active": True})
 
 
+def ensure_notifications(api: Api, company_id: str | None, rules: list[dict[str, Any]]) -> None:
+    """An in-app channel and ``rules`` sending to it, for a company (None: the MSSP's staff);
+    kept as they are when they exist (matched by name)."""
+    scope = {"company_id": company_id} if company_id else {}
+    channels = [
+        c
+        for c in api.all_items("/admin/notifications/channels/", kind="in_app", **scope)
+        if c["company_id"] == company_id
+    ]
+    channel = next((c for c in channels if c["name"] == "Portal"), None)
+    if channel is None:
+        channel = api.json(
+            "POST",
+            "/admin/notifications/channels/",
+            json={"name": "Portal", "kind": "in_app", "company_id": company_id, "rate_per_minute": 600},
+        )
+    existing = {
+        r["name"]
+        for r in api.all_items("/admin/notifications/rules/", **scope)
+        if r["company_id"] == company_id
+    }
+    for rule in rules:
+        if rule["name"] not in existing:
+            api.call(
+                "POST",
+                "/admin/notifications/rules/",
+                json={**rule, "company_id": company_id, "channel_ids": [channel["id"]]},
+            )
+
+
+COMPANY_RULES = [
+    {"name": "SLA about to breach", "trigger": "sla_due_soon", "lead_minutes": 15},
+    {"name": "SLA breached", "trigger": "sla_breached"},
+    {"name": "High and critical incidents", "trigger": "incident_created", "min_incident_severity": "high"},
+    {"name": "Contracted EPS exceeded", "trigger": "eps_exceeded"},
+    {"name": "Ticket opened", "trigger": "ticket_created"},
+]
+STAFF_RULES = [
+    {"name": "Integration failing", "trigger": "integration_error", "polls": 3},
+    {"name": "Severe offenses", "trigger": "offense_created", "min_offense_severity": 7},
+]
+
+
 def seed_demo(
     gateway_url: str,
     admin_username: str,
@@ -344,6 +387,15 @@ def seed_demo(
             {},
             company_id=company["id"],
         )
+
+    # Notifications in the portal: each company's SLA, incident, EPS and ticket rules; the staff's
+    # integration and severe-offense rules.
+    try:
+        for _demo, company in companies:
+            ensure_notifications(api, company["id"], COMPANY_RULES)
+        ensure_notifications(api, None, STAFF_RULES)
+    except DemoError as exc:
+        say(f"WARNING: demo notification rules not made: {exc}")
 
     lines = []
     for demo, _company in companies:
