@@ -347,11 +347,12 @@ async def file_records(db: Database, deliveries: list[Delivery]) -> int:
                 + [_filed_login(d, p, companies) for d, p in logins]
             }.values()
         )
+        # One cached statement, executed for many rows (not a statement compiled per batch).
         result = await session.execute(
             pg_insert(audit_record)
-            .values(values)
             .on_conflict_do_nothing(index_elements=["event_id"])
-            .returning(audit_record.c.id)
+            .returning(audit_record.c.id),
+            values,
         )
         return len(result.all())
 
