@@ -236,6 +236,32 @@ async def test_bad_configuration_is_a_clear_4xx_and_writes_nothing(client, heade
         ),
         ({"name": "s", "kind": "slack", "company_id": company}, "validation_error"),
         ({**base, "kind": "pager"}, "validation_error"),
+        ({**base, "smtp_host": "mail relay.example"}, "validation_error"),
+        ({**base, "smtp_host": "[::1"}, "validation_error"),
+        (
+            {
+                "name": "h",
+                "kind": "webhook",
+                "company_id": company,
+                "url": "http://[::1/x",
+                "secret": "s" * 20,
+            },
+            "validation_error",
+        ),
+        (
+            {"name": "h", "kind": "teams", "company_id": company, "url": "https://x.example:99999/"},
+            "validation_error",
+        ),
+        (
+            {
+                "name": "h",
+                "kind": "webhook",
+                "company_id": company,
+                "url": "https://a\x00b.example/",
+                "secret": "s" * 20,
+            },
+            "validation_error",
+        ),
     ]
     for body, code in bad:
         r = await client.post("/admin/notifications/channels/", headers=admin, json=body)

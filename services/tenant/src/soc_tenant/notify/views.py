@@ -13,6 +13,7 @@ import re
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Query, Response
@@ -266,6 +267,13 @@ def _check_url(tx: Tx, url: str, loc: str, kind: str) -> None:
         raise invalid(["body", loc], "must be an http(s) URL")
     if "@" in parts.group(2):
         raise invalid(["body", loc], "must not carry user information")
+    try:
+        split = urlsplit(url)
+        split.port  # noqa: B018 - raises on a port out of range
+    except ValueError as exc:
+        raise invalid(["body", loc], f"not a valid URL: {exc}") from None
+    if not split.hostname or any(ch.isspace() for ch in url):
+        raise invalid(["body", loc], "not a valid URL")
     refused = _egress(tx).check_literal(url)
     if refused:
         raise invalid(["body", loc], f"not allowed: {refused}", code="egress_denied")
@@ -288,7 +296,14 @@ def _validate_channel(tx: Tx, body: ChannelIn, existing: Any | None) -> tuple[di
                 if problem:
                     raise invalid(["body", name], problem, code="template_error")
         if body.smtp_host:
-            refused = _egress(tx).check_literal(f"smtp://{body.smtp_host}")
+            if not re.fullmatch(
+                r"[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\]|[0-9A-Fa-f:]{2,45}", body.smtp_host
+            ):
+                raise invalid(["body", "smtp_host"], "a host name or an IP address")
+            try:
+                refused = _egress(tx).check_literal(f"smtp://{body.smtp_host}")
+            except ValueError:
+                raise invalid(["body", "smtp_host"], "a host name or an IP address") from None
             if refused:
                 raise invalid(["body", "smtp_host"], f"not allowed: {refused}", code="egress_denied")
         config = {
