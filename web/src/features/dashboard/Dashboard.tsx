@@ -1,7 +1,7 @@
-import { useMemo } from "react";
+import { lazy, Suspense, useMemo, type ComponentProps } from "react";
 import { Link } from "react-router-dom";
 import { getJson } from "../../api/client";
-import { Chart } from "../../components/Chart";
+import type { Chart as ChartCanvas } from "../../components/Chart";
 import { useCompany } from "../../components/company";
 import { formatDate, formatNumber } from "../../components/format";
 import { ErrorBox, Loading, PageHeader } from "../../components/States";
@@ -32,6 +32,21 @@ interface EpsGraph {
 }
 
 const DAY = 86_400_000;
+
+// ECharts (most of the dashboard's JavaScript) loads beside the key figures, not before them: the
+// cards are drawn and take input as soon as the dashboard's numbers arrive.
+const EChart = lazy(() => import("../../components/Chart").then((m) => ({ default: m.Chart })));
+
+function Chart(props: ComponentProps<typeof ChartCanvas>) {
+  return (
+    <Suspense fallback={<div className="chart" style={{ height: props.height ?? 280 }} role="img" aria-label={props.summary} aria-busy="true" />}>
+      <EChart {...props} />
+    </Suspense>
+  );
+}
+
+/** Never settles: a request that waits for another's answer first. */
+const later = <T,>() => new Promise<T>(() => undefined);
 const WEEKS = 8;
 
 async function countIn(path: string, scope: object, from: Date, to: Date): Promise<number> {
@@ -85,12 +100,14 @@ const PRIORITIES = ["P1", "P2", "P3", "P4"];
 export default function Dashboard() {
   const { scope } = useCompany();
   const main = useAsync(() => getJson<DashboardData>("/tenant/dashboard/", scope), [scope.company_id]);
-  const sla = useAsync(() => getJson<SlaCompliance>("/tenant/sla/compliance/", scope), [scope.company_id]);
+  // The charts' own requests go once the key figures are in: they do not compete with them.
+  const ready = main.data !== undefined;
+  const sla = useAsync(() => (ready ? getJson<SlaCompliance>("/tenant/sla/compliance/", scope) : later<SlaCompliance>()), [scope.company_id, ready]);
   const eps = useAsync(
-    () => getJson<EpsGraph>("/tenant/eps/graph/", { ...scope, granularity: "hour", from: new Date(Date.now() - 7 * DAY).toISOString() }),
-    [scope.company_id],
+    () => (ready ? getJson<EpsGraph>("/tenant/eps/graph/", { ...scope, granularity: "hour", from: new Date(Date.now() - 7 * DAY).toISOString() }) : later<EpsGraph>()),
+    [scope.company_id, ready],
   );
-  const trend = useAsync(() => trends(scope), [scope.company_id]);
+  const trend = useAsync(() => (ready ? trends(scope) : later<Awaited<ReturnType<typeof trends>>>()), [scope.company_id, ready]);
   const d = main.data;
 
   const charts = useMemo(() => {
