@@ -18,13 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
+from soc_shared.testing import Launcher, broker_pid, cpu_seconds, free_port, pids_where
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_DB = BENCH_VHOST = "soc_bench_e2e"
@@ -38,42 +36,13 @@ MODULES = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return 0.0
-
-
-def pids_where(predicate) -> list[int]:  # noqa: ANN001
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            comm = (proc / "comm").read_text().strip()
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if predicate(comm, cmdline):
-            found.append(int(proc.name))
-    return found
-
-
 class CpuMeter:
     """CPU seconds per named process; PostgreSQL backends of the bench database are summed (they
     come and go with the pools, so each one seen is remembered with its last reading)."""
 
     def __init__(self, procs: dict[str, int]) -> None:
         self.procs = procs
-        self.broker = pids_where(lambda comm, _: comm == "beam.smp")
+        self.broker = [pid] if (pid := broker_pid()) else []
         self.pg_seen: dict[int, float] = {}
         self.pg_start: dict[int, float] = {}
 
@@ -115,36 +84,17 @@ class Suite:
         }
         for name in MODULES:
             self.env[f"SOC_{name.upper().replace('-', '_')}_PORT"] = str(self.ports[name])
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.launcher = Launcher(env=self.env, logs=LOGS)
+        self.procs = self.launcher.procs
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
 
     def start(self, name: str, args: list[str], health: str) -> None:
-        with open(LOGS / f"{name}.log", "ab") as log:
-            proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=self.env, stdout=log, stderr=log)
-        self.procs[name] = proc
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise SystemExit(f"{name} exited with {proc.returncode}; see {LOGS / (name + '.log')}")
-            try:
-                if httpx.get(health, timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise SystemExit(f"{name} not healthy; see {LOGS / (name + '.log')}")
+        self.launcher.start(name, args, health)
 
     def stop(self) -> None:
-        for proc in reversed(self.procs.values()):
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        self.launcher.stop_all()
 
 
 def main() -> None:

@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import httpx
+from soc_shared.testing import cpu_seconds
 
 ENDPOINT = "/tenant/dashboard/"
 
@@ -122,13 +123,6 @@ async def drive(
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         return time.perf_counter() - started, latencies
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (Linux /proc): unlike wall time, it is hardly disturbed
-    by whatever else shares the machine."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: list[float], q: float) -> float:

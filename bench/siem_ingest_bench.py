@@ -42,6 +42,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from soc_shared.testing import broker_pid, cpu_seconds
+
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_DB = BENCH_VHOST = "soc_bench_siem"
 QUEUE = "bench.siem.offenses"
@@ -141,25 +143,6 @@ async def replica(integration_ids: list[str], concurrency: int) -> None:
 
 
 # --- the coordinator ---------------------------------------------------------------------------------------
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (from /proc; 0 where unreadable)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return 0.0
-
-
-def broker_pid() -> int | None:
-    for proc in Path("/proc").iterdir():
-        try:
-            if proc.name.isdigit() and (proc / "comm").read_text().strip() == "beam.smp":
-                return int(proc.name)
-        except OSError:
-            continue
-    return None
-
-
 def start_simulator(port: int) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "soc_simulators", "qradar", "--port", str(port)],

@@ -39,6 +39,7 @@ import psycopg
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
+from soc_shared.testing import Launcher, healthy  # noqa: E402
 from supervise import Supervisor  # noqa: E402
 
 STATE = ROOT / ".local" / "chaos"
@@ -120,6 +121,8 @@ class Sandbox:
     def __init__(self) -> None:
         LOGS.mkdir(parents=True, exist_ok=True)
         self.env = suite_env()
+        # processes are spawned by the launcher and restarted by the supervisor
+        self.launcher = Launcher(env=self.env, logs=LOGS)
         self.supervisor = Supervisor(log=lambda line: print(f"    [supervisor] {line}", flush=True))
         self._lock = threading.Lock()
         self._running = True
@@ -133,15 +136,12 @@ class Sandbox:
 
     def start(self, name: str, args: list[str], health: str) -> None:
         def spawn() -> subprocess.Popen[bytes]:
-            with open(LOGS / f"{name}.log", "ab") as log:
-                return subprocess.Popen(
-                    [sys.executable, *args], cwd=ROOT, env=self.env, stdout=log, stderr=log
-                )
+            return self.launcher.spawn(name, args)
 
         proc = spawn()
         with self._lock:
             self.supervisor.add(name, spawn, proc)
-        wait_until(lambda: _healthy(health), 120, f"{name} healthy")
+        wait_until(lambda: healthy(health), 120, f"{name} healthy")
 
     def pid(self, name: str) -> int:
         with self._lock:
@@ -154,13 +154,6 @@ class Sandbox:
         self._running = False
         with self._lock:
             self.supervisor.stop()
-
-
-def _healthy(health: str) -> bool:
-    try:
-        return httpx.get(health, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def wait_until(predicate, timeout: float, what: str) -> float:  # noqa: ANN001

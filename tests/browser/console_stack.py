@@ -18,8 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
-from soc_shared.testing import free_port
+from soc_shared.testing import Launched, Launcher, PortTaken, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 LOGS = ROOT / ".local" / "logs" / "browser"
@@ -68,10 +67,6 @@ def oidc_available() -> bool:
     return True
 
 
-class PortTaken(RuntimeError):
-    """A process could not bind the free port chosen for it: someone else took it meanwhile."""
-
-
 class ConsoleStack:
     def __init__(self, *, live: bool = False, db: str | None = None, vhost: str | None = None) -> None:
         self.live = live
@@ -79,9 +74,8 @@ class ConsoleStack:
         self.ports = {name: free_port() for name in SERVICES}
         self.sim_ports = {vendor: free_port() for vendor in SIMULATORS}
         self.oidc_port = free_port() if oidc_available() else None
-        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.launcher = Launcher(env={}, logs=LOGS)
         self.logins: list[str] = []
-        LOGS.mkdir(parents=True, exist_ok=True)
 
     @property
     def env(self) -> dict[str, str]:
@@ -155,33 +149,13 @@ class ConsoleStack:
         return self.url("gateway")
 
     def _launch(
-        self, name: str, args: list[str], health: str, *, program: str = sys.executable, cwd: Path = ROOT
-    ) -> tuple[str, subprocess.Popen[bytes], str]:
-        log = open(LOGS / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen([program, *args], cwd=cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        self.procs.append((name, proc))
-        return name, proc, health
+        self, name: str, args: list[str], health: str, *, program: str | None = None, cwd: Path = ROOT
+    ) -> Launched:
+        self.launcher.env = self.env  # the ports may have changed since the last wave
+        return self.launcher.launch(name, args, health, program=program, cwd=cwd)
 
-    @staticmethod
-    def _wait(started: list[tuple[str, subprocess.Popen[bytes], str]], timeout: float = 600) -> None:
-        deadline = time.monotonic() + timeout
-        pending = list(started)
-        while pending:
-            for item in list(pending):
-                name, proc, health = item
-                if proc.poll() is not None:
-                    log = (LOGS / f"{name}.log").read_text()[-4000:]
-                    if "address already in use" in log[-600:]:
-                        raise PortTaken(name)
-                    raise RuntimeError(f"{name} exited: {log}")
-                try:
-                    if httpx.get(health, timeout=1).status_code == 200:
-                        pending.remove(item)
-                except httpx.HTTPError:
-                    pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"not healthy after {timeout}s: {[p[0] for p in pending]}; see {LOGS}")
-            time.sleep(0.2)
+    def _wait(self, started: list[Launched], timeout: float = 600) -> None:
+        self.launcher.wait(started, timeout)
 
     def start(self) -> ConsoleStack:
         # Processes start side by side (each spends seconds importing): the simulators and auth
@@ -220,11 +194,8 @@ class ConsoleStack:
         return self
 
     def _stop_wave(self, names: list[str]) -> None:
-        for name, proc in [p for p in self.procs if p[0] in names]:
-            if proc.poll() is None:
-                proc.terminate()
-                proc.wait(timeout=15)
-            self.procs.remove((name, proc))
+        for name in names:
+            self.launcher.stop(name)
 
     def _first_wave(self) -> None:
         live = ["--live"] if self.live else []
@@ -250,15 +221,7 @@ class ConsoleStack:
         self._wait(first)
 
     def stop(self) -> None:
-        for _name, proc in reversed(self.procs):
-            if proc.poll() is None:
-                proc.terminate()
-        for _name, proc in reversed(self.procs):
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        self.procs.clear()
+        self.launcher.stop_all()
 
 
 def main() -> None:  # pragma: no cover - a developer's tool

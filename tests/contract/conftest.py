@@ -6,10 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,35 +15,12 @@ from typing import Any
 import httpx
 import pytest
 from soc_shared.provision import provision_database, provision_vhost
-from soc_shared.testing import TEST_DB, TEST_VHOST
+from soc_shared.testing import SERVICE_MODULES, TEST_DB, TEST_VHOST, Launcher, listen_port
 
 ROOT = Path(__file__).resolve().parents[2]
 LOGS = ROOT / ".local" / "logs" / "contract"
 ADMIN_PASSWORD = "Contract-admin-Passw0rd!"
-MODULES = {
-    "auth": "soc_auth",
-    "tenant": "soc_tenant",
-    "siem-ingest": "soc_siem_ingest",
-    "soar-ingest": "soc_soar_ingest",
-    "itsm-ingest": "soc_itsm_ingest",
-    "threatintel": "soc_threatintel",
-    "gateway": "soc_gateway",
-}
-
-
-def _listen_port() -> int:
-    """A free port below the kernel's ephemeral range, so that no outgoing connection of another
-    process takes it between this check and the service's bind."""
-    rng = random.SystemRandom()
-    for _ in range(200):
-        port = rng.randrange(20000, 30000)
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port between 20000 and 30000")
+MODULES = SERVICE_MODULES
 
 
 def _env_name(service: str) -> str:
@@ -56,10 +29,10 @@ def _env_name(service: str) -> str:
 
 @dataclass
 class ContractSuite:
-    ports: dict[str, int] = field(default_factory=lambda: {name: _listen_port() for name in MODULES})
-    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    ports: dict[str, int] = field(default_factory=lambda: {name: listen_port() for name in MODULES})
     env: dict[str, str] = field(default_factory=dict)
     token: str = ""
+    launcher: Launcher | None = None
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
@@ -95,48 +68,21 @@ class ContractSuite:
             env[f"SOC_TENANT_{_env_name(ingestor)}_URL"] = self.url(ingestor)
             env[f"SOC_{_env_name(ingestor)}_TENANT_URL"] = self.url("tenant")
         self.env = env
+        self.launcher = Launcher(env=env, logs=LOGS)
 
     def start(self, names: list[str], timeout: float = 240) -> None:
         """Start the services at once (each migrates its own schema) and wait until all are healthy."""
-        LOGS.mkdir(parents=True, exist_ok=True)
-        for name in names:
-            log = open(LOGS / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
-            self.procs[name] = subprocess.Popen(
-                [sys.executable, "-m", MODULES[name]],
-                cwd=ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        waiting = set(names)
-        deadline = time.monotonic() + timeout
-        while waiting and time.monotonic() < deadline:
-            for name in sorted(waiting):
-                proc = self.procs[name]
-                if proc.poll() is not None:
-                    raise RuntimeError(f"{name} exited with {proc.returncode}: {self.log_tail(name)}")
-                try:
-                    if httpx.get(f"{self.url(name)}/healthz", timeout=1).status_code == 200:
-                        waiting.discard(name)
-                except httpx.HTTPError:
-                    pass
-            time.sleep(0.2)
-        if waiting:
-            raise RuntimeError(f"not healthy after {timeout}s: {sorted(waiting)}")
+        assert self.launcher is not None, "configure() first"
+        self.launcher.wait(
+            [self.launcher.launch(n, ["-m", MODULES[n]], f"{self.url(n)}/healthz") for n in names], timeout
+        )
 
     def log_tail(self, name: str) -> str:
-        return (LOGS / f"{name}.log").read_text(errors="replace")[-3000:]
+        return self.launcher.log_tail(name) if self.launcher else ""
 
     def stop_all(self) -> None:
-        for proc in reversed(list(self.procs.values())):
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        self.procs.clear()
+        if self.launcher is not None:
+            self.launcher.stop_all()
 
     def merged_spec(self) -> dict[str, Any]:
         """The gateway's merged document once every upstream's document is in it."""

@@ -6,13 +6,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
+from soc_shared.testing import Launcher
 
 ROOT = Path(__file__).resolve().parents[2]
 LOGS = ROOT / ".local" / "logs" / "e2e"
@@ -45,8 +43,6 @@ def url(name: str) -> str:
 
 class Suite:
     def __init__(self) -> None:
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        LOGS.mkdir(parents=True, exist_ok=True)
         self.env = dict(os.environ)
         self.env.update(
             {
@@ -75,28 +71,14 @@ class Suite:
                 "SOC_THREATINTEL_TENANT_URL": url("tenant"),
             }
         )
+        self.launcher = Launcher(env=self.env, logs=LOGS)
+
+    @property
+    def procs(self) -> dict[str, subprocess.Popen[bytes]]:
+        return self.launcher.procs
 
     def start(self, name: str, args: list[str], health: str, timeout: float = 60) -> None:
-        log = open(LOGS / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen(
-            [sys.executable, *args], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
-        )
-        self.procs[name] = proc
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(
-                    f"{name} exited with {proc.returncode}: {(LOGS / f'{name}.log').read_text()[-3000:]}"
-                )
-            try:
-                if httpx.get(health, timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(
-            f"{name} not healthy after {timeout}s: {(LOGS / f'{name}.log').read_text()[-3000:]}"
-        )
+        self.launcher.start(name, args, health, timeout)
 
     def service(self, name: str) -> None:
         self.start(name, ["-m", MODULES[name]], f"{url(name)}/healthz")
@@ -110,17 +92,10 @@ class Suite:
         )
 
     def stop(self, name: str) -> None:
-        proc = self.procs.pop(name, None)
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        self.launcher.stop(name)
 
     def stop_all(self) -> None:
-        for name in list(reversed(self.procs)):
-            self.stop(name)
+        self.launcher.stop_all()
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -292,3 +293,182 @@ class ServerThread:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+# ------------------------------------------------------------------------ service processes on ports
+# What tests, benches and scripts start as real processes: ``python -m <module>`` per service.
+SERVICE_MODULES = {
+    "auth": "soc_auth",
+    "tenant": "soc_tenant",
+    "siem-ingest": "soc_siem_ingest",
+    "soar-ingest": "soc_soar_ingest",
+    "itsm-ingest": "soc_itsm_ingest",
+    "threatintel": "soc_threatintel",
+    "gateway": "soc_gateway",
+}
+
+
+def listen_port() -> int:
+    """A free port below the kernel's ephemeral range, for a process started later: no outgoing
+    connection of another process takes it between this check and the process's bind."""
+    import random
+
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(20000, 30000)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port between 20000 and 30000")
+
+
+def healthy(url: str) -> bool:
+    """Whether ``url`` answers 200 within a second."""
+    import httpx
+
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+class PortTaken(RuntimeError):
+    """A process could not bind the free port chosen for it: someone else took it meanwhile."""
+
+
+@dataclass
+class Launched:
+    name: str
+    proc: subprocess.Popen[bytes]
+    health: str
+
+
+class Launcher:
+    """Starts processes (``python <args>``, one log file each under ``logs``), waits until each
+    answers 200 on its health URL, stops them. Used by the e2e, contract and browser suites, the
+    benches and the chaos run."""
+
+    def __init__(self, *, env: dict[str, str], logs: Path, cwd: Path = REPO_ROOT) -> None:
+        self.env = env
+        self.logs = logs
+        self.cwd = cwd
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        logs.mkdir(parents=True, exist_ok=True)
+
+    def log_path(self, name: str) -> Path:
+        return self.logs / f"{name}.log"
+
+    def log_tail(self, name: str, chars: int = 3000) -> str:
+        try:
+            return self.log_path(name).read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def spawn(
+        self, name: str, args: list[str], *, program: str | None = None, cwd: Path | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start ``<program> <args>`` (default: this Python) with the launcher's environment, output
+        appended to its log."""
+        import sys
+
+        with open(self.log_path(name), "ab") as log:
+            return subprocess.Popen(
+                [program or sys.executable, *args],
+                cwd=cwd or self.cwd,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def launch(
+        self, name: str, args: list[str], health: str, *, program: str | None = None, cwd: Path | None = None
+    ) -> Launched:
+        proc = self.spawn(name, args, program=program, cwd=cwd)
+        self.procs[name] = proc
+        return Launched(name, proc, health)
+
+    def wait(self, started: list[Launched], timeout: float = 120) -> None:
+        """Until every started process answers on its health URL; a process that exits fails it
+        (``PortTaken`` when its port was taken meanwhile), with the tail of its log."""
+        deadline = time.monotonic() + timeout
+        pending = list(started)
+        while pending:
+            for item in list(pending):
+                if item.proc.poll() is not None:
+                    tail = self.log_tail(item.name)
+                    if "address already in use" in tail[-600:]:
+                        raise PortTaken(item.name)
+                    raise RuntimeError(f"{item.name} exited with {item.proc.returncode}: {tail}")
+                if healthy(item.health):
+                    pending.remove(item)
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"not healthy after {timeout}s: {[p.name for p in pending]}; see {self.logs}"
+                )
+            time.sleep(0.2)
+
+    def start(self, name: str, args: list[str], health: str, timeout: float = 120) -> subprocess.Popen[bytes]:
+        """Launch one process and wait until it is healthy."""
+        launched = self.launch(name, args, health)
+        self.wait([launched], timeout)
+        return launched.proc
+
+    def stop(self, name: str) -> None:
+        proc = self.procs.pop(name, None)
+        if proc is not None:
+            _terminate([proc])
+
+    def stop_all(self) -> None:
+        procs = list(reversed(self.procs.values()))
+        self.procs.clear()
+        _terminate(procs)
+
+
+def _terminate(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+# ---------------------------------------------------------------------------- CPU for the benches
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc; 0 where unreadable). Unlike wall
+    time, it is hardly disturbed by whatever else shares the machine."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def pids_where(predicate: Callable[[str, str], bool]) -> list[int]:
+    """Processes whose (command name, command line) satisfy ``predicate``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            comm = (proc / "comm").read_text().strip()
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if predicate(comm, cmdline):
+            found.append(int(proc.name))
+    return found
+
+
+def broker_pid() -> int | None:
+    """The RabbitMQ node's process (``beam.smp``), if one runs on this machine."""
+    pids = pids_where(lambda comm, _: comm == "beam.smp")
+    return pids[0] if pids else None
