@@ -12,22 +12,25 @@ from typing import Any
 import psycopg
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from soc_shared.bus import Bus, PublishError
-from soc_shared.db import Database
+from soc_shared.db import Database, alembic_config
 from soc_shared.events import IntegrationChanged, SiemDomain, make_event
 from soc_shared.provision import admin_dsn
-from soc_shared.sync import Ingestor, Page, Resource, SyncContext, metadata, sync_state_table
+from soc_shared.sync import Ingestor, Page, Resource, SyncContext, sync_state_table
+from soc_shared.testing import REPO_ROOT
 from soc_shared.vendor_http import VendorError, VendorErrorCategory
 
+SIEM_MIGRATIONS = REPO_ROOT / "services" / "siem-ingest" / "src" / "soc_siem_ingest" / "migrations"
 SCHEMA = "siem_ingest"  # any ingestor schema will do; these tests use their own integration ids
 
 
 @pytest.fixture(scope="module")
 async def db():
     url = f"postgresql+psycopg://soc_siem_ingest:soc_siem_ingest@127.0.0.1:{os.environ.get('SOC_DB_PORT', '55432')}/{os.environ['SOC_DB_NAME']}"
+    # the schema as an ingestor's migrations build it (never created past them: they would refuse)
+    command.upgrade(alembic_config(SIEM_MIGRATIONS, url, SCHEMA), "head")
     database = Database(url, schema=SCHEMA)
-    async with database.engine.begin() as conn:
-        await conn.run_sync(lambda c: metadata.create_all(c, checkfirst=True))
     yield database
     await database.dispose()
 

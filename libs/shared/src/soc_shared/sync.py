@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import socket
 import time
 import uuid
@@ -33,6 +32,7 @@ from sqlalchemy.dialects.postgresql import JSONB, insert
 from soc_shared.bus import BatchConsumer, Bus, Delivery, PublishError
 from soc_shared.db import Database
 from soc_shared.events import CloudEvent, IntegrationChanged, SyncReported, make_event
+from soc_shared.loop import backoff_delay
 from soc_shared.settings import internal_tls
 
 SYNC_RUNS = Counter("soc_sync_runs_total", "Sync runs", ["ingestor", "resource", "outcome"])
@@ -321,10 +321,8 @@ class Ingestor:
         if ok:
             delay = float(row["interval_seconds"])
         else:
-            # Exponential backoff with jitter, never slower than the cap, never faster than 1 s.
-            delay = min(
-                self.failure_backoff_max, max(1.0, 2 ** min(failures, 10)) * random.uniform(0.75, 1.25)
-            )
+            # Exponential backoff with jitter from 2 s, never slower than the cap, never under 1 s.
+            delay = max(1.0, backoff_delay(failures + 1, base=1.0, cap=self.failure_backoff_max))
         values: dict[str, Any] = {
             "lease_owner": None,
             "lease_until": None,

@@ -38,7 +38,7 @@ from soc_auth.mfa import service as mfa
 from soc_auth.mfa.views import router as mfa_router
 from soc_auth.oidc.service import OidcClient
 from soc_auth.oidc.views import router as oidc_router
-from soc_auth.outbox.service import OutboxRelay
+from soc_auth.outbox.service import relay as outbox_relay
 from soc_auth.password.hashing import Passwords
 from soc_auth.preference.views import router as preference_router
 from soc_auth.role.views import router as role_router
@@ -176,7 +176,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await sync_revocations(state)
             await ensure_super_admin(state)
             await state.bus.connect()
-            state.outbox = OutboxRelay(state.db, state.bus)
+            state.outbox = outbox_relay(state.db, state.bus)
             state.outbox.start()
             state.outbox.wake()  # events left by a previous run
             if settings.consumers_enabled:

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import socket
 import uuid
 from collections import OrderedDict
@@ -50,6 +49,7 @@ from prometheus_client import Counter
 from soc_shared.bus import BatchConsumer, Bus, Delivery
 from soc_shared.errors import ApiError
 from soc_shared.events import ItsmTicketCreate, SoarIncident
+from soc_shared.loop import BackgroundLoop, backoff_delay
 from soc_shared.sync import ClientFactory, CredentialsProvider, Ingestor, describe_error
 from soc_shared.vendor_http import VendorError, VendorErrorCategory
 from sqlalchemy.dialects.postgresql import JSONB, insert
@@ -256,8 +256,7 @@ class TicketService:
         self._created: OrderedDict[TicketKey, None] = OrderedDict()
         self._created_limit = 100_000
         self._consumer: BatchConsumer | None = None
-        self._reconciler: asyncio.Task[None] | None = None
-        self._stop = asyncio.Event()
+        self._reconciler: BackgroundLoop | None = None
 
     # ------------------------------------------------------------------------------ lifecycle
     async def start(self, *, consume: bool = True, reconcile: bool = True) -> None:
@@ -272,14 +271,14 @@ class TicketService:
             )
             await self._consumer.start()
         if reconcile:
-            self._stop.clear()
-            self._reconciler = asyncio.create_task(self._reconcile_forever())
+            self._reconciler = BackgroundLoop(
+                "ticket-reconciler", self._reconcile_round, interval=self.reconcile_interval, immediate=True
+            )
+            self._reconciler.start()
 
     async def stop(self) -> None:
-        self._stop.set()
         if self._reconciler is not None:
-            self._reconciler.cancel()
-            await asyncio.gather(self._reconciler, return_exceptions=True)
+            await self._reconciler.stop(grace_seconds=0)  # a vendor call in flight is abandoned
             self._reconciler = None
         if self._consumer is not None:
             await self._consumer.stop()
@@ -609,7 +608,10 @@ class TicketService:
         retry_after = getattr(exc, "retry_after", None)  # SDP's rate limit says how long to stay away
         if retry_after:
             floor = max(floor, float(retry_after))
-        delay = min(self.retry_max_seconds, max(floor, 5.0 * 2 ** (attempts - 1)) * random.uniform(0.8, 1.2))
+        delay = min(
+            self.retry_max_seconds,
+            max(floor, backoff_delay(attempts, base=5.0, cap=self.retry_max_seconds, jitter=0.2)),
+        )
         t = ticket_request_table
         async with self.db.session() as session:
             await session.execute(
@@ -786,18 +788,10 @@ class TicketService:
             )
         return handled
 
-    async def _reconcile_forever(self) -> None:
-        while not self._stop.is_set():
-            try:
-                while await self.reconcile_once():
-                    pass
-                await self.reconsider_unrouted()
-            except Exception as exc:  # the database may be briefly away: keep the loop alive
-                logger.warning("ticket reconciler: {}", exc)
-            try:
-                await asyncio.wait_for(self._stop.wait(), timeout=self.reconcile_interval)
-            except TimeoutError:
-                pass
+    async def _reconcile_round(self) -> None:
+        while await self.reconcile_once():
+            pass
+        await self.reconsider_unrouted()
 
     async def retry(
         self,

@@ -1,10 +1,9 @@
-"""Transactional outbox: an event is written in the same transaction as the change it reports,
-and a relay publishes it with broker confirms afterwards, so a change is never committed without
-its event (nor an event sent for a change that rolled back)."""
+"""The transactional outbox's table (``soc_shared.outbox``): an event is written in the same
+transaction as the change it reports, and published with broker confirms after the commit."""
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, DateTime, Identity, String, Table, func
+from sqlalchemy import BigInteger, Column, DateTime, Identity, Index, Integer, String, Table, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 
 from soc_auth.database import metadata
@@ -16,4 +15,7 @@ outbox = Table(
     Column("routing_key", String(128), nullable=False),
     Column("event", JSONB, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("published_at", DateTime(timezone=True)),
+    Index("ix_outbox_unpublished", "id", postgresql_where=text("published_at IS NULL")),
 )

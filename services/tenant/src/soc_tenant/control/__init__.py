@@ -55,15 +55,13 @@ async def start(app: FastAPI) -> None:
         app.state.control_consumers.append(await integrations.start_consumer(app))
         app.state.control_consumers.append(await audit.start_consumer(app))
         app.state.control_consumers.append(await actions.start_consumer(app))
+    app.state.control_loops = []
     app.state.control_tasks = []
     if opts.background_tasks:
-        app.state.control_tasks = [
-            asyncio.create_task(pending.retry_loop(app), name="tenant-pending-actions"),
-            asyncio.create_task(
-                outbox.relay_loop(app, opts.outbox_relay_seconds), name="tenant-outbox-relay"
-            ),
-            asyncio.create_task(audit.purge_loop(app), name="tenant-audit-retention"),
-        ]
+        app.state.control_loops = [pending.retry_loop(app), outbox.relay(app, opts.outbox_relay_seconds)]
+        for loop in app.state.control_loops:
+            loop.start()
+        app.state.control_tasks = [asyncio.create_task(audit.purge_loop(app), name="tenant-audit-retention")]
 
 
 async def stop(app: FastAPI) -> None:
@@ -72,6 +70,8 @@ async def stop(app: FastAPI) -> None:
     for task in getattr(app.state, "control_tasks", []):
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
+    for loop in getattr(app.state, "control_loops", []):
+        await loop.stop()
     for consumer in getattr(app.state, "control_consumers", []):
         await consumer.stop()
     hub = getattr(app.state, "live_hub", None)

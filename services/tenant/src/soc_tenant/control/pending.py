@@ -5,7 +5,6 @@ with ``FOR UPDATE SKIP LOCKED``, so two replicas never run the same action at on
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from fastapi import FastAPI
 from loguru import logger
+from soc_shared.loop import BackgroundLoop, backoff_delay
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from soc_tenant.control.clients import UpstreamRejected, UpstreamUnavailable, auth_directory
@@ -74,8 +74,8 @@ async def run(app: FastAPI, ids: list[uuid.UUID] | None = None) -> dict[str, int
             except (UpstreamUnavailable, UpstreamRejected) as exc:
                 failed += 1
                 attempts = row["attempts"] + 1
-                delay = min(
-                    opts.pending_backoff_max_seconds, opts.pending_retry_seconds * 2 ** min(attempts - 1, 10)
+                delay = backoff_delay(
+                    attempts, base=opts.pending_retry_seconds, cap=opts.pending_backoff_max_seconds, jitter=0
                 )
                 await session.execute(
                     sa.update(pa)
@@ -123,12 +123,10 @@ async def state(session: AsyncSession, company_id: uuid.UUID) -> list[dict[str, 
     return [dict(r) for r in rows]
 
 
-async def retry_loop(app: FastAPI) -> None:
-    while True:
-        await asyncio.sleep(options(app).pending_retry_seconds)
-        try:
-            await run(app)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # keep retrying whatever happens
-            logger.warning("pending actions: {}", type(exc).__name__)
+def retry_loop(app: FastAPI) -> BackgroundLoop:
+    """Due actions, every ``pending_retry_seconds`` (each action keeps its own backoff)."""
+
+    async def step() -> None:
+        await run(app)
+
+    return BackgroundLoop("tenant-pending-actions", step, interval=options(app).pending_retry_seconds)
