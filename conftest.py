@@ -6,6 +6,9 @@ from __future__ import annotations
 import pytest
 from soc_shared.testing import Stack, TokenFactory, prepare_session
 
+# The ingestors' shared test harness (fixtures db, bus, tap, harness, socket_sim; see the module).
+pytest_plugins = ["soc_shared.testing.ingestor"]
+
 _stack: Stack | None = None
 
 

@@ -1,40 +1,35 @@
-"""itsm-ingest test fixtures: the real database and broker of the session, the ServiceDesk Plus
-simulator in-process (ASGI) or on a loopback socket, an Ingestor and a TicketService wired to them,
-and a tap on the bus."""
+"""itsm-ingest test fixtures: the ingestor harness of ``soc_shared.testing.ingestor`` (the session's
+real database and broker, the ServiceDesk Plus simulator in-process or on a loopback socket,
+Ingestor replicas wired to it, a tap on the bus), plus TicketService replicas."""
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import httpx
 import pytest
-import pytest_asyncio
 import soc_itsm_ingest
 from fastapi import FastAPI
 from soc_itsm_ingest.config import Settings
 from soc_itsm_ingest.mapping import StaticTicketRouting, TicketRouting
 from soc_itsm_ingest.resources import RESOURCES, client_for
 from soc_itsm_ingest.tickets import TicketService
-from soc_shared.bus import Bus
-from soc_shared.db import Database, migrate
-from soc_shared.events import IncidentSeverity, IncidentStatus, IntegrationChanged, SoarIncident
+from soc_shared.db import migrate
+from soc_shared.events import IncidentSeverity, IncidentStatus, SoarIncident
 from soc_shared.sync import Ingestor
 from soc_shared.testing import VENDOR_SAMPLES, EventTap, ServerThread, free_port
-from soc_shared.vendor_http import RetryPolicy
+from soc_shared.testing.ingestor import FAST_RETRY, IngestorHarness, IngestorKind, integration_change
 from soc_simulators import sdp as sdp_sim
 from soc_simulators import zoho as zoho_sim
 
 SAMPLES = VENDOR_SAMPLES / "sdp"
 TOKEN = sdp_sim.AUTH_TOKEN
 UDF = f"udf_fields.{sdp_sim.UDF_SOAR_ID}"
-FAST_RETRY = RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.05, max_retry_after=2)
 SOAR_INTEGRATION = "soar-test"
 ACME = sdp_sim.ACCOUNTS[0]  # the SDP account of the XSOAR account ACME.soar_account
 
@@ -83,115 +78,28 @@ def incident(
     )
 
 
-@pytest.fixture(scope="session")
-def settings() -> Settings:
-    s = Settings(scheduler_enabled=False, tickets_enabled=False)
-    migrate(s, Path(soc_itsm_ingest.__file__).parent / "migrations")
-    return s
+KIND = IngestorKind(
+    name="itsm-ingest",
+    vendor="sdp",
+    subtype="MANAGEENGINE_SDP",
+    integration_type="ITSM",
+    credential_kind="API_KEY",
+    resources=RESOURCES,
+    client_for=client_for,
+    sim_url="http://sdp.sim",
+    id_prefix="sdp",
+    tap_keys=("itsm.#", "ingest.sync.reported"),
+    default_credentials=token_credentials,
+    instance_name="SDP test",
+)
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def db(settings: Settings) -> AsyncIterator[Database]:
-    database = Database.from_settings(settings)
-    yield database
-    await database.dispose()
+def change(integration_id: str, **kwargs: Any) -> Any:
+    return integration_change(KIND, integration_id, **kwargs)
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def bus(settings: Settings) -> AsyncIterator[Bus]:
-    b = Bus(settings.amqp_url.get_secret_value(), service="itsm-ingest-tests")
-    await b.connect()
-    yield b
-    await b.close()
-
-
-class Tap(EventTap):
-    """The shared event tap under this service's queue-name prefix."""
-
-    def __init__(self) -> None:
-        super().__init__("itsm-tests")
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def tap(bus: Bus) -> AsyncIterator[Tap]:
-    t = await Tap().start(bus, ["itsm.#", "ingest.sync.reported"])
-    yield t
-    await t.stop()
-
-
-def change(
-    integration_id: str,
-    *,
-    settings: dict[str, Any] | None = None,
-    deleted: bool = False,
-    base_url: str = "http://sdp.sim",
-) -> IntegrationChanged:
-    return IntegrationChanged(
-        integration_id=integration_id,
-        integration_type="ITSM",
-        subtype="MANAGEENGINE_SDP",
-        instance_name="SDP test",
-        status="active",
-        deleted=deleted,
-        base_url=base_url,
-        credential_kind="API_KEY",
-        settings=settings or {},
-        changed_at=datetime.now(UTC),
-    )
-
-
-@dataclass
-class Harness:
-    """One simulator, Ingestor / TicketService replicas, integrations cleaned up afterwards."""
-
-    settings: Settings
-    db: Database
-    bus: Bus
-    sim: FastAPI
-    integrations: list[str] = field(default_factory=list)
-    credentials: dict[str, Any] = field(default_factory=token_credentials)
-
-    @property
-    def state(self) -> Any:
-        return self.sim.state.sim
-
-    @property
-    def board(self) -> Any:
-        return self.sim.state.faults
-
-    def transport(self) -> httpx.AsyncBaseTransport:
-        return httpx.ASGITransport(app=self.sim)
-
-    def control(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(transport=self.transport(), base_url="http://sdp.sim")
-
-    def ingestor(
-        self,
-        resources: Sequence[str] | None = None,
-        *,
-        bus: Bus | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-        concurrency: int = 4,
-        **client_options: Any,
-    ) -> Ingestor:
-        chosen = [r for r in RESOURCES if resources is None or r.name in resources]
-        options = {"retry": FAST_RETRY, "transport": transport or self.transport(), **client_options}
-
-        async def credentials(_: str) -> dict[str, Any]:
-            return self.credentials
-
-        return Ingestor(
-            name="itsm-ingest",
-            vendor="sdp",
-            subtype="MANAGEENGINE_SDP",
-            db=self.db,
-            bus=bus or self.bus,
-            resources=chosen,
-            client_factory=lambda i, c: client_for(i, c, self.settings, **options),
-            credentials=credentials,
-            concurrency=concurrency,
-            lease_seconds=60,
-        )
+class Harness(IngestorHarness):
+    """The ingestor harness plus TicketService replicas and the routing they use."""
 
     def tickets(
         self,
@@ -225,34 +133,6 @@ class Harness:
             ]
         )
 
-    async def add_integration(
-        self,
-        ingestor: Ingestor,
-        *,
-        settings: dict[str, Any] | None = None,
-        integration_id: str | None = None,
-        base_url: str = "http://sdp.sim",
-    ) -> str:
-        integration_id = integration_id or f"sdp-{uuid.uuid4().hex[:10]}"
-        async with ingestor.db.session() as session:
-            await ingestor.apply_integration(
-                session, change(integration_id, settings=settings, base_url=base_url)
-            )
-        self.integrations.append(integration_id)
-        return integration_id
-
-    async def sync(
-        self, ingestor: Ingestor, integration_id: str, resource: str | None = None
-    ) -> list[dict[str, Any]]:
-        """Make the resource(s) due now and run until nothing is due; the sync states after."""
-        await ingestor.trigger(integration_id, resource)
-        while await ingestor.run_due_once():
-            pass
-        return await ingestor.states(integration_id)
-
-    async def state_of(self, ingestor: Ingestor, integration_id: str, resource: str) -> dict[str, Any]:
-        return next(s for s in await ingestor.states(integration_id) if s["resource"] == resource)
-
     def tickets_for(self, incident_id: str) -> list[str]:
         """Request ids in the simulator whose incident-id field holds ``incident_id``."""
         return [
@@ -261,27 +141,32 @@ class Harness:
             if rec.doc["udf_fields"].get(sdp_sim.UDF_SOAR_ID) == incident_id
         ]
 
-    async def cleanup(self, ingestor: Ingestor) -> None:
-        for integration_id in self.integrations:
-            async with ingestor.db.session() as session:
-                await ingestor.apply_integration(session, change(integration_id, deleted=True))
+
+@pytest.fixture(scope="session")
+def ingestor_kind() -> IngestorKind:
+    return KIND
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def harness(settings: Settings, db: Database, bus: Bus) -> AsyncIterator[Harness]:
-    h = Harness(settings, db, bus, sdp_sim.create_app(seed=21, requests=300, xsoar_incidents=200))
-    yield h
-    await h.cleanup(h.ingestor([]))
+@pytest.fixture(scope="session")
+def harness_class() -> type[IngestorHarness]:
+    return Harness
 
 
-# ------------------------------------------------------------------------- simulator on a socket
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    s = Settings(scheduler_enabled=False, tickets_enabled=False)
+    migrate(s, Path(soc_itsm_ingest.__file__).parent / "migrations")
+    return s
+
+
+@pytest.fixture
+def simulator() -> FastAPI:
+    return sdp_sim.create_app(seed=21, requests=300, xsoar_incidents=200)
 
 
 @pytest.fixture(scope="module")
-def socket_sim() -> Iterator[tuple[FastAPI, str]]:
-    app = sdp_sim.create_app(seed=5, requests=20, xsoar_incidents=50)
-    with ServerThread(app) as server:
-        yield app, f"http://127.0.0.1:{server.port}"
+def socket_simulator() -> Any:
+    return lambda: sdp_sim.create_app(seed=5, requests=20, xsoar_incidents=50)
 
 
 @pytest.fixture(scope="session")
@@ -297,7 +182,7 @@ def kit() -> Any:
         FAST_RETRY=FAST_RETRY,
         TOKEN=TOKEN,
         UDF=UDF,
-        Tap=Tap,
+        Tap=EventTap,
         SAMPLES=SAMPLES,
         SOAR_INTEGRATION=SOAR_INTEGRATION,
         ACME=ACME,

@@ -47,7 +47,7 @@ def cloud_harness(harness: Any, clock: Clock | None = None, **zoho: Any) -> Any:
     """The harness with a cloud SDP whose Zoho accounts server runs on ``clock``."""
     accounts = zoho_sim.ZohoAccounts(clock=clock or Clock(), **zoho)
     harness.sim = sdp_sim.create_app(seed=21, requests=120, xsoar_incidents=100, zoho=accounts)
-    harness.credentials = harness_credentials()
+    harness.default_credentials = harness_credentials()
     return accounts
 
 
@@ -165,7 +165,7 @@ async def test_a_revoked_refresh_token_is_a_credential_error_without_loss_or_hot
 
     # new credentials entered: the old token is not reused, and the sync carries on from its cursor
     accounts.grants["1000.re-issued"] = zoho_sim._Grant(zoho_sim.CLIENT_ID)
-    harness.credentials = harness_credentials(refresh_token="1000.re-issued")
+    harness.default_credentials = harness_credentials(refresh_token="1000.re-issued")
     [state] = await harness.sync(ingestor, integration)
     assert state["last_error"] is None and state["consecutive_failures"] == 0
     assert state["cursor"]["last_updated_time"] >= cursor["last_updated_time"]

@@ -506,7 +506,11 @@ async def test_a_refused_token_is_a_credential_error_that_keeps_the_cursor_and_b
     [state] = await harness.sync(ingestor, integration)
     cursor = state["cursor"]
     assert state["last_error"] is None and cursor
-    harness.credentials = {"credential_kind": "API_KEY", "secrets": {"api_key": "revoked"}, "ca_pem": None}
+    harness.default_credentials = {
+        "credential_kind": "API_KEY",
+        "secrets": {"api_key": "revoked"},
+        "ca_pem": None,
+    }
     sim.add_events(sim.offenses[min(sim.offenses)], event_count=1)
     requests_before = harness.sim.state.faults.requests["/api/siem/offense_closing_reasons"]
     [state] = await harness.sync(ingestor, integration)

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import threading
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -19,12 +16,12 @@ import httpx
 import pytest
 import soc_soar_ingest
 import sqlalchemy as sa
-import uvicorn
 from fastapi import FastAPI
 from soc_shared.bus import Bus
 from soc_shared.db import migrate
 from soc_shared.events import IntegrationChanged
 from soc_shared.sync import Ingestor, integration_table, sync_state_table
+from soc_shared.testing import ServerThread, free_port
 from soc_shared.vendor_http import RetryPolicy
 from soc_simulators import xsoar
 from soc_soar_ingest.config import Settings
@@ -232,12 +229,6 @@ def of_type(events: list[dict[str, Any]], routing_key: str) -> list[dict[str, An
 # ------------------------------------------------------------------------------- socket simulator
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def closed_port() -> int:
     """A loopback port nothing listens on (it was free a moment ago)."""
@@ -254,17 +245,5 @@ class SocketSim:
 def socket_sim() -> Iterator[SocketSim]:
     """The simulator behind a real loopback socket (timeouts, refused connections and TLS are real)."""
     app = xsoar.create_app(seed=21)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("simulator did not start")
-        time.sleep(0.02)
-    yield SocketSim(app=app, url=f"http://127.0.0.1:{port}")
-    server.should_exit = True
-    thread.join(timeout=10)
+    with ServerThread(app) as server:
+        yield SocketSim(app=app, url=f"http://127.0.0.1:{server.port}")

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from soc_shared.security import TokenVerifier
 
-REPO_ROOT = Path(__file__).resolve().parents[4]
+REPO_ROOT = Path(__file__).resolve().parents[5]
 SHARED_DIR = REPO_ROOT.parent / "shared"
 # Recorded vendor answers, copied into the repository (tests never read files outside it).
 VENDOR_SAMPLES = REPO_ROOT / "tests" / "fixtures" / "vendor-samples"
