@@ -518,7 +518,7 @@ async def _offenses(app, company: str, n: int, severity: int = 7, start: int = 1
         p = SiemOffense(
             offense_id=k,
             domain_id=4,
-            description=f"Malware beacon {k}",
+            description=f"Malware beacon {k} <!channel>",
             status="OPEN",
             severity=severity,
             magnitude=5,
@@ -566,6 +566,8 @@ async def test_webhook_is_signed_and_slack_and_teams_get_their_formats(app, clie
     assert (
         slack["body"]["text"].startswith("New offense 1") and slack["body"]["blocks"][0]["type"] == "header"
     )
+    assert "&lt;!channel&gt;" in slack["body"]["blocks"][2]["text"]["text"]
+    assert "<!channel>" not in json.dumps(slack["body"])
     [teams] = receiver.on("teams")
     card = teams["body"]["attachments"][0]
     assert (

@@ -182,18 +182,27 @@ _SLACK_SEVERITY = {
 _TEAMS_COLOUR = {"critical": "Attention", "high": "Warning", "medium": "Accent"}
 
 
+def slack_escape(text: str) -> str:
+    """Slack reads ``&``, ``<`` and ``>`` as markup (``<!channel>`` would ping everyone): vendor text
+    goes in escaped."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def slack_message(notice: Notice) -> dict[str, Any]:
     """Slack incoming-webhook payload: ``text`` (the notification's fallback) and Block Kit blocks."""
     icon = _SLACK_SEVERITY.get(notice.severity, ":white_circle:")
     return {
-        "text": f"{notice.title} ({notice.severity})",
+        "text": slack_escape(f"{notice.title} ({notice.severity})"),
         "blocks": [
             {"type": "header", "text": {"type": "plain_text", "text": notice.title[:150]}},
             {
                 "type": "section",
-                "text": {"type": "mrkdwn", "text": f"{icon} *{notice.severity}* · {notice.company}"},
+                "text": {
+                    "type": "mrkdwn",
+                    "text": f"{icon} *{notice.severity}* · {slack_escape(notice.company)}",
+                },
             },
-            {"type": "section", "text": {"type": "mrkdwn", "text": notice.summary[:2900]}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": slack_escape(notice.summary)[:2900]}},
             {
                 "type": "context",
                 "elements": [{"type": "mrkdwn", "text": f"notice {notice.id} · {notice.at.isoformat()}"}],
