@@ -374,8 +374,8 @@ def seed_demo(
             )
 
     # Threat intelligence last: its alerts are matched as they arrive against the offenses and
-    # incidents of the companies they are mapped to by then (a mapping made later does not match
-    # the records already stored against the alerts already stored).
+    # incidents of the companies mapped by then (records of a mapping made later are matched by the
+    # tenant service's next rematch pass, up to a minute later).
     for demo, company in companies:
         ensure_integration(
             api,

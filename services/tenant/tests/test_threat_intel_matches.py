@@ -642,3 +642,69 @@ async def test_backfill_extracts_and_matches_records_stored_before_matching(env,
     offenses = {x["offense_id"]: x for x in (await get(env, "/tenant/offenses/", ha))["items"]}
     detail = await get(env, f"/tenant/offenses/{offenses[31]['id']}/", ha)
     assert [(x["indicator"], x["alert_title"]) for x in detail["ti_matches"]] == [(ip, alert.title)]
+
+
+async def test_a_mapping_made_after_the_data_matches_it(env):
+    """An XSOAR account's incident and its company's alert both stored before the account was
+    mapped: nothing matches until the mapping exists; then the rematch of newly mapped tenants
+    finds the match once."""
+    from soc_tenant.readmodel import tibackfill
+
+    w: World = env["world"]
+    db = env["app"].state.db
+    bus: Bus = env["bus"]
+    d = await add_company(db, f"Umbrella TI {RUN}")
+    ti_d = await add_ti_integration(db, d)
+    account = f"umbrella-ti-{RUN}"
+    ip = "185.220.101.33"
+    alert = cyware_alert(f"D-{RUN}", f"Umbrella advisory {RUN}", f"<p>Scanner {ip}</p>")
+    inc = SoarIncident(
+        incident_id="301",
+        account=account,
+        name=f"Port scan from {ip}",
+        type="Recon",
+        status=IncidentStatus.ACTIVE,
+        severity=IncidentSeverity.MEDIUM,
+        created=NOW - timedelta(hours=1),
+        modified=NOW - timedelta(minutes=30),
+        occurred=NOW - timedelta(hours=1),
+        version=1,
+    )
+    await bus.publish(
+        [
+            event("ti.alert.upserted", alert, ti_d, alert.short_id, version=1),
+            event("soar.incident.upserted", inc, w.soar, "301", version=1, vendor_tenant=account),
+        ]
+    )
+
+    async def both_stored() -> bool:
+        async with db.session() as s:
+            n = (
+                await s.execute(
+                    sa.text(
+                        "SELECT count(DISTINCT record_type) FROM ti_observable WHERE value = :ip "
+                        "AND record_key IN (:a, '301') AND integration_id IN (:t, :x)"
+                    ),
+                    {"ip": ip, "a": alert.short_id, "t": ti_d, "x": w.soar},
+                )
+            ).scalar_one()
+        return n == 2
+
+    await eventually(both_stored, within=20)
+    before = datetime.now(UTC) - timedelta(seconds=1)
+
+    async def of_d() -> set[tuple[str, str, str]]:
+        async with db.session() as s:
+            rows = (
+                await s.execute(
+                    sa.text("SELECT record_key, alert_short_id, value FROM ti_match WHERE company_id = :d"),
+                    {"d": d},
+                )
+            ).all()
+        return {tuple(r) for r in rows}
+
+    assert await of_d() == set()
+    await map_soar(db, d, w.soar, account)
+    assert await tibackfill.rematch_mappings(db, before, bus=bus) >= 1
+    assert await of_d() == {("301", alert.short_id, ip)}
+    assert await tibackfill.rematch_mappings(db, before, bus=bus) == 0

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
@@ -27,6 +27,7 @@ from soc_tenant.readmodel import observables as obs
 from soc_tenant.readmodel import timatch
 
 BATCH = 500
+REMATCH_EVERY = 60.0
 
 
 def _objects(items: Any) -> list[Any]:
@@ -207,9 +208,76 @@ async def backfill(
     return totals
 
 
+MAPPINGS = (
+    ("offense", "qradar_mapping", "domain_id::text"),
+    ("incident", "soar_mapping", "account"),
+    ("ticket", "itsm_mapping", "account_id"),
+)
+
+
+async def rematch_mappings(
+    db: Database,
+    since: datetime,
+    *,
+    bus: Any = None,
+    batch: int = BATCH,
+    record_days: int = 30,
+    alert_days: int = 365,
+) -> int:
+    """Match again the stored records (seen within ``record_days``) of every vendor tenant whose
+    mapping was made or changed after ``since``: matching resolves a record's company through the
+    mappings when the record or an alert arrives, so records and alerts both stored before their
+    mapping existed would otherwise never meet. Returns the new matches (published on ``bus``)."""
+    found = 0
+    for record_type, table, key in MAPPINGS:
+        async with db.engine.begin() as conn:
+            raw = await conn.get_raw_connection()
+            pg: Any = raw.driver_connection
+            async with pg.cursor() as cur:
+                await cur.execute(
+                    f"SELECT DISTINCT integration_id, {key} FROM {table} "  # noqa: S608 - fixed names
+                    "WHERE active AND updated_at > %s",
+                    (since,),
+                )
+                tenants = await cur.fetchall()
+        for integration_id, scope in tenants:
+            after = ""
+            while True:
+                async with db.engine.begin() as conn:
+                    raw = await conn.get_raw_connection()
+                    pg = raw.driver_connection
+                    async with pg.cursor() as cur:
+                        await cur.execute(
+                            "SELECT record_key, max(version) FROM ti_observable WHERE record_type = %s "
+                            "AND integration_id = %s AND scope = %s AND record_key > %s AND NOT private "
+                            "AND seen_at >= now() - make_interval(days => %s) "
+                            "GROUP BY record_key ORDER BY record_key LIMIT %s",
+                            (record_type, str(integration_id), str(scope), after, record_days, batch),
+                        )
+                        rows = await cur.fetchall()
+                    if not rows:
+                        break
+                    after = rows[-1][0]
+                    matches = await timatch.rematch(
+                        pg,
+                        [(record_type, str(integration_id), str(scope), k, v) for k, v in rows],
+                        record_days=record_days,
+                        alert_days=alert_days,
+                    )
+                    if matches and bus is not None:
+                        await bus.publish(timatch.match_events(matches))
+                    found += len(matches)
+    return found
+
+
 async def run_in_background(db: Database, bus: Any, settings: Any) -> None:
     """The service's start: backfill to the end, gently (a short pause between batches), logging
-    what it did; an error is logged and the next start resumes."""
+    what it did; then, every :data:`REMATCH_EVERY` seconds, match again the records of vendor
+    tenants mapped since the last pass (the first pass looks back ``ti_match_lookback_days``: a
+    mapping made while the service was down is caught). An error is logged and retried later."""
+    record_days = getattr(settings, "ti_match_lookback_days", 30)
+    alert_days = getattr(settings, "ti_alert_max_age_days", 365)
+    since = datetime.now(UTC) - timedelta(days=record_days)
     try:
         totals = await backfill(
             db,
@@ -229,3 +297,15 @@ async def run_in_background(db: Database, bus: Any, settings: Any) -> None:
         raise
     except Exception as exc:  # noqa: BLE001 - a background job: logged, resumed at the next start
         logger.warning("threat-intel backfill stopped: {}", type(exc).__name__)
+    while True:
+        started = datetime.now(UTC)
+        try:
+            found = await rematch_mappings(db, since, bus=bus, record_days=record_days, alert_days=alert_days)
+            since = started - timedelta(seconds=5)  # a mapping committed during the pass is seen again
+            if found:
+                logger.info("threat-intel: {} new matches for newly mapped vendor tenants", found)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - retried at the next pass
+            logger.warning("threat-intel rematch failed: {}", type(exc).__name__)
+        await asyncio.sleep(REMATCH_EVERY)

@@ -252,6 +252,34 @@ SET private = EXCLUDED.private, version = EXCLUDED.version, seen_at = EXCLUDED.s
 WHERE o.version <= EXCLUDED.version""")
         await cur.execute(MATCH_SQL, {"record_days": record_days, "alert_days": alert_days})
         rows = await cur.fetchall()
+    return _found(rows)
+
+
+async def rematch(
+    pg: Any, keys: Sequence[tuple[str, str, str, str, int]], *, record_days: int, alert_days: int
+) -> list[TiMatchFound]:
+    """Match stored records again, their observables as stored (``keys``: record type, integration,
+    scope, record key, the stored observables' version) — after a mapping made them a company's;
+    return the matches stored for the first time."""
+    if not keys:
+        return []
+    async with pg.cursor() as cur:
+        await cur.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS _in_ti_rec (record_type text, integration_id text, scope text, "
+            "record_key text, version bigint) ON COMMIT DELETE ROWS"
+        )
+        async with cur.copy(
+            "COPY _in_ti_rec (record_type, integration_id, scope, record_key, version) FROM STDIN"
+        ) as copy:
+            for key in keys:
+                await copy.write_row(key)
+        await cur.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
+        await cur.execute(MATCH_SQL, {"record_days": record_days, "alert_days": alert_days})
+        rows = await cur.fetchall()
+    return _found(rows)
+
+
+def _found(rows: Sequence[Any]) -> list[TiMatchFound]:
     return [
         TiMatchFound(
             company_id=r[0],
