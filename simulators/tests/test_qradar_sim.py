@@ -617,3 +617,19 @@ async def test_injected_console_errors_answer_in_the_console_s_error_body(qradar
     await qradar.post("/_sim/faults", json={"kind": "502", "path": "/api/siem/offenses"})
     proxied = await qradar.get("/api/siem/offenses", headers=SEC)
     assert proxied.status_code == 502 and "http_response" not in proxied.json()
+
+
+async def test_a_fleet_serves_independent_consoles_under_their_own_prefix() -> None:
+    from soc_simulators.qradar import DEFAULT_TOKEN, create_fleet_app
+
+    fleet = create_fleet_app(3, seed=11, offenses=5, ariel_delay=0.01)
+    headers = {"SEC": DEFAULT_TOKEN, "Version": "16.0", "Accept": "application/json"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=fleet), base_url="http://fleet") as c:
+        before = [len((await c.get(f"/i/{n}/api/siem/offenses", headers=headers)).json()) for n in range(3)]
+        assert before == [5, 5, 5]
+        ticked = (await c.post("/i/1/_sim/tick")).json()
+        after = [len((await c.get(f"/i/{n}/api/siem/offenses", headers=headers)).json()) for n in range(3)]
+        assert after[1] == 5 + len(ticked["created"]) and after[0] == after[2] == 5  # only console 1 changed
+        assert (await c.get("/i/0/api/siem/offenses")).status_code == 401  # each keeps the console's guard
+        assert (await c.get("/i/3/api/siem/offenses", headers=headers)).status_code == 404
+        assert len(fleet.states) == 3

@@ -23,8 +23,19 @@ def main() -> None:
         default="default",
         help="xsoar, qradar, sdp: the seeded history's pace (demo: a well-staffed SOC, months of history)",
     )
+    parser.add_argument(
+        "--instances",
+        type=int,
+        default=0,
+        help="qradar: serve this many independent consoles under /i/<n>/ (many integrations)",
+    )
+    parser.add_argument("--offenses", type=int, default=None, help="qradar: seeded offenses per console")
     args = parser.parse_args()
     module = importlib.import_module(f"soc_simulators.{args.vendor}")
+    if args.vendor == "qradar" and args.instances:
+        fleet = module.create_fleet_app(args.instances, seed=args.seed, offenses=args.offenses or 20)
+        uvicorn.run(fleet, host=args.host, port=args.port or VENDORS[args.vendor], log_level="warning")
+        return
     extra = {"profile": args.profile} if args.vendor in ("xsoar", "qradar", "sdp") else {}
     app = module.create_app(seed=args.seed, live=args.live, **extra)
     uvicorn.run(app, host=args.host, port=args.port or VENDORS[args.vendor], log_level="warning")

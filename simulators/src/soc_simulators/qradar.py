@@ -50,6 +50,7 @@ from __future__ import annotations
 import base64
 import binascii
 import bisect
+import contextvars
 import datetime as dt
 import hmac
 import itertools
@@ -61,7 +62,7 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -2098,6 +2099,7 @@ def create_app(
     rate_limit_per_minute: int | None = None,
     max_page_items: int = 500,
     profile: str = "default",
+    state: QRadarState | None = None,
 ) -> FastAPI:
     """A QRadar console simulator.
 
@@ -2112,10 +2114,14 @@ def create_app(
     pace = OFFENSE_PACES[profile]
     if profile != "default" and offenses == 300:  # the same offenses per day over the longer history
         offenses = offenses * pace.history_days // 30
-    state = QRadarState(
-        seed, offenses=offenses, anchor_ms=anchor_ms, ariel_delay=ariel_delay, profile=profile
+    if state is None:
+        state = QRadarState(
+            seed, offenses=offenses, anchor_ms=anchor_ms, ariel_delay=ariel_delay, profile=profile
+        )
+    sim = state
+    app = FastAPI(
+        title="IBM QRadar simulator", lifespan=live_lifespan(lambda: sim.tick(), live, tick_interval)
     )
-    app = FastAPI(title="IBM QRadar simulator", lifespan=live_lifespan(state.tick, live, tick_interval))
     app.state.sim = state
     board = install_faults(app)
     board.error_body = _fault_body
@@ -2487,3 +2493,54 @@ def create_app(
         return state.counts()
 
     return app
+
+
+# ------------------------------------------------------------------------------ many consoles
+_INSTANCE: contextvars.ContextVar[QRadarState] = contextvars.ContextVar("qradar_instance")
+_FLEET_PATH = re.compile(r"^/i/(\d+)(/.*)$")
+
+
+class _InstanceState:
+    """Stands in for one console's state: every access goes to the console the request addressed."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(_INSTANCE.get(), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(_INSTANCE.get(), name, value)
+
+
+def create_fleet_app(
+    instances: int, *, seed: int = 7, offenses: int = 20, ariel_delay: float = 0.3, **options: Any
+) -> Any:
+    """``instances`` independent QRadar consoles behind one port (many integrations, one process):
+    console ``n`` answers under ``/i/<n>/`` (``/i/<n>/api/...``, ``/i/<n>/_sim/...``) exactly as one
+    :func:`create_app` console does at ``/``, with its own seeded history (``offenses``, seed
+    ``seed + n``) created on its first request. One set of routes serves them all."""
+    states: dict[int, QRadarState] = {}
+    app = create_app(seed, ariel_delay=ariel_delay, state=cast(QRadarState, _InstanceState()), **options)
+
+    async def fleet(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        match = _FLEET_PATH.match(scope["path"])
+        if match is None or int(match[1]) >= instances:
+            response = JSONResponse({"detail": f"no console here: use /i/<0..{instances - 1}>/"}, 404)
+            await response(scope, receive, send)
+            return
+        n = int(match[1])
+        console = states.get(n)
+        if console is None:
+            console = states[n] = QRadarState(
+                seed + n, offenses=offenses, anchor_ms=None, ariel_delay=ariel_delay
+            )
+        token = _INSTANCE.set(console)
+        try:
+            path = match[2]
+            await app({**scope, "path": path, "raw_path": path.encode()}, receive, send)
+        finally:
+            _INSTANCE.reset(token)
+
+    fleet.states = states  # type: ignore[attr-defined]
+    return fleet
