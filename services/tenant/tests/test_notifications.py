@@ -1055,3 +1055,39 @@ async def test_a_company_sees_and_changes_only_its_own_notifications_through_the
                 await gw.get("/admin/notifications/channels/", headers=admin, params={"limit": 500})
             ).json()["items"]
             assert {mine["id"], theirs["id"], staff["id"]} <= {c["id"] for c in every}
+
+
+async def test_old_finished_notices_are_purged_and_pending_ones_kept(app, client, headers, mailbox, clock):
+    company = await new_company(client, headers)
+    [mail] = await _offense_notice_setup(app, client, headers, [email_channel(mailbox, None)], company)
+    clock.now = datetime.now(UTC) - timedelta(days=400)
+    await _offenses(app, company, 2)
+    clock.now = datetime.now(UTC)
+    async with app.state.db.session() as s:
+        old = [
+            r.id
+            for r in await s.execute(
+                sa.text("SELECT id FROM notify_notice WHERE company_id = :c ORDER BY id"), {"c": company}
+            )
+        ]
+        # one delivered, one still waiting (a parked channel, say)
+        await s.execute(
+            sa.text("UPDATE notify_delivery SET status = 'sent' WHERE notice_id = :n"), {"n": old[0]}
+        )
+    await _offenses(app, company, 1, start=10)  # a recent one
+    assert await notify.purge_once(app) >= 1
+    async with app.state.db.session() as s:
+        left = [
+            r.id
+            for r in await s.execute(
+                sa.text("SELECT id FROM notify_notice WHERE company_id = :c ORDER BY id"), {"c": company}
+            )
+        ]
+        attempts_gone = (
+            await s.execute(
+                sa.text("SELECT count(*) FROM notify_delivery WHERE notice_id = :n"), {"n": old[0]}
+            )
+        ).scalar_one()
+    assert old[0] not in left and old[1] in left and len(left) == 2
+    assert attempts_gone == 0
+    assert mail

@@ -39,6 +39,9 @@ class Settings(ServiceSettings):
     smtp_security: Literal["none", "starttls", "tls"] = "starttls"
     smtp_username: str | None = None
     smtp_password: SecretStr = SecretStr("")
+    # Notices (with their deliveries, attempts and read marks) older than this are purged once none
+    # of their deliveries is still pending; 0 keeps them.
+    notify_retention_days: int = Field(default=180, ge=0)
 
     consumer_batch_size: int = 1000
     # Threat-intel matching: a new alert is matched against the offenses and incidents seen within

@@ -50,10 +50,24 @@ async def sla_once(app: FastAPI) -> list[int]:
     return written
 
 
+PURGE_EVERY = 3600.0
+
+
+async def purge_once(app: FastAPI) -> int:
+    days = app.state.settings.notify_retention_days
+    return await triggers.purge(app.state.db, notify_options(app).clock(), days)
+
+
 async def _sla_loop(app: FastAPI) -> None:
+    purged_at = 0.0
     while True:
         try:
             await sla_once(app)
+            if asyncio.get_running_loop().time() - purged_at >= PURGE_EVERY:
+                purged_at = asyncio.get_running_loop().time()
+                gone = await purge_once(app)
+                if gone:
+                    logger.info("purged {} old notification(s)", gone)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the database may be briefly away: keep watching

@@ -548,3 +548,19 @@ async def handle_events(db: Any, batch: list[Delivery], now: datetime) -> list[i
         if not rules:
             return []
         return await raise_notices(conn, await event_candidates(conn, batch, rules, now), rules, now)
+
+
+async def purge(db: Any, now: datetime, days: int) -> int:
+    """Delete notices older than ``days`` whose deliveries are all finished (sent or failed); their
+    deliveries, attempts and read marks go with them. Returns how many notices went."""
+    if days <= 0:
+        return 0
+    async with db.engine.begin() as conn:
+        result = await conn.execute(
+            sa.text(
+                "DELETE FROM notify_notice n WHERE n.created_at < :before AND NOT EXISTS ("
+                "SELECT 1 FROM notify_delivery d WHERE d.notice_id = n.id AND d.status = 'pending') RETURNING n.id"
+            ),
+            {"before": now - timedelta(days=days)},
+        )
+        return len(result.all())
