@@ -705,16 +705,20 @@ async def test_a_failing_endpoint_retries_with_backoff_is_parked_and_holds_up_no
     assert len(receiver.on("reject")) >= 1
 
 
-async def test_egress_policy_applies_where_the_webhook_really_connects(app, client, headers, clock):
+async def test_egress_policy_applies_where_the_webhook_and_the_mail_relay_really_connect(
+    app, client, headers, clock, mailbox
+):
     company = await new_company(client, headers)
 
     async def resolver(host: str, port: int) -> list[str]:
-        return ["10.1.2.3"] if host == "hooks.customer.example" else ["127.0.0.1"]
+        return ["10.1.2.3"] if host.endswith("customer.example") else ["127.0.0.1"]
 
     app.state.notify_options.egress = EgressPolicy(allow_loopback=False, resolver=resolver)
     app.state.notify_deliverer.http._transport.egress = app.state.notify_options.egress
+    saved_egress = app.state.notify_deliverer.egress
+    app.state.notify_deliverer.egress = app.state.notify_options.egress
     try:
-        [hook] = await _offense_notice_setup(
+        [hook, relay] = await _offense_notice_setup(
             app,
             client,
             headers,
@@ -724,7 +728,8 @@ async def test_egress_policy_applies_where_the_webhook_really_connects(app, clie
                     "kind": "webhook",
                     "url": "http://hooks.customer.example/x",
                     "secret": "x" * 20,
-                }
+                },
+                email_channel(mailbox, None, smtp_host="mail.customer.example"),
             ],
             company,
         )
@@ -749,8 +754,17 @@ async def test_egress_policy_applies_where_the_webhook_really_connects(app, clie
             )
         ).json()["items"]
         assert items[0]["status"] == "failed" and "10.1.2.3" in items[0]["last_error"]
+        items = (
+            await client.get(
+                "/admin/notifications/deliveries/",
+                headers=headers(kind="admin"),
+                params={"channel_id": relay},
+            )
+        ).json()["items"]
+        assert items[0]["status"] == "failed" and "10.1.2.3" in items[0]["last_error"]
     finally:
-        app.state.notify_deliverer.http._transport.egress = app.state.notify_deliverer.egress
+        app.state.notify_deliverer.egress = saved_egress
+        app.state.notify_deliverer.http._transport.egress = saved_egress
 
 
 async def test_rate_limit_per_channel_defers_without_losing(app, client, headers, mailbox, clock):
