@@ -48,8 +48,8 @@ async def run(args: argparse.Namespace) -> None:
     from soc_shared.db import Database
     from soc_shared.events import AuditRecorded, make_event
     from soc_shared.provision import provision_database, role_password
+    from soc_tenant.audit.views import file_records, purge
     from soc_tenant.config import Settings
-    from soc_tenant.control.audit import file_records, purge
     from soc_tenant.readmodel.testing import migrate_schema
 
     os.environ["SOC_DB_NAME"] = BENCH_DB

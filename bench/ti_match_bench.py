@@ -57,9 +57,9 @@ async def run(args: argparse.Namespace) -> None:
     import psycopg
     from soc_shared.provision import provision_database, role_password
     from soc_tenant.config import Settings
-    from soc_tenant.readmodel import timatch
-    from soc_tenant.readmodel.observables import Observable
     from soc_tenant.readmodel.testing import migrate_schema
+    from soc_tenant.threatintel import matching as timatch
+    from soc_tenant.threatintel.observables import Observable
 
     os.environ["SOC_DB_NAME"] = BENCH_DB
     settings = Settings()

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from soc_shared.bus import Bus
 from soc_shared.db import set_company_scope
 from soc_shared.events import AuditRecorded, LoginAttempt, make_event
-from soc_tenant.control.audit import purge
+from soc_tenant.audit.views import purge
 from sqlalchemy.exc import DBAPIError
 
 

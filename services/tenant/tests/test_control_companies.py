@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from soc_shared.events import UserChanged, make_event
-from soc_tenant.control import pending
 from soc_tenant.control.tables import pending_action, qradar_mapping, tenant_member
+from soc_tenant.pending import service as pending
 
 
 def uniq(prefix: str) -> str:
@@ -283,7 +283,7 @@ async def test_user_changed_events_keep_memberships_current(app, client, headers
         await asyncio.sleep(0.05)
     assert items and items[0]["user_id"] == user_id and items[0]["permissions"] == ["ASSETS", "DASHBOARD"]
 
-    from soc_tenant.control.members import apply_user_changes
+    from soc_tenant.members.views import apply_user_changes
 
     disabled = first.model_copy(update={"active": False, "changed_at": datetime.now(UTC)})
     await apply_user_changes(app.state.db, [disabled, first])  # the older one, delivered late, loses

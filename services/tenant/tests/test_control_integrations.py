@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from loguru import logger
 from soc_shared.events import SyncReported, make_event
-from soc_tenant.control.integrations import apply_sync_reports
 from soc_tenant.control.tables import integration, outbox
+from soc_tenant.integrations.views import apply_sync_reports
 
 
 def self_signed_pem() -> tuple[str, str]:
@@ -575,7 +575,7 @@ async def test_sync_reports_drive_status_and_are_shown_per_resource(app, client,
 
 async def test_outbox_relay_publishes_what_the_request_could_not(app, event_tap):
     from soc_shared.events import CompanyChanged
-    from soc_tenant.control import outbox as outbox_module
+    from soc_tenant.outbox import service as outbox_module
 
     subject = str(uuid.uuid4())
     event = outbox_module.build_event(

@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 import sqlalchemy as sa
-from soc_tenant.control.sla import SlaTargets, effective_sla
 from soc_tenant.control.tables import company as company_table
 from soc_tenant.control.tables import qradar_domain
+from soc_tenant.sla.views import SlaTargets, effective_sla
 
 
 def uniq(prefix: str) -> str:

@@ -6,7 +6,7 @@ import json
 import time
 from pathlib import Path
 
-from soc_tenant.readmodel.observables import (
+from soc_tenant.threatintel.observables import (
     MAX_PER_RECORD,
     Observable,
     extract,

@@ -41,7 +41,6 @@ from soc_shared.events import (
 )
 from soc_tenant.main import create_app
 from soc_tenant.readmodel import ingest
-from soc_tenant.readmodel import sla as slamath
 from soc_tenant.readmodel.testing import (
     add_company,
     add_ti_integration,
@@ -52,6 +51,7 @@ from soc_tenant.readmodel.testing import (
     map_soar,
     set_company_sla,
 )
+from soc_tenant.sla import rules as slamath
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 RUN = uuid.uuid4().hex[:8]

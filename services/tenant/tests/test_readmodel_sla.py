@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from soc_shared.events import IncidentSeverity, IncidentStatus, SiemOffense, SoarIncident, make_event
 from soc_tenant.readmodel import ingest
 from soc_tenant.readmodel.common import like_pattern
-from soc_tenant.readmodel.sla import (
+from soc_tenant.sla.rules import (
     BREACHED,
     MET,
     NO_SLA,

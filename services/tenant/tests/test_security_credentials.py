@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from pydantic import SecretStr
 from soc_shared.crypto import Sealer
 from soc_tenant.__main__ import reseal
-from soc_tenant.control.integrations import aad
 from soc_tenant.control.tables import integration
+from soc_tenant.integrations.views import aad
 
 
 def qradar_body(**overrides) -> dict:

@@ -21,7 +21,8 @@ import pytest_asyncio
 import sqlalchemy as sa
 from soc_shared.events import make_event
 from soc_soar_ingest import normalize
-from soc_tenant.readmodel import ingest, positives
+from soc_tenant.dashboard import positives as positives
+from soc_tenant.readmodel import ingest
 from soc_tenant.readmodel.testing import add_company, map_soar, set_company_sla
 
 RUN = uuid.uuid4().hex[:8]

@@ -487,7 +487,7 @@ async def test_backfill_extracts_and_matches_records_stored_before_matching(env,
     """Records (a recorded-shape offense, an XSOAR incident naming a file hash, a hostile ticket)
     and an alert stored without observables — as before matching existed — are extracted and
     matched by the backfill: in bounded batches, resumable, published once, hostile text bounded."""
-    from soc_tenant.readmodel import tibackfill
+    from soc_tenant.threatintel import backfill as tibackfill
 
     w: World = env["world"]
     db = env["app"].state.db
@@ -648,7 +648,7 @@ async def test_a_mapping_made_after_the_data_matches_it(env):
     """An XSOAR account's incident and its company's alert both stored before the account was
     mapped: nothing matches until the mapping exists; then the rematch of newly mapped tenants
     finds the match once."""
-    from soc_tenant.readmodel import tibackfill
+    from soc_tenant.threatintel import backfill as tibackfill
 
     w: World = env["world"]
     db = env["app"].state.db

@@ -14,8 +14,8 @@ def reseal(settings: Settings) -> None:
     """Re-seal every integration's credentials with the active key of SOC_SEALING_KEYS."""
     from soc_shared.crypto import Sealer, reseal_column
 
-    from soc_tenant.control.integrations import aad
     from soc_tenant.control.tables import integration
+    from soc_tenant.integrations.views import aad
 
     sealer = Sealer.from_env_value(settings.sealing_keys.get_secret_value())
     done, total, unreadable = reseal_column(
@@ -33,7 +33,7 @@ def ti_backfill(settings: Settings) -> None:
     from soc_shared.bus import Bus
     from soc_shared.db import Database
 
-    from soc_tenant.readmodel.tibackfill import backfill
+    from soc_tenant.threatintel.backfill import backfill
 
     async def run() -> dict[str, int]:
         db = Database.from_settings(settings)

@@ -15,7 +15,7 @@ from soc_shared.security import RevocationFeed, ServiceTokenProvider, TokenVerif
 
 from soc_tenant import control, notify, readmodel
 from soc_tenant.config import Settings
-from soc_tenant.readmodel import positives
+from soc_tenant.dashboard import positives as positives
 
 PARTS = (control, readmodel, notify)
 

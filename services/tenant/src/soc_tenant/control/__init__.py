@@ -13,22 +13,20 @@ import contextlib
 
 from fastapi import APIRouter, FastAPI
 
-from soc_tenant.control import (
-    actions,
-    audit,
-    chat,
-    company,
-    integrations,
-    mappings,
-    members,
-    outbox,
-    pending,
-    sla,
-    tenants,
-    ticket_policy,
-)
-from soc_tenant.control.live import LiveHub
+from soc_tenant.actions import views as actions
+from soc_tenant.audit import views as audit
+from soc_tenant.chat import views as chat
+from soc_tenant.chat.live import LiveHub
+from soc_tenant.company import views as company
 from soc_tenant.control.options import options
+from soc_tenant.integrations import views as integrations
+from soc_tenant.mappings import views as mappings
+from soc_tenant.members import views as members
+from soc_tenant.outbox import service as outbox
+from soc_tenant.pending import service as pending
+from soc_tenant.sla import views as sla
+from soc_tenant.tenants import views as tenants
+from soc_tenant.tickets import policy as ticket_policy
 
 routers: list[APIRouter] = [
     company.router,

@@ -19,8 +19,8 @@ from soc_shared.events import Payload
 from soc_shared.security import CurrentPrincipal, Principal, company_scope, require_admin, require_admin_write
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from soc_tenant.control import outbox
 from soc_tenant.control.options import options
+from soc_tenant.outbox import service as outbox
 
 
 @dataclass

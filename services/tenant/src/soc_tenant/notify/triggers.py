@@ -26,8 +26,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from soc_tenant.notify.tables import notify_delivery, notify_notice, notify_sync_watch
-from soc_tenant.readmodel import sla as sla_rules
 from soc_tenant.readmodel.ingest import _strip_nul, integration_of
+from soc_tenant.sla import rules as sla_rules
 
 SLA_DUE_SOON, SLA_BREACHED = "sla_due_soon", "sla_breached"
 OFFENSE_CREATED, INCIDENT_CREATED = "offense_created", "incident_created"

@@ -24,7 +24,7 @@ from soc_shared.errors import ApiError
 from soc_shared.security import Principal
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from soc_tenant.control import audit
+from soc_tenant.audit import views as audit
 from soc_tenant.control.deps import (
     ControlTx,
     ManagerReader,

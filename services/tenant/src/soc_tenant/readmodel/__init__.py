@@ -7,18 +7,16 @@ import contextlib
 
 from fastapi import APIRouter, FastAPI
 
-from soc_tenant.readmodel import (
-    dashboard,
-    deadletters,
-    ingest,
-    itsm,
-    reports,
-    siem,
-    sla_views,
-    soar,
-    ti,
-    timatches,
-)
+from soc_tenant.dashboard import views as dashboard
+from soc_tenant.deadletters import views as deadletters
+from soc_tenant.incidents import views as soar
+from soc_tenant.offenses import views as siem
+from soc_tenant.readmodel import ingest
+from soc_tenant.reports import views as reports
+from soc_tenant.sla import reports as sla_views
+from soc_tenant.threatintel import matches as timatches
+from soc_tenant.threatintel import views as ti
+from soc_tenant.tickets import views as itsm
 
 routers: list[APIRouter] = [
     siem.router,
@@ -40,7 +38,7 @@ async def start(app: FastAPI) -> None:
     if settings.consumers_enabled:
         await ingest.start_consumers(app)
         if settings.ti_backfill_on_start:
-            from soc_tenant.readmodel import tibackfill
+            from soc_tenant.threatintel import backfill as tibackfill
 
             app.state.ti_backfill = asyncio.create_task(
                 tibackfill.run_in_background(app.state.db, app.state.bus, settings), name="ti-backfill"

@@ -971,7 +971,7 @@ async def store(
 ) -> int:
     """Write one batch in one transaction (with the records' observables and their new threat-intel
     matches, published on ``bus`` before the commit); return the number of rows merged."""
-    from soc_tenant.readmodel import timatch
+    from soc_tenant.threatintel import matching as timatch
 
     deliveries = list(deliveries)
     work = rows_by_target(deliveries)

@@ -98,7 +98,7 @@ def sealed_test_credentials(integration_id: str) -> str:
         return "sealed"
     from soc_shared.crypto import Sealer
 
-    from soc_tenant.control.integrations import aad
+    from soc_tenant.integrations.views import aad
 
     return Sealer.from_env_value(keys).seal({"access_id": "test", "secret_key": "test"}, aad(integration_id))
 
