@@ -6,7 +6,11 @@ import { Layout } from "./components/Layout";
 import { Empty, Loading } from "./components/States";
 import SignIn from "./features/auth/SignIn";
 
-const Dashboard = lazy(() => import("./features/dashboard/Dashboard"));
+const loadDashboard = () => import("./features/dashboard/Dashboard");
+const Dashboard = lazy(loadDashboard);
+// A cold load of the dashboard (the landing page) fetches its code while the session is restored,
+// instead of after (ECharts still comes after the key figures).
+if (/^\/(dashboard\/?)?$/.test(window.location.pathname)) void loadDashboard();
 const ListPage = lazy(() => import("./features/lists/ListPage"));
 const DetailPage = lazy(() => import("./features/details/DetailPage"));
 const Reports = lazy(() => import("./features/reports/Reports"));
