@@ -110,6 +110,14 @@ def test_dashboard_numbers_equal_the_api(console: Any, api: Api) -> None:
     if expected["ti_matches"] is not None:
         assert card("incidents-ti-matched") == str(expected["ti_matches"]["open_incidents_with_matches"])
     user.screenshot("dashboard-acme-user")
+    # The theme switch redraws the charts in the new theme at once (new ECharts instances).
+    page.wait_for_function("() => document.querySelectorAll('.chart canvas').length >= 6", timeout=30_000)
+    instances = "[...document.querySelectorAll('.chart')].map(c => c.getAttribute('_echarts_instance_'))"
+    before = page.evaluate(f"() => {instances}")
+    page.get_by_role("button", name="Switch to dark theme").click()
+    page.wait_for_function(
+        f"before => {instances}.every((id, i) => id && id !== before[i])", arg=before, timeout=10_000
+    )
 
 
 def test_a_filter_narrows_the_list(console: Any, api: Api) -> None:
