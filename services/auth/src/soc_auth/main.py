@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,13 +11,13 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute, iter_route_contexts
-from loguru import logger
 from soc_shared.app import create_service_app
 from soc_shared.bus import Bus
 from soc_shared.client_address import trusted_networks
 from soc_shared.crypto import Sealer
 from soc_shared.db import Database
 from soc_shared.errors import error_response
+from soc_shared.loop import BackgroundLoop
 from soc_shared.security import RevocationList
 from sqlalchemy import delete
 from sqlalchemy.exc import DataError
@@ -99,13 +97,14 @@ async def sync_revocations(state: Any) -> int:
     return len(rows)
 
 
-async def _revocation_loop(state: Any) -> None:
-    while True:
-        await asyncio.sleep(state.settings.revocation_poll_seconds)
-        try:
-            await sync_revocations(state)
-        except Exception as exc:  # keep polling
-            logger.warning("revocation sync failed: {}", type(exc).__name__)
+def _revocation_loop(state: Any) -> BackgroundLoop:
+    """Revocations made through other replicas, every ``revocation_poll_seconds``."""
+
+    async def step() -> None:
+        await sync_revocations(state)
+
+    interval = state.settings.revocation_poll_seconds
+    return BackgroundLoop("auth-revocations", step, interval=interval, max_backoff=max(interval, 10.0))
 
 
 async def load_keys(state: Any) -> None:
@@ -114,28 +113,26 @@ async def load_keys(state: Any) -> None:
     state.token_verifier = state.keys.verifier
 
 
-async def _maintenance(state: Any) -> None:
+def _maintenance(state: Any) -> BackgroundLoop:
     """Reload the signing keys (rotations made by other replicas) and prune expired rows."""
     settings: Settings = state.settings
-    last_prune = 0.0
-    while True:
-        await asyncio.sleep(settings.signing_key_reload_seconds)
-        try:
-            await tokens.reload_keys(state)
-            if time.monotonic() - last_prune >= settings.maintenance_interval_seconds:
-                last_prune = time.monotonic()
-                async with state.db.session() as session:
-                    await tokens.prune(session)
-                    await mfa.prune(session)
-                    await state.throttle.prune(session, utcnow())
-                    await session.execute(
-                        delete(login_attempt).where(
-                            login_attempt.c.at
-                            < utcnow() - timedelta(days=settings.login_audit_retention_days)
-                        )
+    last_prune = [0.0]
+
+    async def step() -> None:
+        await tokens.reload_keys(state)
+        if time.monotonic() - last_prune[0] >= settings.maintenance_interval_seconds:
+            last_prune[0] = time.monotonic()
+            async with state.db.session() as session:
+                await tokens.prune(session)
+                await mfa.prune(session)
+                await state.throttle.prune(session, utcnow())
+                await session.execute(
+                    delete(login_attempt).where(
+                        login_attempt.c.at < utcnow() - timedelta(days=settings.login_audit_retention_days)
                     )
-        except Exception as exc:  # a maintenance round must never stop the service
-            logger.warning("auth maintenance round failed: {}", type(exc).__name__)
+                )
+
+    return BackgroundLoop("auth-maintenance", step, interval=settings.signing_key_reload_seconds)
 
 
 def add_slashless_aliases(app: FastAPI) -> None:
@@ -169,7 +166,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = app.state
         init_state(state, settings)
-        background: list[asyncio.Task[None]] = []
+        background: list[BackgroundLoop] = []
         consumer = None
         try:
             await load_keys(state)
@@ -182,14 +179,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if settings.consumers_enabled:
                 consumer = company_consumer(state)
                 await consumer.start()
-            background.append(asyncio.create_task(_maintenance(state), name="auth-maintenance"))
-            background.append(asyncio.create_task(_revocation_loop(state), name="auth-revocations"))
+            background.extend([_maintenance(state), _revocation_loop(state)])
+            for loop in background:
+                loop.start()
             yield
         finally:
-            for task in background:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            for loop in background:
+                await loop.stop(grace_seconds=5)
             if consumer is not None:
                 await consumer.stop()
             if state.outbox is not None:
