@@ -119,6 +119,13 @@ def browser(stack: ConsoleStack) -> Iterator[Any]:
         chromium.close()
 
 
+def axe_violations(page: Any) -> list[dict[str, Any]]:
+    # Evaluated through the debugging protocol: the console's CSP rightly refuses inline scripts.
+    page.evaluate(AXE.read_text())
+    result = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
+    return [v for v in result["violations"] if v["impact"] in ("serious", "critical")]
+
+
 # The page has drawn its answer: the shell (or sign-in page) is there and no request is loading.
 SETTLED = "() => document.querySelector('main') !== null && document.querySelector('.state.loading') === null"
 

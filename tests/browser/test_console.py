@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from conftest import AXE, Api
+from conftest import Api, axe_violations
 
 pytestmark = pytest.mark.timeout(900)  # the first test to use the stack waits for it to start
 
@@ -222,13 +222,6 @@ ADMIN_PAGES = [
     "/manage/login-audit",
     "/manage/dead-letters",
 ]
-
-
-def axe_violations(page: Any) -> list[dict[str, Any]]:
-    # Evaluated through the debugging protocol: the console's CSP rightly refuses inline scripts.
-    page.evaluate(AXE.read_text())
-    result = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
-    return [v for v in result["violations"] if v["impact"] in ("serious", "critical")]
 
 
 def test_every_page_passes_axe_and_is_captured(console: Any) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import pyotp
 import pytest
 
-from conftest import Api
+from conftest import Api, axe_violations
 
 pytestmark = pytest.mark.timeout(900)  # the first test to use the stack waits for it to start
 
@@ -36,6 +36,8 @@ def test_sso_signs_a_mapped_person_in_and_refuses_an_unmapped_one(console: Any, 
     person = console()
     page = person.page
     page.goto("/sign-in")
+    page.get_by_role("button", name="Sign in with Corporate SSO").wait_for()
+    assert not axe_violations(page), "the sign-in page with its SSO button"
     page.get_by_role("button", name="Sign in with Corporate SSO").click()
     # The identity provider's own sign-in page (another origin).
     page.locator("input[name=login]").fill("olivia")
@@ -60,6 +62,7 @@ def test_sso_signs_a_mapped_person_in_and_refuses_an_unmapped_one(console: Any, 
     alert.wait_for(timeout=30_000)
     assert "not assigned to a company" in alert.inner_text()
     assert re.fullmatch(r"[0-9a-f]{32}", page.locator(".request-id").inner_text())
+    assert not axe_violations(page), "the single sign-on page's refusal"
     # The state is single-use: the same redirect replayed is refused, not a second session.
     page.reload()
     page.get_by_role("alert").wait_for()
