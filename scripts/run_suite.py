@@ -112,19 +112,23 @@ def mfa_demo_lines(gateway: str, admin_username: str, admin_password: str) -> li
             )
         )
     saved = json.loads(MFA_DEMO_FILE.read_text())
-    # The demo has signed many people in from this address by now: the gateway's login throttle
-    # may ask it to wait, as it would anyone.
-    for _ in range(5):
-        answer = api.post("/auth/login/", json={"username": MFA_DEMO_USER, "password": saved["password"]})
-        if answer.status_code != 429:
-            break
-        time.sleep(min(float(answer.headers.get("retry-after", "5")), 30))
-    step = answer.json()
+
+    def throttled(path: str, body: dict[str, str]) -> httpx.Response:
+        # The demo has signed many people in from this address by now: the gateway's login
+        # throttle (the login and its MFA step alike) may ask it to wait, as it would anyone.
+        for _ in range(5):
+            answer = api.post(path, json=body)
+            if answer.status_code != 429:
+                break
+            time.sleep(min(float(answer.headers.get("retry-after", "5")), 30))
+        return answer
+
+    step = throttled("/auth/login/", {"username": MFA_DEMO_USER, "password": saved["password"]}).json()
     outcome = "no challenge?"
     if step.get("mfa_required"):
         # The code of the next time step: the confirmation may have used the current one.
         code = pyotp.TOTP(saved["secret"]).at(time.time() + 30)
-        done = api.post("/auth/mfa/verify/", json={"challenge": step["challenge"], "code": code})
+        done = throttled("/auth/mfa/verify/", {"challenge": step["challenge"], "code": code})
         outcome = (
             "challenge → code → tokens" if done.status_code == 200 else f"verify answered {done.status_code}"
         )
