@@ -15,6 +15,7 @@ from loguru import logger
 from soc_shared.context import request_id_var
 from soc_shared.errors import error_response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.utils import ClientDisconnected
 
 from soc_gateway.proxy import GATEWAY_SCOPE_KEY
 
@@ -86,6 +87,11 @@ class AccessLogMiddleware:
 
         try:
             await self.app(scope, receive, send_observed)
+        except ClientDisconnected:
+            # The client went away while we were still sending (a closed tab, a dropped socket):
+            # the end of a conversation, not a fault of ours, and nobody is left to answer.
+            info.setdefault("close_code", 1001)
+            status = status or 499
         except Exception as exc:
             logger.opt(exception=exc).error(
                 "unhandled error on {} {}", scope.get("method", "WS"), scope["path"]
