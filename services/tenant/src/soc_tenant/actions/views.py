@@ -28,6 +28,7 @@ the normal sync.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -455,24 +456,40 @@ async def escalate_offense(
     )
 
 
-async def _incident(tx: Tx, incident_pk: int) -> tuple[dict[str, Any], uuid.UUID | None]:
+async def _record(
+    tx: Tx,
+    table: sa.Table,
+    pk: int,
+    what: str,
+    visible: Callable[[Scope, sa.Table], Any],
+    mapping: sa.Table,
+    mapping_key: str,
+    row_key: str,
+) -> tuple[dict[str, Any], uuid.UUID | None]:
+    """The record the asker may see (else 404), the company it belongs to, and its integration
+    still usable (else 409) — the same checks for every record an action targets."""
     scope = await _scope(tx)
-    i = rt.soar_incident
     row = (
-        (await tx.session.execute(sa.select(i).where(i.c.id == incident_pk, scope.soar_filter(i))))
+        (await tx.session.execute(sa.select(table).where(table.c.id == pk, visible(scope, table))))
         .mappings()
         .first()
     )
     if row is None:
-        raise not_found("incident")
+        raise not_found(what)
     company_id = await _company_of(
         tx,
-        soar_mapping,
-        soar_mapping.c.integration_id == row["integration_id"],
-        soar_mapping.c.account == (row["account"] or ""),
+        mapping,
+        mapping.c.integration_id == row["integration_id"],
+        mapping.c[mapping_key] == (row[row_key] or ""),
     )
     await _integration_available(tx, row["integration_id"])
     return dict(row), company_id
+
+
+async def _incident(tx: Tx, incident_pk: int) -> tuple[dict[str, Any], uuid.UUID | None]:
+    return await _record(
+        tx, rt.soar_incident, incident_pk, "incident", Scope.soar_filter, soar_mapping, "account", "account"
+    )
 
 
 @router.post(
@@ -599,23 +616,9 @@ async def list_playbooks(
 
 
 async def _ticket(tx: Tx, ticket_pk: int) -> tuple[dict[str, Any], uuid.UUID | None]:
-    scope = await _scope(tx)
-    k = rt.itsm_ticket
-    row = (
-        (await tx.session.execute(sa.select(k).where(k.c.id == ticket_pk, scope.itsm_filter(k))))
-        .mappings()
-        .first()
+    return await _record(
+        tx, rt.itsm_ticket, ticket_pk, "ticket", Scope.itsm_filter, itsm_mapping, "account_id", "account_id"
     )
-    if row is None:
-        raise not_found("ticket")
-    company_id = await _company_of(
-        tx,
-        itsm_mapping,
-        itsm_mapping.c.integration_id == row["integration_id"],
-        itsm_mapping.c.account_id == (row["account_id"] or ""),
-    )
-    await _integration_available(tx, row["integration_id"])
-    return dict(row), company_id
 
 
 @router.post(
