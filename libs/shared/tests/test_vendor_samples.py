@@ -52,6 +52,18 @@ def test_qradar_offense_answers_carry_the_fields_sync_reads() -> None:
     assert update["id"] == 16 and update["follow_up"] is True
 
 
+def test_qradar_address_answers_name_the_ids_offenses_carry() -> None:
+    """``siem/source_addresses`` and ``siem/local_destination_addresses``: the address behind an id an
+    offense's ``source_address_ids`` / ``local_destination_address_ids`` hold."""
+    for name, field, other in (
+        ("siem_source_addresses", "source_ip", "local_destination_address_ids"),
+        ("siem_local_destination_addresses", "local_destination_ip", "source_address_ids"),
+    ):
+        rows = _load(f"qradar/{name}.json")
+        assert rows and all(isinstance(r["id"], int) and isinstance(r[field], str) for r in rows)
+        assert all(isinstance(r["offense_ids"], list) and isinstance(r[other], list) for r in rows)
+
+
 def test_qradar_notes_rules_assets_and_ariel_answers() -> None:
     notes = _load("qradar/siem_offenses_notes.json")
     assert all(set(n) == {"id", "note_text", "create_time", "username"} for n in notes)

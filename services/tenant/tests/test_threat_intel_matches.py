@@ -708,3 +708,76 @@ async def test_a_mapping_made_after_the_data_matches_it(env):
     assert await tibackfill.rematch_mappings(db, before, bus=bus) >= 1
     assert await of_d() == {("301", alert.short_id, ip)}
     assert await tibackfill.rematch_mappings(db, before, bus=bus) == 0
+
+
+async def test_offense_addresses_resolved_from_their_ids_are_stored_shown_and_matched(env):
+    """The recorded offense 15 (a username offense: ``offense_source`` names no address) carries
+    source address ids [2, 1] and local destination ids [1]; siem-ingest publishes the addresses
+    the recorded ``siem/source_addresses`` answer names (id 1 → 192.168.0.1, id 2 unknown) and a
+    local destination in the recorded shape whose address is a public server an alert names.
+    Known in advance: one match, on the destination address; the private source is stored
+    flagged and never matched; the detail lists both."""
+    w: World = env["world"]
+    bus: Bus = env["bus"]
+    db = env["app"].state.db
+    raw = json.loads((FIXTURES / "qradar" / "siem_offenses.json").read_text())[1]
+    sources = json.loads((FIXTURES / "qradar" / "siem_source_addresses.json").read_text())
+    destinations = json.loads((FIXTURES / "qradar" / "siem_local_destination_addresses.json").read_text())
+    dmz = "91.198.174.192"
+    destinations = [{**destinations[0], "local_destination_ip": dmz}]
+    source_ip = {r["id"]: r["source_ip"] for r in sources}
+    destination_ip = {r["id"]: r["local_destination_ip"] for r in destinations}
+    assert raw["offense_type"] == 3 and raw["source_address_ids"] == [2, 1]
+    alert = cyware_alert(
+        f"DST-{RUN}", f"Web server beaconing {RUN}", f"<p>Victim host {dmz.replace('.', '[.]')}</p>"
+    )
+    await bus.publish([event("ti.alert.upserted", alert, w.ti_a, alert.short_id, version=1)])
+
+    async def alert_stored() -> bool:
+        async with db.session() as s:
+            n = (
+                await s.execute(
+                    sa.text("SELECT count(*) FROM ti_observable WHERE record_key = :k AND value = :v"),
+                    {"k": alert.short_id, "v": dmz},
+                )
+            ).scalar_one()
+        return n == 1
+
+    await eventually(alert_stored)
+    offense = recorded_offense(
+        15,
+        10,
+        raw,
+        source_addresses=[source_ip[i] for i in raw["source_address_ids"] if i in source_ip],
+        local_destination_addresses=[
+            destination_ip[i] for i in raw["local_destination_address_ids"] if i in destination_ip
+        ],
+    )
+    await bus.publish([event("siem.offense.upserted", offense, w.qradar, "15", version=1, vendor_tenant=10)])
+
+    async def matched() -> set[tuple[str, str, str, str, str]]:
+        found = {m for m in await matches_in_db(env, w) if m[2] == "15"}
+        return found or None  # type: ignore[return-value]
+
+    assert await eventually(matched) == {(w.a, "offense", "15", alert.short_id, dmz)}
+    async with db.session() as s:
+        private = (
+            await s.execute(
+                sa.text(
+                    "SELECT private FROM ti_observable WHERE record_type = 'offense' AND record_key = '15' "
+                    "AND integration_id = :q AND value = '192.168.0.1'"
+                ),
+                {"q": w.qradar},
+            )
+        ).scalar_one()
+    assert private is True
+    ha = tenant(env, w.a)
+    listed = await get(env, "/tenant/offenses/", ha, has_ti_match="true")
+    pk = next(o["id"] for o in listed["items"] if o["offense_id"] == 15)
+    detail = await get(env, f"/tenant/offenses/{pk}/", ha)
+    assert detail["source_addresses"] == ["192.168.0.1"]
+    assert detail["local_destination_addresses"] == [dmz]
+    assert detail["flows"]["local_destination_addresses"] == [dmz]
+    assert [m["indicator"] for m in detail["ti_matches"]] == [dmz]
+    # B's scope never reaches A's offense
+    await get(env, f"/tenant/offenses/{pk}/", tenant(env, w.b), expect=404)

@@ -6434,6 +6434,16 @@ export interface components {
             source_address_ids: number[];
             /** Local Destination Address Ids */
             local_destination_address_ids: number[];
+            /**
+             * Source Addresses
+             * @description the addresses `source_address_ids` name (QRadar's source addresses), in their order
+             */
+            source_addresses?: string[];
+            /**
+             * Local Destination Addresses
+             * @description the addresses `local_destination_address_ids` name (QRadar's local destinations)
+             */
+            local_destination_addresses?: string[];
             /** Destination Networks */
             destination_networks: string[];
             /** Log Sources */
@@ -6479,6 +6489,16 @@ export interface components {
             source_address_ids: number[];
             /** Local Destination Address Ids */
             local_destination_address_ids: number[];
+            /**
+             * Source Addresses
+             * @description the addresses `source_address_ids` name, in their order
+             */
+            source_addresses?: string[];
+            /**
+             * Local Destination Addresses
+             * @description the addresses `local_destination_address_ids` name
+             */
+            local_destination_addresses?: string[];
             /** Destination Networks */
             destination_networks: string[];
         };

@@ -136,6 +136,11 @@ class SiemOffense(Payload):
     offense_type: int | None = None
     source_address_ids: list[int] = Field(default_factory=list)
     local_destination_address_ids: list[int] = Field(default_factory=list)
+    source_addresses: list[str] = Field(default_factory=list, max_length=1000)
+    """The addresses ``source_address_ids`` name (QRadar's ``siem/source_addresses``), in their
+    order; an id the console no longer knows, or past the per-offense cap, is left out."""
+    local_destination_addresses: list[str] = Field(default_factory=list, max_length=1000)
+    """The addresses ``local_destination_address_ids`` name (``siem/local_destination_addresses``)."""
     destination_networks: list[str] = Field(default_factory=list)
     log_sources: list[OffenseLogSource] = Field(default_factory=list)
     start_time: datetime

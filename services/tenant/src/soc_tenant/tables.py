@@ -586,6 +586,9 @@ qradar_offense = sa.Table(
     sa.Column("updated_at", TS, nullable=False, server_default=sa.text("now()")),
     sa.Column("last_persisted_time", TS),
     sa.Column("notes", JSONB),
+    # The addresses the id lists name (resolved by the ingestor).
+    sa.Column("source_addresses", JSONB, nullable=False, server_default=sa.text("'[]'::jsonb")),
+    sa.Column("local_destination_addresses", JSONB, nullable=False, server_default=sa.text("'[]'::jsonb")),
     sa.PrimaryKeyConstraint("integration_id", "offense_id", name="qradar_offense_pkey"),
     sa.UniqueConstraint("id", name="qradar_offense_id_key"),
     sa.Index("ix_offense_offense_id", "offense_id"),

@@ -321,6 +321,8 @@ async def offense_detail(
         "event_count": offense["event_count"],
         "source_address_ids": offense["source_address_ids"],
         "local_destination_address_ids": offense["local_destination_address_ids"],
+        "source_addresses": offense["source_addresses"],
+        "local_destination_addresses": offense["local_destination_addresses"],
         "destination_networks": offense["destination_networks"],
     }
     from soc_tenant.incidents.views import incidents_for_offense

@@ -308,6 +308,8 @@ def offense_row(e: CloudEvent, p: SiemOffense) -> Row:
         e.id,
         p.last_persisted_time,
         None if p.notes is None else models_json(p.notes),
+        jsonb(p.source_addresses),
+        jsonb(p.local_destination_addresses),
     )
 
 
@@ -615,6 +617,8 @@ OFFENSE = Target(
         "event_id",
         "last_persisted_time",
         "notes",
+        "source_addresses",
+        "local_destination_addresses",
     ),
     offense_row,
     rollup_columns=("domain_id", "start_time", "severity", "status", "categories"),

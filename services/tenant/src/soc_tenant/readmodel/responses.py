@@ -100,6 +100,12 @@ class OffenseFlows(ApiModel):
     event_count: int
     source_address_ids: list[int]
     local_destination_address_ids: list[int]
+    source_addresses: list[str] = Field(
+        default_factory=list, description="the addresses `source_address_ids` name, in their order"
+    )
+    local_destination_addresses: list[str] = Field(
+        default_factory=list, description="the addresses `local_destination_address_ids` name"
+    )
     destination_networks: list[str]
 
 
@@ -161,6 +167,14 @@ class OffenseDetail(OffenseSummary):
     rules: list[OffenseRule]
     source_address_ids: list[int]
     local_destination_address_ids: list[int]
+    source_addresses: list[str] = Field(
+        default_factory=list,
+        description="the addresses `source_address_ids` name (QRadar's source addresses), in their order",
+    )
+    local_destination_addresses: list[str] = Field(
+        default_factory=list,
+        description="the addresses `local_destination_address_ids` name (QRadar's local destinations)",
+    )
     destination_networks: list[str]
     log_sources: list[OffenseLogSourceRef]
     closing_reason_id: int | None

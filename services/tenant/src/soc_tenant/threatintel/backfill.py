@@ -55,6 +55,8 @@ class Source:
         if self.record_type == "offense":
             found = obs.extract(
                 r.offense_source,
+                r.source_addresses,
+                r.local_destination_addresses,
                 r.description,
                 r.categories,
                 [x.name for x in _objects(r.rules) if x.name],
@@ -87,7 +89,8 @@ SOURCES = (
         "domain_id::text",
         "offense_id::text",
         "coalesce(last_updated_time, start_time)",
-        "offense_source, description, categories, rules, log_sources",
+        "offense_source, source_addresses, local_destination_addresses, description, categories, rules, "
+        "log_sources",
     ),
     Source(
         "incident",

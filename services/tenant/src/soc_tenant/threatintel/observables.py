@@ -245,10 +245,13 @@ def extract(*values: Any) -> list[Observable]:
 
 # ------------------------------------------------------------------------------ per record kind
 def offense_observables(p: Any) -> list[Observable]:
-    """A QRadar offense: its source (an address, a user or a host name), description, categories,
-    rule names and log source names (source/destination address ids are QRadar's, not addresses)."""
+    """A QRadar offense: its source (an address, a user or a host name), the addresses its source and
+    local destination address ids name (resolved by the ingestor), description, categories, rule
+    names and log source names."""
     return extract(
         p.offense_source,
+        getattr(p, "source_addresses", None),
+        getattr(p, "local_destination_addresses", None),
         p.description,
         p.categories,
         [r.name for r in p.rules if getattr(r, "name", None)],
