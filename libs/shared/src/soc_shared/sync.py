@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
@@ -32,6 +32,7 @@ from sqlalchemy.dialects.postgresql import JSONB, insert
 from soc_shared.bus import BatchConsumer, Bus, Delivery, PublishError
 from soc_shared.db import Database
 from soc_shared.events import CloudEvent, IntegrationChanged, SyncReported, make_event
+from soc_shared.lease import Lease
 from soc_shared.loop import backoff_delay
 from soc_shared.settings import internal_tls
 
@@ -184,6 +185,15 @@ class Ingestor:
         self.poll_seconds = poll_seconds
         self.failure_backoff_max = failure_backoff_max
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.lease = Lease(
+            sync_state_table,
+            key=("integration_id", "resource"),
+            owner="lease_owner",
+            until="lease_until",
+            next_run="next_run_at",
+            holder=self.owner,
+            seconds=lease_seconds,
+        )
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
         self._consumer: BatchConsumer | None = None
@@ -267,83 +277,46 @@ class Ingestor:
     async def claim(self, limit: int) -> list[dict[str, Any]]:
         s = sync_state_table
         i = integration_table
-        due = (
-            sa.select(s.c.integration_id, s.c.resource)
-            .join(i, i.c.id == s.c.integration_id)
-            .where(
+        async with self.db.session() as session:
+            return await self.lease.claim(
+                session,
                 s.c.enabled,
                 ~i.c.deleted,
                 i.c.status != "disabled",
-                s.c.next_run_at <= sa.func.now(),
-                sa.or_(s.c.lease_until.is_(None), s.c.lease_until < sa.func.now()),
                 s.c.resource.in_(list(self.resources)),
+                limit=limit,
+                join=(i, i.c.id == s.c.integration_id),
+                values={"last_started_at": sa.func.now()},
             )
-            .order_by(s.c.next_run_at)
-            .limit(limit)
-            .with_for_update(of=s, skip_locked=True)
-            .cte("due")
-        )
-        stmt = (
-            sa.update(s)
-            .where(s.c.integration_id == due.c.integration_id, s.c.resource == due.c.resource)
-            .values(
-                lease_owner=self.owner,
-                lease_until=sa.func.now() + timedelta(seconds=self.lease_seconds),
-                last_started_at=sa.func.now(),
-            )
-            .returning(*s.c)
-        )
-        async with self.db.session() as session:
-            rows = (await session.execute(stmt)).mappings().all()
-        return [dict(r) for r in rows]
+
+    @staticmethod
+    def _key(row: dict[str, Any]) -> list[sa.ColumnElement[bool]]:
+        s = sync_state_table
+        return [s.c.integration_id == row["integration_id"], s.c.resource == row["resource"]]
 
     async def _save_progress(self, row: dict[str, Any], cursor: dict[str, Any] | None, records: int) -> bool:
         s = sync_state_table
         async with self.db.session() as session:
-            result = await session.execute(
-                sa.update(s)
-                .where(
-                    s.c.integration_id == row["integration_id"],
-                    s.c.resource == row["resource"],
-                    s.c.lease_owner == self.owner,
-                )
-                .values(
-                    cursor=cursor,
-                    lease_until=sa.func.now() + timedelta(seconds=self.lease_seconds),
-                    total_records=s.c.total_records + records,
-                )
+            return await self.lease.renew(
+                session,
+                *self._key(row),
+                values={"cursor": cursor, "total_records": s.c.total_records + records},
             )
-        return bool(cast("CursorResult[Any]", result).rowcount)
 
     async def _finish(self, row: dict[str, Any], *, ok: bool, records: int, error: ErrorInfo | None) -> int:
-        s = sync_state_table
         failures = 0 if ok else int(row.get("consecutive_failures") or 0) + 1
         if ok:
             delay = float(row["interval_seconds"])
         else:
             # Exponential backoff with jitter from 2 s, never slower than the cap, never under 1 s.
             delay = max(1.0, backoff_delay(failures + 1, base=1.0, cap=self.failure_backoff_max))
-        values: dict[str, Any] = {
-            "lease_owner": None,
-            "lease_until": None,
-            "next_run_at": sa.func.now() + timedelta(seconds=delay),
-            "consecutive_failures": failures,
-            "last_records": records,
-        }
+        values: dict[str, Any] = {"consecutive_failures": failures, "last_records": records}
         if ok:
             values.update(last_success_at=sa.func.now(), last_error=None, last_error_category=None)
         elif error is not None:
             values.update(last_error=error.message, last_error_category=error.category)
         async with self.db.session() as session:
-            await session.execute(
-                sa.update(s)
-                .where(
-                    s.c.integration_id == row["integration_id"],
-                    s.c.resource == row["resource"],
-                    s.c.lease_owner == self.owner,
-                )
-                .values(**values)
-            )
+            await self.lease.release(session, *self._key(row), retry_in=delay, values=values)
         return failures
 
     async def load_integration(self, integration_id: str) -> dict[str, Any] | None:
@@ -360,18 +333,8 @@ class Ingestor:
         return dict(row) if row else None
 
     async def _renew_lease(self, row: dict[str, Any]) -> bool:
-        s = sync_state_table
         async with self.db.session() as session:
-            result = await session.execute(
-                sa.update(s)
-                .where(
-                    s.c.integration_id == row["integration_id"],
-                    s.c.resource == row["resource"],
-                    s.c.lease_owner == self.owner,
-                )
-                .values(lease_until=sa.func.now() + timedelta(seconds=self.lease_seconds))
-            )
-        return bool(cast("CursorResult[Any]", result).rowcount)
+            return await self.lease.renew(session, *self._key(row))
 
     async def _heartbeat(self, row: dict[str, Any]) -> None:
         """Keeps this run's lease while the run lives, so the lease can be short: a replica that

@@ -38,7 +38,6 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from enum import StrEnum
 from typing import Any, NamedTuple
 
@@ -49,6 +48,7 @@ from prometheus_client import Counter
 from soc_shared.bus import BatchConsumer, Bus, Delivery
 from soc_shared.errors import ApiError
 from soc_shared.events import ItsmTicketCreate, SoarIncident
+from soc_shared.lease import Lease
 from soc_shared.loop import BackgroundLoop, backoff_delay
 from soc_shared.sync import ClientFactory, CredentialsProvider, Ingestor, describe_error
 from soc_shared.vendor_http import VendorError, VendorErrorCategory
@@ -250,6 +250,16 @@ class TicketService:
         self.reconcile_interval = reconcile_interval
         self.search_before_create = search_before_create
         self.owner = f"{socket.gethostname()}:{os.getpid()}:tickets:{uuid.uuid4().hex[:6]}"
+        # ``lease_until`` is also when a pending row is due again: a failed attempt keeps its row
+        # until the backoff ends, then any replica's reconciler takes it over.
+        self.lease = Lease(
+            ticket_request_table,
+            key=("integration_id", "soar_integration_id", "soar_account", "incident_id"),
+            owner="owner",
+            until="lease_until",
+            holder=self.owner,
+            seconds=lease_seconds,
+        )
         self._slots = asyncio.Semaphore(concurrency)
         # Keys known to be ``created`` (a final state): later versions of the same incident, the
         # common case, then cost no database round trip. Bounded, oldest forgotten first.
@@ -394,8 +404,7 @@ class TicketService:
                 origin=work.origin,
                 request={"subject": work.subject, "description": work.description, "priority": work.priority},
                 state="pending",
-                owner=self.owner,
-                lease_until=sa.func.now() + timedelta(seconds=self.lease_seconds),
+                **self.lease.held(),
             )
             .on_conflict_do_nothing(
                 index_elements=["integration_id", "soar_integration_id", "soar_account", "incident_id"]
@@ -410,19 +419,10 @@ class TicketService:
         """Claim a pending row whose lease ran out. The row lock serialises competing replicas and
         PostgreSQL re-checks the lease after the first one committed, so only one wins."""
         t = ticket_request_table
-        stmt = (
-            sa.update(t)
-            .where(*key.where(), t.c.state == "pending", t.c.lease_until < sa.func.now())
-            .values(
-                owner=self.owner,
-                lease_until=sa.func.now() + timedelta(seconds=self.lease_seconds),
-                updated_at=sa.func.now(),
-            )
-            .returning(*t.c)
-        )
         async with self.db.session() as session:
-            row = (await session.execute(stmt)).mappings().first()
-        return dict(row) if row else None
+            return await self.lease.take(
+                session, *key.where(), t.c.state == "pending", values={"updated_at": sa.func.now()}
+            )
 
     async def _state_of(self, key: TicketKey) -> Outcome:
         t = ticket_request_table
@@ -578,21 +578,21 @@ class TicketService:
 
     async def _mark_created(self, row: dict[str, Any], ticket_id: str, *, found: bool) -> None:
         t = ticket_request_table
-        async with self.db.session() as session:
-            await session.execute(
-                sa.update(t)
-                .where(*TicketKey.of(row).where(), t.c.state == "pending")
-                .values(
-                    state="created",
-                    ticket_id=ticket_id,
-                    ticket_found=found,
-                    owner=None,
-                    lease_until=None,
-                    attempts=t.c.attempts + 1,
-                    last_error=None,
-                    last_error_category=None,
-                    updated_at=sa.func.now(),
-                )
+        async with self.db.session() as session:  # whoever holds it now: the ticket exists
+            await self.lease.release(
+                session,
+                *TicketKey.of(row).where(),
+                t.c.state == "pending",
+                only_holder=False,
+                values={
+                    "state": "created",
+                    "ticket_id": ticket_id,
+                    "ticket_found": found,
+                    "attempts": t.c.attempts + 1,
+                    "last_error": None,
+                    "last_error_category": None,
+                    "updated_at": sa.func.now(),
+                },
             )
 
     async def _defer(self, row: dict[str, Any], exc: BaseException, *, maybe_processed: bool) -> Outcome:
@@ -614,18 +614,18 @@ class TicketService:
         )
         t = ticket_request_table
         async with self.db.session() as session:
-            await session.execute(
-                sa.update(t)
-                .where(*TicketKey.of(row).where(), t.c.state == "pending", t.c.owner == self.owner)
-                .values(
-                    state="failed" if give_up else "pending",
-                    attempts=attempts,
-                    last_error=message,
-                    last_error_category=category,
-                    owner=None if give_up else self.owner,
-                    lease_until=None if give_up else sa.func.now() + timedelta(seconds=delay),
-                    updated_at=sa.func.now(),
-                )
+            await self.lease.release(
+                session,
+                *TicketKey.of(row).where(),
+                t.c.state == "pending",
+                retry_in=None if give_up else delay,
+                values={
+                    "state": "failed" if give_up else "pending",
+                    "attempts": attempts,
+                    "last_error": message,
+                    "last_error_category": category,
+                    "updated_at": sa.func.now(),
+                },
             )
         logger.warning(
             "ticket for incident {} on {} {} (attempt {}): [{}] {}",
@@ -655,31 +655,10 @@ class TicketService:
         """Take over pending rows whose lease ran out (crashed owners, elapsed backoffs) and resolve
         each by searching SDP before creating; returns how many were handled."""
         t = ticket_request_table
-        due = (
-            sa.select(t.c.integration_id, t.c.soar_integration_id, t.c.soar_account, t.c.incident_id)
-            .where(t.c.state == "pending", t.c.lease_until < sa.func.now())
-            .order_by(t.c.lease_until)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-            .cte("due")
-        )
-        stmt = (
-            sa.update(t)
-            .where(
-                t.c.integration_id == due.c.integration_id,
-                t.c.soar_integration_id == due.c.soar_integration_id,
-                t.c.soar_account == due.c.soar_account,
-                t.c.incident_id == due.c.incident_id,
-            )
-            .values(
-                owner=self.owner,
-                lease_until=sa.func.now() + timedelta(seconds=self.lease_seconds),
-                updated_at=sa.func.now(),
-            )
-            .returning(*t.c)
-        )
         async with self.db.session() as session:
-            rows = [dict(r) for r in (await session.execute(stmt)).mappings().all()]
+            rows = await self.lease.claim(
+                session, t.c.state == "pending", limit=limit, values={"updated_at": sa.func.now()}
+            )
 
         async def one(row: dict[str, Any]) -> None:
             async with self._slots:

@@ -1,17 +1,19 @@
 """Calls to the auth service that must eventually happen even if auth is down at the time (disable or
 re-enable a company's users). The intent is written in the same transaction as the change that
 needs it, tried right after the commit, and retried with backoff by every replica (rows are claimed
-with ``FOR UPDATE SKIP LOCKED``, so two replicas never run the same action at once)."""
+with ``FOR UPDATE SKIP LOCKED``, so two replicas never run the same action at once). The rows stay
+locked while the call runs (a call is short): an intent that supersedes one in flight waits for it,
+so the newer call always reaches auth last."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from fastapi import FastAPI
 from loguru import logger
+from soc_shared.lease import Lease
 from soc_shared.loop import BackgroundLoop, backoff_delay
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -57,18 +59,25 @@ async def _perform(app: FastAPI, kind: str, company_id: str) -> None:
         raise ValueError(f"unknown pending action {kind!r}")
 
 
+# Due at ``next_attempt_at``; no holder column: a claimed row stays locked while its call runs.
+lease = Lease(pending_action, key=("id",), next_run="next_attempt_at")
+
+
 async def run(app: FastAPI, ids: list[uuid.UUID] | None = None) -> dict[str, int]:
     """Run due actions (or the given ones now); returns counts of done and failed."""
     pa = pending_action
-    stmt = sa.select(pa).where(pa.c.done_at.is_(None))
-    stmt = (
-        stmt.where(pa.c.id.in_(ids)) if ids is not None else stmt.where(pa.c.next_attempt_at <= sa.func.now())
-    )
-    stmt = stmt.order_by(pa.c.created_at).limit(100).with_for_update(skip_locked=True)
     done = failed = 0
     opts = options(app)
     async with app.state.db.session() as session:
-        for row in (await session.execute(stmt)).mappings().all():
+        rows = await lease.lock_due(
+            session,
+            pa.c.done_at.is_(None),
+            *([pa.c.id.in_(ids)] if ids is not None else []),
+            limit=100,
+            order_by=[pa.c.created_at],
+            due=ids is None,
+        )
+        for row in rows:
             try:
                 await _perform(app, row["kind"], str(row["company_id"]))
             except (UpstreamUnavailable, UpstreamRejected) as exc:
@@ -77,14 +86,11 @@ async def run(app: FastAPI, ids: list[uuid.UUID] | None = None) -> dict[str, int
                 delay = backoff_delay(
                     attempts, base=opts.pending_retry_seconds, cap=opts.pending_backoff_max_seconds, jitter=0
                 )
-                await session.execute(
-                    sa.update(pa)
-                    .where(pa.c.id == row["id"])
-                    .values(
-                        attempts=attempts,
-                        last_error=str(exc)[:500],
-                        next_attempt_at=sa.func.now() + timedelta(seconds=delay),
-                    )
+                await lease.release(
+                    session,
+                    pa.c.id == row["id"],
+                    retry_in=delay,
+                    values={"attempts": attempts, "last_error": str(exc)[:500]},
                 )
                 logger.warning(
                     "pending {} for company {} failed ({}); retry in {:.0f}s",
@@ -95,10 +101,10 @@ async def run(app: FastAPI, ids: list[uuid.UUID] | None = None) -> dict[str, int
                 )
                 continue
             done += 1
-            await session.execute(
-                sa.update(pa)
-                .where(pa.c.id == row["id"])
-                .values(attempts=row["attempts"] + 1, done_at=sa.func.now(), last_error=None)
+            await lease.release(
+                session,
+                pa.c.id == row["id"],
+                values={"attempts": row["attempts"] + 1, "done_at": sa.func.now(), "last_error": None},
             )
             logger.info("pending {} for company {} done", row["kind"], row["company_id"])
     return {"done": done, "failed": failed}
