@@ -628,3 +628,88 @@ async def test_a_fleet_serves_independent_consoles_under_their_own_prefix() -> N
         assert (await c.get("/i/0/api/siem/offenses")).status_code == 401  # each keeps the console's guard
         assert (await c.get("/i/3/api/siem/offenses", headers=headers)).status_code == 404
         assert len(fleet.states) == 3
+
+
+# -- offense addresses ----------------------------------------------------------------------------
+
+
+async def test_offense_address_ids_name_addresses_consistent_with_the_offense_source(
+    qradar: httpx.AsyncClient,
+) -> None:
+    """Every id an offense carries resolves through ``siem/source_addresses`` /
+    ``siem/local_destination_addresses`` (``filter=id in (...)``, as the XSOAR QRadar integration asks,
+    in the recorded answers' shape); a source-IP offense's source is its first source address, a
+    destination-IP offense's its first local destination; the address's offense_ids name the offense."""
+    offenses = await _all_offenses(qradar)
+    for kind, field, sample in (
+        ("source", "source_ip", "siem_source_addresses"),
+        ("local_destination", "local_destination_ip", "siem_local_destination_addresses"),
+    ):
+        ids = sorted({i for o in offenses for i in o[f"{kind}_address_ids"]})
+        assert ids
+        resolved: dict[int, dict] = {}
+        for start in range(0, len(ids), 100):
+            batch = ids[start : start + 100]
+            r = await qradar.get(
+                f"/api/siem/{kind}_addresses",
+                headers={**SEC, "Range": f"items=0-{len(batch) - 1}"},
+                params={"filter": f"id in ({','.join(map(str, batch))})", "fields": f"id,{field}"},
+            )
+            assert r.status_code == 200, r.text
+            assert r.headers["content-range"] == f"items 0-{len(batch) - 1}/{len(batch)}"
+            assert [set(a) for a in r.json()] == [{"id", field}] * len(batch)
+            resolved.update({a["id"]: a for a in r.json()})
+        assert sorted(resolved) == ids
+        full = (await qradar.get(f"/api/siem/{kind}_addresses", headers={**SEC, "Range": "items=0-4"})).json()
+        _assert_covers(_sample(sample), full)
+        for address in full:
+            named_by = {o["id"] for o in offenses if address["id"] in o[f"{kind}_address_ids"]}
+            assert set(address["offense_ids"]) == named_by and address["domain_id"] in {
+                o["domain_id"] for o in offenses if o["id"] in named_by
+            }
+        for o in offenses:
+            first = resolved[o[f"{kind}_address_ids"][0]][field]
+            if (kind, o["offense_type"]) in (("source", 0), ("local_destination", 1)):
+                assert first == o["offense_source"], o["id"]
+    assert any(o["offense_type"] == 0 and not o["offense_source"].startswith("10.") for o in offenses)
+
+
+async def test_offense_address_lists_page_and_refuse_a_bad_filter_like_the_console(
+    qradar: httpx.AsyncClient,
+) -> None:
+    total = int(
+        (await qradar.get("/api/siem/source_addresses", headers={**SEC, "Range": "items=0-0"}))
+        .headers["content-range"]
+        .split("/")[1]
+    )
+    seen: list[int] = []
+    start = 0
+    while start < total:
+        r = await qradar.get(
+            "/api/siem/source_addresses",
+            headers={**SEC, "Range": f"items={start}-{start + 249}"},
+            params={"fields": "id,source_ip"},
+        )
+        seen.extend(a["id"] for a in r.json())
+        start += len(r.json())
+    assert seen == list(range(1, total + 1))
+    one = (await qradar.get("/api/siem/source_addresses/3", headers=SEC)).json()
+    assert one["id"] == 3 and one["source_ip"] and isinstance(one["offense_ids"], list)
+    for bad in ("id in (1, 2", "no_such_field = 1", "offense_ids = 3"):
+        body = _assert_qradar_error(
+            await qradar.get("/api/siem/local_destination_addresses", headers=SEC, params={"filter": bad}),
+            422,
+            1010,
+        )
+        assert bad in body["message"]
+    _assert_qradar_error(
+        await qradar.get("/api/siem/source_addresses", headers=SEC, params={"fields": "id,nope"}), 422, 30
+    )
+    _assert_qradar_error(await qradar.get("/api/siem/source_addresses/99999999", headers=SEC), 404, 1002)
+    _assert_qradar_error(await qradar.get("/api/siem/local_destination_addresses/x", headers=SEC), 422, 11)
+    _assert_qradar_error(await qradar.get("/api/siem/source_addresses"), 401, 18)
+    limited = {"SEC": "qradar-limited-token"}
+    _assert_qradar_error(await qradar.get("/api/siem/source_addresses", headers=limited), 403, 26)
+    # an unknown id is simply absent from a filtered answer, as on a console
+    r = await qradar.get("/api/siem/source_addresses", headers=SEC, params={"filter": "id in (1, 99999999)"})
+    assert [a["id"] for a in r.json()] == [1]

@@ -41,6 +41,13 @@ Decisions a client author needs (QRadar documents little of this precisely):
   for ``FROM flows``), ``Range``-paged like collections. Rows are synthesised from the AQL text.
 * ``offense_closing_reasons`` hides reserved and deleted reasons unless ``include_reserved`` /
   ``include_deleted`` are ``true``, as the console does.
+* Offense addresses: ``source_address_ids`` / ``local_destination_address_ids`` are ids of
+  ``GET /siem/source_addresses`` (``source_ip``) and ``/siem/local_destination_addresses``
+  (``local_destination_ip``), one id per (domain, address); a source-IP offense's
+  ``offense_source`` is its first source address, a destination-IP offense's its first local
+  destination. Both lists answer by id, take ``filter`` (a bad one is 422 code 1010, as IBM
+  documents for them), ``fields`` and ``Range``; ``offense_ids``, counts and first/last seen are
+  computed from the offenses when asked for.
 * A ``shift_page`` fault creates a new offense, which lands at the head of the default ``-id``
   order (and at the tail of ``+last_persisted_time``, as a live console would do).
 """
@@ -60,7 +67,7 @@ import operator
 import re
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -1318,6 +1325,76 @@ OFFENSE_PACES = {
 }
 
 
+_ADDRESS_ID_IN = re.compile(r"^\s*id\s+in\s*\(\s*(\d+(?:\s*,\s*\d+)*)\s*\)\s*$", re.I)
+
+
+class AddressBook:
+    """The console's offense addresses of one kind (``source`` or ``local_destination``): one id per
+    (domain, address), as QRadar keys them, handed out the first time an offense names the address.
+
+    Only the address, its domain and its network are kept per id; what depends on the offenses
+    (``offense_ids``, the other kind's ids, counts, first and last seen, magnitude) is computed from
+    them when a caller asks for those fields, so 100k offenses cost a few dicts, not lists per id.
+    """
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.field = f"{kind}_ip"
+        self.offense_field = f"{kind}_address_ids"
+        other = "local_destination" if kind == "source" else "source"
+        self.other_field = f"{other}_address_ids"
+        self._ids: dict[tuple[int, str], int] = {}
+        self.rows: list[tuple[str, int, str]] = []  # id - 1 -> (address, domain id, network)
+        self.kinds = field_kinds([{
+            "id": 1, self.field: "", "domain_id": 0, "network": "", "magnitude": 0, "event_flow_count": 0,
+            "first_event_flow_seen": 0, "last_event_flow_seen": 0, "offense_ids": [], self.other_field: [],
+        }])  # fmt: skip
+        self.derived = frozenset(
+            {"magnitude", "event_flow_count", "first_event_flow_seen", "last_event_flow_seen", "offense_ids",
+             self.other_field}
+        )  # fmt: skip
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def id_for(self, domain_id: int, address: str, network: str) -> int:
+        key = (domain_id, address)
+        found = self._ids.get(key)
+        if found is None:
+            self.rows.append((address, domain_id, network))
+            found = self._ids[key] = len(self.rows)
+        return found
+
+    def record(self, address_id: int) -> JSON:
+        address, domain_id, network = self.rows[address_id - 1]
+        return {"id": address_id, self.field: address, "domain_id": domain_id, "network": network}
+
+    def enrich(self, records: list[JSON], offenses: Iterable[JSON]) -> None:
+        """Fill the fields that come from the offenses naming each address (one pass over them)."""
+        by_id = {r["id"]: r for r in records}
+        for r in records:
+            r.update(magnitude=0, event_flow_count=0, first_event_flow_seen=None, last_event_flow_seen=None,
+                     offense_ids=[], **{self.other_field: []})  # fmt: skip
+        if not by_id:
+            return
+        for offense in offenses:
+            for address_id in offense[self.offense_field]:
+                r = by_id.get(address_id)
+                if r is None:
+                    continue
+                r["offense_ids"].append(offense["id"])
+                r["magnitude"] = max(r["magnitude"], offense["magnitude"])
+                r["event_flow_count"] += offense["event_count"] + offense["flow_count"]
+                first, last = offense["start_time"], offense["last_updated_time"]
+                r["first_event_flow_seen"] = min(r["first_event_flow_seen"] or first, first)
+                r["last_event_flow_seen"] = max(r["last_event_flow_seen"] or last, last)
+                others = r[self.other_field]
+                others.extend(i for i in offense[self.other_field] if i not in others)
+        for r in records:
+            r["offense_ids"].sort()
+            r[self.other_field].sort()
+
+
 class QRadarState:
     """The console's data: reference collections, offenses, Ariel searches, and how they change."""
 
@@ -1346,6 +1423,10 @@ class QRadarState:
         self._cache: OrderedDict[tuple, list[JSON]] = OrderedDict()
         self._cache_version = -1
 
+        self.addresses = {
+            "source": AddressBook("source"),
+            "local_destination": AddressBook("local_destination"),
+        }
         self._build_reference_data()
         self._offense_kinds: dict[str, str] = {}
         self._generate_history(offenses)
@@ -1629,7 +1710,7 @@ class QRadarState:
         persisted = last_updated
         if closed or random() < 0.3:
             persisted = min(now, last_updated + int((random() ** 2) * 5 * DAY_MS))
-        return {
+        record: JSON = {
             "username_count": 1 if otype == 3 else int(random() * 3),
             "description": template.description,
             "rules": template.rules_json,
@@ -1638,7 +1719,7 @@ class QRadarState:
             "assigned_to": ANALYSTS[int(random() * len(ANALYSTS))] if (closed or random() < 0.45) else None,
             "security_category_count": len(template.categories),
             "follow_up": random() < 0.07,
-            "source_address_ids": [1 + int(random() * 20000) for _ in range(n_src)],
+            "source_address_ids": [random() for _ in range(n_src)],  # draws, made ids below
             "source_count": n_src,
             "inactive": age > INACTIVE_AFTER_MS,
             "protected": random() < 0.03,
@@ -1665,10 +1746,38 @@ class QRadarState:
             "relevance": relevance,
             "domain_id": domain.id,
             "offense_source": source,
-            "local_destination_address_ids": [1 + int(random() * 5000) for _ in range(n_dst)],
+            "local_destination_address_ids": [random() for _ in range(n_dst)],
             "local_destination_count": n_dst,
             "status": status,
         }
+        self._address_ids(record, domain, otype, source)
+        return record
+
+    def _address_ids(self, record: JSON, domain: DomainInfo, otype: int, source: str) -> None:
+        """Turn the offense's address draws into address ids: source addresses are the domain's
+        workstations (and the source itself for a source-IP offense), local destinations its
+        servers (the destination itself for a destination-IP offense)."""
+        sources_book, destinations_book = self.addresses["source"], self.addresses["local_destination"]
+        short, net = domain.short.title(), domain.net
+        source_ids = []
+        for draw in record["source_address_ids"]:
+            host = int(draw * 9920)
+            address = f"10.{net}.{host // 248}.{2 + host % 248}"
+            source_ids.append(sources_book.id_for(domain.id, address, f"{short}.Workstations"))
+        destination_ids = []
+        for draw in record["local_destination_address_ids"]:
+            host = int(draw * 2000)
+            address = f"10.{net}.{100 + host // 250}.{1 + host % 250}"
+            destination_ids.append(destinations_book.id_for(domain.id, address, f"{short}.Servers"))
+        if otype == 0:
+            network = f"{short}.Workstations" if source.startswith(f"10.{net}.") else "other"
+            source_ids[0] = sources_book.id_for(domain.id, source, network)
+        elif otype == 1:
+            destination_ids[0] = destinations_book.id_for(domain.id, source, f"{short}.Servers")
+        record["source_address_ids"] = list(dict.fromkeys(source_ids))
+        record["local_destination_address_ids"] = list(dict.fromkeys(destination_ids))
+        record["source_count"] = len(record["source_address_ids"])
+        record["local_destination_count"] = len(record["local_destination_address_ids"])
 
     def _generate_offenses(
         self, rng: Any, count: int, domain_id: int | None, until_ms: int, span_ms: int
@@ -2237,6 +2346,66 @@ def create_app(
 
     for path, (what, source) in collections.items():
         register(path, what, source)
+
+    # -- offense addresses ------------------------------------------------------------------------
+    def address_list(kind: str) -> Callable[[Request], Awaitable[JSONResponse]]:
+        async def list_addresses(request: Request) -> JSONResponse:
+            """``siem/source_addresses`` / ``siem/local_destination_addresses``: by id ascending,
+            ``filter`` (``id in (...)`` answered from the ids alone), ``fields``, ``Range``; a filter
+            that does not parse is 422 code 1010, as IBM documents for these endpoints."""
+            book = state.addresses[kind]
+            params = request.query_params
+            rng = parse_range(request.headers.get("range"))
+            spec = _fields_spec(request, book.kinds)
+            text = params.get("filter")
+            compiled = None
+            if text:
+                try:
+                    compiled = compile_filter(text, book.kinds)
+                except FilterError as exc:
+                    raise QRadarError(
+                        422, 1010, f"Invalid filter {text!r}: {exc}", "The filter parameter is not valid."
+                    ) from exc
+            wanted = _ADDRESS_ID_IN.match(text or "")
+            if wanted:
+                ids = sorted({int(i) for i in wanted.group(1).split(",")})
+                rows = [book.record(i) for i in ids if 1 <= i <= len(book)]
+            else:
+                rows = [book.record(i) for i in range(1, len(book) + 1)]
+            names = {name for name, _ in spec} if spec is not None else set(book.kinds)
+            if names & book.derived or (text and any(re.search(rf"\b{d}\b", text) for d in book.derived)):
+                book.enrich(rows, state.offenses.values())
+            if compiled is not None and not wanted:
+                rows = [r for r in rows if compiled.predicate(r)]
+            return _page(rows, rng, spec, max_page_items)
+
+        return list_addresses
+
+    def address_one(kind: str) -> Callable[[Request, str], Awaitable[JSONResponse]]:
+        async def get_address(request: Request, address_id: str) -> JSONResponse:
+            book = state.addresses[kind]
+            wanted = _int_path(address_id, f"{kind}_address_id")
+            if not 1 <= wanted <= len(book):
+                label = "source address" if kind == "source" else "local destination address"
+                raise QRadarError(404, 1002, f"No {label} was found for the provided {kind}_address_id.")
+            record = book.record(wanted)
+            spec = _fields_spec(request, book.kinds)
+            if spec is None or {name for name, _ in spec} & book.derived:
+                book.enrich([record], state.offenses.values())
+            return _json(project(record, spec))
+
+        return get_address
+
+    for kind in ("source", "local_destination"):
+        api.add_api_route(
+            f"/siem/{kind}_addresses", address_list(kind), methods=["GET"], name=f"list_{kind}_addresses"
+        )
+        api.add_api_route(
+            f"/siem/{kind}_addresses/{{address_id}}",
+            address_one(kind),
+            methods=["GET"],
+            name=f"get_{kind}_address",
+        )
 
     # -- offenses -----------------------------------------------------------------------------
     @api.get("/siem/offenses")
