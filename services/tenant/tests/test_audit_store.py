@@ -9,15 +9,16 @@ import asyncio
 import json
 import uuid
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
 import sqlalchemy as sa
 from soc_shared.bus import Bus
-from soc_shared.db import set_company_scope
+from soc_shared.db import Database, set_company_scope
 from soc_shared.events import AuditRecorded, LoginAttempt, make_event
-from soc_tenant.audit.views import purge
+from soc_tenant.audit.views import purge, purge_loop
 from sqlalchemy.exc import DBAPIError
 
 
@@ -381,3 +382,59 @@ async def test_default_threat_intel_feeds_are_changed_by_writers_and_recorded(cl
         "threat_intel.default_feed_added",
     ]
     assert sum(x["action"] == "threat_intel.default_feed_added" for x in records) == 1
+
+
+async def test_retention_purge_runs_in_the_background_and_outlasts_a_database_outage(app, client, headers):
+    h = headers(kind="admin")
+    short = (await client.post("/admin/companies/", json={"name": uniq("Loop")}, headers=h)).json()["id"]
+    kept = (await client.post("/admin/companies/", json={"name": uniq("Kept")}, headers=h)).json()["id"]
+    r = await client.put(f"/admin/companies/{short}/audit-retention/", json={"days": 30}, headers=h)
+    assert r.status_code == 200, r.text
+    marker = uniq("looped")
+
+    async def aged(company: str, tag: str) -> None:
+        async with app.state.db.session() as s:
+            await s.execute(
+                sa.text(
+                    "INSERT INTO audit_record (at, company_id, actor_id, actor_username, actor_kind, action,"
+                    " target_type, target_id) VALUES (now() - make_interval(days => 40), :c, 'x', 'x',"
+                    " 'admin', :a, 'test', :t)"
+                ),
+                {"c": company, "a": marker, "t": tag},
+            )
+
+    async def left() -> set[str]:
+        return {x["target_id"] for x in (await audit(client, h, action=marker, limit=10))["items"]}
+
+    await aged(short, "first")
+    await aged(kept, "kept")  # 40 days is within the deployment's retention
+    # The database is away when the loop starts: its rounds fail and back off, nothing is lost.
+    away = Database("postgresql+psycopg://nobody:nothing@127.0.0.1:1/none", schema="tenant")
+    host = SimpleNamespace(state=SimpleNamespace(settings=app.state.settings, db=away))
+    loop = purge_loop(host, interval=0.2)
+    loop.start()
+    try:
+        assert await until(lambda: _true(loop.failures >= 1), within=10)
+        assert await left() == {"first", "kept"}
+        host.state.db = app.state.db  # back
+        assert await until(lambda: _gone(left, "first"), within=15)
+        assert loop.failures == 0
+        # and again at the next round, without being asked
+        await aged(short, "second")
+        assert await until(lambda: _gone(left, "second"), within=15)
+        assert await left() == {"kept"}
+    finally:
+        await loop.stop()
+        await away.dispose()
+    await aged(short, "after-stop")
+    await asyncio.sleep(0.6)
+    assert await left() == {"kept", "after-stop"}  # a stopped loop purges nothing more
+    await purge(app.state.db, 0)
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def _gone(left: Any, tag: str) -> bool:
+    return tag not in await left()

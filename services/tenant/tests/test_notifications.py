@@ -23,6 +23,7 @@ from soc_shared.egress import EgressPolicy
 from soc_shared.events import IncidentSeverity, IncidentStatus, SiemOffense, SoarIncident
 from soc_shared.testing import free_port
 from soc_tenant import notify
+from soc_tenant.notify.options import NotifyOptions
 from soc_tenant.readmodel import ingest
 from soc_tenant.readmodel.testing import event, map_qradar, map_soar, set_company_sla
 
@@ -1105,3 +1106,39 @@ async def test_old_finished_notices_are_purged_and_pending_ones_kept(app, client
     assert old[0] not in left and old[1] in left and len(left) == 2
     assert attempts_gone == 0
     assert mail
+
+
+async def test_a_replica_watches_the_sla_and_delivers_by_itself(
+    app, client, headers, mailbox, make_app, serve_app
+):
+    """The background loops of a replica (not driven by the test): the SLA watch raises the notice
+    of a breach, wakes the delivery loop, which sends it; both stop with the replica."""
+    admin = headers(kind="admin")
+    company = await new_company(client, headers)
+    integration, account = str(uuid.uuid4()), f"acct-{uuid.uuid4().hex[:6]}"
+    await map_soar(app.state.db, company, integration, account)
+    await set_company_sla(app.state.db, company, "P1", 15, 30, 240)
+    mail = await post(client, "/admin/notifications/channels/", admin, email_channel(mailbox, company))
+    await post(
+        client,
+        "/admin/notifications/rules/",
+        admin,
+        {"name": "late", "trigger": "sla_breached", "company_id": company, "channel_ids": [mail["id"]]},
+    )
+    await incident(app, integration, account, "INC-LOOP", datetime.now(UTC) - timedelta(minutes=20))
+    to = mail["config"]["recipients"][0]
+    replica = make_app()
+    # the delivery loop's own round is slow: only the watch's wake-up makes the mail go quickly
+    replica.state.notify_options = NotifyOptions(
+        consumer=False, sla_watch_seconds=0.2, deliver_idle_seconds=3600
+    )
+    async with serve_app(replica):
+        for _ in range(200):  # up to 20 s on a loaded machine
+            if mailbox.to(to):
+                break
+            await asyncio.sleep(0.1)
+        assert [m["Subject"] for m in mailbox.to(to)] and len(mailbox.to(to)) == 1
+        loops = replica.state.notify_loops
+        assert [loop.name for loop in loops] == ["tenant-notify-delivery", "tenant-notify-sla"]
+    assert all(loop._task is None for loop in loops)  # stopped with the replica
+    assert len(mailbox.to(to)) == 1  # once per incident and step

@@ -15,7 +15,6 @@ event id, so one view and one export answer "who did what" across the suite.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from datetime import datetime
@@ -31,6 +30,7 @@ from soc_shared.bus import BatchConsumer, Delivery
 from soc_shared.context import request_id_var
 from soc_shared.db import Database
 from soc_shared.events import AuditRecorded, LoginAttempt
+from soc_shared.loop import BackgroundLoop
 from soc_shared.security import Principal
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -384,16 +384,22 @@ async def purge(db: Database, default_days: int) -> int:
         )
 
 
-async def purge_loop(app: FastAPI) -> None:
+def purge_loop(app: FastAPI, interval: float | None = None) -> BackgroundLoop:
+    """The retention purge at start and every ``audit_purge_interval_seconds`` (or ``interval``),
+    backing off while the database is away."""
     settings = app.state.settings
-    while True:
-        try:
-            purged = await purge(app.state.db, settings.audit_retention_days)
-            if purged:
-                logger.info("audit retention: {} records purged", purged)
-        except Exception as exc:  # the database is away: try again next round
-            logger.warning("audit retention purge failed: {}", type(exc).__name__)
-        await asyncio.sleep(settings.audit_purge_interval_seconds)
+
+    async def step() -> None:
+        purged = await purge(app.state.db, settings.audit_retention_days)
+        if purged:
+            logger.info("audit retention: {} records purged", purged)
+
+    return BackgroundLoop(
+        "tenant-audit-retention",
+        step,
+        interval=interval or settings.audit_purge_interval_seconds,
+        immediate=True,
+    )
 
 
 class CompanyRetention(ApiModel):

@@ -27,6 +27,7 @@ from soc_shared.events import (
     InvalidEvent,
     NotificationPosted,
 )
+from soc_shared.loop import BackgroundLoop
 from soc_shared.security import Principal
 
 from soc_tenant.chat.live_metrics import MetricsSampler
@@ -109,7 +110,9 @@ class LiveHub:
         self._channel: AbstractChannel | None = None
         self._queue: AbstractQueue | None = None
         self._tag: str | None = None
-        self._metrics_task: asyncio.Task[None] | None = None
+        self._metrics = BackgroundLoop(
+            "tenant-live-metrics", self._metrics_round, interval=options(app).live_metrics_seconds
+        )
         self.sampler = MetricsSampler(app)
 
     async def start(self) -> None:
@@ -125,28 +128,21 @@ class LiveHub:
         for key in LIVE_KEYS:
             await self._queue.bind(EVENTS_EXCHANGE, routing_key=key)
         self._tag = await self._queue.consume(self._on_message, no_ack=True)
-        self._metrics_task = asyncio.create_task(self._metrics_loop())
+        self._metrics.start()
         logger.info("live fan-out on {}", self.queue_name)
 
     async def metrics_frame(self) -> str:
         return dumps(await self.sampler.frame())
 
-    async def _metrics_loop(self) -> None:
-        while True:
-            await asyncio.sleep(options(self.app).live_metrics_seconds)
-            targets = [s for s in self.subscribers if s.metrics]
-            if not targets:
-                continue
-            try:
-                frame = await self.metrics_frame()
-            except Exception as exc:  # noqa: BLE001 - figures are best effort; the next round retries
-                logger.warning("live metrics: {}", exc)
-                continue
-            await self._send(targets, frame)
+    async def _metrics_round(self) -> None:
+        """Figures to the subscribers who asked for them (best effort: a failed round is logged
+        and the next one, after a backoff, tries again)."""
+        targets = [s for s in self.subscribers if s.metrics]
+        if targets:
+            await self._send(targets, await self.metrics_frame())
 
     async def stop(self) -> None:
-        if self._metrics_task is not None:
-            self._metrics_task.cancel()
+        await self._metrics.stop(grace_seconds=0)
         for sub in list(self.subscribers):
             try:
                 await sub.socket.close(code=1012)  # service restart: clients reconnect to another replica

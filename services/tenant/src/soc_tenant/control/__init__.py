@@ -8,9 +8,6 @@ Pluggable for tests (set on ``app.state`` before the lifespan starts): ``auth_tr
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-
 from fastapi import APIRouter, FastAPI
 
 from soc_tenant.actions import views as actions
@@ -54,20 +51,17 @@ async def start(app: FastAPI) -> None:
         app.state.control_consumers.append(await audit.start_consumer(app))
         app.state.control_consumers.append(await actions.start_consumer(app))
     app.state.control_loops = []
-    app.state.control_tasks = []
     if opts.background_tasks:
-        app.state.control_loops = [pending.retry_loop(app), outbox.relay(app, opts.outbox_relay_seconds)]
+        app.state.control_loops = [
+            pending.retry_loop(app),
+            outbox.relay(app, opts.outbox_relay_seconds),
+            audit.purge_loop(app),
+        ]
         for loop in app.state.control_loops:
             loop.start()
-        app.state.control_tasks = [asyncio.create_task(audit.purge_loop(app), name="tenant-audit-retention")]
 
 
 async def stop(app: FastAPI) -> None:
-    for task in getattr(app.state, "control_tasks", []):
-        task.cancel()
-    for task in getattr(app.state, "control_tasks", []):
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
     for loop in getattr(app.state, "control_loops", []):
         await loop.stop()
     for consumer in getattr(app.state, "control_consumers", []):

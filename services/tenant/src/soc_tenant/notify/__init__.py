@@ -14,12 +14,12 @@ outgoing webhooks).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from loguru import logger
 from soc_shared.bus import BatchConsumer, Delivery
+from soc_shared.loop import BackgroundLoop
 
 from soc_tenant.notify import triggers, views
 from soc_tenant.notify.delivery import Deliverer
@@ -31,7 +31,7 @@ routers: list[APIRouter] = [views.router]
 def _wake(app: FastAPI) -> None:
     deliverer = getattr(app.state, "notify_deliverer", None)
     if deliverer is not None:
-        deliverer.wakeup.set()
+        deliverer.wake()
 
 
 def event_handler(app: FastAPI) -> Any:
@@ -58,27 +58,29 @@ async def purge_once(app: FastAPI) -> int:
     return await triggers.purge(app.state.db, notify_options(app).clock(), days)
 
 
-async def _sla_loop(app: FastAPI) -> None:
-    purged_at = 0.0
-    while True:
-        try:
-            await sla_once(app)
-            if asyncio.get_running_loop().time() - purged_at >= PURGE_EVERY:
-                purged_at = asyncio.get_running_loop().time()
-                gone = await purge_once(app)
-                if gone:
-                    logger.info("purged {} old notification(s)", gone)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # the database may be briefly away: keep watching
-            logger.warning("SLA watch: {}", type(exc).__name__)
-        await asyncio.sleep(notify_options(app).sla_watch_seconds)
+def sla_loop(app: FastAPI) -> BackgroundLoop:
+    """The SLA watch every ``sla_watch_seconds`` (and the hourly purge of old notices)."""
+    purged_at: float | None = None
+
+    async def step() -> None:
+        nonlocal purged_at
+        await sla_once(app)
+        clock = asyncio.get_running_loop().time()
+        if purged_at is None or clock - purged_at >= PURGE_EVERY:
+            purged_at = clock
+            gone = await purge_once(app)
+            if gone:
+                logger.info("purged {} old notification(s)", gone)
+
+    return BackgroundLoop(
+        "tenant-notify-sla", step, interval=notify_options(app).sla_watch_seconds, immediate=True
+    )
 
 
 async def start(app: FastAPI) -> None:
     opts = notify_options(app)
     app.state.notify_deliverer = Deliverer(app)
-    app.state.notify_tasks = []
+    app.state.notify_loops = []
     app.state.notify_consumer = None
     if app.state.settings.consumers_enabled if opts.consumer is None else opts.consumer:
         consumer = BatchConsumer(
@@ -87,20 +89,16 @@ async def start(app: FastAPI) -> None:
         await consumer.start()
         app.state.notify_consumer = consumer
     if opts.background_tasks:
-        app.state.notify_tasks = [
-            asyncio.create_task(app.state.notify_deliverer.run(), name="tenant-notify-delivery"),
-            asyncio.create_task(_sla_loop(app), name="tenant-notify-sla"),
-        ]
+        app.state.notify_loops = [app.state.notify_deliverer.loop, sla_loop(app)]
+        for loop in app.state.notify_loops:
+            loop.start()
 
 
 async def stop(app: FastAPI) -> None:
     if getattr(app.state, "notify_consumer", None) is not None:
         await app.state.notify_consumer.stop()
-    for task in getattr(app.state, "notify_tasks", []):
-        task.cancel()
-    for task in getattr(app.state, "notify_tasks", []):
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+    for loop in getattr(app.state, "notify_loops", []):
+        await loop.stop(grace_seconds=0)  # sends in flight end with the deliverer below
     deliverer = getattr(app.state, "notify_deliverer", None)
     if deliverer is not None:
         await deliverer.close()

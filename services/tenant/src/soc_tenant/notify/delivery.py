@@ -36,6 +36,7 @@ from soc_shared.crypto import SealError
 from soc_shared.egress import EgressDenied, EgressPolicy
 from soc_shared.events import NotificationPosted, make_event
 from soc_shared.http_transport import Http1Transport
+from soc_shared.loop import BackgroundLoop
 from soc_shared.vendor_http import parse_retry_after
 
 from soc_tenant.notify import render
@@ -110,7 +111,11 @@ class Deliverer:
     def __init__(self, app: FastAPI) -> None:
         self.app = app
         self.opts: NotifyOptions = notify_options(app)
-        self.wakeup = asyncio.Event()
+        # Claims due deliveries every ``deliver_idle_seconds``, at once when woken or after a full
+        # batch, backing off while the database is away.
+        self.loop = BackgroundLoop(
+            "tenant-notify-delivery", self._round, interval=self.opts.deliver_idle_seconds, immediate=True
+        )
         self.slots = asyncio.Semaphore(self.opts.concurrency)
         self.in_flight: set[asyncio.Task[Any]] = set()
         self._results: list[tuple[Any, str, Outcome, int, datetime, datetime]] = []
@@ -142,26 +147,19 @@ class Deliverer:
         self.smtp_threads.shutdown(wait=False, cancel_futures=True)
 
     # --- the loop -----------------------------------------------------------------------------------
-    async def run(self) -> None:
-        while True:
-            try:
-                claimed = await self.claim()
-                for row in claimed:
-                    await self.slots.acquire()
-                    task = asyncio.create_task(self._one(row))
-                    self.in_flight.add(task)
-                    task.add_done_callback(self.in_flight.discard)
-                if len(claimed) >= self.opts.batch:
-                    continue
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the database may be briefly away: keep delivering
-                logger.warning("notification delivery: {}", type(exc).__name__)
-            self.wakeup.clear()
-            try:
-                await asyncio.wait_for(self.wakeup.wait(), self.opts.deliver_idle_seconds)
-            except TimeoutError:
-                pass
+    def wake(self) -> None:
+        """Something became due: claim now instead of at the next round."""
+        self.loop.wake()
+
+    async def _round(self) -> None:
+        claimed = await self.claim()
+        for row in claimed:
+            await self.slots.acquire()
+            task = asyncio.create_task(self._one(row))
+            self.in_flight.add(task)
+            task.add_done_callback(self.in_flight.discard)
+        if len(claimed) >= self.opts.batch:
+            self.loop.wake()  # a full batch: more may be due
 
     async def _one(self, row: Any) -> None:
         try:

@@ -548,7 +548,7 @@ def _wake(tx: Tx) -> None:
 
 
 async def _set(deliverer: Any) -> None:
-    deliverer.wakeup.set()
+    deliverer.wake()
 
 
 # --- rules --------------------------------------------------------------------------------------------

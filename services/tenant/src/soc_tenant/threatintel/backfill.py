@@ -22,6 +22,7 @@ from typing import Any
 
 from loguru import logger
 from soc_shared.db import Database
+from soc_shared.loop import BackgroundLoop
 
 from soc_tenant.threatintel import matching as timatch
 from soc_tenant.threatintel import observables as obs
@@ -300,15 +301,14 @@ async def run_in_background(db: Database, bus: Any, settings: Any) -> None:
         raise
     except Exception as exc:  # noqa: BLE001 - a background job: logged, resumed at the next start
         logger.warning("threat-intel backfill stopped: {}", type(exc).__name__)
-    while True:
+
+    async def rematch() -> None:
+        nonlocal since
         started = datetime.now(UTC)
-        try:
-            found = await rematch_mappings(db, since, bus=bus, record_days=record_days, alert_days=alert_days)
-            since = started - timedelta(seconds=5)  # a mapping committed during the pass is seen again
-            if found:
-                logger.info("threat-intel: {} new matches for newly mapped vendor tenants", found)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - retried at the next pass
-            logger.warning("threat-intel rematch failed: {}", type(exc).__name__)
-        await asyncio.sleep(REMATCH_EVERY)
+        found = await rematch_mappings(db, since, bus=bus, record_days=record_days, alert_days=alert_days)
+        since = started - timedelta(seconds=5)  # a mapping committed during the pass is seen again
+        if found:
+            logger.info("threat-intel: {} new matches for newly mapped vendor tenants", found)
+
+    # A failed pass is logged and retried after a backoff; cancelling the task ends the loop.
+    await BackgroundLoop("ti-rematch", rematch, interval=REMATCH_EVERY, immediate=True).run()
