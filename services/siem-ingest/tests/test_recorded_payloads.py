@@ -267,9 +267,11 @@ def test_qradar_error_body_maps_to_clear_categories() -> None:
         error = qradar_error(_error(status, code, "vendor says no"))
         assert error is not None and error.category is category, (status, code)
         assert error.status == status and error.vendor_code == str(code) and "vendor says no" in error.message
-    invalid_filter = qradar_error(_error(422, 1005, "Invalid filter"))
-    assert invalid_filter is not None and invalid_filter.details["reason"] == "invalid_filter"
-    assert not invalid_filter.retryable
+    for code in (1005, 1010):  # 1010: how the offense address lists refuse a filter
+        invalid_filter = qradar_error(_error(422, code, "Invalid filter"))
+        assert invalid_filter is not None and invalid_filter.details["reason"] == "invalid_filter"
+        assert invalid_filter.category is VendorErrorCategory.INVALID_REQUEST
+        assert not invalid_filter.retryable
     assert qradar_error(httpx.Response(502, content=b"<html>proxy</html>")) is None  # default mapping decides
 
 
@@ -311,3 +313,59 @@ def test_recorded_notes_are_read_as_one_record_per_offense(kit: Any) -> None:
         (6, "test text message", "API_user: test_user"),
     ]
     assert record.version == 1614248999000 and record.offense_id == 15
+
+
+async def test_recorded_address_answers_resolve_the_recorded_offense_ids_batched_and_cached(kit: Any) -> None:
+    """The recorded offense 15 carries source address ids [2, 1] and local destination ids [1]; the
+    recorded ``siem/source_addresses`` answer knows id 1 (192.168.0.1), not 2. The client asks with
+    ``filter=id in (...)``, ``fields=id,<address>`` and a Range, the offense carries the addresses
+    its ids name (the unknown one left out), and a second resolution asks nothing."""
+    offense = kit.sample("siem_offenses.json")[1]
+    answers = {
+        "source_addresses": kit.sample("siem_source_addresses.json"),
+        "local_destination_addresses": kit.sample("siem_local_destination_addresses.json"),
+    }
+    calls: list[tuple[str, str, str, str | None]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        name = request.url.path.rsplit("/", 1)[-1]
+        params = request.url.params
+        calls.append((name, params["filter"], params["fields"], request.headers.get("Range")))
+        field = "source_ip" if name == "source_addresses" else "local_destination_ip"
+        assert params["fields"] == f"id,{field}"
+        wanted = {int(i) for i in params["filter"].removeprefix("id in (").removesuffix(")").split(",")}
+        rows = [{"id": r["id"], field: r[field]} for r in answers[name] if r["id"] in wanted]
+        return httpx.Response(
+            200, json=rows, headers={"Content-Range": f"items 0-{len(rows) - 1}/{len(rows)}"}
+        )
+
+    client = QRadarClient(
+        "https://qradar.example",
+        integration_id="recorded-addresses",
+        token="t0ken",
+        transport=httpx.MockTransport(handler),
+    )
+    try:
+        sources = await client.addresses("source", offense["source_address_ids"])
+        destinations = await client.addresses("local_destination", offense["local_destination_address_ids"])
+        again = await client.addresses("source", [1])
+    finally:
+        await client.aclose()
+    assert (
+        sources == {1: "192.168.0.1"} and destinations == {1: "192.168.0.1"} and again == {1: "192.168.0.1"}
+    )
+    assert calls == [
+        ("source_addresses", "id in (2,1)", "id,source_ip", "items=0-1"),
+        ("local_destination_addresses", "id in (1)", "id,local_destination_ip", "items=0-0"),
+    ]
+    normalised = normalize.offense(
+        offense, closing_reasons={}, source_addresses=sources, local_destination_addresses=destinations
+    )
+    assert normalised.source_address_ids == [2, 1] and normalised.source_addresses == ["192.168.0.1"]
+    assert normalised.local_destination_addresses == ["192.168.0.1"]
+    # the per-offense cap: only the first ids of a kind are resolved
+    many = dict(offense, source_address_ids=list(range(1, 1502)))
+    capped = normalize.offense(
+        many, closing_reasons={}, source_addresses={i: f"10.0.{i // 250}.{i % 250}" for i in range(1, 1502)}
+    )
+    assert len(capped.source_addresses) == normalize.ADDRESSES_PER_OFFENSE

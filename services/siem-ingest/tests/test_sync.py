@@ -529,3 +529,75 @@ async def test_a_refused_token_is_a_credential_error_that_keeps_the_cursor_and_b
         if e.type == "soc.ingest.sync.reported.v1" and e.data["integration_id"] == integration
     ]
     assert reports[-1]["error_category"] == "bad_credentials"
+
+
+class AddressRequests(ArmAfter):
+    """ArmAfter that also records each address-list request's number of ids."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.asked: list[tuple[str, int]] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("_addresses"):
+            ids = request.url.params["filter"].removeprefix("id in (").removesuffix(")").split(",")
+            self.asked.append((request.url.path.rsplit("/", 1)[-1], len(ids)))
+        return await super().handle_async_request(request)
+
+
+def expected_addresses(sim: Any, offense: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """The addresses the console's address lists name for an offense's ids (the simulator's truth)."""
+    return tuple(  # type: ignore[return-value]
+        list(dict.fromkeys(sim.addresses[kind].rows[i - 1][0] for i in offense[f"{kind}_address_ids"]))
+        for kind in ("source", "local_destination")
+    )
+
+
+async def test_offense_addresses_are_resolved_batched_cached_and_a_failed_resolution_keeps_the_cursor(
+    harness: Any, tap: Any
+) -> None:
+    """Every published offense carries the addresses its ids name (a source-IP offense's source among
+    them); ids go 100 at most per request and are not asked again in a later run; when the address
+    lists keep failing, the run stops before the page it was resolving — what was published carries
+    its addresses, the cursor is the last of it — and the next run publishes the rest."""
+    sim = harness.state
+    board = harness.sim.state.faults
+    transport = AddressRequests(
+        harness.transport(),
+        board,
+        Fault(kind="500", count=10_000, path="/api/siem/source_addresses"),
+        after=3,
+    )
+    ingestor = harness.ingestor(["offenses"], transport=transport)
+    integration = await harness.add_integration(ingestor, settings={"page_size": 25})
+    [state] = await harness.sync(ingestor, integration)
+    await tap.settle()
+    assert state["last_error_category"] == "server_error", state
+    published = {e.data["offense_id"]: e.data for e in distinct(tap.of(integration, "siem.offense.upserted"))}
+    assert 0 < len(published) < len(sim.offenses)
+    newest = max(sim.offenses[i]["last_persisted_time"] for i in published)
+    assert state["cursor"] == {
+        "last_persisted_time": newest,
+        "id": max(i for i in published if sim.offenses[i]["last_persisted_time"] == newest),
+    }
+
+    board.clear()
+    transport.after = 10**9
+    [state] = await harness.sync(ingestor, integration)
+    await tap.settle()
+    assert state["last_error"] is None
+    events = {e.data["offense_id"]: e.data for e in distinct(tap.of(integration, "siem.offense.upserted"))}
+    assert set(events) == set(sim.offenses)
+    for offense_id, data in events.items():
+        raw = sim.offenses[offense_id]
+        assert (data["source_addresses"], data["local_destination_addresses"]) == expected_addresses(sim, raw)
+        if raw["offense_type"] == 0:
+            assert data["source_addresses"][0] == raw["offense_source"]
+    assert transport.asked and all(n <= 100 for _, n in transport.asked)
+    assert {path for path, _ in transport.asked} == {"source_addresses", "local_destination_addresses"}
+
+    # a later run re-reads a changed offense: its ids are known, the console is not asked again
+    asked = len(transport.asked)
+    sim.add_events(sim.offenses[min(sim.offenses)], event_count=1)
+    [state] = await harness.sync(ingestor, integration)
+    assert state["last_error"] is None and len(transport.asked) == asked

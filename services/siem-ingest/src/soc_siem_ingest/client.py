@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,11 @@ OFFENSE_FIELDS = (
     "closing_reason_id,closing_user,follow_up,protected,domain_id"
 )
 
+# Offense addresses: an offense carries ids; the addresses are their own collections.
+ADDRESS_FIELDS = {"source": "source_ip", "local_destination": "local_destination_ip"}
+ADDRESS_BATCH = 100
+"""Ids asked for per ``filter=id in (...)`` request (the XSOAR QRadar integration's batch size)."""
+
 ARIEL_RUNNING = frozenset({"WAIT", "EXECUTE", "SORTING"})
 ARIEL_FAILED = frozenset({"CANCELED", "ERROR"})
 
@@ -42,8 +48,8 @@ def qradar_error(response: httpx.Response) -> VendorError | None:
     """QRadar's JSON error body → a categorised error a person can act on (None: default mapping).
 
     Body: ``{"http_response": {"code", "message"}, "code", "message", "description", "details"}``.
-    QRadar's own ``code`` tells apart what the HTTP status does not: 422/1005 is an invalid
-    ``filter``, 422/30 an unknown ``fields``/``sort`` name, 404/1002 an unknown endpoint or id,
+    QRadar's own ``code`` tells apart what the HTTP status does not: 422/1005 (422/1010 on the
+    offense address lists) is an invalid ``filter``, 422/30 an unknown ``fields``/``sort`` name, 404/1002 an unknown endpoint or id,
     406/12 an unsupported ``Version``.
     """
     try:
@@ -71,7 +77,7 @@ def qradar_error(response: httpx.Response) -> VendorError | None:
     elif status == 404:
         category = C.NOT_FOUND
         text = "QRadar has no such endpoint or record; check the base URL and API version"
-    elif status == 422 and vendor_code == "1005":
+    elif status == 422 and vendor_code in ("1005", "1010"):  # 1010: the address lists' own code
         category, text = C.INVALID_REQUEST, "QRadar rejected the filter"
         details["reason"] = "invalid_filter"
     elif status == 422 and vendor_code == "2000":
@@ -161,6 +167,39 @@ def persisted_time(raw: dict[str, Any]) -> int:
     return int(value if value is not None else raw["last_updated_time"])
 
 
+class AddressCache:
+    """id → address of a console's offense addresses, least recently used dropped past ``size``.
+
+    An address id names one address for good (QRadar keys them by domain and address), so the
+    mapping is kept across runs: a run asks the console only for ids it has not seen before.
+    Keyed by the integration and its console URL (another console has other ids)."""
+
+    def __init__(self, size: int = 200_000) -> None:
+        self.size = size
+        self._map: OrderedDict[tuple[str, str, str, int], str] = OrderedDict()
+
+    def get(self, key: tuple[str, str, str, int]) -> str | None:
+        value = self._map.get(key)
+        if value is not None:
+            self._map.move_to_end(key)
+        return value
+
+    def put(self, key: tuple[str, str, str, int], value: str) -> None:
+        self._map[key] = value
+        self._map.move_to_end(key)
+        while len(self._map) > self.size:
+            self._map.popitem(last=False)
+
+    def clear(self) -> None:
+        self._map.clear()
+
+    def __len__(self) -> int:
+        return len(self._map)
+
+
+ADDRESSES = AddressCache()
+
+
 class QRadarClient:
     """Both authentications of the original: an authorised-service token (``SEC``) or basic."""
 
@@ -194,6 +233,7 @@ class QRadarClient:
         root = base_url.rstrip("/")
         if not root.endswith("/api"):
             root += "/api"
+        self.console = (integration_id, root)
         self.page_size = max(1, page_size)
         self.options: Any = None  # the sync options of this integration (set by resources.client_for)
         self.ariel_poll_initial = ariel_poll_initial
@@ -361,6 +401,48 @@ class QRadarClient:
             if pending is not None:
                 pending.cancel()
                 await asyncio.gather(pending, return_exceptions=True)
+
+    async def addresses(self, kind: str, ids: Iterable[int]) -> dict[int, str]:
+        """The addresses behind offense address ids: ``kind`` ``source`` (``siem/source_addresses``,
+        ``source_ip``) or ``local_destination`` (``siem/local_destination_addresses``,
+        ``local_destination_ip``). Ids already known (:data:`ADDRESSES`) are not asked again; the
+        others go :data:`ADDRESS_BATCH` at a time as ``filter=id in (...)&fields=id,<address>``,
+        Range-paged like every list. An id the console no longer knows is simply absent. A
+        failure raises (retried with backoff by the HTTP base first): the caller publishes nothing
+        of the page it was resolving."""
+        field = ADDRESS_FIELDS[kind]
+        scope = (*self.console, kind)
+        found: dict[int, str] = {}
+        missing: list[int] = []
+        for address_id in dict.fromkeys(ids):
+            hit = ADDRESSES.get((*scope, address_id))
+            if hit is None:
+                missing.append(address_id)
+            else:
+                found[address_id] = hit
+
+        async def batch(chunk: list[int]) -> list[dict[str, Any]]:
+            params = {"filter": f"id in ({','.join(map(str, chunk))})", "fields": f"id,{field}"}
+            rows: list[dict[str, Any]] = []
+            async for page in self.pages(f"siem/{kind}_addresses", params=params, page_size=len(chunk)):
+                rows.extend(page)
+            return rows
+
+        chunks = [missing[i : i + ADDRESS_BATCH] for i in range(0, len(missing), ADDRESS_BATCH)]
+        asked = set(missing)
+        answers = await asyncio.gather(*(batch(c) for c in chunks), return_exceptions=True)
+        for rows in answers:  # every batch finished first: none is left running on a closed client
+            if isinstance(rows, BaseException):
+                raise rows
+            for row in rows:
+                if not isinstance(row, dict):
+                    continue
+                key, address = row.get("id"), row.get(field)
+                # Only what was asked for, in the documented types: anything else is left out.
+                if isinstance(key, int) and key in asked and isinstance(address, str) and address.strip():
+                    found[key] = address.strip()[:100]
+                    ADDRESSES.put((*scope, key), found[key])
+        return found
 
     async def offense_notes(self, offense_id: int) -> list[dict[str, Any]]:
         """The notes of one offense (``siem/offenses/{id}/notes``), every page."""

@@ -34,6 +34,10 @@ class Settings(ServiceSettings):
     offense_notes: bool = Field(
         default=True, description="sync offense notes (for changed offenses, and a sweep of open ones)"
     )
+    offense_addresses: bool = Field(
+        default=True,
+        description="resolve offenses' source and local destination address ids to addresses",
+    )
     notes_sweep_per_run: int = Field(
         default=100, ge=0, description="open offenses whose notes each notes run re-reads unasked"
     )

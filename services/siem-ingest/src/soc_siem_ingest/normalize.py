@@ -132,6 +132,18 @@ def log_source(
 
 
 # ---------------------------------------------------------------------------------------- offenses
+ADDRESSES_PER_OFFENSE = 1000
+"""Address ids of one kind resolved per offense (the XSOAR QRadar integration's cap)."""
+
+
+def resolved(ids: Sequence[int], addresses: Mapping[int, str] | None) -> list[str]:
+    """The addresses of an offense's first :data:`ADDRESSES_PER_OFFENSE` ids, in their order, once each."""
+    if not addresses:
+        return []
+    found = (addresses.get(i) for i in ids[:ADDRESSES_PER_OFFENSE])
+    return list(dict.fromkeys(a for a in found if a))
+
+
 def offense_note(raw: Mapping[str, Any]) -> dict[str, Any]:
     """One ``siem/offenses/{id}/notes`` entry (validated with its offense)."""
     created = ms_to_datetime(raw["create_time"])
@@ -150,9 +162,17 @@ def offense(
     *,
     closing_reasons: Mapping[int, str],
     notes: Sequence[Mapping[str, Any]] | None = None,
+    source_addresses: Mapping[int, str] | None = None,
+    local_destination_addresses: Mapping[int, str] | None = None,
 ) -> SiemOffense:
     """An offense version; ``version`` is QRadar's ``last_persisted_time`` (epoch ms), which an
-    analyst's close or assignment moves too (``last_updated_time`` alone when a console omits it)."""
+    analyst's close or assignment moves too (``last_updated_time`` alone when a console omits it).
+
+    ``source_addresses`` / ``local_destination_addresses``: id → address as the console's address
+    lists answered them; the offense carries the addresses of its first
+    :data:`ADDRESSES_PER_OFFENSE` ids of each kind, in their order (an unknown id is left out)."""
+    source_ids = _ints(raw.get("source_address_ids"))
+    destination_ids = _ints(raw.get("local_destination_address_ids"))
     last_updated = int(raw["last_updated_time"])
     persisted_raw = raw.get("last_persisted_time")
     persisted = int(persisted_raw) if persisted_raw is not None else None
@@ -175,8 +195,10 @@ def offense(
         rules=[{"id": int(r["id"]), "type": _opt_str(r.get("type"))} for r in raw.get("rules") or ()],
         offense_source=_opt_str(raw.get("offense_source")),
         offense_type=_opt_int(raw.get("offense_type")),
-        source_address_ids=_ints(raw.get("source_address_ids")),
-        local_destination_address_ids=_ints(raw.get("local_destination_address_ids")),
+        source_address_ids=source_ids,
+        local_destination_address_ids=destination_ids,
+        source_addresses=resolved(source_ids, source_addresses),
+        local_destination_addresses=resolved(destination_ids, local_destination_addresses),
         destination_networks=[str(n) for n in raw.get("destination_networks") or ()],
         log_sources=[
             {

@@ -68,6 +68,8 @@ class SyncOptions:
     """Sync offense notes (their own resource: one request per offense whose notes can have changed)."""
     notes_sweep_per_run: int = 100
     """Open offenses whose notes are re-read per notes run although the offense did not change."""
+    offense_addresses: bool = True
+    """Resolve offenses' source and local destination address ids to addresses."""
     ariel_timeout_seconds: float = 120.0
     metrics_settle_seconds: int = 300
     metrics_catch_up_windows: int = 24
@@ -86,6 +88,7 @@ class SyncOptions:
             notes_sweep_per_run=int(
                 o.get("notes_sweep_per_run", getattr(settings, "notes_sweep_per_run", 100))
             ),
+            offense_addresses=bool(o.get("offense_addresses", getattr(settings, "offense_addresses", True))),
             ariel_timeout_seconds=float(o.get("ariel_timeout_seconds", settings.ariel_timeout_seconds)),
             metrics_settle_seconds=int(o.get("metrics_settle_seconds", settings.metrics_settle_seconds)),
             metrics_catch_up_windows=int(
@@ -301,6 +304,33 @@ def offense_start(cursor: Mapping[str, Any] | None, options: SyncOptions, now_ms
     return OffensePosition(since - 1, -1)
 
 
+def _address_ids(raw_page: list[Any], field: str) -> list[int]:
+    """The address ids of one kind a page's offenses carry (each offense's first
+    ``ADDRESSES_PER_OFFENSE``; a malformed entry is the normaliser's to refuse)."""
+    ids: list[int] = []
+    for raw in raw_page:
+        values = raw.get(field) if isinstance(raw, dict) else None
+        if isinstance(values, list):
+            ids.extend(
+                v
+                for v in values[: normalize.ADDRESSES_PER_OFFENSE]
+                if isinstance(v, int) and not isinstance(v, bool)
+            )
+    return ids
+
+
+async def _page_addresses(client: QRadarClient, raw_page: list[Any]) -> tuple[dict[int, str], dict[int, str]]:
+    """The addresses behind a page's source and local destination address ids (both lists at once;
+    ids resolved in earlier runs come from the client's cache)."""
+    source, destination = await _gather_all(
+        (
+            client.addresses("source", _address_ids(raw_page, "source_address_ids")),
+            client.addresses("local_destination", _address_ids(raw_page, "local_destination_address_ids")),
+        )
+    )
+    return source, destination
+
+
 def _later(cursor: Mapping[str, Any] | None, position: tuple[int, int]) -> dict[str, int]:
     """The cursor after a page: never behind the saved one (an overlap re-reads older offenses)."""
     if cursor and cursor.get("last_persisted_time") is not None:
@@ -316,6 +346,11 @@ async def fetch_offenses(ctx: SyncContext, cursor: dict[str, Any] | None) -> Asy
     An offense that cannot be read stops the run right before it (bad_response on the sync state):
     the offenses in front of it are published and the cursor stays at the last of them, so it is
     neither skipped nor lost, and the run is retried with the scheduler's backoff.
+
+    Each page's source and local destination address ids are resolved to addresses
+    (``siem/source_addresses``, ``siem/local_destination_addresses``, batched and cached) before
+    the page is published: a resolution that fails after the HTTP base's retries fails the run
+    before that page, so the cursor never passes offenses published without their addresses.
     """
     client: QRadarClient = ctx.client
     options = _options(ctx)
@@ -333,11 +368,20 @@ async def fetch_offenses(ctx: SyncContext, cursor: dict[str, Any] | None) -> Asy
         ):
             reasons = await client.closing_reasons()  # a reason created since the run began
             refreshed = True
+        sources: dict[int, str] = {}
+        destinations: dict[int, str] = {}
+        if options.offense_addresses:
+            sources, destinations = await _page_addresses(client, raw_page)
         events: list[CloudEvent] = []
         last: tuple[int, int] | None = None
         for raw in raw_page:
             try:
-                o = normalize.offense(raw, closing_reasons=reasons)
+                o = normalize.offense(
+                    raw,
+                    closing_reasons=reasons,
+                    source_addresses=sources,
+                    local_destination_addresses=destinations,
+                )
                 here = (persisted_time(raw), int(raw["id"]))
             except (KeyError, TypeError, ValueError, ValidationError) as exc:
                 REJECTED.labels("offenses").inc()
