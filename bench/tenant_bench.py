@@ -464,6 +464,53 @@ PATHS = [
         "threat alerts: published range",
         f"/tenant/threat-alerts/?published_start_date={_days_ago(30)}&limit=50",
     ),
+    # every other filter of the original's list, SLA, summary, vendor-tenant and asset views
+    (
+        "incidents: mitre technique, last 30 days",
+        "/tenant/soar-incidents/?mitre_technique=T1042&filter_type=3&limit=50",
+    ),
+    ("incidents: mitre tactic, all time", "/tenant/soar-incidents/?mitre_tactic=TA0005&limit=50"),
+    (
+        "incidents: configuration item, all time",
+        "/tenant/soar-incidents/?configuration_item=host-42.&limit=50",
+    ),
+    ("incidents: sla field, week", "/tenant/soar-incidents/?sla=2&filter_type=2&limit=50"),
+    (
+        "incidents: description, week",
+        "/tenant/soar-incidents/?description=incident%2012&filter_type=2&limit=50",
+    ),
+    ("incidents: pending preset", "/tenant/soar-incidents/?filter=pending&limit=50"),
+    ("incidents: closed preset, month", "/tenant/soar-incidents/?filter=closed&filter_type=3&limit=50"),
+    ("incidents: error preset", "/tenant/soar-incidents/?filter=error&limit=50"),
+    ("incidents: false positives, all time", "/tenant/soar-incidents/?false_positives=true&limit=50"),
+    ("incidents: phase, all time", "/tenant/soar-incidents/?phase=CONTAINMENT&limit=50"),
+    (
+        "sla breached: P1 level, mitre tactic, month",
+        "/tenant/sla/breached/?sla_level=4&mitre_tactic=TA0003&filter_type=3&limit=50",
+    ),
+    (
+        "sla breached: ttdn achieved, assignee, month",
+        "/tenant/sla/breached/?sla_type=ttdn&show_only=achieved&assignee=analyst4&filter_type=3&limit=50",
+    ),
+    (
+        "recent incidents: use case, second page",
+        "/tenant/soar-incidents/recent/?use_case=UC-7&limit=10&offset=10",
+    ),
+    ("summary cards: P2", "/tenant/soar-incidents/summary/?priority=P2"),
+    (
+        "threat alerts: created and updated ranges",
+        f"/tenant/threat-alerts/?created_start_date={_days_ago(30)}&updated_start_date={_days_ago(30)}&limit=50",
+    ),
+    ("qradar tenants: integration", f"/tenant/qradar-tenants/?integration_id={QRADAR}"),
+    ("event collectors: integration", f"/tenant/event-collectors/?integration_id={QRADAR}"),
+    ("soar tenants: integration", f"/tenant/soar-tenants/?integration_id={SOAR}"),
+    ("itsm tenants: integration", f"/tenant/itsm-tenants/?integration_id={ITSM}"),
+    (
+        "assets: average eps, last event, created range",
+        f"/tenant/assets/?average_eps=1.5&last_event_date={_days_ago(0)}"
+        f"&start_date={_days_ago(400)}&end_date={_days_ago(0)}&limit=50",
+    ),
+    ("tickets: created_by, all time", "/tenant/itsm-tickets/?created_by=soc-b&limit=50"),
 ]
 
 

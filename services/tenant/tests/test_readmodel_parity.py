@@ -824,3 +824,135 @@ async def test_default_threat_intel_feed_reaches_flagged_companies_only(env):
         r = await client.delete(f"/admin/threat-intel/default-feeds/{feed}/", headers=admin)
         assert r.status_code == 204
     assert await feed_alerts(env["headers"]) == set() and await rls_count(flagged) == 0
+
+
+async def test_filter_lookups_follow_updates_ignore_case_and_stay_per_company(env):
+    """The MITRE, use-case, configuration-item, owner, phase and sync-status filters go through
+    the lookup tables the consumer writes with each incident (readmodel.lookups): they match
+    whatever case the vendor stored, follow a newer version of the incident (an element or value
+    it no longer has stops matching), and the lookups of another company stay invisible."""
+    app, client, bus, tokens = env["app"], env["client"], env["bus"], env["tokens"]
+    db = app.state.db
+    run = uuid.uuid4().hex[:6]
+    soar, acc, other_acc = f"xs-lk-{run}", f"lk-{run}", f"lk-oth-{run}"
+    mine = await add_company(db, f"Lookups {run}")
+    theirs = await add_company(db, f"Lookups other {run}")
+    await map_soar(db, mine, soar, acc)
+    await map_soar(db, theirs, soar, other_acc)
+    headers = tokens.headers(kind="tenant", company_id=mine)
+
+    def incident(key: str, version: int, account: str = acc, **fields: Any) -> Any:
+        x = SoarIncident(
+            incident_id=f"{key}-{run}",
+            account=account,
+            name=f"lookups {key}",
+            status=IncidentStatus.ACTIVE,
+            severity=IncidentSeverity.HIGH,
+            created=NOW - timedelta(hours=2),
+            modified=NOW - timedelta(hours=2) + timedelta(minutes=version),
+            priority="P2",
+            version=version,
+            **fields,
+        )
+        return event("soar.incident.upserted", x, soar, x.incident_id, version=version, vendor_tenant=account)
+
+    same = {
+        "mitre_tactics": ["TA0001", "TA0002"],
+        "mitre_techniques": ["T1566.001"],
+        "configuration_item": "Web-01.ACME",
+        "owner": "Alice",
+        "phase": "Triage",
+        "rules": [f"UC-Lookup-{run}"],
+        "itsm_sync_status": "DONE",
+    }
+    await bus.publish(
+        [
+            incident("x1", 1, **same),
+            incident(
+                "x2",
+                1,
+                mitre_tactics=["ta0002"],
+                configuration_item="db-02",
+                owner="aLiCe",
+                phase="TRIAGE",
+                itsm_sync_status="ready",
+            ),
+            incident("y1", 1, account=other_acc, **same),
+        ]
+    )
+
+    async def found(**params: Any) -> set[str]:
+        r = await client.get("/tenant/soar-incidents/", headers=headers, params={"limit": 100, **params})
+        assert r.status_code == 200, r.text
+        return {x["incident_id"].rsplit("-", 1)[0] for x in r.json()["items"]}
+
+    async def both_stored() -> bool:
+        return await found() == {"x1", "x2"}
+
+    await eventually(both_stored, within=30)
+    assert await found(mitre_tactic="ta0001") == {"x1"}
+    assert await found(mitre_tactic="TA0002") == {"x1", "x2"}
+    assert await found(mitre_technique="t1566.001") == {"x1"}
+    assert await found(mitre_technique="T1566") == set()  # a whole element, not a prefix
+    assert await found(configuration_item="acme") == {"x1"}
+    assert await found(configuration_item="-0") == {"x1", "x2"}
+    assert await found(assignee="ALICE") == {"x1", "x2"}  # any stored case, not only usual spellings
+    assert await found(phase="tRiAgE") == {"x1", "x2"}
+    assert await found(use_case=f"uc-lookup-{run}") == {"x1"}
+    assert await found(filter="false-positive") == {"x1"}  # sync status "DONE"
+    assert await found(false_positives="false", assignee="alice") == set()  # x2 lacks TTA/TTN/TTDN
+    r = await client.get(
+        "/tenant/dashboard/", headers=headers, params={"filters": "total_incidents", "owner": "ALICE"}
+    )
+    assert r.status_code == 200 and r.json()["total_incidents"]["count"] == 2, r.text
+
+    # a newer version drops the old elements and values
+    await bus.publish(
+        [
+            incident(
+                "x1",
+                2,
+                mitre_tactics=["TA0040"],
+                mitre_techniques=[],
+                configuration_item="mail-07",
+                owner="carol",
+                phase="Eradication",
+                rules=[],
+                itsm_sync_status="Ready",
+            )
+        ]
+    )
+
+    async def updated() -> bool:
+        return await found(mitre_tactic="TA0040") == {"x1"}
+
+    await eventually(updated, within=30)
+    assert await found(mitre_tactic="TA0001") == set()
+    assert await found(mitre_tactic="TA0002") == {"x2"}
+    assert await found(mitre_technique="T1566.001") == set()
+    assert await found(configuration_item="acme") == set()
+    assert await found(configuration_item="MAIL") == {"x1"}
+    assert await found(assignee="alice") == {"x2"}
+    assert await found(phase="triage") == {"x2"}
+    assert await found(use_case=f"UC-Lookup-{run}") == set()
+    assert await found(filter="false-positive") == set()
+
+    # under row-level security the API role sees only its company's lookup rows
+    async def visible(company: str, table: str) -> set[str]:
+        async with app.state.app_db.session() as s:
+            await set_company_scope(s, company, is_admin=False)
+            rows = await s.execute(
+                sa.text(f"SELECT DISTINCT account FROM {table} WHERE integration_id = :i"), {"i": soar}
+            )
+            return {r[0] for r in rows}
+
+    for table in ("soar_incident_term", "soar_incident_value"):
+        assert await visible(mine, table) == {acc}, table
+        assert await visible(theirs, table) == {other_acc}, table
+    async with app.state.app_db.session() as s:
+        await set_company_scope(s, mine, is_admin=False)
+        names = await s.execute(
+            sa.text("SELECT count(*) FROM itsm_ticket_value WHERE integration_id = :i"),
+            {"i": env["integrations"]["itsm"]},
+        )
+        assert names.scalar_one() == 0  # the parity company's SDP names are not this company's

@@ -763,6 +763,51 @@ soar_incident = sa.Table(
         sa.text("id DESC"),
     ),
     sa.Index("ix_incident_scope_status", "integration_id", "account", "status", sa.text("created DESC")),
+    sa.Index(
+        "ix_incident_scope_sync",
+        "integration_id",
+        "account",
+        "itsm_sync_status",
+        sa.text("created DESC"),
+        sa.text("id DESC"),
+    ),
+    sa.Index(
+        "ix_incident_scope_ci",
+        "integration_id",
+        "account",
+        "configuration_item",
+        sa.text("created DESC"),
+        sa.text("id DESC"),
+    ),
+)
+
+# Filter lookups written by the read-model consumer with the incident (see migration 0019): under
+# row-level security only leakproof conditions (text ``=``) can use an index, so list elements and
+# substring-searched fields are looked up here with ``=`` instead of jsonb containment or ILIKE on
+# the incidents themselves.
+soar_incident_term = sa.Table(
+    "soar_incident_term",
+    metadata,
+    sa.Column("integration_id", sa.Text, primary_key=True),
+    sa.Column("account", sa.Text, primary_key=True),
+    sa.Column("field", sa.Text, primary_key=True),  # mitre_tactic, mitre_technique, use_case
+    sa.Column("value", sa.Text, primary_key=True),  # lower-cased element
+    sa.Column("created", TS, primary_key=True),
+    sa.Column("id", sa.BigInteger, primary_key=True),  # soar_incident.id
+    sa.PrimaryKeyConstraint(
+        "integration_id", "account", "field", "value", "created", "id", name="soar_incident_term_pkey"
+    ),
+    sa.Index("ix_incident_term_id", "id"),
+)
+
+soar_incident_value = sa.Table(
+    "soar_incident_value",
+    metadata,
+    sa.Column("integration_id", sa.Text, primary_key=True),
+    sa.Column("account", sa.Text, primary_key=True),
+    sa.Column("field", sa.Text, primary_key=True),  # configuration_item, owner, phase, itsm_sync_status
+    sa.Column("value", sa.Text, primary_key=True),  # as stored on the incident
+    sa.PrimaryKeyConstraint("integration_id", "account", "field", "value", name="soar_incident_value_pkey"),
 )
 
 soar_note = sa.Table(
@@ -830,6 +875,33 @@ itsm_ticket = sa.Table(
         sa.text("created_time DESC"),
         sa.text("id DESC"),
     ),
+    sa.Index(
+        "ix_ticket_scope_created_by",
+        "integration_id",
+        "account_id",
+        "created_by_name",
+        sa.text("created_time DESC"),
+        sa.text("id DESC"),
+    ),
+    sa.Index(
+        "ix_ticket_scope_account_name",
+        "integration_id",
+        "account_id",
+        "account_name",
+        sa.text("created_time DESC"),
+        sa.text("id DESC"),
+    ),
+)
+
+# The distinct requester and account names of an ITSM account (filter lookups, migration 0019).
+itsm_ticket_value = sa.Table(
+    "itsm_ticket_value",
+    metadata,
+    sa.Column("integration_id", sa.Text, primary_key=True),
+    sa.Column("account_id", sa.Text, primary_key=True),
+    sa.Column("field", sa.Text, primary_key=True),  # created_by, account_name
+    sa.Column("value", sa.Text, primary_key=True),
+    sa.PrimaryKeyConstraint("integration_id", "account_id", "field", "value", name="itsm_ticket_value_pkey"),
 )
 
 # -------------------------------------------------------------- read model: threat intelligence

@@ -17,8 +17,9 @@ import sqlalchemy as sa
 
 from soc_tenant.dashboard import positives as positives
 from soc_tenant.db import ScopedSession
+from soc_tenant.readmodel import lookups
 from soc_tenant.readmodel import tables as t
-from soc_tenant.readmodel.common import Scope, TimeRange, bad_param, spellings
+from soc_tenant.readmodel.common import Scope, TimeRange, bad_param
 
 CARDS: dict[str, tuple[str, ...] | None] = {
     "total_incidents": None,  # every status
@@ -192,7 +193,7 @@ async def _from_incidents(
     if f.status:
         filters.append(i.c.status.in_(f.status))
     if f.owner:
-        filters.append(i.c.owner.in_(spellings(f.owner)))
+        filters.append(lookups.incident_value(scope, i.c.owner, "owner", f.owner, contains=False))
     if f.incident_id:
         filters.append(i.c.incident_id == f.incident_id)
     today = datetime(now.year, now.month, now.day, tzinfo=UTC)
@@ -273,7 +274,7 @@ async def positive_cards(
     if f.status:
         filters.append(i.c.status.in_(f.status))
     if f.owner:
-        filters.append(i.c.owner.in_(spellings(f.owner)))
+        filters.append(lookups.incident_value(scope, i.c.owner, "owner", f.owner, contains=False))
     if f.incident_id:
         filters.append(i.c.incident_id == f.incident_id)
 

@@ -18,6 +18,7 @@ from soc_shared.security import CurrentPrincipal
 
 from soc_tenant.dashboard import positives as positives
 from soc_tenant.db import ScopedSession
+from soc_tenant.readmodel import lookups
 from soc_tenant.readmodel import tables as t
 from soc_tenant.readmodel.common import (
     DASHBOARD,
@@ -44,7 +45,6 @@ from soc_tenant.readmodel.common import (
     parse_day,
     parse_levels,
     run_list,
-    spellings,
     text_filter,
     xlsx_response,
 )
@@ -223,18 +223,31 @@ class IncidentFilters:
             or self.preset is not Preset.all
         )
 
-    def clauses(self) -> list[sa.ColumnElement[bool]]:
+    def clauses(self, scope: Scope, window: TimeRange | None = None) -> list[sa.ColumnElement[bool]]:
+        """The conditions on ``soar_incident``. Lists, substrings and case-insensitive names go
+        through the filter lookups (``readmodel.lookups``) so that every condition on the incidents
+        is a leakproof ``=`` or range an index answers under row-level security; ``window`` (the
+        caller's created range) bounds the term lookups too."""
+        start, end = (window.start, window.end) if window is not None else (None, None)
         out: list[sa.ColumnElement[bool]] = []
         if self.mitre_tactic:
-            out.append(i.c.mitre_tactics.contains(sa.func.jsonb_build_array(self.mitre_tactic)))
+            out.append(lookups.incident_has_term(scope, "mitre_tactic", self.mitre_tactic, start, end))
         if self.mitre_technique:
-            out.append(i.c.mitre_techniques.contains(sa.func.jsonb_build_array(self.mitre_technique)))
+            out.append(lookups.incident_has_term(scope, "mitre_technique", self.mitre_technique, start, end))
         if self.phase:
-            out.append(i.c.phase.in_(spellings(self.phase)))
+            out.append(lookups.incident_value(scope, i.c.phase, "phase", self.phase, contains=False))
         if self.playbook:
             out.append(i.c.playbook_id == self.playbook)
         if self.configuration_item:
-            out.append(i.c.configuration_item.ilike(like_pattern(self.configuration_item), escape="\\"))
+            out.append(
+                lookups.incident_value(
+                    scope,
+                    i.c.configuration_item,
+                    "configuration_item",
+                    self.configuration_item,
+                    contains=True,
+                )
+            )
         if self.sla is not None:
             out.append(i.c.sla == self.sla)
         if self.description:
@@ -244,7 +257,15 @@ class IncidentFilters:
         if self.occurred_end:
             out.append(i.c.occurred <= day_end(self.occurred_end))
         if self.assignee:
-            out.append(i.c.owner.in_(spellings(self.assignee)))
+            out.append(lookups.incident_value(scope, i.c.owner, "owner", self.assignee, contains=False))
+        rule = positives.rule()
+
+        def sync_status(status: str) -> sa.ColumnElement[bool]:
+            # the rule's lower(status) = … again through the lookup: the index narrows first
+            return lookups.incident_value(
+                scope, i.c.itsm_sync_status, "itsm_sync_status", status, contains=False
+            )
+
         if self.preset is Preset.unassigned:
             # soar-ingest stores a blank owner as NULL: one IS NULL, answered from the owner index alone
             out.append(i.c.owner.is_(None))
@@ -253,14 +274,19 @@ class IncidentFilters:
         elif self.preset is Preset.closed:
             out.append(i.c.status.in_(CLOSED_STATUSES))
         elif self.preset is Preset.false_positive:
-            out.append(positives.rule().false_sql(i))
+            out += [sync_status(rule.false_status), rule.false_sql(i)]
         elif self.preset is Preset.error:
-            out.append(sa.func.lower(i.c.itsm_sync_status) == "error")
-        rule = positives.rule()
+            out.append(sync_status("error"))
         if self.false_positives is not None:
-            out.append(rule.false_sql(i) if self.false_positives else rule.true_sql(i))
+            if self.false_positives:
+                out += [sync_status(rule.false_status), rule.false_sql(i)]
+            else:
+                out += [sync_status(rule.true_status), rule.true_sql(i)]
         if self.include_fp is not None:
-            out.append(sa.or_(rule.true_sql(i), rule.false_sql(i)) if self.include_fp else rule.true_sql(i))
+            if self.include_fp:
+                out.append(sa.or_(rule.true_sql(i), rule.false_sql(i)))
+            else:
+                out += [sync_status(rule.true_status), rule.true_sql(i)]
         return out
 
 
@@ -354,7 +380,7 @@ def incident_filters(
     if incident_type:
         filters.append(i.c.type == incident_type.replace("\x00", ""))
     if use_case:
-        filters.append(i.c.rules.contains(sa.func.jsonb_build_array(use_case.replace("\x00", ""))))
+        filters.append(lookups.incident_has_term(scope, "use_case", use_case, window.start, window.end))
     if offense_id is not None:
         filters.append(i.c.offense_ids.contains(sa.func.jsonb_build_array(offense_id)))
     filters.append(text_filter(q, i.c.name, i.c.incident_id, i.c.owner, i.c.type))
@@ -418,7 +444,7 @@ async def list_incidents(
     if has_ti_match is not None:
         matched = timatches.incident_has_match(scope)
         filters.append(matched if has_ti_match else ~matched)
-    stmt = sa.select(*INCIDENT_LIST_COLUMNS, positive_column()).where(*filters, *extra.clauses())
+    stmt = sa.select(*INCIDENT_LIST_COLUMNS, positive_column()).where(*filters, *extra.clauses(scope, window))
     total = None
     if (
         not (q or window.start or window.end or owner or type or use_case or offense_id is not None)
@@ -693,7 +719,7 @@ async def download_incidents(
     file_type = FILE_TYPE_BY_ID.get(file_type, file_type)  # type: ignore[assignment]
     stmt = (
         sa.select(*INCIDENT_LIST_COLUMNS, positive_column())
-        .where(*incident_filters(scope, window, q, status, severity, priority), *extra.clauses())
+        .where(*incident_filters(scope, window, q, status, severity, priority), *extra.clauses(scope, window))
         .order_by(i.c.created.desc(), i.c.id.desc())
         .limit(100_000)
     )

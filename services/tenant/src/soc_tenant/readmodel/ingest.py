@@ -565,6 +565,36 @@ r_facet AS (
          AS f(facet, value)
     GROUP BY 1, 2, 3, 4, 5 HAVING sum(d) <> 0
     ON CONFLICT (integration_id, account, facet, day, value) DO UPDATE SET n = r.n + EXCLUDED.n
+    RETURNING 1),
+-- The filter lookups (tables.soar_incident_term, soar_incident_value): list elements, and the
+-- distinct configuration items, owners, phases and sync statuses, as rows a leakproof ``=`` finds
+-- under row-level security.
+terms AS (
+    SELECT DISTINCT u.integration_id, u.account, f.field, lower(f.value) AS value, u.created, u.id
+    FROM up u CROSS JOIN LATERAL (
+        SELECT 'mitre_tactic', jsonb_array_elements_text(u.mitre_tactics)
+        UNION ALL SELECT 'mitre_technique', jsonb_array_elements_text(u.mitre_techniques)
+        UNION ALL SELECT 'use_case', jsonb_array_elements_text(u.rules)
+    ) AS f(field, value)),
+t_gone AS (
+    DELETE FROM soar_incident_term x USING up u
+    WHERE x.id = u.id AND NOT EXISTS (
+        SELECT 1 FROM terms n
+        WHERE n.id = x.id AND n.integration_id = x.integration_id AND n.account = x.account
+          AND n.field = x.field AND n.value = x.value AND n.created = x.created)
+    RETURNING 1),
+t_new AS (
+    INSERT INTO soar_incident_term (integration_id, account, field, value, created, id)
+    SELECT integration_id, account, field, value, created, id FROM terms
+    ON CONFLICT DO NOTHING
+    RETURNING 1),
+v_new AS (
+    INSERT INTO soar_incident_value (integration_id, account, field, value)
+    SELECT DISTINCT u.integration_id, u.account, f.field, f.value
+    FROM up u CROSS JOIN LATERAL (VALUES ('configuration_item', u.configuration_item), ('owner', u.owner),
+        ('phase', u.phase), ('itsm_sync_status', u.itsm_sync_status)) AS f(field, value)
+    WHERE f.value IS NOT NULL
+    ON CONFLICT DO NOTHING
     RETURNING 1)"""
 
 TICKET_ROLLUPS = """,
@@ -579,6 +609,16 @@ r_totals AS (
     SELECT integration_id, account_id, status, priority, is_overdue, sum(d)
     FROM delta GROUP BY 1, 2, 3, 4, 5 HAVING sum(d) <> 0
     ON CONFLICT (integration_id, account_id, status, priority, is_overdue) DO UPDATE SET n = r.n + EXCLUDED.n
+    RETURNING 1),
+-- The filter lookup (tables.itsm_ticket_value): requester and account names, substring-matched
+-- there and found on the tickets with a leakproof ``=``.
+v_new AS (
+    INSERT INTO itsm_ticket_value (integration_id, account_id, field, value)
+    SELECT DISTINCT u.integration_id, u.account_id, f.field, f.value
+    FROM up u CROSS JOIN LATERAL (VALUES ('created_by', u.created_by_name), ('account_name', u.account_name))
+         AS f(field, value)
+    WHERE f.value IS NOT NULL
+    ON CONFLICT DO NOTHING
     RETURNING 1)"""
 
 OFFENSE = Target(
@@ -679,7 +719,22 @@ INCIDENT = Target(
         "vendor_priority",
     ),
     incident_row,
-    rollup_columns=("created", "priority", "severity", "status", "type", "owner"),
+    rollup_columns=(
+        "created",
+        "priority",
+        "severity",
+        "status",
+        "type",
+        "owner",
+        # for the filter lookups
+        "id",
+        "mitre_tactics",
+        "mitre_techniques",
+        "rules",
+        "configuration_item",
+        "phase",
+        "itsm_sync_status",
+    ),
     rollups=INCIDENT_ROLLUPS,
 )
 TICKET = Target(
@@ -707,7 +762,15 @@ TICKET = Target(
         "reference",
     ),
     ticket_row,
-    rollup_columns=("account_id", "created_time", "status", "priority", "is_overdue"),
+    rollup_columns=(
+        "account_id",
+        "created_time",
+        "status",
+        "priority",
+        "is_overdue",
+        "created_by_name",  # for the filter lookup
+        "account_name",
+    ),
     rollups=TICKET_ROLLUPS,
 )
 
@@ -1074,6 +1137,25 @@ REBUILD_ROLLUPS = [
     """INSERT INTO ticket_daily (integration_id, account_id, day, status, priority, is_overdue, n)
        SELECT integration_id, account_id, (created_time AT TIME ZONE 'UTC')::date, status, priority, is_overdue, count(*)
        FROM itsm_ticket GROUP BY 1, 2, 3, 4, 5, 6""",
+    # the filter lookups
+    "TRUNCATE soar_incident_term, soar_incident_value, itsm_ticket_value",
+    """INSERT INTO soar_incident_term (integration_id, account, field, value, created, id)
+       SELECT DISTINCT i.integration_id, i.account, f.field, lower(f.value), i.created, i.id
+       FROM soar_incident i CROSS JOIN LATERAL (
+           SELECT 'mitre_tactic', jsonb_array_elements_text(i.mitre_tactics)
+           UNION ALL SELECT 'mitre_technique', jsonb_array_elements_text(i.mitre_techniques)
+           UNION ALL SELECT 'use_case', jsonb_array_elements_text(i.rules)
+       ) AS f(field, value)""",
+    """INSERT INTO soar_incident_value (integration_id, account, field, value)
+       SELECT DISTINCT integration_id, account, f.field, f.value
+       FROM soar_incident CROSS JOIN LATERAL (VALUES ('configuration_item', configuration_item), ('owner', owner),
+           ('phase', phase), ('itsm_sync_status', itsm_sync_status)) AS f(field, value)
+       WHERE f.value IS NOT NULL""",
+    """INSERT INTO itsm_ticket_value (integration_id, account_id, field, value)
+       SELECT DISTINCT integration_id, account_id, f.field, f.value
+       FROM itsm_ticket CROSS JOIN LATERAL (VALUES ('created_by', created_by_name), ('account_name', account_name))
+            AS f(field, value)
+       WHERE f.value IS NOT NULL""",
 ]
 
 

@@ -146,6 +146,10 @@ def sla_select(
         )
         .select_from(i.join(targets, on) if inner else i.outerjoin(targets, on))
         .where(*filters)
+        # OFFSET 0 keeps PostgreSQL from pulling the subquery up into the aggregates above it, which
+        # would evaluate each step's status expression once per reference (dozens per row) instead
+        # of once: 82k incidents' compliance took seconds instead of a fraction of one.
+        .offset(0)
     ).subquery("sla_steps")
     judged = sa.and_(*[steps.c[f"{s}_status"].in_((slamath.MET, slamath.BREACHED)) for s in STEPS])
     breaches = sum(
@@ -247,7 +251,7 @@ async def sla_list(
     if sla_level:
         extra.append(i.c.priority.in_(sla_level))
     if incident is not None:
-        extra += incident.clauses()
+        extra += incident.clauses(scope, window)
     sub = sla_select(scope, slas, window, datetime.now(UTC), extra=tuple(extra)).subquery("sla_incidents")
     judged = sub.c[f"{sla_type.value}_status"] if sla_type else sub.c.sla_status
     stmt = sa.select(sub)

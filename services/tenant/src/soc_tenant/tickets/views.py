@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Path, Query
 
 from soc_tenant.db import ScopedSession
+from soc_tenant.readmodel import lookups
 from soc_tenant.readmodel import tables as t
 from soc_tenant.readmodel.common import (
     DASHBOARD,
@@ -150,9 +151,12 @@ async def list_tickets(
 
     stmt = sa.select(*TICKET_COLUMNS).where(
         *ticket_filters(scope, window, q, status, priority, is_overdue, open, account_id),
-        text_filter(created_by, k.c.created_by_name),
-        text_filter(account_name, k.c.account_name),
     )
+    # substrings through the lookup of the accounts' names (readmodel.lookups): an index, not a scan
+    if created_by and created_by.replace("\x00", "").strip():
+        stmt = stmt.where(lookups.ticket_value(scope, k.c.created_by_name, "created_by", created_by))
+    if account_name and account_name.replace("\x00", "").strip():
+        stmt = stmt.where(lookups.ticket_value(scope, k.c.account_name, "account_name", account_name))
     if has_ti_match is not None:
         matched = timatches.ticket_has_match(scope)
         stmt = stmt.where(matched if has_ti_match else ~matched)
