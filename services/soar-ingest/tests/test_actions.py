@@ -77,7 +77,7 @@ async def settle(runner: Any, command_id: str) -> dict[str, Any]:
 async def test_escalation_creates_one_incident_linked_to_the_offense(make_harness, tap_factory):
     harness, sim, integration_id, account = await started(make_harness)
     runner = harness.app.state.actions
-    tap = await tap_factory(harness.bus, ("soar.action.completed", "soar.incident.upserted"))
+    tap = await tap_factory(("soar.action.completed", "soar.incident.upserted"))
     cmd = command(integration_id, account, ESCALATE, escalation(90001), key="esc-1")
     assert await runner.handle(cmd) == "succeeded"
 
@@ -152,7 +152,7 @@ async def test_update_and_close_reach_xsoar_and_come_back_through_the_sync(make_
     )
     assert rec.doc["closed"] != xsoar.NULL_TIME
 
-    tap = await tap_factory(harness.bus, ("soar.incident.upserted",))
+    tap = await tap_factory(("soar.incident.upserted",))
     await harness.sync(integration_id)
     synced = [
         e["data"]
@@ -179,7 +179,7 @@ async def test_playbooks_run_and_refusals_are_recorded_not_retried(make_harness,
     added = [e.doc["contents"] for e in sim.state.sim.entries_of(rec)[before:]]
     assert added == ["Playbook **Block IP - Generic v3** started."]  # started once
 
-    tap = await tap_factory(harness.bus, ("soar.action.completed",))
+    tap = await tap_factory(("soar.action.completed",))
     unknown = command(
         integration_id, account, "xsoar.playbook.run", {**run, "playbook_id": "No Such Playbook"}
     )
@@ -201,7 +201,7 @@ async def test_faults_that_outlast_every_attempt_end_failed_and_published(make_h
     harness, sim, integration_id, account = await started(make_harness)
     runner = harness.app.state.actions
     runner.max_attempts = 3
-    tap = await tap_factory(harness.bus, ("soar.action.completed",))
+    tap = await tap_factory(("soar.action.completed",))
     await harness.sim_post(
         "/_sim/faults", {"kind": "429", "path": "/incident", "count": 1000, "retry_after": 0}
     )
@@ -217,17 +217,17 @@ async def test_faults_that_outlast_every_attempt_end_failed_and_published(make_h
 
 async def test_commands_arrive_over_the_bus(make_harness, tap_factory):
     harness, sim, integration_id, account = await started(make_harness)
-    tap = await tap_factory(harness.bus, ("soar.action.completed",))
+    tap = await tap_factory(("soar.action.completed",))
     cmd = command(integration_id, account, ESCALATE, escalation(90004))
     await harness.bus.publish(
         [make_event("soar.action.requested", cmd, source="/tenant", subject=cmd.command_id)]
     )
     for _ in range(300):
-        outcomes = of_type(tap.received, "soar.action.completed")
+        outcomes = [e.data for e in tap.events if e.routing_key == "soar.action.completed"]
         if outcomes:
             break
         await asyncio.sleep(0.05)
-    assert outcomes and outcomes[0]["data"]["command_id"] == cmd.command_id
+    assert outcomes and outcomes[0]["command_id"] == cmd.command_id
     assert len(by_offense(sim, account, 90004)) == 1
 
 
@@ -281,7 +281,7 @@ async def test_an_outcome_the_broker_did_not_confirm_is_published_again(make_har
     harness, sim, integration_id, account = await started(make_harness)
     runner = harness.app.state.actions
     runner.outcome_retry_seconds = 0
-    tap = await tap_factory(harness.bus, ("soar.action.completed",))
+    tap = await tap_factory(("soar.action.completed",))
     broker = runner.bus
 
     class RefusesOnce:

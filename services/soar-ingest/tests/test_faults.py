@@ -58,7 +58,7 @@ async def test_retries_exhausted_mid_sync_keep_the_cursor_at_the_last_confirmed_
     state: xsoar.XsoarSim = sim.state.sim
     transport = ArmAfter(sim, after=2, fault=Fault(kind="500", count=20, path="/incidents/search"))
     h = await make_harness(sim, transport=transport)
-    tap = await tap_factory(h.bus)
+    tap = await tap_factory()
     integration_id = await h.add_integration(settings={"page_size": 50, "fetch_notes": False})
 
     await h.sync()
@@ -101,7 +101,7 @@ async def test_transient_faults_are_retried_without_loss(make_harness, tap_facto
     sim = xsoar.create_app(seed=19, incidents=60)
     state: xsoar.XsoarSim = sim.state.sim
     h = await make_harness(sim)
-    tap = await tap_factory(h.bus)
+    tap = await tap_factory()
     integration_id = await h.add_integration(settings={"page_size": 8})
     sim.state.faults.arm(fault.model_copy(update={"path": path}))
 
@@ -122,7 +122,7 @@ async def test_transient_faults_are_retried_without_loss(make_harness, tap_facto
 async def test_retry_after_is_honoured(make_harness, tap_factory):
     sim = xsoar.create_app(seed=19, incidents=20)
     h = await make_harness(sim)
-    tap = await tap_factory(h.bus, ("soar.incident.upserted",))
+    tap = await tap_factory(("soar.incident.upserted",))
     integration_id = await h.add_integration(settings={"fetch_notes": False})
     sim.state.faults.arm(Fault(kind="429", count=1, retry_after=1, path="/acc_acme/incidents/search"))
     started = time.monotonic()
@@ -136,7 +136,7 @@ async def test_a_persistent_failure_is_recorded_and_recovers(make_harness, tap_f
     sim = xsoar.create_app(seed=23, incidents=60)
     state: xsoar.XsoarSim = sim.state.sim
     h = await make_harness(sim)
-    tap = await tap_factory(h.bus)
+    tap = await tap_factory()
     integration_id = await h.add_integration()
     sim.state.faults.arm(Fault(kind="503", count=1000, path="/incidents/search"))
 
@@ -165,7 +165,7 @@ async def test_a_war_room_failure_holds_back_notes_only(make_harness, tap_factor
     sim = xsoar.create_app(seed=29, incidents=80)
     state: xsoar.XsoarSim = sim.state.sim
     h = await make_harness(sim)
-    tap = await tap_factory(h.bus)
+    tap = await tap_factory()
     integration_id = await h.add_integration(settings={"page_size": 30})
     sim.state.faults.arm(Fault(kind="500", count=10_000, path="/investigation/"))
 
@@ -191,7 +191,7 @@ async def test_a_publish_failure_does_not_advance_the_cursor(make_harness, tap_f
     sim = xsoar.create_app(seed=31, incidents=200)
     state: xsoar.XsoarSim = sim.state.sim
     h = await make_harness(sim)
-    tap = await tap_factory(h.bus, ("soar.#",))
+    tap = await tap_factory(("soar.#",))
     integration_id = await h.add_integration(
         settings={"page_size": 40, "fetch_notes": False, "accounts": ["acme"]}
     )
@@ -223,7 +223,7 @@ async def test_a_publish_failure_does_not_advance_the_cursor(make_harness, tap_f
 async def test_a_hung_request_times_out_and_is_retried(make_harness, tap_factory, socket_sim):
     """On a real socket: the read timeout fires, the search (idempotent) is repeated."""
     h = await make_harness(socket_sim.app, network=True, timeout=httpx.Timeout(0.5, connect=2.0))
-    tap = await tap_factory(h.bus, ("soar.incident.upserted",))
+    tap = await tap_factory(("soar.incident.upserted",))
     integration_id = await h.add_integration(
         base_url=socket_sim.url, settings={"fetch_notes": False, "accounts": ["umbrella"]}
     )

@@ -43,7 +43,7 @@ async def test_every_change_and_note_arrives_exactly_once_across_runs(make_harne
     sim = xsoar.create_app(seed=3, incidents=300)
     state: xsoar.XsoarSim = sim.state.sim
     h = await make_harness(sim)
-    tap = await tap_factory(h.bus)
+    tap = await tap_factory()
     integration_id = await h.add_integration(settings={"page_size": 40})
 
     await h.sync()
@@ -111,7 +111,7 @@ async def test_every_change_and_note_arrives_exactly_once_across_runs(make_harne
 async def test_nothing_changed_publishes_nothing(make_harness, tap_factory):
     sim = xsoar.create_app(seed=4, incidents=50)
     h = await make_harness(sim)
-    tap = await tap_factory(h.bus, ("soar.#",))
+    tap = await tap_factory(("soar.#",))
     integration_id = await h.add_integration()
     await h.sync()
     assert len(of_type(await tap.drain(), "soar.incident.upserted")) == 50
@@ -126,7 +126,7 @@ async def test_incident_lifecycle_arrives_in_order_and_complete(make_harness, ta
     sim = xsoar.create_app(seed=5, incidents=40)
     state: xsoar.XsoarSim = sim.state.sim
     h = await make_harness(sim)
-    tap = await tap_factory(h.bus, ("soar.#",))
+    tap = await tap_factory(("soar.#",))
     integration_id = await h.add_integration(credentials=V8, settings={"auth_style": "xsoar8"})
     await h.sync()
     await tap.drain()
@@ -214,7 +214,7 @@ async def test_an_overlap_window_rereads_with_the_same_event_ids(make_harness, t
     what was already published comes again under the same event id, so consumers drop it."""
     sim = xsoar.create_app(seed=6, incidents=30)
     h = await make_harness(sim)
-    tap = await tap_factory(h.bus, ("soar.incident.upserted",))
+    tap = await tap_factory(("soar.incident.upserted",))
     integration_id = await h.add_integration(settings={"overlap_seconds": 3600, "fetch_notes": False})
     await h.sync()
     first = {e["id"]: e for e in await tap.drain()}

@@ -56,7 +56,7 @@ async def test_two_replicas_share_the_work_without_overlap(make_harness, tap_fac
     # Baseline: one replica alone, on an identical simulator.
     alone_sim = xsoar.create_app(seed=37, incidents=60)
     alone = await make_harness(alone_sim)
-    tap = await tap_factory(alone.bus, ("soar.#",))
+    tap = await tap_factory(("soar.#",))
     for integration_id in integrations:
         await alone.add_integration(f"alone-{integration_id}", settings={"page_size": 15})
     await alone.sync()
@@ -70,7 +70,7 @@ async def test_two_replicas_share_the_work_without_overlap(make_harness, tap_fac
     log = RunLog()
     log.watch(first.ingestor, "first")
     log.watch(second.ingestor, "second")
-    tap = await tap_factory(first.bus, ("soar.#",))
+    tap = await tap_factory(("soar.#",))
     for integration_id in integrations:
         await first.add_integration(integration_id, settings={"page_size": 15})
         second.credentials[integration_id] = first.credentials[integration_id]

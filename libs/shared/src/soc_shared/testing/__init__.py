@@ -207,6 +207,8 @@ class EventTap:
         self.name = name
         self.events: list[Any] = []
         self._channel: Any = None
+        self._queue: Any = None
+        self._drained = 0
 
     async def start(self, bus: Any, keys: Any) -> EventTap:
         from soc_shared.bus import decode_message
@@ -224,6 +226,7 @@ class EventTap:
             await message.ack()
 
         await queue.consume(on_message)
+        self._queue = queue
         return self
 
     def of(self, integration_id: str, routing_key: str | None = None) -> list[Any]:
@@ -245,6 +248,23 @@ class EventTap:
                 return
             seen = len(self.events)
             await asyncio.sleep(quiet)
+
+    async def drain(self) -> list[dict[str, Any]]:
+        """The events received since the last drain, as they were on the wire (JSON objects), once
+        the queue is empty and nothing arrived for a moment (publishes are confirmed, so whatever a
+        finished run published is already queued)."""
+        import asyncio
+
+        stable = 0
+        while stable < 3:
+            before = len(self.events)
+            await asyncio.sleep(0.02)
+            waiting = (
+                await self._channel.declare_queue(self._queue.name, passive=True)
+            ).declaration_result.message_count
+            stable = stable + 1 if waiting == 0 and len(self.events) == before else 0
+        fresh, self._drained = self.events[self._drained :], len(self.events)
+        return [e.model_dump(mode="json", exclude_none=True) for e in fresh]
 
     async def stop(self) -> None:
         if self._channel is not None:

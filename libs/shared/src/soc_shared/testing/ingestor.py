@@ -4,18 +4,21 @@
 replicas wired to it, integrations added and cleaned up — so each ingestor's ``conftest.py`` only
 says what differs: its ``IngestorKind`` (the ``ingestor_kind`` fixture) and its ``settings``.
 
-Fixtures: ``db``, ``bus`` (session), ``tap`` (``soc.events`` under the kind's keys), ``harness``
-(needs ``simulator``: the vendor simulator app of the test), ``socket_sim`` (needs
-``socket_simulator``: an app factory, served on a loopback port for the module).
+Fixtures: ``db``, ``bus`` (session), ``tap`` (``soc.events`` under the kind's keys),
+``tap_factory`` (taps on other keys), ``harness`` (needs ``simulator``: the vendor simulator app of
+the test), ``socket_sim`` (needs ``socket_simulator``: an app factory, served on a loopback port for
+the module). ``IngestorHarness.serve`` runs the ingestor's whole service app (its lifespan, internal
+routes and extensions) on the harness's simulator and credentials.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import pytest
@@ -164,13 +167,40 @@ class IngestorHarness:
         return integration_id
 
     async def sync(
-        self, ingestor: Ingestor, integration_id: str, resource: str | None = None
+        self, ingestor: Ingestor, integration_id: str | None = None, resource: str | None = None
     ) -> list[dict[str, Any]]:
-        """Make the resource(s) due now and run until nothing is due; the sync states after."""
-        await ingestor.trigger(integration_id, resource)
+        """Make the resource(s) due now (``integration_id`` None: only what is due anyway) and run
+        until nothing is due; the sync states after."""
+        if integration_id is not None:
+            await ingestor.trigger(integration_id, resource)
         while await ingestor.run_due_once():
             pass
         return await ingestor.states(integration_id)
+
+    @asynccontextmanager
+    async def serve(
+        self,
+        create_app: Callable[..., Any],
+        verifier: Any,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        network: bool = False,
+        **client_options: Any,
+    ) -> AsyncIterator[Any]:
+        """The ingestor's service app (``create_app(settings, verifier=, credentials=,
+        client_options=)``) with its lifespan entered: its Ingestor is ``app.state.ingestor``,
+        reading this harness's simulator (over real sockets to the integration's base URL with
+        ``network``) with this harness's credentials."""
+        options = {"retry": self.kind.retry, **client_options}
+        if not network:
+            options["transport"] = transport or self.transport()
+
+        async def credentials(integration_id: str) -> dict[str, Any]:
+            return self.credentials_of(integration_id)
+
+        app = create_app(self.settings, verifier=verifier, credentials=credentials, client_options=options)
+        async with app.router.lifespan_context(app):
+            yield app
 
     async def state_of(self, ingestor: Ingestor, integration_id: str, resource: str) -> dict[str, Any]:
         return next(s for s in await ingestor.states(integration_id) if s["resource"] == resource)
@@ -224,6 +254,24 @@ async def tap(bus: Bus, ingestor_kind: IngestorKind, tap_class: type[EventTap]) 
     await t.stop()
 
 
+@pytest_asyncio.fixture(loop_scope="session")
+async def tap_factory(
+    bus: Bus, ingestor_kind: IngestorKind, tap_class: type[EventTap]
+) -> AsyncIterator[Callable[..., Awaitable[EventTap]]]:
+    """``await tap_factory(keys)``: a tap on these routing keys (default: the kind's), stopped after
+    the test."""
+    taps: list[EventTap] = []
+
+    async def make(keys: Sequence[str] | None = None) -> EventTap:
+        t = await tap_class(f"{ingestor_kind.name}-tests").start(bus, list(keys or ingestor_kind.tap_keys))
+        taps.append(t)
+        return t
+
+    yield make
+    for t in taps:
+        await t.stop()
+
+
 @pytest.fixture(scope="session")
 def tap_class() -> type[EventTap]:
     """The tap's class (an ingestor may add helpers in a subclass)."""
@@ -250,9 +298,14 @@ async def harness(
     await h.cleanup(h.ingestor([]))
 
 
+class SocketSim(NamedTuple):
+    app: Any  # the simulator's FastAPI app
+    url: str  # its base URL on loopback
+
+
 @pytest.fixture(scope="module")
-def socket_sim(socket_simulator: Callable[[], Any]) -> Iterator[tuple[Any, str]]:
+def socket_sim(socket_simulator: Callable[[], Any]) -> Iterator[SocketSim]:
     """The simulator behind a real loopback socket (timeouts, refused connections, TLS are real)."""
     app = socket_simulator()
     with ServerThread(app) as server:
-        yield app, f"http://127.0.0.1:{server.port}"
+        yield SocketSim(app, f"http://127.0.0.1:{server.port}")
