@@ -781,3 +781,111 @@ async def test_offense_addresses_resolved_from_their_ids_are_stored_shown_and_ma
     assert [m["indicator"] for m in detail["ti_matches"]] == [dmz]
     # B's scope never reaches A's offense
     await get(env, f"/tenant/offenses/{pk}/", tenant(env, w.b), expect=404)
+
+
+async def test_entitlement_gained_later_matches_stored_records_once(env):
+    """Two ways a company becomes entitled to alerts already stored, with records already stored:
+    (1) its ``is_default_threat_intel`` flag is switched on (the shared feed's alerts become its
+    own), (2) a threat-intel integration is moved to it (its broadcast alerts become its own).
+    Before: no match. After the change (through the admin API) and a rematch pass: exactly the
+    expected match. A second pass: nothing new."""
+    from soc_tenant.threatintel import backfill as tibackfill
+
+    w: World = env["world"]
+    db = env["app"].state.db
+    bus: Bus = env["bus"]
+    admin = env["tokens"].headers(kind="admin")
+    f = await add_company(db, f"Hooli TI {RUN}")
+    g = await add_company(db, f"Stark TI {RUN}")
+    async with db.session() as s:
+        await s.execute(
+            sa.text("UPDATE company SET is_default_threat_intel = false WHERE id IN (:f, :g)"),
+            {"f": f, "g": g},
+        )
+    h = await add_company(db, f"Wayne TI {RUN}")
+    moved = await add_ti_integration(db, h)  # H's for now (H has no records)
+    feed_ip, moved_ip = "151.101.1.69", "104.16.132.229"
+    incidents = {
+        f"hooli-ti-{RUN}": ("401", f, feed_ip),
+        f"stark-ti-{RUN}": ("402", g, moved_ip),
+    }
+    for account, (_, company, _) in incidents.items():
+        await map_soar(db, company, w.soar, account)
+    feed_alert = cyware_alert(f"FF-{RUN}", f"Feed: scanner {RUN}", f"<p>Scanner {feed_ip}</p>")
+    moved_alert = cyware_alert(f"MV-{RUN}", f"Moved feed: C2 {RUN}", f"<p>C2 {moved_ip}</p>")
+    await bus.publish(
+        [
+            event("ti.alert.upserted", feed_alert, w.ti_feed, feed_alert.short_id, version=1),
+            event("ti.alert.upserted", moved_alert, moved, moved_alert.short_id, version=1),
+            *(
+                event(
+                    "soar.incident.upserted",
+                    SoarIncident(
+                        incident_id=incident_id,
+                        account=account,
+                        name=f"Traffic to {ip}",
+                        type="Network",
+                        status=IncidentStatus.ACTIVE,
+                        severity=IncidentSeverity.HIGH,
+                        created=NOW - timedelta(hours=1),
+                        modified=NOW - timedelta(minutes=20),
+                        occurred=NOW - timedelta(hours=1),
+                        version=1,
+                    ),
+                    w.soar,
+                    incident_id,
+                    version=1,
+                    vendor_tenant=account,
+                )
+                for account, (incident_id, _, ip) in incidents.items()
+            ),
+        ]
+    )
+
+    async def all_stored() -> bool:
+        async with db.session() as s:
+            n = (
+                await s.execute(
+                    sa.text(
+                        "SELECT count(DISTINCT (record_key, value)) FROM ti_observable WHERE value IN (:a, :b)"
+                    ),
+                    {"a": feed_ip, "b": moved_ip},
+                )
+            ).scalar_one()
+        return n == 4
+
+    await eventually(all_stored, within=20)
+
+    async def of(company: str) -> list[tuple[str, str, str]]:
+        async with db.session() as s:
+            rows = (
+                await s.execute(
+                    sa.text("SELECT record_key, alert_short_id, value FROM ti_match WHERE company_id = :c"),
+                    {"c": company},
+                )
+            ).all()
+        return sorted(tuple(r) for r in rows)
+
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    assert await tibackfill.rematch_mappings(db, before, bus=bus) == 0
+    assert await of(f) == [] and await of(g) == []
+
+    # (1) F opts into the shared feed
+    r = await env["client"].put(
+        f"/admin/companies/{f}/", headers=admin, json={"is_default_threat_intel": True}
+    )
+    assert r.status_code == 200, r.text
+    # (2) the integration moves from H to G, as PUT /integration/{id}/ writes it (this fixture's
+    # sealed test credentials are not a Cyware credential set the route would re-validate)
+    async with db.session() as s:
+        await s.execute(
+            sa.text("UPDATE integration SET company_id = :g, updated_at = now() WHERE id = :i"),
+            {"g": g, "i": moved},
+        )
+
+    await tibackfill.rematch_mappings(db, before, bus=bus)  # (the service's own pass may be first)
+    assert await of(f) == [("401", feed_alert.short_id, feed_ip)]
+    assert await of(g) == [("402", moved_alert.short_id, moved_ip)]
+    assert await tibackfill.rematch_mappings(db, before, bus=bus) == 0
+    assert await of(f) == [("401", feed_alert.short_id, feed_ip)]
+    assert await of(g) == [("402", moved_alert.short_id, moved_ip)]

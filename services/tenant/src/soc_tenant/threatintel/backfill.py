@@ -229,9 +229,19 @@ async def rematch_mappings(
     alert_days: int = 365,
 ) -> int:
     """Match again the stored records (seen within ``record_days``) of every vendor tenant whose
-    mapping was made or changed after ``since``: matching resolves a record's company through the
-    mappings when the record or an alert arrives, so records and alerts both stored before their
-    mapping existed would otherwise never meet. Returns the new matches (published on ``bus``)."""
+    entitlement may have grown after ``since``: matching resolves a record's company and what it
+    is entitled to when the record or an alert arrives, so records and alerts both stored before
+    the change would otherwise never meet. A vendor tenant is matched again when
+
+    - its mapping was made, changed or re-activated;
+    - its company's ``is_default_threat_intel`` is on and the company changed (the flag switched
+      on later: the default feeds' alerts are now its own);
+    - a threat-intel integration of its company changed (e.g. moved to this company: its
+      broadcast alerts are now the company's);
+    - a default feed was named, for a company with the flag on.
+
+    Only new matches are stored and published (on ``bus``); a second pass finds none. Returns
+    how many were found."""
     found = 0
     for record_type, table, key in MAPPINGS:
         async with db.engine.begin() as conn:
@@ -239,9 +249,15 @@ async def rematch_mappings(
             pg: Any = raw.driver_connection
             async with pg.cursor() as cur:
                 await cur.execute(
-                    f"SELECT DISTINCT integration_id, {key} FROM {table} "  # noqa: S608 - fixed names
-                    "WHERE active AND updated_at > %s",
-                    (since,),
+                    f"SELECT DISTINCT m.integration_id, m.{key} FROM {table} m "  # noqa: S608 - fixed names
+                    "WHERE m.active AND (m.updated_at > %(since)s"
+                    " OR EXISTS (SELECT 1 FROM company c WHERE c.id = m.company_id AND c.is_default_threat_intel"
+                    "            AND (c.updated_at > %(since)s"
+                    "                 OR EXISTS (SELECT 1 FROM ti_default_feed f WHERE f.set_at > %(since)s)))"
+                    " OR EXISTS (SELECT 1 FROM integration i WHERE i.company_id = m.company_id"
+                    "            AND i.integration_type = 'THREAT_INTELLIGENCE' AND i.deleted_at IS NULL"
+                    "            AND i.updated_at > %(since)s))",
+                    {"since": since},
                 )
                 tenants = await cur.fetchall()
         for integration_id, scope in tenants:
@@ -308,7 +324,7 @@ async def run_in_background(db: Database, bus: Any, settings: Any) -> None:
         found = await rematch_mappings(db, since, bus=bus, record_days=record_days, alert_days=alert_days)
         since = started - timedelta(seconds=5)  # a mapping committed during the pass is seen again
         if found:
-            logger.info("threat-intel: {} new matches for newly mapped vendor tenants", found)
+            logger.info("threat-intel: {} new matches after mapping or entitlement changes", found)
 
     # A failed pass is logged and retried after a backoff; cancelling the task ends the loop.
     await BackgroundLoop("ti-rematch", rematch, interval=REMATCH_EVERY, immediate=True).run()
