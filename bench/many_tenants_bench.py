@@ -39,7 +39,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from e2e_bench import ADMIN_PASSWORD, ROOT, CpuMeter, Suite  # noqa: E402
+from e2e_bench import ADMIN_PASSWORD, ROOT, CpuMeter, Suite, summarise_profile  # noqa: E402
 from soc_shared.testing import free_port  # noqa: E402
 
 BENCH_DB = "soc_bench_tenants"
@@ -103,6 +103,31 @@ class Observer:
             n, ch = out.get(c["user"], (0, 0))
             out[c["user"]] = (n + 1, ch + int(c.get("channels") or 0))
         return out
+
+    def known(self, integration_ids: list[str]) -> int:
+        """Integrations the ingestor has applied (from ``tenant.integration.changed``)."""
+        row = self.pg.execute(
+            "SELECT count(*) FROM siem_ingest.integration WHERE id = ANY(%s)", (integration_ids,)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def waits(self) -> str:
+        """What the bench database's backends are doing now (state / wait event), most common first."""
+        rows = self.pg.execute(
+            """SELECT usename, coalesce(wait_event_type || ':' || wait_event, state), count(*)
+               FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()
+               AND state <> 'idle' GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 6""",
+            (BENCH_DB,),
+        ).fetchall()
+        return ", ".join(f"{u.removeprefix('soc_')} {w} {n}" for u, w, n in rows) or "all idle"
+
+    def queue(self, name: str) -> tuple[int, int]:
+        """(ready, unacked) messages of one queue of the bench's vhost."""
+        try:
+            q = self.mgmt.get(f"/api/queues/{BENCH_DB}/{name}").json()
+        except (httpx.HTTPError, ValueError):
+            return (-1, -1)
+        return int(q.get("messages_ready") or 0), int(q.get("messages_unacknowledged") or 0)
 
     def synced(self, integration_ids: list[str]) -> int:
         """Integrations whose offenses and notes both synced once."""
@@ -219,11 +244,25 @@ async def run(args: argparse.Namespace, suite: Suite) -> None:
                 api, suite.url("sim-qradar"), len(consoles), target, args.interval
             )
             ids = [i for _, i in consoles]
-            while observer.synced(ids) < len(ids) and time.monotonic() - began < args.warmup:  # noqa: ASYNC110 (polls the database)
-                await asyncio.sleep(5)
+            created = time.monotonic()
+            print(f"{target} integrations created in {created - began:.0f} s (load {load()})")
+            all_known = None
+            while observer.synced(ids) < len(ids) and time.monotonic() - began < args.warmup:
+                known = observer.known(ids)
+                if known == len(ids) and all_known is None:
+                    all_known = time.monotonic() - began
+                ready, unacked = observer.queue("siem-ingest.integrations")
+                print(
+                    f"  {time.monotonic() - began:5.0f} s: ingestor knows {known}, first sync of "
+                    f"{observer.synced(ids)}; integration changes queued {ready}+{unacked}; "
+                    f"db: {observer.waits()}; load {load()}"
+                )
+                await asyncio.sleep(10)
             done = observer.synced(ids)
+            when = f"after {all_known:.0f} s" if all_known is not None else "within the warm-up"
             print(
-                f"{target} integrations: first sync of {done} done {time.monotonic() - began:.0f} s after adding them"
+                f"{target} integrations: all known to the ingestor {when}, "
+                f"first sync of {done} done {time.monotonic() - began:.0f} s after adding them"
             )
             rows.append(await window(args, api, sim, consoles, observer, meter, ingest, suite, target))
             print(header)
@@ -303,6 +342,7 @@ async def window(
 
 
 def main() -> None:
+    global BENCH_DB
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", default="250,500,1000,2000", help="integrations after each step")
     parser.add_argument("--window", type=float, default=120, help="seconds measured per step")
@@ -314,7 +354,10 @@ def main() -> None:
     )
     parser.add_argument("--concurrency", type=int, default=4, help="siem-ingest runs at once per replica")
     parser.add_argument("--second-replica", action="store_true")
+    parser.add_argument("--db", default=BENCH_DB, help="database and vhost of the run ((re)created)")
+    parser.add_argument("--profile", default="", help="comma list of processes to run under cProfile")
     args = parser.parse_args()
+    BENCH_DB = args.db
     os.environ["SOC_DB_NAME"] = BENCH_DB
     from soc_shared.provision import provision_database, provision_vhost
 
@@ -322,6 +365,7 @@ def main() -> None:
     provision_vhost(BENCH_DB, fresh=True)
     suite = Suite(db=BENCH_DB, modules=MODULES, logs=LOGS)
     suite.env["SOC_SIEM_INGEST_CONCURRENCY"] = str(args.concurrency)
+    suite.profiled = {n for n in args.profile.split(",") if n}
     try:
         instances = max(int(x) for x in args.steps.split(","))
         sim = suite.url("sim-qradar")
@@ -341,6 +385,11 @@ def main() -> None:
         asyncio.run(run(args, suite))
     finally:
         suite.stop()
+        for name in suite.profiled:
+            target = LOGS / f"profile-{name}.prof"
+            if target.exists():
+                summarise_profile(target)
+                print(f"profile of {name}: {target.with_suffix('.summary.txt')}")
 
 
 if __name__ == "__main__":

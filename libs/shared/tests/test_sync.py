@@ -269,3 +269,268 @@ async def test_a_dead_replicas_lease_lapses_within_lease_seconds(db, bus):
     await asyncio.sleep(1.5)
     taken = [r for r in await alive.claim(10) if r["integration_id"] == iid]
     assert taken and (await _state(db, iid))["lease_owner"] == alive.owner
+
+
+def _change(integration_id: str, **kw: Any) -> IntegrationChanged:
+    values: dict[str, Any] = {
+        "integration_type": "SIEM",
+        "subtype": "IBM_QRADAR",
+        "instance_name": integration_id,
+        "status": "active",
+        "base_url": "http://vendor.test",
+        "credential_kind": "API_KEY",
+        "changed_at": datetime.now(UTC),
+        **kw,
+    }
+    return IntegrationChanged(integration_id=integration_id, **values)
+
+
+async def _apply(ingestor: Ingestor, *changes: IntegrationChanged) -> None:
+    async with ingestor.db.session() as session:
+        await ingestor.apply_integrations(session, list(changes))
+
+
+async def _states(db: Database, integration_id: str) -> dict[str, dict[str, Any]]:
+    async with db.session() as session:
+        rows = (
+            (
+                await session.execute(
+                    sa.select(sync_state_table).where(sync_state_table.c.integration_id == integration_id)
+                )
+            )
+            .mappings()
+            .all()
+        )
+    return {r["resource"]: dict(r) for r in rows}
+
+
+def _multi(vendor: Vendor, *names: str, **enabled: Any) -> list[Resource]:
+    return [Resource(n, 60, vendor.fetch, enabled=enabled.get(n)) for n in names]
+
+
+async def test_a_batch_of_integration_changes_is_two_statements_and_waits_for_no_run(db, bus):
+    """Fifty integrations with ten resources each are applied in two statements (not 550), while
+    runs of the same rows are in flight: the runs hold no row lock the upsert would wait for."""
+    vendor = Vendor(1)
+    release = asyncio.Event()
+    original = vendor.fetch
+
+    async def held_fetch(ctx: SyncContext, cursor: dict[str, Any] | None) -> AsyncIterator[Page]:
+        await release.wait()
+        async for page in original(ctx, cursor):
+            yield page
+
+    names = [f"r{i}" for i in range(10)]
+    ingestor = Ingestor(
+        name="test-ingest",
+        vendor="fake",
+        subtype="IBM_QRADAR",
+        db=db,
+        bus=bus,
+        resources=[Resource(n, 60, held_fetch) for n in names],
+        client_factory=lambda i, c: None,
+        credentials=_credentials,
+        concurrency=8,
+    )
+    ids = sorted(f"batch-{uuid.uuid4().hex[:6]}" for _ in range(50))
+    await _apply(ingestor, *(_change(i) for i in ids[:4]))
+    rows = [r for r in await ingestor.claim(100) if r["integration_id"] in ids]
+    assert rows
+    runs = [asyncio.create_task(ingestor.run_one(r)) for r in rows]
+    await asyncio.sleep(0.2)  # the runs are in flight, holding their leases
+
+    statements: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    sa.event.listen(db.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        # would never return if the upsert waited for the held runs (they wait for it)
+        await asyncio.wait_for(_apply(ingestor, *(_change(i, instance_name=f"{i}!") for i in ids)), 30)
+    finally:
+        sa.event.remove(db.engine.sync_engine, "before_cursor_execute", count)
+    assert len([s for s in statements if s.lstrip().upper().startswith("INSERT")]) == 2, statements
+    release.set()
+    await asyncio.gather(*runs)
+    for iid in ids:
+        states = await _states(db, iid)
+        assert set(states) == set(names) and all(s["enabled"] for s in states.values())
+    # the held runs finished normally: leases given back, their one page read
+    for r in rows:
+        state = (await _states(db, r["integration_id"]))[r["resource"]]
+        assert state["lease_owner"] is None and state["cursor"] == {"after": 1}
+    assert len(vendor.reads) == len(rows)
+
+
+async def test_a_resource_switched_off_in_the_settings_gets_no_run(db, bus):
+    vendor = Vendor(1)
+    ingestor = Ingestor(
+        name="test-ingest",
+        vendor="fake",
+        subtype="IBM_QRADAR",
+        db=db,
+        bus=bus,
+        resources=_multi(vendor, "always", "optional", optional=lambda s: s.get("optional", True)),
+        client_factory=lambda i, c: None,
+        credentials=_credentials,
+    )
+    iid = f"off-{uuid.uuid4().hex[:6]}"
+    await _apply(ingestor, _change(iid, settings={"optional": False}))
+    claimed = [r["resource"] for r in await ingestor.claim(100) if r["integration_id"] == iid]
+    assert claimed == ["always"]
+    assert not (await _states(db, iid))["optional"]["enabled"]
+    # switched on again: due at once
+    await _apply(ingestor, _change(iid, settings={"optional": True}))
+    claimed = [r["resource"] for r in await ingestor.claim(100) if r["integration_id"] == iid]
+    assert claimed == ["optional"]
+
+
+async def test_a_change_keeps_the_schedule_unless_a_resource_failed_or_was_off(db, bus):
+    """A status or name change must not make every resource due at once; a failing or re-enabled
+    resource is tried again at once (new credentials may be what it was waiting for)."""
+    vendor = Vendor(1)
+    ingestor = _ingestor(db, bus, vendor)
+    ok, failing = f"keep-{uuid.uuid4().hex[:6]}", f"fail-{uuid.uuid4().hex[:6]}"
+    await _apply(ingestor, _change(ok), _change(failing))
+    rows = {r["integration_id"]: r for r in await ingestor.claim(100) if r["integration_id"] in (ok, failing)}
+    await ingestor.run_one(rows[ok])
+    vendor.fail_after_pages = 0
+    await ingestor.run_one(rows[failing])
+    vendor.fail_after_pages = None
+    before = {i: (await _state(db, i))["next_run_at"] for i in (ok, failing)}
+    assert (await _state(db, failing))["consecutive_failures"] == 1
+
+    await _apply(ingestor, _change(ok, status="error"), _change(failing, credentials_version=2))
+    assert (await _state(db, ok))["next_run_at"] == before[ok]
+    assert (await _state(db, failing))["next_run_at"] < before[failing]
+    assert [
+        r["integration_id"] for r in await ingestor.claim(100) if r["integration_id"] in (ok, failing)
+    ] == [failing]
+    # a shorter polling interval counts from now
+    await _apply(ingestor, _change(ok, settings={"resource_intervals": {"records": 5}}))
+    state = await _state(db, ok)
+    assert state["interval_seconds"] == 5 and state["next_run_at"] < before[ok]
+
+
+async def test_a_free_slot_claims_again_at_once_not_after_the_poll_interval(db, bus):
+    """With one slot and a 60 s poll, three due runs finish one after the other without waiting
+    for the poll: a finished run wakes the scheduler."""
+    vendor = Vendor(1)
+    ingestor = _ingestor(db, bus, vendor, concurrency=1, poll_seconds=60)
+    ids = [f"wake-{uuid.uuid4().hex[:6]}" for _ in range(3)]
+    await _apply(ingestor, *(_change(i) for i in ids))
+    await ingestor.start(consume_integrations=False)
+    try:
+
+        async def all_ran() -> None:
+            while not all([(await _state(db, i))["last_success_at"] for i in ids]):  # noqa: ASYNC110 (polls the database)
+                await asyncio.sleep(0.05)
+
+        await asyncio.wait_for(all_ran(), 30)  # without the wake-up: about 120 s
+    finally:
+        await ingestor.stop()
+
+
+class Clients:
+    """Credentials by version, as the tenant service hands them out; clients built and closed."""
+
+    def __init__(self) -> None:
+        self.secret = "v1"
+        self.fetches = 0
+        self.built: list[FakeClient] = []
+
+    async def credentials(self, integration_id: str) -> dict[str, Any]:
+        self.fetches += 1
+        return {"secrets": {"api_key": self.secret}}
+
+    def factory(self, integration: dict[str, Any], credentials: dict[str, Any]) -> FakeClient:
+        client = FakeClient(credentials["secrets"]["api_key"])
+        self.built.append(client)
+        return client
+
+
+class FakeClient:
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.closed = False
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+async def test_kept_clients_are_reused_until_the_integration_changes(db, bus):
+    clients = Clients()
+    used: list[tuple[str, bool]] = []
+    gate = asyncio.Event()
+    gate.set()
+
+    async def fetch(ctx: SyncContext, cursor: dict[str, Any] | None) -> AsyncIterator[Page]:
+        await gate.wait()
+        used.append((ctx.client.key, ctx.client.closed))
+        if ctx.client.key == "revoked":
+            raise VendorError(VendorErrorCategory.BAD_CREDENTIALS, "refused")
+        yield Page(events=[], cursor={"n": len(used)})
+
+    ingestor = Ingestor(
+        name="test-ingest",
+        vendor="fake",
+        subtype="IBM_QRADAR",
+        db=db,
+        bus=bus,
+        resources=[Resource("a", 60, fetch), Resource("b", 60, fetch)],
+        client_factory=clients.factory,
+        credentials=clients.credentials,
+        keep_clients=True,
+    )
+    iid = f"kept-{uuid.uuid4().hex[:6]}"
+
+    async def run_all() -> None:
+        await ingestor.trigger(iid)
+        rows = [r for r in await ingestor.claim(100) if r["integration_id"] == iid]
+        await asyncio.gather(*(ingestor.run_one(r) for r in rows))
+
+    await _apply(ingestor, _change(iid))
+    await run_all()
+    await run_all()
+    # two resources, two rounds: one credentials fetch, one client
+    assert clients.fetches == 1 and len(clients.built) == 1 and not clients.built[0].closed
+    assert used == [("v1", False)] * 4
+
+    # a rotated credential: the next run uses it; the old client is closed
+    clients.secret = "v2"
+    await _apply(ingestor, _change(iid, credentials_version=2))
+    await run_all()
+    assert clients.fetches == 2 and used[-2:] == [("v2", False)] * 2 and clients.built[0].closed
+
+    # a change consumed by another replica (only the row changed) is noticed too; a run in flight
+    # keeps its client open until it ends
+    gate.clear()
+    await ingestor.trigger(iid)
+    [first] = [r for r in await ingestor.claim(1) if r["integration_id"] == iid]
+    in_flight = asyncio.create_task(ingestor.run_one(first))
+    await asyncio.sleep(0.2)
+    clients.secret = "v3"
+    other = _ingestor(db, bus, Vendor(1))
+    await _apply(other, _change(iid, credentials_version=3))
+    [second] = [r for r in await ingestor.claim(100) if r["integration_id"] == iid]
+    second_run = asyncio.create_task(ingestor.run_one(second))
+    await asyncio.sleep(0.2)
+    assert not clients.built[1].closed  # still used by the first run
+    gate.set()
+    await asyncio.gather(in_flight, second_run)
+    assert sorted(used[-2:]) == [("v2", False), ("v3", False)]
+    assert clients.built[1].closed and not clients.built[2].closed
+
+    # refused credentials drop the kept client: the next run fetches them again
+    clients.secret = "revoked"
+    await _apply(other, _change(iid, credentials_version=4))
+    await run_all()
+    fetches = clients.fetches
+    clients.secret = "v5"
+    await ingestor.trigger(iid)  # (the same row version: only the failure made it fetch again)
+    rows = [r for r in await ingestor.claim(100) if r["integration_id"] == iid]
+    await asyncio.gather(*(ingestor.run_one(r) for r in rows))
+    assert clients.fetches == fetches + 1 and used[-1] == ("v5", False)
+    await ingestor.stop()
+    assert all(c.closed for c in clients.built)

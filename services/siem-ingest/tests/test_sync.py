@@ -601,3 +601,59 @@ async def test_offense_addresses_are_resolved_batched_cached_and_a_failed_resolu
     sim.add_events(sim.offenses[min(sim.offenses)], event_count=1)
     [state] = await harness.sync(ingestor, integration)
     assert state["last_error"] is None and len(transport.asked) == asked
+
+
+async def test_resources_switched_off_in_the_settings_get_no_run(harness: Any, tap: Any) -> None:
+    """EPS off and one metric family chosen: the other 20 families and EPS are never claimed
+    (not a run per interval that returns at once)."""
+    ingestor = harness.ingestor()
+    family = CATALOGUE[0]
+    integration = await harness.add_integration(
+        ingestor, settings={"eps_enabled": False, "metric_families": [family.name]}
+    )
+    states = {s["resource"]: s for s in await harness.sync(ingestor, integration)}
+    off = {"eps", *(f.resource for f in CATALOGUE if f is not family)}
+    assert {r for r, s in states.items() if not s["enabled"]} == off
+    assert all(states[r]["last_started_at"] is None for r in off)
+    assert all(s["last_success_at"] is not None for r, s in states.items() if r not in off)
+    await tap.settle()
+    reported = {e.data["resource"] for e in tap.of(integration, "ingest.sync.reported")}
+    assert not reported & off and family.resource in reported
+    assert {e.data["family"] for e in tap.of(integration, "siem.metric.sampled")} == {family.name}
+    assert not tap.of(integration, "siem.eps.sampled")
+
+
+async def test_kept_credentials_are_replaced_by_a_rotation_on_the_next_run(harness: Any, tap: Any) -> None:
+    """One client per integration serves its runs; a rotation (a new credentials version) is used
+    by the next run, and refused credentials are fetched again by the run after."""
+    sim = harness.state
+    ingestor = harness.ingestor(["offenses", "domains"], keep_clients=True)
+    fetched: list[str] = []
+    original = ingestor.credentials
+
+    async def counting(integration_id: str) -> dict[str, Any]:
+        fetched.append(integration_id)
+        return await original(integration_id)
+
+    ingestor.credentials = counting
+    integration = await harness.add_integration(ingestor)
+    await harness.sync(ingestor, integration)
+    await harness.sync(ingestor, integration)
+    assert fetched == [integration]  # four runs, one fetch
+
+    harness.default_credentials = {"credential_kind": "API_KEY", "secrets": {"api_key": "revoked"}}
+    rotated = harness.change(integration).model_copy(update={"credentials_version": 2})
+    async with ingestor.db.session() as session:
+        await ingestor.apply_integration(session, rotated)
+    sim.add_events(sim.offenses[min(sim.offenses)], event_count=1)
+    await harness.sync(ingestor, integration, "offenses")
+    state = await harness.state_of(ingestor, integration, "offenses")
+    assert state["last_error_category"] == "bad_credentials" and len(fetched) == 2
+
+    harness.default_credentials = None  # fixed at the tenant; no change announced
+    await harness.sync(ingestor, integration, "offenses")
+    state = await harness.state_of(ingestor, integration, "offenses")
+    assert state["last_error"] is None and len(fetched) == 3
+    await tap.settle()
+    assert sim_versions(sim) <= set(offense_versions(tap, integration))
+    await ingestor.stop()

@@ -133,10 +133,47 @@ class Resource:
     interval_seconds: int
     fetch: FetchFn
     description: str = ""
+    enabled: Callable[[dict[str, Any]], bool] | None = None
+    """Whether an integration with these ``settings`` runs this resource at all (None: always). A
+    resource switched off in the settings is never claimed, instead of a run per interval that
+    returns at once."""
+
+    def enabled_for(self, settings: dict[str, Any]) -> bool:
+        if self.enabled is None:
+            return True
+        try:
+            return bool(self.enabled(settings))
+        except (TypeError, ValueError, AttributeError):  # malformed settings: let the run report it
+            return True
 
 
 ClientFactory = Callable[[dict[str, Any], dict[str, Any]], Any]
 CredentialsProvider = Callable[[str], Awaitable[dict[str, Any]]]
+
+
+@dataclass
+class _Kept:
+    """One integration's credentials and vendor client, kept between runs (``keep_clients``) for
+    as long as the integration's row is unchanged; closed once retired and no run uses it."""
+
+    version: tuple[Any, ...]
+    credentials: dict[str, Any]
+    client: Any
+    users: int = 0
+    retired: bool = False
+
+
+# A run failing with one of these drops the kept credentials and client of its integration: the next
+# run fetches the credentials again (rotated at the vendor, or a CA changed) and builds a new client.
+CREDENTIAL_ERRORS = frozenset({"bad_credentials", "permission", "credentials_origin", "tls"})
+
+
+async def _close_client(client: Any) -> None:
+    if client is not None and hasattr(client, "aclose"):
+        try:
+            await client.aclose()
+        except Exception as exc:  # closing must never fail a run
+            logger.debug("closing a vendor client: {}", exc)
 
 
 class ErrorInfo(BaseModel):
@@ -171,6 +208,7 @@ class Ingestor:
         concurrency: int = 4,
         poll_seconds: float = 1.0,
         failure_backoff_max: int = 900,
+        keep_clients: bool = False,
     ) -> None:
         self.name = name
         self.vendor = vendor
@@ -184,6 +222,12 @@ class Ingestor:
         self.concurrency = concurrency
         self.poll_seconds = poll_seconds
         self.failure_backoff_max = failure_backoff_max
+        # Credentials and vendor client per integration, reused by its runs until the integration
+        # changes (its row's changed_at / credentials_version) or a run fails on credentials — for
+        # vendors whose credentials are static (an API key); not for ones that rotate tokens per use.
+        self.keep_clients = keep_clients
+        self._kept: dict[str, _Kept] = {}
+        self._kept_locks: dict[str, asyncio.Lock] = {}
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.lease = Lease(
             sync_state_table,
@@ -213,54 +257,89 @@ class Ingestor:
         if not latest:
             return
         async with self.db.session() as session:
-            for change in latest.values():
-                await self.apply_integration(session, change)
+            await self.apply_integrations(session, list(latest.values()))
+        for integration_id in latest:
+            await self._retire(integration_id)
         self._wake.set()
 
     async def apply_integration(self, session: Any, change: IntegrationChanged) -> None:
-        values = {
-            "id": change.integration_id,
-            "subtype": change.subtype,
-            "instance_name": change.instance_name,
-            "status": change.status,
-            "deleted": change.deleted,
-            "base_url": change.base_url,
-            "verify_tls": change.verify_tls,
-            "polling_interval_seconds": change.polling_interval_seconds,
-            "credential_kind": change.credential_kind,
-            "credentials_version": change.credentials_version,
-            "company_id": change.company_id,
-            "settings": change.settings,
-            "changed_at": change.changed_at,
-        }
-        stmt = insert(integration_table).values(**values)
+        await self.apply_integrations(session, [change])
+
+    async def apply_integrations(self, session: Any, changes: Sequence[IntegrationChanged]) -> None:
+        """Upsert the integrations and their sync states: two statements for the whole batch (one
+        per resource and integration made onboarding crawl while runs updated the same rows), rows
+        in key order so that two replicas applying overlapping batches never deadlock."""
+        if not changes:
+            return
+        changes = sorted(changes, key=lambda c: c.integration_id)
+        rows = [
+            {
+                "id": c.integration_id,
+                "subtype": c.subtype,
+                "instance_name": c.instance_name,
+                "status": c.status,
+                "deleted": c.deleted,
+                "base_url": c.base_url,
+                "verify_tls": c.verify_tls,
+                "polling_interval_seconds": c.polling_interval_seconds,
+                "credential_kind": c.credential_kind,
+                "credentials_version": c.credentials_version,
+                "company_id": c.company_id,
+                "settings": c.settings,
+                "changed_at": c.changed_at,
+            }
+            for c in changes
+        ]
+        stmt = insert(integration_table).values(rows)
         stmt = stmt.on_conflict_do_update(
             index_elements=["id"],
-            set_={k: stmt.excluded[k] for k in values if k != "id"},
+            set_={k: stmt.excluded[k] for k in rows[0] if k != "id"},
             # An older change delivered late never overwrites a newer one.
             where=integration_table.c.changed_at <= stmt.excluded.changed_at,
         )
         await session.execute(stmt)
-        enabled = not change.deleted and change.status != "disabled"
-        for resource in self.resources.values():
-            interval = self.interval_for(resource, change.polling_interval_seconds, change.settings)
-            ins = insert(sync_state_table).values(
-                integration_id=change.integration_id,
-                resource=resource.name,
-                interval_seconds=interval,
-                enabled=enabled,
-            )
-            await session.execute(
-                ins.on_conflict_do_update(
-                    index_elements=["integration_id", "resource"],
-                    set_={
-                        "interval_seconds": interval,
-                        "enabled": enabled,
-                        # new credentials or re-enabled: try again now instead of waiting out a backoff
-                        "next_run_at": sa.func.least(sync_state_table.c.next_run_at, sa.func.now()),
-                    },
+        states = []
+        for change in changes:
+            live = not change.deleted and change.status != "disabled"
+            for name in sorted(self.resources):
+                resource = self.resources[name]
+                states.append(
+                    {
+                        "integration_id": change.integration_id,
+                        "resource": name,
+                        "interval_seconds": self.interval_for(
+                            resource, change.polling_interval_seconds, change.settings
+                        ),
+                        "enabled": live and resource.enabled_for(change.settings),
+                    }
                 )
+        if not states:  # an ingestor without resources (tests) keeps the integrations only
+            return
+        s = sync_state_table
+        ins = insert(s).values(states)
+        await session.execute(
+            ins.on_conflict_do_update(
+                index_elements=["integration_id", "resource"],
+                set_={
+                    "interval_seconds": ins.excluded.interval_seconds,
+                    "enabled": ins.excluded.enabled,
+                    # Re-enabled, or failing (new credentials may fix it): run now instead of waiting
+                    # out a backoff. Otherwise the schedule stands (a status or name change must not
+                    # make every resource of the integration due at once), a shorter interval counts.
+                    "next_run_at": sa.case(
+                        (
+                            sa.or_(~s.c.enabled, s.c.consecutive_failures > 0),
+                            sa.func.least(s.c.next_run_at, sa.func.now()),
+                        ),
+                        else_=sa.func.least(
+                            s.c.next_run_at,
+                            sa.func.now()
+                            + sa.func.make_interval(0, 0, 0, 0, 0, 0, ins.excluded.interval_seconds),
+                        ),
+                    ),
+                },
             )
+        )
 
     @staticmethod
     def interval_for(resource: Resource, polling_interval: int, settings: dict[str, Any]) -> int:
@@ -350,6 +429,44 @@ class Ingestor:
                     "lease renewal for {} {} failed: {}", row["integration_id"], row["resource"], exc
                 )
 
+    # ------------------------------------------------------------------ credentials and clients
+    async def _open(self, integration: dict[str, Any]) -> tuple[dict[str, Any], Any, _Kept | None]:
+        """Credentials and a vendor client for one run: fetched and built for this run, or (with
+        ``keep_clients``) the integration's kept ones while its row is unchanged."""
+        integration_id = str(integration["id"])
+        if not self.keep_clients:
+            credentials = await self.credentials(integration_id)
+            return credentials, self.client_factory(integration, credentials), None
+        # The row this replica reads is the truth: a change another replica consumed shows up here.
+        version = (integration.get("changed_at"), integration.get("credentials_version"))
+        lock = self._kept_locks.setdefault(integration_id, asyncio.Lock())
+        async with lock:  # one fetch per integration when several of its resources start at once
+            kept = self._kept.get(integration_id)
+            if kept is None or kept.version != version:
+                await self._retire(integration_id)
+                credentials = await self.credentials(integration_id)
+                kept = _Kept(version, credentials, self.client_factory(integration, credentials))
+                self._kept[integration_id] = kept
+            kept.users += 1
+            return kept.credentials, kept.client, kept
+
+    async def _release(self, client: Any, kept: _Kept | None) -> None:
+        if kept is None:
+            await _close_client(client)
+            return
+        kept.users -= 1
+        if kept.retired and kept.users == 0:
+            await _close_client(kept.client)
+
+    async def _retire(self, integration_id: str) -> None:
+        """Forget an integration's kept credentials and client (closed once no run uses it)."""
+        kept = self._kept.pop(integration_id, None)
+        if kept is None:
+            return
+        kept.retired = True
+        if kept.users == 0:
+            await _close_client(kept.client)
+
     async def run_one(self, row: dict[str, Any]) -> None:
         resource = self.resources[row["resource"]]
         started_at = datetime.now(UTC)
@@ -358,12 +475,14 @@ class Ingestor:
         error: ErrorInfo | None = None
         integration = await self.load_integration(row["integration_id"])
         client = None
+        kept: _Kept | None = None
+        opened = False
         heartbeat = asyncio.create_task(self._heartbeat(row))
         try:
             if integration is None:
                 raise RuntimeError("integration unknown to this ingestor")
-            credentials = await self.credentials(row["integration_id"])
-            client = self.client_factory(integration, credentials)
+            credentials, client, kept = await self._open(integration)
+            opened = True
             ctx = SyncContext(
                 integration=integration,
                 credentials=credentials,
@@ -391,8 +510,10 @@ class Ingestor:
             )
         finally:
             heartbeat.cancel()
-            if client is not None and hasattr(client, "aclose"):
-                await client.aclose()
+            if opened:
+                await self._release(client, kept)
+        if error is not None and error.category in CREDENTIAL_ERRORS:
+            await self._retire(row["integration_id"])
         failures = await self._finish(row, ok=error is None, records=records, error=error)
         SYNC_RUNS.labels(self.name, resource.name, "ok" if error is None else "error").inc()
         SYNC_SECONDS.labels(self.name, resource.name).observe(time.perf_counter() - started)
@@ -454,6 +575,12 @@ class Ingestor:
             async with sem:
                 await self.run_one(row)
 
+        def finished(task: asyncio.Task[None]) -> None:
+            running.discard(task)
+            # A slot is free: claim again now. Waiting for the next poll instead left each slot idle
+            # up to poll_seconds after every run — a replica did at most ~concurrency runs a second.
+            self._wake.set()
+
         while not self._stop.is_set():
             try:
                 free = self.concurrency - len(running)
@@ -461,7 +588,7 @@ class Ingestor:
                 for row in rows:
                     task = asyncio.create_task(guarded(row))
                     running.add(task)
-                    task.add_done_callback(running.discard)
+                    task.add_done_callback(finished)
             except Exception as exc:  # the database may be briefly away: keep the loop alive
                 logger.warning("{} scheduler: {}", self.name, exc)
                 rows = []
@@ -495,6 +622,8 @@ class Ingestor:
             await self._loop_task
         if self._consumer is not None:
             await self._consumer.stop()
+        for integration_id in list(self._kept):
+            await self._retire(integration_id)
 
     async def states(self, integration_id: str | None = None) -> list[dict[str, Any]]:
         s = sync_state_table
@@ -628,6 +757,7 @@ def create_ingestor_app(
     credentials: CredentialsProvider | None = None,
     extra_routers: Callable[[Any], Sequence[APIRouter]] | None = None,
     extension: Callable[[Any, Any], Any] | None = None,
+    keep_clients: bool = False,
 ) -> Any:
     """The one FastAPI app every ingestor runs: database, bus, token verification, the Ingestor
     with its resources, the internal routes, health and metrics.
@@ -672,6 +802,7 @@ def create_ingestor_app(
             ),
             credentials=credentials or TenantCredentials(settings.tenant_url, tokens.token),
             concurrency=settings.concurrency,
+            keep_clients=keep_clients,
             lease_seconds=getattr(settings, "lease_seconds", 60),
         )
         await app.state.bus.connect()

@@ -33,4 +33,7 @@ def create_app(
         tester=lambda req: test_connection(req, settings, client_options),
         verifier=verifier,
         credentials=credentials,
+        # QRadar credentials are static (an authorised-service token, or basic): fetched once per
+        # integration change, and one client per integration serves all its runs.
+        keep_clients=True,
     )

@@ -597,6 +597,12 @@ async def fetch_metric(
         yield Page(events=events, cursor={"window_end": end})
 
 
+def _family_enabled(name: str, settings: dict[str, Any]) -> bool:
+    """A metric family runs unless the integration's ``metric_families`` leaves it out."""
+    families = settings.get("metric_families")
+    return families is None or name in {str(f) for f in families}
+
+
 RESOURCES: list[Resource] = [
     Resource("domains", 900, fetch_domains, "QRadar domains (the seed's QRadar tenants)"),
     Resource("event_collectors", 3600, fetch_event_collectors, "event collectors"),
@@ -609,10 +615,23 @@ RESOURCES: list[Resource] = [
         60,
         fetch_offense_notes,
         "notes of the offenses that changed, and a sweep of the open ones",
+        enabled=lambda settings: bool(settings.get("offense_notes", True)),
     ),
-    Resource("eps", 600, fetch_eps, "EPS per domain, hourly and daily (Ariel)"),
+    Resource(
+        "eps",
+        600,
+        fetch_eps,
+        "EPS per domain, hourly and daily (Ariel)",
+        enabled=lambda settings: bool(settings.get("eps_enabled", True)),
+    ),
     *(
-        Resource(f.resource, CHECK_SECONDS[f.step], partial(fetch_metric, f), f.description)
+        Resource(
+            f.resource,
+            CHECK_SECONDS[f.step],
+            partial(fetch_metric, f),
+            f.description,
+            enabled=partial(_family_enabled, f.name),
+        )
         for f in CATALOGUE
     ),
 ]

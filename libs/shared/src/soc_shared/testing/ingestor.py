@@ -123,6 +123,7 @@ class IngestorHarness:
         transport: httpx.AsyncBaseTransport | None = None,
         concurrency: int = 4,
         network: bool = False,
+        keep_clients: bool = False,
         **client_options: Any,
     ) -> Ingestor:
         """``network``: real sockets to the integration's base URL instead of the in-process simulator."""
@@ -145,6 +146,7 @@ class IngestorHarness:
             credentials=credentials,
             concurrency=concurrency,
             lease_seconds=60,
+            keep_clients=keep_clients,
         )
 
     def change(self, integration_id: str, **kwargs: Any) -> IntegrationChanged:
