@@ -450,7 +450,7 @@ class Ingestor:
             kept.users += 1
             return kept.credentials, kept.client, kept
 
-    async def _release(self, client: Any, kept: _Kept | None) -> None:
+    async def _give_back(self, client: Any, kept: _Kept | None) -> None:
         if kept is None:
             await _close_client(client)
             return
@@ -511,7 +511,7 @@ class Ingestor:
         finally:
             heartbeat.cancel()
             if opened:
-                await self._release(client, kept)
+                await self._give_back(client, kept)
         if error is not None and error.category in CREDENTIAL_ERRORS:
             await self._retire(row["integration_id"])
         failures = await self._finish(row, ok=error is None, records=records, error=error)
