@@ -42,3 +42,28 @@ def test_offenses_and_incidents_name_a_few_indicators_the_threat_feed_names() ->
     assert [o["offense_source"] for o in again if o["offense_source"] in KNOWN_BAD_IPS] == [
         o["offense_source"] for o in from_known
     ]
+
+
+def test_recent_demo_incidents_naming_a_known_hash_are_still_being_worked() -> None:
+    """The demo's dashboard counts open incidents with threat-intel matches: incidents of the last
+    two weeks that carry a file hash the feed names stay in Analysis or Containment (active), older
+    ones were closed like the rest of the history; the same seed, the same incidents."""
+    from soc_simulators._common import MonotonicClock
+
+    now_us = MonotonicClock(1_000_000).wall()
+    window_us = 14 * 86_400 * 1_000_000
+
+    def matched(sim: XsoarSim) -> list[tuple[str, bool, int, str]]:
+        return [
+            (rec.id, now_us - rec.created_us < window_us - 60_000_000, rec.doc["status"], rec.doc["phase"])
+            for rec in sim.records.values()
+            if rec.doc["CustomFields"].get("filesha256") in KNOWN_BAD_SHA256
+        ]
+
+    demo = matched(XsoarSim(seed=7, profile="demo"))
+    recent = [m for m in demo if m[1]]
+    assert len(recent) >= 2, demo
+    assert all(status == 1 and phase in ("Analysis", "Containment") for _, _, status, phase in recent)
+    older = [m for m in demo if not m[1]]
+    assert sum(status == 2 for _, _, status, _ in older) > 0.8 * len(older)
+    assert [m[0] for m in matched(XsoarSim(seed=7, profile="demo"))] == [m[0] for m in demo]

@@ -122,6 +122,9 @@ class SocPace:
     skip_share: tuple[float, float, float]
     stalled_share: float
     fetch_delay_minutes: tuple[float, float]  # from the event (occurred) to the incident (created)
+    open_matched_days: float = 0.0
+    """Incidents created this recently that carry an indicator the threat feed names stay open
+    (the analysts are on them), so the demo's dashboard has open incidents with matches."""
 
 
 DEMO_PACE = SocPace(
@@ -137,6 +140,7 @@ DEMO_PACE = SocPace(
     skip_share=(0.03, 0.02, 0.02),
     stalled_share=0.03,
     fetch_delay_minutes=(0.3, 2.5),
+    open_matched_days=14,
 )
 PROFILES = {"default": None, "demo": DEMO_PACE}
 
@@ -728,6 +732,11 @@ class XsoarSim:
             resolved + int(rng.uniform(10, 240) * _MINUTE_US),
         ]
         target = 5 if rng.random() >= pace.stalled_share else rand_between(rng, 0, 5)
+        shared = known_bad(0.06, "xsoar", account, num)
+        if shared is not None and now_us - created_us < pace.open_matched_days * _DAY_US:
+            # A recent incident carrying an indicator the threat feed names is still being worked:
+            # Analysis or Containment (fixed per incident, no extra draw: the history stays the same).
+            target = min(target, 1 + shared % 2)
         phase = 0
         while phase < target and phase_us[phase + 1] < now_us:
             phase += 1
