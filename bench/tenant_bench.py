@@ -177,7 +177,9 @@ FROM generate_series(1, %(n)s) g
 """
 
 
-def generate(conn: Any, scale: float, small_companies: int) -> dict[str, Any]:
+def generate(
+    conn: Any, scale: float, small_companies: int, big_offenses: int | None = None
+) -> dict[str, Any]:
     """Companies, mappings and the bulk rows. Returns what the measurements need."""
     companies = []
     with conn.cursor() as cur:
@@ -240,7 +242,7 @@ def generate(conn: Any, scale: float, small_companies: int) -> dict[str, Any]:
     for c in companies:
         f = 1.0 if c["big"] else share
         n_off, n_inc, n_tk = (
-            int(volumes["offenses"] * f),
+            big_offenses if c["big"] and big_offenses is not None else int(volumes["offenses"] * f),
             int(volumes["incidents"] * f),
             int(volumes["tickets"] * f),
         )
@@ -315,6 +317,33 @@ def generate(conn: Any, scale: float, small_companies: int) -> dict[str, Any]:
             )
     log(f"  {small_companies} smaller companies generated")
     return {"companies": companies, "volumes": volumes, "metric_samples_per_family": hours}
+
+
+def grow_offenses(conn: Any, n: int) -> None:
+    """Add ``n`` offenses to the big company (ids after the highest), in steps of 250,000."""
+    with conn.cursor() as cur:
+        first = cur.execute("SELECT coalesce(max(offense_id), 0) + 1 FROM qradar_offense").fetchone()[0]
+        step = 250_000
+        for lo in range(first, first + n, step):
+            started = time.perf_counter()
+            cur.execute(
+                OFFENSES,
+                {
+                    "qi": QRADAR,
+                    "dom": 1,
+                    "lo": lo,
+                    "hi": min(first + n - 1, lo + step - 1),
+                    "log_sources": 2000,
+                },
+            )
+            conn.commit()
+            log(
+                f"  +{min(first + n, lo + step) - first:,} offenses ({time.perf_counter() - started:.0f}s, load {load()})"
+            )
+
+
+def load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def finish_load(conn: Any) -> None:
@@ -560,10 +589,13 @@ def _run(coroutine: Any) -> Any:
     return uvloop.run(coroutine)
 
 
+_EVENTS_ANCHOR = datetime.now(UTC)
+
+
 def offense_events(n: int, version: int, domain: int, first_id: int) -> list[Any]:
     from soc_shared.events import OffenseStatus, SiemOffense, make_event
 
-    now = datetime.now(UTC)
+    now = _EVENTS_ANCHOR  # the same start_time in every version of an offense (part of its key)
     events = []
     for k in range(n):
         oid = first_id + k
@@ -711,6 +743,17 @@ def main() -> None:
         "--only", help="comma-separated words: measure only the endpoints whose label has one"
     )
     parser.add_argument("--load-only", action="store_true", help="generate the data and stop")
+    parser.add_argument(
+        "--offenses",
+        type=int,
+        help="the big company's offenses (default: 1M x scale); the others keep theirs",
+    )
+    parser.add_argument(
+        "--grow-offenses",
+        type=int,
+        default=0,
+        help="add this many offenses to the big company of the existing data (with --skip-load)",
+    )
     args = parser.parse_args()
     if args.command == "serve":
         serve(args.port, args.jwks)
@@ -737,11 +780,18 @@ def main() -> None:
         migrate_schema(settings)
         with psycopg.connect(dsn) as conn:
             started = time.perf_counter()
-            generate(conn, args.scale, args.companies)
+            generate(conn, args.scale, args.companies, args.offenses)
             log(f"generated in {time.perf_counter() - started:.0f}s; rebuilding rollups, VACUUM ANALYZE")
             started = time.perf_counter()
             finish_load(conn)
             log(f"rollups and statistics in {time.perf_counter() - started:.0f}s")
+    if args.grow_offenses:
+        with psycopg.connect(dsn) as conn:
+            started = time.perf_counter()
+            log(f"adding {args.grow_offenses:,} offenses to the big company")
+            grow_offenses(conn, args.grow_offenses)
+            finish_load(conn)
+            log(f"grown, rollups and statistics in {time.perf_counter() - started:.0f}s")
     with psycopg.connect(dsn) as conn:
         big = conn.execute("SELECT id::text FROM company WHERE name = 'BigCorp'").fetchone()
         counts = {
@@ -772,9 +822,13 @@ def main() -> None:
 
     tokens = TokenFactory(settings.jwt_issuer, settings.jwt_audience)
     if not args.skip_http:
+        before = load()
         http = http_figures(args, tokens, {"id": big[0]})
         where = f"through the gateway {args.gateway}" if args.gateway else "uvicorn on loopback, 1 worker"
-        print(f"\nHTTP latency ({where}), {args.requests} sequential requests each, big company's user:")  # noqa: T201
+        print(
+            f"\nHTTP latency ({where}), {args.requests} sequential requests each, big company's user "
+            f"({big_counts[0]:,} offenses; load average {before} before, {load()} after):"
+        )  # noqa: T201
         print(f"  {'endpoint':48} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8} {'bytes':>8}")  # noqa: T201
         for r in http:
             print(

@@ -4,6 +4,8 @@
   Alembic's autogenerate comparison (``alembic.autogenerate.compare_metadata``, with types and
   server defaults) runs against the service's one metadata. Any difference — a table, column,
   type, nullability, default, comment, index, unique or foreign key on one side only — fails.
+  The partitions of a partitioned table (created by month at run time) are left out; the
+  partitioned table itself is compared.
   Autogenerate cannot see, so this test does not check, and the migrations alone define:
   row-level-security policies and ``FORCE``, grants to the API role, triggers and functions (the
   audit trail's), and the text of CHECK constraints (Alembic does not compare them; the models
@@ -78,8 +80,21 @@ def _diff(package: str, database: str, metadata: sa.MetaData) -> list[object]:
     )
     try:
         with engine.connect() as conn:
+            # The partitions of a partitioned table are created at run time (by month): the model
+            # declares the partitioned table, whose columns, keys and indexes the partitions inherit.
+            partitions = set(
+                conn.exec_driver_sql(
+                    "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE c.relispartition AND n.nspname = current_schema()"
+                ).scalars()
+            )
             context = MigrationContext.configure(
-                conn, opts={"compare_type": True, "compare_server_default": True}
+                conn,
+                opts={
+                    "compare_type": True,
+                    "compare_server_default": True,
+                    "include_name": lambda name, kind, _parent: not (kind == "table" and name in partitions),
+                },
             )
             return list(compare_metadata(context, metadata))
     finally:

@@ -153,7 +153,11 @@ def test_a_batch_keeps_the_highest_version_of_each_record_whatever_the_order():
 
 def test_the_upsert_never_lets_an_older_version_win():
     sql = ingest.TARGETS["siem.offense.upserted"].sql()
-    assert "WHERE t.version <= EXCLUDED.version" in sql and "ON CONFLICT (integration_id, offense_id)" in sql
+    # The offenses are partitioned by start_time: their unique key holds it.
+    assert (
+        "WHERE t.version <= EXCLUDED.version" in sql
+        and "ON CONFLICT (integration_id, offense_id, start_time)" in sql
+    )
     # XSOAR ids are per account: the account is part of the incident's and the note's key.
     assert (
         "ON CONFLICT (integration_id, account, incident_id)" in ingest.TARGETS["soar.incident.upserted"].sql()

@@ -127,6 +127,11 @@ async def sync(app: FastAPI, integration_id: str) -> None:
     assert not failed, failed
 
 
+# QRadar sets an offense's start_time once (and the read model keys the offense on it): every
+# version of a test offense keeps the same one.
+OFFENSE_START = datetime.now(UTC) - timedelta(hours=1)
+
+
 def offense(offense_id: int, domain_id: int) -> SiemOffense:
     now = datetime.now(UTC)
     return SiemOffense.model_validate(
@@ -141,7 +146,7 @@ def offense(offense_id: int, domain_id: int) -> SiemOffense:
             "version": 1,
             "domain_id": domain_id,
             "offense_source": "10.1.2.3",
-            "start_time": now - timedelta(hours=1),
+            "start_time": OFFENSE_START,
             "last_updated_time": now,
         }
     )

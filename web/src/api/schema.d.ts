@@ -229,6 +229,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/admin/companies/{company_id}/record-retention/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Put Record Retention
+         * @description Set a company's own retention of vendor records (``days``), or return it to the
+         *     deployment's (``null``). Records past it are removed by the next maintenance round.
+         */
+        put: operations["put_record_retention_admin_companies__company_id__record_retention__put"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/admin/companies/{company_id}/sla/": {
         parameters: {
             query?: never;
@@ -809,6 +830,27 @@ export interface paths {
          * @description Recompute the dashboard rollups from the stored rows (after a bulk load or to verify). Audited.
          */
         post: operations["rebuild_admin_read_model_rebuild_rollups__post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/record-retention/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get Record Retention
+         * @description The deployment's retention of vendor records and the companies' own (a tenant administrator
+         *     sees their own).
+         */
+        get: operations["get_record_retention_admin_record_retention__get"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -3938,6 +3980,16 @@ export interface components {
             soar: components["schemas"]["SoarMapping"][];
             /** Itsm */
             itsm: components["schemas"]["ItsmMapping"][];
+        };
+        /** CompanyRecordRetention */
+        CompanyRecordRetention: {
+            /**
+             * Company Id
+             * Format: uuid
+             */
+            company_id: string;
+            /** Days */
+            days: number;
         };
         /** CompanyRetention */
         CompanyRetention: {
@@ -8053,6 +8105,30 @@ export interface components {
             /** Total */
             total: number;
         };
+        /**
+         * RecordRetention
+         * @description How long offenses, EPS and metric samples are kept after their vendor time.
+         */
+        RecordRetention: {
+            /**
+             * Default Days
+             * @description the deployment's retention (0: for ever)
+             */
+            default_days: number;
+            /**
+             * Companies
+             * @description companies with their own retention
+             */
+            companies: components["schemas"]["CompanyRecordRetention"][];
+        };
+        /** RecordRetentionBody */
+        RecordRetentionBody: {
+            /**
+             * Days
+             * @description the company's own retention in days; null: the deployment's
+             */
+            days: number | null;
+        };
         /** RefreshRequest */
         RefreshRequest: {
             /** Refresh Token */
@@ -11240,6 +11316,50 @@ export interface operations {
             };
         };
     };
+    put_record_retention_admin_companies__company_id__record_retention__put: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                company_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RecordRetentionBody"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RecordRetention"];
+                };
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
     get_company_sla_admin_companies__company_id__sla__get: {
         parameters: {
             query?: never;
@@ -13358,6 +13478,44 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["RollupsRebuilt"];
+                };
+            };
+            /** @description The request cannot be served as sent (see `error.code`). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault on our side or an upstream's (502/503/504 from the gateway). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    get_record_retention_admin_record_retention__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RecordRetention"];
                 };
             };
             /** @description The request cannot be served as sent (see `error.code`). */

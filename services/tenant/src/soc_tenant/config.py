@@ -61,6 +61,16 @@ class Settings(ServiceSettings):
     # retention; the purge runs this often.
     audit_retention_days: int = Field(default=400, ge=0, le=36500)
     audit_purge_interval_seconds: float = 3600.0
+    # The growing read-model records (offenses, EPS and metric samples) are kept this many days
+    # after their vendor time (0: for ever) unless a company has its own retention; monthly
+    # partitions are created this many months ahead; the maintenance (partitions, retention) runs
+    # this often and deletes at most ``record_retention_batch`` rows per statement,
+    # ``record_retention_max_batches`` statements per table and round.
+    record_retention_days: int = Field(default=0, ge=0, le=36500)
+    partition_months_ahead: int = Field(default=3, ge=1, le=24)
+    partition_maintenance_interval_seconds: float = 3600.0
+    record_retention_batch: int = Field(default=5000, ge=1)
+    record_retention_max_batches: int = Field(default=200, ge=1)
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

@@ -424,6 +424,17 @@ audit_record = sa.Table(
 )
 
 # A company's own audit retention in days; the others follow the deployment's setting.
+# A company's own retention of its growing read-model records (readmodel.partitions), in days.
+record_retention = sa.Table(
+    "record_retention",
+    metadata,
+    sa.Column("company_id", sa.Uuid, primary_key=True),
+    sa.Column("days", sa.Integer, nullable=False),
+    sa.Column("updated_at", TS, nullable=False, server_default=sa.text("now()")),
+    sa.PrimaryKeyConstraint("company_id", name="record_retention_pkey"),
+    sa.CheckConstraint("days >= 1 AND days <= 36500", name="ck_record_retention_days"),
+)
+
 audit_retention = sa.Table(
     "audit_retention",
     metadata,
@@ -573,7 +584,7 @@ qradar_offense = sa.Table(
     sa.Column("local_destination_address_ids", JSONB, nullable=False, server_default=sa.text("'[]'::jsonb")),
     sa.Column("destination_networks", JSONB, nullable=False, server_default=sa.text("'[]'::jsonb")),
     sa.Column("log_sources", JSONB, nullable=False, server_default=sa.text("'[]'::jsonb")),
-    sa.Column("start_time", TS, nullable=False),
+    sa.Column("start_time", TS, primary_key=True),
     sa.Column("last_updated_time", TS, nullable=False),
     sa.Column("close_time", TS),
     sa.Column("closing_reason_id", sa.BigInteger),
@@ -589,8 +600,9 @@ qradar_offense = sa.Table(
     # The addresses the id lists name (resolved by the ingestor).
     sa.Column("source_addresses", JSONB, nullable=False, server_default=sa.text("'[]'::jsonb")),
     sa.Column("local_destination_addresses", JSONB, nullable=False, server_default=sa.text("'[]'::jsonb")),
-    sa.PrimaryKeyConstraint("integration_id", "offense_id", name="qradar_offense_pkey"),
-    sa.UniqueConstraint("id", name="qradar_offense_id_key"),
+    # Partitioned by month of start_time (migration 0020): a unique key must hold the partition key.
+    sa.PrimaryKeyConstraint("integration_id", "offense_id", "start_time", name="qradar_offense_pkey"),
+    sa.Index("ix_offense_id", "id"),
     sa.Index("ix_offense_offense_id", "offense_id"),
     sa.Index(
         "ix_offense_scope_status",
@@ -603,6 +615,7 @@ qradar_offense = sa.Table(
     sa.Index(
         "ix_offense_scope_time", "integration_id", "domain_id", sa.text("start_time DESC"), sa.text("id DESC")
     ),
+    postgresql_partition_by="RANGE (start_time)",
 )
 
 # Every note of an offense as last read (replaced whole by a later read).
@@ -619,6 +632,7 @@ qradar_offense_notes = sa.Table(
     sa.PrimaryKeyConstraint("integration_id", "offense_id", name="qradar_offense_notes_pkey"),
 )
 
+# Metric points: partitioned by month of window_start (migration 0020), like the offenses.
 eps_sample = sa.Table(
     "eps_sample",
     metadata,
@@ -635,6 +649,7 @@ eps_sample = sa.Table(
     sa.PrimaryKeyConstraint(
         "integration_id", "domain_id", "granularity", "window_start", "collector", name="eps_sample_pkey"
     ),
+    postgresql_partition_by="RANGE (window_start)",
 )
 
 metric_sample = sa.Table(
@@ -652,6 +667,7 @@ metric_sample = sa.Table(
     sa.PrimaryKeyConstraint(
         "integration_id", "domain_id", "family", "granularity", "window_start", name="metric_sample_pkey"
     ),
+    postgresql_partition_by="RANGE (window_start)",
 )
 
 # --------------------------------------------------------------------- read model: XSOAR (SOAR)
@@ -781,7 +797,7 @@ soar_incident = sa.Table(
     ),
 )
 
-# Filter lookups written by the read-model consumer with the incident (see migration 0019): under
+# Filter lookups written by the read-model consumer with the incident (see migration 0020): under
 # row-level security only leakproof conditions (text ``=``) can use an index, so list elements and
 # substring-searched fields are looked up here with ``=`` instead of jsonb containment or ILIKE on
 # the incidents themselves.
@@ -893,7 +909,7 @@ itsm_ticket = sa.Table(
     ),
 )
 
-# The distinct requester and account names of an ITSM account (filter lookups, migration 0019).
+# The distinct requester and account names of an ITSM account (filter lookups, migration 0020).
 itsm_ticket_value = sa.Table(
     "itsm_ticket_value",
     metadata,

@@ -14,6 +14,7 @@ from soc_tenant.actions import views as actions
 from soc_tenant.audit import views as audit
 from soc_tenant.chat import views as chat
 from soc_tenant.chat.live import LiveHub
+from soc_tenant.company import retention as record_retention
 from soc_tenant.company import views as company
 from soc_tenant.control.options import options
 from soc_tenant.integrations import views as integrations
@@ -27,6 +28,7 @@ from soc_tenant.tickets import policy as ticket_policy
 
 routers: list[APIRouter] = [
     company.router,
+    record_retention.router,
     members.router,
     integrations.router,
     integrations.internal_router,

@@ -156,7 +156,7 @@ class Target:
         )
         if not self.rollups:
             return insert
-        carried = self.key + self.rollup_columns
+        carried = self.key + tuple(c for c in self.rollup_columns if c not in self.key)
         old_cols = ", ".join(f"t.{c}" for c in carried)
         return f"""
 WITH old AS (SELECT {old_cols} FROM {self.table} t JOIN {self.temp} i USING ({key})),
@@ -623,7 +623,9 @@ v_new AS (
 
 OFFENSE = Target(
     "qradar_offense",
-    ("integration_id", "offense_id"),
+    # The table is partitioned by start_time (readmodel.partitions), so its unique key holds it: QRadar
+    # sets an offense's start_time when it opens and never changes it.
+    ("integration_id", "offense_id", "start_time"),
     (
         "integration_id",
         "offense_id",
