@@ -210,6 +210,9 @@ CUSTOMER_PAGES = [
     "/reports",
     "/chat",
     "/account",
+    "/notifications",
+    "/actions",
+    "/ti-matches",
 ]
 ADMIN_PAGES = [
     "/assets",
@@ -221,6 +224,8 @@ ADMIN_PAGES = [
     "/manage/directory-groups",
     "/manage/login-audit",
     "/manage/dead-letters",
+    "/audit",
+    "/notification-settings",
 ]
 
 

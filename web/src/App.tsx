@@ -18,6 +18,11 @@ const Chat = lazy(() => import("./features/chat/Chat"));
 const Admin = lazy(() => import("./features/admin/AdminPages"));
 const Account = lazy(() => import("./features/account/Account"));
 const SsoCallback = lazy(() => import("./features/auth/SsoCallback"));
+const ActionsPage = lazy(() => import("./features/actions/ActionsPage"));
+const Notifications = lazy(() => import("./features/notifications/Notifications"));
+const NotificationSettings = lazy(() => import("./features/notifications/NotificationSettings"));
+const Audit = lazy(() => import("./features/audit/Audit"));
+const Matches = lazy(() => import("./features/ti/matches"));
 
 function RequireSession({ children }: { children: ReactNode }) {
   const session = useSession();
@@ -27,9 +32,9 @@ function RequireSession({ children }: { children: ReactNode }) {
   return <CompanyProvider>{children}</CompanyProvider>;
 }
 
-function Guard({ permission, admin, children }: { permission?: string; admin?: boolean; children: ReactNode }) {
+function Guard({ permission, admin, manager, children }: { permission?: string; admin?: boolean; manager?: boolean; children: ReactNode }) {
   const session = useSession();
-  const allowed = admin ? session.isAdmin : !permission || session.can(permission);
+  const allowed = admin ? session.isAdmin : manager ? session.isManager : !permission || permission.split(",").every((p) => session.can(p));
   return allowed ? <>{children}</> : <Empty>You do not have access to this page.</Empty>;
 }
 
@@ -76,6 +81,11 @@ export function App() {
               <Route path="event-logs" element={<ListPage kind="event-logs" />} />
               <Route path="reports" element={<Guard permission="REPORTS"><Reports /></Guard>} />
               <Route path="chat" element={<Chat />} />
+              <Route path="actions" element={<ActionsPage />} />
+              <Route path="notifications" element={<Notifications />} />
+              <Route path="notification-settings" element={<Guard manager><NotificationSettings /></Guard>} />
+              <Route path="audit" element={<Guard manager><Audit /></Guard>} />
+              <Route path="ti-matches" element={<Guard permission="THREAT_INTELLIGENCE,DASHBOARD"><Matches /></Guard>} />
               <Route path="account" element={<Account />} />
               <Route path="manage/:page" element={<Guard admin><Admin /></Guard>} />
               <Route path="*" element={<NotFound />} />

@@ -149,8 +149,8 @@ export async function getJson<T>(path: string, query: Record<string, unknown> = 
 }
 
 /** Sends JSON to a path; answers the parsed body (or null for 204). */
-export async function sendJson<T>(method: string, path: string, body?: unknown): Promise<T> {
-  const init: RequestInit = { method, headers: { "content-type": "application/json", accept: "application/json" } };
+export async function sendJson<T>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<T> {
+  const init: RequestInit = { method, headers: { "content-type": "application/json", accept: "application/json", ...headers } };
   if (body !== undefined) init.body = JSON.stringify(body);
   let response: Response;
   try {

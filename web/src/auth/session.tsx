@@ -42,6 +42,8 @@ export interface Session {
   signOut: () => Promise<void>;
   can: (permission: string) => boolean;
   isAdmin: boolean;
+  /** Admins and tenant administrators: audit trail, notification rules, actions on the vendors. */
+  isManager: boolean;
   readOnly: boolean;
 }
 
@@ -142,6 +144,7 @@ export function SessionProvider({ children }: { children: ReactNode }) {
       completeSso,
       signOut,
       isAdmin: Boolean(user?.is_admin),
+      isManager: Boolean(user?.is_admin) || user?.role === "TENANT_ADMIN" || Boolean(user?.roles?.includes("TENANT_ADMIN")),
       readOnly: Boolean(user?.is_read_only),
       // Admins see every company's views; tenant users what their permissions grant.
       can: (permission: string) => Boolean(user?.is_admin) || permissions.has(permission),

@@ -3,6 +3,7 @@ import { NavLink, Outlet, useLocation } from "react-router-dom";
 import { getJson } from "../api/client";
 import { useSession } from "../auth/session";
 import { useCompany } from "./company";
+import { LiveProvider, useLiveFrames } from "./live";
 import { Loading } from "./States";
 import { applyTheme, initialTheme, type Theme } from "./theme";
 
@@ -10,7 +11,11 @@ interface NavItem {
   to: string;
   label: string;
   permission?: string;
+  /** more than one permission needed */
+  permissions?: string[];
   adminOnly?: boolean;
+  /** admins and tenant administrators */
+  managerOnly?: boolean;
 }
 
 export const CUSTOMER_NAV: NavItem[] = [
@@ -20,9 +25,14 @@ export const CUSTOMER_NAV: NavItem[] = [
   { to: "/tickets", label: "Tickets" },
   { to: "/threat-alerts", label: "Threat alerts", permission: "THREAT_INTELLIGENCE" },
   { to: "/assets", label: "Assets", permission: "ASSETS" },
+  { to: "/ti-matches", label: "Threat-intel matches", permissions: ["THREAT_INTELLIGENCE", "DASHBOARD"] },
   { to: "/event-logs", label: "Event logs" },
   { to: "/reports", label: "Reports", permission: "REPORTS" },
+  { to: "/actions", label: "Vendor actions" },
+  { to: "/notifications", label: "Notifications" },
   { to: "/chat", label: "Support chat" },
+  { to: "/audit", label: "Audit trail", managerOnly: true },
+  { to: "/notification-settings", label: "Notification rules", managerOnly: true },
 ];
 
 export const ADMIN_NAV: NavItem[] = [
@@ -56,17 +66,51 @@ function useUnreadChat(): number {
   return unread;
 }
 
+/** The unread in-app notifications: counted by the API, bumped live by the socket's frames. */
+function useUnreadNotifications(): number {
+  const { scope } = useCompany();
+  const [unread, setUnread] = useState(0);
+  const location = useLocation();
+  useEffect(() => {
+    let stop = false;
+    getJson<{ unread: number }>("/tenant/notifications/", { ...scope, limit: 1 })
+      .then((answer) => !stop && setUnread(Number(answer.unread ?? 0)))
+      .catch(() => undefined);
+    return () => {
+      stop = true;
+    };
+  }, [scope.company_id, location.pathname]);
+  useLiveFrames("notification", (frame) => {
+    if (frame.event === "notification.posted") setUnread((n) => n + 1);
+  });
+  return unread;
+}
+
 export function Layout() {
+  return (
+    <LiveProvider>
+      <Shell />
+    </LiveProvider>
+  );
+}
+
+function Shell() {
   const session = useSession();
   const { companies, companyId, setCompanyId } = useCompany();
   const [theme, setTheme] = useState<Theme>(initialTheme);
   const [menuOpen, setMenuOpen] = useState(false);
   const unread = useUnreadChat();
+  const unreadNotices = useUnreadNotifications();
   const location = useLocation();
   useEffect(() => applyTheme(theme), [theme]);
   useEffect(() => setMenuOpen(false), [location.pathname]);
 
-  const visible = (item: NavItem) => (item.adminOnly ? session.isAdmin : !item.permission || session.can(item.permission));
+  const visible = (item: NavItem) =>
+    item.adminOnly
+      ? session.isAdmin
+      : item.managerOnly
+        ? session.isManager
+        : (!item.permission || session.can(item.permission)) && (item.permissions ?? []).every((p) => session.can(p));
   const link = (item: NavItem) => (
     <li key={item.to}>
       <NavLink to={item.to}>
@@ -74,6 +118,11 @@ export function Layout() {
         {item.to === "/chat" && unread > 0 ? (
           <span className="badge" aria-label={`${unread} unread`}>
             {unread}
+          </span>
+        ) : null}
+        {item.to === "/notifications" && unreadNotices > 0 ? (
+          <span className="badge" aria-label={`${unreadNotices} unread`} data-testid="notifications-unread">
+            {unreadNotices}
           </span>
         ) : null}
       </NavLink>

@@ -6,6 +6,7 @@ import { formatDate, formatValue } from "../../components/format";
 import { Empty, ErrorBox, Loading, PageHeader } from "../../components/States";
 import { useAsync } from "../../components/useAsync";
 import { useCompany } from "../../components/company";
+import { ConfirmButton } from "../../components/Confirm";
 import { compact, EntityForm, Field, fieldErrors, type FieldSpec, type Option, type Values } from "./forms";
 
 type Row = Record<string, unknown>;
@@ -106,13 +107,38 @@ function Companies() {
   const action = useAction();
   const [name, setName] = useState("");
   const [country, setCountry] = useState("");
+  const [editing, setEditing] = useState<Row | null>(null);
+  const [tick, setTick] = useState(0);
   return (
     <>
       <PageHeader title="Companies" />
       {action.outcome}
+      {editing && !readOnly ? (
+        <EntityForm
+          key={String(editing.id)}
+          title={`Edit ${String(editing.name)}`}
+          initial={{ name: editing.name ?? "", industry: editing.industry ?? "", country: editing.country ?? "", phone_number: editing.phone_number ?? "" }}
+          fields={[
+            { name: "name", label: "Company name", required: true, minLength: 2, maxLength: 255 },
+            { name: "industry", label: "Industry", maxLength: 255 },
+            { name: "country", label: "Country", maxLength: 255 },
+            { name: "phone_number", label: "Phone number", maxLength: 50 },
+          ]}
+          submitLabel="Save company"
+          onCancel={() => setEditing(null)}
+          onSubmit={async (values) => {
+            const body = Object.fromEntries(Object.entries(values).map(([k, v]) => [k, v === "" ? null : v]));
+            await sendJson("PUT", `/admin/companies/${editing.id}/`, body);
+            setEditing(null);
+            setTick((t) => t + 1);
+            void action.run(async () => `${String(values.name)} saved.`);
+          }}
+        />
+      ) : null}
       <Listing
         path="/admin/companies/"
         query={{ status: "current" }}
+        version={tick}
         label="Companies"
         columns={[
           { key: "name", label: "Name" },
@@ -124,16 +150,22 @@ function Companies() {
         actions={
           readOnly
             ? undefined
-            : (row, reload) =>
-                row.status === "active" ? (
-                  <button type="button" className="danger" disabled={action.busy} onClick={() => void action.run(() => sendJson("POST", `/admin/tenants/${row.id}/inactivate/`).then(() => `${row.name} is inactive.`), reload)}>
-                    Inactivate
+            : (row, reload) => (
+                <>
+                  <button type="button" aria-label={`Edit ${String(row.name)}`} onClick={() => setEditing(row)}>
+                    Edit
                   </button>
-                ) : (
-                  <button type="button" disabled={action.busy} onClick={() => void action.run(() => sendJson("POST", `/admin/tenants/${row.id}/reactivate/`).then(() => `${row.name} is active again.`), reload)}>
-                    Reactivate
-                  </button>
-                )
+                  {row.status === "active" ? (
+                    <button type="button" className="danger" disabled={action.busy} onClick={() => void action.run(() => sendJson("POST", `/admin/tenants/${row.id}/inactivate/`).then(() => `${row.name} is inactive.`), reload)}>
+                      Inactivate
+                    </button>
+                  ) : (
+                    <button type="button" disabled={action.busy} onClick={() => void action.run(() => sendJson("POST", `/admin/tenants/${row.id}/reactivate/`).then(() => `${row.name} is active again.`), reload)}>
+                      Reactivate
+                    </button>
+                  )}
+                </>
+              )
         }
       >
         {(reload) =>
@@ -380,6 +412,12 @@ function Integrations() {
                   <button type="button" disabled={action.busy} onClick={() => void action.run(() => sendJson("POST", `/admin/integrations/${row.id}/sync-now/`).then(() => `${row.instance_name}: sync requested.`), reload)}>
                     Sync now
                   </button>
+                  <ConfirmButton
+                    label="Delete"
+                    question={`Delete the integration ${String(row.instance_name)}? Its mappings stop and its sync ends.`}
+                    disabled={action.busy}
+                    onConfirm={() => action.run(() => sendJson("DELETE", `/integration/${row.id}/`).then(() => `${row.instance_name} deleted.`), reload)}
+                  />
                 </>
               )
         }
@@ -483,10 +521,18 @@ function MappingSection({ kind, integrations }: { kind: MappingKind; integration
         actions={
           readOnly
             ? undefined
-            : (row) => (
-                <button type="button" onClick={() => setEditing(row)}>
-                  Edit
-                </button>
+            : (row, reload) => (
+                <>
+                  <button type="button" onClick={() => setEditing(row)}>
+                    Edit
+                  </button>
+                  <ConfirmButton
+                    label="Delete"
+                    question={`Delete the mapping of ${String(row.company_name ?? "the company")} to ${String(row.integration_name ?? "the integration")} (${formatValue(row[spec.key])})?`}
+                    disabled={action.busy}
+                    onConfirm={() => action.run(() => sendJson("DELETE", `/admin/mappings/${kind}/${row.id}/`).then(() => "Mapping deleted."), reload)}
+                  />
+                </>
               )
         }
       />
@@ -610,12 +656,17 @@ function SlaOverrides() {
           noValidate
           onSubmit={(e) => {
             e.preventDefault();
-            const kept = data.overrides.filter((o) => o.integration_id || o.account).map((o) => ({ level: o.level, tta_minutes: o.tta_minutes, ttn_minutes: o.ttn_minutes, ttdn_minutes: o.ttdn_minutes, integration_id: o.integration_id, account: o.account }));
+            const keep = (overrides: Row[]) => overrides.filter((o) => o.integration_id || o.account).map((o) => ({ level: o.level, tta_minutes: o.tta_minutes, ttn_minutes: o.ttn_minutes, ttdn_minutes: o.ttdn_minutes, integration_id: o.integration_id, account: o.account }));
             const own = levels
               .filter((level) => SLA_STEPS.some(([k]) => current(level, k) !== ""))
               .map((level) => ({ level, ...Object.fromEntries(SLA_STEPS.map(([k]) => [k, current(level, k) === "" ? data.effective[level][k as "tta_minutes"] : current(level, k)])) }));
             void action.run(
-              () => sendJson("PUT", `/admin/companies/${companyId}/sla/`, { is_default_sla: !isOwn, overrides: [...kept, ...own] }).then(() => `${company?.name ?? "The company"}'s SLA saved.`),
+              // The integration and account overrides as they are now (the section below may have changed them).
+              async () => {
+                const fresh = await getJson<CompanySla>(`/admin/companies/${companyId}/sla/`);
+                await sendJson("PUT", `/admin/companies/${companyId}/sla/`, { is_default_sla: !isOwn, overrides: [...keep(fresh.overrides), ...own] });
+                return `${company?.name ?? "The company"}'s SLA saved.`;
+              },
               () => {
                 setDraft(null);
                 setOwnSla(null);
@@ -686,13 +737,198 @@ function SlaOverrides() {
   );
 }
 
+/** Overrides for one XSOAR integration (every account of it) or one account: the most specific wins. */
+function SlaScopedOverrides() {
+  const { readOnly } = useSession();
+  const { companyId, companies } = useCompany();
+  const company = companies.find((c) => c.id === companyId);
+  const [tick, setTick] = useState(0);
+  const state = useAsync(() => (companyId ? getJson<CompanySla>(`/admin/companies/${companyId}/sla/`) : Promise.resolve(undefined)), [companyId, tick]);
+  const integrations = useAsync(() => getJson<Page>("/integration/", { limit: 200 }), []);
+  const action = useAction();
+  const [adding, setAdding] = useState(false);
+  if (!companyId) return null;
+  const data = state.data;
+  const xsoar = (integrations.data?.items ?? []).filter((i) => i.subtype === "CORTEX_XSOAR");
+  const integrationName = (id: unknown) => String(xsoar.find((i) => i.id === id)?.instance_name ?? id ?? "every integration");
+  const asInput = (o: Row) => ({ level: o.level, tta_minutes: o.tta_minutes, ttn_minutes: o.ttn_minutes, ttdn_minutes: o.ttdn_minutes, integration_id: o.integration_id ?? null, account: o.account ?? null });
+  const scoped = (data?.overrides ?? []).filter((o) => o.integration_id || o.account);
+  const put = (overrides: Row[]) => sendJson("PUT", `/admin/companies/${companyId}/sla/`, { overrides });
+  const levels = data ? Object.keys(data.effective) : [];
+  return (
+    <section aria-labelledby="sla-scoped" style={{ marginTop: "1.5rem" }}>
+      <div className="page-header">
+        <h2 id="sla-scoped">{company?.name ?? "Company"}: SLA for one XSOAR integration or account</h2>
+        {readOnly || adding || !data ? null : (
+          <button type="button" onClick={() => setAdding(true)}>
+            Add integration SLA
+          </button>
+        )}
+      </div>
+      <p className="muted">They apply while the company has its own SLA; per priority, an account's targets beat its integration's, which beat the company's.</p>
+      {action.outcome}
+      {state.error ? <ErrorBox error={state.error} onRetry={state.reload} /> : null}
+      {adding && data ? (
+        <EntityForm
+          title="New integration SLA"
+          initial={{ integration_id: xsoar[0]?.id ?? "", account: "", level: levels[0] ?? "P1", tta_minutes: null, ttn_minutes: null, ttdn_minutes: null }}
+          fields={[
+            { name: "integration_id", label: "XSOAR integration", type: "select", required: true, options: xsoar.map((i) => ({ value: String(i.id), label: String(i.instance_name) })) },
+            { name: "account", label: "Account", hint: "empty: every account of the integration", maxLength: 128 },
+            { name: "level", label: "Priority", type: "select", required: true, options: levels.map((l) => ({ value: l, label: l })) },
+            ...SLA_STEPS.map(([key, label]) => ({ name: key, label, type: "number" as const, required: true, min: 1 })),
+          ]}
+          submitLabel="Save integration SLA"
+          onCancel={() => setAdding(false)}
+          onSubmit={async (values) => {
+            const added = { ...values, account: values.account === "" ? null : values.account };
+            await put([...data.overrides.map(asInput), added]);
+            setAdding(false);
+            setTick((t) => t + 1);
+            void action.run(async () => "Integration SLA saved.");
+          }}
+        />
+      ) : null}
+      {data ? (
+        scoped.length ? (
+          <div className="table-wrap" tabIndex={0} role="region" aria-label="Integration SLA">
+            <table data-testid="sla-scoped">
+              <thead>
+                <tr>
+                  <th scope="col">Integration</th>
+                  <th scope="col">Account</th>
+                  <th scope="col">Priority</th>
+                  {SLA_STEPS.map(([key, label]) => (
+                    <th key={key} scope="col">
+                      {label}
+                    </th>
+                  ))}
+                  {readOnly ? null : <th scope="col">Actions</th>}
+                </tr>
+              </thead>
+              <tbody>
+                {scoped.map((o) => (
+                  <tr key={String(o.id)}>
+                    <td>{integrationName(o.integration_id)}</td>
+                    <td>{formatValue(o.account ?? "every account")}</td>
+                    <td>{String(o.level)}</td>
+                    {SLA_STEPS.map(([key]) => (
+                      <td key={key}>{formatValue(o[key])}</td>
+                    ))}
+                    {readOnly ? null : (
+                      <td>
+                        <ConfirmButton
+                          label="Remove"
+                          question={`Remove the ${String(o.level)} SLA of ${integrationName(o.integration_id)}${o.account ? ` / ${String(o.account)}` : ""}?`}
+                          disabled={action.busy}
+                          onConfirm={() =>
+                            action.run(
+                              () => put(data.overrides.filter((x) => x.id !== o.id).map(asInput)).then(() => "Integration SLA removed."),
+                              () => setTick((t) => t + 1),
+                            )
+                          }
+                        />
+                      </td>
+                    )}
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+        ) : (
+          <p className="muted">No SLA for one integration or account.</p>
+        )
+      ) : null}
+    </section>
+  );
+}
+
 function Sla() {
   return (
     <>
       <PageHeader title="SLA" />
       <SlaDefaults />
       <SlaOverrides />
+      <SlaScopedOverrides />
     </>
+  );
+}
+
+interface SessionRow {
+  id: string;
+  started_at: string;
+  last_used_at: string;
+  expires_at: string;
+  client_ip: string | null;
+  device: string;
+  current: boolean;
+}
+
+/** A person's sign-in sessions (refresh-token families): end them all, or reset their MFA. */
+function UserSecurity({ user, onClose }: { user: { id: string; username: string }; onClose: () => void }) {
+  const { readOnly } = useSession();
+  const sessions = useAsync(() => getJson<{ items: SessionRow[]; total: number }>(`/admin/users/${user.id}/sessions/`), [user.id]);
+  const action = useAction();
+  return (
+    <section className="card stack" aria-labelledby={`security-${user.id}`}>
+      <div className="page-header">
+        <h2 id={`security-${user.id}`}>{user.username}: sessions and MFA</h2>
+        <button type="button" className="ghost" onClick={onClose}>
+          Close
+        </button>
+      </div>
+      {action.outcome}
+      {sessions.error ? <ErrorBox error={sessions.error} onRetry={sessions.reload} /> : null}
+      {sessions.loading && !sessions.data ? <Loading label="Loading the sessions…" /> : null}
+      {sessions.data ? (
+        sessions.data.items.length ? (
+          <div className="table-wrap" tabIndex={0} role="region" aria-label={`Sessions of ${user.username}`}>
+            <table data-testid="user-sessions">
+              <thead>
+                <tr>
+                  <th scope="col">Device</th>
+                  <th scope="col">From</th>
+                  <th scope="col">Started</th>
+                  <th scope="col">Last used</th>
+                  <th scope="col">Expires</th>
+                </tr>
+              </thead>
+              <tbody>
+                {sessions.data.items.map((s) => (
+                  <tr key={s.id}>
+                    <td>{s.device}</td>
+                    <td>{s.client_ip ?? "—"}</td>
+                    <td>{formatDate(s.started_at)}</td>
+                    <td>{formatDate(s.last_used_at)}</td>
+                    <td>{formatDate(s.expires_at)}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+        ) : (
+          <p className="muted">No open sessions.</p>
+        )
+      ) : null}
+      {readOnly ? null : (
+        <div className="page-actions">
+          <ConfirmButton
+            label="End all sessions"
+            question={`End every session of ${user.username}? They must sign in again.`}
+            confirmLabel="Yes, end them"
+            disabled={action.busy || !sessions.data?.items.length}
+            onConfirm={() => action.run(() => sendJson("DELETE", `/admin/users/${user.id}/sessions/`).then(() => `${user.username}'s sessions ended.`), sessions.reload)}
+          />
+          <ConfirmButton
+            label="Reset MFA"
+            question={`Turn off ${user.username}'s two-factor authentication? They enrol again at their next sign-in if the policy requires it.`}
+            confirmLabel="Yes, reset MFA"
+            disabled={action.busy}
+            onConfirm={() => action.run(() => sendJson("DELETE", `/admin/users/${user.id}/mfa/`).then(() => `${user.username}'s MFA was reset.`))}
+          />
+        </div>
+      )}
+    </section>
   );
 }
 
@@ -707,9 +943,10 @@ const TENANT_ROLES = [
 ];
 
 function AdminUsers() {
-  const { readOnly } = useSession();
+  const { readOnly, user: me } = useSession();
   const action = useAction();
   const [editing, setEditing] = useState<Row | "new" | null>(null);
+  const [security, setSecurity] = useState<Row | null>(null);
   const [tick, setTick] = useState(0);
   const done = (message: string) => {
     setEditing(null);
@@ -764,6 +1001,7 @@ function AdminUsers() {
           }}
         />
       ) : null}
+      {security ? <UserSecurity key={String(security.id)} user={{ id: String(security.id), username: String(security.username) }} onClose={() => setSecurity(null)} /> : null}
       <Listing
         path="/admin/users/"
         query={{ kind: "admin" }}
@@ -776,15 +1014,26 @@ function AdminUsers() {
           { key: "is_active", label: "Active" },
           { key: "last_login_at", label: "Last sign-in", render: (r) => formatDate(r.last_login_at) },
         ]}
-        actions={
-          readOnly
-            ? undefined
-            : (row) => (
-                <button type="button" onClick={() => setEditing(row)}>
-                  Edit
-                </button>
-              )
-        }
+        actions={(row, reload) => (
+          <>
+            {readOnly ? null : (
+              <button type="button" aria-label={`Edit ${String(row.username)}`} onClick={() => setEditing(row)}>
+                Edit
+              </button>
+            )}
+            <button type="button" aria-label={`Sessions and MFA of ${String(row.username)}`} onClick={() => setSecurity(row)}>
+              Sessions and MFA
+            </button>
+            {readOnly || row.id === me?.id ? null : (
+              <ConfirmButton
+                label="Delete"
+                question={`Delete the administrator ${String(row.username)}?`}
+                disabled={action.busy}
+                onConfirm={() => action.run(() => sendJson("DELETE", `/admin/users/${row.id}/`).then(() => `${String(row.username)} deleted.`), reload)}
+              />
+            )}
+          </>
+        )}
       />
     </section>
   );
@@ -797,6 +1046,7 @@ function CompanyUsers() {
   const permissions = useChoices("/tenant/permission-choices/");
   const action = useAction();
   const [editing, setEditing] = useState<Row | "new" | null>(null);
+  const [security, setSecurity] = useState<Row | null>(null);
   const [tick, setTick] = useState(0);
   if (!companyId) return <Empty>Choose a company to see its users.</Empty>;
   const done = (message: string) => {
@@ -852,6 +1102,7 @@ function CompanyUsers() {
           }}
         />
       ) : null}
+      {security ? <UserSecurity key={String(security.user_id)} user={{ id: String(security.user_id), username: String(security.username) }} onClose={() => setSecurity(null)} /> : null}
       <Listing
         path={`/admin/companies/${companyId}/users/`}
         version={tick}
@@ -863,15 +1114,26 @@ function CompanyUsers() {
           { key: "ldap_group", label: "Directory group" },
           { key: "active", label: "Active" },
         ]}
-        actions={
-          readOnly
-            ? undefined
-            : (row) => (
-                <button type="button" aria-label={`Edit ${String(row.username)}`} onClick={() => setEditing(row)}>
-                  Edit
-                </button>
-              )
-        }
+        actions={(row, reload) => (
+          <>
+            {readOnly ? null : (
+              <button type="button" aria-label={`Edit ${String(row.username)}`} onClick={() => setEditing(row)}>
+                Edit
+              </button>
+            )}
+            <button type="button" aria-label={`Sessions and MFA of ${String(row.username)}`} onClick={() => setSecurity(row)}>
+              Sessions and MFA
+            </button>
+            {readOnly ? null : (
+              <ConfirmButton
+                label="Delete"
+                question={`Delete ${String(row.username)} from ${company?.name ?? "the company"}?`}
+                disabled={action.busy}
+                onConfirm={() => action.run(() => sendJson("DELETE", `/admin/companies/${companyId}/users/${row.user_id}/`).then(() => `${String(row.username)} deleted.`), reload)}
+              />
+            )}
+          </>
+        )}
       />
     </section>
   );

@@ -1,8 +1,9 @@
 import { useEffect, useRef, useState, type FormEvent } from "react";
-import { getJson, getTokens, sendJson } from "../../api/client";
+import { getJson, sendJson } from "../../api/client";
 import { useSession } from "../../auth/session";
 import { useCompany } from "../../components/company";
 import { formatDate } from "../../components/format";
+import { useLiveFrames, useLiveStatus } from "../../components/live";
 import { ErrorBox, Loading, PageHeader } from "../../components/States";
 import { useAsync } from "../../components/useAsync";
 
@@ -16,61 +17,11 @@ interface Message {
   sent_at: string;
 }
 
-type Status = "connecting" | "live" | "offline";
-
-/**
- * Opens the chat socket. The token travels as a subprotocol (browsers cannot set headers on a
- * WebSocket): first `soc.v1` + `access_token.<jwt>` (the server answers `soc.v1`); a gateway that
- * does not know that form refuses it before `hello`, and the socket is reopened with `bearer.<jwt>`.
- */
-function openSocket(companyId: string | undefined, onMessage: (m: Message) => void, onStatus: (s: Status) => void): () => void {
-  let closed = false;
-  let socket: WebSocket | null = null;
-  let retry: number | undefined;
-  const url = () => {
-    const u = new URL("/ws/chat/", window.location.href);
-    u.protocol = u.protocol === "https:" ? "wss:" : "ws:";
-    if (companyId) u.searchParams.set("company_id", companyId);
-    return u.toString();
-  };
-  const connect = (legacy: boolean) => {
-    const token = getTokens()?.access_token;
-    if (!token || closed) return;
-    onStatus("connecting");
-    let greeted = false;
-    socket = new WebSocket(url(), legacy ? [`bearer.${token}`] : ["soc.v1", `access_token.${token}`]);
-    socket.onmessage = (event) => {
-      const frame = JSON.parse(String(event.data)) as { type: string; message?: Message } & Message;
-      if (frame.type === "hello") {
-        greeted = true;
-        onStatus("live");
-      } else if (frame.type === "chat.message") {
-        onMessage((frame.message ?? frame) as Message);
-      }
-    };
-    socket.onclose = () => {
-      if (closed) return;
-      onStatus("offline");
-      if (!greeted && !legacy) {
-        connect(true);
-        return;
-      }
-      retry = window.setTimeout(() => connect(legacy), 3000);
-    };
-  };
-  connect(false);
-  return () => {
-    closed = true;
-    window.clearTimeout(retry);
-    socket?.close();
-  };
-}
-
 export default function Chat() {
   const session = useSession();
   const { scope, companyId } = useCompany();
   const [messages, setMessages] = useState<Message[]>([]);
-  const [status, setStatus] = useState<Status>("connecting");
+  const status = useLiveStatus();
   const [draft, setDraft] = useState("");
   const [sendError, setSendError] = useState<Error | null>(null);
   const log = useRef<HTMLOListElement>(null);
@@ -80,13 +31,11 @@ export default function Chat() {
     if (history.data) setMessages([...history.data.items].sort((a, b) => a.id - b.id));
   }, [history.data]);
 
-  useEffect(() => {
-    const add = (m: Message) => {
-      if (companyId && m.company_id !== companyId) return;
-      setMessages((current) => (current.some((c) => c.id === m.id) ? current : [...current, m]));
-    };
-    return openSocket(companyId, add, setStatus);
-  }, [companyId]);
+  useLiveFrames("chat.message", (frame) => {
+    const m = (frame.message ?? frame) as Message;
+    if (companyId && m.company_id !== companyId) return;
+    setMessages((current) => (current.some((c) => c.id === m.id) ? current : [...current, m]));
+  });
 
   useEffect(() => {
     log.current?.scrollTo({ top: log.current.scrollHeight });

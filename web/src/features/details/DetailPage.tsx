@@ -4,6 +4,8 @@ import { useCompany } from "../../components/company";
 import { formatValue, humanLabel } from "../../components/format";
 import { ErrorBox, Loading, PageHeader } from "../../components/States";
 import { useAsync } from "../../components/useAsync";
+import { RecordActions } from "../actions/actions";
+import { RecordMatches } from "../ti/matches";
 
 type Row = Record<string, unknown>;
 
@@ -81,7 +83,7 @@ export default function DetailPage({ kind }: { kind: string }) {
     );
   }
   const record = state.data ?? {};
-  const fields = Object.entries(record).filter(([key, value]) => !["integration_id", "version", "event_id"].includes(key) && value !== null && !(Array.isArray(value) && value.length === 0));
+  const fields = Object.entries(record).filter(([key, value]) => !["integration_id", "version", "event_id", "ti_matches"].includes(key) && value !== null && !(Array.isArray(value) && value.length === 0));
   return (
     <>
       <p>
@@ -90,6 +92,8 @@ export default function DetailPage({ kind }: { kind: string }) {
       <PageHeader title={config.title(record)} />
       <div className="grid">
         <CrossReferences kind={kind} record={record} />
+        <RecordActions kind={kind} record={record} />
+        <RecordMatches kind={kind} id={String(record.id)} />
         <section className="card" aria-label="Fields">
           <dl className="fields">
             {fields.map(([key, value]) => (
