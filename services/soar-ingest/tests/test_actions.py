@@ -9,6 +9,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 from soc_shared.events import ActionRequested, make_event
 from soc_simulators import xsoar
 
@@ -308,3 +309,48 @@ async def test_an_outcome_the_broker_did_not_confirm_is_published_again(make_har
     assert row["lease_until"] is None
     assert await runner.republish_once() == 0
     assert len(by_offense(sim, account, 90005)) == 1
+
+
+async def test_a_command_past_its_expiry_is_never_started(make_harness, tap_factory):
+    """The tenant service told the asker the action expired: a command taken after its
+    ``expires_at`` is recorded failed ("expired") without a vendor call; one with time left acts.
+    A retry that comes due after the deadline is not started either."""
+    from datetime import timedelta
+
+    harness, sim, integration_id, account = await started(make_harness)
+    runner = harness.app.state.actions
+    rec = next(r for (acc, _), r in sim.state.sim.records.items() if acc == account and r.status != 2)
+    version = rec.doc["version"]
+    tap = await tap_factory(("soar.action.completed",))
+    update = {"incident_id": rec.id, "owner": "late.owner"}
+    late = command(integration_id, account, "xsoar.incident.update", update).model_copy(
+        update={"expires_at": datetime.now(UTC) - timedelta(seconds=1)}
+    )
+    assert await runner.handle(late) == "failed"
+    [row] = await runner.rows(command_id=late.command_id)
+    assert row["error_category"] == "expired" and row["attempts"] == 1
+    assert rec.doc["version"] == version and rec.doc.get("owner") != "late.owner"
+    [published] = [e["data"] for e in of_type(await tap.drain(), "soar.action.completed")]
+    assert published["status"] == "failed" and published["error"]["category"] == "expired"
+
+    # XSOAR answers 503 (more often than the HTTP retries absorb): the action waits for its next
+    # attempt, which comes due after the deadline and is not started.
+    await harness.sim_post(
+        "/_sim/faults", {"kind": "503", "path": "/incident", "method": "POST", "count": 50}
+    )
+    soon = command(integration_id, account, "xsoar.incident.update", update).model_copy(
+        update={"expires_at": datetime.now(UTC) + timedelta(seconds=0.5)}
+    )
+    assert await runner.handle(soon) == "pending"
+    await asyncio.sleep(0.6)
+    row = await settle(runner, soon.command_id)
+    assert row["state"] == "failed" and row["error_category"] == "expired"
+    assert rec.doc.get("owner") != "late.owner"
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=sim), base_url="http://sim") as control:
+        assert (await control.delete("/_sim/faults")).status_code == 204
+
+    in_time = command(integration_id, account, "xsoar.incident.update", update).model_copy(
+        update={"expires_at": datetime.now(UTC) + timedelta(minutes=5)}
+    )
+    assert await runner.handle(in_time) == "succeeded"
+    assert rec.doc["owner"] == "late.owner"

@@ -554,3 +554,105 @@ async def test_notes_and_status_on_a_ticket(stack: Stack, tokens: TokenFactory) 
         assert {a["status"] for a in mine.json()["items"]} == {"succeeded", "failed"}
         theirs = await client.get("/tenant/actions/", headers=who["b_user"])
         assert theirs.json()["total"] == 0
+
+
+async def test_an_action_no_ingestor_takes_expires(stack: Stack, tokens: TokenFactory) -> None:
+    """soar-ingest takes no command for a while: the action ends expired at its deadline (stored,
+    audited, pushed to the asker), the ingestor that comes back later never starts it, and an
+    outcome that still arrives from the vendor replaces the expiry."""
+    from soc_shared.events import ActionCompleted
+    from soc_tenant.actions import views as actions
+
+    who = people(tokens, stack)
+    pk, row = await first_pk(
+        stack,
+        "soar_incident",
+        "integration_id = :i AND account = :a AND status <> 'closed'",
+        i=stack.xsoar_id,
+        a=stack.account_a,
+    )
+    rec = stack.xsoar.state.sim.records[(stack.account_a, row["incident_id"])]
+    version = rec.doc["version"]
+    runner = stack.soar.state.actions
+    settings = stack.tenant.state.settings
+    default_expiry = settings.action_expiry_seconds
+    await runner.stop()  # the command waits in soar-ingest's queue
+    settings.action_expiry_seconds = 1.0
+    try:
+        async with httpx.AsyncClient(base_url=stack.gateway, timeout=20) as client:
+            ws = f"{stack.gateway.replace('http', 'ws')}/ws/chat/"
+            a_token = who["a_admin"]["Authorization"].split()[1]
+            async with connect(ws, subprotocols=["soc.v1", f"access_token.{a_token}"]) as socket:  # type: ignore[list-item]
+                assert json.loads(await socket.recv())["type"] == "hello"
+                r = await client.post(
+                    f"/tenant/soar-incidents/{pk}/update/",
+                    json={"owner": "too.late"},
+                    headers={**who["a_admin"], **key()},
+                )
+                assert r.status_code == 202, r.text
+                accepted = r.json()
+                deadline = datetime.fromisoformat(accepted["expires_at"])
+                requested = datetime.fromisoformat(accepted["requested_at"])
+                assert accepted["status"] == "accepted" and deadline - requested == timedelta(seconds=1)
+                # not before its deadline
+                assert await actions.expire_due(stack.tenant, now=deadline - timedelta(milliseconds=1)) == 0
+                await asyncio.sleep(max(0.0, (deadline - datetime.now(UTC)).total_seconds()) + 0.05)
+                await actions.expire_due(stack.tenant)  # (or the service's own expiry loop did)
+
+                frame = json.loads(await asyncio.wait_for(socket.recv(), 30))
+                assert frame["type"] == "action.outcome" and frame["action"]["command_id"] == accepted["id"]
+                assert frame["action"]["status"] == "expired"
+                assert frame["action"]["error"]["category"] == "expired"
+
+            done = await outcome(client, who["a_admin"], accepted["id"])
+            assert done["status"] == "expired" and done["error"]["category"] == "expired"
+            assert done["finished_at"] is not None
+            listed = await client.get(
+                "/tenant/actions/", params={"status": "expired"}, headers=who["a_admin"]
+            )
+            assert accepted["id"] in [x["id"] for x in listed.json()["items"]]
+            r = await client.get(
+                "/admin/audit/",
+                params={"target_type": "vendor_action", "target_id": accepted["id"]},
+                headers=who["admin"],
+            )
+            trail = sorted(r.json()["items"], key=lambda x: x["id"])
+            assert [x["action"] for x in trail] == ["vendor_action.requested", "vendor_action.expired"]
+            assert trail[1]["after"]["requested_by"] == accepted["requested_by"]
+
+            # soar-ingest comes back: the command is past its deadline, so it is recorded as refused
+            # and XSOAR never sees it; its "expired" outcome leaves the action as it is.
+            await runner.start()
+
+            async def refused() -> dict[str, Any] | None:
+                rows = await runner.rows(command_id=accepted["id"])
+                return rows[0] if rows and rows[0]["state"] != "pending" else None
+
+            ingestor_row = await eventually(refused, within=30)
+            assert ingestor_row["state"] == "failed" and ingestor_row["error_category"] == "expired"
+            await asyncio.sleep(0.5)
+            assert rec.doc["version"] == version and rec.doc.get("owner") != "too.late"
+            r = await client.get(f"/tenant/actions/{accepted['id']}/", headers=who["a_admin"])
+            assert r.json()["status"] == "expired"
+
+            # An outcome of what the vendor really did still replaces the expiry (the ingestor had
+            # sent it just before the deadline).
+            late = ActionCompleted(
+                command_id=accepted["id"],
+                idempotency_key=accepted["idempotency_key"],
+                action=accepted["action"],
+                company_id=accepted["company_id"],
+                requested_by=accepted["requested_by"],
+                status="succeeded",
+                result={"incident_id": row["incident_id"]},
+                attempts=1,
+                finished_at=datetime.now(UTC),
+            )
+            assert await actions.apply_outcome(stack.tenant, late, "soar-ingest") is True
+            assert await actions.apply_outcome(stack.tenant, late, "soar-ingest") is False  # once
+            r = await client.get(f"/tenant/actions/{accepted['id']}/", headers=who["a_admin"])
+            assert r.json()["status"] == "succeeded" and r.json()["error"] is None
+    finally:
+        settings.action_expiry_seconds = default_expiry
+        if runner._consumer is None:
+            await runner.start()

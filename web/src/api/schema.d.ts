@@ -10464,7 +10464,7 @@ export interface components {
              * Status
              * @enum {string}
              */
-            status: "accepted" | "succeeded" | "failed";
+            status: "accepted" | "succeeded" | "failed" | "expired";
             /** Company Id */
             company_id: string | null;
             /** Requested By */
@@ -10511,6 +10511,11 @@ export interface components {
             requested_at: string;
             /** Finished At */
             finished_at: string | null;
+            /**
+             * Expires At
+             * @description without an outcome by then the action ends expired
+             */
+            expires_at: string | null;
         };
         /** VendorSyncBody */
         VendorSyncBody: {
@@ -16789,7 +16794,7 @@ export interface operations {
     list_actions_tenant_actions__get: {
         parameters: {
             query?: {
-                status?: ("accepted" | "succeeded" | "failed") | null;
+                status?: ("accepted" | "succeeded" | "failed" | "expired") | null;
                 target_type?: ("offense" | "incident" | "ticket") | null;
                 target_id?: string | null;
                 limit?: number;

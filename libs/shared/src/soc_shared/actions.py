@@ -255,6 +255,14 @@ class ActionRunner:
         try:
             if handler is None:
                 raise ActionFailed("unsupported", f"{command.action} is not an action of this ingestor")
+            if (
+                command.expires_at is not None
+                and row.get("sent_at") is None
+                and datetime.now(UTC) >= command.expires_at
+            ):
+                # The asker was told it expired: an action not yet sent is never started late
+                # (one already sent is finished, so that what the vendor did is recorded).
+                raise ActionFailed("expired", "the action expired before it could be sent to the vendor")
             try:
                 params = command.typed_params()
             except ValidationError as exc:

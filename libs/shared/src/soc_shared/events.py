@@ -423,6 +423,10 @@ class ActionRequested(Payload):
     requested_by_name: str | None = None
     params: dict[str, Any]
     requested_at: datetime
+    expires_at: datetime | None = Field(
+        default=None,
+        description="past this time the action is no longer wanted: not started then, it is never started",
+    )
 
     def typed_params(self) -> Payload:
         return ACTION_PARAMS[self.action].model_validate(self.params)
@@ -441,7 +445,8 @@ class ActionCompleted(Payload):
     action: ActionName
     company_id: str | None = None
     requested_by: str
-    status: Literal["succeeded", "failed"]
+    # expired: the tenant service gave up waiting (no outcome by the command's expires_at)
+    status: Literal["succeeded", "failed", "expired"]
     result: dict[str, Any] = Field(default_factory=dict)
     error: ActionError | None = None
     attempts: int = 0

@@ -71,6 +71,11 @@ class Settings(ServiceSettings):
     partition_maintenance_interval_seconds: float = 3600.0
     record_retention_batch: int = Field(default=5000, ge=1)
     record_retention_max_batches: int = Field(default=200, ge=1)
+    # A vendor action without an outcome this long after it was accepted (no ingestor took it, or
+    # it is still retrying) ends ``expired``, and the ingestor never starts it after that time
+    # (0: actions wait for ever); expired actions are looked for this often.
+    action_expiry_seconds: float = Field(default=1800.0, ge=0)
+    action_expiry_check_seconds: float = Field(default=30.0, gt=0)
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

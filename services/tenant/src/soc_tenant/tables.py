@@ -467,11 +467,15 @@ vendor_action = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False, server_default=sa.text("0")),
     sa.Column("requested_at", TS, nullable=False, server_default=sa.text("now()")),
     sa.Column("finished_at", TS),
+    sa.Column("expires_at", TS, comment="without an outcome by then the action ends expired"),
     sa.PrimaryKeyConstraint("id", name="vendor_action_pkey"),
     sa.UniqueConstraint("requested_by", "idempotency_key", name="uq_vendor_action_key"),
-    sa.CheckConstraint("status IN ('accepted', 'succeeded', 'failed')", name="ck_vendor_action_status"),
+    sa.CheckConstraint(
+        "status IN ('accepted', 'succeeded', 'failed', 'expired')", name="ck_vendor_action_status"
+    ),
     sa.Index("ix_vendor_action_company", "company_id", sa.text("requested_at DESC")),
     sa.Index("ix_vendor_action_target", "target_type", "target_id"),
+    sa.Index("ix_vendor_action_expiry", "expires_at", postgresql_where=sa.text("status = 'accepted'")),
 )
 
 # -------------------------------------------------------------------- read model: QRadar (SIEM)

@@ -23,13 +23,19 @@ The outcome (``<domain>.action.completed``) is consumed here, stored on the row,
 pushed to the asker's open WebSockets (``action.outcome`` frames, through ``tenant.action.updated``
 so that every replica reaches the sockets it holds). The changed record itself comes back through
 the normal sync.
+
+An action without an outcome ``action_expiry_seconds`` after it was accepted (no ingestor took the
+command, or it is still retrying the vendor) ends ``expired`` — stored, audited and pushed like any
+outcome — and the command carries that time (``expires_at``): the ingestor never starts it later.
+Should an outcome still arrive (the ingestor had sent it to the vendor just before), it replaces
+``expired``: what the vendor did is what the row says.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
@@ -41,6 +47,7 @@ from soc_shared.bus import BatchConsumer, Delivery
 from soc_shared.errors import ApiError
 from soc_shared.events import (
     ActionCompleted,
+    ActionError,
     ActionRequested,
     EscalateOffense,
     RunPlaybook,
@@ -48,6 +55,7 @@ from soc_shared.events import (
     TicketStatus,
     UpdateIncident,
 )
+from soc_shared.loop import BackgroundLoop
 from soc_shared.security import Principal, company_scope
 from sqlalchemy.dialects.postgresql import insert
 
@@ -153,7 +161,7 @@ class VendorAction(ApiModel):
 
     id: uuid.UUID = Field(description="the command id")
     action: str = Field(description="xsoar.offense.escalate, xsoar.incident.update, xsoar.playbook.run, ...")
-    status: Literal["accepted", "succeeded", "failed"]
+    status: Literal["accepted", "succeeded", "failed", "expired"]
     company_id: uuid.UUID | None
     requested_by: str
     requested_by_name: str | None
@@ -168,6 +176,7 @@ class VendorAction(ApiModel):
     attempts: int
     requested_at: datetime
     finished_at: datetime | None
+    expires_at: datetime | None = Field(description="without an outcome by then the action ends expired")
 
 
 class PlaybookView(ApiModel):
@@ -270,6 +279,8 @@ async def accept(
     p = tx.principal
     command_id = uuid.uuid4()
     now = datetime.now(UTC)
+    expiry = float(tx.app.state.settings.action_expiry_seconds)
+    expires_at = now + timedelta(seconds=expiry) if expiry > 0 else None
     values = {
         "id": command_id,
         "company_id": company_id,
@@ -285,6 +296,7 @@ async def accept(
         "request_fingerprint": request_fingerprint,
         "status": "accepted",
         "requested_at": now,
+        "expires_at": expires_at,
     }
     # Two requests with one key at once: the unique key lets one in, the other waits and conflicts.
     inserted = (
@@ -330,6 +342,7 @@ async def accept(
             requested_by_name=p.username,
             params=params,
             requested_at=now,
+            expires_at=expires_at,
         ),
         subject=str(command_id),
         integration_id=integration_id,
@@ -724,7 +737,7 @@ async def list_actions(
     tx: ControlTx,
     principal: Person,
     paging: Paging,
-    status: Literal["accepted", "succeeded", "failed"] | None = None,
+    status: Literal["accepted", "succeeded", "failed", "expired"] | None = None,
     target_type: Literal["offense", "incident", "ticket"] | None = None,
     target_id: Annotated[str | None, Query(max_length=40)] = None,
 ) -> dict[str, Any]:
@@ -772,7 +785,14 @@ async def apply_outcome(app: FastAPI, outcome: ActionCompleted, ingestor: str) -
             .mappings()
             .first()
         )
-        if before is None or before["status"] != "accepted" or before["action"] != outcome.action:
+        if before is None or before["action"] != outcome.action:
+            return False
+        # An outcome finishes an accepted action; after an expiry only what the vendor really did
+        # (a late success or failure, not the ingestor's own "expired") replaces it.
+        late = before["status"] == "expired" and not (
+            outcome.status == "expired" or (outcome.error is not None and outcome.error.category == "expired")
+        )
+        if before["status"] != "accepted" and not late:
             return False
         after = (
             (
@@ -812,6 +832,85 @@ async def apply_outcome(app: FastAPI, outcome: ActionCompleted, ingestor: str) -
             subject=str(command_id),
         )
     return True
+
+
+EXPIRED_MESSAGE = "no outcome from the ingestor before the action expired; it will not be started any more"
+
+
+async def expire_due(app: FastAPI, now: datetime | None = None, limit: int = 200) -> int:
+    """End ``expired`` the accepted actions whose ``expires_at`` passed (``now``: for tests), each
+    audited and pushed to its asker like an outcome. Replicas share the work (SKIP LOCKED).
+    Answers how many expired."""
+    now = now or datetime.now(UTC)
+    a = vendor_action.c
+    async with scoped_tx(app, _ingestor_principal("tenant")) as tx:
+        due = (
+            sa.select(a.id)
+            .where(a.status == "accepted", a.expires_at <= now)
+            .order_by(a.expires_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        error = {"category": "expired", "message": EXPIRED_MESSAGE}
+        rows = (
+            (
+                await tx.session.execute(
+                    sa.update(vendor_action)
+                    .where(a.id.in_(due), a.status == "accepted")
+                    .values(status="expired", error=error, finished_at=now)
+                    .returning(*vendor_action.c)
+                )
+            )
+            .mappings()
+            .all()
+        )
+        for row in rows:
+            await audit.record(
+                tx,
+                "vendor_action.expired",
+                "vendor_action",
+                row["id"],
+                company_id=row["company_id"],
+                before={"status": "accepted"},
+                after={
+                    "status": "expired",
+                    "requested_by": row["requested_by"],
+                    "expires_at": row["expires_at"].isoformat() if row["expires_at"] else None,
+                    "error": error,
+                },
+            )
+            await tx.publish(
+                "tenant.action.updated",
+                ActionCompleted(
+                    command_id=str(row["id"]),
+                    idempotency_key=row["idempotency_key"],
+                    action=row["action"],
+                    company_id=str(row["company_id"]) if row["company_id"] else None,
+                    requested_by=row["requested_by"],
+                    status="expired",
+                    error=ActionError(**error),
+                    attempts=int(row["attempts"] or 0),
+                    finished_at=now,
+                ),
+                subject=str(row["id"]),
+            )
+    if rows:
+        logger.info("{} vendor action(s) expired without an outcome", len(rows))
+    return len(rows)
+
+
+def expiry_loop(app: FastAPI) -> BackgroundLoop:
+    """:func:`expire_due` every ``action_expiry_check_seconds``."""
+    settings = app.state.settings
+
+    async def step() -> None:
+        while await expire_due(app) >= 200:  # a backlog goes at once, a page at a time
+            pass
+
+    return BackgroundLoop(
+        "tenant-action-expiry", step, interval=settings.action_expiry_check_seconds, immediate=True
+    )
 
 
 async def start_consumer(app: FastAPI) -> BatchConsumer:

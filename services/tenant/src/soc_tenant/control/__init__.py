@@ -59,6 +59,8 @@ async def start(app: FastAPI) -> None:
             outbox.relay(app, opts.outbox_relay_seconds),
             audit.purge_loop(app),
         ]
+        if app.state.settings.action_expiry_seconds > 0:
+            app.state.control_loops.append(actions.expiry_loop(app))
         for loop in app.state.control_loops:
             loop.start()
 
