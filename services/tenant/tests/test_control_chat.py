@@ -368,7 +368,11 @@ async def test_admin_live_feed_figures(client, headers, tokens, make_app, serve_
             async def updated() -> dict[str, Any]:
                 while True:
                     f = await frame(w_admin, "metrics")
-                    if f["companies"]["total"] == first["companies"]["total"] + 1:
+                    # a frame may fall between the two writes: wait for one that has both
+                    if (
+                        f["companies"]["total"] == first["companies"]["total"] + 1
+                        and f["integrations"]["total"] > first["integrations"]["total"]
+                    ):
                         return f
 
             later = await asyncio.wait_for(updated(), 10)

@@ -86,3 +86,9 @@ def checking_responses() -> bool:
     """Whether routes that answer pre-built JSON validate it against their declared model before
     sending (the test suite turns this on with ``SOC_CHECK_RESPONSES=1``; production never pays it)."""
     return os.environ.get("SOC_CHECK_RESPONSES", "") in ("1", "true", "yes")
+
+
+class Choice(ApiModel):
+    # One value of a closed list and its label (role, permission and volume-type choices).
+    value: str = Field(description="what the API accepts")
+    label: str = Field(description="what a person reads")

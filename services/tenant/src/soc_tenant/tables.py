@@ -11,7 +11,7 @@ Read-model rows keep the vendor's keys (integration id + QRadar domain / XSOAR a
 account); which company a row belongs to is decided at read time through the mapping tables.
 Everything here is SQLAlchemy Core: the consumers' bulk upserts and the read model's aggregate
 queries build statements on these tables, and the API's shapes are separate pydantic models
-(``control/responses.py``, ``readmodel/responses.py``).
+(each domain's ``responses.py``).
 """
 
 from __future__ import annotations

@@ -14,11 +14,13 @@ import sqlalchemy as sa
 from fastapi import APIRouter, FastAPI, Query, WebSocket, WebSocketDisconnect
 from loguru import logger
 from pydantic import Field, ValidationError, field_validator
+from soc_shared.api import Page
 from soc_shared.errors import ApiError
 from soc_shared.events import ChatMessagePosted
 from soc_shared.security import InvalidToken, Principal
 
 from soc_tenant.chat.live import CLOSE_TOKEN_EXPIRED, Subscriber, dumps
+from soc_tenant.chat.responses import AdminUnread, ChatMessage, MessagesSeen, TenantUnread
 from soc_tenant.control.deps import (
     ControlTx,
     Paging,
@@ -33,7 +35,6 @@ from soc_tenant.control.deps import (
     scoped_tx,
 )
 from soc_tenant.control.models import Strict, storable
-from soc_tenant.control.responses import AdminUnread, ChatMessage, MessagesSeen, Page, TenantUnread
 from soc_tenant.control.tables import chat_message, company
 
 router = APIRouter(tags=["chat"])

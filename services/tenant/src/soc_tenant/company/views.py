@@ -13,13 +13,20 @@ from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Query, Request, Response
-from soc_shared.api import file_responses
+from soc_shared.api import Page, file_responses
 from soc_shared.errors import ApiError
 from soc_shared.events import CompanyChanged, DirectoryGroupRole
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from soc_tenant.audit import views as audit
+from soc_tenant.company.responses import (
+    Company,
+    CompanyDetail,
+    DirectoryGroup,
+    NameAvailability,
+    PictureStored,
+)
 from soc_tenant.control.deps import (
     AdminReader,
     AdminWriter,
@@ -45,14 +52,6 @@ from soc_tenant.control.models import (
     Strict,
     TenantRole,
     storable,
-)
-from soc_tenant.control.responses import (
-    Company,
-    CompanyDetail,
-    DirectoryGroup,
-    NameAvailability,
-    Page,
-    PictureStored,
 )
 from soc_tenant.control.tables import (
     company,

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Query
+from soc_shared.api import Page
 from soc_shared.security import AdminPrincipal
 
 from soc_tenant.dashboard.cards import (
@@ -21,6 +22,16 @@ from soc_tenant.dashboard.cards import (
     incident_cards_with_change,
     parse_statuses,
     positive_cards,
+)
+from soc_tenant.dashboard.responses import (
+    CompanyAssets,
+    CompanyEpsUsage,
+    CompletionStatus,
+    Dashboard,
+    IncidentsPerPriority,
+    IncidentsPerStatus,
+    LastSync,
+    SlaMatrix,
 )
 from soc_tenant.db import ScopedSession
 from soc_tenant.incidents.views import OPEN_STATUSES, PriorityList, incident_cards
@@ -39,17 +50,6 @@ from soc_tenant.readmodel.common import (
     bad_param,
     clean_str,
     parse_levels,
-)
-from soc_tenant.readmodel.responses import (
-    CompanyAssets,
-    CompanyEpsUsage,
-    CompletionStatus,
-    Dashboard,
-    IncidentsPerPriority,
-    IncidentsPerStatus,
-    LastSync,
-    Page,
-    SlaMatrix,
 )
 from soc_tenant.sla import rules as slamath
 from soc_tenant.sla.reports import compliance

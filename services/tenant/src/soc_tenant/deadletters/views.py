@@ -11,9 +11,9 @@ from soc_shared.bus import list_dead_letters, replay_dead_letters
 from soc_shared.errors import ApiError
 from soc_shared.security import AdminPrincipal, AdminWriter, Principal
 
+from soc_tenant.deadletters.responses import DeadLetters, ReplayResult, RollupsRebuilt
 from soc_tenant.readmodel.common import ReadRoute
 from soc_tenant.readmodel.ingest import QUEUES, rebuild_rollups
-from soc_tenant.readmodel.responses import DeadLetters, ReplayResult, RollupsRebuilt
 
 router = APIRouter(prefix="/admin", tags=["admin dead letters"], route_class=ReadRoute)
 

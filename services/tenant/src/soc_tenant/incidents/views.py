@@ -12,12 +12,22 @@ from typing import Annotated, Any, Literal
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response
-from soc_shared.api import CSV, XLSX, file_responses
+from soc_shared.api import CSV, XLSX, Page, file_responses
 from soc_shared.events import ticket_reference
 from soc_shared.security import CurrentPrincipal
 
 from soc_tenant.dashboard import positives as positives
 from soc_tenant.db import ScopedSession
+from soc_tenant.incidents.responses import (
+    FileTypeChoice,
+    IncidentCards,
+    IncidentDetail,
+    IncidentOwnerCount,
+    IncidentSummary,
+    IncidentTypeCount,
+    SoarTenant,
+    UseCaseCount,
+)
 from soc_tenant.readmodel import lookups
 from soc_tenant.readmodel import tables as t
 from soc_tenant.readmodel.common import (
@@ -47,17 +57,6 @@ from soc_tenant.readmodel.common import (
     run_list,
     text_filter,
     xlsx_response,
-)
-from soc_tenant.readmodel.responses import (
-    FileTypeChoice,
-    IncidentCards,
-    IncidentDetail,
-    IncidentOwnerCount,
-    IncidentSummary,
-    IncidentTypeCount,
-    Page,
-    SoarTenant,
-    UseCaseCount,
 )
 from soc_tenant.sla import rules as slamath
 from soc_tenant.threatintel import matches as timatches

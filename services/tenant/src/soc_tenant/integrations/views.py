@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Depends, FastAPI, Query, Response
 from loguru import logger
 from pydantic import Field
+from soc_shared.api import Choice, Page
 from soc_shared.bus import BatchConsumer, Delivery
 from soc_shared.crypto import SealError, mask
 from soc_shared.egress import origin_of
@@ -42,16 +43,6 @@ from soc_tenant.control.deps import (
 )
 from soc_tenant.control.models import SearchText, Strict, text
 from soc_tenant.control.options import options
-from soc_tenant.control.responses import (
-    Choice,
-    ConnectionTest,
-    Integration,
-    IntegrationInstances,
-    IntegrationTypeInfo,
-    Page,
-    SyncScheduled,
-    VendorSyncStarted,
-)
 from soc_tenant.control.tables import (
     company,
     integration,
@@ -67,6 +58,14 @@ from soc_tenant.integrations.clients import (
     UpstreamUnavailable,
     call_ingestor,
     ingestor_error,
+)
+from soc_tenant.integrations.responses import (
+    ConnectionTest,
+    Integration,
+    IntegrationInstances,
+    IntegrationTypeInfo,
+    SyncScheduled,
+    VendorSyncStarted,
 )
 from soc_tenant.integrations.validation import Connection, ca_summary, check_connection
 from soc_tenant.tickets.policy import resolve_rule

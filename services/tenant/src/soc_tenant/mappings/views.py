@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import sqlalchemy as sa
 from fastapi import APIRouter, Response
 from pydantic import Field
-from soc_shared.api import ApiModel
+from soc_shared.api import ApiModel, Page
 from soc_shared.errors import ApiError
 from sqlalchemy.exc import DBAPIError, IntegrityError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,7 +25,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from soc_tenant.audit import views as audit
 from soc_tenant.control.deps import AdminReader, AdminWriter, ControlTx, Paging, Tx, invalid, not_found, page
 from soc_tenant.control.models import Strict, VolumeType, text
-from soc_tenant.control.responses import ItsmMapping, Page, QradarMapping, SoarMapping
 from soc_tenant.control.tables import (
     company,
     integration,
@@ -36,6 +35,7 @@ from soc_tenant.control.tables import (
     soar_account,
     soar_mapping,
 )
+from soc_tenant.mappings.responses import ItsmMapping, QradarMapping, SoarMapping
 
 router = APIRouter(tags=["mappings"])
 

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, FastAPI, Path, Query, Response
 from loguru import logger
 from pydantic import Field
+from soc_shared.api import Choice, Page
 from soc_shared.bus import BatchConsumer, Delivery
 from soc_shared.db import Database
 from soc_shared.errors import ApiError
@@ -50,9 +51,9 @@ from soc_tenant.control.models import (
     Username,
     choices,
 )
-from soc_tenant.control.responses import Choice, Member, Page, RoleChoice, WhoAmI
 from soc_tenant.control.tables import company, directory_group, tenant_member
 from soc_tenant.integrations.clients import UpstreamRejected, UpstreamUnavailable, auth_directory, auth_error
+from soc_tenant.members.responses import Member, RoleChoice, WhoAmI
 
 router = APIRouter(tags=["tenant users"])
 

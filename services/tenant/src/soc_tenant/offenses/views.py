@@ -11,10 +11,24 @@ from typing import Annotated, Any, Literal
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response
-from soc_shared.api import CSV, XLSX, file_responses
+from soc_shared.api import CSV, XLSX, Page, file_responses
 from soc_shared.errors import ApiError
 
 from soc_tenant.db import ScopedSession
+from soc_tenant.offenses.responses import (
+    Asset,
+    AssetCounts,
+    AssetsPerTenant,
+    EpsGraph,
+    EpsUsage,
+    EventCollector,
+    EventLogFamilies,
+    EventLogSample,
+    OffenseCategoryCount,
+    OffenseDetail,
+    OffenseSummary,
+    QradarTenant,
+)
 from soc_tenant.readmodel import tables as t
 from soc_tenant.readmodel.common import (
     ASSETS,
@@ -41,21 +55,6 @@ from soc_tenant.readmodel.common import (
     run_list,
     text_filter,
     xlsx_response,
-)
-from soc_tenant.readmodel.responses import (
-    Asset,
-    AssetCounts,
-    AssetsPerTenant,
-    EpsGraph,
-    EpsUsage,
-    EventCollector,
-    EventLogFamilies,
-    EventLogSample,
-    OffenseCategoryCount,
-    OffenseDetail,
-    OffenseSummary,
-    Page,
-    QradarTenant,
 )
 from soc_tenant.threatintel import matches as timatches
 

@@ -17,8 +17,8 @@ from soc_tenant.incidents.views import CLOSED_STATUSES, OPEN_STATUSES, facet_dis
 from soc_tenant.offenses.views import asset_health, asset_select, eps_series, eps_summary
 from soc_tenant.readmodel import tables as t
 from soc_tenant.readmodel.common import REPORTS, CompanyScope, Range, ReadRoute, Scope, TimeRange, download
-from soc_tenant.readmodel.responses import Report
 from soc_tenant.reports.pdf import Chart, Section, render_pdf
+from soc_tenant.reports.responses import Report
 from soc_tenant.sla.reports import company_slas, compliance, overview, sla_row, sla_select
 from soc_tenant.threatintel.matches import window_matches
 from soc_tenant.threatintel.views import latest_alerts

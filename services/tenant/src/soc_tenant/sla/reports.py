@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Query
+from soc_shared.api import Page
 
 from soc_tenant.dashboard import positives as positives
 from soc_tenant.db import ScopedSession
@@ -33,15 +34,14 @@ from soc_tenant.readmodel.common import (
     run_list,
     text_filter,
 )
-from soc_tenant.readmodel.responses import (
-    Page,
+from soc_tenant.sla import rules as slamath
+from soc_tenant.sla.responses import (
     SeverityGraph,
     SeverityMetricsPage,
     SlaCompliance,
     SlaIncident,
     SlaOverview,
 )
-from soc_tenant.sla import rules as slamath
 
 router = APIRouter(prefix="/tenant/sla", tags=["sla"], route_class=ReadRoute)
 

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 import sqlalchemy as sa
 from fastapi import APIRouter
 from pydantic import Field
+from soc_shared.api import Page
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from soc_tenant.audit import views as audit
@@ -31,8 +32,8 @@ from soc_tenant.control.deps import (
     scoped_company,
 )
 from soc_tenant.control.models import SlaLevel, Strict, text
-from soc_tenant.control.responses import CompanySla, Page, SlaLevelTargets
 from soc_tenant.control.tables import company, integration, sla_company, sla_default
+from soc_tenant.sla.responses import CompanySla, SlaLevelTargets
 
 router = APIRouter(tags=["sla"])
 

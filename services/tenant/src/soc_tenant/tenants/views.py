@@ -13,9 +13,11 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from fastapi import APIRouter, Request, Response
 from pydantic import Field
+from soc_shared.api import Choice, Page
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from soc_tenant.audit import views as audit
+from soc_tenant.company.responses import Company
 from soc_tenant.company.views import (
     CompanyCreate,
     CompanyUpdate,
@@ -50,16 +52,6 @@ from soc_tenant.control.models import (
     choices,
     text,
 )
-from soc_tenant.control.responses import (
-    ApiVersion,
-    Choice,
-    Company,
-    CompanyTools,
-    Page,
-    SlaLevelChoice,
-    TenantDetail,
-    TenantListItem,
-)
 from soc_tenant.control.tables import (
     company,
     integration,
@@ -86,6 +78,13 @@ from soc_tenant.mappings.views import (
 from soc_tenant.members.views import MemberCreate, create_member, members_of, undo_created_users
 from soc_tenant.pending import service as pending
 from soc_tenant.sla.views import CompanySlaIn, company_sla_view, load_defaults, replace_overrides
+from soc_tenant.tenants.responses import (
+    ApiVersion,
+    CompanyTools,
+    SlaLevelChoice,
+    TenantDetail,
+    TenantListItem,
+)
 
 router = APIRouter(tags=["tenants"])
 

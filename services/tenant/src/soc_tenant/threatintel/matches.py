@@ -27,8 +27,8 @@ from soc_tenant.readmodel.common import (
     ordering,
     run_list,
 )
-from soc_tenant.readmodel.responses import IncidentMatches, MatchSummary, RecordMatches, TiMatch
 from soc_tenant.tables import ti_match, ti_observable
+from soc_tenant.threatintel.responses import IncidentMatches, MatchSummary, RecordMatches, TiMatch
 
 router = APIRouter(prefix="/tenant", tags=["threat-intelligence"], route_class=ReadRoute)
 BIGINT = 2**63 - 1

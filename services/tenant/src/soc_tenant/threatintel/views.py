@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import sqlalchemy as sa
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
+from soc_shared.api import Page
 from soc_shared.security import AdminPrincipal, AdminWriter, Principal
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -32,10 +33,9 @@ from soc_tenant.readmodel.common import (
     run_list,
     text_filter,
 )
-from soc_tenant.readmodel.responses import (
+from soc_tenant.threatintel.responses import (
     DefaultFeed,
     DefaultFeedSet,
-    Page,
     ThreatAlertDetail,
     ThreatAlertSummary,
 )

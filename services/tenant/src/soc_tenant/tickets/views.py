@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Path, Query
+from soc_shared.api import Page
 
 from soc_tenant.db import ScopedSession
 from soc_tenant.readmodel import lookups
@@ -27,7 +28,7 @@ from soc_tenant.readmodel.common import (
     run_list,
     text_filter,
 )
-from soc_tenant.readmodel.responses import ItsmTenant, Page, TicketDetail, TicketSummary, TicketTotals
+from soc_tenant.tickets.responses import ItsmTenant, TicketDetail, TicketSummary, TicketTotals
 
 router = APIRouter(prefix="/tenant", tags=["itsm"], route_class=ReadRoute)
 BIGINT = 2**63 - 1
