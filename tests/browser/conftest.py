@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from console_stack import ADMIN_PASSWORD, ADMIN_USERNAME, ROOT, ConsoleStack  # noqa: E402
+from console_stack import ADMIN_PASSWORD, ADMIN_USERNAME, ROOT, STATE, ConsoleStack  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -57,7 +57,16 @@ def stack(console_build: Path) -> Iterator[Any]:
     if running:  # a stack already started with `python tests/browser/console_stack.py` (development)
         gateway = running.rstrip("/")
         providers = httpx.get(f"{gateway}/auth/oidc/providers/", timeout=10, trust_env=False).json()["items"]
-        yield SimpleNamespace(gateway=gateway, oidc_issuer=providers[0]["issuer"] if providers else None)
+        attached = ConsoleStack.attach(STATE) if STATE.exists() else None
+        if attached is None or attached.gateway != gateway:
+            attached = None
+        yield SimpleNamespace(
+            gateway=gateway,
+            oidc_issuer=providers[0]["issuer"] if providers else None,
+            start_policy_gateway=attached.start_policy_gateway if attached else None,
+        )
+        if attached:
+            attached.stop()
         return
     from soc_shared.provision import provision_database, provision_vhost
     from soc_shared.testing import TEST_DB, TEST_VHOST

@@ -22,6 +22,7 @@ from soc_shared.testing import Launched, Launcher, PortTaken, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 LOGS = ROOT / ".local" / "logs" / "browser"
+STATE = LOGS / "dev-stack.json"  # the running development stack's ports (main())
 ADMIN_USERNAME = "admin"
 ADMIN_PASSWORD = "Browser-admin-Passw0rd!"
 SERVICES = {
@@ -76,12 +77,14 @@ class ConsoleStack:
         self.oidc_port = free_port() if oidc_available() else None
         self.launcher = Launcher(env={}, logs=LOGS)
         self.logins: list[str] = []
+        self._policy_gateways: dict[str, str] = {}
+        self.base_env: dict[str, str] | None = None  # the environment of an attached stack
 
     @property
     def env(self) -> dict[str, str]:
         url = self.url
         return {
-            **os.environ,
+            **(self.base_env or os.environ),
             "SOC_LOG_LEVEL": "WARNING",
             # Every browser test signs in: the login bucket must not be what a test measures.
             "SOC_GATEWAY_RATE_LIMIT_LOGIN_PER_MINUTE": "600",
@@ -220,6 +223,77 @@ class ConsoleStack:
         first.append(self._launch("auth", ["-m", SERVICES["auth"]], f"{self.url('auth')}/healthz"))
         self._wait(first)
 
+    def start_policy_gateway(self, mfa_policy: str) -> str:
+        """A second auth (MFA policy ``mfa_policy``) and a gateway in front of it and of the same
+        services and database: sign-ins through it follow that policy, the rest of the suite keeps
+        its own. Started on first use (a test of the policy), stopped with the stack."""
+        name = f"policy-{mfa_policy}"
+        if name in self._policy_gateways:
+            return self._policy_gateways[name]
+        for attempt in range(3):
+            auth_port, gateway_port = free_port(), free_port()
+            auth_url = f"http://127.0.0.1:{auth_port}"
+            upstreams = {n: self.url(n) for n in SERVICES if n != "gateway"} | {"auth": auth_url}
+            self.launcher.env = self.env | {
+                "SOC_AUTH_MFA_POLICY": mfa_policy,
+                "SOC_AUTH_PORT": str(auth_port),
+                "SOC_AUTH_URL": auth_url,
+                "SOC_GATEWAY_PORT": str(gateway_port),
+                "SOC_GATEWAY_UPSTREAMS": json.dumps(upstreams),
+            }
+            try:
+                self._wait(
+                    [self.launcher.launch(f"{name}-auth", ["-m", SERVICES["auth"]], f"{auth_url}/healthz")]
+                )
+                gateway = f"http://127.0.0.1:{gateway_port}"
+                self._wait(
+                    [
+                        self.launcher.launch(
+                            f"{name}-gateway", ["-m", SERVICES["gateway"]], f"{gateway}/healthz"
+                        )
+                    ]
+                )
+                break
+            except PortTaken:
+                self._stop_wave([f"{name}-auth", f"{name}-gateway"])
+                if attempt == 2:
+                    raise
+        self._policy_gateways[name] = gateway
+        return gateway
+
+    def save_state(self, path: Path) -> None:
+        """The ports of a running stack, for tests run against it (SOC_CONSOLE_STACK_URL)."""
+        path.write_text(
+            json.dumps(
+                {
+                    "ports": self.ports,
+                    "sim_ports": self.sim_ports,
+                    "oidc_port": self.oidc_port,
+                    "db": self.db or os.environ.get("SOC_DB_NAME"),
+                    "vhost": self.vhost or os.environ.get("SOC_AMQP_URL", "").rsplit("/", 1)[-1] or None,
+                    # The settings its processes run with (a development stack: SOC_ENV=dev, no secrets).
+                    "environment": {k: v for k, v in self.env.items() if k.startswith("SOC_")},
+                }
+            )
+        )
+
+    @classmethod
+    def attach(cls, path: Path) -> ConsoleStack:
+        """A running stack (started by main()) described by its saved state; stop() stops only what
+        this object started."""
+        state = json.loads(path.read_text())
+        stack = cls.__new__(cls)
+        stack.live = False
+        stack.db, stack.vhost = state["db"], state["vhost"]
+        stack.ports, stack.sim_ports, stack.oidc_port = state["ports"], state["sim_ports"], state["oidc_port"]
+        stack.launcher = Launcher(env={}, logs=LOGS)
+        stack.logins = []
+        stack._policy_gateways = {}
+        stack.base_env = {k: v for k, v in os.environ.items() if not k.startswith("SOC_")} | state[
+            "environment"
+        ]
+        return stack
+
     def stop(self) -> None:
         self.launcher.stop_all()
 
@@ -238,6 +312,7 @@ def main() -> None:  # pragma: no cover - a developer's tool
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         stack.start()
+        stack.save_state(STATE)
         print(f"console: {stack.gateway}/   admin: {ADMIN_USERNAME} / {ADMIN_PASSWORD}", flush=True)  # noqa: T201
         for line in stack.logins:
             print("  " + line, flush=True)  # noqa: T201
