@@ -222,6 +222,13 @@ class IncidentFilters:
             or self.preset is not Preset.all
         )
 
+    async def resolved_clauses(
+        self, session: Any, scope: Scope, window: TimeRange | None = None
+    ) -> list[sa.ColumnElement[bool]]:
+        """:meth:`clauses` with the value lookups run first (``lookups.resolve_values``): what a
+        list page uses, so the planner sees the matching values."""
+        return [await lookups.resolve_values(session, c) for c in self.clauses(scope, window)]
+
     def clauses(self, scope: Scope, window: TimeRange | None = None) -> list[sa.ColumnElement[bool]]:
         """The conditions on ``soar_incident``. Lists, substrings and case-insensitive names go
         through the filter lookups (``readmodel.lookups``) so that every condition on the incidents
@@ -443,7 +450,9 @@ async def list_incidents(
     if has_ti_match is not None:
         matched = timatches.incident_has_match(scope)
         filters.append(matched if has_ti_match else ~matched)
-    stmt = sa.select(*INCIDENT_LIST_COLUMNS, positive_column()).where(*filters, *extra.clauses(scope, window))
+    stmt = sa.select(*INCIDENT_LIST_COLUMNS, positive_column()).where(
+        *filters, *await extra.resolved_clauses(session, scope, window)
+    )
     total = None
     if (
         not (q or window.start or window.end or owner or type or use_case or offense_id is not None)
@@ -718,7 +727,10 @@ async def download_incidents(
     file_type = FILE_TYPE_BY_ID.get(file_type, file_type)  # type: ignore[assignment]
     stmt = (
         sa.select(*INCIDENT_LIST_COLUMNS, positive_column())
-        .where(*incident_filters(scope, window, q, status, severity, priority), *extra.clauses(scope, window))
+        .where(
+            *incident_filters(scope, window, q, status, severity, priority),
+            *await extra.resolved_clauses(session, scope, window),
+        )
         .order_by(i.c.created.desc(), i.c.id.desc())
         .limit(100_000)
     )

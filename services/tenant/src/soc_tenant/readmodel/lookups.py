@@ -46,13 +46,43 @@ def incident_has_term(
         where.append(term.c.created >= start)
     if end is not None:
         where.append(term.c.created <= end)
-    return t.soar_incident.c.id.in_(sa.select(term.c.id).where(*where))
+    i = t.soar_incident
+    # The whole key of the incidents' scope index (integration, account, created, id), not the id
+    # alone: each term then finds its incident with an index-only probe of that index (no heap
+    # visit), and the term index's order is the list's newest-first order.
+    return sa.tuple_(i.c.integration_id, i.c.account, i.c.created, i.c.id).in_(
+        sa.select(term.c.integration_id, term.c.account, term.c.created, term.c.id).where(*where)
+    )
+
+
+# A list page resolves the values first and sends them as literals (:func:`resolve_values`): with
+# ``= ANY(<subquery>)`` the planner cannot know how many records match and may walk the newest-first
+# index through thousands of rows for a page of 50, while with the values themselves it estimates
+# from the column's statistics. Above this many values the subquery form is kept.
+MAX_LITERAL_VALUES = 1000
+
+
+async def resolve_values(session: Any, condition: sa.ColumnElement[bool]) -> sa.ColumnElement[bool]:
+    """``condition`` (from :func:`incident_value` / :func:`ticket_value`) with its lookup run now:
+    ``column IN (<the values>)``, or ``false`` when none matches."""
+    lookup = getattr(condition, "soc_lookup", None)
+    if lookup is None:
+        return condition
+    column, values = lookup
+    found = list((await session.execute(values.limit(MAX_LITERAL_VALUES + 1))).scalars())
+    if len(found) > MAX_LITERAL_VALUES:
+        return condition
+    if not found:
+        return sa.false()
+    return column.in_(found)
 
 
 def _any_of(column: sa.ColumnElement[Any], values: sa.Select[Any]) -> sa.ColumnElement[bool]:
     # ``= ANY(ARRAY(subquery))``: the subquery runs once (an init plan) and the condition on the
     # big table is a plain text ``=`` against its result — leakproof, so an index condition.
-    return column == sa.any_(sa.func.array(values.scalar_subquery()))
+    condition = column == sa.any_(sa.func.array(values.scalar_subquery()))
+    condition.soc_lookup = (column, values)  # type: ignore[attr-defined]  # for resolve_values
+    return condition
 
 
 def _value_match(value_column: sa.ColumnElement[Any], text: str, *, contains: bool) -> sa.ColumnElement[bool]:

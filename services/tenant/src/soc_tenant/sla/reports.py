@@ -251,7 +251,7 @@ async def sla_list(
     if sla_level:
         extra.append(i.c.priority.in_(sla_level))
     if incident is not None:
-        extra += incident.clauses(scope, window)
+        extra += await incident.resolved_clauses(session, scope, window)
     sub = sla_select(scope, slas, window, datetime.now(UTC), extra=tuple(extra)).subquery("sla_incidents")
     judged = sub.c[f"{sla_type.value}_status"] if sla_type else sub.c.sla_status
     stmt = sa.select(sub)

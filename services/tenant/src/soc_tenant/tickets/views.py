@@ -155,9 +155,11 @@ async def list_tickets(
     )
     # substrings through the lookup of the accounts' names (readmodel.lookups): an index, not a scan
     if created_by and created_by.replace("\x00", "").strip():
-        stmt = stmt.where(lookups.ticket_value(scope, k.c.created_by_name, "created_by", created_by))
+        by = lookups.ticket_value(scope, k.c.created_by_name, "created_by", created_by)
+        stmt = stmt.where(await lookups.resolve_values(session, by))
     if account_name and account_name.replace("\x00", "").strip():
-        stmt = stmt.where(lookups.ticket_value(scope, k.c.account_name, "account_name", account_name))
+        named = lookups.ticket_value(scope, k.c.account_name, "account_name", account_name)
+        stmt = stmt.where(await lookups.resolve_values(session, named))
     if has_ti_match is not None:
         matched = timatches.ticket_has_match(scope)
         stmt = stmt.where(matched if has_ti_match else ~matched)
