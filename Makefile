@@ -6,11 +6,11 @@ SHELL := /bin/bash
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON ?= $(shell command -v python3.11 || command -v python3)
 
-# Type-checked with mypy (settings in pyproject.toml); libs/shared strictly. The tenant service is
-# not in the list yet.
-TYPED_PACKAGES := gateway/src/soc_gateway services/auth/src/soc_auth services/siem-ingest/src/soc_siem_ingest \
-	services/soar-ingest/src/soc_soar_ingest services/itsm-ingest/src/soc_itsm_ingest \
-	services/threatintel/src/soc_threatintel
+# Type-checked with mypy (settings in pyproject.toml); libs/shared strictly, every service with the
+# same settings.
+TYPED_PACKAGES := gateway/src/soc_gateway services/auth/src/soc_auth services/tenant/src/soc_tenant \
+	services/siem-ingest/src/soc_siem_ingest services/soar-ingest/src/soc_soar_ingest \
+	services/itsm-ingest/src/soc_itsm_ingest services/threatintel/src/soc_threatintel
 
 .PHONY: up test deps install stop status lint schemas bench backup restore k8s-scan chaos web client
 

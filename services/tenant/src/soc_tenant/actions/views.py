@@ -334,7 +334,7 @@ async def accept(
         ActionRequested(
             command_id=str(command_id),
             idempotency_key=key,
-            action=action,  # type: ignore[arg-type]
+            action=action,
             integration_id=integration_id,
             vendor_tenant=vendor_tenant,
             company_id=str(company_id) if company_id else None,
@@ -355,7 +355,7 @@ def _as_view(row: dict[str, Any]) -> dict[str, Any]:
 
 
 # --- routes ----------------------------------------------------------------------------------------
-ACCEPTED = {
+ACCEPTED: dict[int | str, dict[str, Any]] = {
     202: {"description": "Accepted: the command id; GET /tenant/actions/{id}/ reads the outcome"},
     409: {"description": "The Idempotency-Key was used for another request, or the integration is gone"},
 }

@@ -8,7 +8,7 @@ import json
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 import sqlalchemy as sa
 from fastapi import APIRouter, FastAPI, Query, WebSocket, WebSocketDisconnect
@@ -18,6 +18,7 @@ from soc_shared.api import Page
 from soc_shared.errors import ApiError
 from soc_shared.events import ChatMessagePosted
 from soc_shared.security import InvalidToken, Principal
+from sqlalchemy.engine import CursorResult
 
 from soc_tenant.chat.live import CLOSE_TOKEN_EXPIRED, Subscriber, dumps
 from soc_tenant.chat.responses import AdminUnread, ChatMessage, MessagesSeen, TenantUnread
@@ -152,7 +153,7 @@ async def mark_seen(tx: Tx, company_id: uuid.UUID, up_to_id: int | None, up_to: 
     if up_to is not None:
         stmt = stmt.where(chat_message.c.sent_at <= up_to)
     result = await tx.session.execute(stmt.values({column.name: sa.func.now()}))
-    return int(result.rowcount or 0)
+    return int(cast("CursorResult[Any]", result).rowcount or 0)
 
 
 # --- REST ------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, overload
 
 from fastapi import Depends, FastAPI, Query, Request
 from loguru import logger
@@ -141,9 +141,14 @@ UserWriter = Annotated[Principal, Depends(require_user_write)]
 Person = Annotated[Principal, Depends(require_person)]
 
 
+@overload
+def scoped_company(principal: Principal, company_id: uuid.UUID | str) -> uuid.UUID: ...
+@overload
+def scoped_company(principal: Principal, company_id: None) -> uuid.UUID | None: ...
 def scoped_company(principal: Principal, company_id: uuid.UUID | str | None) -> uuid.UUID | None:
     """The company a caller may address: a tenant's own (404 for any other, so other companies cannot
-    even be detected), anything for admins and services (None = all)."""
+    even be detected), anything for admins and services (None = all; never None when one is asked
+    for)."""
     scope = company_scope(principal, None if company_id is None else str(company_id))
     return None if scope is None else as_uuid(scope, "company")
 

@@ -310,7 +310,7 @@ async def last_sync(session: ScopedSession, scope: AnyScope) -> dict[str, Any]:
     if not scope.everything:
         stmt = stmt.where(s.c.integration_id.in_(scope.integration_ids() or [""]))
     rows = [as_dict(r) for r in (await session.execute(stmt)).all()]
-    kinds = (
+    kinds: dict[Any, Any] = (
         dict(
             (
                 await session.execute(
@@ -538,7 +538,7 @@ async def summary_eps(
     """Per company and QRadar tenant: EPS of the last 24 h (or from/to) against the contract."""
     await session.execute(NO_JIT)
     items = await eps_summary(session, Scope(principal, None), "hour", window)
-    names = dict((await session.execute(sa.text("SELECT id::text, name FROM company"))).all())
+    names: dict[Any, Any] = dict((await session.execute(sa.text("SELECT id::text, name FROM company"))).all())
     for item in items:
         item["company_name"] = names.get(item["company_id"])
     return _listing(items, paging)

@@ -41,7 +41,7 @@ from soc_tenant.control.deps import (
     not_found,
     page,
 )
-from soc_tenant.control.models import SearchText, Strict, text
+from soc_tenant.control.models import NO_CONTROL_CHARS, SearchText, Strict, text_rule
 from soc_tenant.control.options import options
 from soc_tenant.control.tables import (
     company,
@@ -77,7 +77,7 @@ IntegrationType = Literal["SIEM", "SOAR", "ITSM", "THREAT_INTELLIGENCE"]
 SubtypeName = Literal["IBM_QRADAR", "CORTEX_XSOAR", "MANAGEENGINE_SDP", "CYWARE"]
 CredentialKindName = Literal["API_KEY", "USERNAME_PASSWORD", "SECRET_KEY_ACCESS_KEY", "OAUTH_CLIENT"]
 Status = Literal["pending", "active", "error", "disabled"]
-InstanceName = text(100)
+InstanceName = Annotated[str, text_rule(100), NO_CONTROL_CHARS]
 
 # Failures that no retry will fix: the integration is in error at once.
 CREDENTIAL_CATEGORIES = {"bad_credentials", "permission", "tls", "clock"}
@@ -691,7 +691,7 @@ async def apply_sync_reports(app: FastAPI, reports: list[SyncReported]) -> None:
                 stmt = insert(r).values(
                     integration_id=report.integration_id, resource=report.resource, **values
                 )
-                update = {k: stmt.excluded[k] for k in values if k != "last_success_at"}
+                update: dict[str, Any] = {k: stmt.excluded[k] for k in values if k != "last_success_at"}
                 update["last_success_at"] = sa.func.coalesce(
                     stmt.excluded.last_success_at, r.c.last_success_at
                 )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
+from enum import Enum
 from typing import Annotated, Any
 
 import sqlalchemy as sa
@@ -24,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from soc_tenant.audit import views as audit
 from soc_tenant.control.deps import AdminReader, AdminWriter, ControlTx, Paging, Tx, invalid, not_found, page
-from soc_tenant.control.models import Strict, VolumeType, text
+from soc_tenant.control.models import NO_CONTROL_CHARS, Strict, VolumeType, text_rule
 from soc_tenant.control.tables import (
     company,
     integration,
@@ -41,7 +42,7 @@ router = APIRouter(tags=["mappings"])
 
 Volume = Annotated[Decimal, Field(ge=0, le=Decimal("999999999999.99"), max_digits=14, decimal_places=2)]
 CollectorIds = Annotated[list[Annotated[int, Field(ge=0, le=2**53)]], Field(max_length=1000)]
-AccountText = text(255)
+AccountText = Annotated[str, text_rule(255), NO_CONTROL_CHARS]
 
 
 class QradarMappingIn(Strict):
@@ -404,8 +405,11 @@ def _routes(
         return (await views(tx.session, kind, [await get_mapping(tx.session, kind, mapping_id)]))[0]
 
     async def update_route(
-        tx: ControlTx, principal: AdminWriter, mapping_id: uuid.UUID, body: update_model
-    ) -> dict[str, Any]:  # type: ignore[valid-type]
+        tx: ControlTx,
+        principal: AdminWriter,
+        mapping_id: uuid.UUID,
+        body: update_model,  # type: ignore[valid-type]
+    ) -> dict[str, Any]:
         before = (await views(tx.session, kind, [await get_mapping(tx.session, kind, mapping_id)]))[0]
         await update_mapping(tx, kind, mapping_id, body.model_dump(exclude_unset=True))  # type: ignore[attr-defined]
         view = (await views(tx.session, kind, [await get_mapping(tx.session, kind, mapping_id)]))[0]
@@ -437,7 +441,7 @@ def _routes(
     # Postponed annotations name closure variables, which FastAPI cannot resolve: give it the classes.
     create_route.__annotations__["body"] = body_model
     update_route.__annotations__["body"] = update_model
-    tag = ["mappings"]
+    tag: list[str | Enum] = ["mappings"]
     router.add_api_route(
         base,
         list_route,

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
@@ -71,6 +72,23 @@ class Candidate:
     facts: dict[str, Any]
     due_at: datetime | None = None
     accepts: Callable[[Any], bool] = field(default=lambda rule: True)
+
+
+# What a rule asks beyond its trigger (``Candidate.accepts``, bound to the candidate's figure).
+def _offense_at_least(severity: int, rule: Any) -> bool:
+    return severity >= (rule.min_offense_severity or 0)
+
+
+def _incident_at_least(severity: str, rule: Any) -> bool:
+    return incident_rank(severity) >= incident_rank(rule.min_incident_severity or "unknown")
+
+
+def _polls_at_least(polls: int, rule: Any) -> bool:
+    return polls >= (rule.polls or 1)
+
+
+def _within_lead(now: datetime, deadline: datetime, rule: Any) -> bool:
+    return now >= deadline - timedelta(minutes=rule.lead_minutes or 0)
 
 
 def offense_severity(severity: int) -> str:
@@ -259,7 +277,7 @@ async def event_candidates(
                             "domain_id": p.domain_id,
                         },
                         p.start_time,
-                        accepts=lambda rule, s=p.severity: s >= (rule.min_offense_severity or 0),
+                        accepts=partial(_offense_at_least, p.severity),
                     )
                 )
     if incidents:
@@ -281,9 +299,7 @@ async def event_candidates(
                             "integration_id": i,
                         },
                         p.created,
-                        accepts=lambda rule, s=p.severity.value: (
-                            incident_rank(s) >= incident_rank(rule.min_incident_severity or "unknown")
-                        ),
+                        accepts=partial(_incident_at_least, p.severity.value),
                     )
                 )
     if tickets:
@@ -403,7 +419,7 @@ async def report_candidates(conn: AsyncConnection, reports: list[SyncReported]) 
                         "error": (rep.error_message or rep.error_category or "")[:300],
                     },
                     rep.finished_at,
-                    accepts=lambda rule, n=failures: n >= (rule.polls or 1),
+                    accepts=partial(_polls_at_least, failures),
                 )
             )
         elif empty_polls and empty_since is not None:
@@ -417,7 +433,7 @@ async def report_candidates(conn: AsyncConnection, reports: list[SyncReported]) 
                     f"{empty_polls} poll(s) in a row brought no records since {empty_since.isoformat()}",
                     {**facts, "polls": empty_polls},
                     rep.finished_at,
-                    accepts=lambda rule, n=empty_polls: n >= (rule.polls or 1),
+                    accepts=partial(_polls_at_least, empty_polls),
                 )
             )
     return out
@@ -514,9 +530,7 @@ async def sla_candidates(conn: AsyncConnection, rules: list[Any], now: datetime)
                         f"({int(left.total_seconds() // 60)} min left).",
                         {**facts, "lead_minutes": int(left.total_seconds() // 60)},
                         deadline,
-                        accepts=lambda rule, dl=deadline: (
-                            now >= dl - timedelta(minutes=rule.lead_minutes or 0)
-                        ),
+                        accepts=partial(_within_lead, now, deadline),
                     )
                 )
     return out

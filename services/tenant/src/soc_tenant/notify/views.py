@@ -340,6 +340,7 @@ def _validate_channel(tx: Tx, body: ChannelIn, existing: Any | None) -> tuple[di
         elif not has_secret:
             raise invalid(["body", "url"], f"a {body.kind} channel needs its incoming-webhook url")
         else:
+            assert existing is not None  # a stored secret: the channel exists
             config = dict(existing.config)
     if body.kind != "email" and any(
         getattr(body, f)

@@ -34,6 +34,7 @@ from soc_tenant.readmodel.common import (
     ASSETS,
     DASHBOARD,
     AnyScope,
+    Bounded,
     CompanyScope,
     IntegrationParam,
     PageParams,
@@ -785,7 +786,7 @@ def utilisation(
     return out
 
 
-def eps_window(granularity: str, window: TimeRange) -> TimeRange:
+def eps_window(granularity: str, window: TimeRange) -> Bounded:
     return window.bounded(days=1 if granularity == "hour" else 30)
 
 

@@ -13,7 +13,7 @@ import functools
 import io
 import json
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -76,7 +76,7 @@ class ReadRoute(APIRoute):
                 return result
             response = FastJSONResponse(result)
             if checker is not None and checking_responses():
-                checker().validate_json(response.body)
+                checker().validate_json(bytes(response.body))
             return response
 
         kwargs["response_model"] = None
@@ -261,10 +261,10 @@ class TimeRange:
     end: datetime | None
     preset: int | None = None  # the ``filter_type`` it came from, if any
 
-    def bounded(self, days: int = 30) -> TimeRange:
+    def bounded(self, days: int = 30) -> Bounded:
         """The range with defaults filled in: ``days`` back from ``to`` (or now)."""
         end = self.end or datetime.now(UTC)
-        return TimeRange(self.start or end - timedelta(days=days), end, self.preset)
+        return Bounded(self.start or end - timedelta(days=days), end, self.preset)
 
     def previous(self, now: datetime | None = None) -> TimeRange | None:
         """The period of the same length just before this one (None for an open start)."""
@@ -279,6 +279,14 @@ class TimeRange:
         return TimeRange(
             self.start - length - timedelta(microseconds=1), self.start - timedelta(microseconds=1)
         )
+
+
+@dataclass
+class Bounded(TimeRange):
+    """A time range with both ends (:meth:`TimeRange.bounded`)."""
+
+    start: datetime
+    end: datetime
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -458,7 +466,7 @@ def clean_str(value: str | None) -> str | None:
 
 def ordering(
     sort: str | None,
-    allowed: dict[str, sa.ColumnElement[Any]],
+    allowed: Mapping[str, sa.ColumnElement[Any]],
     default: str,
     tiebreak: sa.ColumnElement[Any] | None = None,
 ) -> list[Any]:

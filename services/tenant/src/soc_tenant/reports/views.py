@@ -279,6 +279,7 @@ async def weekly_closure_trend(
 ) -> list[dict[str, Any]]:
     """Per week (Monday, UTC) of the window: incidents reported (created), resolved (now closed or
     archived) and still pending — from the daily rollup."""
+    window = window.bounded()  # the report passes a bounded window
     d = t.incident_daily
     week = sa.func.date_trunc("week", d.c.day).label("week")
     resolved = sa.func.coalesce(sa.func.sum(d.c.n).filter(d.c.status.in_(CLOSED_STATUSES)), 0)

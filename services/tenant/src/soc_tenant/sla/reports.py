@@ -20,6 +20,7 @@ from soc_tenant.incidents.views import OPEN_STATUSES, IncidentFilterParams, Inci
 from soc_tenant.readmodel import tables as t
 from soc_tenant.readmodel.common import (
     DASHBOARD,
+    Bounded,
     CompanyScope,
     PageParams,
     Range,
@@ -435,11 +436,11 @@ async def compliance(session: ScopedSession, scope: Scope, window: TimeRange) ->
     start, end = window_key(window)
     return await cached(
         ("compliance", scope.company_id, start, end),
-        lambda: _compliance(session, scope, TimeRange(start, end)),
+        lambda: _compliance(session, scope, Bounded(start, end)),
     )
 
 
-async def _compliance(session: ScopedSession, scope: Scope, window: TimeRange) -> dict[str, Any]:
+async def _compliance(session: ScopedSession, scope: Scope, window: Bounded) -> dict[str, Any]:
     slas = await company_slas(session, scope)
     sub = sla_select(scope, slas, window, datetime.now(UTC)).subquery()
     rows = (
@@ -569,11 +570,11 @@ async def severity_metrics(session: ScopedSession, scope: CompanyScope, window: 
 async def overview(session: ScopedSession, scope: Scope, window: TimeRange) -> dict[str, Any]:
     start, end = window_key(window)
     return await cached(
-        ("overview", scope.company_id, start, end), lambda: _overview(session, scope, TimeRange(start, end))
+        ("overview", scope.company_id, start, end), lambda: _overview(session, scope, Bounded(start, end))
     )
 
 
-async def _overview(session: ScopedSession, scope: Scope, window: TimeRange) -> dict[str, Any]:
+async def _overview(session: ScopedSession, scope: Scope, window: Bounded) -> dict[str, Any]:
     slas = await company_slas(session, scope)
     sub = sla_select(scope, slas, window, datetime.now(UTC)).subquery()
     row = (

@@ -27,7 +27,7 @@ step is, else pending if any is, else met if any is, else no_start / no_sla.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -247,7 +247,7 @@ def targets_values(pairs: Iterable[tuple[str, str, str | None]], slas: Mapping[s
                         target.ttdn_minutes,
                     )
                 )
-    columns = list(zip(*data, strict=True)) if data else [[] for _ in range(8)]
+    columns: list[Sequence[Any]] = list(zip(*data, strict=True)) if data else [[] for _ in range(8)]
     from sqlalchemy.dialects.postgresql import ARRAY
 
     text_array, int_array = ARRAY(sa.Text), ARRAY(sa.Integer)

@@ -31,14 +31,14 @@ from soc_tenant.control.deps import (
     invalid,
     scoped_company,
 )
-from soc_tenant.control.models import SlaLevel, Strict, text
+from soc_tenant.control.models import NO_CONTROL_CHARS, SlaLevel, Strict, text_rule
 from soc_tenant.control.tables import company, integration, sla_company, sla_default
 from soc_tenant.sla.responses import CompanySla, SlaLevelTargets
 
 router = APIRouter(tags=["sla"])
 
 LEVELS = tuple(level.value for level in SlaLevel)
-AccountName = text(255)
+AccountName = Annotated[str, text_rule(255), NO_CONTROL_CHARS]
 Minutes = Annotated[int, Field(ge=1, le=525_600, description="minutes (at most a year)")]
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 from decimal import Decimal
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Request, Response
@@ -44,13 +44,14 @@ from soc_tenant.control.deps import (
     scoped_company,
 )
 from soc_tenant.control.models import (
+    NO_CONTROL_CHARS,
     SLA_LEVEL_LABELS,
     VOLUME_TYPE_LABELS,
     SearchText,
     Strict,
     VolumeType,
     choices,
-    text,
+    text_rule,
 )
 from soc_tenant.control.tables import (
     company,
@@ -88,8 +89,8 @@ from soc_tenant.tenants.responses import (
 
 router = APIRouter(tags=["tenants"])
 
-AccountName = text(255)
-InstanceName = text(100)
+AccountName = Annotated[str, text_rule(255), NO_CONTROL_CHARS]
+InstanceName = Annotated[str, text_rule(100), NO_CONTROL_CHARS]
 
 
 class TenantQradarMapping(Strict):
@@ -165,9 +166,9 @@ async def integrations_of_company(session: AsyncSession, company_id: uuid.UUID) 
         .mappings()
         .all()
     )
-    rows = [dict(r) for r in rows]
-    reports = await sync_reports_for(session, [r["id"] for r in rows])
-    return [integration_view(r, reports.get(str(r["id"]), [])) for r in rows]
+    found = [dict(r) for r in rows]
+    reports = await sync_reports_for(session, [r["id"] for r in found])
+    return [integration_view(r, reports.get(str(r["id"]), [])) for r in found]
 
 
 async def tenant_detail(session: AsyncSession, company_id: uuid.UUID) -> dict[str, Any]:
@@ -187,13 +188,13 @@ async def create_tenant(tx: Tx, body: TenantCreate, compensations: list[str]) ->
         await create_mapping(
             tx, QRADAR, {"company_id": company_id, **m.model_dump()}, loc=["body", "qradar_mappings", str(n)]
         )
-    for n, m in enumerate(body.soar_mappings):
+    for n, sm in enumerate(body.soar_mappings):
         await create_mapping(
-            tx, SOAR, {"company_id": company_id, **m.model_dump()}, loc=["body", "soar_mappings", str(n)]
+            tx, SOAR, {"company_id": company_id, **sm.model_dump()}, loc=["body", "soar_mappings", str(n)]
         )
-    for n, m in enumerate(body.itsm_mappings):
+    for n, im in enumerate(body.itsm_mappings):
         await create_mapping(
-            tx, ITSM, {"company_id": company_id, **m.model_dump()}, loc=["body", "itsm_mappings", str(n)]
+            tx, ITSM, {"company_id": company_id, **im.model_dump()}, loc=["body", "itsm_mappings", str(n)]
         )
     if body.sla is not None:
         await _apply_sla(tx, company_id, body.sla)
