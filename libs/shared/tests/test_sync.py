@@ -534,3 +534,65 @@ async def test_kept_clients_are_reused_until_the_integration_changes(db, bus):
     assert clients.fetches == fetches + 1 and used[-1] == ("v5", False)
     await ingestor.stop()
     assert all(c.closed for c in clients.built)
+
+
+async def test_integration_changes_queued_during_runs_are_applied_in_large_batches(db, bus):
+    """150 changes waiting on the queue are applied a batch at a time of many, not five (the
+    default prefetch): under load each batch waits its turn behind the runs, so batches of five
+    made onboarding crawl at about a change a second."""
+    vendor = Vendor(1)
+    release = asyncio.Event()
+    original = vendor.fetch
+
+    async def held_fetch(ctx: SyncContext, cursor: dict[str, Any] | None) -> AsyncIterator[Page]:
+        await release.wait()
+        async for page in original(ctx, cursor):
+            yield page
+
+    name = f"test-onboard-{uuid.uuid4().hex[:6]}"
+    ingestor = Ingestor(
+        name=name,
+        vendor="fake",
+        subtype="IBM_QRADAR",
+        db=db,
+        bus=bus,
+        resources=[Resource("records", 60, held_fetch)],
+        client_factory=lambda i, c: None,
+        credentials=_credentials,
+        concurrency=8,
+    )
+    batches: list[int] = []
+    handle = ingestor.on_integration_changed
+
+    async def counted(deliveries: list[Any]) -> None:
+        batches.append(len(deliveries))
+        await handle(deliveries)
+
+    ingestor.on_integration_changed = counted  # type: ignore[method-assign]
+    # the queue exists (and binds) before the changes are published
+    await ingestor.start(run_scheduler=False)
+    await ingestor.stop()
+    ids = sorted(f"onb-{uuid.uuid4().hex[:6]}" for _ in range(150))
+    for i in ids:  # one message each, as the tenant's outbox sends them
+        await bus.publish([make_event("tenant.integration.changed", _change(i), source="/test", subject=i)])
+    await ingestor.start()  # runs in flight (held) while the changes arrive
+    try:
+
+        async def all_known() -> None:
+            while len(await _known(db, ids)) < len(ids):  # noqa: ASYNC110 (polls the database)
+                await asyncio.sleep(0.05)
+
+        await asyncio.wait_for(all_known(), 60)
+    finally:
+        release.set()
+        await ingestor.stop()
+    assert sum(batches) >= len(ids)
+    assert max(batches) > 5 and len(batches) < len(ids) // 5, batches
+
+
+async def _known(db: Database, ids: list[str]) -> list[str]:
+    from soc_shared.sync import integration_table
+
+    async with db.session() as session:
+        rows = await session.execute(sa.select(integration_table.c.id).where(integration_table.c.id.in_(ids)))
+        return [r[0] for r in rows]
