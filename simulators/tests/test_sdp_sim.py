@@ -550,12 +550,13 @@ async def test_faults_that_lose_the_answer_of_a_create_that_happened() -> None:
 
 
 async def test_request_notes_are_added_listed_and_move_the_request(client: httpx.AsyncClient) -> None:
-    """``POST /api/v3/requests/{id}/notes`` (``request_note``, description mandatory) answers 201
-    with the note; the request's ``last_updated_time`` moves, so an incremental list shows it."""
+    """``POST /api/v3/requests/{id}/notes`` (``note`` on-premises, ``request_note`` in the cloud,
+    description mandatory) answers 201 with the note under the same key; the request's
+    ``last_updated_time`` moves, so an incremental list shows it."""
     account = (await accounts(client))[0]["id"]
     request = (await list_page(client, account, row_count=1, start_index=1)).json()["requests"][0]
     before = (await client.get(f"/api/v3/requests/{request['id']}", headers=ON_PREM)).json()["request"]
-    note = {"request_note": {"description": "Blocked at the firewall", "show_to_requester": True}}
+    note = {"note": {"description": "Blocked at the firewall", "show_to_requester": True}}
     added = await client.post(
         f"/api/v3/requests/{request['id']}/notes",
         headers=ON_PREM,
@@ -565,14 +566,37 @@ async def test_request_notes_are_added_listed_and_move_the_request(client: httpx
     assert added.status_code == 201, added.text
     body = added.json()
     assert body["response_status"]["status_code"] == 2000
-    assert body["request_note"]["description"] == "Blocked at the firewall"
-    assert body["request_note"]["show_to_requester"] is True
+    assert body["note"]["description"] == "Blocked at the firewall"
+    assert body["note"]["show_to_requester"] is True
+    # the cloud edition's key is request_note, and each edition refuses the other's
+    cloud_note = {"request_note": {"description": "Escalated to L3"}}
+    in_cloud = await client.post(
+        f"/api/v3/requests/{request['id']}/notes",
+        headers=await cloud(client),
+        params={"ACCOUNTID": account},
+        data={"input_data": json.dumps(cloud_note)},
+    )
+    assert in_cloud.status_code == 201, in_cloud.text
+    assert in_cloud.json()["request_note"]["description"] == "Escalated to L3"
+    assert_failed(
+        await client.post(
+            f"/api/v3/requests/{request['id']}/notes",
+            headers=ON_PREM,
+            params={"ACCOUNTID": account},
+            data={"input_data": json.dumps(cloud_note)},
+        ),
+        400,
+        4012,
+    )
     after = (await client.get(f"/api/v3/requests/{request['id']}", headers=ON_PREM)).json()["request"]
     assert int(after["last_updated_time"]["value"]) > int(before["last_updated_time"]["value"])
     listed = await client.get(f"/api/v3/requests/{request['id']}/notes", headers=ON_PREM)
-    assert [n["description"] for n in listed.json()["notes"]] == ["Blocked at the firewall"]
+    assert [n["description"] for n in listed.json()["notes"]] == [
+        "Blocked at the firewall",
+        "Escalated to L3",
+    ]
 
-    empty = {"input_data": json.dumps({"request_note": {"description": " "}})}
+    empty = {"input_data": json.dumps({"note": {"description": " "}})}
     assert_failed(
         await client.post(f"/api/v3/requests/{request['id']}/notes", headers=ON_PREM, data=empty), 400, 4012
     )

@@ -1142,14 +1142,19 @@ class SdpSim:
         _refresh_overdue(rec.doc, now_ms)
         return rec
 
-    def add_note(self, rec: TicketRecord, payload: dict[str, Any]) -> dict[str, Any]:
-        """``POST /api/v3/requests/{id}/notes``: ``request_note.description`` is mandatory; the
-        note is added by the key's technician and the request's ``last_updated_time`` moves (the
-        request changed, so an incremental list by that field shows it again). ``mark_first_response``
-        sets ``responded_time`` when the request has none."""
-        note = payload.get("request_note")
+    def add_note(
+        self, rec: TicketRecord, payload: dict[str, Any], key: str = "request_note"
+    ) -> dict[str, Any]:
+        """``POST /api/v3/requests/{id}/notes``: the note object is ``note`` on the on-premises
+        edition and ``request_note`` on the cloud one (each edition's v3 documentation; the
+        on-premises ``request_note`` of older builds is not accepted), ``description`` is mandatory;
+        the note is added by the key's technician. ``mark_first_response`` sets ``responded_time``
+        when the request has none. The request's ``last_updated_time`` moves here — an assumption:
+        neither edition's documentation says whether a note touches the request, and nothing of ours
+        depends on it (notes are not synced; an action's outcome comes from this answer)."""
+        note = payload.get(key)
         if not isinstance(note, dict):
-            raise InputError(4012, "input_data needs a request_note object", "request_note")
+            raise InputError(4012, f"input_data needs a {key} object", key)
         description = note.get("description")
         if not isinstance(description, str) or not description.strip():
             raise InputError(4012, "Value for mandatory-field is not provided", "description")
@@ -1611,8 +1616,11 @@ def create_app(seed: int = 7, live: bool = False, **config: Any) -> FastAPI:
     async def add_note(request: Request) -> JSONResponse:
         authorize(request)
         rec = find(request, account_scope(request))
-        note = sim.add_note(rec, await _input_data(request))
-        return JSONResponse({"request_note": note, "response_status": SUCCESS}, status_code=201)
+        # The edition is the credential's: a technician key (authtoken) is the on-premises server,
+        # a Zoho OAuth token the cloud one.
+        key = "note" if request.headers.get("authtoken") else "request_note"
+        note = sim.add_note(rec, await _input_data(request), key)
+        return JSONResponse({key: note, "response_status": SUCCESS}, status_code=201)
 
     async def list_notes(request: Request) -> JSONResponse:
         authorize(request)

@@ -298,13 +298,16 @@ class SdpClient:
     async def add_note(
         self, request_id: str, note: dict[str, Any], *, account_id: str | None = None
     ) -> dict[str, Any]:
-        """``POST requests/{id}/notes`` with ``{"request_note": {...}}``. Not idempotent (a repeat
-        adds the note twice): repeated only when SDP certainly did not process it."""
+        """``POST requests/{id}/notes`` with ``{"note": {...}}`` on the on-premises edition (technician
+        key) and ``{"request_note": {...}}`` on the cloud one (Zoho OAuth), as each edition's v3
+        documentation names it. Not idempotent (a repeat adds the note twice): repeated only when
+        SDP certainly did not process it."""
+        key = "note" if self.auth_style == "authtoken" else "request_note"
         body = await self._call(
             "POST",
             f"requests/{request_id}/notes",
             params=self._scope(account_id),
-            input_data={"request_note": note},
+            input_data={key: note},
             expected=(200, 201),
         )
         created = body.get("request_note") or body.get("note")
