@@ -51,7 +51,8 @@ def test_existing_rows_are_rekeyed_and_accounts_may_share_ids(old_database):
             "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
             "AND a.attnum = ANY(i.indkey) WHERE i.indrelid = 'soar_incident'::regclass AND i.indisprimary"
         ).fetchall()
-        assert {k for (k,) in keys} == {"integration_id", "account", "incident_id"}
+        # (and created: the table is partitioned by it since 0022)
+        assert {k for (k,) in keys} == {"integration_id", "account", "incident_id", "created"}
         # Another account's incident 7 and its note 1@7 now fit beside acme's.
         conn.execute(
             "INSERT INTO soar_incident (integration_id, incident_id, account, name, status, severity, created, "
@@ -63,11 +64,11 @@ def test_existing_rows_are_rekeyed_and_accounts_may_share_ids(old_database):
             "VALUES ('x1', '1@7', '7', 'globex', now(), 'other tenant', 1)"
         )
         assert conn.execute("SELECT count(*) FROM soar_note WHERE note_id = '1@7'").fetchone() == (2,)
-        with pytest.raises(psycopg.errors.UniqueViolation):
+        with pytest.raises(psycopg.errors.UniqueViolation):  # the same incident (created is part of the key)
             conn.execute(
                 "INSERT INTO soar_incident (integration_id, incident_id, account, name, status, severity, "
-                "created, modified, priority, version) VALUES ('x1', '7', 'acme', 'dup', 'active', 'high', "
-                "now(), now(), 'P2', 1)"
+                "created, modified, priority, version) SELECT 'x1', '7', 'acme', 'dup', 'active', 'high', "
+                "created, now(), 'P2', 1 FROM soar_incident WHERE account = 'acme' AND incident_id = '7'"
             )
         # Companies created before the setting measure SLA from occurred, the original's rule.
         assert conn.execute("SELECT sla_clock_start FROM company WHERE name = 'Before 0005'").fetchone() == (

@@ -16,18 +16,22 @@ import pytest_asyncio
 import sqlalchemy as sa
 from soc_shared.db import Database, migrate
 from soc_shared.events import (
+    IncidentSeverity,
+    IncidentStatus,
     OffenseNote,
     OffenseStatus,
     SiemEpsSample,
     SiemMetricSample,
     SiemOffense,
     SiemOffenseNotes,
+    SoarIncident,
+    SoarNote,
 )
 from soc_shared.provision import TENANT_APP_ROLE, admin_dsn, provision_database
 from soc_shared.testing import TEST_DB
 from soc_tenant.readmodel import ingest
 from soc_tenant.readmodel.partitions import OFFENSES, maintain, month_start
-from soc_tenant.readmodel.testing import MIGRATIONS, add_company, event, map_qradar
+from soc_tenant.readmodel.testing import MIGRATIONS, add_company, event, map_qradar, map_soar
 
 BEFORE = "0019_filter_lookups"
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -35,6 +39,13 @@ TABLES = {  # table: the order its rows are compared in
     "qradar_offense": "integration_id, offense_id",
     "eps_sample": "integration_id, domain_id, granularity, window_start, collector",
     "metric_sample": "integration_id, domain_id, family, granularity, window_start",
+    "soar_incident": "integration_id, account, incident_id",
+}
+KEYS = {
+    "qradar_offense": "RANGE (start_time)",
+    "eps_sample": "RANGE (window_start)",
+    "metric_sample": "RANGE (window_start)",
+    "soar_incident": "RANGE (created)",
 }
 
 
@@ -71,6 +82,11 @@ OLD_ROWS = [
     SELECT 'old-qradar', 1, f, 'day', date_trunc('day', now()) - d * interval '1 day',
         date_trunc('day', now()) - (d - 1) * interval '1 day', jsonb_build_array(jsonb_build_object('n', d)), 1
     FROM unnest(ARRAY['event_counts', 'dos']) f, generate_series(0, 500) d""",
+    """INSERT INTO soar_incident (integration_id, incident_id, account, name, status, severity, created, modified,
+        priority, mitre_tactics, version)
+    SELECT 'old-xsoar', g::text, 'acct' || (g % 2), 'incident ' || g, 'active', 'high',
+        now() - (g * interval '1 day'), now(), 'P2', '["TA0001"]', 1
+    FROM generate_series(1, 700) g""",
 ]
 
 
@@ -86,6 +102,7 @@ def upgraded(settings):
             conn.execute(stmt)
         before = {t: fingerprint(conn, t) for t in TABLES}
         before["max_id"] = conn.execute("SELECT max(id) FROM qradar_offense").fetchone()[0]
+        before["max_incident_id"] = conn.execute("SELECT max(id) FROM soar_incident").fetchone()[0]
         conn.execute(ingest.REBUILD_ROLLUPS[0])
         for stmt in ingest.REBUILD_ROLLUPS[1:]:
             conn.execute(stmt)
@@ -112,7 +129,7 @@ def test_an_upgrade_keeps_every_row_and_partitions_the_tables(upgraded):
                 (table,),
             ).fetchone()
             assert kind == "p"
-            assert key == ("RANGE (start_time)" if table == "qradar_offense" else "RANGE (window_start)")
+            assert key == KEYS[table]
             # row-level security on the parent, forced on the owner too, with both policies
             assert conn.execute(
                 "SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE oid = %s::regclass", (table,)
@@ -152,6 +169,14 @@ def test_an_upgrade_keeps_every_row_and_partitions_the_tables(upgraded):
         new_id = conn.execute("SELECT id FROM qradar_offense WHERE offense_id = 9999").fetchone()[0]
         assert new_id > before["max_id"]
         conn.execute("DELETE FROM qradar_offense WHERE offense_id = 9999")
+        conn.execute(
+            "INSERT INTO soar_incident (integration_id, incident_id, account, name, status, severity, created, "
+            "modified, priority, version) VALUES ('old-xsoar', 'new', 'acct0', 'n', 'active', 'low', now(), now(), "
+            "'P4', 1)"
+        )
+        new_id = conn.execute("SELECT id FROM soar_incident WHERE incident_id = 'new'").fetchone()[0]
+        assert new_id > before["max_incident_id"]
+        conn.execute("DELETE FROM soar_incident WHERE incident_id = 'new'")
 
 
 def offense(
@@ -181,10 +206,11 @@ async def store(db: Database, integration_id: str, *payloads) -> None:
             SiemOffenseNotes: "siem.offense_notes.read",
             SiemEpsSample: "siem.eps.sampled",
             SiemMetricSample: "siem.metric.sampled",
+            SoarIncident: "soar.incident.upserted",
+            SoarNote: "soar.note.added",
         }[type(p)]
-        ev = event(
-            rk, p, integration_id, f"s{n}", version=getattr(p, "version", None), vendor_tenant=p.domain_id
-        )
+        tenant = p.account if isinstance(p, (SoarIncident, SoarNote)) else p.domain_id
+        ev = event(rk, p, integration_id, f"s{n}", version=getattr(p, "version", None), vendor_tenant=tenant)
         deliveries.append((ev, p, rk))
     await ingest.store(db, deliveries)
 
@@ -316,11 +342,7 @@ async def test_a_company_past_its_retention_loses_those_records_only(db, upgrade
     assert await rows(db, daily, q=q) == [(11, 1), (22, 4)]
     assert {t: await rows(db, f"SELECT count(*) FROM {t}") for t in untouched} == untouched
     # nothing left to do
-    assert (await maintain(db, settings, NOW)).deleted == {
-        "qradar_offense": 0,
-        "eps_sample": 0,
-        "metric_sample": 0,
-    }
+    assert set((await maintain(db, settings, NOW)).deleted.values()) == {0}
 
 
 async def test_a_partition_past_every_retention_is_dropped_whole(db, upgraded):
@@ -404,3 +426,54 @@ async def test_an_administrator_sets_a_companys_record_retention(client, headers
     assert r.status_code == 200
     assert ids[0] not in {c["company_id"] for c in r.json()["companies"]}
     assert (await client.get("/admin/record-retention/", headers=own)).json()["companies"] == []
+
+
+def incident(incident_id: str, account: str, created: datetime, version: int = 1) -> SoarIncident:
+    return SoarIncident(
+        incident_id=incident_id,
+        account=account,
+        name=f"incident {incident_id} from 81.2.69.160",
+        status=IncidentStatus.ACTIVE,
+        severity=IncidentSeverity.HIGH,
+        created=created,
+        modified=created + timedelta(minutes=version),
+        priority="P2",
+        mitre_tactics=["TA0001"],
+        version=version,
+    )
+
+
+async def test_incidents_past_a_companys_retention_go_with_their_notes_and_terms(db, upgraded):
+    settings = upgraded[0]
+    x = str(uuid.uuid4())
+    a = await add_company(db, f"Incidents 30 days {x[:6]}")
+    b = await add_company(db, f"Incidents for ever {x[:6]}")
+    await map_soar(db, a, x, "acme")
+    await map_soar(db, b, x, "globex")
+    async with db.session() as s:
+        await s.execute(sa.text("INSERT INTO record_retention (company_id, days) VALUES (:c, 30)"), {"c": a})
+    young, old = NOW - timedelta(days=5), NOW - timedelta(days=90)
+    payloads = []
+    for account in ("acme", "globex"):
+        payloads += [incident("1", account, young), incident("2", account, old)]
+        payloads.append(SoarNote(note_id="n1", incident_id="2", account=account, created=old, content="seen"))
+    await store(db, x, *payloads)
+    await store(db, x, incident("2", "acme", old, version=2))  # a later version: still one row
+    incidents = "SELECT account, incident_id FROM soar_incident WHERE integration_id = :x ORDER BY 1, 2"
+    assert await rows(db, incidents, x=x) == [("acme", "1"), ("acme", "2"), ("globex", "1"), ("globex", "2")]
+    terms = "SELECT account, count(*) FROM soar_incident_term WHERE integration_id = :x GROUP BY 1 ORDER BY 1"
+    assert await rows(db, terms, x=x) == [("acme", 2), ("globex", 2)]
+
+    await maintain(db, settings, NOW)
+    assert await rows(db, incidents, x=x) == [("acme", "1"), ("globex", "1"), ("globex", "2")]
+    assert await rows(db, "SELECT account FROM soar_note WHERE integration_id = :x", x=x) == [("globex",)]
+    assert await rows(db, terms, x=x) == [("acme", 1), ("globex", 2)]
+    observed = (
+        "SELECT scope, record_key FROM ti_observable WHERE integration_id = :x AND record_type = 'incident' "
+        "GROUP BY 1, 2 ORDER BY 1, 2"
+    )
+    assert await rows(db, observed, x=x) == [("acme", "1"), ("globex", "1"), ("globex", "2")]
+    totals = "SELECT account, sum(n) FROM incident_totals WHERE integration_id = :x GROUP BY 1 ORDER BY 1"
+    assert await rows(db, totals, x=x) == [("acme", 1), ("globex", 2)]
+    daily = "SELECT account, sum(n) FROM incident_daily WHERE integration_id = :x GROUP BY 1 ORDER BY 1"
+    assert await rows(db, daily, x=x) == [("acme", 1), ("globex", 2)]

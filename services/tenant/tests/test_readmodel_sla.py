@@ -158,9 +158,11 @@ def test_the_upsert_never_lets_an_older_version_win():
         "WHERE t.version <= EXCLUDED.version" in sql
         and "ON CONFLICT (integration_id, offense_id, start_time)" in sql
     )
-    # XSOAR ids are per account: the account is part of the incident's and the note's key.
+    # XSOAR ids are per account: the account is part of the incident's and the note's key (and the
+    # incidents are partitioned by created: their unique key holds it).
     assert (
-        "ON CONFLICT (integration_id, account, incident_id)" in ingest.TARGETS["soar.incident.upserted"].sql()
+        "ON CONFLICT (integration_id, account, incident_id, created)"
+        in ingest.TARGETS["soar.incident.upserted"].sql()
     )
     assert "ON CONFLICT (integration_id, account, note_id)" in ingest.TARGETS["soar.note.added"].sql()
 

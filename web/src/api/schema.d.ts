@@ -8107,7 +8107,7 @@ export interface components {
         };
         /**
          * RecordRetention
-         * @description How long offenses, EPS and metric samples are kept after their vendor time.
+         * @description How long offenses, incidents, EPS and metric samples are kept after their vendor time.
          */
         RecordRetention: {
             /**

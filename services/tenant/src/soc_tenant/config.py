@@ -61,7 +61,7 @@ class Settings(ServiceSettings):
     # retention; the purge runs this often.
     audit_retention_days: int = Field(default=400, ge=0, le=36500)
     audit_purge_interval_seconds: float = 3600.0
-    # The growing read-model records (offenses, EPS and metric samples) are kept this many days
+    # The growing read-model records (offenses, incidents, EPS and metric samples) are kept this many days
     # after their vendor time (0: for ever) unless a company has its own retention; monthly
     # partitions are created this many months ahead; the maintenance (partitions, retention) runs
     # this often and deletes at most ``record_retention_batch`` rows per statement,

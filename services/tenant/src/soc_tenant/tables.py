@@ -703,7 +703,7 @@ soar_incident = sa.Table(
     sa.Column("owner", sa.Text),
     sa.Column("playbook_id", sa.Text),
     sa.Column("investigation_id", sa.Text),
-    sa.Column("created", TS, nullable=False),
+    sa.Column("created", TS, primary_key=True),
     sa.Column("modified", TS, nullable=False),
     sa.Column("occurred", TS),
     sa.Column("closed", TS),
@@ -733,8 +733,9 @@ soar_incident = sa.Table(
     sa.Column("event_id", sa.Text),
     sa.Column("updated_at", TS, nullable=False, server_default=sa.text("now()")),
     sa.Column("vendor_priority", sa.Text),
-    sa.PrimaryKeyConstraint("integration_id", "account", "incident_id", name="soar_incident_pkey"),
-    sa.UniqueConstraint("id", name="soar_incident_id_key"),
+    # Partitioned by month of created (migration 0022): a unique key must hold the partition key.
+    sa.PrimaryKeyConstraint("integration_id", "account", "incident_id", "created", name="soar_incident_pkey"),
+    sa.Index("ix_incident_id", "id"),
     sa.Index("ix_incident_incident_id", "incident_id"),
     sa.Index(
         "ix_incident_offense_ids",
@@ -799,6 +800,7 @@ soar_incident = sa.Table(
         sa.text("created DESC"),
         sa.text("id DESC"),
     ),
+    postgresql_partition_by="RANGE (created)",
 )
 
 # Filter lookups written by the read-model consumer with the incident (see migration 0020): under

@@ -1,5 +1,5 @@
-"""How long the read model keeps a company's growing vendor records (offenses, EPS and metric
-samples): the deployment's ``SOC_TENANT_RECORD_RETENTION_DAYS`` unless the company has its own.
+"""How long the read model keeps a company's growing vendor records (offenses, incidents, EPS
+and metric samples): the deployment's ``SOC_TENANT_RECORD_RETENTION_DAYS`` unless the company has its own.
 Applied by the read model's maintenance (``soc_tenant.readmodel.partitions``)."""
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ class CompanyRecordRetention(ApiModel):
 
 
 class RecordRetention(ApiModel):
-    """How long offenses, EPS and metric samples are kept after their vendor time."""
+    """How long offenses, incidents, EPS and metric samples are kept after their vendor time."""
 
     default_days: int = Field(description="the deployment's retention (0: for ever)")
     companies: list[CompanyRecordRetention] = Field(description="companies with their own retention")

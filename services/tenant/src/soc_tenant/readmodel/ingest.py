@@ -678,7 +678,8 @@ OFFENSE_NOTES = Target(
 INCIDENT = Target(
     "soar_incident",
     # Incident ids are per XSOAR account (each tenant counts from 1): the account is part of the key.
-    ("integration_id", "account", "incident_id"),
+    # The table is partitioned by created (readmodel.partitions): XSOAR sets it once.
+    ("integration_id", "account", "incident_id", "created"),
     (
         "integration_id",
         "incident_id",

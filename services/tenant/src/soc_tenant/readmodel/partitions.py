@@ -1,7 +1,8 @@
 """The read model's growing tables: monthly partitions made ahead of time, and retention per company.
 
 ``qradar_offense`` (by ``start_time``), ``eps_sample`` and ``metric_sample`` (by ``window_start``)
-are partitioned by calendar month (UTC) of the vendor's time for the record (migration 0020). A
+(migration 0020) and ``soar_incident`` (by ``created``, migration 0022) are partitioned by calendar
+month (UTC) of the vendor's time for the record. A
 partition ``<table>_pYYYYMM`` holds one month; ``<table>_default`` catches any row no monthly
 partition covers (far past or future vendor times), so an insert never fails for want of one.
 
@@ -13,7 +14,8 @@ One maintenance round (a ``BackgroundLoop`` of the read model, hourly by default
    partition holds. Partitions carry no grants (the schema's default privileges would give the API
    role rights on them): every query goes through the partitioned table and its row-level security.
 2. **Retention**: a record is kept ``days`` after its vendor time, where ``days`` is the longest
-   retention of the companies its vendor tenant (integration + QRadar domain) is mapped to — a
+   retention of the companies its vendor tenant (integration + QRadar domain or XSOAR account) is
+   mapped to — a
    company's own (``record_retention``) or else the deployment's ``record_retention_days``; 0 keeps
    for ever. Partitions are by time, not by company, so:
    - a **whole partition** is dropped once its month ended before every company's retention (none
@@ -22,8 +24,8 @@ One maintenance round (a ``BackgroundLoop`` of the read model, hourly by default
    - otherwise a company's records past its retention are deleted in **bounded batches**
      (``record_retention_batch`` rows a statement, oldest first, at most
      ``record_retention_max_batches`` statements per table and round; the next round goes on).
-   An offense removed either way takes its notes, its threat-intel observables and matches, and
-   its share of the dashboard rollups with it, in the same statement (under the consumers' lock of
+   An offense or incident removed either way takes its notes, its threat-intel observables and
+   matches, its filter terms and its share of the dashboard rollups with it, in the same statement (under the consumers' lock of
    the table, as their upserts maintain the rollups). Records of a vendor tenant mapped to no
    company are removed only with their partition.
 """
@@ -54,6 +56,9 @@ class Family:
     # what a removed row carries on (``gone``) and the statements removing what hangs off it
     gone_columns: str = ""
     retire: str = ""
+    # the vendor tenant of a row (with ``integration_id``) and the mapping table naming its companies
+    scope: str = "domain_id"
+    mapping: str = "qradar_mapping"
 
     @property
     def default(self) -> str:
@@ -81,6 +86,30 @@ delta AS (SELECT integration_id, domain_id, start_time, severity, status, catego
     + ingest.OFFENSE_ROLLUPS
 )
 
+# The incident rollups of the consumer's statement, without its filter lookups (which read ``up``).
+INCIDENT_COUNTS = ingest.INCIDENT_ROLLUPS.split(",\n-- The filter lookups")[0]
+if "up u" in INCIDENT_COUNTS:  # pragma: no cover - the consumer's statement changed shape
+    raise RuntimeError("the incident rollups read the upsert's rows: retiring incidents needs its own")
+INCIDENT_RETIRE = (
+    """,
+notes AS (
+    DELETE FROM soar_note n USING gone g
+    WHERE n.integration_id = g.integration_id AND n.account = g.account AND n.incident_id = g.incident_id
+    RETURNING 1),
+terms AS (DELETE FROM soar_incident_term x USING gone g WHERE x.id = g.id RETURNING 1),
+observables AS (
+    DELETE FROM ti_observable x USING gone g
+    WHERE x.record_type = 'incident' AND x.integration_id = g.integration_id
+      AND x.scope = g.account AND x.record_key = g.incident_id RETURNING 1),
+matches AS (
+    DELETE FROM ti_match x USING gone g, soar_mapping m
+    WHERE m.integration_id::text = g.integration_id AND m.account = g.account
+      AND x.company_id = m.company_id AND x.record_type = 'incident' AND x.integration_id = g.integration_id
+      AND x.scope = g.account AND x.record_key = g.incident_id RETURNING 1),
+delta AS (SELECT integration_id, account, created, priority, severity, status, type, owner, -1 AS d FROM gone)"""
+    + INCIDENT_COUNTS
+)
+
 OFFENSES = Family(
     "qradar_offense",
     "start_time",
@@ -88,8 +117,18 @@ OFFENSES = Family(
     "integration_id, offense_id, domain_id, start_time, severity, status, categories",
     OFFENSE_RETIRE,
 )
+INCIDENTS = Family(
+    "soar_incident",
+    "created",
+    ingest.INCIDENT.lock_key,
+    "id, integration_id, account, incident_id, created, priority, severity, status, type, owner",
+    INCIDENT_RETIRE,
+    scope="account",
+    mapping="soar_mapping",
+)
 FAMILIES: tuple[Family, ...] = (
     OFFENSES,
+    INCIDENTS,
     Family("eps_sample", "window_start", ingest.TARGETS["siem.eps.sampled"].lock_key),
     Family("metric_sample", "window_start", ingest.TARGETS["siem.metric.sampled"].lock_key),
 )
@@ -98,10 +137,10 @@ _PARTITION = re.compile(r"_p(\d{4})(\d{2})$")
 
 # The retention of every mapped vendor tenant: the longest of its companies' (0: one keeps for ever).
 SCOPES = """
-SELECT m.integration_id::text AS integration_id, m.domain_id AS scope,
+SELECT m.integration_id::text AS integration_id, m.{scope} AS scope,
        CASE WHEN bool_or(coalesce(r.days, :default_days) = 0) THEN 0
             ELSE max(coalesce(r.days, :default_days)) END AS days
-FROM qradar_mapping m LEFT JOIN record_retention r ON r.company_id = m.company_id
+FROM {mapping} m LEFT JOIN record_retention r ON r.company_id = m.company_id
 GROUP BY 1, 2"""
 
 
@@ -181,9 +220,10 @@ async def ensure_partition(db: Database, family: Family, month: datetime) -> boo
     return True
 
 
-async def _retention(conn: Any, default_days: int) -> tuple[list[tuple[str, int, int]], bool]:
-    """(integration, QRadar domain, days) of every mapped vendor tenant, and whether none keeps for ever."""
-    rows = (await conn.execute(text(SCOPES), {"default_days": default_days})).all()
+async def _retention(conn: Any, family: Family, default_days: int) -> tuple[list[tuple[str, Any, int]], bool]:
+    """(integration, vendor tenant, days) of every mapped vendor tenant, and whether none keeps for ever."""
+    sql = SCOPES.format(scope=family.scope, mapping=family.mapping)
+    rows = (await conn.execute(text(sql), {"default_days": default_days})).all()
     scopes = [(r.integration_id, r.scope, int(r.days)) for r in rows]
     return scopes, all(days > 0 for _, _, days in scopes)
 
@@ -191,7 +231,7 @@ async def _retention(conn: Any, default_days: int) -> tuple[list[tuple[str, int,
 async def drop_partitions(db: Database, family: Family, default_days: int, now: datetime) -> list[str]:
     """Drop the monthly partitions whose month ended before every company's retention."""
     async with db.engine.connect() as conn:
-        scopes, bounded = await _retention(conn, default_days)
+        scopes, bounded = await _retention(conn, family, default_days)
         parts = await partitions_of(conn, family)
     if not bounded or (not scopes and default_days == 0):
         return []
@@ -207,8 +247,8 @@ async def drop_partitions(db: Database, family: Family, default_days: int, now: 
                 unmapped = (
                     await conn.execute(
                         text(
-                            f"SELECT EXISTS (SELECT 1 FROM {name} p WHERE NOT EXISTS (SELECT 1 FROM qradar_mapping m "
-                            "WHERE m.integration_id::text = p.integration_id AND m.domain_id = p.domain_id))"
+                            f"SELECT EXISTS (SELECT 1 FROM {name} p WHERE NOT EXISTS (SELECT 1 FROM {family.mapping} m "
+                            f"WHERE m.integration_id::text = p.integration_id AND m.{family.scope} = p.{family.scope}))"
                         )
                     )
                 ).scalar_one()
@@ -231,7 +271,7 @@ async def delete_expired(
 ) -> int:
     """Delete the records past their companies' retention, oldest first, ``batch`` rows a statement."""
     async with db.engine.connect() as conn:
-        scopes, _ = await _retention(conn, default_days)
+        scopes, _ = await _retention(conn, family, default_days)
     col = family.column
     deleted = batches = 0
     returning = f" RETURNING {family.gone_columns}" if family.retire else " RETURNING 1"
@@ -239,7 +279,7 @@ async def delete_expired(
         if days == 0:
             continue
         cutoff = now - timedelta(days=days)
-        where = f"integration_id = :i AND domain_id = :s AND {col} < :cutoff"
+        where = f"integration_id = :i AND {family.scope} = :s AND {col} < :cutoff"
         while batches < max_batches:
             batches += 1
             async with db.engine.begin() as conn:
