@@ -62,8 +62,6 @@ install_python() {
   export UV_PYTHON_DOWNLOADS=never
   (cd "$ROOT" && uv sync --frozen --all-packages -q)
   (cd "$ROOT/scripts/oidc-provider" && npm ci --no-audit --no-fund --silent)
-  # openapi-typescript and tsc for the contract test's generated client.
-  (cd "$ROOT/scripts/api-client" && npm ci --no-audit --no-fund --silent)
 }
 
 as_pg() { runuser -u postgres -- "$@"; }
