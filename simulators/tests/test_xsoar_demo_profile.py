@@ -50,3 +50,26 @@ def test_default_profile_keeps_its_slow_pace_for_the_ingestors_edge_cases() -> N
     met = sum(n for (_, verdict), n in outcome.items() if verdict == "met")
     breached = sum(n for (_, verdict), n in outcome.items() if verdict == "breached")
     assert met / (met + breached) < 0.2
+
+
+def test_demo_severities_and_close_reasons_are_distributed_as_in_a_working_soc() -> None:
+    records = list(XsoarSim(seed=7, profile="demo").records.values())
+    severities = Counter(rec.doc["severity"] for rec in records)
+    share = {s: n / len(records) for s, n in severities.items()}
+    # Few critical incidents, most medium and low.
+    assert 0.02 < share[4] < 0.09 and share[2] > share[3] > share[4], share
+    assert share[1] + share[2] > 0.55, share
+    closed = [rec.doc["closeReason"] for rec in records if rec.doc["status"] == 2]
+    reasons = Counter(closed)
+    # Most closures are true positives resolved or false positives; duplicates and others are few.
+    assert set(reasons) == {"Resolved", "False Positive", "Duplicate", "Other"}, reasons
+    assert (reasons["Resolved"] + reasons["False Positive"]) / len(closed) > 0.7, reasons
+    assert reasons["Other"] < reasons["Duplicate"] < reasons["False Positive"] < reasons["Resolved"], reasons
+
+
+def test_default_profile_keeps_its_severity_and_close_reason_mix() -> None:
+    records = list(XsoarSim(seed=7).records.values())
+    share4 = sum(1 for rec in records if rec.doc["severity"] == 4) / len(records)
+    assert share4 > 0.06  # 10 % critical, as before
+    reasons = Counter(rec.doc["closeReason"] for rec in records if rec.doc["status"] == 2)
+    assert reasons["Other"] > 0.12 * sum(reasons.values())  # the uniform pick of five (one in five)

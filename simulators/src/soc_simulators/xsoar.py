@@ -125,6 +125,10 @@ class SocPace:
     open_matched_days: float = 0.0
     """Incidents created this recently that carry an indicator the threat feed names stay open
     (the analysts are on them), so the demo's dashboard has open incidents with matches."""
+    severity_weights: tuple[float, ...] = SEVERITY_WEIGHTS
+    """Weights of SEVERITIES (informational ... critical) for new incidents."""
+    close_reasons: tuple[tuple[str, float], ...] = tuple((r, 1.0) for r in CLOSE_REASONS)
+    """XSOAR's close reasons with their weights."""
 
 
 DEMO_PACE = SocPace(
@@ -141,6 +145,11 @@ DEMO_PACE = SocPace(
     stalled_share=0.03,
     fetch_delay_minutes=(0.3, 2.5),
     open_matched_days=14,
+    # A monitored estate raises few critical incidents and many low and medium ones (about 5 %
+    # critical, 18 % high, 35 % medium, 30 % low, 12 % informational) ...
+    severity_weights=(12, 30, 35, 18, 5),
+    # ... and most closures are true positives dealt with or false positives, a few duplicates.
+    close_reasons=(("Resolved", 45), ("False Positive", 35), ("Duplicate", 12), ("Other", 8)),
 )
 PROFILES = {"default": None, "demo": DEMO_PACE}
 
@@ -664,7 +673,7 @@ class XsoarSim:
         self, rng: Random, num: int, account: str, created_us: int, now_us: int, seq: int
     ) -> IncidentRecord:
         """An incident as it stands today after its analysts worked on it since ``created_us``."""
-        severity = rand_weighted(rng, SEVERITIES, SEVERITY_WEIGHTS)
+        severity = rand_weighted(rng, SEVERITIES, self._severity_weights)
         if self.pace is not None:
             return self._plan_paced(rng, self.pace, num, account, severity, created_us, now_us, seq)
         # Critical incidents move through the phases faster than informational ones.
@@ -936,11 +945,20 @@ class XsoarSim:
         )  # 0 within SLA, 2 late
         fields["ttacalculation"] = timer
 
-    @staticmethod
-    def _close_doc(rng: RandomSource, doc: dict[str, Any], created_us: int, at_us: int) -> None:
+    @property
+    def _severity_weights(self) -> tuple[float, ...]:
+        return self.pace.severity_weights if self.pace is not None else SEVERITY_WEIGHTS
+
+    def _close_doc(self, rng: RandomSource, doc: dict[str, Any], created_us: int, at_us: int) -> None:
         doc["status"] = 2
         doc["closed"] = rfc3339(at_us)
-        doc["closeReason"] = doc["rawCloseReason"] = rand_pick(rng, CLOSE_REASONS)
+        if self.pace is None:
+            doc["closeReason"] = doc["rawCloseReason"] = rand_pick(rng, CLOSE_REASONS)
+        else:
+            reasons = self.pace.close_reasons
+            doc["closeReason"] = doc["rawCloseReason"] = rand_weighted(
+                rng, [r for r, _ in reasons], [w for _, w in reasons]
+            )
         doc["closingUserId"] = doc["owner"] or "admin"
         doc["closeNotes"] = doc["closeNotes"] or "Closed after recovery; see the war room for details."
         doc["runStatus"] = "completed"
