@@ -44,6 +44,8 @@ from sqlalchemy.dialects.postgresql import JSONB, insert
 
 from soc_shared.bus import COMMANDS_EXCHANGE, BatchConsumer, Bus, Delivery
 from soc_shared.events import ActionCompleted, ActionError, ActionRequested, Payload, make_event
+from soc_shared.lease import Lease
+from soc_shared.loop import BackgroundLoop
 from soc_shared.sync import bind_credentials, describe_error
 
 ACTIONS = Counter("soc_vendor_actions_total", "Vendor actions by outcome", ["ingestor", "action", "outcome"])
@@ -155,9 +157,17 @@ class ActionRunner:
         self.sync_after = dict(sync_after or {})
         self.source = f"/{ingestor.name}/{ingestor.vendor}/actions"
         self.owner = f"{socket.gethostname()}:{os.getpid()}:actions:{uuid.uuid4().hex[:6]}"
+        # ``lease_until`` is also when a pending command is due again (after a failed attempt's backoff).
+        self.lease = Lease(
+            table,
+            key=("command_id",),
+            owner="owner",
+            until="lease_until",
+            holder=self.owner,
+            seconds=lease_seconds,
+        )
         self._consumer: BatchConsumer | None = None
-        self._reconciler: asyncio.Task[None] | None = None
-        self._stop = asyncio.Event()
+        self._reconciler: BackgroundLoop | None = None
 
     # ------------------------------------------------------------------------------ lifecycle
     async def start(self, *, consume: bool = True, reconcile: bool = True) -> None:
@@ -172,14 +182,14 @@ class ActionRunner:
             )
             await self._consumer.start()
         if reconcile:
-            self._stop.clear()
-            self._reconciler = asyncio.create_task(self._reconcile_forever())
+            self._reconciler = BackgroundLoop(
+                "action-reconciler", self._reconcile_round, interval=self.reconcile_interval, immediate=True
+            )
+            self._reconciler.start()
 
     async def stop(self) -> None:
-        self._stop.set()
         if self._reconciler is not None:
-            self._reconciler.cancel()
-            await asyncio.gather(self._reconciler, return_exceptions=True)
+            await self._reconciler.stop(grace_seconds=0)  # a vendor call in flight is abandoned
             self._reconciler = None
         if self._consumer is not None:
             await self._consumer.stop()
@@ -206,8 +216,7 @@ class ActionRunner:
             "company_id": command.company_id,
             "command": command.model_dump(mode="json"),
             "state": "pending",
-            "owner": self.owner,
-            "lease_until": sa.func.now() + timedelta(seconds=self.lease_seconds),
+            **self.lease.held(),
         }
         async with self.db.session() as session:
             inserted = (
@@ -462,46 +471,15 @@ class ActionRunner:
     async def reconcile_once(self, limit: int = 20) -> int:
         """Take up pending commands whose lease ran out (elapsed backoffs, crashed owners)."""
         t = self.table
-        due = (
-            sa.select(t.c.command_id)
-            .where(t.c.state == "pending", t.c.lease_until < sa.func.now())
-            .order_by(t.c.lease_until)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-            .cte("due")
-        )
         async with self.db.session() as session:
-            rows = [
-                dict(r)
-                for r in (
-                    await session.execute(
-                        sa.update(t)
-                        .where(t.c.command_id == due.c.command_id)
-                        .values(
-                            owner=self.owner,
-                            lease_until=sa.func.now() + timedelta(seconds=self.lease_seconds),
-                        )
-                        .returning(*t.c)
-                    )
-                )
-                .mappings()
-                .all()
-            ]
+            rows = await self.lease.claim(session, t.c.state == "pending", limit=limit)
         await asyncio.gather(*(self._run(r) for r in rows), return_exceptions=True)
         return len(rows)
 
-    async def _reconcile_forever(self) -> None:
-        while not self._stop.is_set():
-            try:
-                while await self.reconcile_once():
-                    pass
-                await self.republish_once()
-            except Exception as exc:  # noqa: BLE001 - the database may be briefly away
-                logger.warning("action reconciler: {}", exc)
-            try:
-                await asyncio.wait_for(self._stop.wait(), timeout=self.reconcile_interval)
-            except TimeoutError:
-                pass
+    async def _reconcile_round(self) -> None:
+        while await self.reconcile_once():
+            pass
+        await self.republish_once()
 
     async def rows(self, **where: Any) -> list[dict[str, Any]]:
         """Action rows (tests and support)."""

@@ -18,8 +18,8 @@ table:
 - :meth:`Lease.lock_due` — the due rows locked (``FOR UPDATE SKIP LOCKED``) in the caller's
   transaction, for work short enough to hold the lock throughout (a table without a holder).
 
-Used by the sync scheduler (``sync_state``), itsm-ingest's ticket requests and the tenant
-service's pending calls; each keeps its table.
+Used by the sync scheduler (``sync_state``), itsm-ingest's ticket requests, the vendor actions'
+commands (:mod:`soc_shared.actions`) and the tenant service's pending calls; each keeps its table.
 """
 
 from __future__ import annotations
