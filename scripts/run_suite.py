@@ -41,7 +41,11 @@ SERVICES = [
 ]
 
 
-def wait_healthy(name: str, url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+def wait_healthy(name: str, url: str, proc: subprocess.Popen[bytes], timeout: float | None = None) -> None:
+    # A first start after an install compiles every module it imports; on a busy two-core machine
+    # one service can take minutes, so the wait is generous and adjustable.
+    if timeout is None:
+        timeout = float(os.environ.get("SOC_START_TIMEOUT", "240"))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
