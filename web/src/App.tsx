@@ -1,5 +1,6 @@
 import { lazy, Suspense, type ReactNode } from "react";
 import { BrowserRouter, Navigate, Route, Routes, useLocation } from "react-router-dom";
+import { getTokens, prefetchJson } from "./api/client";
 import { SessionProvider, useSession } from "./auth/session";
 import { CompanyProvider } from "./components/company";
 import { Layout } from "./components/Layout";
@@ -10,7 +11,12 @@ const loadDashboard = () => import("./features/dashboard/Dashboard");
 const Dashboard = lazy(loadDashboard);
 // A cold load of the dashboard (the landing page) fetches its code while the session is restored,
 // instead of after (ECharts still comes after the key figures).
-if (/^\/(dashboard\/?)?$/.test(window.location.pathname)) void loadDashboard();
+if (/^\/(dashboard\/?)?$/.test(window.location.pathname) && getTokens()) {
+  void loadDashboard();
+  // Its figures too (the company an admin last looked at; a tenant user's own).
+  const company = sessionStorage.getItem("soc.company");
+  prefetchJson("/tenant/dashboard/", company ? { company_id: company } : {});
+}
 const ListPage = lazy(() => import("./features/lists/ListPage"));
 const DetailPage = lazy(() => import("./features/details/DetailPage"));
 const Reports = lazy(() => import("./features/reports/Reports"));

@@ -49,10 +49,33 @@ export interface Session {
 
 const SessionContext = createContext<Session | null>(null);
 
+const USER_KEY = "soc.user";
+
+/** The signed-in person as last seen (this tab only): a reload draws the page at once with it while
+ * /auth/me/ confirms it — the API decides what may be read, this only shapes the menu. */
+function storedUser(): User | null {
+  if (!getTokens()) return null;
+  try {
+    const raw = sessionStorage.getItem(USER_KEY);
+    return raw ? (JSON.parse(raw) as User) : null;
+  } catch {
+    return null;
+  }
+}
+
+function keepUser(user: User | null): void {
+  if (user) sessionStorage.setItem(USER_KEY, JSON.stringify(user));
+  else sessionStorage.removeItem(USER_KEY);
+}
+
 export function SessionProvider({ children }: { children: ReactNode }) {
-  const [user, setUser] = useState<User | null>(null);
-  const [loading, setLoading] = useState(() => getTokens() !== null);
+  const [user, setUserState] = useState<User | null>(storedUser);
+  const [loading, setLoading] = useState(() => getTokens() !== null && storedUser() === null);
   const [endReason, setEndReason] = useState<string | null>(null);
+  const setUser = useCallback((next: User | null) => {
+    keepUser(next);
+    setUserState(next);
+  }, []);
 
   useEffect(() => {
     if (getTokens()) {
@@ -67,13 +90,16 @@ export function SessionProvider({ children }: { children: ReactNode }) {
         setEndReason(reason ?? null);
       }
     });
-  }, []);
+  }, [setUser]);
 
-  const accept = useCallback((answer: LoginAnswer) => {
-    setTokens(answer);
-    setEndReason(null);
-    setUser(answer.user);
-  }, []);
+  const accept = useCallback(
+    (answer: LoginAnswer) => {
+      setTokens(answer);
+      setEndReason(null);
+      setUser(answer.user);
+    },
+    [setUser],
+  );
 
   const signIn = useCallback(
     async (username: string, password: string) => {

@@ -3,7 +3,7 @@ import { NavLink, Outlet, useLocation } from "react-router-dom";
 import { getJson } from "../api/client";
 import { useSession } from "../auth/session";
 import { useCompany } from "./company";
-import { LiveProvider, useLiveFrames } from "./live";
+import { LiveProvider, useAfterFirstScreen, useLiveFrames } from "./live";
 import { Loading } from "./States";
 import { applyTheme, initialTheme, type Theme } from "./theme";
 
@@ -50,7 +50,9 @@ function useUnreadChat(): number {
   const { scope } = useCompany();
   const [unread, setUnread] = useState(0);
   const location = useLocation();
+  const started = useAfterFirstScreen();
   useEffect(() => {
+    if (!started) return;
     let stop = false;
     const poll = () =>
       getJson<{ unread?: number; count?: number }>("/tenant/chat/unread/", scope)
@@ -62,7 +64,7 @@ function useUnreadChat(): number {
       stop = true;
       window.clearInterval(timer);
     };
-  }, [scope.company_id, location.pathname]);
+  }, [scope.company_id, location.pathname, started]);
   return unread;
 }
 
@@ -71,7 +73,9 @@ function useUnreadNotifications(): number {
   const { scope } = useCompany();
   const [unread, setUnread] = useState(0);
   const location = useLocation();
+  const started = useAfterFirstScreen();
   useEffect(() => {
+    if (!started) return;
     let stop = false;
     getJson<{ unread: number }>("/tenant/notifications/", { ...scope, limit: 1 })
       .then((answer) => !stop && setUnread(Number(answer.unread ?? 0)))
@@ -79,7 +83,7 @@ function useUnreadNotifications(): number {
     return () => {
       stop = true;
     };
-  }, [scope.company_id, location.pathname]);
+  }, [scope.company_id, location.pathname, started]);
   useLiveFrames("notification", (frame) => {
     if (frame.event === "notification.posted") setUnread((n) => n + 1);
   });

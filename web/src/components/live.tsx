@@ -14,6 +14,20 @@ interface Live {
   subscribe: (type: string, listener: Listener) => () => void;
 }
 
+/**
+ * True once the page has had `ms` since it was loaded: what the first screen does not draw (unread
+ * counts, the live socket) waits, so the first screen's requests have the server to themselves.
+ */
+export function useAfterFirstScreen(ms = 1500): boolean {
+  const [ready, setReady] = useState(() => performance.now() >= ms);
+  useEffect(() => {
+    if (ready) return;
+    const timer = window.setTimeout(() => setReady(true), ms - performance.now());
+    return () => window.clearTimeout(timer);
+  }, [ready, ms]);
+  return ready;
+}
+
 const LiveContext = createContext<Live>({ status: "offline", subscribe: () => () => undefined });
 
 /**
@@ -72,14 +86,17 @@ export function LiveProvider({ children }: { children: ReactNode }) {
   const { companyId } = useCompany();
   const [status, setStatus] = useState<LiveStatus>("connecting");
   const listeners = useRef(new Map<string, Set<Listener>>());
+  const started = useAfterFirstScreen();
   useEffect(
     () =>
-      openSocket(
-        companyId,
-        (frame) => listeners.current.get(frame.type)?.forEach((listener) => listener(frame)),
-        setStatus,
-      ),
-    [companyId],
+      started
+        ? openSocket(
+            companyId,
+            (frame) => listeners.current.get(frame.type)?.forEach((listener) => listener(frame)),
+            setStatus,
+          )
+        : undefined,
+    [companyId, started],
   );
   const subscribe = (type: string, listener: Listener) => {
     const set = listeners.current.get(type) ?? new Set<Listener>();

@@ -1,4 +1,4 @@
-import { lazy, Suspense, useMemo, type ComponentProps } from "react";
+import { createContext, lazy, Suspense, useContext, useEffect, useMemo, useState, type ComponentProps } from "react";
 import { Link } from "react-router-dom";
 import { getJson } from "../../api/client";
 import type { Chart as ChartCanvas } from "../../components/Chart";
@@ -37,9 +37,33 @@ const DAY = 86_400_000;
 // cards are drawn and take input as soon as the dashboard's numbers arrive.
 const EChart = lazy(() => import("../../components/Chart").then((m) => ({ default: m.Chart })));
 
+/**
+ * True once the key figures are on screen and the browser has had a moment: ECharts' code (the
+ * dashboard's heaviest work) is evaluated then, so it does not hold up the first screen's input.
+ */
+function useAfterPaint(ready: boolean): boolean {
+  const [done, setDone] = useState(false);
+  useEffect(() => {
+    if (!ready || done) return;
+    let timer = 0;
+    const frame = requestAnimationFrame(() => {
+      timer = window.setTimeout(() => setDone(true), 250);
+    });
+    return () => {
+      cancelAnimationFrame(frame);
+      window.clearTimeout(timer);
+    };
+  }, [ready, done]);
+  return done;
+}
+
+const ChartsReady = createContext(false);
+
 function Chart(props: ComponentProps<typeof ChartCanvas>) {
+  const placeholder = <div className="chart" style={{ height: props.height ?? 280 }} role="img" aria-label={props.summary} aria-busy="true" />;
+  if (!useContext(ChartsReady)) return placeholder;
   return (
-    <Suspense fallback={<div className="chart" style={{ height: props.height ?? 280 }} role="img" aria-label={props.summary} aria-busy="true" />}>
+    <Suspense fallback={placeholder}>
       <EChart {...props} />
     </Suspense>
   );
@@ -100,8 +124,8 @@ const PRIORITIES = ["P1", "P2", "P3", "P4"];
 export default function Dashboard() {
   const { scope } = useCompany();
   const main = useAsync(() => getJson<DashboardData>("/tenant/dashboard/", scope), [scope.company_id]);
-  // The charts' own requests go once the key figures are in: they do not compete with them.
-  const ready = main.data !== undefined;
+  // The charts' own requests and code go once the key figures are drawn: they do not compete with them.
+  const ready = useAfterPaint(main.data !== undefined);
   const sla = useAsync(() => (ready ? getJson<SlaCompliance>("/tenant/sla/compliance/", scope) : later<SlaCompliance>()), [scope.company_id, ready]);
   const eps = useAsync(
     () => (ready ? getJson<EpsGraph>("/tenant/eps/graph/", { ...scope, granularity: "hour", from: new Date(Date.now() - 7 * DAY).toISOString() }) : later<EpsGraph>()),
@@ -189,7 +213,7 @@ export default function Dashboard() {
   if (!d) return <Loading label="Loading the dashboard…" />;
   const pct = (v: number | null | undefined) => (v === null || v === undefined ? "—" : `${v.toFixed(1)}%`);
   return (
-    <>
+    <ChartsReady.Provider value={ready}>
       <PageHeader title="Dashboard" />
       <section className="grid cards" aria-label="Key figures" data-testid="dashboard-ready">
         <Stat id="offenses-open" label="Open offenses" value={formatNumber(d.offenses.open)}>
@@ -252,6 +276,6 @@ export default function Dashboard() {
           <p className="muted">No threat alerts.</p>
         )}
       </section>
-    </>
+    </ChartsReady.Provider>
   );
 }
