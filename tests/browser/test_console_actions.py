@@ -405,3 +405,50 @@ def test_admin_edits_a_company_deletes_with_confirmation_and_manages_sessions_mf
     page.get_by_text("Integration SLA removed.").wait_for()
     sla = api.get("admin", f"/admin/companies/{acme['id']}/sla/")
     assert not [o for o in sla["overrides"] if o["account"] == "acme" and o["level"] == "P1"]
+
+
+def test_incident_update_playbook_and_ticket_note_reach_the_vendor(console: Any, api: Api) -> None:
+    incident = api.get("acme.admin", "/tenant/soar-incidents/", status="active", limit=1)["items"][0]
+    analyst = console("acme.admin")
+    page = settled(analyst.open(f"/incidents/{incident['id']}"))
+    owner = f"analyst.{uuid.uuid4().hex[:4]}"
+    form = page.get_by_role("form", name="Update the XSOAR incident")
+    form.get_by_label("Owner").fill(owner)
+    form.get_by_role("button", name="Update incident").click()
+    log = page.get_by_test_id("action-log")
+    log.locator("li[data-status='succeeded']", has_text="Update the XSOAR incident").first.wait_for(
+        timeout=90_000
+    )
+    page.get_by_role("button", name="Choose a playbook…").click()
+    form = page.get_by_role("form", name="Run a playbook")
+    playbook = form.get_by_label("Playbook").locator("option").first.get_attribute("value")
+    form.get_by_role("button", name="Run playbook").click()
+    log.locator("li[data-status='succeeded']", has_text=f"Playbook {playbook} started").first.wait_for(
+        timeout=90_000
+    )
+    done = api.get("acme.admin", "/tenant/actions/", target_type="incident", target_id=str(incident["id"]))[
+        "items"
+    ]
+    assert {a["action"] for a in done if a["status"] == "succeeded"} >= {
+        "xsoar.incident.update",
+        "xsoar.playbook.run",
+    }
+    update = next(a for a in done if a["action"] == "xsoar.incident.update")
+    assert update["result"]["owner"] == owner, update
+    analyst.screenshot("incident-actions")
+
+    ticket = api.get("acme.user", "/tenant/itsm-tickets/", limit=1)["items"][0]
+    user = console("acme.user")
+    page = settled(user.open(f"/tickets/{ticket['id']}"))
+    form = page.get_by_role("form", name="Add a note")
+    form.get_by_label("Note").fill("The customer confirmed the change window.")
+    form.get_by_role("button", name="Add note").click()
+    page.get_by_test_id("action-log").locator("li[data-status='succeeded']", has_text="Note").first.wait_for(
+        timeout=90_000
+    )
+    note = api.get("acme.user", "/tenant/actions/", target_type="ticket", target_id=str(ticket["id"]))[
+        "items"
+    ][0]
+    assert (
+        note["action"] == "sdp.ticket.note" and note["status"] == "succeeded" and note["result"]["note_id"]
+    ), note
