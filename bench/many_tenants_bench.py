@@ -365,6 +365,8 @@ def main() -> None:
     provision_vhost(BENCH_DB, fresh=True)
     suite = Suite(db=BENCH_DB, modules=MODULES, logs=LOGS)
     suite.env["SOC_SIEM_INGEST_CONCURRENCY"] = str(args.concurrency)
+    # One login serves the whole run (steps of thousands of integrations outlast the default 15 min).
+    suite.env["SOC_AUTH_ACCESS_TOKEN_TTL_SECONDS"] = "86400"
     suite.profiled = {n for n in args.profile.split(",") if n}
     try:
         instances = max(int(x) for x in args.steps.split(","))
