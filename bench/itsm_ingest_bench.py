@@ -30,8 +30,8 @@ TicketService (idempotency record committed, SDP search, create, record, publish
 small simulator process, ``--ticket-concurrency`` at once, then the same incidents again
 (duplicates: from the replica's memory, then from the record after a "restart").
 
-A database ``soc_bench_itsm`` and a vhost ``soc_bench_itsm`` are (re)created for the run, so nothing
-reaches the suite's own ``soc`` vhost.
+A database ``soc_bench_itsm`` and a vhost ``soc_bench_itsm`` (or ``SOC_BENCH_DB``: its own name per
+concurrent run) are (re)created for the run, so nothing reaches the suite's own ``soc`` vhost.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCH_DB = BENCH_VHOST = "soc_bench_itsm"
+BENCH_DB = BENCH_VHOST = os.environ.get("SOC_BENCH_DB", "soc_bench_itsm")  # its own name per concurrent run
 QUEUE = "bench.itsm.tickets"
 TOKEN = "sdp-demo-key"
 
