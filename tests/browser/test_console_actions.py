@@ -452,3 +452,40 @@ def test_incident_update_playbook_and_ticket_note_reach_the_vendor(console: Any,
     assert (
         note["action"] == "sdp.ticket.note" and note["status"] == "succeeded" and note["result"]["note_id"]
     ), note
+
+
+def test_a_person_ends_another_session_and_then_all_of_them(console: Any, api: Api) -> None:
+    acme = api.get("admin", "/admin/companies/", q="Acme Corp")["items"][0]
+    username, password = f"acme.roamer.{uuid.uuid4().hex[:4]}", "Acme-Roamer-Demo-4242"
+    member = api.send(
+        "admin",
+        "POST",
+        f"/admin/companies/{acme['id']}/users/",
+        {
+            "username": username,
+            "password": password,
+            "tenant_role": "TENANT_USER",
+            "permissions": ["DASHBOARD"],
+        },
+    )
+    elsewhere = api.http.post("/auth/login/", json={"username": username, "password": password})
+    assert elsewhere.status_code == 200
+    person = console((username, password))
+    page = settled(person.open("/account"))
+    table = page.get_by_test_id("my-sessions")
+    table.wait_for()
+    assert table.locator("tbody tr").count() == 2
+    assert table.locator("tbody tr", has_text="this browser").count() == 1
+    table.locator("tbody tr").filter(has_not_text="this browser").get_by_role(
+        "button", name=re.compile("^End session")
+    ).click()
+    page.get_by_text("That session has ended.").wait_for()
+    assert api.get("admin", f"/admin/users/{member['user_id']}/sessions/")["total"] == 1
+    refused = api.http.post("/auth/token/refresh/", json={"refresh_token": elsewhere.json()["refresh_token"]})
+    assert refused.status_code == 401, refused.text
+    person.screenshot("account-sessions")
+    violations = axe_violations(page)
+    assert not violations, json.dumps([(v["id"], v["help"]) for v in violations])
+    page.get_by_role("button", name="End every session").click()
+    page.get_by_text("You have signed out.").wait_for()
+    assert api.get("admin", f"/admin/users/{member['user_id']}/sessions/")["total"] == 0

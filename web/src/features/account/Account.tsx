@@ -161,6 +161,79 @@ function ChangePassword() {
   );
 }
 
+/** Where this person is signed in (browsers and devices): end one, or all (this one included). */
+function Sessions() {
+  const { signOut } = useSession();
+  const sessions = useAsync(() => unwrap(api.GET("/auth/sessions/")), []);
+  const action = useRunner();
+  return (
+    <section className="card" aria-labelledby="sessions-title">
+      <h2 id="sessions-title">Where you are signed in</h2>
+      {action.outcome}
+      {sessions.error ? <ErrorBox error={sessions.error} onRetry={sessions.reload} /> : null}
+      {sessions.loading && !sessions.data ? <Loading label="Loading your sessions…" /> : null}
+      {sessions.data ? (
+        <div className="table-wrap" tabIndex={0} role="region" aria-label="Your sessions">
+          <table data-testid="my-sessions">
+            <thead>
+              <tr>
+                <th scope="col">Device</th>
+                <th scope="col">From</th>
+                <th scope="col">Last used</th>
+                <th scope="col">Actions</th>
+              </tr>
+            </thead>
+            <tbody>
+              {sessions.data.items.map((s) => (
+                <tr key={s.id}>
+                  <td>
+                    {s.device}
+                    {s.current ? <span className="tag">this browser</span> : null}
+                  </td>
+                  <td>{s.client_ip ?? "—"}</td>
+                  <td>{formatDate(s.last_used_at)}</td>
+                  <td>
+                    {s.current ? null : (
+                      <button
+                        type="button"
+                        disabled={action.busy}
+                        onClick={() =>
+                          void action.run(async () => {
+                            await unwrap(api.DELETE("/auth/sessions/{session_id}/", { params: { path: { session_id: s.id } } }));
+                            sessions.reload();
+                            return "That session has ended.";
+                          })
+                        }
+                      >
+                        End session<span className="skip-link"> on {s.device}</span>
+                      </button>
+                    )}
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      ) : null}
+      <p>
+        <button
+          type="button"
+          className="danger"
+          disabled={action.busy}
+          onClick={() =>
+            void action.run(async () => {
+              await unwrap(api.DELETE("/auth/sessions/"));
+              await signOut();
+            })
+          }
+        >
+          End every session
+        </button>
+      </p>
+    </section>
+  );
+}
+
 export default function Account() {
   const { user } = useSession();
   const local = (user?.auth_source ?? "local") === "local";
@@ -173,6 +246,7 @@ export default function Account() {
       <div className="grid-2">
         <TwoFactor />
         {local ? <ChangePassword /> : null}
+        <Sessions />
       </div>
     </>
   );
