@@ -477,3 +477,16 @@ async def test_incidents_past_a_companys_retention_go_with_their_notes_and_terms
     assert await rows(db, totals, x=x) == [("acme", 1), ("globex", 2)]
     daily = "SELECT account, sum(n) FROM incident_daily WHERE integration_id = :x GROUP BY 1 ORDER BY 1"
     assert await rows(db, daily, x=x) == [("acme", 1), ("globex", 2)]
+
+
+async def test_two_replicas_maintaining_at_once_make_each_partition_once(db, upgraded):
+    import asyncio
+
+    settings = upgraded[0].model_copy(update={"partition_months_ahead": 9})
+    other = Database.from_settings(upgraded[0])
+    try:
+        first, second = await asyncio.gather(maintain(db, settings), maintain(other, settings))
+    finally:
+        await other.dispose()
+    made = f"qradar_offense_p{month_start(NOW, 9):%Y%m}"
+    assert (first.created + second.created).count(made) == 1

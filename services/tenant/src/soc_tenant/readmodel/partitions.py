@@ -193,6 +193,8 @@ async def ensure_partition(db: Database, family: Family, month: datetime) -> boo
         if name in await partitions_of(conn, family):
             return False
         await _lock(conn, family)
+        if name in await partitions_of(conn, family):  # another replica's round made it meanwhile
+            return False
         bounds = f"FOR VALUES FROM ('{lo.isoformat()}') TO ('{hi.isoformat()}')"
         held = (
             await conn.execute(
@@ -243,6 +245,8 @@ async def drop_partitions(db: Database, family: Family, default_days: int, now: 
             continue
         async with db.engine.begin() as conn:
             await _lock(conn, family)
+            if name not in await partitions_of(conn, family):  # another replica's round dropped it
+                continue
             if default_days == 0:
                 unmapped = (
                     await conn.execute(
