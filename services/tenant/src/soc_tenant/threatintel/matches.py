@@ -102,6 +102,25 @@ def has_match(record_type: str, integration_id: Any, scope_value: Any, record_ke
     )
 
 
+def matched_keys(record_type: str, scope: Scope, scope_type: Any = None, key_type: Any = None) -> Any:
+    """The distinct (integration, scope, record key) of the caller's visible matches of one record type.
+
+    Cast to the record table's types on this side, so the records' own keys stay index-usable.
+    """
+    scope_col: Any = m.c.scope if scope_type is None else sa.cast(m.c.scope, scope_type)
+    key_col: Any = m.c.record_key if key_type is None else sa.cast(m.c.record_key, key_type)
+    return (
+        sa.select(m.c.integration_id, scope_col, key_col)
+        .select_from(
+            m.join(
+                a, sa.and_(a.c.integration_id == m.c.alert_integration_id, a.c.short_id == m.c.alert_short_id)
+            )
+        )
+        .where(m.c.record_type == record_type, *visible(scope))
+        .distinct()
+    )
+
+
 def offense_has_match(scope: Scope) -> Any:
     return has_match("offense", o.c.integration_id, o.c.domain_id, o.c.offense_id, scope)
 
@@ -300,17 +319,28 @@ async def summary(session: Any, scope: Scope) -> dict[str, Any]:
     """The figures of :func:`match_summary` (also the dashboard's ``ti_matches`` widget)."""
     from soc_tenant.incidents.views import OPEN_STATUSES
 
+    # Counted from the matches, not per open record: a large tenant has millions of open offenses
+    # and only a few thousand matched ones, and an EXISTS per open record probed the matches once
+    # for each of them.
     incidents = (
         await session.execute(
             sa.select(sa.func.count()).where(
-                scope.soar_filter(i), i.c.status.in_(list(OPEN_STATUSES)), incident_has_match(scope)
+                scope.soar_filter(i),
+                i.c.status.in_(list(OPEN_STATUSES)),
+                sa.tuple_(i.c.integration_id, i.c.account, i.c.incident_id).in_(
+                    matched_keys("incident", scope)
+                ),
             )
         )
     ).scalar_one()
     offenses = (
         await session.execute(
             sa.select(sa.func.count()).where(
-                scope.qradar_filter(o), o.c.status == "OPEN", offense_has_match(scope)
+                scope.qradar_filter(o),
+                o.c.status == "OPEN",
+                sa.tuple_(o.c.integration_id, o.c.domain_id, o.c.offense_id).in_(
+                    matched_keys("offense", scope, sa.BigInteger, sa.BigInteger)
+                ),
             )
         )
     ).scalar_one()
@@ -319,7 +349,11 @@ async def summary(session: Any, scope: Scope) -> dict[str, Any]:
     tickets = (
         await session.execute(
             sa.select(sa.func.count()).where(
-                scope.itsm_filter(k), is_open(k.c.status), ticket_has_match(scope)
+                scope.itsm_filter(k),
+                is_open(k.c.status),
+                sa.tuple_(k.c.integration_id, k.c.account_id, k.c.ticket_id).in_(
+                    matched_keys("ticket", scope)
+                ),
             )
         )
     ).scalar_one()
