@@ -13,8 +13,10 @@ import httpx
 import pytest
 import soc_siem_ingest
 import soc_tenant
+import sqlalchemy as sa
 from soc_shared.db import migrate
 from soc_shared.events import IntegrationChanged
+from soc_shared.sync import sync_state_table
 from soc_siem_ingest.config import Settings as SiemSettings
 from soc_siem_ingest.main import create_app as create_siem_app
 from soc_simulators import qradar as qradar_sim
@@ -74,8 +76,22 @@ async def test_stopped_tenant_consumer_finds_every_event_after_restart(tokens, n
                     changed_at=datetime.now(UTC),
                 ),
             )
-        # ...while siem-ingest polls and publishes. Only this integration's runs are waited for: the
-        # test database may hold other tests' integrations, whose rows fall due again and again.
+        # ...while siem-ingest polls and publishes. The test database holds other tests'
+        # integrations too: their rows are parked (and put back below) so only this one is run.
+        s_t = sync_state_table
+        async with ingestor.db.session() as session:
+            parked = (
+                await session.execute(
+                    sa.select(s_t.c.integration_id, s_t.c.resource, s_t.c.next_run_at).where(
+                        s_t.c.integration_id != integration_id
+                    )
+                )
+            ).all()
+            await session.execute(
+                sa.update(s_t)
+                .where(s_t.c.integration_id != integration_id)
+                .values(next_run_at=sa.func.now() + sa.text("interval '1 day'"))
+            )
         deadline = asyncio.get_running_loop().time() + 240
         while True:
             states = await ingestor.states(integration_id)
@@ -86,6 +102,13 @@ async def test_stopped_tenant_consumer_finds_every_event_after_restart(tokens, n
             assert asyncio.get_running_loop().time() < deadline, states
             if not await ingestor.run_due_once():
                 await asyncio.sleep(0.1)
+        async with ingestor.db.session() as session:
+            for row in parked:
+                await session.execute(
+                    sa.update(s_t)
+                    .where(s_t.c.integration_id == row.integration_id, s_t.c.resource == row.resource)
+                    .values(next_run_at=row.next_run_at)
+                )
         assert states and all(s["last_error"] is None for s in states), [
             (s["resource"], s["last_error"]) for s in states if s["last_error"]
         ]
